@@ -1,0 +1,23 @@
+/**
+ * deltaship: keeps OCI images in a local content-addressed repository and
+ * updates them with oci-delta artifacts. This is the executable's entry point.
+ *
+ * @module
+ */
+import { main } from "./src/cli/main.ts";
+
+/** The real process's standard streams and environment. */
+function processIO() {
+  const out = (s: typeof Deno.stdout | typeof Deno.stderr) => ({
+    isTerminal: s.isTerminal(),
+    async write(bytes: Uint8Array) {
+      let off = 0;
+      while (off < bytes.length) off += await s.write(bytes.subarray(off));
+    },
+  });
+  return { stdout: out(Deno.stdout), stderr: out(Deno.stderr), env: Deno.env.toObject() };
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args, processIO()));
+}

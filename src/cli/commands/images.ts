@@ -1,0 +1,42 @@
+/**
+ * `deltaship images`: list the repository's images.
+ *
+ * @module
+ */
+import type { Command } from "../command.ts";
+import { formatBytes, shortDigest, table } from "../format.ts";
+
+export const imagesCommand: Command = {
+  name: "images",
+  summary: "List images in the repository",
+  usage: "",
+  description: `
+One row per tag (untagged images show <none>): name, manifest digest, config
+digest, uncompressed size and layer count.`,
+  options: [],
+  args: { min: 0, max: 0 },
+  async run(ctx) {
+    const repo = await ctx.repo();
+    using _lock = await repo.lock(false);
+    const images = await repo.listImages();
+    const tags = await repo.listTags();
+    const namesOf = (m: string) => tags.filter((t) => t.manifest === m).map((t) => t.name);
+    const rows = images.map((i) => ({
+      names: namesOf(i.manifest),
+      manifest: i.manifest,
+      config: i.config,
+      size: i.layers.reduce((a, l) => a + l.tarSize, 0),
+      layers: i.layers.length,
+      created: i.created,
+    }));
+    if (ctx.json) return void await ctx.printJson(rows);
+    const lines: string[][] = [];
+    for (const r of rows) {
+      for (const name of r.names.length ? r.names : ["<none>"]) {
+        lines.push([name, shortDigest(r.manifest), shortDigest(r.config), formatBytes(r.size), String(r.layers)]);
+      }
+    }
+    lines.sort((a, b) => a[0].localeCompare(b[0]));
+    await ctx.print(table(["NAME", "MANIFEST", "CONFIG", "SIZE", "LAYERS"], lines));
+  },
+};

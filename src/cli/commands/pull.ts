@@ -1,0 +1,61 @@
+/**
+ * `deltaship pull SOURCE [NAME]`: fetch an image (or apply a delta) into the repository.
+ *
+ * @module
+ */
+import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
+import { pull } from "../../repo/pull.ts";
+import { checkTagName } from "../../repo/repository.ts";
+import { openSource } from "../../transport/reference.ts";
+import { UsageError } from "../../errors.ts";
+import type { Command } from "../command.ts";
+import { formatBytes, plural, shortDigest } from "../format.ts";
+
+export const pullCommand: Command = {
+  name: "pull",
+  summary: "Pull an image into the repository",
+  usage: "SOURCE [NAME]",
+  description: `
+SOURCE is oci:DIR[:REF] or oci-archive:FILE[:REF]. REF is a tag
+(org.opencontainers.image.ref.name) or a manifest digest; without REF the layout
+must hold exactly one manifest. The image is tagged NAME, which defaults to REF
+(or the layout entry's own tag). Layers already in the repository are not
+fetched again; pulling an image already present only updates the tag.
+
+From an image index the platform of this machine is chosen, or --platform.`,
+  options: [
+    { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
+    { name: "name", type: "string", arg: "NAME", help: "tag for the image (same as the NAME argument)" },
+  ],
+  args: { min: 1, max: 2 },
+  async run(ctx, args, values) {
+    if (args[1] !== undefined && values.name !== undefined && args[1] !== values.name) {
+      throw new UsageError("pull: NAME given twice (argument and --name) with different values");
+    }
+    const name = args[1] ?? (values.name as string | undefined);
+    if (name !== undefined) checkTagName(name);
+    const platform = values.platform ? parsePlatform(values.platform as string) : hostPlatform();
+    const repo = await ctx.repo();
+    using _lock = await repo.lock(false);
+    const source = await openSource(args[0], { env: ctx.io.env });
+    try {
+      const result = await pull(repo, source, { platform, jobs: ctx.jobs, name, progress: ctx.progress() });
+      ctx.endProgress();
+      if (ctx.json) return void await ctx.printJson(result);
+      const label = result.name ?? `@${result.manifest}`;
+      if (result.alreadyPresent) {
+        await ctx.print(`${label}: already present`);
+      } else {
+        await ctx.print(
+          `Pulled ${label} (${
+            plural(result.layersFetched, "layer")
+          } fetched, ${result.layersSkipped} already present, ${formatBytes(result.bytesFetched)})`,
+        );
+      }
+      await ctx.print(`manifest ${result.manifest}\nconfig   ${result.config}`);
+      if (!result.name) await ctx.note(`untagged; name it with: deltaship tag @${shortDigest(result.manifest)} NAME`);
+    } finally {
+      await source.close();
+    }
+  },
+};

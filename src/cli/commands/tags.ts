@@ -1,0 +1,68 @@
+/**
+ * `deltaship tag`, `untag` and `rm`: naming and removing images.
+ *
+ * @module
+ */
+import { NotFoundError } from "../../errors.ts";
+import { checkTagName } from "../../repo/repository.ts";
+import type { Command } from "../command.ts";
+
+export const tagCommand: Command = {
+  name: "tag",
+  summary: "Give an image another name",
+  usage: "IMAGE NAME",
+  description: `
+Points tag NAME at IMAGE (a tag or @sha256:<hex>), replacing what NAME named before.`,
+  options: [],
+  args: { min: 2, max: 2 },
+  async run(ctx, [image, name]) {
+    checkTagName(name);
+    const repo = await ctx.repo();
+    using _lock = await repo.lock(false);
+    const record = await repo.resolveImage(image);
+    await repo.setTag(name, record.manifest);
+    if (ctx.json) return void await ctx.printJson({ name, manifest: record.manifest });
+    await ctx.print(`${name} -> ${record.manifest}`);
+  },
+};
+
+export const untagCommand: Command = {
+  name: "untag",
+  summary: "Remove a name (the image stays until gc)",
+  usage: "NAME",
+  description: `
+Removes tag NAME. The image itself stays in the repository, reachable by
+@sha256:<hex>, until it is removed with rm or collected by gc.`,
+  options: [],
+  args: { min: 1, max: 1 },
+  async run(ctx, [name]) {
+    checkTagName(name);
+    const repo = await ctx.repo();
+    using _lock = await repo.lock(false);
+    const manifest = await repo.readTag(name);
+    if (!(await repo.removeTag(name))) throw new NotFoundError(`no tag ${JSON.stringify(name)} in the repository`);
+    if (ctx.json) return void await ctx.printJson({ removed: name, manifest });
+    await ctx.print(`Untagged ${name}`);
+  },
+};
+
+export const rmCommand: Command = {
+  name: "rm",
+  summary: "Remove an image and its tags",
+  usage: "IMAGE",
+  description: `
+Removes IMAGE (a tag or @sha256:<hex>) and every tag naming it. Its layers and
+objects stay until gc reclaims what no image uses.`,
+  options: [],
+  args: { min: 1, max: 1 },
+  async run(ctx, [image]) {
+    const repo = await ctx.repo();
+    using _lock = await repo.lock(false);
+    const record = await repo.resolveImage(image);
+    const tags = (await repo.listTags()).filter((t) => t.manifest === record.manifest).map((t) => t.name);
+    for (const t of tags) await repo.removeTag(t);
+    await repo.removeImage(record.manifest);
+    if (ctx.json) return void await ctx.printJson({ removed: record.manifest, tags });
+    await ctx.print(`Removed @${record.manifest}${tags.length ? ` (${tags.join(", ")})` : ""}`);
+  },
+};

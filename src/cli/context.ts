@@ -1,0 +1,133 @@
+/**
+ * What every command runs with: global options resolved against the
+ * environment, the output streams, and the repository (opened on first use).
+ *
+ * @module
+ */
+import { UsageError } from "../errors.ts";
+import { Repository } from "../repo/repository.ts";
+import { type ProgressSink, silentProgress } from "../util/progress.ts";
+import type { OptionSpec, Values } from "./args.ts";
+import { TerminalProgress } from "./progress.ts";
+
+/** An output stream of the CLI. */
+export interface Output {
+  write(bytes: Uint8Array): Promise<void>;
+  /** True when a person is probably watching (a TTY). */
+  isTerminal: boolean;
+}
+
+/** The process's surroundings, injectable so tests can run the CLI in-process. */
+export interface CliIO {
+  stdout: Output;
+  stderr: Output;
+  env: Record<string, string | undefined>;
+}
+
+/** The global options, accepted before or after the command name. */
+export const GLOBAL_OPTIONS: OptionSpec[] = [
+  {
+    name: "repo",
+    type: "string",
+    arg: "DIR",
+    help: "repository (default $DELTASHIP_REPO, else $XDG_DATA_HOME/deltaship, else ~/.local/share/deltaship)",
+  },
+  {
+    name: "jobs",
+    short: "j",
+    type: "string",
+    arg: "N",
+    help: "layers processed at once (default $DELTASHIP_JOBS, else CPU count)",
+  },
+  { name: "json", type: "boolean", help: "machine-readable output" },
+  { name: "quiet", short: "q", type: "boolean", help: "print only results (no progress)" },
+  { name: "progress", type: "string", arg: "WHEN", help: "live progress: auto (on a terminal), always or never" },
+  { name: "help", short: "h", type: "boolean", help: "show help" },
+];
+
+const encoder = new TextEncoder();
+
+/** Resolves the repository directory from the options and environment. */
+export function defaultRepoPath(values: Values, env: Record<string, string | undefined>): string {
+  if (typeof values.repo === "string" && values.repo !== "") return values.repo;
+  if (env.DELTASHIP_REPO) return env.DELTASHIP_REPO;
+  if (env.XDG_DATA_HOME) return `${env.XDG_DATA_HOME}/deltaship`;
+  if (env.HOME) return `${env.HOME}/.local/share/deltaship`;
+  throw new UsageError("no repository: pass --repo DIR or set DELTASHIP_REPO");
+}
+
+/** Parses a positive integer option. */
+export function positiveInt(v: string, what: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new UsageError(`${what} must be a positive integer, got ${JSON.stringify(v)}`);
+  }
+  return n;
+}
+
+/** Global settings and services for one CLI invocation. */
+export class Context {
+  readonly repoPath: string;
+  readonly jobs: number;
+  readonly json: boolean;
+  readonly quiet: boolean;
+  readonly showProgress: boolean;
+  #repo: Repository | undefined;
+  #progress: TerminalProgress | undefined;
+
+  constructor(readonly io: CliIO, values: Values) {
+    this.repoPath = defaultRepoPath(values, io.env);
+    const jobs = typeof values.jobs === "string" ? values.jobs : io.env.DELTASHIP_JOBS;
+    this.jobs = jobs ? positiveInt(jobs, "--jobs") : navigator.hardwareConcurrency || 1;
+    this.json = values.json === true;
+    this.quiet = values.quiet === true;
+    const mode = (values.progress as string | undefined) ?? "auto";
+    if (!["auto", "always", "never"].includes(mode)) {
+      throw new UsageError(`--progress must be auto, always or never, got ${JSON.stringify(mode)}`);
+    }
+    this.showProgress = mode === "always" ||
+      (mode === "auto" && io.stderr.isTerminal && !this.quiet && !this.json);
+  }
+
+  /** The repository, opened (and created) on first use. */
+  async repo(): Promise<Repository> {
+    this.#repo ??= await Repository.open(this.repoPath);
+    return this.#repo;
+  }
+
+  /** Releases the repository's temporary files. */
+  async close(): Promise<void> {
+    this.#progress?.end();
+    await this.#repo?.close();
+  }
+
+  /** A progress sink: live lines on a terminal, silence otherwise. */
+  progress(): ProgressSink {
+    if (!this.showProgress) return silentProgress;
+    this.#progress ??= new TerminalProgress((b) => {
+      this.io.stderr.write(b).catch(() => {});
+    });
+    return this.#progress;
+  }
+
+  /** Ends the live display, if any. */
+  endProgress(): void {
+    this.#progress?.end();
+    this.#progress = undefined;
+  }
+
+  /** Writes text (a newline is added) to stdout. */
+  async print(text: string): Promise<void> {
+    await this.io.stdout.write(encoder.encode(text.endsWith("\n") ? text : text + "\n"));
+  }
+
+  /** Writes a value as JSON to stdout. */
+  async printJson(value: unknown): Promise<void> {
+    await this.print(JSON.stringify(value, null, 2));
+  }
+
+  /** Writes a note to stderr unless quiet. */
+  async note(text: string): Promise<void> {
+    if (!this.quiet) await this.io.stderr.write(encoder.encode(text + "\n"));
+  }
+}

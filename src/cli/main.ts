@@ -1,0 +1,112 @@
+/**
+ * The command-line entry: global options, dispatch to a command, and the rule
+ * for failures (one line on stderr, exit 1; 2 for usage errors; a stack trace
+ * only with DELTASHIP_DEBUG=1).
+ *
+ * @module
+ */
+import { DeltashipError, UsageError } from "../errors.ts";
+import { VERSION } from "../version.ts";
+import { formatOptions, parseArgs } from "./args.ts";
+import { checkArity, type Command, commandHelp } from "./command.ts";
+import { type CliIO, Context, GLOBAL_OPTIONS } from "./context.ts";
+import { fsckCommand } from "./commands/fsck.ts";
+import { imagesCommand } from "./commands/images.ts";
+import { inspectCommand } from "./commands/inspect.ts";
+import { layerCommand } from "./commands/layer.ts";
+import { pullCommand } from "./commands/pull.ts";
+import { rmCommand, tagCommand, untagCommand } from "./commands/tags.ts";
+
+/** Every command, in the order `--help` lists them. */
+export const COMMANDS: Command[] = [
+  pullCommand,
+  imagesCommand,
+  inspectCommand,
+  tagCommand,
+  untagCommand,
+  rmCommand,
+  layerCommand,
+  fsckCommand,
+];
+
+const encoder = new TextEncoder();
+
+function mainHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    "deltaship: keep OCI images in a local content-addressed repository and update them with oci-delta artifacts",
+    "",
+    "Usage: deltaship [global options] <command> [arguments]",
+    "",
+    "Commands:",
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    "",
+    "Global options:",
+    formatOptions(GLOBAL_OPTIONS),
+    "      --version  print the version",
+    "",
+    "Images are named by tag or by @sha256:<hex> (manifest digest).",
+    "Run 'deltaship <command> --help' for a command's arguments and options.",
+    "",
+  ].join("\n");
+}
+
+/** Runs the CLI with `args`; returns the exit status. */
+export async function main(args: string[], io: CliIO): Promise<number> {
+  const debug = io.env.DELTASHIP_DEBUG === "1";
+  let ctx: Context | undefined;
+  try {
+    const globalOptions = [...GLOBAL_OPTIONS, { name: "version", type: "boolean" as const, help: "" }];
+    const top = parseArgs(args, globalOptions, true);
+    if (top.values.version) {
+      await io.stdout.write(encoder.encode(`deltaship ${VERSION}\n`));
+      return 0;
+    }
+    const [name, ...rest] = top.positionals;
+    if (name === undefined || name === "help") {
+      const topic = COMMANDS.find((c) => c.name === rest[0]);
+      await io.stdout.write(encoder.encode(topic ? commandHelp(topic, GLOBAL_OPTIONS) : mainHelp()));
+      return name === undefined && !top.values.help ? 2 : 0;
+    }
+    const cmd = COMMANDS.find((c) => c.name === name);
+    if (!cmd) throw new UsageError(`unknown command ${JSON.stringify(name)} (see deltaship --help)`);
+    const parsed = parseArgs(rest, [...cmd.options, ...GLOBAL_OPTIONS]);
+    const values = { ...top.values, ...parsed.values };
+    if (values.help) {
+      await io.stdout.write(encoder.encode(commandHelp(cmd, GLOBAL_OPTIONS)));
+      return 0;
+    }
+    checkArity(cmd, parsed.positionals);
+    ctx = new Context(io, values);
+    const status = await cmd.run(ctx, parsed.positionals, values);
+    return status ?? 0;
+  } catch (err) {
+    ctx?.endProgress();
+    return await report(err, io, debug);
+  } finally {
+    await ctx?.close();
+  }
+}
+
+async function report(err: unknown, io: CliIO, debug: boolean): Promise<number> {
+  if (err instanceof Deno.errors.BrokenPipe) return 1;
+  let line: string;
+  let status = 1;
+  if (err instanceof DeltashipError) {
+    line = `deltaship: ${err.message}`;
+    status = err.exitCode;
+  } else if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.PermissionDenied) {
+    line = `deltaship: ${(err as Error).message}`;
+  } else if (err instanceof Error && (err as { code?: string }).code === "ENOSPC") {
+    line = `deltaship: no space left on device (${err.message})`;
+  } else {
+    const msg = err instanceof Error ? err.message : String(err);
+    line = `deltaship: internal error: ${msg} (run with DELTASHIP_DEBUG=1 for details, and please report it)`;
+  }
+  if (status === 2) line += "";
+  await io.stderr.write(encoder.encode(line.replaceAll("\n", " ") + "\n")).catch(() => {});
+  if (debug && err instanceof Error && err.stack) {
+    await io.stderr.write(encoder.encode(err.stack + "\n")).catch(() => {});
+  }
+  return status;
+}

@@ -1,0 +1,122 @@
+/**
+ * Typed errors. Every failure a user can cause or meet is a {@link DeltashipError}:
+ * its message is one line that says what went wrong, with the digest or path at
+ * fault, and what to do. The CLI prints that line and exits 1 (2 for
+ * {@link UsageError}); anything else is a bug and gets a stack trace.
+ *
+ * @module
+ */
+
+/** Base class of the errors deltaship reports to its user. */
+export class DeltashipError extends Error {
+  override name = "DeltashipError";
+  /** Process exit status the CLI uses for this error. */
+  readonly exitCode: number = 1;
+}
+
+/** The command line itself is wrong (unknown option, missing argument). Exit status 2. */
+export class UsageError extends DeltashipError {
+  override name = "UsageError";
+  override readonly exitCode: number = 2;
+}
+
+/** Bytes did not hash to the digest that names them. */
+export class DigestMismatchError extends DeltashipError {
+  override name = "DigestMismatchError";
+  constructor(
+    readonly what: string,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(`${what}: digest mismatch: expected ${expected}, got ${actual}`);
+  }
+}
+
+/** A blob was longer or shorter than its descriptor says. */
+export class SizeMismatchError extends DeltashipError {
+  override name = "SizeMismatchError";
+  constructor(
+    readonly what: string,
+    readonly expected: number,
+    readonly actual: number,
+  ) {
+    super(`${what}: size mismatch: expected ${expected} bytes, got ${actual}`);
+  }
+}
+
+/** Something named by the user or by a document does not exist. */
+export class NotFoundError extends DeltashipError {
+  override name = "NotFoundError";
+}
+
+/** Input that is not valid in its format (JSON, tar, OCI document, tar-diff). */
+export class FormatError extends DeltashipError {
+  override name = "FormatError";
+}
+
+/** A media type deltaship does not handle. */
+export class UnsupportedError extends DeltashipError {
+  override name = "UnsupportedError";
+}
+
+/** A path from untrusted input would leave its root. */
+export class UnsafePathError extends DeltashipError {
+  override name = "UnsafePathError";
+  constructor(readonly path: string, detail: string) {
+    super(`unsafe path ${JSON.stringify(path)}: ${detail}`);
+  }
+}
+
+/** The repository on disk is not in a state deltaship can use. */
+export class RepositoryError extends DeltashipError {
+  override name = "RepositoryError";
+}
+
+/** A network or registry failure. */
+export class TransportError extends DeltashipError {
+  override name = "TransportError";
+}
+
+type ErrorClass = new (...args: never[]) => DeltashipError;
+const classes: Record<string, ErrorClass> = {
+  DeltashipError,
+  UsageError,
+  DigestMismatchError,
+  SizeMismatchError,
+  NotFoundError,
+  FormatError,
+  UnsupportedError,
+  UnsafePathError,
+  RepositoryError,
+  TransportError,
+};
+
+/** A structured-clone-safe form of an error, for crossing a Worker boundary. */
+export interface SerializedError {
+  name: string;
+  message: string;
+  stack?: string;
+  fields: Record<string, unknown>;
+}
+
+/** Turns any thrown value into a {@link SerializedError}. */
+export function serializeError(err: unknown): SerializedError {
+  if (err instanceof Error) {
+    const fields: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(err)) {
+      if (typeof v !== "function" && typeof v !== "object") fields[k] = v;
+    }
+    return { name: err.name, message: err.message, stack: err.stack, fields };
+  }
+  return { name: "Error", message: String(err), fields: {} };
+}
+
+/** Rebuilds an error of the original class (when it is one of ours) from its serialized form. */
+export function deserializeError(s: SerializedError): Error {
+  const cls = classes[s.name];
+  const err: Error = cls ? Object.create(cls.prototype) : new Error(s.message);
+  Object.assign(err, s.fields);
+  Object.defineProperty(err, "message", { value: s.message, writable: true, configurable: true });
+  if (s.stack) Object.defineProperty(err, "stack", { value: s.stack, writable: true, configurable: true });
+  return err;
+}

@@ -1,0 +1,169 @@
+/**
+ * OCI and Docker JSON documents (descriptor, manifest, index, image config):
+ * types, and parsers that validate the fields deltaship relies on. The raw bytes
+ * stay the source of truth; these are read-only views of them.
+ *
+ * @module
+ */
+import { FormatError } from "../errors.ts";
+import { parseDigest } from "../util/digest.ts";
+import { INDEX_TYPES, MANIFEST_TYPES, MediaType } from "./media_types.ts";
+
+/** An OCI platform. */
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+/** A content descriptor: what a blob is, where to find it, how to check it. */
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  platform?: Platform;
+  artifactType?: string;
+  urls?: string[];
+}
+
+/** An image manifest (OCI or Docker schema 2), including artifact manifests. */
+export interface Manifest {
+  schemaVersion: 2;
+  mediaType?: string;
+  artifactType?: string;
+  config: Descriptor;
+  layers: Descriptor[];
+  subject?: Descriptor;
+  annotations?: Record<string, string>;
+}
+
+/** An image index (OCI) or manifest list (Docker). */
+export interface Index {
+  schemaVersion: 2;
+  mediaType?: string;
+  manifests: Descriptor[];
+  annotations?: Record<string, string>;
+}
+
+/** The parts of an image config deltaship reads. */
+export interface ImageConfig {
+  architecture?: string;
+  os?: string;
+  rootfs: { type: string; diff_ids: string[] };
+}
+
+/** The annotation that names a manifest in an OCI layout's index. */
+export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** Parses JSON bytes; `what` names the document in errors. */
+export function parseJson(bytes: Uint8Array, what: string): unknown {
+  let text: string;
+  try {
+    text = decoder.decode(bytes);
+  } catch {
+    throw new FormatError(`${what} is not valid UTF-8`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new FormatError(`${what} is not valid JSON (${(e as Error).message})`);
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Validates one descriptor object. */
+export function checkDescriptor(v: unknown, what: string): Descriptor {
+  if (!isObject(v)) throw new FormatError(`${what} is not a descriptor object`);
+  if (typeof v.mediaType !== "string" || v.mediaType === "") {
+    throw new FormatError(`${what} has no mediaType`);
+  }
+  if (typeof v.digest !== "string") throw new FormatError(`${what} has no digest`);
+  parseDigest(v.digest, `${what} digest`);
+  if (typeof v.size !== "number" || !Number.isSafeInteger(v.size) || v.size < 0) {
+    throw new FormatError(`${what} (${v.digest}) has an invalid size`);
+  }
+  if (v.annotations !== undefined && !isObject(v.annotations)) {
+    throw new FormatError(`${what} (${v.digest}) has invalid annotations`);
+  }
+  return v as unknown as Descriptor;
+}
+
+/** What kind of document some manifest bytes are. */
+export type DocumentKind = "manifest" | "index";
+
+/**
+ * Decides whether a document is a manifest or an index, from its own `mediaType`
+ * (or, when that is absent, from the descriptor's, or from its shape).
+ */
+export function documentKind(doc: Record<string, unknown>, descriptorType?: string): DocumentKind {
+  const mt = typeof doc.mediaType === "string" ? doc.mediaType : descriptorType;
+  if (mt && INDEX_TYPES.includes(mt)) return "index";
+  if (mt && MANIFEST_TYPES.includes(mt)) return "manifest";
+  if (mt) throw new FormatError(`unsupported manifest media type ${JSON.stringify(mt)}`);
+  if (Array.isArray(doc.manifests)) return "index";
+  return "manifest";
+}
+
+/** Parses and validates an image manifest. */
+export function parseManifest(bytes: Uint8Array, what: string): Manifest {
+  const v = parseJson(bytes, what);
+  if (!isObject(v)) throw new FormatError(`${what} is not a JSON object`);
+  if (v.schemaVersion !== 2) throw new FormatError(`${what} has schemaVersion ${v.schemaVersion}, expected 2`);
+  if (v.mediaType !== undefined && !MANIFEST_TYPES.includes(v.mediaType as string)) {
+    throw new FormatError(`${what} has media type ${JSON.stringify(v.mediaType)}, not an image manifest`);
+  }
+  checkDescriptor(v.config, `${what} config`);
+  if (!Array.isArray(v.layers)) throw new FormatError(`${what} has no layers list`);
+  v.layers.forEach((l, i) => checkDescriptor(l, `${what} layer ${i}`));
+  if (v.subject !== undefined) checkDescriptor(v.subject, `${what} subject`);
+  if (v.annotations !== undefined && !isObject(v.annotations)) {
+    throw new FormatError(`${what} has invalid annotations`);
+  }
+  return v as unknown as Manifest;
+}
+
+/** Parses and validates an image index or Docker manifest list. */
+export function parseIndex(bytes: Uint8Array, what: string): Index {
+  const v = parseJson(bytes, what);
+  if (!isObject(v)) throw new FormatError(`${what} is not a JSON object`);
+  if (v.schemaVersion !== 2) throw new FormatError(`${what} has schemaVersion ${v.schemaVersion}, expected 2`);
+  if (!Array.isArray(v.manifests)) throw new FormatError(`${what} has no manifests list`);
+  v.manifests.forEach((m, i) => checkDescriptor(m, `${what} entry ${i}`));
+  return v as unknown as Index;
+}
+
+/** Parses and validates an image config far enough to trust its diff_ids. */
+export function parseImageConfig(bytes: Uint8Array, what: string): ImageConfig {
+  const v = parseJson(bytes, what);
+  if (!isObject(v)) throw new FormatError(`${what} is not a JSON object`);
+  const rootfs = v.rootfs;
+  if (!isObject(rootfs) || !Array.isArray(rootfs.diff_ids)) {
+    throw new FormatError(`${what} has no rootfs.diff_ids`);
+  }
+  if (rootfs.type !== "layers") {
+    throw new FormatError(`${what} has rootfs.type ${JSON.stringify(rootfs.type)}, expected "layers"`);
+  }
+  rootfs.diff_ids.forEach((d, i) => {
+    if (typeof d !== "string") throw new FormatError(`${what} diff_id ${i} is not a string`);
+    parseDigest(d, `${what} diff_id ${i}`);
+  });
+  return v as unknown as ImageConfig;
+}
+
+/** Encodes a document as JSON bytes (compact, as deltaship writes new documents). */
+export function encodeJson(doc: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(doc));
+}
+
+/** The empty JSON blob `{}` that artifacts use as their config. */
+export const EMPTY_CONFIG: Descriptor = {
+  mediaType: MediaType.ociEmpty,
+  digest: "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+  size: 2,
+};

@@ -1,0 +1,64 @@
+/**
+ * Importing a layer blob: the compressed stream is verified against its
+ * descriptor, decompressed, hashed against its diff_id and split into the
+ * repository in one pass, with nothing held whole in memory.
+ *
+ * @module
+ */
+import { DeltashipError, FormatError } from "../errors.ts";
+import { layerCompression } from "../oci/media_types.ts";
+import { type Digest, Verifier } from "../util/digest.ts";
+import { decompressor } from "../util/streams.ts";
+import type { RecordFooter } from "./layer_record.ts";
+import type { Repository } from "./repository.ts";
+import { storeLayerTar } from "./layer_writer.ts";
+
+/** A layer blob to import: its descriptor fields and the diff_id the config gives it. */
+export interface LayerBlob {
+  mediaType: string;
+  digest: Digest;
+  size: number;
+  diffId: Digest;
+}
+
+/** Called with the number of compressed bytes just consumed. */
+export type Progress = (bytes: number) => void;
+
+/** Imports one layer blob into the repository under its diff_id. */
+export async function importLayerBlob(
+  repo: Repository,
+  blob: ReadableStream<Uint8Array>,
+  layer: LayerBlob,
+  onProgress?: Progress,
+): Promise<RecordFooter> {
+  const what = `layer ${layer.digest}`;
+  const compression = layerCompression(layer.mediaType, layer.digest);
+  const verifier = new Verifier(what, layer.digest, layer.size);
+  const checked = blob.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        verifier.update(chunk);
+        onProgress?.(chunk.length);
+        controller.enqueue(chunk);
+      },
+      flush() {
+        verifier.finish();
+      },
+    }),
+  );
+  const tar = checked.pipeThrough(decompressor(compression));
+  return await storeLayerTar(repo, decompressErrors(tar, compression), layer.diffId, what);
+}
+
+/** Re-labels decompressor failures as format errors that say what was being decompressed. */
+async function* decompressErrors(
+  stream: ReadableStream<Uint8Array>,
+  compression: string,
+): AsyncGenerator<Uint8Array> {
+  try {
+    yield* stream;
+  } catch (e) {
+    if (e instanceof DeltashipError) throw e;
+    throw new FormatError(`corrupt or truncated ${compression} data (${(e as Error).message})`);
+  }
+}

@@ -1,0 +1,214 @@
+/**
+ * Layer records: how the repository keeps a layer. A record lists, in order, the
+ * pieces of the layer's uncompressed tar: header groups and other bytes verbatim,
+ * runs of zeros by length, and regular-file contents by object digest. Replaying
+ * it gives back the tar byte for byte. The format is described in
+ * `docs/repository.md`.
+ *
+ * @module
+ */
+import { FormatError } from "../errors.ts";
+import { ByteReader, fileSource } from "../util/byte_reader.ts";
+import { toHex } from "../util/digest.ts";
+import { MAX_VARINT_BYTES, writeVarint } from "../util/varint.ts";
+
+/** First bytes of every layer record. */
+export const RECORD_MAGIC = new TextEncoder().encode("DSLAYER1");
+const FOOTER_MAGIC = new TextEncoder().encode("DSLEND01");
+const FOOTER_SIZE = 1 + 8 + 8 + 8;
+
+const HEADER = 0x48; // 'H'
+const RAW = 0x52; // 'R'
+const ZERO = 0x5a; // 'Z'
+const OBJECT = 0x4f; // 'O'
+const END = 0x45; // 'E'
+
+/** Largest R record; longer runs of bytes are split. */
+const MAX_RAW = 1 << 16;
+
+/** One piece of a layer record. */
+export type RecordItem =
+  | { type: "header"; bytes: Uint8Array }
+  | { type: "raw"; bytes: Uint8Array }
+  | { type: "zero"; length: number }
+  | { type: "object"; size: number; hex: string };
+
+/** Totals stored at the end of a record. */
+export interface RecordFooter {
+  /** Length of the uncompressed tar. */
+  tarSize: number;
+  /** Number of tar entries (header groups). */
+  entries: number;
+}
+
+/** Writes a layer record to a file, buffering small writes. */
+export class LayerRecordWriter {
+  #file: Deno.FsFile;
+  #buf = new Uint8Array(1 << 18);
+  #len = 0;
+  #zeros = 0;
+
+  private constructor(file: Deno.FsFile) {
+    this.#file = file;
+    this.#buf.set(RECORD_MAGIC);
+    this.#len = RECORD_MAGIC.length;
+  }
+
+  /** Creates the record file at `path` (a temporary path; the caller renames it). */
+  static async create(path: string): Promise<LayerRecordWriter> {
+    return new LayerRecordWriter(await Deno.open(path, { write: true, createNew: true }));
+  }
+
+  /** Appends a header group. */
+  async header(bytes: Uint8Array): Promise<void> {
+    await this.#tagged(HEADER, bytes);
+  }
+
+  /** Appends bytes kept verbatim; zero bytes are stored as runs. */
+  async bytes(bytes: Uint8Array): Promise<void> {
+    let i = 0;
+    while (i < bytes.length) {
+      let j = i;
+      while (j < bytes.length && bytes[j] === 0) j++;
+      this.#zeros += j - i;
+      if (j === bytes.length) return;
+      let k = j;
+      while (k < bytes.length && (bytes[k] !== 0 || (k + 1 < bytes.length && bytes[k + 1] !== 0))) k++;
+      for (let o = j; o < k; o += MAX_RAW) {
+        await this.#tagged(RAW, bytes.subarray(o, Math.min(k, o + MAX_RAW)));
+      }
+      i = k;
+    }
+  }
+
+  /** Appends a reference to an object holding `size` bytes of file content. */
+  async object(size: number, digest: Uint8Array): Promise<void> {
+    await this.#flushZeros();
+    await this.#room(1 + MAX_VARINT_BYTES + 32);
+    this.#buf[this.#len++] = OBJECT;
+    this.#len = writeVarint(this.#buf, this.#len, size);
+    this.#buf.set(digest, this.#len);
+    this.#len += 32;
+  }
+
+  /** Writes the footer and closes the file. */
+  async finish(footer: RecordFooter): Promise<void> {
+    await this.#flushZeros();
+    await this.#room(FOOTER_SIZE);
+    const view = new DataView(this.#buf.buffer, this.#len, FOOTER_SIZE);
+    view.setUint8(0, END);
+    view.setBigUint64(1, BigInt(footer.tarSize), true);
+    view.setBigUint64(9, BigInt(footer.entries), true);
+    this.#buf.set(FOOTER_MAGIC, this.#len + 17);
+    this.#len += FOOTER_SIZE;
+    await this.#flush();
+    this.#file.close();
+  }
+
+  /** Closes the file without finishing it (the caller removes it). */
+  abort(): void {
+    try {
+      this.#file.close();
+    } catch { /* already closed */ }
+  }
+
+  async #tagged(tag: number, bytes: Uint8Array): Promise<void> {
+    await this.#flushZeros();
+    await this.#room(1 + MAX_VARINT_BYTES);
+    this.#buf[this.#len++] = tag;
+    this.#len = writeVarint(this.#buf, this.#len, bytes.length);
+    if (bytes.length > this.#buf.length - this.#len) {
+      await this.#flush();
+      await writeAll(this.#file, bytes);
+      return;
+    }
+    this.#buf.set(bytes, this.#len);
+    this.#len += bytes.length;
+  }
+
+  async #flushZeros(): Promise<void> {
+    if (this.#zeros === 0) return;
+    await this.#room(1 + MAX_VARINT_BYTES);
+    this.#buf[this.#len++] = ZERO;
+    this.#len = writeVarint(this.#buf, this.#len, this.#zeros);
+    this.#zeros = 0;
+  }
+
+  async #room(n: number): Promise<void> {
+    if (this.#buf.length - this.#len < n) await this.#flush();
+  }
+
+  async #flush(): Promise<void> {
+    await writeAll(this.#file, this.#buf.subarray(0, this.#len));
+    this.#len = 0;
+  }
+}
+
+/** Writes all of `bytes` to a file. */
+export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await file.write(bytes.subarray(off));
+}
+
+/** Reads the totals at the end of a record, checking that it is complete. */
+export async function readFooter(path: string): Promise<RecordFooter> {
+  const file = await Deno.open(path);
+  try {
+    const size = (await file.stat()).size;
+    if (size < RECORD_MAGIC.length + FOOTER_SIZE) throw new FormatError(`layer record ${path} is truncated`);
+    await file.seek(size - FOOTER_SIZE, Deno.SeekMode.Start);
+    const buf = new Uint8Array(FOOTER_SIZE);
+    let n = 0;
+    while (n < FOOTER_SIZE) {
+      const r = await file.read(buf.subarray(n));
+      if (r === null) break;
+      n += r;
+    }
+    const view = new DataView(buf.buffer);
+    if (buf[0] !== END || toHex(buf.subarray(17)) !== toHex(FOOTER_MAGIC)) {
+      throw new FormatError(`layer record ${path} has no valid footer`);
+    }
+    return { tarSize: Number(view.getBigUint64(1, true)), entries: Number(view.getBigUint64(9, true)) };
+  } finally {
+    file.close();
+  }
+}
+
+/** Reads the items of a record in order. Checks the magic and that the footer ends it. */
+export async function* readRecord(path: string): AsyncGenerator<RecordItem, RecordFooter> {
+  const file = await Deno.open(path);
+  try {
+    const r = new ByteReader(fileSource(file, 1 << 18), `layer record ${path}`);
+    const magic = await r.bytes(RECORD_MAGIC.length);
+    if (toHex(magic) !== toHex(RECORD_MAGIC)) throw new FormatError(`${r.what}: not a layer record`);
+    for (;;) {
+      const tag = await r.u8();
+      switch (tag) {
+        case HEADER:
+          yield { type: "header", bytes: await r.bytes(await r.varint()) };
+          break;
+        case RAW:
+          yield { type: "raw", bytes: await r.bytes(await r.varint()) };
+          break;
+        case ZERO:
+          yield { type: "zero", length: await r.varint() };
+          break;
+        case OBJECT: {
+          const size = await r.varint();
+          yield { type: "object", size, hex: toHex(await r.bytes(32)) };
+          break;
+        }
+        case END: {
+          const rest = await r.bytes(FOOTER_SIZE - 1);
+          const view = new DataView(rest.buffer);
+          if (!(await r.atEnd())) throw new FormatError(`${r.what}: data after the footer`);
+          return { tarSize: Number(view.getBigUint64(0, true)), entries: Number(view.getBigUint64(8, true)) };
+        }
+        default:
+          throw new FormatError(`${r.what}: unknown item 0x${tag.toString(16)} at byte ${r.offset - 1}`);
+      }
+    }
+  } finally {
+    file.close();
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * Storing layers: an uncompressed tar stream in, objects and a layer record out,
+ * checked against the layer's diff_id before anything becomes visible.
+ *
+ * @module
+ */
+import { DeltashipError, DigestMismatchError, FormatError } from "../errors.ts";
+import type { TarEntry } from "../tar/header.ts";
+import { type TarSink, TarSplitter } from "../tar/splitter.ts";
+import { type Digest, Hasher, parseDigest } from "../util/digest.ts";
+import { LayerRecordWriter, type RecordFooter } from "./layer_record.ts";
+import { type ObjectWriter, SMALL_OBJECT } from "./objects.ts";
+import type { Repository } from "./repository.ts";
+
+/** Splits tar parts into a record and objects. */
+class RecordSink implements TarSink {
+  entries = 0;
+  #small: Uint8Array | undefined;
+  #smallLength = 0;
+  #large: ObjectWriter | undefined;
+
+  constructor(readonly repo: Repository, readonly record: LayerRecordWriter) {}
+
+  async entry(entry: TarEntry, group: Uint8Array): Promise<void> {
+    this.entries++;
+    await this.record.header(group);
+    if (entry.size === 0) return;
+    if (entry.size <= SMALL_OBJECT) {
+      this.#small = new Uint8Array(entry.size);
+      this.#smallLength = 0;
+    } else {
+      this.#large = await this.repo.objects.begin();
+    }
+  }
+
+  async content(chunk: Uint8Array): Promise<void> {
+    if (this.#small) {
+      this.#small.set(chunk, this.#smallLength);
+      this.#smallLength += chunk.length;
+    } else {
+      await this.#large!.write(chunk);
+    }
+  }
+
+  async endContent(): Promise<void> {
+    if (this.#small) {
+      const bytes = this.#small;
+      this.#small = undefined;
+      await this.record.object(bytes.length, this.repo.objects.putSmall(bytes));
+    } else if (this.#large) {
+      const writer = this.#large;
+      this.#large = undefined;
+      await this.record.object(writer.size, await writer.finish());
+    }
+  }
+
+  async padding(bytes: Uint8Array): Promise<void> {
+    await this.record.bytes(bytes);
+  }
+
+  async trailer(bytes: Uint8Array): Promise<void> {
+    await this.record.bytes(bytes);
+  }
+
+  async abort(): Promise<void> {
+    await this.#large?.abort();
+  }
+}
+
+/**
+ * Stores the uncompressed tar `tar` as the layer `diffId`. The tar is hashed as it
+ * passes; when it does not hash to `diffId` nothing is committed. `what` names the
+ * layer in errors (e.g. its blob digest). Returns the record's totals.
+ */
+export async function storeLayerTar(
+  repo: Repository,
+  tar: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  diffId: Digest,
+  what: string,
+): Promise<RecordFooter> {
+  const hasher = new Hasher(parseDigest(diffId, `${what} diff_id`).algorithm);
+  const tmp = repo.tempPath();
+  const record = await LayerRecordWriter.create(tmp);
+  const sink = new RecordSink(repo, record);
+  const splitter = new TarSplitter(sink);
+  try {
+    for await (const chunk of tar) {
+      hasher.update(chunk);
+      await splitter.write(chunk);
+    }
+    splitter.close();
+    const footer = { tarSize: hasher.size, entries: sink.entries };
+    await record.finish(footer);
+    const actual = hasher.digest();
+    if (actual !== diffId) throw new DigestMismatchError(`${what}: uncompressed layer (diff_id)`, diffId, actual);
+    await repo.commitLayer(tmp, diffId);
+    return footer;
+  } catch (e) {
+    record.abort();
+    await sink.abort();
+    await Deno.remove(tmp).catch(() => {});
+    throw withContext(e, what);
+  }
+}
+
+/** Prefixes our errors with the layer they concern; wraps foreign ones (zlib, I/O) as format errors. */
+export function withContext(e: unknown, what: string): Error {
+  if (e instanceof DeltashipError) {
+    if (!e.message.startsWith(what)) e.message = `${what}: ${e.message}`;
+    return e;
+  }
+  if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied) return e as Error;
+  const msg = e instanceof Error ? e.message : String(e);
+  return new FormatError(`${what}: ${msg}`);
+}

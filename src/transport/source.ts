@@ -1,0 +1,101 @@
+/**
+ * The transport interface: where images come from. A source yields the manifest
+ * its reference names, small documents by descriptor, and blob streams; the
+ * repository neither knows nor cares where the bytes came from. Also here: the
+ * walk from a reference to one platform's manifest, shared by every transport.
+ *
+ * @module
+ */
+import { FormatError } from "../errors.ts";
+import {
+  type Descriptor,
+  documentKind,
+  type Manifest,
+  parseIndex,
+  parseJson,
+  parseManifest,
+  type Platform,
+} from "../oci/documents.ts";
+import { selectPlatform } from "../oci/platform.ts";
+import { type Digest, sha256, verifyBytes } from "../util/digest.ts";
+
+/** A document fetched by reference: exact bytes and their digest. */
+export interface FetchedDocument {
+  bytes: Uint8Array;
+  digest: Digest;
+  /** Media type the transport reported (index entry, Content-Type), if any. */
+  mediaType?: string;
+}
+
+/** A place to pull images (or deltas) from. */
+export interface ImageSource {
+  /** The source as the user wrote it, for messages. */
+  readonly description: string;
+  /** The reference's tag, when it has one (the default image name). */
+  readonly tag?: string;
+  /** The manifest or index the reference names, verified when named by digest. */
+  root(): Promise<FetchedDocument>;
+  /** A manifest, index or config by descriptor; verified against it. */
+  document(desc: Descriptor): Promise<Uint8Array>;
+  /** A blob's bytes as a stream; the consumer verifies them. */
+  blob(desc: Descriptor): Promise<ReadableStream<Uint8Array>>;
+  /** Releases connections and files. */
+  close(): Promise<void>;
+}
+
+/** Options shared by every source. */
+export interface SourceOptions {
+  /** The platform to pick from an index. */
+  platform: Platform;
+}
+
+/** A manifest reached from a reference, with its exact bytes. */
+export interface ResolvedManifest {
+  bytes: Uint8Array;
+  digest: Digest;
+  manifest: Manifest;
+  /** Media type of the manifest (its own field, else the transport's). */
+  mediaType: string;
+}
+
+/** Largest chain of nested indexes followed. */
+const MAX_DEPTH = 4;
+
+/** Follows the source's reference (through indexes, choosing `platform`) to one manifest. */
+export async function resolveManifest(source: ImageSource, platform: Platform): Promise<ResolvedManifest> {
+  let doc = await source.root();
+  let what = source.description;
+  for (let depth = 0; depth < MAX_DEPTH; depth++) {
+    const raw = parseJson(doc.bytes, `${what} manifest`);
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+      throw new FormatError(`${what} manifest is not a JSON object`);
+    }
+    const kind = documentKind(raw as Record<string, unknown>, doc.mediaType);
+    if (kind === "manifest") {
+      const manifest = parseManifest(doc.bytes, `${what} manifest ${doc.digest}`);
+      return {
+        bytes: doc.bytes,
+        digest: doc.digest,
+        manifest,
+        mediaType: manifest.mediaType ?? doc.mediaType ?? "application/vnd.oci.image.manifest.v1+json",
+      };
+    }
+    const index = parseIndex(doc.bytes, `${what} index ${doc.digest}`);
+    const entry = selectPlatform(index, platform, `${what} (index ${doc.digest})`);
+    const bytes = await source.document(entry);
+    doc = { bytes, digest: entry.digest, mediaType: entry.mediaType };
+    what = `${source.description} (${entry.digest})`;
+  }
+  throw new FormatError(`${source.description}: indexes nested deeper than ${MAX_DEPTH}`);
+}
+
+/** Checks fetched document bytes against a descriptor. */
+export function checkDocument(what: string, bytes: Uint8Array, desc: Descriptor): Uint8Array {
+  verifyBytes(what, bytes, desc.digest, desc.size);
+  return bytes;
+}
+
+/** The digest of a document fetched without one to check against. */
+export function digestOf(bytes: Uint8Array): Digest {
+  return sha256(bytes);
+}

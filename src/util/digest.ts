@@ -1,0 +1,147 @@
+/**
+ * Content digests (`sha256:<hex>`, `sha512:<hex>`): parsing, hashing, and verifying
+ * byte streams against them.
+ *
+ * @module
+ */
+import { createHash, type Hash } from "node:crypto";
+import { DigestMismatchError, FormatError, SizeMismatchError } from "../errors.ts";
+
+/** A digest string in OCI form, `algorithm:hex`. */
+export type Digest = string;
+
+const HEX_LENGTH: Record<string, number> = { sha256: 64, sha512: 128 };
+
+/** A digest split into its algorithm and lowercase hex encoding. */
+export interface ParsedDigest {
+  algorithm: "sha256" | "sha512";
+  hex: string;
+}
+
+/** Parses and validates a digest; `what` names it in the error message. */
+export function parseDigest(digest: string, what = "digest"): ParsedDigest {
+  const colon = digest.indexOf(":");
+  const algorithm = digest.slice(0, colon);
+  const hex = digest.slice(colon + 1);
+  const len = HEX_LENGTH[algorithm];
+  if (colon < 0 || !len) {
+    throw new FormatError(`${what} ${JSON.stringify(digest)} is not a sha256 or sha512 digest`);
+  }
+  if (hex.length !== len || !/^[0-9a-f]+$/.test(hex)) {
+    throw new FormatError(`${what} ${JSON.stringify(digest)} has a malformed ${algorithm} value`);
+  }
+  return { algorithm: algorithm as ParsedDigest["algorithm"], hex };
+}
+
+/** True when `s` is a well-formed digest. */
+export function isDigest(s: string): boolean {
+  try {
+    parseDigest(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** SHA-256 digest of some bytes, as `sha256:<hex>`. */
+export function sha256(bytes: Uint8Array | string): Digest {
+  return "sha256:" + createHash("sha256").update(bytes).digest("hex");
+}
+
+/** Incremental hashing of a byte stream for one algorithm. */
+export class Hasher {
+  #hash: Hash;
+  #algorithm: string;
+  /** Bytes hashed so far. */
+  size = 0;
+
+  constructor(algorithm: "sha256" | "sha512" = "sha256") {
+    this.#algorithm = algorithm;
+    this.#hash = createHash(algorithm);
+  }
+
+  /** Adds bytes. */
+  update(chunk: Uint8Array): void {
+    this.#hash.update(chunk);
+    this.size += chunk.length;
+  }
+
+  /** The digest of everything added, as `algorithm:hex`. Call once. */
+  digest(): Digest {
+    return `${this.#algorithm}:${this.#hash.digest("hex")}`;
+  }
+
+  /** The raw digest bytes. Call once, instead of {@link digest}. */
+  digestBytes(): Uint8Array {
+    return new Uint8Array(this.#hash.digest());
+  }
+}
+
+/**
+ * Verifies a byte stream against an expected digest and size as it passes: the
+ * size is enforced chunk by chunk (so an oversized blob fails early), the digest
+ * at the end.
+ */
+export class Verifier {
+  #hasher: Hasher;
+
+  constructor(
+    readonly what: string,
+    readonly expectedDigest: Digest,
+    readonly expectedSize?: number,
+  ) {
+    this.#hasher = new Hasher(parseDigest(expectedDigest, what).algorithm);
+  }
+
+  /** Adds a chunk; throws when the stream is already longer than expected. */
+  update(chunk: Uint8Array): void {
+    this.#hasher.update(chunk);
+    if (this.expectedSize !== undefined && this.#hasher.size > this.expectedSize) {
+      throw new SizeMismatchError(this.what, this.expectedSize, this.#hasher.size);
+    }
+  }
+
+  /** Bytes seen so far. */
+  get size(): number {
+    return this.#hasher.size;
+  }
+
+  /** Checks the final size and digest. */
+  finish(): void {
+    if (this.expectedSize !== undefined && this.#hasher.size !== this.expectedSize) {
+      throw new SizeMismatchError(this.what, this.expectedSize, this.#hasher.size);
+    }
+    const actual = this.#hasher.digest();
+    if (actual !== this.expectedDigest) {
+      throw new DigestMismatchError(this.what, this.expectedDigest, actual);
+    }
+  }
+}
+
+/** Checks whole in-memory bytes (manifests, configs) against a digest and optional size. */
+export function verifyBytes(
+  what: string,
+  bytes: Uint8Array,
+  digest: Digest,
+  size?: number,
+): void {
+  const v = new Verifier(what, digest, size);
+  v.update(bytes);
+  v.finish();
+}
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/** Lowercase hex of bytes. */
+export function toHex(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i++) s += HEX[bytes[i]];
+  return s;
+}
+
+/** Bytes of a lowercase hex string. */
+export function fromHex(hex: string): Uint8Array {
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}

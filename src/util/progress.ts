@@ -1,0 +1,23 @@
+/**
+ * The progress interface the core reports to; the CLI decides how (or whether)
+ * to show it.
+ *
+ * @module
+ */
+
+/** Receives progress of named units of work (layers, blobs). */
+export interface ProgressSink {
+  /** A unit starts; `total` bytes expected (0 when unknown). */
+  start(id: string, label: string, total: number): void;
+  /** `bytes` more of the unit are done. */
+  advance(id: string, bytes: number): void;
+  /** The unit is finished; `note` says how (e.g. "skipped", "rebuilt"). */
+  finish(id: string, note?: string): void;
+}
+
+/** A sink that shows nothing. */
+export const silentProgress: ProgressSink = {
+  start() {},
+  advance() {},
+  finish() {},
+};

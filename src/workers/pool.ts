@@ -1,0 +1,118 @@
+/**
+ * A pool of layer workers. Runs up to `size` tasks at once, each in its own Web
+ * Worker; with a size of one, tasks run inline on the calling thread, which
+ * spares the worker start-up when there is no parallelism to gain.
+ *
+ * @module
+ */
+import { deserializeError } from "../errors.ts";
+import type { Repository } from "../repo/repository.ts";
+import { runTask, type Task, type TaskResult, transferables } from "./tasks.ts";
+import type { TaskMessage, WorkerReply } from "./layer_worker.ts";
+
+const WORKER_URL = new URL("./layer_worker.ts", import.meta.url);
+
+interface Pending {
+  resolve(result: TaskResult): void;
+  reject(err: Error): void;
+  progress(bytes: number): void;
+}
+
+/** Runs layer tasks on up to `size` workers. */
+export class TaskPool {
+  #size: number;
+  #workers: Worker[] = [];
+  #idle: Worker[] = [];
+  #waiting: ((w: Worker) => void)[] = [];
+  #pending = new Map<number, Pending>();
+  #running = new Map<Worker, number>();
+  #nextId = 1;
+  #closed = false;
+
+  constructor(readonly repo: Repository, size: number) {
+    this.#size = Math.max(1, size);
+  }
+
+  /** True when tasks run on the calling thread. */
+  get inline(): boolean {
+    return this.#size === 1;
+  }
+
+  /**
+   * Runs a task. `make` builds it once a worker is free, so that work it starts (a
+   * download, a file read) begins only when it can be consumed.
+   */
+  async run(make: () => Promise<Task>, progress: (bytes: number) => void = () => {}): Promise<TaskResult> {
+    if (this.inline) return await runTask(this.repo, await make(), progress);
+    const worker = await this.#acquire();
+    try {
+      const task = await make();
+      return await this.#send(worker, task, progress);
+    } finally {
+      this.#release(worker);
+    }
+  }
+
+  /** Stops every worker; tasks still running fail. */
+  close(): void {
+    this.#closed = true;
+    for (const w of this.#workers) w.terminate();
+    for (const p of this.#pending.values()) p.reject(new Error("worker pool closed"));
+    this.#pending.clear();
+    this.#workers = [];
+    this.#idle = [];
+  }
+
+  async #acquire(): Promise<Worker> {
+    if (this.#closed) throw new Error("worker pool closed");
+    const idle = this.#idle.pop();
+    if (idle) return idle;
+    if (this.#workers.length < this.#size) return this.#spawn();
+    return await new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  #release(worker: Worker): void {
+    if (this.#closed) return;
+    const next = this.#waiting.shift();
+    if (next) next(worker);
+    else this.#idle.push(worker);
+  }
+
+  #spawn(): Worker {
+    const worker = new Worker(WORKER_URL, { type: "module" });
+    worker.onmessage = (e: MessageEvent<WorkerReply>) => {
+      const msg = e.data;
+      const p = this.#pending.get(msg.id);
+      if (!p) return;
+      if (msg.type === "progress") {
+        p.progress(msg.bytes);
+        return;
+      }
+      this.#pending.delete(msg.id);
+      this.#running.delete(worker);
+      if (msg.type === "done") p.resolve(msg.result as TaskResult);
+      else p.reject(deserializeError(msg.error));
+    };
+    worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      const id = this.#running.get(worker);
+      const p = id === undefined ? undefined : this.#pending.get(id);
+      if (p && id !== undefined) {
+        this.#pending.delete(id);
+        p.reject(new Error(`layer worker failed: ${e.message}`));
+      }
+    };
+    this.#workers.push(worker);
+    return worker;
+  }
+
+  #send(worker: Worker, task: Task, progress: (bytes: number) => void): Promise<TaskResult> {
+    const id = this.#nextId++;
+    return new Promise<TaskResult>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, progress });
+      this.#running.set(worker, id);
+      const msg: TaskMessage = { id, repoRoot: this.repo.root, tempDir: this.repo.tempDir, task };
+      worker.postMessage(msg, transferables(task));
+    });
+  }
+}

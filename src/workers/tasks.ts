@@ -1,0 +1,36 @@
+/**
+ * Layer tasks: the CPU-heavy units of work (import a layer blob, rebuild a layer
+ * from a tar-diff) that run in Web Workers, or inline when only one runs at a time.
+ * Tasks are plain data plus transferable streams, so they can cross a Worker boundary.
+ *
+ * @module
+ */
+import { importLayerBlob, type LayerBlob } from "../repo/layer_import.ts";
+import type { RecordFooter } from "../repo/layer_record.ts";
+import type { Repository } from "../repo/repository.ts";
+
+/** Import a (compressed) layer blob streamed in `blob`. */
+export interface ImportTask {
+  op: "import";
+  layer: LayerBlob;
+  blob: ReadableStream<Uint8Array>;
+}
+
+/** Any task a worker can run. */
+export type Task = ImportTask;
+
+/** What a finished task reports. */
+export type TaskResult = RecordFooter;
+
+/** Runs one task against `repo`, reporting consumed input bytes to `progress`. */
+export async function runTask(repo: Repository, task: Task, progress: (bytes: number) => void): Promise<TaskResult> {
+  switch (task.op) {
+    case "import":
+      return await importLayerBlob(repo, task.blob, task.layer, progress);
+  }
+}
+
+/** The objects of a task that must be transferred, not copied, to a worker. */
+export function transferables(task: Task): Transferable[] {
+  return [task.blob as unknown as Transferable];
+}

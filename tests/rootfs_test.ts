@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { loadRootfs } from "../src/repo/rootfs.ts";
+import { Repository } from "../src/repo/repository.ts";
+import { storeLayerTar } from "../src/repo/layer_writer.ts";
+import { sha256 } from "../src/util/digest.ts";
+import { tempDir } from "./helpers/cli.ts";
+import { buildTar, type TarSpec } from "./helpers/tar.ts";
+
+async function stack(repo: Repository, layers: TarSpec[][]): Promise<string[]> {
+  const ids = [];
+  for (const l of layers) {
+    const tar = buildTar(l);
+    const id = sha256(tar);
+    await storeLayerTar(repo, [tar], id, "test layer");
+    ids.push(id);
+  }
+  return ids;
+}
+
+Deno.test("rootfs applies whiteouts, opaque directories and replacements across layers", async () => {
+  await using tmp = await tempDir();
+  const repo = await Repository.open(`${tmp.path}/repo`);
+  const ids = await stack(repo, [
+    [
+      { path: "etc/", type: "dir" },
+      { path: "etc/keep", content: "keep" },
+      { path: "etc/gone", content: "gone" },
+      { path: "etc/replaced", content: "old" },
+      { path: "opq/", type: "dir" },
+      { path: "opq/lower", content: "lower" },
+      { path: "dir-then-file/", type: "dir" },
+      { path: "dir-then-file/child", content: "c" },
+    ],
+    [
+      { path: "etc/.wh.gone", content: "" },
+      { path: "etc/replaced", content: "new" },
+      { path: "opq/upper", content: "upper" },
+      { path: "opq/.wh..wh..opq", content: "" },
+      { path: "dir-then-file", content: "now a file" },
+      { path: "link", type: "hardlink", linkname: "etc/keep" },
+    ],
+  ]);
+  const fs = await loadRootfs(repo, ids);
+  const paths = [...fs.walk()].map(([p]) => p).sort();
+  assert.deepEqual(paths, ["dir-then-file", "etc", "etc/keep", "etc/replaced", "link", "opq", "opq/upper"]);
+  assert.deepEqual(fs.regularFile("etc/replaced"), { object: sha256("new").slice(7), size: 3 });
+  assert.deepEqual(fs.regularFile("link"), { object: sha256("keep").slice(7), size: 4 });
+  assert.equal(fs.regularFile("etc/gone"), "missing");
+  assert.equal(fs.regularFile("opq/lower"), "missing");
+  assert.equal(fs.regularFile("etc"), "not a regular file");
+  await repo.close();
+});
