@@ -10,6 +10,7 @@ import { VERSION } from "../version.ts";
 import { formatOptions, parseArgs } from "./args.ts";
 import { checkArity, type Command, commandHelp } from "./command.ts";
 import { type CliIO, Context, GLOBAL_OPTIONS } from "./context.ts";
+import { createDeltaCommand } from "./commands/create_delta.ts";
 import { fsckCommand } from "./commands/fsck.ts";
 import { imagesCommand } from "./commands/images.ts";
 import { inspectCommand } from "./commands/inspect.ts";
@@ -27,6 +28,7 @@ export const COMMANDS: Command[] = [
   rmCommand,
   layerCommand,
   fsckCommand,
+  createDeltaCommand,
 ];
 
 const encoder = new TextEncoder();

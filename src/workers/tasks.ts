@@ -1,13 +1,16 @@
 /**
  * Layer tasks: the CPU-heavy units of work (import a layer blob, rebuild a layer
- * from a tar-diff) that run in Web Workers, or inline when only one runs at a time.
- * Tasks are plain data plus transferable streams, so they can cross a Worker boundary.
+ * from a tar-diff, encode a tar-diff) that run in Web Workers, or inline when
+ * only one runs at a time. Tasks are plain data plus transferable streams, so
+ * they can cross a Worker boundary.
  *
  * @module
  */
 import { importLayerBlob, type LayerBlob } from "../repo/layer_import.ts";
 import type { RecordFooter } from "../repo/layer_record.ts";
 import type { Repository } from "../repo/repository.ts";
+import { encodeLayerToFile, type TarDiffFile } from "../tardiff/encode.ts";
+import type { Digest } from "../util/digest.ts";
 
 /** Import a (compressed) layer blob streamed in `blob`. */
 export interface ImportTask {
@@ -16,21 +19,40 @@ export interface ImportTask {
   blob: ReadableStream<Uint8Array>;
 }
 
+/** Encode the stored layer `target` as a tar-diff against the layers `source`, into the file `out`. */
+export interface EncodeTask {
+  op: "encode";
+  /** diff_ids of the source image's layers, bottom first. */
+  source: Digest[];
+  /** Source paths under these prefixes are not used. */
+  ignoredPrefixes: string[];
+  target: Digest;
+  /** Path of the tar-diff file to create. */
+  out: string;
+  /** zstd level. */
+  level: number;
+}
+
 /** Any task a worker can run. */
-export type Task = ImportTask;
+export type Task = ImportTask | EncodeTask;
 
 /** What a finished task reports. */
-export type TaskResult = RecordFooter;
+export type TaskResult = RecordFooter | TarDiffFile;
 
 /** Runs one task against `repo`, reporting consumed input bytes to `progress`. */
 export async function runTask(repo: Repository, task: Task, progress: (bytes: number) => void): Promise<TaskResult> {
   switch (task.op) {
     case "import":
       return await importLayerBlob(repo, task.blob, task.layer, progress);
+    case "encode":
+      return await encodeLayerToFile(repo, task.source, task.ignoredPrefixes, task.target, task.out, {
+        level: task.level,
+        progress,
+      });
   }
 }
 
 /** The objects of a task that must be transferred, not copied, to a worker. */
 export function transferables(task: Task): Transferable[] {
-  return [task.blob as unknown as Transferable];
+  return task.op === "import" ? [task.blob as unknown as Transferable] : [];
 }
