@@ -78,25 +78,28 @@ export interface EncodeStats {
 /** Receives the tar-diff blob's bytes in order. */
 export type ByteSink = (chunk: Uint8Array) => Promise<void>;
 
+/** Buffers up to this size are kept for the next file pair; larger ones are used once. */
+const RETAIN = 32 << 20;
+
 /** Reusable buffers for diffing one file pair after another. */
 class Buffers {
-  #source = new Uint8Array(0);
-  #target = new Uint8Array(0);
-  #ranks = new Int32Array(0);
+  #bytes = new Map<string, Uint8Array>();
+  #ints = new Map<string, Int32Array>();
 
-  source(n: number): Uint8Array {
-    if (this.#source.length < n) this.#source = new Uint8Array(n);
-    return this.#source.subarray(0, n);
+  bytes(slot: string, n: number): Uint8Array {
+    const kept = this.#bytes.get(slot);
+    if (kept && kept.length >= n) return kept.subarray(0, n);
+    const buf = new Uint8Array(n);
+    if (n <= RETAIN) this.#bytes.set(slot, buf);
+    return buf;
   }
 
-  target(n: number): Uint8Array {
-    if (this.#target.length < n) this.#target = new Uint8Array(n);
-    return this.#target.subarray(0, n);
-  }
-
-  ranks(n: number): Int32Array {
-    if (this.#ranks.length < n) this.#ranks = new Int32Array(n);
-    return this.#ranks.subarray(0, n);
+  ints(slot: string, n: number): Int32Array {
+    const kept = this.#ints.get(slot);
+    if (kept && kept.length >= n) return kept.subarray(0, n);
+    const buf = new Int32Array(n);
+    if (4 * n <= RETAIN) this.#ints.set(slot, buf);
+    return buf;
   }
 }
 
@@ -182,11 +185,19 @@ async function diffFile(
   ops: OpWriter,
   buffers: Buffers,
 ): Promise<void> {
-  const src = await readObject(repo, source.object, buffers.source(source.size));
-  const tgt = await readObject(repo, target.object, buffers.target(target.size));
+  // Sort the source before reading the target, so the two never peak together.
+  const src = await readObject(repo, source.object, buffers.bytes("source", source.size));
   const step = sortStep(src.length);
-  const sa = sparseSuffixArray(src, step, step > 1 ? buffers.ranks(Math.ceil(src.length / step)) : undefined);
-  const plan: Plan = planDiff(new MatchIndex(src, sa, step), tgt);
+  const sorted = Math.ceil(src.length / step);
+  const sa = sparseSuffixArray(
+    src,
+    step,
+    buffers.ints("sa", sorted),
+    step > 1 ? buffers.ints("ranks", sorted) : undefined,
+  );
+  const index = new MatchIndex(src, sa, step);
+  const tgt = await readObject(repo, target.object, buffers.bytes("target", target.size));
+  const plan: Plan = planDiff(index, tgt);
   await ops.sourceAt(source.path, 0);
   const p = plan.entries;
   for (let i = 0; i < plan.length; i += 4) {

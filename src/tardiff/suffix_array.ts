@@ -40,15 +40,21 @@ export function suffixArray(text: Uint8Array, out?: Int32Array): Int32Array {
  * A sparse suffix array: the suffixes that start at multiples of `step` (1 to 4),
  * in lexicographic order. Built by ranking the `step`-byte blocks of the text and
  * sorting the suffixes of the block string, so it costs about 1/`step` of the full
- * array in time and memory. `scratch`, when given, is reused for the block ranks
- * (it needs `ceil(n / step)` entries).
+ * array in time and memory. `out` and `scratch` (each of at least
+ * `ceil(n / step)` entries), when given, are used for the result and the block
+ * ranks.
  */
-export function sparseSuffixArray(text: Uint8Array, step: number, scratch?: Int32Array): Int32Array {
-  if (step === 1) return suffixArray(text);
+export function sparseSuffixArray(
+  text: Uint8Array,
+  step: number,
+  out?: Int32Array,
+  scratch?: Int32Array,
+): Int32Array {
+  if (step === 1) return suffixArray(text, out);
   if (!Number.isInteger(step) || step < 1 || step > 4) throw new RangeError(`suffix array step ${step} is not 1 to 4`);
   const n = text.length;
   const blocks = Math.ceil(n / step);
-  const sa = new Int32Array(blocks);
+  const sa = out && out.length >= blocks ? out.subarray(0, blocks) : new Int32Array(blocks);
   if (blocks <= 1) return sa;
   const ranks = scratch && scratch.length >= blocks ? scratch.subarray(0, blocks) : new Int32Array(blocks);
   const k = rankBlocks(text, step, ranks, sa);
