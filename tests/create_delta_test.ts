@@ -282,3 +282,41 @@ Deno.test({
     }
   },
 });
+
+Deno.test("a renamed and edited file is found by content when no name leads to it", async () => {
+  await using tmp = await tempDir();
+  const repo = `${tmp.path}/repo`;
+  let x = 5;
+  const data = Uint8Array.from({ length: 60000 }, () => (x = (x * 1103515245 + 12345) >>> 0) >>> 24);
+  const changed = new Uint8Array(data.length + 10);
+  changed.set(data.subarray(0, 30000));
+  changed.set(new TextEncoder().encode("0123456789"), 30000); // an insertion
+  changed.set(data.subarray(30000), 30010);
+  const decoy = Uint8Array.from({ length: 59000 }, (_, i) => (i * 13) & 0xff);
+  await writeImage(`${tmp.path}/img`, {
+    tag: "old",
+    layers: [{
+      tar: buildTar([
+        { path: "opt/a/data-7f3a.bin", content: data },
+        { path: "opt/a/other-0000.bin", content: decoy },
+      ]),
+    }],
+  });
+  await writeImage(`${tmp.path}/img`, {
+    tag: "new",
+    layers: [{ tar: buildTar([{ path: "srv/blob-91c2.dat", content: changed }]) }],
+  });
+  const r = await deltaship(
+    repo,
+    "--json",
+    "create-delta",
+    `oci:${tmp.path}/img:old`,
+    `oci:${tmp.path}/img:new`,
+    `oci:${tmp.path}/d`,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const d = await checkDelta(repo, `oci:${tmp.path}/d`);
+  const [decoded] = d.decoded.values();
+  assert.deepEqual(decoded.opens, ["opt/a/data-7f3a.bin"]);
+  assert.ok(JSON.parse(r.stdout).layers[0].tarDiffSize < 2000, r.stdout);
+});

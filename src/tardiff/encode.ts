@@ -6,7 +6,8 @@
  * padding and the trailer go out as Data exactly as stored, and each file's
  * content object is known before any byte of it is read:
  * - content the source has anywhere: Open + Copy, nothing read;
- * - a changed file with a source found by name ({@link SourceCatalog.byNameFor}):
+ * - a changed file with a source found by name ({@link SourceCatalog.byNameFor}),
+ *   or else by content (a sketch of sampled rolling hashes, {@link SimilarFinder}):
  *   both files are read, the source is suffix-sorted, and the bsdiff-style
  *   matcher's plan goes out as Copy/AddData/Seek/Data;
  * - anything else: Data, streamed from its object.
@@ -29,7 +30,7 @@ import { type Digest, Hasher } from "../util/digest.ts";
 import { MatchIndex, type Plan, planDiff } from "./bsdiff.ts";
 import { TARDIFF_MAGIC } from "./format.ts";
 import { type OpCounts, OpWriter } from "./op_writer.ts";
-import { SourceCatalog, type SourceFile } from "./sources.ts";
+import { isDeltaCandidate, overlap, sketch, SKETCH_BYTES, SourceCatalog, type SourceFile } from "./sources.ts";
 import { sparseSuffixArray } from "./suffix_array.ts";
 
 /** Default zstd level of tar-diff output. */
@@ -51,6 +52,15 @@ export const FULL_SORT_LIMIT = 32 << 20;
 export const MAX_DIFF_SIZE = 512 << 20;
 
 const READ_CHUNK = 1 << 20;
+
+/** Smallest target file worth a content-based source search. */
+export const SIMILAR_MIN = 4096;
+/** Source files (nearest in size) whose sketches are compared per target file. */
+const SIMILAR_CANDIDATES = 6;
+/** Least sketch overlap for a source found by content to be used. */
+const SIMILAR_THRESHOLD = 0.3;
+/** Bytes read for sketches per layer, at most: the search stops when they are spent. */
+const SIMILAR_BUDGET = 256 << 20;
 
 /** How to encode. */
 export interface EncodeOptions {
@@ -100,6 +110,63 @@ class Buffers {
     const buf = new Int32Array(n);
     if (4 * n <= RETAIN) this.#ints.set(slot, buf);
     return buf;
+  }
+}
+
+/**
+ * Finds a source by content for a file no name leads to: among the source files
+ * nearest in size, the one whose content sketch shares the most with the
+ * target's. Sketches read at most the first MiB of a file, are cached, and stop
+ * being made when the layer's budget is spent, so a layer of new files costs a
+ * bounded amount of reading.
+ */
+class SimilarFinder {
+  #sketches = new Map<string, Set<number>>();
+  #budget = SIMILAR_BUDGET;
+
+  constructor(readonly repo: Repository, readonly catalog: SourceCatalog) {}
+
+  async find(path: string, object: string, size: number): Promise<SourceFile | undefined> {
+    if (size < SIMILAR_MIN || !isDeltaCandidate(path)) return undefined;
+    const candidates = this.catalog.nearestInSize(size, SIMILAR_CANDIDATES).filter((f) => f.object !== object);
+    if (candidates.length === 0) return undefined;
+    const mine = await this.#sketch(object, size);
+    if (!mine || mine.size < 4) return undefined;
+    let best: SourceFile | undefined;
+    let bestScore = SIMILAR_THRESHOLD;
+    for (const c of candidates) {
+      const theirs = await this.#sketch(c.object, c.size);
+      if (!theirs) break;
+      const score = overlap(mine, theirs);
+      if (score > bestScore) {
+        best = c;
+        bestScore = score;
+      }
+    }
+    return best;
+  }
+
+  async #sketch(hex: string, size: number): Promise<Set<number> | undefined> {
+    const known = this.#sketches.get(hex);
+    if (known) return known;
+    const n = Math.min(size, SKETCH_BYTES);
+    if (this.#budget < n) return undefined;
+    this.#budget -= n;
+    const file = await openObject(this.repo, hex);
+    try {
+      const buf = new Uint8Array(n);
+      let off = 0;
+      while (off < n) {
+        const r = await file.read(buf.subarray(off));
+        if (r === null) throw new RepositoryError(`object sha256:${hex} is shorter than recorded; run fsck`);
+        off += r;
+      }
+      const s = sketch(buf);
+      this.#sketches.set(hex, s);
+      return s;
+    } finally {
+      file.close();
+    }
   }
 }
 
@@ -259,6 +326,7 @@ export async function encodeLayer(
     ops: ops.counts,
   };
   const buffers = new Buffers();
+  const similar = new SimilarFinder(repo, catalog);
   let reported = 0;
   const report = () => {
     if (options.progress && ops.outputSize > reported) {
@@ -283,7 +351,9 @@ export async function encodeLayer(
         await ops.copy(size);
         stats.filesCopied++;
       } else {
-        const source = entry.kind === "file" && size <= MAX_DIFF_SIZE ? catalog.byNameFor(entry.path, size) : undefined;
+        const source = entry.kind === "file" && size <= MAX_DIFF_SIZE
+          ? catalog.byNameFor(entry.path, size) ?? await similar.find(entry.path, object, size)
+          : undefined;
         if (source && source.size <= MAX_DIFF_SIZE) {
           await diffFile(repo, source, { object, size }, ops, buffers);
           stats.filesDiffed++;

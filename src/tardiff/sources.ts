@@ -56,8 +56,9 @@ export class SourceCatalog {
   readonly byPath = new Map<string, SourceFile>();
   readonly byName = new Map<string, SourceFile[]>();
   readonly byStem = new Map<string, SourceFile[]>();
-  /** Every file, for content-based searches. */
-  readonly files: SourceFile[] = [];
+  /** Every file that may be diffed against, by size, for content-based searches. */
+  readonly bySize: SourceFile[] = [];
+  #sorted = true;
 
   /**
    * Collects the regular files (hardlinks resolved) of `rootfs` that a reader can
@@ -84,7 +85,10 @@ export class SourceCatalog {
 
   /** Adds a file. */
   add(file: SourceFile): void {
-    this.files.push(file);
+    if (isDeltaCandidate(file.path)) {
+      this.bySize.push(file);
+      this.#sorted = false;
+    }
     if (!this.byObject.has(file.object)) this.byObject.set(file.object, file);
     this.byPath.set(file.path, file);
     const name = baseName(file.path);
@@ -109,6 +113,78 @@ export class SourceCatalog {
     const name = baseName(path);
     return closest(this.byName.get(name), size) ?? closest(this.byStem.get(stem(name)), size);
   }
+
+  /**
+   * Up to `count` files closest in size to `size` (within a factor of two), the
+   * candidates for a content-based search.
+   */
+  nearestInSize(size: number, count: number): SourceFile[] {
+    if (!this.#sorted) {
+      this.bySize.sort((a, b) => a.size - b.size);
+      this.#sorted = true;
+    }
+    const list = this.bySize;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (list[mid].size < size) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: SourceFile[] = [];
+    let a = lo - 1;
+    let b = lo;
+    while (out.length < count) {
+      const da = a >= 0 ? size - list[a].size : Infinity;
+      const db = b < list.length ? list[b].size - size : Infinity;
+      if (da === Infinity && db === Infinity) break;
+      const f = da <= db ? list[a--] : list[b++];
+      if (f.size * 2 < size || f.size > size * 2) break;
+      out.push(f);
+    }
+    return out;
+  }
+}
+
+/** Bytes of a file a content sketch looks at (its start). */
+export const SKETCH_BYTES = 1 << 20;
+
+/** Gear table for the content-defined sampling of sketches (fixed, so sketches compare). */
+const GEAR = (() => {
+  const t = new Int32Array(256);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < 256; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    t[i] = x;
+  }
+  return t;
+})();
+
+/**
+ * A content sketch: the rolling (gear) hashes at content-defined sample points
+ * (about one position in 64) of the first {@link SKETCH_BYTES}. Shared content
+ * gives shared samples even when shifted, so the overlap of two sketches
+ * estimates how much of one file the other holds.
+ */
+export function sketch(bytes: Uint8Array): Set<number> {
+  const out = new Set<number>();
+  const n = Math.min(bytes.length, SKETCH_BYTES);
+  let h = 0;
+  for (let i = 0; i < n; i++) {
+    h = ((h << 1) + GEAR[bytes[i]]) | 0;
+    if (i >= 32 && (h & 0xfc000000) === 0) out.add(h);
+  }
+  return out;
+}
+
+/** The fraction of `target`'s samples that `source` has too (0 when `target` has none). */
+export function overlap(target: Set<number>, source: Set<number>): number {
+  if (target.size === 0) return 0;
+  let shared = 0;
+  for (const h of target) if (source.has(h)) shared++;
+  return shared / target.size;
 }
 
 function push(map: Map<string, SourceFile[]>, key: string, file: SourceFile): void {
