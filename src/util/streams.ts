@@ -18,7 +18,7 @@ function nodeStage(stream: Duplex): TransformStream<Uint8Array, Uint8Array> {
   return { readable, writable } as TransformStream<Uint8Array, Uint8Array>;
 }
 
-const CHUNK = 256 * 1024;
+const CHUNK = 128 * 1024;
 
 /**
  * A stream stage that decompresses `format`. node:zlib serves both gzip and zstd:
@@ -57,7 +57,7 @@ export function fileRangeStream(
   path: string,
   offset = 0,
   length = Infinity,
-  chunkSize = 1 << 20,
+  chunkSize = 256 << 10,
 ): ReadableStream<Uint8Array> {
   let file: Deno.FsFile | undefined;
   let left = length;
