@@ -158,6 +158,78 @@ function pullCase(name: string, image: "old" | "new", transport: "oci" | "oci-ar
   };
 }
 
+/** Runs a command, throwing when it fails; returns stdout bytes. */
+export async function sh(cmd: string[], stdoutFile?: string): Promise<Uint8Array> {
+  const out = await new Deno.Command(cmd[0], { args: cmd.slice(1), stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) throw new Error(`${cmd.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  if (stdoutFile) await Deno.writeFile(stdoutFile, out.stdout);
+  return out.stdout;
+}
+
+interface Expected {
+  new_manifest: string;
+  new_config: string;
+  diff_ids: string[];
+}
+
+/**
+ * Pull of the real-world delta after the old image, from `oci:` or
+ * `oci-archive:`. The floor decompresses the tar-diff blobs with zstd and hashes
+ * the rebuilt layers with sha256sum: the least work any client must do.
+ */
+function deltaCase(name: string, transport: "oci" | "oci-archive"): BenchCase {
+  let blobs: { path: string; size: number; mediaType: string }[] = [];
+  let rebuilt: string[] = [];
+  let expected: Expected;
+  const delta = (env: BenchEnv) =>
+    transport === "oci" ? `oci:${env.shared}/realworld-delta` : `oci-archive:${env.cache}/realworld-delta.tar`;
+  return {
+    name,
+    description: `pull the real-world delta from ${transport}: after the old image`,
+    corpus: true,
+    tools: ["zstd"],
+    async prepare(env) {
+      expected = JSON.parse(await Deno.readTextFile(`${env.shared}/realworld-expected.json`));
+      blobs = (await layoutLayers(`${env.shared}/realworld-delta`)).filter((l) =>
+        l.mediaType === "application/vnd.tar-diff"
+      );
+      if (transport === "oci-archive") {
+        await sh(["tar", "-cf", `${env.cache}/realworld-delta.tar`, "-C", `${env.shared}/realworld-delta`, "."]);
+      }
+      // The floor hashes the layers the delta rebuilds: make them once.
+      const prep = `${env.cache}/work/${name}-prep`;
+      await fresh(prep);
+      await sh(ds(env, "--repo", `${prep}/repo`, "-q", "pull", `oci:${env.corpus}/old:old`));
+      await sh(ds(env, "--repo", `${prep}/repo`, "-q", "pull", `oci:${env.shared}/realworld-delta`, "new"));
+      rebuilt = [];
+      for (const diffId of expected.diff_ids.slice(1)) {
+        const file = `${prep}/${diffId.slice(7)}.tar`;
+        await sh(ds(env, "--repo", `${prep}/repo`, "layer", diffId), file);
+        rebuilt.push(file);
+      }
+    },
+    async setup(env, scratch) {
+      await fresh(scratch);
+      await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.corpus}/old:old`));
+    },
+    run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", delta(env), "new")],
+    async verify(env, scratch) {
+      const got = await manifestOf(env, `${scratch}/repo`, "new");
+      if (got !== expected.new_manifest) throw new Error(`delta pull gave ${got}, expected ${expected.new_manifest}`);
+    },
+    bytes: () => Promise.resolve({ count: rebuilt.reduce((a, f) => a + Deno.statSync(f).size, 0), label: "rebuilt" }),
+    floor: {
+      label: "zstd -dc of the tar-diffs + sha256sum of the rebuilt layers",
+      tools: ["zstd", "sha256sum"],
+      commands: () => [
+        ...blobs.map((b) => ["sh", "-c", `tail -c +9 ${b.path} | zstd -dc`]),
+        ["sha256sum", ...rebuilt],
+      ],
+    },
+    targets: { wallSeconds: 0.7, rssMiB: 300, floorRatio: 3 },
+  };
+}
+
 /** A tiny generated image, so the suite itself can be tested without the corpus. */
 export const smokeCase: BenchCase = {
   name: "smoke",
@@ -182,5 +254,7 @@ export const smokeCase: BenchCase = {
 export const CASES: BenchCase[] = [
   pullCase("pull-old-oci", "old", "oci"),
   pullCase("pull-old-archive", "old", "oci-archive"),
+  deltaCase("delta-oci", "oci"),
+  deltaCase("delta-archive", "oci-archive"),
   smokeCase,
 ];
