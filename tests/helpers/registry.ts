@@ -139,6 +139,8 @@ export interface PushOptions {
   all?: boolean;
   /** `USER:PASS` for the registry. */
   creds?: string;
+  /** Manifest format to convert to (`v2s2`: Docker schema 2). */
+  format?: "oci" | "v2s2";
 }
 
 /** Pushes `source` (e.g. `oci:DIR:TAG`) to `docker://HOST/REPO:TAG` with skopeo over plain HTTP. */
@@ -151,6 +153,7 @@ export async function pushImage(source: string, dest: string, options: PushOptio
     "--dest-tls-verify=false",
     ...(options.all ? ["--all"] : []),
     ...(options.creds ? ["--dest-creds", options.creds] : []),
+    ...(options.format ? ["--format", options.format] : []),
     source,
     dest,
   );
@@ -160,4 +163,15 @@ export async function pushImage(source: string, dest: string, options: PushOptio
 export function storedBlobPath(storage: string, digest: string): string {
   const hex = digest.slice("sha256:".length);
   return `${storage}/docker/registry/v2/blobs/sha256/${hex.slice(0, 2)}/${hex}/data`;
+}
+
+/** The exact manifest bytes a registry serves for `reference` (`HOST/REPO:TAG`), read with skopeo. */
+export async function rawManifest(reference: string): Promise<Uint8Array> {
+  const out = await new Deno.Command("skopeo", {
+    args: ["inspect", "--raw", "--tls-verify=false", `docker://${reference}`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(`skopeo inspect --raw ${reference}: ${new TextDecoder().decode(out.stderr)}`);
+  return out.stdout;
 }

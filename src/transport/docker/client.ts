@@ -286,8 +286,13 @@ export class RegistryClient {
   /** Turns a failed try into a one-line error naming the URL. */
   #wrap(e: unknown, url: URL, what: string, attempts: number): Error {
     if (e instanceof DeltashipError && !(e instanceof StalledError)) return e;
-    const raw = e instanceof Error ? e.message : String(e);
-    const detail = this.auth.redact(raw.replace(/ for url \([^)]*\)/, "").replace(/\s+/g, " ").trim());
+    // fetch() says "fetch failed" and keeps the reason (refused, TLS, DNS) in `cause`.
+    const cause = e instanceof Error && e.cause instanceof Error ? e.cause.message : undefined;
+    const raw = cause ?? (e instanceof Error ? e.message : String(e));
+    const detail = this.auth.redact(
+      raw.replace(/^error sending request for url \([^)]*\): /, "").replace(/ for url \([^)]*\)/, "").replace(/\s+/g, " ")
+        .trim(),
+    );
     const tries = attempts > 1 ? ` (${attempts} tries)` : "";
     let hint = "";
     if (/certificate|tls|handshake|corrupt message|InvalidContentType/i.test(raw)) {
