@@ -290,7 +290,10 @@ export class RegistryClient {
     const cause = e instanceof Error && e.cause instanceof Error ? e.cause.message : undefined;
     const raw = cause ?? (e instanceof Error ? e.message : String(e));
     const detail = this.auth.redact(
-      raw.replace(/^error sending request for url \([^)]*\): /, "").replace(/ for url \([^)]*\)/, "").replace(/\s+/g, " ")
+      raw.replace(/^error sending request for url \([^)]*\): /, "").replace(/ for url \([^)]*\)/, "").replace(
+        /\s+/g,
+        " ",
+      )
         .trim(),
     );
     const tries = attempts > 1 ? ` (${attempts} tries)` : "";
