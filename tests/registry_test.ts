@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { sha256 } from "../src/util/digest.ts";
-import { type CliResult, runCli, tempDir } from "./helpers/cli.ts";
+import { type CliResult, deltashipProcess, runCli, tempDir } from "./helpers/cli.ts";
+import { makeServerCertificate } from "./helpers/certs.ts";
 import { expectCleanFailure } from "./helpers/failure.ts";
 import { isBlobGet, startProxy } from "./helpers/fault_proxy.ts";
 import { haveTools, run } from "./helpers/interop.ts";
@@ -205,6 +206,42 @@ Deno.test({
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, msg);
     }
+  },
+});
+
+Deno.test({
+  name: "registry: HTTPS with a verified certificate (--tls-verify=true), and a clear error for an untrusted one",
+  ignore: !haveTools("registry https", ...TOOLS, "openssl"),
+  async fn() {
+    await using tmp = await tempDir();
+    const tls = await makeServerCertificate(tmp.path);
+    await using reg = await startRegistry({ tls });
+    const layout = `${tmp.path}/layout`;
+    const img = await writeImage(layout, { tag: "v1", layers: [{ tar: sampleTar("tls") }] });
+    await pushImage(`oci:${layout}:v1`, `docker://${reg.host}/secure:v1`);
+    const repo = `${tmp.path}/repo`;
+    // DENO_CERT is read when the runtime starts, so these run as child processes.
+    const src = `docker://${reg.host}/secure:v1`;
+    const ok = await deltashipProcess(["--repo", repo, "--json", "pull", "--tls-verify=true", src], {
+      DENO_CERT: tls.ca,
+      HOME: tmp.path,
+    });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(JSON.parse(ok.stdout).manifest, img.manifest);
+    await assertStored(tmp.path, repo, img);
+    const untrusted = await deltashipProcess(["--repo", `${tmp.path}/r2`, "pull", "--tls-verify=true", src], {
+      HOME: tmp.path,
+      DELTASHIP_RETRY_BASE_MS: "5",
+    });
+    assert.equal(untrusted.code, 1);
+    assert.match(
+      untrusted.stderr,
+      new RegExp(
+        `^deltaship: ${src}: manifest: GET https://${reg.host}/v2/secure/manifests/v1 failed.*invalid peer certificate: UnknownIssuer`,
+      ),
+    );
+    assert.equal(untrusted.stderr.trim().split("\n").length, 1);
+    assert.doesNotMatch(untrusted.stderr, /tries/, "a certificate error is not retried");
   },
 });
 

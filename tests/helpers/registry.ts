@@ -11,7 +11,7 @@ export interface Registry extends AsyncDisposable {
   /** `127.0.0.1:PORT`, as docker:// references name it. */
   host: string;
   port: number;
-  /** `http://127.0.0.1:PORT`. */
+  /** `http://127.0.0.1:PORT` (`https://` with TLS). */
   url: string;
   /** The temporary directory holding config, storage and log. */
   dir: string;
@@ -31,6 +31,8 @@ export interface RegistryOptions {
   storage?: string;
   /** Parent for the temporary directory. */
   tmpRoot?: string;
+  /** Serve HTTPS with this certificate and key (PEM files); `ca` is trusted to reach it. */
+  tls?: { certificate: string; key: string; ca: string };
 }
 
 /** A TCP port that was free a moment ago on 127.0.0.1. */
@@ -67,7 +69,11 @@ async function launch(dir: string, storage: string, port: number, options: Regis
       delete: { enabled: true },
       maintenance: { uploadpurging: { enabled: false } },
     },
-    http: { addr: `127.0.0.1:${port}`, secret: "deltaship-test-secret" },
+    http: {
+      addr: `127.0.0.1:${port}`,
+      secret: "deltaship-test-secret",
+      ...(options.tls ? { tls: { certificate: options.tls.certificate, key: options.tls.key } } : {}),
+    },
     ...(options.auth ? { auth: options.auth } : {}),
   };
   const configPath = `${dir}/config-${port}.yml`;
@@ -90,7 +96,8 @@ async function launch(dir: string, storage: string, port: number, options: Regis
     exited = true;
     return s;
   });
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${options.tls ? "https" : "http"}://127.0.0.1:${port}`;
+  const probe = Deno.createHttpClient(options.tls ? { caCerts: [await Deno.readTextFile(options.tls.ca)] } : {});
   let stopped = false;
   const stop = async (keep = false) => {
     if (!stopped) {
@@ -104,23 +111,25 @@ async function launch(dir: string, storage: string, port: number, options: Regis
   const log = () => Deno.readTextFile(logPath).catch(() => "");
 
   const deadline = Date.now() + 15_000;
-  for (;;) {
+  for (;; await new Promise((r) => setTimeout(r, 50))) {
     if (exited) {
+      probe.close();
       await stop(true);
       throw new Error(`docker-registry exited at start: ${await log()}`);
     }
     try {
-      const res = await fetch(`${url}/v2/`);
+      const res = await fetch(`${url}/v2/`, { client: probe });
       await res.body?.cancel();
       if (res.status === 200 || res.status === 401) break;
     } catch { /* not listening yet */ }
     if (Date.now() > deadline) {
+      probe.close();
       const text = await log();
       await stop();
       throw new Error(`docker-registry did not answer on ${url} within 15 s: ${text}`);
     }
-    await new Promise((r) => setTimeout(r, 50));
   }
+  probe.close();
   return {
     host: `127.0.0.1:${port}`,
     port,

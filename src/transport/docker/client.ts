@@ -49,6 +49,8 @@ export class StalledError extends TransportError {}
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 10;
 const ERROR_BODY_LIMIT = 64 * 1024;
+/** fetch() failures that are about TLS (certificates, or TLS spoken to a plain-HTTP server). */
+const TLS_FAILURE = /certificate|tls|handshake|corrupt message|InvalidContentType/i;
 
 /** A URL for messages: scheme, host and path, never the query or user info. */
 export function displayUrl(url: URL | string): string {
@@ -60,6 +62,8 @@ export function displayUrl(url: URL | string): string {
 export function isRetryable(e: unknown): boolean {
   if (e instanceof StalledError) return true;
   if (e instanceof DeltashipError) return false;
+  const cause = e instanceof Error && e.cause instanceof Error ? e.cause.message : "";
+  if (TLS_FAILURE.test(cause)) return false; // the same certificate will fail again
   return e instanceof TypeError || (e instanceof Error && /connection|reset|broken pipe|eof/i.test(e.message));
 }
 
@@ -298,7 +302,7 @@ export class RegistryClient {
     );
     const tries = attempts > 1 ? ` (${attempts} tries)` : "";
     let hint = "";
-    if (/certificate|tls|handshake|corrupt message|InvalidContentType/i.test(raw)) {
+    if (TLS_FAILURE.test(raw)) {
       hint = this.options.https
         ? "; if the registry serves plain HTTP, pass --tls-verify=false"
         : "; the registry may require HTTPS: drop --tls-verify=false";
