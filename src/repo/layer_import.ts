@@ -8,7 +8,7 @@
 import { DeltashipError, FormatError } from "../errors.ts";
 import { layerCompression } from "../oci/media_types.ts";
 import { type Digest, Verifier } from "../util/digest.ts";
-import { decompressor } from "../util/streams.ts";
+import { coalesce, decompressor } from "../util/streams.ts";
 import type { RecordFooter } from "./layer_record.ts";
 import type { Repository } from "./repository.ts";
 import { storeLayerTar } from "./layer_writer.ts";
@@ -20,6 +20,9 @@ export interface LayerBlob {
   size: number;
   diffId: Digest;
 }
+
+/** Smallest piece of compressed input handed to the decompressor. */
+const DECOMPRESS_INPUT = 256 * 1024;
 
 /** Called with the number of compressed bytes just consumed. */
 export type Progress = (bytes: number) => void;
@@ -56,7 +59,8 @@ export async function importLayerBlob(
       flush: finish,
     }),
   );
-  const tar = checked.pipeThrough(decompressor(compression));
+  // Network reads come in 16-64 KiB pieces; node:zlib costs a thread-pool round trip per write.
+  const tar = checked.pipeThrough(coalesce(DECOMPRESS_INPUT)).pipeThrough(decompressor(compression));
   // A blob corrupted in transit often breaks its compression's own check (gzip's CRC at
   // the end) before the stream's end reaches the digest check: once every byte has been
   // seen, the digest decides which error the user sees.
