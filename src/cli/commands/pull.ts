@@ -25,8 +25,10 @@ must hold exactly one manifest. The image is tagged NAME, which defaults to REF
 
 Registry credentials come from --creds, else from the first auth file with an
 entry for the registry: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,
-~/.config/containers/auth.json, ~/.docker/config.json. Layers already in the repository are not
-fetched again; pulling an image already present only updates the tag.
+~/.config/containers/auth.json, ~/.docker/config.json.
+
+Layers already in the repository are not fetched again; pulling an image
+already present only updates the tag.
 
 From an image index the platform of this machine is chosen, or --platform.`,
   options: [

@@ -87,8 +87,6 @@ export class Authenticator {
   #challengeScopes = new Map<string, string>();
   #tokens = new Map<string, { promise: Promise<Token>; token?: Token }>();
   #secrets = new Set<string>();
-  /** Token requests made, for tests and diagnostics. */
-  tokenFetches = 0;
 
   /**
    * `registry` names the registry in messages; `insecure` allows sending
@@ -210,7 +208,6 @@ export class Authenticator {
       url.searchParams.set("account", this.credentials.username);
       headers.set("authorization", `Basic ${basicValue(this.credentials)}`);
     }
-    this.tokenFetches++;
     const res = await this.fetchToken(url, headers);
     if (res.status === 401 || res.status === 403) {
       await res.body?.cancel();

@@ -97,11 +97,6 @@ export class DockerSource implements ImageSource {
     return this.reference.tag;
   }
 
-  /** Token requests made so far (each scope once, unless the registry refused a token). */
-  get tokenFetches(): number {
-    return this.#client.auth.tokenFetches;
-  }
-
   async root(): Promise<FetchedDocument> {
     const { digest: pinned, tag, repository } = this.reference;
     const what = `${this.description}: manifest`;
