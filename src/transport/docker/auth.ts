@@ -92,12 +92,15 @@ export class Authenticator {
    * `registry` names the registry in messages; `insecure` allows sending
    * credentials to a plain-HTTP token realm that is not on this machine.
    */
+  readonly #credentials: Credentials | undefined;
+
   constructor(
     readonly registry: string,
-    readonly credentials: Credentials | undefined,
+    credentials: Credentials | undefined,
     readonly fetchToken: TokenFetch,
     readonly insecure = false,
   ) {
+    this.#credentials = credentials;
     if (credentials) {
       this.#secrets.add(credentials.password);
       this.#secrets.add(basicValue(credentials));
@@ -106,7 +109,7 @@ export class Authenticator {
 
   /** The Authorization header to send for a request in `scope` (e.g. `repository:foo:pull`), if any. */
   async header(scope: string): Promise<string | undefined> {
-    if (this.#scheme === "basic" && this.credentials) return `Basic ${basicValue(this.credentials)}`;
+    if (this.#scheme === "basic" && this.#credentials) return `Basic ${basicValue(this.#credentials)}`;
     if (this.#scheme !== "bearer") return undefined;
     let entry = this.#tokens.get(scope);
     if (entry?.token && Date.now() >= entry.token.refreshAt) {
@@ -143,7 +146,7 @@ export class Authenticator {
       return;
     }
     if (basic) {
-      if (!this.credentials) throw this.#required();
+      if (!this.#credentials) throw this.#required();
       if (sent?.startsWith("Basic ")) throw this.#rejected();
       this.#scheme = "basic";
       return;
@@ -156,9 +159,9 @@ export class Authenticator {
 
   /** The error for a registry that still refuses after authenticating. */
   denied(what: string): TransportError {
-    if (!this.credentials) return this.#required(what);
+    if (!this.#credentials) return this.#required(what);
     return new TransportError(
-      `${what}: ${this.registry} refused access with the credentials from ${this.credentials.source} (HTTP 401): check them and the repository name`,
+      `${what}: ${this.registry} refused access with the credentials from ${this.#credentials.source} (HTTP 401): check them and the repository name`,
     );
   }
 
@@ -179,7 +182,7 @@ export class Authenticator {
   #rejected(): TransportError {
     return new TransportError(
       `authentication to ${this.registry} failed with the credentials from ${
-        this.credentials!.source
+        this.#credentials!.source
       }: check the user name and password`,
     );
   }
@@ -196,7 +199,7 @@ export class Authenticator {
       throw new TransportError(`${this.registry} names a token realm that is not HTTP(S): ${url.protocol}`);
     }
     const where = `token server ${url.origin}${url.pathname}`;
-    if (this.credentials && url.protocol === "http:" && !this.insecure && !isLoopbackHost(url.host)) {
+    if (this.#credentials && url.protocol === "http:" && !this.insecure && !isLoopbackHost(url.host)) {
       throw new TransportError(
         `${where} is plain HTTP: refusing to send credentials there (pass --tls-verify=false to allow it)`,
       );
@@ -204,14 +207,14 @@ export class Authenticator {
     if (service) url.searchParams.set("service", service);
     url.searchParams.set("scope", this.#challengeScopes.get(scope) ?? scope);
     const headers = new Headers({ accept: "application/json" });
-    if (this.credentials) {
-      url.searchParams.set("account", this.credentials.username);
-      headers.set("authorization", `Basic ${basicValue(this.credentials)}`);
+    if (this.#credentials) {
+      url.searchParams.set("account", this.#credentials.username);
+      headers.set("authorization", `Basic ${basicValue(this.#credentials)}`);
     }
     const res = await this.fetchToken(url, headers);
     if (res.status === 401 || res.status === 403) {
       await res.body?.cancel();
-      throw this.credentials ? this.#rejected() : this.#required();
+      throw this.#credentials ? this.#rejected() : this.#required();
     }
     if (!res.ok) {
       await res.body?.cancel();

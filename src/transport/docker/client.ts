@@ -151,7 +151,10 @@ export class RegistryClient {
   readonly #http: Deno.HttpClient;
   readonly #closed = new AbortController();
 
-  constructor(readonly options: ClientOptions) {
+  readonly #options: ClientOptions;
+
+  constructor(options: ClientOptions) {
+    this.#options = options;
     this.origin = `${options.https ? "https" : "http"}://${options.host}`;
     this.#http = Deno.createHttpClient({});
     this.auth = new Authenticator(
@@ -169,7 +172,7 @@ export class RegistryClient {
    */
   async get(path: string, request: RequestOptions): Promise<Fetched> {
     const url = new URL(path, this.origin);
-    const { attempts } = this.options.retry;
+    const { attempts } = this.#options.retry;
     let authRounds = 0;
     for (let attempt = 1;; attempt++) {
       const authorization = await this.auth.header(request.scope);
@@ -179,7 +182,7 @@ export class RegistryClient {
       } catch (e) {
         if (this.#closed.signal.aborted || !isRetryable(e)) throw this.#wrap(e, url, request.what, attempt);
         if (attempt >= attempts) throw this.#wrap(e, url, request.what, attempt);
-        await sleep(backoffDelay(this.options.retry, attempt), this.#closed.signal);
+        await sleep(backoffDelay(this.#options.retry, attempt), this.#closed.signal);
         continue;
       }
       const { status } = fetched;
@@ -192,7 +195,7 @@ export class RegistryClient {
         continue;
       }
       if ((status === 429 || (status >= 500 && status !== 501 && status !== 505)) && attempt < attempts) {
-        const { retry } = this.options;
+        const { retry } = this.#options;
         const wait = retryAfterMs(fetched.headers.get("retry-after"), retry.maxMs) ?? backoffDelay(retry, attempt);
         fetched.cancel();
         await sleep(wait, this.#closed.signal);
@@ -219,16 +222,16 @@ export class RegistryClient {
       try {
         fetched = await this.#send(url, h, authorization);
       } catch (e) {
-        if (attempt >= this.options.retry.attempts || !isRetryable(e)) throw this.#wrap(e, url, what, attempt);
-        await sleep(backoffDelay(this.options.retry, attempt), this.#closed.signal);
+        if (attempt >= this.#options.retry.attempts || !isRetryable(e)) throw this.#wrap(e, url, what, attempt);
+        await sleep(backoffDelay(this.#options.retry, attempt), this.#closed.signal);
         continue;
       }
       const { status } = fetched;
-      if ((status === 429 || status >= 500) && attempt < this.options.retry.attempts) {
+      if ((status === 429 || status >= 500) && attempt < this.#options.retry.attempts) {
         fetched.cancel();
         await sleep(
-          retryAfterMs(fetched.headers.get("retry-after"), this.options.retry.maxMs) ??
-            backoffDelay(this.options.retry, attempt),
+          retryAfterMs(fetched.headers.get("retry-after"), this.#options.retry.maxMs) ??
+            backoffDelay(this.#options.retry, attempt),
           this.#closed.signal,
         );
         continue;
@@ -260,7 +263,7 @@ export class RegistryClient {
       if (!h.has("accept-encoding")) h.set("accept-encoding", "identity");
       if (authorization && current.origin === url.origin) h.set("authorization", authorization);
       else h.delete("authorization");
-      const timeoutMs = this.options.idleTimeoutMs;
+      const timeoutMs = this.#options.idleTimeoutMs;
       const timer = setTimeout(
         () =>
           controller.abort(new StalledError(`no response from ${displayUrl(current)} within ${timeoutMs / 1000} s`)),
@@ -303,7 +306,7 @@ export class RegistryClient {
     const tries = attempts > 1 ? ` (${attempts} tries)` : "";
     let hint = "";
     if (TLS_FAILURE.test(raw)) {
-      hint = this.options.https
+      hint = this.#options.https
         ? "; if the registry serves plain HTTP, pass --tls-verify=false"
         : "; the registry may require HTTPS: drop --tls-verify=false";
     }
