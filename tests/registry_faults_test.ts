@@ -172,7 +172,7 @@ Deno.test({
       },
       async (f, proxy) => {
         const repo = `${f.tmp}/repo`;
-        const r = await pull(f, proxy.host, repo, ["-j", "2"], { DELTASHIP_HTTP_TIMEOUT_MS: "400" });
+        const r = await pull(f, proxy.host, repo, ["-j", "2"], { DELTASHIP_HTTP_TIMEOUT_MS: "1000" });
         await assertPulled(f, repo, r);
         assert.deepEqual(bigRequests(f, proxy).map((q) => q.range), [null, "bytes=250000-"]);
       },
