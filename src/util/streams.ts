@@ -5,16 +5,69 @@
  * @module
  */
 import zlib from "node:zlib";
-import { Duplex } from "node:stream";
+import type { Duplex } from "node:stream";
 
 /** Compression formats of layer blobs. */
 export type Compression = "gzip" | "zstd" | "none";
 
+/**
+ * A Node transform (zlib) as a Web Stream stage that keeps backpressure both
+ * ways: output is read from the Node stream only while the reader wants more
+ * (it is paused otherwise), and a write waits for `drain` once Node's buffer is
+ * full. (`Duplex.toWeb` reads output eagerly: with a consumer slower than the
+ * decompressor, a whole decompressed layer piled up in memory.)
+ */
 function nodeStage(stream: Duplex): TransformStream<Uint8Array, Uint8Array> {
-  const { readable, writable } = Duplex.toWeb(stream) as unknown as {
-    readable: ReadableStream<Uint8Array>;
-    writable: WritableStream<Uint8Array>;
-  };
+  let failure: unknown;
+  const errorWaiters = new Set<(e: unknown) => void>();
+  stream.on("error", (e) => {
+    failure ??= e;
+    for (const w of errorWaiters) w(e);
+  });
+  const readable = new ReadableStream<Uint8Array>({
+    start(controller) {
+      stream.pause();
+      stream.on("data", (chunk: Uint8Array) => {
+        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        if ((controller.desiredSize ?? 0) <= 0) stream.pause();
+      });
+      stream.on("end", () => controller.close());
+      stream.on("error", (e) => controller.error(e));
+    },
+    pull() {
+      stream.resume();
+    },
+    cancel(reason) {
+      stream.destroy(reason instanceof Error ? reason : undefined);
+    },
+  }, { highWaterMark: 1 });
+  const settle = (start: (done: () => void) => void) =>
+    new Promise<void>((resolve, reject) => {
+      if (failure !== undefined) return reject(failure);
+      const onError = (e: unknown) => {
+        errorWaiters.delete(onError);
+        reject(e);
+      };
+      errorWaiters.add(onError);
+      start(() => {
+        errorWaiters.delete(onError);
+        resolve();
+      });
+    });
+  const writable = new WritableStream<Uint8Array>({
+    write(chunk) {
+      return settle((done) => {
+        if (stream.write(chunk)) done();
+        else stream.once("drain", done);
+      });
+    },
+    close() {
+      return settle((done) => stream.end(done));
+    },
+    abort(reason) {
+      stream.destroy(reason instanceof Error ? reason : undefined);
+    },
+  });
   return { readable, writable } as TransformStream<Uint8Array, Uint8Array>;
 }
 
@@ -112,4 +165,32 @@ export function concat(parts: Uint8Array[], total?: number): Uint8Array {
     o += p.length;
   }
   return out;
+}
+
+/**
+ * A stage that joins small chunks into chunks of at least `minBytes` (the last
+ * may be shorter). Network reads arrive in 16-64 KiB pieces; stages with a fixed
+ * cost per chunk (node:zlib hands every write to its thread pool) run far faster
+ * on larger ones. Holds at most `minBytes` plus one chunk.
+ */
+export function coalesce(minBytes: number): TransformStream<Uint8Array, Uint8Array> {
+  let parts: Uint8Array[] = [];
+  let size = 0;
+  const take = (): Uint8Array => {
+    const out = parts.length === 1 ? parts[0] : concat(parts, size);
+    parts = [];
+    size = 0;
+    return out;
+  };
+  return new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      if (size === 0 && chunk.length >= minBytes) return controller.enqueue(chunk);
+      parts.push(chunk);
+      size += chunk.length;
+      if (size >= minBytes) controller.enqueue(take());
+    },
+    flush(controller) {
+      if (size > 0) controller.enqueue(take());
+    },
+  });
 }

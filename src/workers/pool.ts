@@ -47,7 +47,12 @@ export class TaskPool {
     const worker = await this.#acquire();
     try {
       const task = await make();
-      return await this.#send(worker, task, progress);
+      const sourceError = keepStreamErrors(task);
+      try {
+        return await this.#send(worker, task, progress);
+      } catch (e) {
+        throw sourceError() ?? e;
+      }
     } finally {
       this.#release(worker);
     }
@@ -115,4 +120,36 @@ export class TaskPool {
       worker.postMessage(msg, transferables(task));
     });
   }
+}
+
+/**
+ * Errors cloned across a Worker boundary lose their class (a TransportError from a
+ * download arrives as a plain Error, and the worker then reports it as corrupt
+ * data). This wraps each input stream of `task` so the error its source failed
+ * with is kept here; the pool reports that one when the task fails.
+ */
+function keepStreamErrors(task: Task): () => unknown {
+  let error: unknown;
+  const fields = task as unknown as Record<string, unknown>;
+  for (const [key, value] of Object.entries(fields)) {
+    if (!(value instanceof ReadableStream)) continue;
+    const reader = (value as ReadableStream<Uint8Array>).getReader();
+    fields[key] = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        let r: ReadableStreamReadResult<Uint8Array>;
+        try {
+          r = await reader.read();
+        } catch (e) {
+          error ??= e;
+          throw e;
+        }
+        if (r.done) controller.close();
+        else controller.enqueue(r.value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    }, { highWaterMark: 0 });
+  }
+  return () => error;
 }
