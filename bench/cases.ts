@@ -4,6 +4,8 @@
  * and the targets the issues set.
  */
 
+import { pushImage, type Registry, startRegistry } from "../tests/helpers/registry.ts";
+
 /** Paths and the deltaship command, shared by every case. */
 export interface BenchEnv {
   /** The project root. */
@@ -47,8 +49,10 @@ export interface BenchCase {
   corpus: boolean;
   /** External tools deltaship's side needs (besides deltaship). */
   tools?: string[];
-  /** Once per bench run, untimed: build inputs. */
+  /** Once per bench run, untimed: build inputs, start servers. */
   prepare?(env: BenchEnv): Promise<void>;
+  /** Once after the case, untimed: stop what prepare started. */
+  finish?(): Promise<void>;
   /** Before each sample, untimed: fresh repository and so on. */
   setup(env: BenchEnv, scratch: string): Promise<void>;
   /** The deltaship commands measured. */
@@ -230,6 +234,55 @@ function deltaCase(name: string, transport: "oci" | "oci-archive"): BenchCase {
   };
 }
 
+/** Pull of the corpus new image from a real registry on 127.0.0.1 (issue 3's case). */
+function registryPullCase(): BenchCase {
+  let registry: Registry | undefined;
+  let layers: { path: string; size: number }[] = [];
+  const ref = () => `${registry!.host}/corpus:new`;
+  return {
+    name: "pull-new-registry",
+    description: "pull the corpus new image from a local registry (docker://) into an empty repository",
+    corpus: true,
+    tools: ["docker-registry", "skopeo"],
+    async prepare(env) {
+      layers = await layoutLayers(`${env.corpus}/new`, "new");
+      registry = await startRegistry();
+      await pushImage(`oci:${env.corpus}/new:new`, `docker://${ref()}`);
+    },
+    finish: async () => await registry?.stop(),
+    setup: (_env, scratch) => fresh(scratch),
+    run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `docker://${ref()}`, "new")],
+    verify: (env, scratch) => expectManifest(env, `${scratch}/repo`, "new", `${env.corpus}/new`, "new"),
+    bytes: () => Promise.resolve({ count: layers.reduce((a, l) => a + l.size, 0), label: "compressed" }),
+    floor: {
+      label: "gzip -dc of the layer blobs",
+      tools: ["gzip"],
+      commands: () => layers.map((l) => ["gzip", "-dc", l.path]),
+    },
+    peer: {
+      label: "skopeo copy + umoci raw unpack",
+      tools: ["skopeo", "umoci"],
+      setup: async (_env, scratch) => {
+        await Deno.remove(`${scratch}/peer`, { recursive: true }).catch(() => {});
+        await Deno.remove(`${scratch}/unpacked`, { recursive: true }).catch(() => {});
+      },
+      commands: (_env, scratch) => [
+        [
+          "skopeo",
+          "copy",
+          "-q",
+          "--insecure-policy",
+          "--src-tls-verify=false",
+          `docker://${ref()}`,
+          `oci:${scratch}/peer:new`,
+        ],
+        ["umoci", "raw", "unpack", "--rootless", "--image", `${scratch}/peer:new`, `${scratch}/unpacked`],
+      ],
+    },
+    targets: { peerRatio: 1, rssMiB: 200 },
+  };
+}
+
 /** A tiny generated image, so the suite itself can be tested without the corpus. */
 export const smokeCase: BenchCase = {
   name: "smoke",
@@ -254,6 +307,7 @@ export const smokeCase: BenchCase = {
 export const CASES: BenchCase[] = [
   pullCase("pull-old-oci", "old", "oci"),
   pullCase("pull-old-archive", "old", "oci-archive"),
+  registryPullCase(),
   deltaCase("delta-oci", "oci"),
   deltaCase("delta-archive", "oci-archive"),
   smokeCase,

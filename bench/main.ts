@@ -88,7 +88,24 @@ async function runCase(c: BenchCase, env: BenchEnv, runs: number, warmup: number
   } as unknown as CaseResult;
   const missingTools = (c.tools ?? []).filter((t) => !have(t));
   if (missingTools.length) return { ...result, skipped: `needs ${missingTools.join(", ")}` };
-  await c.prepare?.(env);
+  try {
+    await c.prepare?.(env);
+    await sampleCase(c, env, runs, warmup, scratch, result);
+  } finally {
+    await c.finish?.();
+    await Deno.remove(scratch, { recursive: true }).catch(() => {});
+  }
+  return result;
+}
+
+async function sampleCase(
+  c: BenchCase,
+  env: BenchEnv,
+  runs: number,
+  warmup: number,
+  scratch: string,
+  result: CaseResult,
+): Promise<void> {
   const mine: Sample[] = [];
   const floor: Sample[] = [];
   const peer: Sample[] = [];
@@ -134,8 +151,6 @@ async function runCase(c: BenchCase, env: BenchEnv, runs: number, warmup: number
   if (t.floorRatio !== undefined && result.floorRatio !== undefined && result.floorRatio > t.floorRatio) {
     result.missed.push(`${result.floorRatio.toFixed(2)}x the floor > ${t.floorRatio}x`);
   }
-  await Deno.remove(scratch, { recursive: true }).catch(() => {});
-  return result;
 }
 
 const f2 = (n: number) => n.toFixed(2);
