@@ -118,9 +118,10 @@ export async function applyDelta(
     );
   }
 
-  const index = work.some((w) => w.rebuild) ? await loadSourceIndex(repo, sourceImage!) : undefined;
   const pool = new TaskPool(repo, Math.min(options.jobs, work.length));
   try {
+    pool.warm(); // workers start while the source index loads
+    const index = work.some((w) => w.rebuild) ? await loadSourceIndex(repo, sourceImage!) : undefined;
     await Promise.all(work.map(async (w) => {
       const id = w.layer.digest;
       progress.start(id, `layer ${w.index + 1}/${manifest.layers.length}`, w.shipped.size);

@@ -124,6 +124,10 @@ class ObjectFile implements SourceFile {
     }
   }
 
+  get bytes(): Uint8Array | undefined {
+    return this.#whole;
+  }
+
   close(): void {
     fs.closeSync(this.#fd);
   }

@@ -30,6 +30,11 @@ export interface SourceFile {
   read(position: number, into: Uint8Array, offset: number, length: number): void;
   /** Releases the file. */
   close(): void;
+  /**
+   * The whole content, when the source holds it in memory (it may start doing so
+   * part way through); lets the interpreter add and copy without a read call.
+   */
+  readonly bytes?: Uint8Array;
 }
 
 /**
@@ -327,8 +332,15 @@ export async function* applyTarDiff(
           while (left > 0) {
             if (input.pos >= input.buf.length && !(await input.more())) truncated(left);
             const n = Math.min(left, input.buf.length - input.pos, outSize - outLen);
-            f.read(position, out, outLen, n);
-            addInto(out, out32, outLen, input.buf, input.pos, n, scratch, scratch32);
+            const mem = f.bytes;
+            if (mem !== undefined && n < 48) {
+              const data = input.buf;
+              const d = input.pos;
+              for (let i = 0; i < n; i++) out[outLen + i] = mem[position + i] + data[d + i];
+            } else {
+              f.read(position, out, outLen, n);
+              addInto(out, out32, outLen, input.buf, input.pos, n, scratch, scratch32);
+            }
             input.pos += n;
             position += n;
             outLen += n;

@@ -62,6 +62,15 @@ export class TaskPool {
     }
   }
 
+  /**
+   * Starts the workers now rather than on first use, so that their start-up
+   * overlaps whatever the caller does before its first task.
+   */
+  warm(): void {
+    if (this.inline || this.#closed) return;
+    while (this.#workers.length < this.#size) this.#idle.push(this.#spawn());
+  }
+
   /** Stops every worker; tasks still running fail. */
   close(): void {
     this.#closed = true;
