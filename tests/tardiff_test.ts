@@ -266,17 +266,22 @@ Deno.test("tar-diff: malformed op streams", async () => {
   const src = new MemorySource({ f: "0123456789" });
   await rejects(tarDiff([{ data: "ok" }, { op: 9, size: 0 }]), src, /^tar-diff: op 9 at byte 4: unknown op 9 /);
   await rejects(tarDiff([{ data: "ok" }, { op: 5, size: 3 }]), src, /^tar-diff: op 5 at byte 4: unknown op 5/);
-  // 11-byte varint.
+  // 11-byte varint, read both on the fast path (whole header in the buffer) and byte by byte.
+  await rejects(
+    tarDiff([{ data: "abc" }, { raw: new Uint8Array([0, ...new Array(10).fill(0x80), 0]) }, { data: "x".repeat(99) }]),
+    src,
+    /^tar-diff: overlong varint \(over 10 bytes\) in the op at byte 5$/,
+  );
   await rejects(
     tarDiff([{ raw: new Uint8Array([0, ...new Array(10).fill(0x80), 0]) }]),
     src,
-    /overlong varint in the op at byte/,
+    /^tar-diff: overlong varint \(over 10 bytes\) in the op at byte 0$/,
   );
   // A varint that needs more than 53 bits.
   await rejects(
     tarDiff([{ raw: new Uint8Array([2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]) }]),
     src,
-    /op size \d+ at byte \d+ is too large/,
+    /^tar-diff: the op at byte 0 has a size \(\d+\) past 2\^53$/,
   );
   // Truncated op streams: inside a header, inside Data, inside AddData, inside an Open name.
   const ops = encodeOps([{ open: "f" }, { add: new Uint8Array(5) }, { data: "abcdef" }]);

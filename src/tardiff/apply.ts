@@ -184,6 +184,7 @@ class OpInput {
     const buf = this.buf;
     let p = this.pos;
     if (buf.length - p < 1 + MAX_VARINT_BYTES) return false;
+    const at = this.base + p;
     this.op = buf[p++];
     let b = buf[p++];
     let size = b & 0x7f;
@@ -191,12 +192,12 @@ class OpInput {
       let scale = 128;
       let i = 1;
       do {
-        if (i++ === MAX_VARINT_BYTES) this.#overlong();
+        if (i++ === MAX_VARINT_BYTES) this.#overlong(at);
         b = buf[p++];
         size += (b & 0x7f) * scale;
         scale *= 128;
       } while (b & 0x80);
-      if (!Number.isSafeInteger(size)) this.#tooLarge(size);
+      if (!Number.isSafeInteger(size)) this.#tooLarge(size, at);
     }
     this.size = size;
     this.pos = p;
@@ -210,13 +211,13 @@ class OpInput {
     let size = 0;
     let scale = 1;
     for (let i = 0;; i++) {
-      if (i === MAX_VARINT_BYTES) this.#overlong();
+      if (i === MAX_VARINT_BYTES) this.#overlong(at);
       const b = await this.#byte(at);
       size += (b & 0x7f) * scale;
       scale *= 128;
       if ((b & 0x80) === 0) break;
     }
-    if (!Number.isSafeInteger(size)) this.#tooLarge(size);
+    if (!Number.isSafeInteger(size)) this.#tooLarge(size, at);
     this.size = size;
   }
 
@@ -227,12 +228,12 @@ class OpInput {
     return this.buf[this.pos++];
   }
 
-  #overlong(): never {
-    throw new TarDiffError(`tar-diff: overlong varint in the op at byte ${this.offset}`, this.offset);
+  #overlong(at: number): never {
+    throw new TarDiffError(`tar-diff: overlong varint (over 10 bytes) in the op at byte ${at}`, at);
   }
 
-  #tooLarge(size: number): never {
-    throw new TarDiffError(`tar-diff: op size ${size} at byte ${this.offset} is too large`, this.offset);
+  #tooLarge(size: number, at: number): never {
+    throw new TarDiffError(`tar-diff: the op at byte ${at} has a size (${size}) past 2^53`, at);
   }
 
   /** Releases the decoder and the input stream. */
