@@ -17,10 +17,10 @@ import { loadRootfs } from "../repo/rootfs.ts";
 import { TARDIFF_MEDIA_TYPE } from "../tardiff/format.ts";
 import type { ImageSource, ResolvedManifest } from "../transport/source.ts";
 import type { Digest } from "../util/digest.ts";
-import { silentProgress } from "../util/progress.ts";
+import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { TaskPool } from "../workers/pool.ts";
 import type { Task } from "../workers/tasks.ts";
-import { fetchDeltaTarget, parseDeltaArtifact } from "./artifact.ts";
+import { type DeltaArtifact, type DeltaTarget, fetchDeltaTarget, parseDeltaArtifact } from "./artifact.ts";
 import { type SourceIndex, sourceIndex } from "./source.ts";
 
 /** What a delta pull did, beyond what every pull reports. */
@@ -82,24 +82,7 @@ export async function applyDelta(
   }
 
   // Plan every layer before fetching anything, so a delta that cannot apply fails with nothing written.
-  const diffIds = target.config.rootfs.diff_ids;
-  const work: Work[] = [];
-  const missing: Work[] = [];
-  const planned = new Set<Digest>();
-  for (const [index, layer] of manifest.layers.entries()) {
-    const diffId = diffIds[index];
-    if (planned.has(diffId)) continue;
-    planned.add(diffId);
-    if (await repo.hasLayer(diffId)) {
-      progress.start(layer.digest, `layer ${index + 1}/${manifest.layers.length}`, 0);
-      progress.finish(layer.digest, "already present");
-      continue;
-    }
-    const shipped = artifact.layers.get(layer.digest);
-    const rebuild = shipped?.mediaType === TARDIFF_MEDIA_TYPE;
-    if (shipped && !rebuild) layerCompression(shipped.mediaType, shipped.digest);
-    (shipped ? work : missing).push({ index, layer, diffId, shipped: shipped!, rebuild });
-  }
+  const { work, missing } = await planLayers(repo, artifact, target, progress);
   let sourceImage: ImageRecord | undefined;
   if (missing.length > 0 || work.some((w) => w.rebuild)) {
     sourceImage = (await repo.findByConfig(artifact.sourceConfig))[0];
@@ -126,23 +109,7 @@ export async function applyDelta(
       const id = w.layer.digest;
       progress.start(id, `layer ${w.index + 1}/${manifest.layers.length}`, w.shipped.size);
       await pool.run(
-        async (): Promise<Task> => {
-          const blob = await source.blob(w.shipped);
-          if (w.rebuild) {
-            return {
-              op: "rebuild",
-              layer: {
-                digest: w.layer.digest,
-                diffId: w.diffId,
-                delta: { digest: w.shipped.digest, size: w.shipped.size },
-              },
-              blob,
-              source: index!,
-            };
-          }
-          const { mediaType, digest, size } = w.shipped;
-          return { op: "import", layer: { mediaType, digest, size, diffId: w.diffId }, blob };
-        },
+        async () => layerTask(w, await source.blob(w.shipped), index),
         (n) => {
           result.bytesFetched += n;
           progress.advance(id, n);
@@ -157,7 +124,9 @@ export async function applyDelta(
   }
 
   const layers = [];
-  for (const diffId of diffIds) layers.push({ diffId, tarSize: (await repo.layerInfo(diffId)).tarSize });
+  for (const diffId of target.config.rootfs.diff_ids) {
+    layers.push({ diffId, tarSize: (await repo.layerInfo(diffId)).tarSize });
+  }
   const record: ImageRecord = {
     manifest: artifact.target,
     config: manifest.config.digest,
@@ -169,6 +138,53 @@ export async function applyDelta(
   result.layersFetched = work.length;
   result.layersSkipped = manifest.layers.length - work.length;
   return result;
+}
+
+/**
+ * Decides, for each distinct target layer, whether it is already stored (skipped
+ * and reported as such), shipped in the delta (work: a tar-diff to rebuild or an
+ * original blob to import), or neither (missing: it must be reused but is not here).
+ */
+async function planLayers(
+  repo: Repository,
+  artifact: DeltaArtifact,
+  target: DeltaTarget,
+  progress: ProgressSink,
+): Promise<{ work: Work[]; missing: Work[] }> {
+  const { manifest } = target;
+  const diffIds = target.config.rootfs.diff_ids;
+  const work: Work[] = [];
+  const missing: Work[] = [];
+  const planned = new Set<Digest>();
+  for (const [index, layer] of manifest.layers.entries()) {
+    const diffId = diffIds[index];
+    if (planned.has(diffId)) continue;
+    planned.add(diffId);
+    if (await repo.hasLayer(diffId)) {
+      progress.start(layer.digest, `layer ${index + 1}/${manifest.layers.length}`, 0);
+      progress.finish(layer.digest, "already present");
+      continue;
+    }
+    const shipped = artifact.layers.get(layer.digest);
+    const rebuild = shipped?.mediaType === TARDIFF_MEDIA_TYPE;
+    if (shipped && !rebuild) layerCompression(shipped.mediaType, shipped.digest);
+    (shipped ? work : missing).push({ index, layer, diffId, shipped: shipped!, rebuild });
+  }
+  return { work, missing };
+}
+
+/** The worker task that produces one planned layer from its shipped blob. */
+function layerTask(w: Work, blob: ReadableStream<Uint8Array>, index: SourceIndex | undefined): Task {
+  if (w.rebuild) {
+    const layer = {
+      digest: w.layer.digest,
+      diffId: w.diffId,
+      delta: { digest: w.shipped.digest, size: w.shipped.size },
+    };
+    return { op: "rebuild", layer, blob, source: index! };
+  }
+  const { mediaType, digest, size } = w.shipped;
+  return { op: "import", layer: { mediaType, digest, size, diffId: w.diffId }, blob };
 }
 
 /** The source image's files, for tar-diff Open ops. */
