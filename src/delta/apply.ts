@@ -21,7 +21,7 @@ import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { TaskPool } from "../workers/pool.ts";
 import type { Task } from "../workers/tasks.ts";
 import { type DeltaArtifact, type DeltaTarget, fetchDeltaTarget, parseDeltaArtifact } from "./artifact.ts";
-import { type SourceIndex, sourceIndex } from "./source.ts";
+import { MemoryBudget, type SourceIndex, sourceIndex } from "./source.ts";
 
 /** What a delta pull did, beyond what every pull reports. */
 export interface DeltaPullInfo {
@@ -105,11 +105,12 @@ export async function applyDelta(
   try {
     pool.warm(); // workers start while the source index loads
     const index = work.some((w) => w.rebuild) ? await loadSourceIndex(repo, sourceImage!) : undefined;
+    const memory = MemoryBudget.create().buffer;
     await Promise.all(work.map(async (w) => {
       const id = w.layer.digest;
       progress.start(id, `layer ${w.index + 1}/${manifest.layers.length}`, w.shipped.size);
       await pool.run(
-        async () => layerTask(w, await source.blob(w.shipped), index),
+        async () => layerTask(w, await source.blob(w.shipped), index, memory),
         (n) => {
           result.bytesFetched += n;
           progress.advance(id, n);
@@ -174,14 +175,19 @@ async function planLayers(
 }
 
 /** The worker task that produces one planned layer from its shipped blob. */
-function layerTask(w: Work, blob: ReadableStream<Uint8Array>, index: SourceIndex | undefined): Task {
+function layerTask(
+  w: Work,
+  blob: ReadableStream<Uint8Array>,
+  index: SourceIndex | undefined,
+  memory: SharedArrayBuffer,
+): Task {
   if (w.rebuild) {
     const layer = {
       digest: w.layer.digest,
       diffId: w.diffId,
       delta: { digest: w.shipped.digest, size: w.shipped.size },
     };
-    return { op: "rebuild", layer, blob, source: index! };
+    return { op: "rebuild", layer, blob, source: index!, memory };
   }
   const { mediaType, digest, size } = w.shipped;
   return { op: "import", layer: { mediaType, digest, size, diffId: w.diffId }, blob };

@@ -11,7 +11,7 @@ import { storeLayerTar } from "../repo/layer_writer.ts";
 import type { Repository } from "../repo/repository.ts";
 import { applyTarDiff } from "../tardiff/apply.ts";
 import { type Digest, Verifier } from "../util/digest.ts";
-import { ObjectSource, type SourceIndex } from "./source.ts";
+import { MemoryBudget, ObjectSource, type SourceIndex } from "./source.ts";
 
 /** A target layer to rebuild and the tar-diff blob it is rebuilt from. */
 export interface RebuildLayer {
@@ -26,12 +26,17 @@ export interface RebuildLayer {
 /** Called with the number of delta bytes just consumed. */
 export type Progress = (bytes: number) => void;
 
-/** Rebuilds `layer` from the tar-diff streamed in `blob` against `source`, and stores it. */
+/**
+ * Rebuilds `layer` from the tar-diff streamed in `blob` against `source`, and
+ * stores it. `memory` is the pull's {@link MemoryBudget} for source files held in
+ * memory.
+ */
 export async function rebuildLayer(
   repo: Repository,
   blob: ReadableStream<Uint8Array>,
   layer: RebuildLayer,
   source: SourceIndex,
+  memory: SharedArrayBuffer,
   onProgress?: Progress,
 ): Promise<RecordFooter> {
   const what = `layer ${layer.digest} (tar-diff ${layer.delta.digest})`;
@@ -48,6 +53,10 @@ export async function rebuildLayer(
       },
     }),
   );
-  const tar = applyTarDiff(checked, new ObjectSource(repo.objects, source));
-  return await storeLayerTar(repo, tar, layer.diffId, what);
+  const files = new ObjectSource(repo.objects, source, new MemoryBudget(memory));
+  try {
+    return await storeLayerTar(repo, applyTarDiff(checked, files), layer.diffId, what);
+  } finally {
+    files.release();
+  }
 }

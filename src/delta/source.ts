@@ -43,20 +43,81 @@ const EMPTY_FILE: SourceFile = {
   close(): void {},
 };
 
-/** Most bytes of one source file held in memory ({@link WholeFile}). */
-export const WHOLE_FILE_LIMIT = 128 << 20;
-/** Out-of-order reads of one file after which it is read whole, when it fits {@link WHOLE_FILE_LIMIT}. */
+/** Default for the bytes of source files that all the rebuilds of one pull may hold in memory at once. */
+export const SOURCE_MEMORY = 128 << 20;
+/** Out-of-order reads of one file after which it is read whole, when the memory budget allows. */
 const RANDOM_READS = 64;
 
 /**
+ * A budget of bytes shared by every rebuild of a pull, in whichever worker it
+ * runs: a SharedArrayBuffer counter (KiB), so that jobs × files never add up to
+ * more than the budget. Created by the caller, sent with each task.
+ */
+export class MemoryBudget {
+  readonly #cell: Int32Array;
+
+  constructor(readonly buffer: SharedArrayBuffer) {
+    this.#cell = new Int32Array(buffer);
+  }
+
+  /** A fresh budget of `bytes`. */
+  static create(bytes: number = SOURCE_MEMORY): MemoryBudget {
+    const budget = new MemoryBudget(new SharedArrayBuffer(4));
+    Atomics.store(budget.#cell, 0, Math.floor(bytes / 1024));
+    return budget;
+  }
+
+  /** Takes `bytes` from the budget; false (taking nothing) when there is not that much left. */
+  reserve(bytes: number): boolean {
+    const kib = Math.ceil(bytes / 1024);
+    for (;;) {
+      const left = Atomics.load(this.#cell, 0);
+      if (left < kib) return false;
+      if (Atomics.compareExchange(this.#cell, 0, left, left - kib) === left) return true;
+    }
+  }
+
+  /** Gives back what {@link reserve} took. */
+  release(bytes: number): void {
+    Atomics.add(this.#cell, 0, Math.ceil(bytes / 1024));
+  }
+}
+
+/**
  * One buffer, shared by the files a rebuild opens in turn, that holds the whole
- * content of the file being read at random. Grows up to {@link WHOLE_FILE_LIMIT}
- * and is kept (with the name of the object it holds) for the next Open.
+ * content of the file being read at random. Grows as the budget allows and is
+ * kept (with the name of the object it holds) for the next Open.
  */
 class WholeFile {
   bytes = new Uint8Array(0);
   /** The object held, or "" when none. */
   hex = "";
+
+  constructor(readonly budget: MemoryBudget) {}
+
+  /** Makes room for `size` bytes, within the budget; false when the budget has no room. */
+  grow(size: number): boolean {
+    if (this.bytes.length >= size) return true;
+    if (!this.budget.reserve(size - this.bytes.length)) return false;
+    const had = this.bytes.length;
+    this.bytes = new Uint8Array(0); // let the old buffer go before the new one is made
+    this.hex = "";
+    try {
+      this.bytes = new Uint8Array(size);
+    } catch (e) {
+      this.budget.release(size - had);
+      this.budget.release(had);
+      throw e;
+    }
+    return true;
+  }
+
+  /** Frees the buffer and returns its bytes to the budget. */
+  release(): void {
+    this.budget.release(this.bytes.length);
+    this.bytes = new Uint8Array(0);
+    this.hex = "";
+  }
 }
 
 /**
@@ -66,8 +127,9 @@ class WholeFile {
  * one before). Reads start as `pread`s (node:fs readSync with a position: one
  * system call, where Deno's FsFile needs a seek and a read), and a file read out
  * of order more than {@link RANDOM_READS} times is then read whole into the shared
- * {@link WholeFile} buffer (one pass) when it fits: every read after that is a
- * memory copy. Sequential readers (Copy of whole files) never take that path.
+ * {@link WholeFile} buffer (one pass) when the memory budget allows: every read
+ * after that is a memory copy. Sequential readers (Copy of whole files) never take
+ * that path.
  */
 class ObjectFile implements SourceFile {
   #fd: number;
@@ -97,9 +159,12 @@ class ObjectFile implements SourceFile {
       }
       return;
     }
-    if (position !== this.#next && ++this.#random > RANDOM_READS && this.size <= WHOLE_FILE_LIMIT) {
-      this.#whole = this.#readWhole();
-      return this.read(position, into, offset, length);
+    if (position !== this.#next && ++this.#random > RANDOM_READS) {
+      if (this.shared.grow(this.size)) {
+        this.#whole = this.#readWhole();
+        return this.read(position, into, offset, length);
+      }
+      this.#random = -Infinity; // no room: stay with pread for this file
     }
     this.#pread(position, into, offset, length);
     this.#next = position + length;
@@ -107,7 +172,6 @@ class ObjectFile implements SourceFile {
 
   #readWhole(): Uint8Array {
     const shared = this.shared;
-    if (shared.bytes.length < this.size) shared.bytes = new Uint8Array(this.size);
     shared.hex = "";
     this.#pread(0, shared.bytes, 0, this.size);
     shared.hex = this.hex;
@@ -133,11 +197,25 @@ class ObjectFile implements SourceFile {
   }
 }
 
-/** A {@link TarDiffSource} over a {@link SourceIndex} and the repository's objects. */
+/**
+ * A {@link TarDiffSource} over a {@link SourceIndex} and the repository's objects.
+ * Call {@link release} when done, to give its memory back to the budget.
+ */
 export class ObjectSource implements TarDiffSource {
-  #whole = new WholeFile();
+  #whole: WholeFile;
 
-  constructor(readonly objects: ObjectStore, readonly index: SourceIndex) {}
+  constructor(
+    readonly objects: ObjectStore,
+    readonly index: SourceIndex,
+    budget: MemoryBudget = MemoryBudget.create(),
+  ) {
+    this.#whole = new WholeFile(budget);
+  }
+
+  /** Frees the in-memory copy of a source file, if any. */
+  release(): void {
+    this.#whole.release();
+  }
 
   open(path: string): SourceFile | LookupFailure {
     const entry = this.index.get(path);

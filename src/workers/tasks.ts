@@ -27,6 +27,8 @@ export interface RebuildTask {
   layer: RebuildLayer;
   blob: ReadableStream<Uint8Array>;
   source: SourceIndex;
+  /** The pull's shared budget for source files held in memory (a MemoryBudget's buffer). */
+  memory: SharedArrayBuffer;
 }
 
 /** Any task a worker can run. */
@@ -41,7 +43,7 @@ export async function runTask(repo: Repository, task: Task, progress: (bytes: nu
     case "import":
       return await importLayerBlob(repo, task.blob, task.layer, progress);
     case "rebuild":
-      return await rebuildLayer(repo, task.blob, task.layer, task.source, progress);
+      return await rebuildLayer(repo, task.blob, task.layer, task.source, task.memory, progress);
   }
 }
 
