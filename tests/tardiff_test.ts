@@ -212,6 +212,7 @@ Deno.test("tar-diff: Open never leaves the source root", async () => {
     /^tar-diff: Open at byte 0: "..\/..\/etc\/passwd" \(resolved to "etc\/passwd"\) is not in the source image \(missing, or deleted by a whiteout\)$/,
   );
   assert.equal(e.offset, 0);
+  assert.equal(e.path, "etc/passwd");
 });
 
 Deno.test("tar-diff: bad Open paths each fail naming the path", async () => {

@@ -58,7 +58,7 @@ const LOW7 = 0x7f7f7f7f;
 const HIGH1 = 0x80808080 | 0;
 
 /** Copies `n` bytes; short runs by hand, which beats making a subarray for them. */
-export function copyInto(out: Uint8Array, o: number, data: Uint8Array, d: number, n: number): void {
+function copyInto(out: Uint8Array, o: number, data: Uint8Array, d: number, n: number): void {
   if (n < 48) {
     for (let i = 0; i < n; i++) out[o + i] = data[d + i];
   } else {
@@ -275,7 +275,8 @@ export async function* applyTarDiff(
   const fail = (detail: string): never => {
     const what = OP_NAMES[op] ?? `op ${op}`;
     const src = file && op !== Op.Open ? ` (source ${JSON.stringify(path)})` : "";
-    throw new TarDiffError(`tar-diff: ${what} at byte ${opAt}${src}: ${detail}`, opAt, file ? path : undefined);
+    const named = file || op === Op.Open ? path : undefined;
+    throw new TarDiffError(`tar-diff: ${what} at byte ${opAt}${src}: ${detail}`, opAt, named);
   };
   const truncated = (left: number): never => fail(`the op stream ends ${left} bytes early (truncated tar-diff)`);
   const openFile = (): SourceFile => file ?? fail("no source file is open");
