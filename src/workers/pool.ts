@@ -1,7 +1,7 @@
 /**
  * A pool of layer workers. Runs up to `size` tasks at once, each in its own Web
- * Worker; with a size of one, tasks run inline on the calling thread, which
- * spares the worker start-up when there is no parallelism to gain.
+ * Worker; with a size of one, tasks run inline on the calling thread, one at a
+ * time, which spares the worker start-up when there is no parallelism to gain.
  *
  * @module
  */
@@ -28,6 +28,8 @@ export class TaskPool {
   #running = new Map<Worker, number>();
   #nextId = 1;
   #closed = false;
+  /** Inline tasks run one after another: the tail of that queue. */
+  #inlineTail: Promise<unknown> = Promise.resolve();
 
   constructor(readonly repo: Repository, size: number) {
     this.#size = Math.max(1, size);
@@ -43,7 +45,14 @@ export class TaskPool {
    * download, a file read) begins only when it can be consumed.
    */
   async run(make: () => Promise<Task>, progress: (bytes: number) => void = () => {}): Promise<TaskResult> {
-    if (this.inline) return await runTask(this.repo, await make(), progress);
+    if (this.inline) {
+      const turn = this.#inlineTail.then(async () => {
+        if (this.#closed) throw new Error("worker pool closed");
+        return await runTask(this.repo, await make(), progress);
+      });
+      this.#inlineTail = turn.catch(() => {});
+      return await turn;
+    }
     const worker = await this.#acquire();
     try {
       const task = await make();
@@ -56,6 +65,15 @@ export class TaskPool {
     } finally {
       this.#release(worker);
     }
+  }
+
+  /**
+   * Starts the workers now rather than on first use, so that their start-up
+   * overlaps whatever the caller does before its first task.
+   */
+  warm(): void {
+    if (this.inline || this.#closed) return;
+    while (this.#workers.length < this.#size) this.#idle.push(this.#spawn());
   }
 
   /** Stops every worker; tasks still running fail. */

@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { type RebuildLayer, rebuildLayer } from "../delta/rebuild.ts";
+import type { SourceIndex } from "../delta/source.ts";
 import { importLayerBlob, type LayerBlob } from "../repo/layer_import.ts";
 import type { RecordFooter } from "../repo/layer_record.ts";
 import type { Repository } from "../repo/repository.ts";
@@ -16,8 +18,21 @@ export interface ImportTask {
   blob: ReadableStream<Uint8Array>;
 }
 
+/**
+ * Rebuild a layer from the tar-diff streamed in `blob`, against the source image
+ * whose files `source` indexes (built once by the caller, cloned to each worker).
+ */
+export interface RebuildTask {
+  op: "rebuild";
+  layer: RebuildLayer;
+  blob: ReadableStream<Uint8Array>;
+  source: SourceIndex;
+  /** The pull's shared budget for source files held in memory (a MemoryBudget's buffer). */
+  memory: SharedArrayBuffer;
+}
+
 /** Any task a worker can run. */
-export type Task = ImportTask;
+export type Task = ImportTask | RebuildTask;
 
 /** What a finished task reports. */
 export type TaskResult = RecordFooter;
@@ -27,6 +42,8 @@ export async function runTask(repo: Repository, task: Task, progress: (bytes: nu
   switch (task.op) {
     case "import":
       return await importLayerBlob(repo, task.blob, task.layer, progress);
+    case "rebuild":
+      return await rebuildLayer(repo, task.blob, task.layer, task.source, task.memory, progress);
   }
 }
 

@@ -30,7 +30,14 @@ entry for the registry: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.js
 Layers already in the repository are not fetched again; pulling an image
 already present only updates the tag.
 
-From an image index the platform of this machine is chosen, or --platform.`,
+From an image index the platform of this machine is chosen, or --platform.
+
+When SOURCE names an oci-delta artifact (artifactType
+application/vnd.io.github.containers.oci-delta.v1), the delta is applied
+instead: the source image it was made from (found by its config digest) must be
+in the repository; changed layers are rebuilt from their tar-diffs in parallel
+(--jobs) and checked against their diff_ids, and the result is the target image
+with its exact manifest and config. NAME defaults as for any pull.`,
   options: [
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
     { name: "name", type: "string", arg: "NAME", help: "tag for the image (same as the NAME argument)" },
@@ -55,6 +62,24 @@ From an image index the platform of this machine is chosen, or --platform.`,
       const label = result.name ?? `@${result.manifest}`;
       if (result.alreadyPresent) {
         await ctx.print(`${label}: already present`);
+      } else if (result.delta) {
+        const d = result.delta;
+        const kinds = [
+          `${d.layersRebuilt} rebuilt`,
+          ...(d.layersImported ? [`${d.layersImported} shipped whole`] : []),
+          `${result.layersSkipped} already present`,
+        ];
+        await ctx.print(
+          `Pulled ${label} from delta (${plural(result.layersFetched + result.layersSkipped, "layer")}: ${
+            kinds.join(", ")
+          })`,
+        );
+        const saved = d.imageSize > 0 ? ` (${Math.round(100 * (1 - result.bytesFetched / d.imageSize))}% saved)` : "";
+        await ctx.print(
+          `fetched ${formatBytes(result.bytesFetched)} of delta instead of ${
+            formatBytes(d.imageSize)
+          } for the full image${saved}`,
+        );
       } else {
         await ctx.print(
           `Pulled ${label} (${
