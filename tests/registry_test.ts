@@ -452,8 +452,22 @@ Deno.test({
     await assertStored(tmp.path, `${tmp.path}/two`, img);
 
     peak = 0;
-    const three = await cli(tmp.path, `${tmp.path}/three`, ["--json", "-j", "1", "pull", "--max-downloads", "3", src]);
+    const three = await cli(tmp.path, `${tmp.path}/three`, ["--json", "-j", "4", "pull", "--max-downloads", "3", src]);
     assert.equal(three.code, 0, three.stderr);
-    assert.equal(peak, 3, "limit 3, with layers processed inline (-j 1)");
+    assert.equal(peak, 3, "limit 3");
+
+    // A download streams straight into its layer's import, so one job means one body at a time.
+    peak = 0;
+    const inline = await cli(tmp.path, `${tmp.path}/inline`, [
+      "--json",
+      "-j",
+      "1",
+      "pull",
+      "--max-downloads",
+      "3",
+      src,
+    ]);
+    assert.equal(inline.code, 0, inline.stderr);
+    assert.equal(peak, 1, "-j 1 processes (and so downloads) one layer at a time");
   },
 });
