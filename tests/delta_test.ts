@@ -5,31 +5,7 @@ import { deltaship, deltashipProcess, tempDir } from "./helpers/cli.ts";
 import { packArchive, putBlob, sampleTar, writeImage, type WrittenImage } from "./helpers/oci.ts";
 import { buildTar } from "./helpers/tar.ts";
 import { type DeltaLayer, diffTar, tarDiff, tarFiles, writeDelta } from "./helpers/tardiff.ts";
-
-const FIXTURES = new URL("../testdata/oci-delta/", import.meta.url).pathname;
-const CASES = ["basic", "edits", "whiteouts", "fallback"];
-
-interface Expected {
-  new_manifest: string;
-  new_config: string;
-  diff_ids: string[];
-  delta_manifest: string;
-}
-
-async function expected(name: string): Promise<Expected> {
-  return JSON.parse(await Deno.readTextFile(`${FIXTURES}${name}/expected.json`));
-}
-
-/** Every layer of the image rebuilds to its diff_id, and the repository checks out. */
-async function checkLayers(repo: string, diffIds: string[]): Promise<void> {
-  for (const diffId of diffIds) {
-    const layer = await deltaship(repo, "layer", diffId);
-    assert.equal(layer.code, 0, layer.stderr);
-    assert.equal(sha256(layer.stdoutBytes), diffId);
-  }
-  const fsck = await deltaship(repo, "fsck");
-  assert.equal(fsck.code, 0, fsck.stdout + fsck.stderr);
-}
+import { CASES, checkLayers, expected, FIXTURES } from "./helpers/fixtures.ts";
 
 /** Sum of the sizes of the layer blobs a delta layout ships. */
 async function shippedBytes(deltaDir: string, manifest: string): Promise<number> {

@@ -9,7 +9,7 @@ import { sha256 } from "../src/util/digest.ts";
 import { type CliResult, deltashipProcess, runCli, tempDir } from "./helpers/cli.ts";
 import { makeServerCertificate } from "./helpers/certs.ts";
 import { expectCleanFailure } from "./helpers/failure.ts";
-import { isBlobGet, startProxy } from "./helpers/fault_proxy.ts";
+import { isBlobGet, startOverlapProxy, startProxy } from "./helpers/fault_proxy.ts";
 import { haveTools, run } from "./helpers/interop.ts";
 import { sampleTar, writeImage, writeIndex, type WrittenImage } from "./helpers/oci.ts";
 import { freePort, pushImage, rawManifest, type Registry, startRegistry } from "./helpers/registry.ts";
@@ -401,63 +401,26 @@ Deno.test({
       layers: ["a", "b", "c", "d", "e"].map((s) => ({ tar: buildTar([{ path: s, content: noise(200_000) }]) })),
     });
     await pushImage(`oci:${layout}:v1`, `docker://${reg.host}/wide:v1`);
-    let inFlight = 0;
-    let peak = 0;
-    const layers = new Set(img.layers.map((l) => l.digest));
-    await using proxy = startProxy(reg.url, async (req, { path, forward }) => {
-      if (!isBlobGet(req, path) || !layers.has(path.slice(path.lastIndexOf("/") + 1))) return await forward();
-      const res = await forward();
-      inFlight++;
-      peak = Math.max(peak, inFlight);
-      // Hold back each body's last chunk a while, so the client's downloads overlap as far as it lets them.
-      const reader = res.body!.getReader();
-      let held: Uint8Array | undefined;
-      let done = false;
-      const end = () => {
-        if (!done) (done = true, inFlight--);
-      };
-      const body = new ReadableStream<Uint8Array>({
-        async pull(c) {
-          for (;;) {
-            const r = await reader.read();
-            if (r.done) {
-              await new Promise((resolve) => setTimeout(resolve, 300));
-              if (held) c.enqueue(held);
-              end();
-              c.close();
-              return;
-            }
-            const previous = held;
-            held = r.value;
-            if (previous) return c.enqueue(previous);
-          }
-        },
-        cancel(reason) {
-          end();
-          return reader.cancel(reason);
-        },
-      });
-      return new Response(body, { status: res.status, headers: res.headers });
-    });
+    await using proxy = startOverlapProxy(reg.url, new Set(img.layers.map((l) => l.digest)));
     const src = `docker://${proxy.host}/wide:v1`;
     const one = await cli(tmp.path, `${tmp.path}/one`, ["--json", "-j", "4", "pull", "--max-downloads", "1", src]);
     assert.equal(one.code, 0, one.stderr);
-    assert.equal(peak, 1);
+    assert.equal(proxy.peak(), 1);
     await assertStored(tmp.path, `${tmp.path}/one`, img);
 
-    peak = 0;
+    proxy.reset();
     const two = await cli(tmp.path, `${tmp.path}/two`, ["--json", "-j", "4", "pull", src]);
     assert.equal(two.code, 0, two.stderr);
-    assert.equal(peak, 2, "default limit 2");
+    assert.equal(proxy.peak(), 2, "default limit 2");
     await assertStored(tmp.path, `${tmp.path}/two`, img);
 
-    peak = 0;
+    proxy.reset();
     const three = await cli(tmp.path, `${tmp.path}/three`, ["--json", "-j", "4", "pull", "--max-downloads", "3", src]);
     assert.equal(three.code, 0, three.stderr);
-    assert.equal(peak, 3, "limit 3");
+    assert.equal(proxy.peak(), 3, "limit 3");
 
     // A download streams straight into its layer's import, so one job means one body at a time.
-    peak = 0;
+    proxy.reset();
     const inline = await cli(tmp.path, `${tmp.path}/inline`, [
       "--json",
       "-j",
@@ -468,6 +431,6 @@ Deno.test({
       src,
     ]);
     assert.equal(inline.code, 0, inline.stderr);
-    assert.equal(peak, 1, "-j 1 processes (and so downloads) one layer at a time");
+    assert.equal(proxy.peak(), 1, "-j 1 processes (and so downloads) one layer at a time");
   },
 });

@@ -28,7 +28,7 @@ export const SOURCE_OPTIONS: OptionSpec[] = [
     name: "max-downloads",
     type: "string",
     arg: "N",
-    help: "docker://: most blob downloads at once (default 2; independent of --jobs)",
+    help: "docker://: most blob downloads at once (default 2, 1 for a delta; independent of --jobs)",
   },
 ];
 

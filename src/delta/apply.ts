@@ -23,6 +23,9 @@ import type { Task } from "../workers/tasks.ts";
 import { type DeltaArtifact, type DeltaTarget, fetchDeltaTarget, parseDeltaArtifact } from "./artifact.ts";
 import { MemoryBudget, type SourceIndex, sourceIndex } from "./source.ts";
 
+/** Delta blobs downloaded at once from a registry unless `--max-downloads` says otherwise. */
+export const DELTA_MAX_DOWNLOADS = 1;
+
 /** What a delta pull did, beyond what every pull reports. */
 export interface DeltaPullInfo {
   /** Digest of the delta manifest applied. */
@@ -101,6 +104,7 @@ export async function applyDelta(
     );
   }
 
+  source.defaultMaxDownloads?.(DELTA_MAX_DOWNLOADS);
   const pool = new TaskPool(repo, Math.min(options.jobs, work.length));
   try {
     pool.warm(); // workers start while the source index loads

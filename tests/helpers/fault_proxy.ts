@@ -129,3 +129,55 @@ export function faultAfter(res: Response, n: number, fault: "cut" | "stall", sig
     return chunk.subarray(0, n - offset);
   }, signal);
 }
+
+/** A proxy that measures how many blob bodies a client downloads at once. */
+export interface OverlapProxy extends FaultProxy {
+  /** Most bodies of the watched blobs that were in flight at the same time (reset with `reset`). */
+  peak(): number;
+  reset(): void;
+}
+
+/**
+ * Starts a proxy that holds back the last chunk of each watched blob's body for
+ * `holdMs`, so a client's downloads overlap as far as it lets them, and records
+ * the peak number in flight.
+ */
+export function startOverlapProxy(target: string, watched: Set<string>, holdMs = 300): OverlapProxy {
+  let inFlight = 0;
+  let peak = 0;
+  const proxy = startProxy(target, async (req, { path, forward }) => {
+    if (!isBlobGet(req, path) || !watched.has(path.slice(path.lastIndexOf("/") + 1))) return await forward();
+    const res = await forward();
+    inFlight++;
+    peak = Math.max(peak, inFlight);
+    const reader = res.body!.getReader();
+    let held: Uint8Array | undefined;
+    let done = false;
+    const end = () => {
+      if (!done) (done = true, inFlight--);
+    };
+    const body = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        for (;;) {
+          const r = await reader.read();
+          if (r.done) {
+            await new Promise((resolve) => setTimeout(resolve, holdMs));
+            if (held) c.enqueue(held);
+            end();
+            c.close();
+            return;
+          }
+          const previous = held;
+          held = r.value;
+          if (previous) return c.enqueue(previous);
+        }
+      },
+      cancel(reason) {
+        end();
+        return reader.cancel(reason);
+      },
+    });
+    return new Response(body, { status: res.status, headers: res.headers });
+  });
+  return { ...proxy, peak: () => peak, reset: () => void (peak = 0) };
+}

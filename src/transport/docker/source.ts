@@ -54,7 +54,8 @@ export const DEFAULT_MAX_DOWNLOADS = 2;
 export class DockerSource implements ImageSource {
   readonly description: string;
   readonly #client: RegistryClient;
-  readonly #downloads: Semaphore;
+  #downloads: Semaphore;
+  readonly #downloadsChosen: boolean;
   readonly #retry: RetryPolicy;
   readonly #closed = new AbortController();
   readonly #scope: string;
@@ -64,12 +65,13 @@ export class DockerSource implements ImageSource {
     input: string,
     client: RegistryClient,
     retry: RetryPolicy,
-    maxDownloads: number,
+    maxDownloads: number | undefined,
   ) {
     this.description = `docker://${input}`;
     this.#client = client;
     this.#retry = retry;
-    this.#downloads = new Semaphore(maxDownloads);
+    this.#downloads = new Semaphore(maxDownloads ?? DEFAULT_MAX_DOWNLOADS);
+    this.#downloadsChosen = maxDownloads !== undefined;
     this.#scope = `repository:${reference.repository}:pull`;
   }
 
@@ -89,7 +91,16 @@ export class DockerSource implements ImageSource {
       idleTimeoutMs: envInt(env, "DELTASHIP_HTTP_TIMEOUT_MS", DEFAULT_IDLE_TIMEOUT_MS, 1),
       insecure: options.tlsVerify === false,
     });
-    return new DockerSource(ref, input, client, retry, options.maxDownloads ?? DEFAULT_MAX_DOWNLOADS);
+    return new DockerSource(ref, input, client, retry, options.maxDownloads);
+  }
+
+  /**
+   * Sets how many blob bodies may be in flight when the user did not choose
+   * (`--max-downloads`). Delta pulls keep one: each delta blob streams straight
+   * into a rebuild, and several at once only add temporary disk and memory.
+   */
+  defaultMaxDownloads(n: number): void {
+    if (!this.#downloadsChosen && this.#downloads.held === 0) this.#downloads = new Semaphore(n);
   }
 
   /** The reference's tag (`latest` when it names neither tag nor digest). */
