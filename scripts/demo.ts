@@ -1,7 +1,9 @@
 /**
- * `deno task demo`: deltaship's main job on bundled testdata, with no network.
- * Runs the real CLI in-process against a throwaway repository and shows each
- * command as it goes.
+ * `deno task demo`: deltaship's main job on bundled testdata, with no network:
+ * pull an old image, then pull an oci-delta that rebuilds the new image from it
+ * (showing the bytes read for the delta against the full image's size), list the
+ * images and verify the repository. Runs the real CLI in-process against a
+ * throwaway repository and shows each command as it goes.
  */
 import { main } from "../src/cli/main.ts";
 
@@ -22,10 +24,15 @@ async function step(title: string, ...args: string[]): Promise<void> {
 
 try {
   console.log(`Demo repository: ${repo} (removed at the end)`);
-  await step("Pull the old image from an OCI layout", "pull", `oci:${testdata}old:old`, "app");
-  await step("Pull the new image too", "pull", `oci:${testdata}new:new`, "app-new");
+  await step("Pull the old image from an OCI layout", "pull", `oci:${testdata}old:old`, "app-v1");
+  await step(
+    "Pull the oci-delta: the new image is rebuilt from the old one, only the delta is read",
+    "pull",
+    `oci:${testdata}delta`,
+    "app-v2",
+  );
   await step("List what the repository holds", "images");
-  await step("Verify every object and layer", "fsck");
+  await step("Verify every object and layer (each rebuilt layer against its diff_id)", "fsck");
 } finally {
   await Deno.remove(repo, { recursive: true });
 }

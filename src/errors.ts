@@ -54,6 +54,18 @@ export class FormatError extends DeltashipError {
   override name = "FormatError";
 }
 
+/**
+ * A tar-diff that cannot be applied: bad framing, a malformed or out-of-range
+ * operation, or a source path the source image does not have. Carries the
+ * operation's offset in the decompressed op stream and the source path involved.
+ */
+export class TarDiffError extends FormatError {
+  override name = "TarDiffError";
+  constructor(message: string, readonly offset?: number, readonly path?: string) {
+    super(message);
+  }
+}
+
 /** A media type deltaship does not handle. */
 export class UnsupportedError extends DeltashipError {
   override name = "UnsupportedError";
@@ -85,6 +97,7 @@ const classes: Record<string, ErrorClass> = {
   SizeMismatchError,
   NotFoundError,
   FormatError,
+  TarDiffError,
   UnsupportedError,
   UnsafePathError,
   RepositoryError,

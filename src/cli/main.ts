@@ -105,7 +105,6 @@ async function report(err: unknown, io: CliIO, debug: boolean): Promise<number> 
     const msg = err instanceof Error ? err.message : String(err);
     line = `deltaship: internal error: ${msg} (run with DELTASHIP_DEBUG=1 for details, and please report it)`;
   }
-  if (status === 2) line += "";
   await io.stderr.write(encoder.encode(line.replaceAll("\n", " ") + "\n")).catch(() => {});
   if (debug && err instanceof Error && err.stack) {
     await io.stderr.write(encoder.encode(err.stack + "\n")).catch(() => {});

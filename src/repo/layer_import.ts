@@ -8,7 +8,7 @@
 import { DeltashipError, FormatError } from "../errors.ts";
 import { layerCompression } from "../oci/media_types.ts";
 import { type Digest, Verifier } from "../util/digest.ts";
-import { decompressor } from "../util/streams.ts";
+import { coalesce, decompressor } from "../util/streams.ts";
 import type { RecordFooter } from "./layer_record.ts";
 import type { Repository } from "./repository.ts";
 import { storeLayerTar } from "./layer_writer.ts";
@@ -20,6 +20,9 @@ export interface LayerBlob {
   size: number;
   diffId: Digest;
 }
+
+/** Smallest piece of compressed input handed to the decompressor. */
+const DECOMPRESS_INPUT = 256 * 1024;
 
 /** Called with the number of compressed bytes just consumed. */
 export type Progress = (bytes: number) => void;
@@ -34,6 +37,18 @@ export async function importLayerBlob(
   const what = `layer ${layer.digest}`;
   const compression = layerCompression(layer.mediaType, layer.digest);
   const verifier = new Verifier(what, layer.digest, layer.size);
+  let verdict: { error?: unknown } | undefined;
+  const finish = () => {
+    if (!verdict) {
+      verdict = {};
+      try {
+        verifier.finish();
+      } catch (e) {
+        verdict.error = e;
+      }
+    }
+    if (verdict.error) throw verdict.error;
+  };
   const checked = blob.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
@@ -41,24 +56,34 @@ export async function importLayerBlob(
         onProgress?.(chunk.length);
         controller.enqueue(chunk);
       },
-      flush() {
-        verifier.finish();
-      },
+      flush: finish,
     }),
   );
-  const tar = checked.pipeThrough(decompressor(compression));
-  return await storeLayerTar(repo, decompressErrors(tar, compression), layer.diffId, what);
+  // Network reads come in 16-64 KiB pieces; node:zlib costs a thread-pool round trip per write.
+  const tar = checked.pipeThrough(coalesce(DECOMPRESS_INPUT)).pipeThrough(decompressor(compression));
+  // A blob corrupted in transit often breaks its compression's own check (gzip's CRC at
+  // the end) before the stream's end reaches the digest check: once every byte has been
+  // seen, the digest decides which error the user sees.
+  const onDecompressError = () => {
+    if (verifier.size === layer.size) finish();
+  };
+  return await storeLayerTar(repo, decompressErrors(tar, compression, onDecompressError), layer.diffId, what);
 }
 
-/** Re-labels decompressor failures as format errors that say what was being decompressed. */
+/**
+ * Re-labels decompressor failures as format errors that say what was being
+ * decompressed; `before` may throw a more telling error first.
+ */
 async function* decompressErrors(
   stream: ReadableStream<Uint8Array>,
   compression: string,
+  before: () => void,
 ): AsyncGenerator<Uint8Array> {
   try {
     yield* stream;
   } catch (e) {
     if (e instanceof DeltashipError) throw e;
+    before();
     throw new FormatError(`corrupt or truncated ${compression} data (${(e as Error).message})`);
   }
 }

@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { applyDelta, type DeltaPullInfo } from "../delta/apply.ts";
+import { isDeltaManifest } from "../delta/artifact.ts";
 import { FormatError, UnsupportedError } from "../errors.ts";
 import { type ImageConfig, type Manifest, parseImageConfig } from "../oci/documents.ts";
 import { layerCompression, MediaType } from "../oci/media_types.ts";
@@ -37,15 +39,21 @@ export interface PullResult {
   /** Layers imported, and layers skipped because the repository had them. */
   layersFetched: number;
   layersSkipped: number;
-  /** Compressed bytes read from the source for layers. */
+  /** Compressed bytes read from the source for layers (for a delta: its layer blobs). */
   bytesFetched: number;
+  /** Set when the pulled manifest was an oci-delta, which was applied. */
+  delta?: DeltaPullInfo;
 }
 
 const CONFIG_TYPES = [MediaType.ociConfig, MediaType.dockerConfig];
 
-/** Pulls the image `source` names into `repo`. */
+/**
+ * Pulls the image `source` names into `repo`. When the manifest is an oci-delta
+ * artifact, the delta is applied instead: the result is its target image.
+ */
 export async function pull(repo: Repository, source: ImageSource, options: PullOptions): Promise<PullResult> {
   const resolved = await resolveManifest(source, options.platform);
+  if (isDeltaManifest(resolved.manifest)) return await applyDelta(repo, source, resolved, options);
   return await pullResolved(repo, source, resolved, options);
 }
 

@@ -76,7 +76,8 @@ export interface RawHeader {
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const latin1 = new TextDecoder("latin1");
 
-function decodeName(bytes: Uint8Array): string {
+/** Decodes a path as tar names are: UTF-8 when valid, else Latin-1 (so no byte is lost). */
+export function decodeName(bytes: Uint8Array): string {
   try {
     return utf8.decode(bytes);
   } catch {

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { UnsupportedError, UsageError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
+import { DockerSource } from "./docker/source.ts";
 import { OciLayoutSource } from "./oci.ts";
 import type { ImageSource } from "./source.ts";
 
@@ -43,7 +44,7 @@ export function parseTransportRef(s: string): TransportRef {
 export interface OpenOptions {
   /** Registry credentials `USER:PASS` (docker://). */
   creds?: string;
-  /** Verify TLS certificates and use HTTPS (docker://); default true. */
+  /** HTTPS with verified certificates (true) or plain HTTP (false) (docker://); default HTTPS except for loopback hosts. */
   tlsVerify?: boolean;
   /** Most blob downloads in flight (docker://). */
   maxDownloads?: number;
@@ -52,13 +53,13 @@ export interface OpenOptions {
 }
 
 /** Opens the source a transport reference names. */
-export async function openSource(s: string, _options: OpenOptions = {}): Promise<ImageSource> {
+export async function openSource(s: string, options: OpenOptions = {}): Promise<ImageSource> {
   const ref = parseTransportRef(s);
   switch (ref.transport) {
     case "oci":
     case "oci-archive":
       return await OciLayoutSource.open(ref.path, ref.ref, ref.transport === "oci-archive");
     case "docker":
-      throw new UnsupportedError("docker:// sources are not supported yet");
+      return await DockerSource.open(ref.reference, options);
   }
 }

@@ -41,6 +41,8 @@ export interface ImageSource {
   blob(desc: Descriptor): Promise<ReadableStream<Uint8Array>>;
   /** Releases connections and files. */
   close(): Promise<void>;
+  /** For network sources: blob downloads in flight when the user did not choose a number. */
+  defaultMaxDownloads?(n: number): void;
 }
 
 /** Options shared by every source. */

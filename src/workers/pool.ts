@@ -1,7 +1,7 @@
 /**
  * A pool of layer workers. Runs up to `size` tasks at once, each in its own Web
- * Worker; with a size of one, tasks run inline on the calling thread, which
- * spares the worker start-up when there is no parallelism to gain.
+ * Worker; with a size of one, tasks run inline on the calling thread, one at a
+ * time, which spares the worker start-up when there is no parallelism to gain.
  *
  * @module
  */
@@ -28,6 +28,8 @@ export class TaskPool {
   #running = new Map<Worker, number>();
   #nextId = 1;
   #closed = false;
+  /** Inline tasks run one after another: the tail of that queue. */
+  #inlineTail: Promise<unknown> = Promise.resolve();
 
   constructor(readonly repo: Repository, size: number) {
     this.#size = Math.max(1, size);
@@ -43,14 +45,35 @@ export class TaskPool {
    * download, a file read) begins only when it can be consumed.
    */
   async run(make: () => Promise<Task>, progress: (bytes: number) => void = () => {}): Promise<TaskResult> {
-    if (this.inline) return await runTask(this.repo, await make(), progress);
+    if (this.inline) {
+      const turn = this.#inlineTail.then(async () => {
+        if (this.#closed) throw new Error("worker pool closed");
+        return await runTask(this.repo, await make(), progress);
+      });
+      this.#inlineTail = turn.catch(() => {});
+      return await turn;
+    }
     const worker = await this.#acquire();
     try {
       const task = await make();
-      return await this.#send(worker, task, progress);
+      const sourceError = keepStreamErrors(task);
+      try {
+        return await this.#send(worker, task, progress);
+      } catch (e) {
+        throw sourceError() ?? e;
+      }
     } finally {
       this.#release(worker);
     }
+  }
+
+  /**
+   * Starts the workers now rather than on first use, so that their start-up
+   * overlaps whatever the caller does before its first task.
+   */
+  warm(): void {
+    if (this.inline || this.#closed) return;
+    while (this.#workers.length < this.#size) this.#idle.push(this.#spawn());
   }
 
   /** Stops every worker; tasks still running fail. */
@@ -115,4 +138,36 @@ export class TaskPool {
       worker.postMessage(msg, transferables(task));
     });
   }
+}
+
+/**
+ * Errors cloned across a Worker boundary lose their class (a TransportError from a
+ * download arrives as a plain Error, and the worker then reports it as corrupt
+ * data). This wraps each input stream of `task` so the error its source failed
+ * with is kept here; the pool reports that one when the task fails.
+ */
+function keepStreamErrors(task: Task): () => unknown {
+  let error: unknown;
+  const fields = task as unknown as Record<string, unknown>;
+  for (const [key, value] of Object.entries(fields)) {
+    if (!(value instanceof ReadableStream)) continue;
+    const reader = (value as ReadableStream<Uint8Array>).getReader();
+    fields[key] = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        let r: ReadableStreamReadResult<Uint8Array>;
+        try {
+          r = await reader.read();
+        } catch (e) {
+          error ??= e;
+          throw e;
+        }
+        if (r.done) controller.close();
+        else controller.enqueue(r.value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    }, { highWaterMark: 0 });
+  }
+  return () => error;
 }

@@ -6,6 +6,8 @@
  *
  * @module
  */
+import { type RebuildLayer, rebuildLayer } from "../delta/rebuild.ts";
+import type { SourceIndex } from "../delta/source.ts";
 import { importLayerBlob, type LayerBlob } from "../repo/layer_import.ts";
 import type { RecordFooter } from "../repo/layer_record.ts";
 import type { Repository } from "../repo/repository.ts";
@@ -33,8 +35,21 @@ export interface EncodeTask {
   level: number;
 }
 
+/**
+ * Rebuild a layer from the tar-diff streamed in `blob`, against the source image
+ * whose files `source` indexes (built once by the caller, cloned to each worker).
+ */
+export interface RebuildTask {
+  op: "rebuild";
+  layer: RebuildLayer;
+  blob: ReadableStream<Uint8Array>;
+  source: SourceIndex;
+  /** The pull's shared budget for source files held in memory (a MemoryBudget's buffer). */
+  memory: SharedArrayBuffer;
+}
+
 /** Any task a worker can run. */
-export type Task = ImportTask | EncodeTask;
+export type Task = ImportTask | RebuildTask | EncodeTask;
 
 /** What a finished task reports. */
 export type TaskResult = RecordFooter | TarDiffFile;
@@ -49,10 +64,12 @@ export async function runTask(repo: Repository, task: Task, progress: (bytes: nu
         level: task.level,
         progress,
       });
+    case "rebuild":
+      return await rebuildLayer(repo, task.blob, task.layer, task.source, task.memory, progress);
   }
 }
 
 /** The objects of a task that must be transferred, not copied, to a worker. */
 export function transferables(task: Task): Transferable[] {
-  return task.op === "import" ? [task.blob as unknown as Transferable] : [];
+  return task.op === "encode" ? [] : [task.blob as unknown as Transferable];
 }

@@ -10,22 +10,38 @@ import { openSource } from "../../transport/reference.ts";
 import { UsageError } from "../../errors.ts";
 import type { Command } from "../command.ts";
 import { formatBytes, plural, shortDigest } from "../format.ts";
+import { SOURCE_OPTIONS, sourceOpenOptions } from "../source_options.ts";
 
 export const pullCommand: Command = {
   name: "pull",
   summary: "Pull an image into the repository",
   usage: "SOURCE [NAME]",
   description: `
-SOURCE is oci:DIR[:REF] or oci-archive:FILE[:REF]. REF is a tag
+SOURCE is oci:DIR[:REF], oci-archive:FILE[:REF] or
+docker://[HOST[:PORT]/]REPO[:TAG|@DIGEST]. For layouts, REF is a tag
 (org.opencontainers.image.ref.name) or a manifest digest; without REF the layout
 must hold exactly one manifest. The image is tagged NAME, which defaults to REF
-(or the layout entry's own tag). Layers already in the repository are not
-fetched again; pulling an image already present only updates the tag.
+(or the layout entry's own tag, or the registry reference's tag).
 
-From an image index the platform of this machine is chosen, or --platform.`,
+Registry credentials come from --creds, else from the first auth file with an
+entry for the registry: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,
+~/.config/containers/auth.json, ~/.docker/config.json.
+
+Layers already in the repository are not fetched again; pulling an image
+already present only updates the tag.
+
+From an image index the platform of this machine is chosen, or --platform.
+
+When SOURCE names an oci-delta artifact (artifactType
+application/vnd.io.github.containers.oci-delta.v1), the delta is applied
+instead: the source image it was made from (found by its config digest) must be
+in the repository; changed layers are rebuilt from their tar-diffs in parallel
+(--jobs) and checked against their diff_ids, and the result is the target image
+with its exact manifest and config. NAME defaults as for any pull.`,
   options: [
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
     { name: "name", type: "string", arg: "NAME", help: "tag for the image (same as the NAME argument)" },
+    ...SOURCE_OPTIONS,
   ],
   args: { min: 1, max: 2 },
   async run(ctx, args, values) {
@@ -34,10 +50,11 @@ From an image index the platform of this machine is chosen, or --platform.`,
     }
     const name = args[1] ?? (values.name as string | undefined);
     if (name !== undefined) checkTagName(name);
+    const openOptions = sourceOpenOptions(values, ctx.io.env);
     const platform = values.platform ? parsePlatform(values.platform as string) : hostPlatform();
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
-    const source = await openSource(args[0], { env: ctx.io.env });
+    const source = await openSource(args[0], openOptions);
     try {
       const result = await pull(repo, source, { platform, jobs: ctx.jobs, name, progress: ctx.progress() });
       ctx.endProgress();
@@ -45,6 +62,24 @@ From an image index the platform of this machine is chosen, or --platform.`,
       const label = result.name ?? `@${result.manifest}`;
       if (result.alreadyPresent) {
         await ctx.print(`${label}: already present`);
+      } else if (result.delta) {
+        const d = result.delta;
+        const kinds = [
+          `${d.layersRebuilt} rebuilt`,
+          ...(d.layersImported ? [`${d.layersImported} shipped whole`] : []),
+          `${result.layersSkipped} already present`,
+        ];
+        await ctx.print(
+          `Pulled ${label} from delta (${plural(result.layersFetched + result.layersSkipped, "layer")}: ${
+            kinds.join(", ")
+          })`,
+        );
+        const saved = d.imageSize > 0 ? ` (${Math.round(100 * (1 - result.bytesFetched / d.imageSize))}% saved)` : "";
+        await ctx.print(
+          `fetched ${formatBytes(result.bytesFetched)} of delta instead of ${
+            formatBytes(d.imageSize)
+          } for the full image${saved}`,
+        );
       } else {
         await ctx.print(
           `Pulled ${label} (${

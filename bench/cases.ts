@@ -1,0 +1,314 @@
+/**
+ * The benchmark cases: what deltaship runs, the floor (standard tools over the
+ * same bytes) and the peer (another tool doing the same job) measured beside it,
+ * and the targets the issues set.
+ */
+
+import { pushImage, type Registry, startRegistry } from "../tests/helpers/registry.ts";
+
+/** Paths and the deltaship command, shared by every case. */
+export interface BenchEnv {
+  /** The project root. */
+  root: string;
+  /** bench/.cache: corpus and scratch space (git-ignored). */
+  cache: string;
+  /** The real-world corpus: `old/` and `new/` OCI layouts. */
+  corpus: string;
+  /** ../shared/bench: corpus script and the reference delta. */
+  shared: string;
+  /** How to start deltaship (`deno run -A main.ts`, or a compiled binary). */
+  deltaship: string[];
+}
+
+/** Targets from the issues; a case misses when any is exceeded. */
+export interface Targets {
+  /** Median wall time, seconds. */
+  wallSeconds?: number;
+  /** Median peak memory, MiB. */
+  rssMiB?: number;
+  /** deltaship median / peer median. */
+  peerRatio?: number;
+  /** deltaship median / floor median. */
+  floorRatio?: number;
+}
+
+/** Commands measured as one sample (times add up, memory is the largest). */
+export interface Measured {
+  label: string;
+  tools?: string[];
+  commands(env: BenchEnv, scratch: string): string[][];
+  /** Runs before each sample of this side, untimed. */
+  setup?(env: BenchEnv, scratch: string): Promise<void>;
+}
+
+/** One benchmark case. */
+export interface BenchCase {
+  name: string;
+  description: string;
+  /** Needs the real-world corpus. */
+  corpus: boolean;
+  /** External tools deltaship's side needs (besides deltaship). */
+  tools?: string[];
+  /** Once per bench run, untimed: build inputs, start servers. */
+  prepare?(env: BenchEnv): Promise<void>;
+  /** Once after the case, untimed: stop what prepare started. */
+  finish?(): Promise<void>;
+  /** Before each sample, untimed: fresh repository and so on. */
+  setup(env: BenchEnv, scratch: string): Promise<void>;
+  /** The deltaship commands measured. */
+  run(env: BenchEnv, scratch: string): string[][];
+  /** After a sample: check the result is right (throw if not). */
+  verify?(env: BenchEnv, scratch: string): Promise<void>;
+  /** Bytes that matter for throughput, and what they are. */
+  bytes?(env: BenchEnv): Promise<{ count: number; label: string }>;
+  floor?: Measured;
+  peer?: Measured;
+  targets?: Targets;
+  /** Extra numbers to report (e.g. delta size). */
+  extra?(env: BenchEnv, scratch: string): Promise<Record<string, number>>;
+}
+
+/** Removes and recreates a directory. */
+export async function fresh(dir: string): Promise<void> {
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  await Deno.mkdir(dir, { recursive: true });
+}
+
+/** The layer blobs of a layout's tagged manifest, with sizes and media types. */
+export async function layoutLayers(
+  dir: string,
+  tag?: string,
+): Promise<{ path: string; size: number; mediaType: string; digest: string }[]> {
+  const index = JSON.parse(await Deno.readTextFile(`${dir}/index.json`));
+  const entry = tag
+    ? index.manifests.find((m: { annotations?: Record<string, string> }) =>
+      m.annotations?.["org.opencontainers.image.ref.name"] === tag
+    )
+    : index.manifests[0];
+  const manifest = JSON.parse(await Deno.readTextFile(`${dir}/blobs/sha256/${entry.digest.slice(7)}`));
+  return manifest.layers.map((l: { digest: string; size: number; mediaType: string }) => ({
+    path: `${dir}/blobs/sha256/${l.digest.slice(7)}`,
+    size: l.size,
+    mediaType: l.mediaType,
+    digest: l.digest,
+  }));
+}
+
+/** The manifest digest a repository holds for a tag (via `deltaship images --json`). */
+export async function manifestOf(env: BenchEnv, repo: string, tag: string): Promise<string | undefined> {
+  const out = await new Deno.Command(env.deltaship[0], {
+    args: [...env.deltaship.slice(1), "--repo", repo, "--json", "images"],
+    stdout: "piped",
+  }).output();
+  const images = JSON.parse(new TextDecoder().decode(out.stdout)) as { names: string[]; manifest: string }[];
+  return images.find((i) => i.names.includes(tag))?.manifest;
+}
+
+const ds = (env: BenchEnv, ...args: string[]) => [...env.deltaship, ...args];
+
+async function expectManifest(env: BenchEnv, repo: string, tag: string, dir: string, ref: string): Promise<void> {
+  const index = JSON.parse(await Deno.readTextFile(`${dir}/index.json`));
+  const want =
+    index.manifests.find((m: { annotations?: Record<string, string> }) =>
+      m.annotations?.["org.opencontainers.image.ref.name"] === ref
+    ).digest;
+  const got = await manifestOf(env, repo, tag);
+  if (got !== want) throw new Error(`pulled ${tag} is ${got}, expected ${want}`);
+}
+
+/** Pull of a corpus image from `oci:` or `oci-archive:` into an empty repository. */
+function pullCase(name: string, image: "old" | "new", transport: "oci" | "oci-archive"): BenchCase {
+  let layers: { path: string; size: number }[] = [];
+  const source = (env: BenchEnv) =>
+    transport === "oci" ? `oci:${env.corpus}/${image}:${image}` : `oci-archive:${env.cache}/${image}.tar:${image}`;
+  return {
+    name,
+    description: `pull the corpus ${image} image from ${transport}: into an empty repository`,
+    corpus: true,
+    async prepare(env) {
+      layers = await layoutLayers(`${env.corpus}/${image}`, image);
+      if (transport === "oci-archive") {
+        const tar = `${env.cache}/${image}.tar`;
+        if (!(await Deno.stat(tar).catch(() => null))) {
+          const out = await new Deno.Command("tar", { args: ["-cf", tar, "-C", `${env.corpus}/${image}`, "."] })
+            .output();
+          if (!out.success) throw new Error("tar -cf failed");
+        }
+      }
+    },
+    setup: (_env, scratch) => fresh(scratch),
+    run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", source(env), image)],
+    verify: (env, scratch) => expectManifest(env, `${scratch}/repo`, image, `${env.corpus}/${image}`, image),
+    bytes: () => Promise.resolve({ count: layers.reduce((a, l) => a + l.size, 0), label: "compressed" }),
+    floor: {
+      label: "gzip -dc of the layer blobs",
+      tools: ["gzip"],
+      commands: () => layers.map((l) => ["gzip", "-dc", l.path]),
+    },
+    peer: {
+      label: "umoci raw unpack",
+      tools: ["umoci"],
+      setup: (_env, scratch) => Deno.remove(`${scratch}/umoci`, { recursive: true }).catch(() => {}),
+      commands: (env, scratch) => [[
+        "umoci",
+        "raw",
+        "unpack",
+        "--rootless",
+        "--image",
+        `${env.corpus}/${image}:${image}`,
+        `${scratch}/umoci`,
+      ]],
+    },
+  };
+}
+
+/** Runs a command, throwing when it fails; returns stdout bytes. */
+export async function sh(cmd: string[], stdoutFile?: string): Promise<Uint8Array> {
+  const out = await new Deno.Command(cmd[0], { args: cmd.slice(1), stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) throw new Error(`${cmd.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  if (stdoutFile) await Deno.writeFile(stdoutFile, out.stdout);
+  return out.stdout;
+}
+
+interface Expected {
+  new_manifest: string;
+  new_config: string;
+  diff_ids: string[];
+}
+
+/**
+ * Pull of the real-world delta after the old image, from `oci:` or
+ * `oci-archive:`. The floor decompresses the tar-diff blobs with zstd and hashes
+ * the rebuilt layers with sha256sum: the least work any client must do.
+ */
+function deltaCase(name: string, transport: "oci" | "oci-archive"): BenchCase {
+  let blobs: { path: string; size: number; mediaType: string }[] = [];
+  let rebuilt: string[] = [];
+  let expected: Expected;
+  const delta = (env: BenchEnv) =>
+    transport === "oci" ? `oci:${env.shared}/realworld-delta` : `oci-archive:${env.cache}/realworld-delta.tar`;
+  return {
+    name,
+    description: `pull the real-world delta from ${transport}: after the old image`,
+    corpus: true,
+    tools: ["zstd"],
+    async prepare(env) {
+      expected = JSON.parse(await Deno.readTextFile(`${env.shared}/realworld-expected.json`));
+      blobs = (await layoutLayers(`${env.shared}/realworld-delta`)).filter((l) =>
+        l.mediaType === "application/vnd.tar-diff"
+      );
+      if (transport === "oci-archive") {
+        await sh(["tar", "-cf", `${env.cache}/realworld-delta.tar`, "-C", `${env.shared}/realworld-delta`, "."]);
+      }
+      // The floor hashes the layers the delta rebuilds: make them once.
+      const prep = `${env.cache}/work/${name}-prep`;
+      await fresh(prep);
+      await sh(ds(env, "--repo", `${prep}/repo`, "-q", "pull", `oci:${env.corpus}/old:old`));
+      await sh(ds(env, "--repo", `${prep}/repo`, "-q", "pull", `oci:${env.shared}/realworld-delta`, "new"));
+      rebuilt = [];
+      for (const diffId of expected.diff_ids.slice(1)) {
+        const file = `${prep}/${diffId.slice(7)}.tar`;
+        await sh(ds(env, "--repo", `${prep}/repo`, "layer", diffId), file);
+        rebuilt.push(file);
+      }
+    },
+    async setup(env, scratch) {
+      await fresh(scratch);
+      await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.corpus}/old:old`));
+    },
+    run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", delta(env), "new")],
+    async verify(env, scratch) {
+      const got = await manifestOf(env, `${scratch}/repo`, "new");
+      if (got !== expected.new_manifest) throw new Error(`delta pull gave ${got}, expected ${expected.new_manifest}`);
+    },
+    bytes: () => Promise.resolve({ count: rebuilt.reduce((a, f) => a + Deno.statSync(f).size, 0), label: "rebuilt" }),
+    floor: {
+      label: "zstd -dc of the tar-diffs + sha256sum of the rebuilt layers",
+      tools: ["zstd", "sha256sum"],
+      commands: () => [
+        ...blobs.map((b) => ["sh", "-c", `tail -c +9 ${b.path} | zstd -dc`]),
+        ["sha256sum", ...rebuilt],
+      ],
+    },
+    targets: { wallSeconds: 0.7, rssMiB: 300, floorRatio: 3 },
+  };
+}
+
+/** Pull of the corpus new image from a real registry on 127.0.0.1 (issue 3's case). */
+function registryPullCase(): BenchCase {
+  let registry: Registry | undefined;
+  let layers: { path: string; size: number }[] = [];
+  const ref = () => `${registry!.host}/corpus:new`;
+  return {
+    name: "pull-new-registry",
+    description: "pull the corpus new image from a local registry (docker://) into an empty repository",
+    corpus: true,
+    tools: ["docker-registry", "skopeo"],
+    async prepare(env) {
+      layers = await layoutLayers(`${env.corpus}/new`, "new");
+      registry = await startRegistry();
+      await pushImage(`oci:${env.corpus}/new:new`, `docker://${ref()}`);
+    },
+    finish: async () => await registry?.stop(),
+    setup: (_env, scratch) => fresh(scratch),
+    run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `docker://${ref()}`, "new")],
+    verify: (env, scratch) => expectManifest(env, `${scratch}/repo`, "new", `${env.corpus}/new`, "new"),
+    bytes: () => Promise.resolve({ count: layers.reduce((a, l) => a + l.size, 0), label: "compressed" }),
+    floor: {
+      label: "gzip -dc of the layer blobs",
+      tools: ["gzip"],
+      commands: () => layers.map((l) => ["gzip", "-dc", l.path]),
+    },
+    peer: {
+      label: "skopeo copy + umoci raw unpack",
+      tools: ["skopeo", "umoci"],
+      setup: async (_env, scratch) => {
+        await Deno.remove(`${scratch}/peer`, { recursive: true }).catch(() => {});
+        await Deno.remove(`${scratch}/unpacked`, { recursive: true }).catch(() => {});
+      },
+      commands: (_env, scratch) => [
+        [
+          "skopeo",
+          "copy",
+          "-q",
+          "--insecure-policy",
+          "--src-tls-verify=false",
+          `docker://${ref()}`,
+          `oci:${scratch}/peer:new`,
+        ],
+        ["umoci", "raw", "unpack", "--rootless", "--image", `${scratch}/peer:new`, `${scratch}/unpacked`],
+      ],
+    },
+    targets: { peerRatio: 1, rssMiB: 200 },
+  };
+}
+
+/** A tiny generated image, so the suite itself can be tested without the corpus. */
+export const smokeCase: BenchCase = {
+  name: "smoke",
+  description: "pull a tiny generated image (tests the suite itself)",
+  corpus: false,
+  async prepare(env) {
+    const { writeImage, sampleTar } = await import("../tests/helpers/oci.ts");
+    const dir = `${env.cache}/smoke`;
+    await fresh(dir);
+    await writeImage(dir, { tag: "smoke", layers: [{ tar: sampleTar("a") }, { tar: sampleTar("b") }] });
+  },
+  setup: (_env, scratch) => fresh(scratch),
+  run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.cache}/smoke:smoke`)],
+  verify: (env, scratch) => expectManifest(env, `${scratch}/repo`, "smoke", `${env.cache}/smoke`, "smoke"),
+  floor: {
+    label: "cat of the layout",
+    commands: (env) => [["cat", `${env.cache}/smoke/index.json`]],
+  },
+};
+
+/** Every case, in report order. */
+export const CASES: BenchCase[] = [
+  pullCase("pull-old-oci", "old", "oci"),
+  pullCase("pull-old-archive", "old", "oci-archive"),
+  registryPullCase(),
+  deltaCase("delta-oci", "oci"),
+  deltaCase("delta-archive", "oci-archive"),
+  smokeCase,
+];

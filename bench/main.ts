@@ -1,0 +1,282 @@
+/**
+ * `deno task bench`: runs the benchmark cases, each as separate deltaship
+ * processes, beside floors and peers measured in the same run, and writes a
+ * table, bench/results.json and bench/report.md.
+ *
+ *   deno task bench [--runs N] [--warmup N] [--case NAME]... [--check] [--bin PATH] [--out DIR]
+ */
+import { type BenchCase, type BenchEnv, CASES, type Measured } from "./cases.ts";
+import { measureAll, type Sample, summarize, type Summary } from "./measure.ts";
+
+interface Side {
+  label: string;
+  wall: Summary;
+  rssMiB: Summary;
+  cpu: Summary;
+}
+
+/** The outcome of one case. */
+export interface CaseResult {
+  name: string;
+  description: string;
+  runs: number;
+  deltaship: Side;
+  throughputMBs?: number;
+  bytesLabel?: string;
+  floor?: Side;
+  peer?: Side;
+  floorRatio?: number;
+  peerRatio?: number;
+  extra?: Record<string, number>;
+  targets?: BenchCase["targets"];
+  missed: string[];
+  skipped?: string;
+}
+
+function parse(args: string[]) {
+  const opts = { runs: 5, warmup: 1, cases: [] as string[], check: false, bin: "", out: "" };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const value = () => {
+      if (i + 1 >= args.length) throw new Error(`${a} needs a value`);
+      return args[++i];
+    };
+    if (a === "--runs") opts.runs = Number(value());
+    else if (a === "--warmup") opts.warmup = Number(value());
+    else if (a === "--case") opts.cases.push(value());
+    else if (a === "--check") opts.check = true;
+    else if (a === "--bin") opts.bin = value();
+    else if (a === "--out") opts.out = value();
+    else throw new Error(`unknown option ${a}`);
+  }
+  if (!(opts.runs >= 1)) throw new Error("--runs must be at least 1");
+  return opts;
+}
+
+function have(tool: string): boolean {
+  return (Deno.env.get("PATH") ?? "").split(":").some((d) => {
+    try {
+      return Deno.statSync(`${d}/${tool}`).isFile;
+    } catch {
+      return false;
+    }
+  });
+}
+
+async function sample(side: Measured, env: BenchEnv, scratch: string): Promise<Sample> {
+  await side.setup?.(env, scratch);
+  return await measureAll(side.commands(env, scratch));
+}
+
+function side(label: string, samples: Sample[]): Side {
+  return {
+    label,
+    wall: summarize(samples.map((s) => s.wall)),
+    rssMiB: summarize(samples.map((s) => s.rssMiB)),
+    cpu: summarize(samples.map((s) => s.cpu)),
+  };
+}
+
+async function runCase(c: BenchCase, env: BenchEnv, runs: number, warmup: number): Promise<CaseResult> {
+  const scratch = `${env.cache}/work/${c.name}`;
+  const result: CaseResult = {
+    name: c.name,
+    description: c.description,
+    runs,
+    missed: [],
+    targets: c.targets,
+  } as unknown as CaseResult;
+  const missingTools = (c.tools ?? []).filter((t) => !have(t));
+  if (missingTools.length) return { ...result, skipped: `needs ${missingTools.join(", ")}` };
+  try {
+    await c.prepare?.(env);
+    await sampleCase(c, env, runs, warmup, scratch, result);
+  } finally {
+    await c.finish?.();
+    await Deno.remove(scratch, { recursive: true }).catch(() => {});
+  }
+  return result;
+}
+
+async function sampleCase(
+  c: BenchCase,
+  env: BenchEnv,
+  runs: number,
+  warmup: number,
+  scratch: string,
+  result: CaseResult,
+): Promise<void> {
+  const mine: Sample[] = [];
+  const floor: Sample[] = [];
+  const peer: Sample[] = [];
+  const peerOk = c.peer && (c.peer.tools ?? []).every(have);
+  const floorOk = c.floor && (c.floor.tools ?? []).every(have);
+  for (let i = 0; i < warmup + runs; i++) {
+    await c.setup(env, scratch);
+    const s = await measureAll(c.run(env, scratch));
+    await c.verify?.(env, scratch);
+    if (i === warmup) result.extra = await c.extra?.(env, scratch);
+    const f = floorOk ? await sample(c.floor!, env, scratch) : undefined;
+    const p = peerOk ? await sample(c.peer!, env, scratch) : undefined;
+    if (i < warmup) continue;
+    mine.push(s);
+    if (f) floor.push(f);
+    if (p) peer.push(p);
+  }
+  result.deltaship = side("deltaship", mine);
+  if (floor.length) result.floor = side(c.floor!.label, floor);
+  if (peer.length) result.peer = side(c.peer!.label, peer);
+  else if (c.peer) result.peer = undefined;
+  const bytes = await c.bytes?.(env);
+  if (bytes) {
+    result.throughputMBs = bytes.count / 1e6 / result.deltaship.wall.median;
+    result.bytesLabel = bytes.label;
+  }
+  if (result.floor) result.floorRatio = result.deltaship.wall.median / result.floor.wall.median;
+  if (result.peer) result.peerRatio = result.deltaship.wall.median / result.peer.wall.median;
+  const t = c.targets ?? {};
+  const d = result.deltaship;
+  if (t.wallSeconds !== undefined && d.wall.median > t.wallSeconds) {
+    result.missed.push(`wall ${d.wall.median.toFixed(2)} s > ${t.wallSeconds} s`);
+  }
+  if (t.rssMiB !== undefined && d.rssMiB.median > t.rssMiB) {
+    result.missed.push(`memory ${d.rssMiB.median.toFixed(0)} MiB > ${t.rssMiB} MiB`);
+  }
+  if (t.peerRatio !== undefined) {
+    if (result.peerRatio === undefined) result.missed.push(`peer ${c.peer?.label} not measured`);
+    else if (result.peerRatio > t.peerRatio) {
+      result.missed.push(`${result.peerRatio.toFixed(2)}x the peer > ${t.peerRatio}x`);
+    }
+  }
+  if (t.floorRatio !== undefined && result.floorRatio !== undefined && result.floorRatio > t.floorRatio) {
+    result.missed.push(`${result.floorRatio.toFixed(2)}x the floor > ${t.floorRatio}x`);
+  }
+}
+
+const f2 = (n: number) => n.toFixed(2);
+const f0 = (n: number) => n.toFixed(0);
+
+/** The results as a Markdown table. */
+export function table(results: CaseResult[]): string {
+  const rows = [
+    "| case | deltaship median (min–max) s | peak MiB | CPU s | throughput | floor s | × floor | peer s | × peer | targets |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  ];
+  for (const r of results) {
+    if (r.skipped) {
+      rows.push(`| ${r.name} | skipped: ${r.skipped} | | | | | | | | |`);
+      continue;
+    }
+    const d = r.deltaship;
+    rows.push(
+      [
+        r.name,
+        `${f2(d.wall.median)} (${f2(d.wall.min)}–${f2(d.wall.max)})`,
+        f0(d.rssMiB.median),
+        f2(d.cpu.median),
+        r.throughputMBs ? `${f0(r.throughputMBs)} MB/s ${r.bytesLabel}` : "",
+        r.floor ? `${f2(r.floor.wall.median)} (${r.floor.label})` : "",
+        r.floorRatio ? f2(r.floorRatio) : "",
+        r.peer ? `${f2(r.peer.wall.median)}, ${f0(r.peer.rssMiB.median)} MiB (${r.peer.label})` : "",
+        r.peerRatio ? f2(r.peerRatio) : "",
+        r.targets ? (r.missed.length ? `MISSED: ${r.missed.join("; ")}` : "met") : "",
+      ].join(" | ").replace(/^/, "| ").replace(/$/, " |"),
+    );
+    if (r.extra) {
+      rows.push(
+        `| ↳ ${r.name} | ${Object.entries(r.extra).map(([k, v]) => `${k}: ${v}`).join(", ")} | | | | | | | | |`,
+      );
+    }
+  }
+  return rows.join("\n");
+}
+
+async function machine(): Promise<Record<string, string | number>> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const model = /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1] ?? "unknown";
+  return {
+    cpu: model,
+    cores: navigator.hardwareConcurrency,
+    shaNi: / sha_ni /.test(cpuinfo) ? "yes" : "no",
+    deno: Deno.version.deno,
+    os: `${Deno.build.os}/${Deno.build.arch}`,
+  };
+}
+
+async function ensureCorpus(env: BenchEnv): Promise<void> {
+  try {
+    await Deno.stat(`${env.corpus}/new/index.json`);
+    return;
+  } catch { /* build it */ }
+  console.error(`building the real-world corpus in ${env.corpus} (needs npm and python3) ...`);
+  const out = await new Deno.Command("bash", {
+    args: [`${env.shared}/make-corpus.sh`, env.corpus],
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error("make-corpus.sh failed");
+}
+
+/** Runs the suite with command-line `args`; returns the exit status. */
+export async function bench(args: string[]): Promise<number> {
+  const opts = parse(args);
+  const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+  const cache = `${root}/bench/.cache`;
+  const env: BenchEnv = {
+    root,
+    cache,
+    corpus: `${cache}/corpus`,
+    shared: Deno.env.get("DELTASHIP_SHARED_BENCH") ?? `${root}/../shared/bench`,
+    deltaship: opts.bin ? [opts.bin] : [Deno.execPath(), "run", "--allow-all", "--quiet", `${root}/main.ts`],
+  };
+  for (const c of opts.cases) if (!CASES.some((k) => k.name === c)) throw new Error(`no case ${c}`);
+  const selected = opts.cases.length
+    ? CASES.filter((c) => opts.cases.includes(c.name))
+    : CASES.filter((c) => c.name !== "smoke");
+  if (!have("time") && !(await Deno.stat("/usr/bin/time").catch(() => null))) {
+    throw new Error("bench needs GNU time (/usr/bin/time; Debian package 'time')");
+  }
+  if (selected.some((c) => c.corpus)) await ensureCorpus(env);
+  const results: CaseResult[] = [];
+  for (const c of selected) {
+    console.error(`case ${c.name}: ${c.description}`);
+    results.push(await runCase(c, env, opts.runs, opts.warmup));
+  }
+  const text = table(results);
+  console.log(text);
+  const out = opts.out || `${root}/bench`;
+  const info = await machine();
+  await Deno.writeTextFile(
+    `${out}/results.json`,
+    JSON.stringify({ date: new Date().toISOString(), machine: info, runs: opts.runs, results }, null, 2) + "\n",
+  );
+  await Deno.writeTextFile(
+    `${out}/report.md`,
+    [
+      "# deltaship benchmark report",
+      "",
+      `Run ${new Date().toISOString().slice(0, 10)} on ${info.cpu}, ${info.cores} cores (SHA-NI: ${info.shaNi}), ` +
+      `Deno ${info.deno}, ${info.os}; ${opts.runs} runs per case after ${opts.warmup} warm-up. ` +
+      "Times are wall-clock seconds, memory is peak RSS. Floors and peers were measured in the same run; " +
+      "compare the ratios, not the absolute seconds.",
+      "",
+      text,
+      "",
+    ].join("\n"),
+  );
+  const missed = results.filter((r) => r.missed.length);
+  if (opts.check && missed.length) {
+    console.error(`targets missed: ${missed.map((r) => r.name).join(", ")}`);
+    return 1;
+  }
+  return 0;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await bench(Deno.args));
+  } catch (e) {
+    console.error(`bench: ${(e as Error).message}`);
+    Deno.exit(2);
+  }
+}

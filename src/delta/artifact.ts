@@ -1,0 +1,125 @@
+/**
+ * Reading oci-delta artifacts: the delta manifest's entries by their
+ * `delta.content` annotation (unknown kinds ignored), its annotations checked,
+ * and the embedded target manifest and config fetched and checked against the
+ * digests that name them.
+ *
+ * @module
+ */
+import { FormatError } from "../errors.ts";
+import { type Descriptor, type ImageConfig, type Manifest, parseImageConfig, parseManifest } from "../oci/documents.ts";
+import { MediaType } from "../oci/media_types.ts";
+import type { ImageSource } from "../transport/source.ts";
+import { type Digest, parseDigest } from "../util/digest.ts";
+import { DELTA_ARTIFACT_TYPE, DeltaAnnotation, DeltaContent } from "./annotations.ts";
+
+/** What a delta manifest says. */
+export interface DeltaArtifact {
+  /** Digest of the delta manifest itself. */
+  digest: Digest;
+  /** Digest of the target image manifest (`delta.target`). */
+  target: Digest;
+  /** Digest of the source image manifest (`delta.source`), when given. */
+  source?: Digest;
+  /** Digest of the source image config (`delta.source-config`): how the source is found. */
+  sourceConfig: Digest;
+  /** The embedded target manifest. */
+  manifest: Descriptor;
+  /** The embedded target config. */
+  config: Descriptor;
+  /** Shipped target layers (tar-diff or original blob), by target layer digest (`delta.to`). */
+  layers: Map<Digest, Descriptor>;
+}
+
+/** True when a manifest is an oci-delta artifact. */
+export function isDeltaManifest(manifest: Manifest): boolean {
+  return manifest.artifactType === DELTA_ARTIFACT_TYPE;
+}
+
+function annotation(manifest: Manifest, key: string, what: string, required: true): Digest;
+function annotation(manifest: Manifest, key: string, what: string, required: false): Digest | undefined;
+function annotation(manifest: Manifest, key: string, what: string, required: boolean): Digest | undefined {
+  const v = manifest.annotations?.[key];
+  if (v === undefined) {
+    if (required) throw new FormatError(`${what} has no ${key} annotation`);
+    return undefined;
+  }
+  parseDigest(v, `${what} annotation ${key}`);
+  return v;
+}
+
+/** Reads a delta manifest; `digest` is its own digest, `what` names it in errors. */
+export function parseDeltaArtifact(manifest: Manifest, digest: Digest, what: string): DeltaArtifact {
+  if (!isDeltaManifest(manifest)) throw new FormatError(`${what} is not an oci-delta artifact`);
+  const target = annotation(manifest, DeltaAnnotation.target, what, true);
+  const sourceConfig = annotation(manifest, DeltaAnnotation.sourceConfig, what, true);
+  const source = annotation(manifest, DeltaAnnotation.source, what, false);
+  let embeddedManifest: Descriptor | undefined;
+  let embeddedConfig: Descriptor | undefined;
+  const layers = new Map<Digest, Descriptor>();
+  for (const [i, desc] of manifest.layers.entries()) {
+    const content = desc.annotations?.[DeltaAnnotation.content];
+    switch (content) {
+      case DeltaContent.imageManifest:
+        if (embeddedManifest) throw new FormatError(`${what} embeds more than one target manifest`);
+        embeddedManifest = desc;
+        break;
+      case DeltaContent.imageConfig:
+        if (embeddedConfig) throw new FormatError(`${what} embeds more than one target config`);
+        embeddedConfig = desc;
+        break;
+      case DeltaContent.imageLayer: {
+        const to = desc.annotations?.[DeltaAnnotation.to];
+        if (to === undefined) {
+          throw new FormatError(`${what}: layer entry ${i} (${desc.digest}) has no ${DeltaAnnotation.to} annotation`);
+        }
+        parseDigest(to, `${what}: layer entry ${i} annotation ${DeltaAnnotation.to}`);
+        if (layers.has(to)) throw new FormatError(`${what} ships target layer ${to} twice`);
+        layers.set(to, desc);
+        break;
+      }
+      default:
+        break; // signatures, and kinds this version does not know: not needed to apply
+    }
+  }
+  if (!embeddedManifest) throw new FormatError(`${what} embeds no target manifest`);
+  if (!embeddedConfig) throw new FormatError(`${what} embeds no target config`);
+  if (embeddedManifest.digest !== target) {
+    throw new FormatError(
+      `${what}: its embedded manifest is ${embeddedManifest.digest}, but ${DeltaAnnotation.target} says ${target}`,
+    );
+  }
+  return { digest, target, source, sourceConfig, manifest: embeddedManifest, config: embeddedConfig, layers };
+}
+
+/** The target image a delta builds: exact manifest and config bytes, parsed. */
+export interface DeltaTarget {
+  manifestBytes: Uint8Array;
+  manifest: Manifest;
+  /** The manifest's media type. */
+  mediaType: string;
+  configBytes: Uint8Array;
+  config: ImageConfig;
+}
+
+/**
+ * Fetches the embedded target manifest and config (each verified against its
+ * descriptor) and checks that the config is the one the manifest names.
+ */
+export async function fetchDeltaTarget(
+  source: ImageSource,
+  artifact: DeltaArtifact,
+  what: string,
+): Promise<DeltaTarget> {
+  const manifestBytes = await source.document(artifact.manifest);
+  const manifest = parseManifest(manifestBytes, `${what}: target manifest ${artifact.target}`);
+  if (manifest.config.digest !== artifact.config.digest) {
+    throw new FormatError(
+      `${what}: its embedded config is ${artifact.config.digest}, but the target manifest names ${manifest.config.digest}`,
+    );
+  }
+  const configBytes = await source.document(manifest.config);
+  const config = parseImageConfig(configBytes, `${what}: target config ${manifest.config.digest}`);
+  const mediaType = manifest.mediaType ?? artifact.manifest.mediaType ?? MediaType.ociManifest;
+  return { manifestBytes, manifest, mediaType, configBytes, config };
+}

@@ -1,0 +1,62 @@
+/**
+ * Rebuilding one target layer from its tar-diff: the delta blob is verified
+ * against its descriptor as it streams in, the tar-diff runs against the source
+ * image's files, and the rebuilt tar is hashed against the layer's diff_id and
+ * stored, in one pass. Runs in a layer worker (or inline).
+ *
+ * @module
+ */
+import type { RecordFooter } from "../repo/layer_record.ts";
+import { storeLayerTar } from "../repo/layer_writer.ts";
+import type { Repository } from "../repo/repository.ts";
+import { applyTarDiff } from "../tardiff/apply.ts";
+import { type Digest, Verifier } from "../util/digest.ts";
+import { MemoryBudget, ObjectSource, type SourceIndex } from "./source.ts";
+
+/** A target layer to rebuild and the tar-diff blob it is rebuilt from. */
+export interface RebuildLayer {
+  /** The target layer's blob digest (as the target manifest lists it). */
+  digest: Digest;
+  /** The target layer's diff_id: what the rebuilt tar must hash to. */
+  diffId: Digest;
+  /** The tar-diff blob's descriptor in the delta. */
+  delta: { digest: Digest; size: number };
+}
+
+/** Called with the number of delta bytes just consumed. */
+export type Progress = (bytes: number) => void;
+
+/**
+ * Rebuilds `layer` from the tar-diff streamed in `blob` against `source`, and
+ * stores it. `memory` is the pull's {@link MemoryBudget} for source files held in
+ * memory.
+ */
+export async function rebuildLayer(
+  repo: Repository,
+  blob: ReadableStream<Uint8Array>,
+  layer: RebuildLayer,
+  source: SourceIndex,
+  memory: SharedArrayBuffer,
+  onProgress?: Progress,
+): Promise<RecordFooter> {
+  const what = `layer ${layer.digest} (tar-diff ${layer.delta.digest})`;
+  const verifier = new Verifier(`tar-diff ${layer.delta.digest}`, layer.delta.digest, layer.delta.size);
+  const checked = blob.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        verifier.update(chunk);
+        onProgress?.(chunk.length);
+        controller.enqueue(chunk);
+      },
+      flush() {
+        verifier.finish();
+      },
+    }),
+  );
+  const files = new ObjectSource(repo.objects, source, new MemoryBudget(memory));
+  try {
+    return await storeLayerTar(repo, applyTarDiff(checked, files), layer.diffId, what);
+  } finally {
+    files.release();
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * The `docker://` transport: an image in a registry, read over the OCI
+ * distribution API. Manifests and configs are fetched whole (they are small) and
+ * verified; layer blobs come as resumable streams, at most `maxDownloads` at a
+ * time, and are verified by their consumer as they pass.
+ *
+ * @module
+ */
+import { DeltashipError, DigestMismatchError, FormatError, TransportError, UsageError } from "../../errors.ts";
+import type { Descriptor } from "../../oci/documents.ts";
+import { INDEX_TYPES, MANIFEST_TYPES, MediaType } from "../../oci/media_types.ts";
+import { Hasher, parseDigest, sha256, verifyBytes } from "../../util/digest.ts";
+import { Semaphore } from "../../util/semaphore.ts";
+import { checkDocument, type FetchedDocument, type ImageSource } from "../source.ts";
+import { resumableBlobStream } from "./blob_stream.ts";
+import { isRetryable, RegistryClient } from "./client.ts";
+import { type Env, lookupCredentials, parseCredsOption } from "./credentials.ts";
+import { type DockerReference, isLoopbackHost, parseDockerReference } from "./reference.ts";
+import { backoffDelay, DEFAULT_RETRY, type RetryPolicy, sleep } from "./retry.ts";
+
+/** How to open a registry source. */
+export interface DockerSourceOptions {
+  /** `USER:PASS`; else credentials are looked up in auth files. */
+  creds?: string;
+  /** true: HTTPS; false: plain HTTP; unset: HTTPS except for loopback hosts. */
+  tlsVerify?: boolean;
+  /** Most blob bodies in flight at once (default 2). */
+  maxDownloads?: number;
+  /**
+   * Environment: auth file locations, and `DELTASHIP_HTTP_TIMEOUT_MS` (idle
+   * timeout, default 30000) and `DELTASHIP_RETRY_BASE_MS` (first retry delay,
+   * default 250).
+   */
+  env?: Env;
+}
+
+/** Every manifest type deltaship reads, in the Accept header of manifest requests. */
+const MANIFEST_ACCEPT = [
+  MediaType.ociManifest,
+  MediaType.ociIndex,
+  MediaType.dockerManifest,
+  MediaType.dockerManifestList,
+].join(", ");
+
+/** Largest manifest or index accepted (as containers/image). */
+const MANIFEST_LIMIT = 4 << 20;
+/** Largest config accepted. */
+const CONFIG_LIMIT = 32 << 20;
+const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+/** Default for `--max-downloads`. */
+export const DEFAULT_MAX_DOWNLOADS = 2;
+
+/** An image in a registry. */
+export class DockerSource implements ImageSource {
+  readonly description: string;
+  readonly #client: RegistryClient;
+  #downloads: Semaphore;
+  readonly #downloadsChosen: boolean;
+  readonly #retry: RetryPolicy;
+  readonly #closed = new AbortController();
+  readonly #scope: string;
+
+  private constructor(
+    readonly reference: DockerReference,
+    input: string,
+    client: RegistryClient,
+    retry: RetryPolicy,
+    maxDownloads: number | undefined,
+  ) {
+    this.description = `docker://${input}`;
+    this.#client = client;
+    this.#retry = retry;
+    this.#downloads = new Semaphore(maxDownloads ?? DEFAULT_MAX_DOWNLOADS);
+    this.#downloadsChosen = maxDownloads !== undefined;
+    this.#scope = `repository:${reference.repository}:pull`;
+  }
+
+  /** Opens `docker://INPUT` (INPUT without the scheme). Nothing is fetched yet. */
+  static async open(input: string, options: DockerSourceOptions = {}): Promise<DockerSource> {
+    const ref = parseDockerReference(input);
+    const env = options.env ?? {};
+    const explicit = options.creds !== undefined ? parseCredsOption(options.creds) : undefined;
+    const credentials = await lookupCredentials(ref.domain, ref.repository, env, explicit);
+    const retry = { ...DEFAULT_RETRY, baseMs: envInt(env, "DELTASHIP_RETRY_BASE_MS", DEFAULT_RETRY.baseMs, 0) };
+    const client = new RegistryClient({
+      host: ref.host,
+      registry: ref.domain,
+      https: options.tlsVerify ?? !isLoopbackHost(ref.host),
+      credentials,
+      retry,
+      idleTimeoutMs: envInt(env, "DELTASHIP_HTTP_TIMEOUT_MS", DEFAULT_IDLE_TIMEOUT_MS, 1),
+      insecure: options.tlsVerify === false,
+    });
+    return new DockerSource(ref, input, client, retry, options.maxDownloads);
+  }
+
+  /**
+   * Sets how many blob bodies may be in flight when the user did not choose
+   * (`--max-downloads`). Delta pulls keep one: each delta blob streams straight
+   * into a rebuild, and several at once only add temporary disk and memory.
+   */
+  defaultMaxDownloads(n: number): void {
+    if (!this.#downloadsChosen && this.#downloads.held === 0) this.#downloads = new Semaphore(n);
+  }
+
+  /** The reference's tag (`latest` when it names neither tag nor digest). */
+  get tag(): string | undefined {
+    return this.reference.tag;
+  }
+
+  async root(): Promise<FetchedDocument> {
+    const { digest: pinned, tag, repository } = this.reference;
+    const what = `${this.description}: manifest`;
+    const { bytes, headers } = await this.#document(
+      `/v2/${repository}/manifests/${pinned ?? tag}`,
+      MANIFEST_ACCEPT,
+      what,
+      MANIFEST_LIMIT,
+    );
+    const mediaType = contentType(headers);
+    if (pinned) {
+      verifyBytes(what, bytes, pinned);
+      return { bytes, digest: pinned, ...(mediaType ? { mediaType } : {}) };
+    }
+    const claimed = headers.get("docker-content-digest");
+    if (claimed) {
+      let algorithm;
+      try {
+        algorithm = parseDigest(claimed.trim()).algorithm;
+      } catch {
+        throw new FormatError(
+          `${what}: the registry sent a malformed Docker-Content-Digest ${JSON.stringify(claimed)}`,
+        );
+      }
+      const h = new Hasher(algorithm);
+      h.update(bytes);
+      const actual = h.digest();
+      if (actual !== claimed.trim()) {
+        throw new DigestMismatchError(`${what} ${tag} (Docker-Content-Digest)`, claimed.trim(), actual);
+      }
+    }
+    return { bytes, digest: sha256(bytes), ...(mediaType ? { mediaType } : {}) };
+  }
+
+  async document(desc: Descriptor): Promise<Uint8Array> {
+    const isManifest = MANIFEST_TYPES.includes(desc.mediaType) || INDEX_TYPES.includes(desc.mediaType);
+    const kind = isManifest ? "manifest" : "blob";
+    const what = `${this.description}: ${kind} ${desc.digest}`;
+    const limit = isManifest ? MANIFEST_LIMIT : CONFIG_LIMIT;
+    if (desc.size > limit) {
+      throw new FormatError(`${what} is ${desc.size} bytes, more than the ${limit} deltaship accepts for a document`);
+    }
+    const { bytes } = await this.#document(
+      `/v2/${this.reference.repository}/${isManifest ? "manifests" : "blobs"}/${desc.digest}`,
+      isManifest ? MANIFEST_ACCEPT : undefined,
+      what,
+      limit,
+    );
+    return checkDocument(what, bytes, desc);
+  }
+
+  async blob(desc: Descriptor): Promise<ReadableStream<Uint8Array>> {
+    const release = await this.#downloads.acquire();
+    if (this.#closed.signal.aborted) {
+      release();
+      throw new TransportError(`${this.description}: source closed`);
+    }
+    const what = `${this.description}: blob ${desc.digest}`;
+    const path = `/v2/${this.reference.repository}/blobs/${desc.digest}`;
+    return resumableBlobStream({
+      what,
+      size: desc.size,
+      open: (offset) =>
+        this.#client.get(path, {
+          what,
+          scope: this.#scope,
+          headers: offset > 0 ? { range: `bytes=${offset}-` } : undefined,
+          pass: [416],
+        }),
+      retry: this.#retry,
+      signal: this.#closed.signal,
+      onEnd: release,
+    });
+  }
+
+  close(): Promise<void> {
+    this.#closed.abort(new TransportError(`${this.description}: source closed`));
+    this.#client.close();
+    return Promise.resolve();
+  }
+
+  /** GETs a small document whole, trying again when the body is cut off. */
+  async #document(
+    path: string,
+    accept: string | undefined,
+    what: string,
+    limit: number,
+  ): Promise<{ bytes: Uint8Array; headers: Headers }> {
+    for (let attempt = 1;; attempt++) {
+      const f = await this.#client.get(path, {
+        what,
+        scope: this.#scope,
+        headers: accept ? { accept } : undefined,
+      });
+      try {
+        return { bytes: await f.bytes(limit, what), headers: f.headers };
+      } catch (e) {
+        if (!isRetryable(e) || attempt >= this.#retry.attempts) {
+          if (e instanceof DeltashipError) throw e;
+          throw new TransportError(`${what}: download failed: ${(e as Error).message}`);
+        }
+        await sleep(backoffDelay(this.#retry, attempt), this.#closed.signal);
+      }
+    }
+  }
+}
+
+/** The media type of a response, without parameters. */
+function contentType(headers: Headers): string | undefined {
+  const t = headers.get("content-type")?.split(";")[0].trim();
+  return t ? t : undefined;
+}
+
+function envInt(env: Env, name: string, fallback: number, min: number): number {
+  const v = env[name];
+  if (v === undefined || v === "") return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) {
+    throw new UsageError(`${name} must be an integer of at least ${min}, got ${JSON.stringify(v)}`);
+  }
+  return n;
+}

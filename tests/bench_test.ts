@@ -1,0 +1,24 @@
+import assert from "node:assert/strict";
+import { bench } from "../bench/main.ts";
+import { tempDir } from "./helpers/cli.ts";
+import { haveTools } from "./helpers/interop.ts";
+
+Deno.test({
+  name: "bench suite runs its smoke case and writes results.json and report.md",
+  ignore: !haveTools("bench smoke", "time"),
+  async fn() {
+    await using tmp = await tempDir();
+    const code = await bench(["--case", "smoke", "--runs", "1", "--warmup", "0", "--out", tmp.path]);
+    assert.equal(code, 0);
+    const results = JSON.parse(await Deno.readTextFile(`${tmp.path}/results.json`));
+    assert.equal(results.runs, 1);
+    assert.equal(results.machine.cores, navigator.hardwareConcurrency);
+    const smoke = results.results[0];
+    assert.equal(smoke.name, "smoke");
+    assert.ok(smoke.deltaship.wall.median > 0);
+    assert.ok(smoke.deltaship.rssMiB.median > 10);
+    assert.ok(smoke.floor.wall.median >= 0);
+    const report = await Deno.readTextFile(`${tmp.path}/report.md`);
+    assert.match(report, /^\| smoke \| \d+\.\d\d \(/m);
+  },
+});

@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import type { RecordFooter } from "../src/repo/layer_record.ts";
+import { Repository } from "../src/repo/repository.ts";
+import { sha256 } from "../src/util/digest.ts";
+import { TaskPool } from "../src/workers/pool.ts";
+import type { Task } from "../src/workers/tasks.ts";
+import { tempDir } from "./helpers/cli.ts";
+import { sampleTar } from "./helpers/oci.ts";
+
+function importTask(tar: Uint8Array): Task {
+  const digest = sha256(tar);
+  return {
+    op: "import",
+    layer: { mediaType: "application/vnd.oci.image.layer.v1.tar", digest, size: tar.length, diffId: digest },
+    blob: ReadableStream.from([tar]),
+  };
+}
+
+Deno.test("task pool: inline mode (size 1) runs tasks one at a time, in order, and stops after close", async () => {
+  await using tmp = await tempDir();
+  const repo = await Repository.open(`${tmp.path}/repo`);
+  const pool = new TaskPool(repo, 1);
+  assert.equal(pool.inline, true);
+  const events: string[] = [];
+  const runs = ["a", "b", "c"].map((seed) =>
+    pool.run(() => {
+      events.push(`start ${seed}`);
+      return Promise.resolve(importTask(sampleTar(seed)));
+    }, () => events.push(`data ${seed}`))
+  );
+  await Promise.all(runs);
+  // Each task's work (its progress) happens before the next one is even made.
+  assert.deepEqual(events, ["start a", "data a", "start b", "data b", "start c", "data c"]);
+  // Queued inline tasks do not start once the pool is closed; the running one finishes.
+  let started!: () => void;
+  const isStarted = new Promise<void>((resolve) => (started = resolve));
+  const first = pool.run(() => {
+    started();
+    return Promise.resolve(importTask(sampleTar("d")));
+  });
+  await isStarted;
+  const queued = pool.run(() => {
+    throw new Error("must not be made");
+  });
+  const refused = assert.rejects(queued, /worker pool closed/);
+  pool.close();
+  await first;
+  await refused;
+  await repo.close();
+});
+
+Deno.test("task pool: workers (size 2) run tasks and report progress; warm() starts them early", async () => {
+  await using tmp = await tempDir();
+  const repo = await Repository.open(`${tmp.path}/repo`);
+  const pool = new TaskPool(repo, 2);
+  try {
+    pool.warm();
+    let progress = 0;
+    const tars = ["x", "y", "z"].map((s) => sampleTar(s));
+    const results = await Promise.all(
+      tars.map((tar) => pool.run(() => Promise.resolve(importTask(tar)), (n) => (progress += n))),
+    );
+    assert.deepEqual(results.map((r) => (r as RecordFooter).tarSize), tars.map((t) => t.length));
+    assert.equal(progress, tars.reduce((a, t) => a + t.length, 0));
+    for (const tar of tars) assert.equal(await repo.hasLayer(sha256(tar)), true);
+  } finally {
+    pool.close();
+    await repo.close();
+  }
+});

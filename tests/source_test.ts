@@ -1,0 +1,82 @@
+import assert from "node:assert/strict";
+import { MemoryBudget, ObjectSource, type SourceEntry, type SourceIndex } from "../src/delta/source.ts";
+import { RepositoryError } from "../src/errors.ts";
+import { Repository } from "../src/repo/repository.ts";
+import type { SourceFile } from "../src/tardiff/apply.ts";
+import { toHex } from "../src/util/digest.ts";
+import { tempDir } from "./helpers/cli.ts";
+
+function content(n: number): Uint8Array {
+  return new Uint8Array(n).map((_, i) => (i * 131 + (i >> 8)) & 0xff);
+}
+
+/** Reads `file` at scattered positions; returns what each read gave. */
+function scatter(file: SourceFile, reads: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < reads; i++) {
+    const pos = (i * 7919) % (file.size - 40);
+    const buf = new Uint8Array(40);
+    file.read(pos, buf, 3, 37);
+    out.push(buf);
+  }
+  return out;
+}
+
+Deno.test("source files: random reads give the same bytes held in memory or not; the budget bounds memory", async () => {
+  await using tmp = await tempDir();
+  const repo = await Repository.open(`${tmp.path}/repo`);
+  const bytes = content(300_000);
+  const hex = toHex(repo.objects.putSmall(bytes));
+  const index: SourceIndex = new Map<string, SourceEntry | "not a regular file">([
+    ["big", { object: hex, size: bytes.length }],
+    ["empty", { size: 0 }],
+    ["dir", "not a regular file"],
+  ]);
+  const want = scatter({
+    size: bytes.length,
+    read: (p, into, o, n) => into.set(bytes.subarray(p, p + n), o),
+    close() {},
+  }, 500);
+
+  const budget = MemoryBudget.create(1 << 20);
+  const roomy = new ObjectSource(repo.objects, index, budget);
+  const a = roomy.open("big") as SourceFile;
+  assert.deepEqual(scatter(a, 500), want);
+  assert.equal(a.bytes?.length, bytes.length, "read at random: held in memory");
+  assert.equal(budget.reserve(1 << 20), false, "the file's bytes came out of the budget");
+  assert.equal(budget.reserve((1 << 20) - 300_000 - 1024), true, "and only those");
+  budget.release((1 << 20) - 300_000 - 1024);
+  a.close();
+  roomy.release();
+  assert.equal(budget.reserve(1 << 20), true, "release gave them back");
+
+  const tight = new ObjectSource(repo.objects, index, MemoryBudget.create(100_000));
+  const b = tight.open("big") as SourceFile;
+  assert.deepEqual(scatter(b, 500), want);
+  assert.equal(b.bytes, undefined, "no room in the budget: read from disk");
+  b.close();
+
+  assert.equal(tight.open("nope"), "missing");
+  assert.equal(tight.open("dir"), "not a regular file");
+  const empty = tight.open("empty") as SourceFile;
+  assert.equal(empty.size, 0);
+  empty.read(0, new Uint8Array(0), 0, 0);
+
+  // A recorded object that is gone, or shorter than recorded, is a repository fault.
+  const broken: SourceIndex = new Map<string, SourceEntry>([["gone", { object: "ab".repeat(32), size: 10 }], ["short", {
+    object: hex,
+    size: bytes.length + 10,
+  }]]);
+  const src = new ObjectSource(repo.objects, broken);
+  assert.throws(
+    () => src.open("gone"),
+    (e) => e instanceof RepositoryError && /object sha256:abab.* is missing/.test(e.message),
+  );
+  const short = src.open("short") as SourceFile;
+  assert.throws(
+    () => short.read(bytes.length, new Uint8Array(10), 0, 10),
+    (e) => e instanceof RepositoryError && /is shorter than recorded; run fsck/.test(e.message),
+  );
+  short.close();
+  await repo.close();
+});
