@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { DeltaAnnotation, DeltaContent } from "../src/delta/annotations.ts";
 import { TARDIFF_MEDIA_TYPE } from "../src/tardiff/format.ts";
 import { deltaship, tempDir } from "./helpers/cli.ts";
-import { checkDelta } from "./helpers/delta.ts";
+import { checkDelta, pullDelta } from "./helpers/delta.ts";
 import { haveTools, run } from "./helpers/interop.ts";
 import { packArchive, writeImage } from "./helpers/oci.ts";
 import { buildTar } from "./helpers/tar.ts";
@@ -81,6 +81,11 @@ for (const name of CASES) {
     }
     const checked = await checkDelta(repo, `oci:${tmp.path}/delta`);
     assert.equal(checked.target.diffIds.join(), expected.diff_ids.join());
+    // deltaship's own engine, from a client's repository that holds only the old image.
+    await pullDelta(`${tmp.path}/client`, `oci:${fixture}/old:old`, `oci:${tmp.path}/delta`, {
+      manifest: expected.new_manifest,
+      diffIds: expected.diff_ids,
+    });
     assert.equal(readJson(`${tmp.path}/delta/oci-layout`).imageLayoutVersion, "1.0.0");
     await assertClean(repo);
   });
@@ -133,6 +138,16 @@ Deno.test("create-delta from archives to an archive: sources pulled untagged, re
   assert.equal(layer.shipped, "original");
   assert.ok(layer.originalSize <= layer.tarDiffSize);
   const checked = await checkDelta(repo, `oci-archive:${tmp.path}/delta.tar`);
+  const pulled = await pullDelta(
+    `${tmp.path}/client`,
+    `oci-archive:${tmp.path}/old.tar:old`,
+    `oci-archive:${tmp.path}/delta.tar`,
+    {
+      manifest: result.target,
+      diffIds: checked.target.diffIds,
+    },
+  );
+  assert.deepEqual(pulled, { layersRebuilt: 0, layersImported: 1 });
   const entry = checked.layers.get(layer.digest)!;
   assert.equal(entry.digest, layer.digest);
   assert.equal(entry.mediaType, "application/vnd.oci.image.layer.v1.tar+zstd");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { sha256 } from "../src/util/digest.ts";
 import { deltaship, tempDir } from "./helpers/cli.ts";
-import { checkDelta } from "./helpers/delta.ts";
+import { checkDelta, pullDelta } from "./helpers/delta.ts";
 import { writeImage } from "./helpers/oci.ts";
 import { randomPair } from "./helpers/random_images.ts";
 
@@ -11,7 +11,7 @@ type Json = any;
 const SEEDS = [1, 2, 3, 4, 5, 6];
 
 for (const seed of SEEDS) {
-  Deno.test(`round trip, seed ${seed}: random trees -> create-delta -> every layer rebuilds to its diff_id`, async () => {
+  Deno.test(`round trip, seed ${seed}: random trees -> create-delta -> pull old + delta -> the new image`, async () => {
     await using tmp = await tempDir();
     const repo = `${tmp.path}/repo`;
     const pair = randomPair(seed);
@@ -34,6 +34,11 @@ for (const seed of SEEDS) {
     const result = JSON.parse(r.stdout);
     assert.equal(result.target, neu.manifest);
     const checked = await checkDelta(repo, `oci-archive:${tmp.path}/delta.tar`);
+    // Pull old + delta into a client's repository: exactly the new image.
+    await pullDelta(`${tmp.path}/client`, `oci:${tmp.path}/img:old`, `oci-archive:${tmp.path}/delta.tar`, {
+      manifest: neu.manifest,
+      diffIds: neu.diffIds,
+    });
     assert.deepEqual(checked.target.manifestBytes, neu.manifestBytes);
     assert.deepEqual(checked.target.configBytes, neu.configBytes);
     assert.deepEqual(checked.target.diffIds, neu.diffIds);

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { cases, generate } from "../testdata/generate.ts";
 import { deltaship, tempDir } from "./helpers/cli.ts";
-import { checkDelta } from "./helpers/delta.ts";
+import { checkDelta, pullDelta } from "./helpers/delta.ts";
 
-Deno.test("deno task fixtures: every generated case's delta rebuilds the new image; output is deterministic", async () => {
+Deno.test("deno task fixtures: every generated case's delta pulls to exactly the new image; output is deterministic", async () => {
   await using tmp = await tempDir();
   const lines: string[] = [];
   const tool = await generate(`${tmp.path}/a`, (l) => lines.push(l));
@@ -20,6 +20,10 @@ Deno.test("deno task fixtures: every generated case's delta rebuilds the new ima
     assert.equal(checked.digest, expected.delta_manifest);
     assert.equal(checked.manifest.annotations?.["io.github.containers.delta.target"], expected.new_manifest);
     assert.deepEqual(checked.target.diffIds, expected.diff_ids);
+    await pullDelta(`${tmp.path}/client-${name}`, `oci:${dir}/old:old`, `oci:${dir}/delta`, {
+      manifest: expected.new_manifest,
+      diffIds: expected.diff_ids,
+    });
   }
   // The same tool makes the same bytes.
   await generate(`${tmp.path}/b`);

@@ -1,8 +1,10 @@
 /**
- * Test helper: reads an oci-delta artifact from a layout or archive and checks
- * it against the repository that holds its source image: every tar-diff is
- * decoded with the reference decoder and every original blob decompressed, and
- * each must hash to the target config's diff_id.
+ * Test helper: checks oci-delta artifacts two ways. {@link checkDelta} reads one
+ * from a layout or archive and checks it against the repository that holds its
+ * source image: every tar-diff is decoded with a strict reference decoder (format
+ * rules included) and every original blob decompressed, and each must hash to
+ * the target config's diff_id. {@link pullDelta} applies it with deltaship's own
+ * engine in a fresh repository, as a client would.
  */
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
@@ -14,6 +16,7 @@ import { openSource } from "../../src/transport/reference.ts";
 import { resolveManifest } from "../../src/transport/source.ts";
 import { sha256 } from "../../src/util/digest.ts";
 import { readAll } from "../../src/util/streams.ts";
+import { deltaship } from "./cli.ts";
 import { type Decoded, expectTarDiff } from "./tardiff_decode.ts";
 
 /** What a checked delta holds. */
@@ -98,4 +101,35 @@ export async function checkDelta(repoPath: string, ref: string): Promise<Checked
     await source.close();
     await repo.close();
   }
+}
+
+/**
+ * Applies a delta with deltaship's own engine, as a client would: into a fresh
+ * repository at `repoPath`, pull `oldRef`, then pull `deltaRef`. The result must
+ * be the target image itself (manifest digest `target`), every layer must
+ * rebuild to its diff_id, and fsck must pass.
+ */
+export async function pullDelta(
+  repoPath: string,
+  oldRef: string,
+  deltaRef: string,
+  target: { manifest: string; diffIds: string[] },
+): Promise<{ layersRebuilt: number; layersImported: number }> {
+  const old = await deltaship(repoPath, "pull", oldRef);
+  assert.equal(old.code, 0, old.stderr);
+  const r = await deltaship(repoPath, "--json", "pull", deltaRef, "applied");
+  assert.equal(r.code, 0, r.stderr);
+  const result = JSON.parse(r.stdout);
+  assert.equal(result.manifest, target.manifest, "the delta pull yields the target manifest");
+  assert.ok(result.delta, "pulled as a delta");
+  for (const diffId of target.diffIds) {
+    const layer = await deltaship(repoPath, "layer", diffId);
+    assert.equal(layer.code, 0, layer.stderr);
+    assert.equal(sha256(layer.stdoutBytes), diffId);
+  }
+  const inspect = JSON.parse((await deltaship(repoPath, "--json", "inspect", "applied")).stdout);
+  assert.equal(inspect.manifest, target.manifest);
+  const fsck = await deltaship(repoPath, "fsck");
+  assert.equal(fsck.code, 0, fsck.stdout + fsck.stderr);
+  return { layersRebuilt: result.delta.layersRebuilt, layersImported: result.delta.layersImported };
 }
