@@ -256,14 +256,15 @@ async function diffFile(
   const src = await readObject(repo, source.object, buffers.bytes("source", source.size));
   const step = sortStep(src.length);
   const sorted = Math.ceil(src.length / step);
-  const sa = sparseSuffixArray(
-    src,
-    step,
-    buffers.ints("sa", sorted),
-    step > 1 ? buffers.ints("ranks", sorted) : undefined,
-  );
+  // Block ranks (sparse sorting only), sized to take the target once they are spent.
+  const ranks = step > 1 ? buffers.ints("ranks", Math.max(sorted, Math.ceil(target.size / 4))) : undefined;
+  const sa = sparseSuffixArray(src, step, buffers.ints("sa", sorted), ranks);
   const index = new MatchIndex(src, sa, step);
-  const tgt = await readObject(repo, target.object, buffers.bytes("target", target.size));
+  // The block ranks are spent once the array is sorted: the target can live in their memory.
+  const tgtBuf = ranks && ranks.byteLength >= target.size
+    ? new Uint8Array(ranks.buffer, ranks.byteOffset, target.size)
+    : buffers.bytes("target", target.size);
+  const tgt = await readObject(repo, target.object, tgtBuf);
   const plan: Plan = planDiff(index, tgt);
   await ops.sourceAt(source.path, 0);
   const p = plan.entries;

@@ -40,15 +40,15 @@ export function suffixArray(text: Uint8Array, out?: Int32Array): Int32Array {
  * A sparse suffix array: the suffixes that start at multiples of `step` (1 to 4),
  * in lexicographic order. Built by ranking the `step`-byte blocks of the text and
  * sorting the suffixes of the block string, so it costs about 1/`step` of the full
- * array in time and memory. `out` and `scratch` (each of at least
- * `ceil(n / step)` entries), when given, are used for the result and the block
- * ranks.
+ * array in time and memory: besides the text, two arrays of `ceil(n / step)`
+ * entries. `out` and `work`, when given (each at least that long), are those two;
+ * the result is a view of `out`, and `work` holds nothing useful afterwards.
  */
 export function sparseSuffixArray(
   text: Uint8Array,
   step: number,
   out?: Int32Array,
-  scratch?: Int32Array,
+  work?: Int32Array,
 ): Int32Array {
   if (step === 1) return suffixArray(text, out);
   if (!Number.isInteger(step) || step < 1 || step > 4) throw new RangeError(`suffix array step ${step} is not 1 to 4`);
@@ -56,62 +56,73 @@ export function sparseSuffixArray(
   const blocks = Math.ceil(n / step);
   const sa = out && out.length >= blocks ? out.subarray(0, blocks) : new Int32Array(blocks);
   if (blocks <= 1) return sa;
-  const ranks = scratch && scratch.length >= blocks ? scratch.subarray(0, blocks) : new Int32Array(blocks);
+  const ranks = work && work.length >= blocks ? work.subarray(0, blocks) : new Int32Array(blocks);
   const k = rankBlocks(text, step, ranks, sa);
   sais(ranks, sa, blocks, k, new Int32Array(2 * k));
   for (let i = 0; i < blocks; i++) sa[i] *= step;
   return sa;
 }
 
-/**
- * Replaces each `step`-byte block of `text` by its rank among all blocks, into
- * `ranks` (order-preserving, so suffixes of the rank string sort as the byte
- * suffixes at block starts do). A final short block ranks just below the full
- * blocks it is a prefix of. `order` is scratch of the same length. Returns the
- * alphabet size.
- */
-function rankBlocks(text: Uint8Array, step: number, ranks: Int32Array, order: Int32Array): number {
+/** The `step` bytes at `at`, big-endian, zero-padded past the end, in the top bits of an int32. */
+function blockKey(text: Uint8Array, at: number, step: number): number {
   const n = text.length;
+  let v = 0;
+  for (let j = 0; j < step; j++) v = (v << 8) | (at + j < n ? text[at + j] : 0);
+  return v << (8 * (4 - step));
+}
+
+/**
+ * Writes into `ranks` each `step`-byte block's rank among all blocks of `text`
+ * (order-preserving, so suffixes of the rank string sort as the byte suffixes at
+ * block starts do). A final short block ranks just below the full blocks it is
+ * a prefix of. `work` is scratch of the same length; keys are recomputed from the
+ * text rather than stored, so no third array is needed. Returns the alphabet size.
+ */
+function rankBlocks(text: Uint8Array, step: number, ranks: Int32Array, work: Int32Array): number {
   const blocks = ranks.length;
-  const full = Math.floor(n / step);
-  // Keys: the block's bytes, big-endian, zero-padded; kept as int32 bit patterns.
-  const keys = ranks;
-  for (let b = 0; b < blocks; b++) {
-    const at = b * step;
-    let v = 0;
-    for (let j = 0; j < step; j++) v = (v << 8) | (at + j < n ? text[at + j] : 0);
-    keys[b] = v << (8 * (4 - step));
-  }
-  // LSD radix sort of the full blocks' indexes by key, 16 bits at a time.
-  const tmp = new Int32Array(full);
+  const full = Math.floor(text.length / step);
+  // Keys of full blocks are computed inline (a call per key costs twice the time):
+  // bytes a, a+1 and, by step, a+2 and a+3, big-endian in the top bits.
+  const s3 = step > 2;
+  const s4 = step > 3;
+  // LSD radix sort of the full blocks by key, 16 bits at a time: into `work`, then into `ranks`.
   const count = new Int32Array(65537);
-  for (let b = 0; b < full; b++) count[(keys[b] & 0xffff) + 1]++;
-  for (let i = 1; i <= 65536; i++) count[i] += count[i - 1];
-  for (let b = 0; b < full; b++) tmp[count[keys[b] & 0xffff]++] = b;
-  count.fill(0);
-  for (let b = 0; b < full; b++) count[(keys[b] >>> 16) + 1]++;
-  for (let i = 1; i <= 65536; i++) count[i] += count[i - 1];
-  for (let i = 0; i < full; i++) {
-    const b = tmp[i];
-    order[count[keys[b] >>> 16]++] = b;
+  for (let b = 0, a = 0; b < full; b++, a += step) {
+    count[((s3 ? text[a + 2] << 8 : 0) | (s4 ? text[a + 3] : 0)) + 1]++;
   }
-  // Dense ranks. A short final block (if any) ranks just below the first full
-  // block whose key is not below its padded key; full blocks from there shift up.
-  const shortKey = full < blocks ? keys[full] >>> 0 : -1;
+  for (let i = 1; i <= 65536; i++) count[i] += count[i - 1];
+  for (let b = 0, a = 0; b < full; b++, a += step) {
+    work[count[(s3 ? text[a + 2] << 8 : 0) | (s4 ? text[a + 3] : 0)]++] = b;
+  }
+  count.fill(0);
+  for (let b = 0, a = 0; b < full; b++, a += step) count[((text[a] << 8) | text[a + 1]) + 1]++;
+  for (let i = 1; i <= 65536; i++) count[i] += count[i - 1];
+  const order = ranks;
+  for (let i = 0; i < full; i++) {
+    const b = work[i];
+    const a = b * step;
+    order[count[(text[a] << 8) | text[a + 1]]++] = b;
+  }
+  // Dense ranks into `work`, by block. A short final block (if any) ranks just
+  // below the first full block whose key is not below its padded key; full
+  // blocks from there shift up.
+  const shortKey = full < blocks ? blockKey(text, full * step, step) >>> 0 : -1;
   let shortRank = -1;
   let rank = -1;
   let prev = -1;
   for (let i = 0; i < full; i++) {
     const b = order[i];
-    const key = keys[b] >>> 0;
+    const a = b * step;
+    const key = ((text[a] << 24) | (text[a + 1] << 16) | (s3 ? text[a + 2] << 8 : 0) | (s4 ? text[a + 3] : 0)) >>> 0;
     if (key !== prev) {
       rank++;
       if (shortRank < 0 && shortKey >= 0 && key >= shortKey) shortRank = rank++;
       prev = key;
     }
-    keys[b] = rank; // rank written over the key it was computed from
+    work[b] = rank;
   }
-  if (shortKey >= 0) ranks[full] = shortRank < 0 ? ++rank : shortRank;
+  if (shortKey >= 0) work[full] = shortRank < 0 ? ++rank : shortRank;
+  ranks.set(work);
   return rank + 1;
 }
 
