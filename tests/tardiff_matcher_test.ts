@@ -135,6 +135,25 @@ Deno.test("planDiff plans cover the target exactly and mostly reuse the source",
       assert.ok(extra < target.length / 4, `step ${step}: ${extra} of ${target.length} bytes sent as new data`);
     }
   }
+  // Repetitive and incompressible inputs (where match extension and search
+  // backoff bound the work): the plan still rebuilds the target.
+  const n = 300_000;
+  const periodic = Uint8Array.from({ length: n }, (_, i) => "abcdefghij".charCodeAt(i % 10));
+  const shifted = periodic.slice(3);
+  for (let i = 0; i < shifted.length; i += 4096) shifted[i] = 0;
+  const noise = new Uint8Array(n).map(() => Math.floor(rnd() * 256));
+  const noise2 = noise.slice();
+  noise2.set(new Uint8Array(5000).map(() => Math.floor(rnd() * 256)), 100_000); // a new stretch
+  for (const [source, target] of [[periodic, shifted], [noise, noise2], [new Uint8Array(n), noise]]) {
+    for (const step of [1, 4]) {
+      const plan = planDiff(new MatchIndex(source, sparseSuffixArray(source, step), step), target);
+      assert.deepEqual(replay(source, target, plan), target);
+    }
+  }
+  const plan = planDiff(new MatchIndex(noise, suffixArray(noise)), noise2);
+  let extra = 0;
+  for (let i = 0; i < plan.length; i += 4) extra += plan.entries[i + 3];
+  assert.ok(extra <= 5000 + 64, `${extra} bytes of new data for a 5000-byte new stretch`);
   // Degenerate inputs.
   for (const [s, t] of [[0, 10], [10, 0], [1, 1], [5, 5000]]) {
     const source = new Uint8Array(s).fill(1);

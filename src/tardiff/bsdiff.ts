@@ -41,6 +41,12 @@ const MIN_GAIN = 8;
 /** Window over which a mostly matching alignment is kept without searching. */
 const SPARSE_WINDOW = 64;
 
+/** Widest step between searches in a region where they keep failing. */
+const MAX_STRIDE = 16;
+
+/** Longest backward extension of a match. */
+const MAX_BACKWARD = 1 << 16;
+
 /** Longest match the search measures; longer ones are used in pieces. */
 const MAX_MATCH = 1 << 22;
 
@@ -172,6 +178,7 @@ export function planDiff(index: MatchIndex, target: Uint8Array): Plan {
   let lastScan = 0;
   let lastPos = 0;
   let lastOffset = 0;
+  let misses = 0;
   while (scan < newSize) {
     let oldScore = 0;
     scan += len;
@@ -182,6 +189,7 @@ export function planDiff(index: MatchIndex, target: Uint8Array): Plan {
         // The current alignment still matches here. Searching would mostly find
         // this same run again; a better match starting inside the run is found
         // where the run ends (and the backward extension recovers its start).
+        misses = 0;
         let r = 1;
         while (scan + r < newSize && ap + r < oldSize && source[ap + r] === target[scan + r]) r++;
         for (; scsc < scan + r; scsc++) {
@@ -211,8 +219,19 @@ export function planDiff(index: MatchIndex, target: Uint8Array): Plan {
       for (; scsc < scan + len; scsc++) {
         if (scsc + lastOffset < oldSize && source[scsc + lastOffset] === target[scsc]) oldScore++;
       }
-      if ((len === oldScore && len !== 0) || len > oldScore + MIN_GAIN) break;
-      scan++;
+      if ((len === oldScore && len !== 0) || len > oldScore + MIN_GAIN) {
+        misses = 0;
+        break;
+      }
+      // Nothing here. Where searches keep failing (new or incompressible data),
+      // search less often: a long match is still found a few bytes in, and the
+      // backward extension recovers its start.
+      const stride = Math.min(1 + (++misses >> 5), MAX_STRIDE, newSize - scan);
+      for (let i = 1; i < stride; i++) {
+        const q = scan + i;
+        if (q < scsc && q + lastOffset < oldSize && source[q + lastOffset] === target[q]) oldScore--;
+      }
+      scan += stride;
     }
     if (len === oldScore && scan < newSize) continue;
 
@@ -230,12 +249,14 @@ export function planDiff(index: MatchIndex, target: Uint8Array): Plan {
         }
       }
     }
-    // Extend the new match backwards likewise.
+    // Extend the new match backwards likewise, at most MAX_BACKWARD bytes: on
+    // repetitive data every new match would otherwise reach back over everything
+    // since the last one (quadratic time), for no gain.
     let lenb = 0;
     if (scan < newSize) {
       let s = 0;
       let best = 0;
-      for (let i = 1; scan >= lastScan + i && pos >= i; i++) {
+      for (let i = 1; scan >= lastScan + i && pos >= i && i <= MAX_BACKWARD; i++) {
         if (source[pos - i] === target[scan - i]) s++;
         if (s * 2 - i > best * 2 - lenb) {
           best = s;
