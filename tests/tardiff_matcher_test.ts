@@ -197,12 +197,13 @@ Deno.test("OpWriter: coalesced Data, Copy for exact runs, Seek and Open only whe
   await w.zeros(3);
   await w.data(new Uint8Array([4]));
   await w.sourceAt("usr/bin/tool", 0);
-  const source = Uint8Array.from({ length: 300 }, (_, i) => i & 0xff);
+  const n = 2 * COPY_MIN + 100;
+  const source = Uint8Array.from({ length: n }, (_, i) => i & 0xff);
   const target = source.slice();
   target[10] = 99; // near the start: stays in one AddData with its neighbours
-  target[200] = 7;
-  await w.approximate(target, 0, source, 0, 300);
-  await w.sourceAt("usr/bin/tool", 300); // same file, same position: nothing
+  target[COPY_MIN + 50] = 7; // ends an exact run of COPY_MIN + 39 bytes, which becomes a Copy
+  await w.approximate(target, 0, source, 0, n);
+  await w.sourceAt("usr/bin/tool", n); // same file, same position: nothing
   await w.sourceAt("usr/bin/tool", 0);
   await w.copy(5);
   await w.end();
@@ -211,16 +212,23 @@ Deno.test("OpWriter: coalesced Data, Copy for exact runs, Seek and Open only whe
     [Op.Data, 6],
     [Op.Open, "usr/bin/tool".length],
     [Op.AddData, 11],
-    [Op.Copy, 189],
+    [Op.Copy, COPY_MIN + 39],
     [Op.AddData, 1],
-    [Op.Copy, 99],
+    [Op.Copy, n - COPY_MIN - 51],
     [Op.Seek, 0],
     [Op.Copy, 5],
   ]);
   assert.deepEqual(Array.from(ops[0].data!), [1, 2, 0, 0, 0, 4]);
   assert.equal(ops[2].data![10], (99 - 10) & 0xff);
-  assert.ok(189 >= COPY_MIN);
-  assert.equal(w.outputSize, 6 + 300 + 5);
+  // A short exact run between differences stays in the AddData.
+  const w2 = new OpWriter(() => Promise.resolve());
+  await w2.sourceAt("f", 0);
+  const t2 = source.slice();
+  t2[0] = 1;
+  t2[40] = 2;
+  await w2.approximate(t2, 0, source, 0, 41);
+  assert.deepEqual(w2.counts, { data: 0, copy: 0, addData: 41, opens: 1, seeks: 0 });
+  assert.equal(w.outputSize, 6 + n + 5);
 });
 
 Deno.test("OpWriter splits long Data and AddData, and refuses Open names over 4 KiB", async () => {

@@ -316,7 +316,7 @@ function sais(t: Text, sa: Int32Array, n: number, k: number, scratch: Int32Array
 
   // Stage 3: sorted LMS suffixes to the ends of their buckets, in order; induce.
   if (m > 0) {
-    countSymbols(t, n, c);
+    if (recount) countSymbols(t, n, c); // else the counts of stage 1 are intact (the recursion has its own tables)
     bucketBounds(c, b, k, true);
     sa.fill(0, m, n);
     for (let i = m - 1; i >= 0; i--) {
