@@ -5,6 +5,7 @@ import { deltaship, tempDir } from "./helpers/cli.ts";
 import { checkDelta, pullDelta } from "./helpers/delta.ts";
 import { haveTools, run } from "./helpers/interop.ts";
 import { packArchive, writeImage } from "./helpers/oci.ts";
+import { pushImage, startRegistry } from "./helpers/registry.ts";
 import { buildTar } from "./helpers/tar.ts";
 
 const FIXTURES = new URL("../testdata/oci-delta/", import.meta.url).pathname;
@@ -334,4 +335,33 @@ Deno.test("a renamed and edited file is found by content when no name leads to i
   const [decoded] = d.decoded.values();
   assert.deepEqual(decoded.opens, ["opt/a/data-7f3a.bin"]);
   assert.ok(JSON.parse(r.stdout).layers[0].tarDiffSize < 2000, r.stdout);
+});
+
+Deno.test({
+  name: "create-delta from a registry: docker:// images in, the delta pushed back and pulled by a client",
+  ignore: !haveTools("create-delta registry round trip", "docker-registry", "skopeo"),
+  async fn() {
+    await using tmp = await tempDir();
+    await using reg = await startRegistry();
+    const fixture = `${FIXTURES}whiteouts`;
+    await pushImage(`oci:${fixture}/old:old`, `docker://${reg.host}/app:old`);
+    await pushImage(`oci:${fixture}/new:new`, `docker://${reg.host}/app:new`);
+    const r = await deltaship(
+      `${tmp.path}/ci`,
+      "--json",
+      "create-delta",
+      `docker://${reg.host}/app:old`,
+      `docker://${reg.host}/app:new`,
+      `oci-archive:${tmp.path}/delta.tar`,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const result = JSON.parse(r.stdout);
+    const expected = readJson(`${fixture}/expected.json`);
+    assert.equal(result.target, expected.new_manifest);
+    await pushImage(`oci-archive:${tmp.path}/delta.tar`, `docker://${reg.host}/app:old-to-new`);
+    await pullDelta(`${tmp.path}/client`, `docker://${reg.host}/app:old`, `docker://${reg.host}/app:old-to-new`, {
+      manifest: expected.new_manifest,
+      diffIds: expected.diff_ids,
+    });
+  },
 });

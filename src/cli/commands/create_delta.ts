@@ -11,6 +11,7 @@ import { DEFAULT_LEVEL } from "../../tardiff/encode.ts";
 import { DEFAULT_IGNORED_PREFIXES } from "../../tardiff/sources.ts";
 import type { Command } from "../command.ts";
 import { formatBytes, plural, shortDigest, table } from "../format.ts";
+import { SOURCE_OPTIONS, sourceOpenOptions } from "../source_options.ts";
 
 function level(v: unknown): number {
   if (v === undefined) return DEFAULT_LEVEL;
@@ -90,12 +91,14 @@ sources up to 32 MiB, about 2.6 times above), not by the layer size.`,
       help: `zstd level of the tar-diffs, 1 (fast) to 19 (small); default ${DEFAULT_LEVEL}`,
     },
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
+    ...SOURCE_OPTIONS,
   ],
   args: { min: 3, max: 3 },
   async run(ctx, [oldSpec, newSpec, outSpec], values) {
     const platform = values.platform ? parsePlatform(values.platform as string) : hostPlatform();
     const ignored = (values["ignore-source-prefix"] as string[] | undefined) ?? [...DEFAULT_IGNORED_PREFIXES];
     const zstdLevel = level(values["zstd-level"]);
+    const openOptions = sourceOpenOptions(values, ctx.io.env);
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const result = await createDelta(repo, oldSpec, newSpec, outSpec, {
@@ -103,7 +106,7 @@ sources up to 32 MiB, about 2.6 times above), not by the layer size.`,
       jobs: ctx.jobs,
       level: zstdLevel,
       ignoredPrefixes: ignored,
-      openOptions: { env: ctx.io.env },
+      openOptions,
       progress: ctx.progress(),
       onPull: (spec) => ctx.note(`pulling ${spec} into the repository`),
     });
