@@ -71,8 +71,9 @@ layers always ship as tar-diffs. NEW's manifest and config are embedded byte for
 byte, so applying the delta yields exactly NEW.
 
 Layers are encoded in parallel, --jobs at a time. Memory per job is bounded by
-the largest pair of files diffed (about 3.5 times the larger of the two for
-sources up to 32 MiB, about 2.6 times above), not by the layer size.`,
+the largest pair of files diffed, not by the layer size: about 6 times the
+larger file for sources up to 32 MiB (full suffix array), about 4 times above
+(every 4th suffix sorted); files over 512 MiB are sent whole.`,
   options: [
     { name: "stats", short: "s", type: "boolean", help: "show layer counts, sizes and bytes saved" },
     {
