@@ -64,6 +64,8 @@ export class MatchIndex {
   readonly depth: number;
   /** `buckets[k]` is the first suffix-array slot whose suffix starts with the `depth` bytes `k`. */
   readonly buckets: Int32Array;
+  /** Where the last {@link longestMatch} found its match (a field, so the hot loop allocates nothing). */
+  foundPos = 0;
 
   /** `depth` is chosen by size unless given (tests use both). */
   constructor(readonly source: Uint8Array, readonly sa: Int32Array, readonly step = 1, depth?: number) {
@@ -102,19 +104,16 @@ export class MatchIndex {
   }
 }
 
-/** Result slot of {@link longestMatch} (kept out of the hot loop's allocations). */
-const found = { pos: 0, len: 0 };
-
 /**
  * The longest prefix of `target[at..]` that occurs in the source; sets
- * `found.pos` and returns its length.
+ * `index.foundPos` and returns its length.
  */
 function longestMatch(index: MatchIndex, target: Uint8Array, at: number): number {
   const { source, sa, buckets, depth } = index;
   const n = source.length;
   const rest = Math.min(target.length - at, MAX_MATCH);
   if (rest < depth) {
-    found.pos = 0;
+    index.foundPos = 0;
     return 0;
   }
   const key = depth === 2
@@ -123,7 +122,7 @@ function longestMatch(index: MatchIndex, target: Uint8Array, at: number): number
   let lo = buckets[key];
   let hi = buckets[key + 1] - 1;
   if (lo > hi) {
-    found.pos = 0;
+    index.foundPos = 0;
     return 0;
   }
   // Every suffix in [lo, hi] shares the first `depth` bytes.
@@ -131,14 +130,14 @@ function longestMatch(index: MatchIndex, target: Uint8Array, at: number): number
   let llo = depth;
   while (llo < rest && s + llo < n && source[s + llo] === target[at + llo]) llo++;
   if (lo === hi || llo === rest) {
-    found.pos = s;
+    index.foundPos = s;
     return llo;
   }
   s = sa[hi];
   let lhi = depth;
   while (lhi < rest && s + lhi < n && source[s + lhi] === target[at + lhi]) lhi++;
   if (lhi === rest) {
-    found.pos = s;
+    index.foundPos = s;
     return lhi;
   }
   while (hi - lo > 1) {
@@ -147,7 +146,7 @@ function longestMatch(index: MatchIndex, target: Uint8Array, at: number): number
     let k = llo < lhi ? llo : lhi;
     while (k < rest && s + k < n && source[s + k] === target[at + k]) k++;
     if (k === rest) {
-      found.pos = s;
+      index.foundPos = s;
       return k;
     }
     if (s + k === n || source[s + k] < target[at + k]) {
@@ -159,10 +158,10 @@ function longestMatch(index: MatchIndex, target: Uint8Array, at: number): number
     }
   }
   if (llo >= lhi) {
-    found.pos = sa[lo];
+    index.foundPos = sa[lo];
     return llo;
   }
-  found.pos = sa[hi];
+  index.foundPos = sa[hi];
   return lhi;
 }
 
@@ -215,7 +214,7 @@ export function planDiff(index: MatchIndex, target: Uint8Array): Plan {
         }
       }
       len = longestMatch(index, target, scan);
-      pos = found.pos;
+      pos = index.foundPos;
       for (; scsc < scan + len; scsc++) {
         if (scsc + lastOffset < oldSize && source[scsc + lastOffset] === target[scsc]) oldScore++;
       }
