@@ -181,18 +181,28 @@ interface Expected {
  * `oci-archive:`. The floor decompresses the tar-diff blobs with zstd and hashes
  * the rebuilt layers with sha256sum: the least work any client must do.
  */
-function deltaCase(name: string, transport: "oci" | "oci-archive"): BenchCase {
+function deltaCase(name: string, transport: "oci" | "oci-archive" | "docker"): BenchCase {
   let blobs: { path: string; size: number; mediaType: string }[] = [];
   let rebuilt: string[] = [];
   let expected: Expected;
+  let registry: Registry | undefined;
   const delta = (env: BenchEnv) =>
-    transport === "oci" ? `oci:${env.shared}/realworld-delta` : `oci-archive:${env.cache}/realworld-delta.tar`;
+    transport === "oci"
+      ? `oci:${env.shared}/realworld-delta`
+      : transport === "oci-archive"
+      ? `oci-archive:${env.cache}/realworld-delta.tar`
+      : `docker://${registry!.host}/corpus:old-to-new`;
   return {
     name,
     description: `pull the real-world delta from ${transport}: after the old image`,
     corpus: true,
-    tools: ["zstd"],
+    tools: transport === "docker" ? ["zstd", "docker-registry", "skopeo"] : ["zstd"],
+    finish: async () => await registry?.stop(),
     async prepare(env) {
+      if (transport === "docker") {
+        registry = await startRegistry();
+        await pushImage(`oci:${env.shared}/realworld-delta`, `docker://${registry.host}/corpus:old-to-new`);
+      }
       expected = JSON.parse(await Deno.readTextFile(`${env.shared}/realworld-expected.json`));
       blobs = (await layoutLayers(`${env.shared}/realworld-delta`)).filter((l) =>
         l.mediaType === "application/vnd.tar-diff"
@@ -310,5 +320,6 @@ export const CASES: BenchCase[] = [
   registryPullCase(),
   deltaCase("delta-oci", "oci"),
   deltaCase("delta-archive", "oci-archive"),
+  deltaCase("delta-registry", "docker"),
   smokeCase,
 ];
