@@ -137,6 +137,11 @@ export class Repository {
     return this.#tempDir;
   }
 
+  /** The name (under `tmp/`) of this process's temporary directory, if it has made one. */
+  get ownTempName(): string | undefined {
+    return this.#tempDir?.slice(this.#tempDir.lastIndexOf("/") + 1);
+  }
+
   /** A fresh path in the temporary directory. */
   tempPath(): string {
     return `${this.tempDir}/${crypto.randomUUID()}`;
@@ -158,7 +163,13 @@ export class Repository {
     try {
       for await (const e of Deno.readDir(`${this.root}/tmp`)) {
         const pid = Number(e.name.split("-")[0]);
-        if (!all && (!Number.isInteger(pid) || pid === Deno.pid || (await exists(`/proc/${pid}`)))) continue;
+        if (
+          all
+            ? e.name === this.ownTempName
+            : !Number.isInteger(pid) || pid === Deno.pid || (await exists(`/proc/${pid}`))
+        ) {
+          continue;
+        }
         await Deno.remove(`${this.root}/tmp/${e.name}`, { recursive: true }).catch(() => {});
         removed++;
       }

@@ -1,6 +1,7 @@
 /**
  * Layer tasks: the CPU-heavy units of work (import a layer blob, rebuild a layer
- * from a tar-diff) that run in Web Workers, or inline when only one runs at a time.
+ * from a tar-diff, compress a block of an exported layer) that run in Web
+ * Workers, or inline when only one runs at a time.
  * Tasks are plain data plus transferable streams, so they can cross a Worker boundary.
  *
  * @module
@@ -8,6 +9,7 @@
 import { importLayerBlob, type LayerBlob } from "../repo/layer_import.ts";
 import type { RecordFooter } from "../repo/layer_record.ts";
 import type { Repository } from "../repo/repository.ts";
+import { type BlockJob, compressBlock } from "../util/block_compress.ts";
 
 /** Import a (compressed) layer blob streamed in `blob`. */
 export interface ImportTask {
@@ -16,21 +18,30 @@ export interface ImportTask {
   blob: ReadableStream<Uint8Array>;
 }
 
-/** Any task a worker can run. */
-export type Task = ImportTask;
+/** Compress one block of a layer being exported (see util/block_compress.ts). */
+export interface CompressTask {
+  op: "compress";
+  job: BlockJob;
+}
 
-/** What a finished task reports. */
-export type TaskResult = RecordFooter;
+/** Any task a worker can run. */
+export type Task = ImportTask | CompressTask;
+
+/** What a finished task reports: a stored layer's totals, or compressed bytes. */
+export type TaskResult = RecordFooter | Uint8Array;
 
 /** Runs one task against `repo`, reporting consumed input bytes to `progress`. */
 export async function runTask(repo: Repository, task: Task, progress: (bytes: number) => void): Promise<TaskResult> {
   switch (task.op) {
     case "import":
       return await importLayerBlob(repo, task.blob, task.layer, progress);
+    case "compress":
+      return compressBlock(task.job);
   }
 }
 
 /** The objects of a task that must be transferred, not copied, to a worker. */
 export function transferables(task: Task): Transferable[] {
+  if (task.op === "compress") return [task.job.data.buffer as ArrayBuffer];
   return [task.blob as unknown as Transferable];
 }
