@@ -117,9 +117,10 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
       if (!objects.has(name)) await drop(`${repo.root}/objects/sha256/${fan}/${name}`, "objects");
     }
   }
-  const own = repo.ownTempName;
-  for await (const name of subdirs(`${repo.root}/tmp`)) {
-    if (name !== own) await drop(`${repo.root}/tmp/${name}`, "tempDirs");
+  for (const name of await repo.staleTemp()) {
+    const path = `${repo.root}/tmp/${name}`;
+    if ((await Deno.lstat(path)).isDirectory) await drop(path, "tempDirs");
+    else if (!dryRun) await Deno.remove(path).catch(() => {}); // its lock file
   }
   return { dryRun, removed, bytes, kept: keep.length };
 }
