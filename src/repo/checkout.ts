@@ -126,6 +126,9 @@ function currentUser(): { uid: number; gid: number } | undefined {
   }
 }
 
+/** Most file copies in flight at once. */
+const PARALLEL_COPIES = 8;
+
 /** The state of one checkout in progress. */
 class Writer {
   readonly posix: Posix | undefined = openPosix();
@@ -136,6 +139,10 @@ class Writer {
   readonly result: CheckoutResult;
   readonly progress: ProgressSink;
   #reasons = new Map<keyof NotApplied, string>();
+  /** File copies in flight, and each inode's copy (links to it wait for it). */
+  #copying = new Set<Promise<void>>();
+  #copied = new Map<RootfsNode, Promise<void>>();
+  #failed: { error: unknown } | undefined;
 
   constructor(
     readonly repo: Repository,
@@ -169,12 +176,17 @@ class Writer {
       const total = nodes.reduce((a, [, n]) => a + (n.entry.kind === "file" ? n.size : 0), 0);
       this.progress.start("checkout", "checkout", total);
       const symlinks: [string, RootfsNode][] = [];
-      for (const [path, node] of nodes) {
-        const target = `${this.dir}/${path}`;
-        if (this.options.force) await this.#clearWay(target, node);
-        if (node.entry.kind === "symlink") symlinks.push([target, node]);
-        else await this.#create(target, node);
+      try {
+        for (const [path, node] of nodes) {
+          const target = `${this.dir}/${path}`;
+          if (this.options.force) await this.#clearWay(target, node);
+          if (node.entry.kind === "symlink") symlinks.push([target, node]);
+          else await this.#create(target, node);
+        }
+      } finally {
+        await Promise.all(this.#copying); // let every copy finish (or fail) before going on or cleaning up
       }
+      this.#throwIfFailed();
       // Symlinks last: nothing is created after them, so nothing goes through them.
       for (const [target, node] of symlinks) {
         await Deno.symlink(node.entry.linkname, target);
@@ -192,6 +204,29 @@ class Writer {
     } finally {
       this.posix?.close();
     }
+  }
+
+  /**
+   * Lets a file's copy run while the walk goes on (the kernel copies several
+   * files at once), at most {@link PARALLEL_COPIES} at a time. The first failure
+   * stops the walk; it is rethrown once every copy has settled.
+   */
+  async #inBackground(inode: RootfsNode, copy: Promise<void>): Promise<void> {
+    this.#throwIfFailed();
+    const settled: Promise<void> = copy.then(
+      () => {},
+      (error) => {
+        this.#failed ??= { error };
+      },
+    ).finally(() => this.#copying.delete(settled));
+    this.#copying.add(settled);
+    this.#copied.set(inode, settled);
+    if (this.#copying.size >= PARALLEL_COPIES) await Promise.race(this.#copying);
+    this.#throwIfFailed();
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failed) throw this.#failed.error;
   }
 
   /** With --force: removes what is at `target` unless it is a directory and so is `node`. */
@@ -216,12 +251,13 @@ class Writer {
         const inode = node.inode ?? node;
         const first = this.written.get(inode);
         if (first !== undefined) {
+          await this.#copied.get(inode); // the first name must exist before another can link to it
           await Deno.link(first, target);
           this.result.hardlinks++;
           return;
         }
-        await this.#content(target, inode);
         this.written.set(inode, target);
+        await this.#inBackground(inode, this.#content(target, inode));
         this.result.files++;
         return;
       }
