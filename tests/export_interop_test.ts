@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { compressBlock, compressInBlocks } from "../src/util/block_compress.ts";
 import { sha256 } from "../src/util/digest.ts";
+import { concat } from "../src/util/streams.ts";
 import { deltaship, tempDir } from "./helpers/cli.ts";
 import { haveTools, run } from "./helpers/interop.ts";
 import { sampleTar, writeImage } from "./helpers/oci.ts";
@@ -69,6 +71,27 @@ Deno.test({
         reference,
         compression,
       );
+    }
+  },
+});
+
+Deno.test({
+  name: "interop: gzip(1) and zstd(1) decode the block-compressed layers",
+  ignore: !haveTools("compression interop", "gzip", "zstd"),
+  async fn() {
+    await using tmp = await tempDir();
+    const input = new Uint8Array(5 * (1 << 20) + 123).map((_, i) => (i % 7 === 0 ? (i * 2654435761) >>> 24 : i >> 9));
+    for (const format of ["gzip", "zstd"] as const) {
+      const parts = [];
+      for await (
+        const c of compressInBlocks([input], { format, inFlight: 2, run: (job) => Promise.resolve(compressBlock(job)) })
+      ) parts.push(c);
+      const ext = format === "gzip" ? "gz" : "zst";
+      await Deno.writeFile(`${tmp.path}/x.${ext}`, concat(parts));
+      await run(format, "-t", `${tmp.path}/x.${ext}`);
+      await run(format, "-d", "-f", `${tmp.path}/x.${ext}`);
+      assert.equal(sha256(await Deno.readFile(`${tmp.path}/x`)), sha256(input), format);
+      await Deno.remove(`${tmp.path}/x`);
     }
   },
 });
