@@ -248,7 +248,13 @@ Deno.test("a failed export leaves no output: new layout, existing layout, archiv
   const existing = `${tmp.path}/existing`;
   await writeImage(existing, { tag: "keep", layers: [{ tar: sampleTar("k") }] });
   const before = snapshot(existing);
-  const dests = [`oci:${tmp.path}/new`, `oci:${existing}:app`, `oci-archive:${tmp.path}/img.tar`];
+  await Deno.mkdir(`${tmp.path}/empty`);
+  const dests = [
+    `oci:${tmp.path}/new`,
+    `oci:${tmp.path}/empty`,
+    `oci:${existing}:app`,
+    `oci-archive:${tmp.path}/img.tar`,
+  ];
   for (const dest of dests) {
     for (const jobs of ["1", "2"]) {
       const r = await deltaship(repo, "-j", jobs, "export", "app", dest);
@@ -260,7 +266,8 @@ Deno.test("a failed export leaves no output: new layout, existing layout, archiv
     }
   }
   assert.deepEqual(snapshot(existing), before);
-  assert.deepEqual([...Deno.readDirSync(tmp.path)].map((e) => e.name).sort(), ["existing", "repo", "src"]);
+  assert.deepEqual([...Deno.readDirSync(tmp.path)].map((e) => e.name).sort(), ["empty", "existing", "repo", "src"]);
+  assert.deepEqual([...Deno.readDirSync(`${tmp.path}/empty`)], []);
   assert.deepEqual([...Deno.readDirSync(`${repo}/tmp`)], []);
 });
 

@@ -133,7 +133,8 @@ class DirLayoutWriter implements LayoutWriter {
   #added: string[] = [];
   #done = false;
 
-  private constructor(readonly dir: string, readonly created: boolean) {
+  /** `created`: the directory did not exist; `empty`: it existed, empty. Either way abort leaves it so. */
+  private constructor(readonly dir: string, readonly created: boolean, readonly empty = false) {
     this.description = `oci:${dir}`;
   }
 
@@ -149,14 +150,14 @@ class DirLayoutWriter implements LayoutWriter {
     const files = new DirFiles(dir);
     if ((await files.size("index.json")) !== undefined || (await files.size("oci-layout")) !== undefined) {
       await readLayoutIndex(files); // refuse a damaged layout before writing anything
-    } else {
-      for await (const _ of Deno.readDir(dir)) {
-        throw new UsageError(
-          `oci:${dir} is a non-empty directory that is not an OCI layout; choose an empty or new directory`,
-        );
-      }
+      return new DirLayoutWriter(dir, false);
     }
-    return new DirLayoutWriter(dir, false);
+    for await (const _ of Deno.readDir(dir)) {
+      throw new UsageError(
+        `oci:${dir} is a non-empty directory that is not an OCI layout; choose an empty or new directory`,
+      );
+    }
+    return new DirLayoutWriter(dir, false, true);
   }
 
   async putBlob(content: BlobContent, expected?: Digest): Promise<WrittenBlob> {
@@ -222,6 +223,12 @@ class DirLayoutWriter implements LayoutWriter {
     for (const tmp of this.#temps) await Deno.remove(tmp).catch(() => {});
     if (this.created) {
       await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+      return;
+    }
+    if (this.empty) {
+      for await (const e of Deno.readDir(this.dir)) {
+        await Deno.remove(`${this.dir}/${e.name}`, { recursive: true }).catch(() => {});
+      }
       return;
     }
     for (const path of this.#added) await Deno.remove(path).catch(() => {});
