@@ -24,7 +24,7 @@ export const PERMISSIONS: readonly string[] = [
   "--allow-write",
   "--allow-net",
   "--allow-env",
-  "--allow-sys=uid,gid",
+  "--allow-sys=uid",
   "--allow-ffi",
 ];
 

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { rootlessOwner } from "../src/repo/checkout.ts";
 import { sha256 } from "../src/util/digest.ts";
 import { deltaship, tempDir } from "./helpers/cli.ts";
 import { haveTools } from "./helpers/interop.ts";
@@ -340,4 +341,11 @@ Deno.test({
     assert.equal(listXattrs(`${tmp.path}/co/ping`)["security.capability"]?.length, cap.length);
     assert.equal(JSON.parse(r.stdout).devices, 1);
   },
+});
+
+Deno.test("the rootless owner record is the protobuf umoci writes", () => {
+  assert.deepEqual([...rootlessOwner(1000, 1001)], [0x08, 0xe8, 0x07, 0x10, 0xe9, 0x07]);
+  assert.deepEqual([...rootlessOwner(1234, 4321)], [0x08, 0xd2, 0x09, 0x10, 0xe1, 0x21]);
+  assert.deepEqual([...rootlessOwner(0, 5)], [0x10, 0x05]);
+  assert.deepEqual([...rootlessOwner(0, 0)], []);
 });

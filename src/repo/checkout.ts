@@ -16,7 +16,9 @@
  * xattrs are the object's).
  *
  * Metadata: modes always; mtimes always (directories after their contents);
- * ownership when running as root; xattrs and device nodes where the system
+ * ownership when running as root (otherwise, as umoci --rootless does, files
+ * are the user's and each entry's real owner is recorded in a
+ * `user.rootlesscontainers` xattr); xattrs and device nodes where the system
  * allows. What could not be applied is counted in the result, not hidden.
  *
  * @module
@@ -118,11 +120,12 @@ async function emptyDir(dir: string): Promise<void> {
   for await (const e of Deno.readDir(dir)) await Deno.remove(`${dir}/${e.name}`, { recursive: true }).catch(() => {});
 }
 
-function currentUser(): { uid: number; gid: number } | undefined {
+/** True when running as root (ownership, device nodes and every xattr can be applied). */
+function runningAsRoot(): boolean {
   try {
-    return { uid: Deno.uid() ?? -1, gid: Deno.gid() ?? -1 };
+    return Deno.uid() === 0;
   } catch {
-    return undefined; // no permission to ask: assume not root
+    return false; // no permission to ask: assume not
   }
 }
 
@@ -132,8 +135,7 @@ const PARALLEL_COPIES = 8;
 /** The state of one checkout in progress. */
 class Writer {
   readonly posix: Posix | undefined = openPosix();
-  readonly user = currentUser();
-  readonly root = this.user?.uid === 0;
+  readonly root = runningAsRoot();
   /** The path each inode (file node) was first written at. */
   readonly written = new Map<RootfsNode, string>();
   readonly result: CheckoutResult;
@@ -340,8 +342,21 @@ class Writer {
       } catch (e) {
         this.#skip("ownership", `owners not set (${(e as Error).message})`);
       }
-    } else if (!this.user || entry.uid !== this.user.uid || entry.gid !== this.user.gid) {
-      this.#skip("ownership", "owners not set (needs root)");
+    } else if (entry.uid !== 0 || entry.gid !== 0) {
+      // Not root: the files are ours, standing for root's. As umoci --rootless does, the
+      // real owner is kept in a user.rootlesscontainers xattr (rootlesscontainers.com),
+      // where the filesystem allows (never on a symlink).
+      let kept = false;
+      if (this.posix && !symlink) {
+        try {
+          this.posix.lsetxattr(target, ROOTLESS_XATTR, rootlessOwner(entry.uid, entry.gid));
+          kept = true;
+        } catch { /* counted below */ }
+      }
+      this.#skip(
+        "ownership",
+        kept ? `owners not set (needs root); recorded in ${ROOTLESS_XATTR} xattrs` : "owners not set (needs root)",
+      );
     }
     if (!symlink) Deno.chmodSync(target, entry.mode & 0o7777);
     for (const [name, value] of Object.entries(entry.xattrs)) {
@@ -357,6 +372,26 @@ class Writer {
     }
     fs.lutimesSync(target, entry.mtime, entry.mtime);
   }
+}
+
+/** The xattr rootless tools keep an entry's real owner in. */
+const ROOTLESS_XATTR = "user.rootlesscontainers";
+
+/**
+ * The value of {@link ROOTLESS_XATTR}: the protobuf message `Resource { uint32
+ * uid = 1; uint32 gid = 2; }`, zero fields left out (proto3).
+ */
+export function rootlessOwner(uid: number, gid: number): Uint8Array {
+  const out: number[] = [];
+  const field = (tag: number, v: number) => {
+    if (v === 0) return;
+    out.push(tag);
+    for (; v >= 0x80; v = Math.floor(v / 128)) out.push((v & 0x7f) | 0x80);
+    out.push(v);
+  };
+  field(0x08, uid);
+  field(0x10, gid);
+  return new Uint8Array(out);
 }
 
 function lstatExists(path: string): boolean {
