@@ -16,7 +16,8 @@ Writes the merged root filesystem of IMAGE (layers in order, whiteouts applied)
 into DIR, which is created, and must be empty unless --force. Hardlinks stay
 hardlinks, symlinks stay symlinks; modes and mtimes are set, and ownership,
 extended attributes and device nodes when running as root (what could not be
-applied is counted on stderr). Nothing is ever written outside DIR: symlinks in
+applied is counted on stderr; without root, owners are recorded in
+user.rootlesscontainers xattrs, as umoci --rootless does). Nothing is ever written outside DIR: symlinks in
 the image are never followed out of it. If the checkout fails, DIR is removed
 (or emptied again).
 
