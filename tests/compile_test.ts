@@ -131,7 +131,7 @@ Deno.test("deno compile accepts the task's arguments and builds the module graph
   const text = dec.decode(out.stdout) + dec.decode(out.stderr);
   assert.equal(out.code, 0, text);
   assert.match(text, /Embedded Files/);
-  assert.match(text, /workers/);
+  assert.match(text, /\bsrc\b/);
   assert.ok(Deno.statSync(`${tmp.path}/deltaship`).isFile);
 });
 
