@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { Repository } from "../src/repo/repository.ts";
+import type { RecordFooter } from "../src/repo/layer_record.ts";
 import { sha256 } from "../src/util/digest.ts";
 import { TaskPool } from "../src/workers/pool.ts";
 import type { Task } from "../src/workers/tasks.ts";
@@ -59,7 +60,7 @@ Deno.test("task pool: workers (size 2) run tasks and report progress; warm() sta
     const results = await Promise.all(
       tars.map((tar) => pool.run(() => Promise.resolve(importTask(tar)), (n) => (progress += n))),
     );
-    assert.deepEqual(results.map((r) => r.tarSize), tars.map((t) => t.length));
+    assert.deepEqual(results.map((r) => (r as RecordFooter).tarSize), tars.map((t) => t.length));
     assert.equal(progress, tars.reduce((a, t) => a + t.length, 0));
     for (const tar of tars) assert.equal(await repo.hasLayer(sha256(tar)), true);
   } finally {

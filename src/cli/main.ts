@@ -10,7 +10,10 @@ import { VERSION } from "../version.ts";
 import { formatOptions, parseArgs } from "./args.ts";
 import { checkArity, type Command, commandHelp } from "./command.ts";
 import { type CliIO, Context, GLOBAL_OPTIONS } from "./context.ts";
+import { checkoutCommand } from "./commands/checkout.ts";
+import { exportCommand } from "./commands/export.ts";
 import { fsckCommand } from "./commands/fsck.ts";
+import { gcCommand } from "./commands/gc.ts";
 import { imagesCommand } from "./commands/images.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { layerCommand } from "./commands/layer.ts";
@@ -26,6 +29,9 @@ export const COMMANDS: Command[] = [
   untagCommand,
   rmCommand,
   layerCommand,
+  exportCommand,
+  checkoutCommand,
+  gcCommand,
   fsckCommand,
 ];
 

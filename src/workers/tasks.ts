@@ -1,6 +1,7 @@
 /**
  * Layer tasks: the CPU-heavy units of work (import a layer blob, rebuild a layer
- * from a tar-diff) that run in Web Workers, or inline when only one runs at a time.
+ * from a tar-diff, compress a block of an exported layer) that run in Web
+ * Workers, or inline when only one runs at a time.
  * Tasks are plain data plus transferable streams, so they can cross a Worker boundary.
  *
  * @module
@@ -10,6 +11,7 @@ import type { SourceIndex } from "../delta/source.ts";
 import { importLayerBlob, type LayerBlob } from "../repo/layer_import.ts";
 import type { RecordFooter } from "../repo/layer_record.ts";
 import type { Repository } from "../repo/repository.ts";
+import { type BlockJob, compressBlock } from "../util/block_compress.ts";
 
 /** Import a (compressed) layer blob streamed in `blob`. */
 export interface ImportTask {
@@ -31,11 +33,17 @@ export interface RebuildTask {
   memory: SharedArrayBuffer;
 }
 
-/** Any task a worker can run. */
-export type Task = ImportTask | RebuildTask;
+/** Compress one block of a layer being exported (see util/block_compress.ts). */
+export interface CompressTask {
+  op: "compress";
+  job: BlockJob;
+}
 
-/** What a finished task reports. */
-export type TaskResult = RecordFooter;
+/** Any task a worker can run. */
+export type Task = ImportTask | RebuildTask | CompressTask;
+
+/** What a finished task reports: a stored layer's totals, or compressed bytes. */
+export type TaskResult = RecordFooter | Uint8Array;
 
 /** Runs one task against `repo`, reporting consumed input bytes to `progress`. */
 export async function runTask(repo: Repository, task: Task, progress: (bytes: number) => void): Promise<TaskResult> {
@@ -44,10 +52,13 @@ export async function runTask(repo: Repository, task: Task, progress: (bytes: nu
       return await importLayerBlob(repo, task.blob, task.layer, progress);
     case "rebuild":
       return await rebuildLayer(repo, task.blob, task.layer, task.source, task.memory, progress);
+    case "compress":
+      return compressBlock(task.job);
   }
 }
 
 /** The objects of a task that must be transferred, not copied, to a worker. */
 export function transferables(task: Task): Transferable[] {
+  if (task.op === "compress") return [task.job.data.buffer as ArrayBuffer];
   return [task.blob as unknown as Transferable];
 }

@@ -1,0 +1,77 @@
+/**
+ * `deltaship export IMAGE DEST`: write an image from the repository to an OCI
+ * layout or archive.
+ *
+ * @module
+ */
+import { UsageError } from "../../errors.ts";
+import { parseLayoutDest } from "../../oci/layout_writer.ts";
+import { exportImage } from "../../repo/export.ts";
+import type { Compression } from "../../util/streams.ts";
+import type { Command } from "../command.ts";
+import { formatBytes, plural } from "../format.ts";
+
+const LEVELS: Record<Compression, [number, number]> = { gzip: [1, 9], zstd: [1, 19], none: [0, 0] };
+
+export const exportCommand: Command = {
+  name: "export",
+  summary: "Write an image to an OCI layout or archive",
+  usage: "IMAGE DEST",
+  description: `
+DEST is oci:DIR[:TAG] or oci-archive:FILE[:TAG]. A directory layout is created
+or added to (other tags are kept, an entry with the same TAG is replaced); an
+archive is written whole and replaces FILE. TAG defaults to IMAGE when IMAGE
+is a tag. Nothing is written unless the export completes.
+
+Layers are rebuilt from the repository (each checked against its diff_id) and
+compressed with --compression; the manifest is a new OCI manifest naming the
+new layer blobs; the config is written byte for byte, so the image ID (config
+digest) is unchanged. Docker schema 2 images are written as OCI images.`,
+  options: [
+    {
+      name: "compression",
+      type: "string",
+      arg: "gzip|zstd|none",
+      help: "layer compression (default gzip)",
+    },
+    { name: "level", type: "string", arg: "N", help: "compression level (gzip 1-9, default 6; zstd 1-19, default 3)" },
+  ],
+  args: { min: 2, max: 2 },
+  async run(ctx, [image, destArg], values) {
+    const dest = parseLayoutDest(destArg);
+    const compression = (values.compression ?? "gzip") as Compression;
+    if (!(compression in LEVELS)) {
+      throw new UsageError(`--compression must be gzip, zstd or none, got ${JSON.stringify(compression)}`);
+    }
+    let level: number | undefined;
+    if (values.level !== undefined) {
+      const [lo, hi] = LEVELS[compression];
+      level = Number(values.level);
+      if (!Number.isInteger(level) || level < lo || level > hi) {
+        throw new UsageError(
+          compression === "none"
+            ? "--level needs --compression gzip or zstd"
+            : `--level for ${compression} must be an integer from ${lo} to ${hi}, got ${JSON.stringify(values.level)}`,
+        );
+      }
+    }
+    const repo = await ctx.repo();
+    using _lock = await repo.lock(false);
+    const record = await repo.resolveImage(image);
+    const tag = dest.tag ?? (image.startsWith("@") ? undefined : image);
+    const result = await exportImage(repo, record, { ...dest, tag }, {
+      compression,
+      level,
+      jobs: ctx.jobs,
+      progress: ctx.progress(),
+    });
+    ctx.endProgress();
+    if (ctx.json) return void await ctx.printJson(result);
+    await ctx.print(
+      `Exported ${image} to ${result.destination}${result.tag ? `:${result.tag}` : ""} (${
+        plural(result.layers.length, "layer")
+      }, ${compression}, ${formatBytes(result.size)})`,
+    );
+    await ctx.print(`manifest ${result.manifest}\nconfig   ${result.config}`);
+  },
+};
