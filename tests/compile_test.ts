@@ -151,8 +151,10 @@ Deno.test("the demo runs end to end through an executable (--bin), with the comp
   }).output();
   const text = dec.decode(out.stdout);
   assert.equal(out.code, 0, text + dec.decode(out.stderr));
-  for (const cmd of ["pull", "images", "export", "checkout", "gc", "fsck"]) {
+  for (const cmd of ["pull", "images", "checkout", "fsck"]) {
     assert.match(text, new RegExp(`\\$ deltaship ${cmd}`));
   }
+  assert.match(text, /^Pulled app-v2 from delta /m);
+  assert.match(text, /^fetched .* of delta instead of .* for the full image \(\d+% saved\)$/m);
   assert.match(text, /^ok: /m);
 });
