@@ -68,3 +68,33 @@ Deno.test("task pool: workers (size 2) run tasks and report progress; warm() sta
     await repo.close();
   }
 });
+
+Deno.test("task pool: a worker that cannot load fails its task, and queued tasks get fresh workers", async () => {
+  await using tmp = await tempDir();
+  const broken = `${tmp.path}/broken_worker.ts`;
+  await Deno.writeTextFile(broken, 'throw new Error("cannot load");\n');
+  const repo = await Repository.open(`${tmp.path}/repo`);
+  const pool = new TaskPool(repo, 2, new URL(`file://${broken}`));
+  try {
+    const tasks = [0, 1, 2].map(() =>
+      pool.run(() =>
+        Promise.resolve<Task>({
+          op: "import",
+          layer: {
+            mediaType: "application/vnd.oci.image.layer.v1.tar",
+            digest: sha256(""),
+            size: 0,
+            diffId: sha256(""),
+          },
+          blob: ReadableStream.from([]),
+        })
+      )
+    );
+    const outcomes = await Promise.allSettled(tasks);
+    assert.deepEqual(outcomes.map((o) => o.status), ["rejected", "rejected", "rejected"]);
+    for (const o of outcomes) assert.match(String((o as PromiseRejectedResult).reason), /layer worker failed/);
+  } finally {
+    pool.close();
+    await repo.close();
+  }
+});

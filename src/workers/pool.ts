@@ -31,7 +31,8 @@ export class TaskPool {
   /** Inline tasks run one after another: the tail of that queue. */
   #inlineTail: Promise<unknown> = Promise.resolve();
 
-  constructor(readonly repo: Repository, size: number) {
+  /** `workerUrl` is the worker module (tests substitute a failing one). */
+  constructor(readonly repo: Repository, size: number, readonly workerUrl: URL = WORKER_URL) {
     this.#size = Math.max(1, size);
   }
 
@@ -96,13 +97,21 @@ export class TaskPool {
 
   #release(worker: Worker): void {
     if (this.#closed) return;
+    const alive = this.#workers.includes(worker);
     const next = this.#waiting.shift();
-    if (next) next(worker);
-    else this.#idle.push(worker);
+    if (next) next(alive ? worker : this.#spawn());
+    else if (alive) this.#idle.push(worker);
+  }
+
+  /** Forgets a worker that failed (it could not load, or crashed): it gets no more tasks. */
+  #discard(worker: Worker): void {
+    worker.terminate();
+    this.#workers = this.#workers.filter((w) => w !== worker);
+    this.#idle = this.#idle.filter((w) => w !== worker);
   }
 
   #spawn(): Worker {
-    const worker = new Worker(WORKER_URL, { type: "module" });
+    const worker = new Worker(this.workerUrl, { type: "module" });
     worker.onmessage = (e: MessageEvent<WorkerReply>) => {
       const msg = e.data;
       const p = this.#pending.get(msg.id);
@@ -118,7 +127,9 @@ export class TaskPool {
     };
     worker.onerror = (e: ErrorEvent) => {
       e.preventDefault();
+      this.#discard(worker);
       const id = this.#running.get(worker);
+      this.#running.delete(worker);
       const p = id === undefined ? undefined : this.#pending.get(id);
       if (p && id !== undefined) {
         this.#pending.delete(id);
