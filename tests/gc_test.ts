@@ -5,6 +5,7 @@ import { sha256 } from "../src/util/digest.ts";
 import { deltaship, deltashipCommand, tempDir } from "./helpers/cli.ts";
 import { sampleTar, writeImage } from "./helpers/oci.ts";
 import { buildTar } from "./helpers/tar.ts";
+import { noise } from "./helpers/data.ts";
 
 /** Every file under `dir` with its size, and the total. */
 function listing(dir: string): { files: string[]; bytes: number } {
@@ -23,19 +24,6 @@ function listing(dir: string): { files: string[]; bytes: number } {
   };
   walk("");
   return { files: files.sort(), bytes };
-}
-
-function noise(size: number, seed: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = seed;
-  const view = new Uint32Array(out.buffer, 0, size >> 2);
-  for (let i = 0; i < view.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    view[i] = x;
-  }
-  return out;
 }
 
 Deno.test("gc removes what no tag reaches and keeps what tags do; --dry-run changes nothing", async () => {

@@ -74,7 +74,7 @@ Deno.test("task pool: a worker that cannot load fails its task, and queued tasks
   const broken = `${tmp.path}/broken_worker.ts`;
   await Deno.writeTextFile(broken, 'throw new Error("cannot load");\n');
   const repo = await Repository.open(`${tmp.path}/repo`);
-  const pool = new TaskPool(repo, 2, new URL(`file://${broken}`));
+  const pool = new TaskPool(repo, 2, () => new Worker(new URL(`file://${broken}`), { type: "module" }));
   try {
     const tasks = [0, 1, 2].map(() =>
       pool.run(() =>

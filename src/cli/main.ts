@@ -84,14 +84,30 @@ export async function main(args: string[], io: CliIO): Promise<number> {
     }
     checkArity(cmd, parsed.positionals);
     ctx = new Context(io, values);
-    const status = await cmd.run(ctx, parsed.positionals, values);
-    return status ?? 0;
+    const outcome = await Promise.race([cmd.run(ctx, parsed.positionals, values), interrupted(io.interrupt)]);
+    if (outcome === INTERRUPTED) {
+      ctx.endProgress();
+      await ctx.cleanups.run();
+      await io.stderr.write(encoder.encode("deltaship: interrupted; partial output removed\n")).catch(() => {});
+      return 130;
+    }
+    return outcome ?? 0;
   } catch (err) {
     ctx?.endProgress();
     return await report(err, io, debug);
   } finally {
     await ctx?.close();
   }
+}
+
+const INTERRUPTED = Symbol("interrupted");
+
+/** Resolves when `signal` aborts (never, without one). */
+function interrupted(signal: AbortSignal | undefined): Promise<typeof INTERRUPTED> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) resolve(INTERRUPTED);
+    signal?.addEventListener("abort", () => resolve(INTERRUPTED), { once: true });
+  });
 }
 
 async function report(err: unknown, io: CliIO, debug: boolean): Promise<number> {

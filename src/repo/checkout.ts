@@ -28,6 +28,7 @@ import { RepositoryError, UsageError } from "../errors.ts";
 import type { TarEntry } from "../tar/header.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { openPosix, type Posix, S_IFBLK, S_IFCHR, S_IFIFO } from "../util/posix.ts";
+import type { Cleanups } from "../util/cleanups.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
 import { loadRootfs, type Rootfs, type RootfsNode } from "./rootfs.ts";
 
@@ -38,6 +39,8 @@ export interface CheckoutOptions {
   /** Hard-link regular files to the repository's objects instead of copying them. */
   hardlink?: boolean;
   progress?: ProgressSink;
+  /** Where to register the undo of a half-made checkout, for an interrupt. */
+  cleanups?: Cleanups;
 }
 
 /** Things that could not be applied, by kind. */
@@ -79,11 +82,15 @@ export async function checkout(
 ): Promise<CheckoutResult> {
   const tree = await loadRootfs(repo, record.layers.map((l) => l.diffId));
   const state = await prepareDir(dir, options.force === true);
+  const undo = async () => {
+    if (state === "created") await Deno.remove(dir, { recursive: true }).catch(() => {});
+    else if (state === "empty") await emptyDir(dir);
+  };
+  using _interrupted = options.cleanups?.add(undo);
   try {
     return await new Writer(repo, tree, dir, options).run();
   } catch (e) {
-    if (state === "created") await Deno.remove(dir, { recursive: true }).catch(() => {});
-    else if (state === "empty") await emptyDir(dir);
+    await undo();
     throw e;
   }
 }

@@ -26,6 +26,7 @@ import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import type { Compression } from "../util/streams.ts";
 import { TaskPool } from "../workers/pool.ts";
 import { layerTarChunks } from "./layer_reader.ts";
+import type { Cleanups } from "../util/cleanups.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
 
 /** How to export. */
@@ -37,6 +38,8 @@ export interface ExportOptions {
   /** Threads compressing at once. */
   jobs: number;
   progress?: ProgressSink;
+  /** Where to register the removal of partial output, for an interrupt. */
+  cleanups?: Cleanups;
 }
 
 /** One exported layer. */
@@ -69,6 +72,7 @@ export async function exportImage(
   options: ExportOptions,
 ): Promise<ExportResult> {
   const writer = await openLayoutWriter(dest);
+  using _interrupted = options.cleanups?.add(() => writer.abort());
   try {
     const result = await writeImage(repo, record, writer, dest.tag, options);
     await writer.commit();

@@ -31,8 +31,12 @@ export class TaskPool {
   /** Inline tasks run one after another: the tail of that queue. */
   #inlineTail: Promise<unknown> = Promise.resolve();
 
-  /** `workerUrl` is the worker module (tests substitute a failing one). */
-  constructor(readonly repo: Repository, size: number, readonly workerUrl: URL = WORKER_URL) {
+  /** `startWorker` starts one worker (tests substitute a failing one). */
+  constructor(
+    readonly repo: Repository,
+    size: number,
+    readonly startWorker: () => Worker = () => new Worker(WORKER_URL, { type: "module" }),
+  ) {
     this.#size = Math.max(1, size);
   }
 
@@ -111,7 +115,7 @@ export class TaskPool {
   }
 
   #spawn(): Worker {
-    const worker = new Worker(this.workerUrl, { type: "module" });
+    const worker = this.startWorker();
     worker.onmessage = (e: MessageEvent<WorkerReply>) => {
       const msg = e.data;
       const p = this.#pending.get(msg.id);

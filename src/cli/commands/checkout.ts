@@ -38,6 +38,7 @@ corrupt the repository. DIR must be on the repository's filesystem.`,
     using _lock = await repo.lock(false);
     const record = await repo.resolveImage(image);
     const result = await checkout(repo, record, dir, {
+      cleanups: ctx.cleanups,
       force: values.force === true,
       hardlink: values.hardlink === true,
       progress: ctx.progress(),

@@ -64,6 +64,7 @@ digest) is unchanged. Docker schema 2 images are written as OCI images.`,
       level,
       jobs: ctx.jobs,
       progress: ctx.progress(),
+      cleanups: ctx.cleanups,
     });
     ctx.endProgress();
     if (ctx.json) return void await ctx.printJson(result);
