@@ -177,6 +177,23 @@ interface Expected {
 }
 
 /**
+ * The corpus new image's uncompressed layer tars, in order, written once under
+ * bench/.cache/layers (decompressed from the layout's own blobs): what floors
+ * hash and compress.
+ */
+async function newLayerTars(env: BenchEnv): Promise<string[]> {
+  const dir = `${env.cache}/layers`;
+  await Deno.mkdir(dir, { recursive: true });
+  const files = [];
+  for (const layer of await layoutLayers(`${env.corpus}/new`, "new")) {
+    const file = `${dir}/${layer.digest.slice(7)}.tar`;
+    if (!(await Deno.stat(file).catch(() => null))) await sh(["gzip", "-dc", layer.path], file);
+    files.push(file);
+  }
+  return files;
+}
+
+/**
  * Pull of the real-world delta after the old image, from `oci:` or
  * `oci-archive:`. The floor decompresses the tar-diff blobs with zstd and hashes
  * the rebuilt layers with sha256sum: the least work any client must do.
@@ -210,17 +227,7 @@ function deltaCase(name: string, transport: "oci" | "oci-archive" | "docker"): B
       if (transport === "oci-archive") {
         await sh(["tar", "-cf", `${env.cache}/realworld-delta.tar`, "-C", `${env.shared}/realworld-delta`, "."]);
       }
-      // The floor hashes the layers the delta rebuilds: make them once.
-      const prep = `${env.cache}/work/${name}-prep`;
-      await fresh(prep);
-      await sh(ds(env, "--repo", `${prep}/repo`, "-q", "pull", `oci:${env.corpus}/old:old`));
-      await sh(ds(env, "--repo", `${prep}/repo`, "-q", "pull", `oci:${env.shared}/realworld-delta`, "new"));
-      rebuilt = [];
-      for (const diffId of expected.diff_ids.slice(1)) {
-        const file = `${prep}/${diffId.slice(7)}.tar`;
-        await sh(ds(env, "--repo", `${prep}/repo`, "layer", diffId), file);
-        rebuilt.push(file);
-      }
+      rebuilt = (await newLayerTars(env)).slice(1); // the first layer is reused, the others rebuilt
     },
     async setup(env, scratch) {
       await fresh(scratch);
@@ -293,6 +300,55 @@ function registryPullCase(): BenchCase {
   };
 }
 
+/** apply-delta of the real-world delta to an oci-archive (gzip), after the old image. */
+function applyDeltaCase(): BenchCase {
+  let expected: Expected;
+  let tardiffs: string[] = [];
+  let layers: string[] = [];
+  return {
+    name: "apply-delta-archive",
+    description: "apply the real-world delta and write the new image to an oci-archive (gzip)",
+    corpus: true,
+    async prepare(env) {
+      expected = JSON.parse(await Deno.readTextFile(`${env.shared}/realworld-expected.json`));
+      tardiffs = (await layoutLayers(`${env.shared}/realworld-delta`))
+        .filter((l) => l.mediaType === "application/vnd.tar-diff").map((l) => l.path);
+      layers = await newLayerTars(env);
+    },
+    async setup(env, scratch) {
+      await fresh(scratch);
+      await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.corpus}/old:old`));
+    },
+    run: (env, scratch) => [
+      ds(
+        env,
+        "--repo",
+        `${scratch}/repo`,
+        "-q",
+        "apply-delta",
+        "--name",
+        "new",
+        `oci:${env.shared}/realworld-delta`,
+        `oci-archive:${scratch}/new.tar`,
+      ),
+    ],
+    async verify(env, scratch) {
+      const got = await manifestOf(env, `${scratch}/repo`, "new");
+      if (got !== expected.new_manifest) throw new Error(`apply-delta kept ${got}, expected ${expected.new_manifest}`);
+      await Deno.stat(`${scratch}/new.tar`);
+    },
+    bytes: () => Promise.resolve({ count: layers.reduce((a, f) => a + Deno.statSync(f).size, 0), label: "written" }),
+    floor: {
+      label: "zstd -dc of the tar-diffs + gzip -6 of every layer",
+      tools: ["zstd", "gzip"],
+      commands: () => [
+        ...tardiffs.map((t) => ["sh", "-c", `tail -c +9 ${t} | zstd -dc`]),
+        ...layers.map((l) => ["gzip", "-6", "-c", l]),
+      ],
+    },
+  };
+}
+
 /** A tiny generated image, so the suite itself can be tested without the corpus. */
 export const smokeCase: BenchCase = {
   name: "smoke",
@@ -321,5 +377,6 @@ export const CASES: BenchCase[] = [
   deltaCase("delta-oci", "oci"),
   deltaCase("delta-archive", "oci-archive"),
   deltaCase("delta-registry", "docker"),
+  applyDeltaCase(),
   smokeCase,
 ];

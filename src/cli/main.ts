@@ -10,6 +10,7 @@ import { VERSION } from "../version.ts";
 import { formatOptions, parseArgs } from "./args.ts";
 import { checkArity, type Command, commandHelp } from "./command.ts";
 import { type CliIO, Context, GLOBAL_OPTIONS } from "./context.ts";
+import { applyDeltaCommand } from "./commands/apply_delta.ts";
 import { checkoutCommand } from "./commands/checkout.ts";
 import { exportCommand } from "./commands/export.ts";
 import { fsckCommand } from "./commands/fsck.ts";
@@ -23,6 +24,7 @@ import { rmCommand, tagCommand, untagCommand } from "./commands/tags.ts";
 /** Every command, in the order `--help` lists them. */
 export const COMMANDS: Command[] = [
   pullCommand,
+  applyDeltaCommand,
   imagesCommand,
   inspectCommand,
   tagCommand,

@@ -4,14 +4,11 @@
  *
  * @module
  */
-import { UsageError } from "../../errors.ts";
 import { parseLayoutDest } from "../../oci/layout_writer.ts";
 import { exportImage } from "../../repo/export.ts";
-import type { Compression } from "../../util/streams.ts";
+import { COMPRESSION_OPTIONS, compressionOptions } from "../compression_options.ts";
 import type { Command } from "../command.ts";
 import { formatBytes, plural } from "../format.ts";
-
-const LEVELS: Record<Compression, [number, number]> = { gzip: [1, 9], zstd: [1, 19], none: [0, 0] };
 
 export const exportCommand: Command = {
   name: "export",
@@ -27,34 +24,11 @@ Layers are rebuilt from the repository (each checked against its diff_id) and
 compressed with --compression; the manifest is a new OCI manifest naming the
 new layer blobs; the config is written byte for byte, so the image ID (config
 digest) is unchanged. Docker schema 2 images are written as OCI images.`,
-  options: [
-    {
-      name: "compression",
-      type: "string",
-      arg: "gzip|zstd|none",
-      help: "layer compression (default gzip)",
-    },
-    { name: "level", type: "string", arg: "N", help: "compression level (gzip 1-9, default 6; zstd 1-19, default 3)" },
-  ],
+  options: COMPRESSION_OPTIONS,
   args: { min: 2, max: 2 },
   async run(ctx, [image, destArg], values) {
     const dest = parseLayoutDest(destArg);
-    const compression = (values.compression ?? "gzip") as Compression;
-    if (!(compression in LEVELS)) {
-      throw new UsageError(`--compression must be gzip, zstd or none, got ${JSON.stringify(compression)}`);
-    }
-    let level: number | undefined;
-    if (values.level !== undefined) {
-      const [lo, hi] = LEVELS[compression];
-      level = Number(values.level);
-      if (!Number.isInteger(level) || level < lo || level > hi) {
-        throw new UsageError(
-          compression === "none"
-            ? "--level needs --compression gzip or zstd"
-            : `--level for ${compression} must be an integer from ${lo} to ${hi}, got ${JSON.stringify(values.level)}`,
-        );
-      }
-    }
+    const { compression, level } = compressionOptions(values);
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const record = await repo.resolveImage(image);
