@@ -5,6 +5,7 @@
  */
 
 import { pushImage, type Registry, startRegistry } from "../tests/helpers/registry.ts";
+import { type Synthetic, synthetic } from "./synthetic.ts";
 
 /** Paths and the deltaship command, shared by every case. */
 export interface BenchEnv {
@@ -349,6 +350,114 @@ function applyDeltaCase(): BenchCase {
   };
 }
 
+/** Export of the corpus new image to an oci-archive (gzip). */
+function exportCase(): BenchCase {
+  let layers: string[] = [];
+  return {
+    name: "export-archive",
+    description: "export the corpus new image to an oci-archive (gzip)",
+    corpus: true,
+    async prepare(env) {
+      layers = await newLayerTars(env);
+    },
+    async setup(env, scratch) {
+      await fresh(scratch);
+      await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.corpus}/new:new`));
+    },
+    run: (
+      env,
+      scratch,
+    ) => [ds(env, "--repo", `${scratch}/repo`, "-q", "export", "new", `oci-archive:${scratch}/x.tar`)],
+    verify: async (_env, scratch) => void await Deno.stat(`${scratch}/x.tar`),
+    bytes: () => Promise.resolve({ count: layers.reduce((a, f) => a + Deno.statSync(f).size, 0), label: "written" }),
+    floor: {
+      label: "gzip -6 of every layer",
+      tools: ["gzip"],
+      commands: () => layers.map((l) => ["gzip", "-6", "-c", l]),
+    },
+  };
+}
+
+/** Checkout of the corpus new image beside umoci raw unpack and tar -x of its layers. */
+function checkoutCase(): BenchCase {
+  let layers: string[] = [];
+  return {
+    name: "checkout",
+    description: "check the corpus new image out into an empty directory",
+    corpus: true,
+    async prepare(env) {
+      layers = await newLayerTars(env);
+    },
+    async setup(env, scratch) {
+      await fresh(scratch);
+      await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.corpus}/new:new`));
+    },
+    run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "checkout", "new", `${scratch}/rootfs`)],
+    verify: async (_env, scratch) => void await Deno.stat(`${scratch}/rootfs/opt/deno/deno`),
+    bytes: () => Promise.resolve({ count: layers.reduce((a, f) => a + Deno.statSync(f).size, 0), label: "written" }),
+    floor: {
+      label: "tar -x of the layer tars",
+      tools: ["tar"],
+      setup: async (_env, scratch) => await fresh(`${scratch}/tar`),
+      commands: (_env, scratch) => layers.map((l) => ["tar", "-xf", l, "-C", `${scratch}/tar`]),
+    },
+    peer: {
+      label: "umoci raw unpack",
+      tools: ["umoci"],
+      setup: (_env, scratch) => Deno.remove(`${scratch}/umoci`, { recursive: true }).catch(() => {}),
+      commands: (env, scratch) => [
+        ["umoci", "raw", "unpack", "--rootless", "--image", `${env.corpus}/new:new`, `${scratch}/umoci`],
+      ],
+    },
+  };
+}
+
+/**
+ * Pull, then delta-apply, of a synthetic one-file layer of `size` bytes: run at
+ * 64 MiB and 1 GiB, peak memory must not grow with the layer.
+ */
+function scalingCases(label: string, size: number): BenchCase[] {
+  let s: Synthetic;
+  const prepare = async (env: BenchEnv) => void (s = await synthetic(env.cache, size));
+  return [
+    {
+      name: `scale-pull-${label}`,
+      description: `pull one synthetic ${label} layer (zstd) into an empty repository`,
+      corpus: false,
+      prepare,
+      setup: (_env, scratch) => fresh(scratch),
+      run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${s.old}:old`)],
+      bytes: () => Promise.resolve({ count: s.tarSize, label: "stored" }),
+      floor: {
+        label: "zstd -dc + sha256sum",
+        tools: ["zstd", "sha256sum"],
+        commands: () => [["sh", "-c", `zstd -dc ${s.old}/blobs/sha256/* 2>/dev/null | sha256sum`]],
+      },
+    },
+    {
+      name: `scale-delta-${label}`,
+      description: `apply a delta to one synthetic ${label} layer (64 KiB changed)`,
+      corpus: false,
+      prepare,
+      async setup(env, scratch) {
+        await fresh(scratch);
+        await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${s.old}:old`));
+      },
+      run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${s.delta}`, "new")],
+      async verify(env, scratch) {
+        const index = JSON.parse(await Deno.readTextFile(`${s.old}/index.json`));
+        const want =
+          index.manifests.find((m: { annotations: Record<string, string> }) =>
+            m.annotations["org.opencontainers.image.ref.name"] === "new"
+          ).digest;
+        const got = await manifestOf(env, `${scratch}/repo`, "new");
+        if (got !== want) throw new Error(`scaling delta gave ${got}, expected ${want}`);
+      },
+      bytes: () => Promise.resolve({ count: s.tarSize, label: "rebuilt" }),
+    },
+  ];
+}
+
 /** A tiny generated image, so the suite itself can be tested without the corpus. */
 export const smokeCase: BenchCase = {
   name: "smoke",
@@ -378,5 +487,9 @@ export const CASES: BenchCase[] = [
   deltaCase("delta-archive", "oci-archive"),
   deltaCase("delta-registry", "docker"),
   applyDeltaCase(),
+  exportCase(),
+  checkoutCase(),
+  ...scalingCases("64m", 64 << 20),
+  ...scalingCases("1g", 1 << 30),
   smokeCase,
 ];
