@@ -194,6 +194,14 @@ async function newLayerTars(env: BenchEnv): Promise<string[]> {
   return files;
 }
 
+/** Before each sample: a fresh repository holding the corpus image `image`. */
+function withCorpusImage(image: "old" | "new") {
+  return async (env: BenchEnv, scratch: string) => {
+    await fresh(scratch);
+    await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.corpus}/${image}:${image}`));
+  };
+}
+
 /**
  * Pull of the real-world delta after the old image, from `oci:` or
  * `oci-archive:`. The floor decompresses the tar-diff blobs with zstd and hashes
@@ -230,10 +238,7 @@ function deltaCase(name: string, transport: "oci" | "oci-archive" | "docker"): B
       }
       rebuilt = (await newLayerTars(env)).slice(1); // the first layer is reused, the others rebuilt
     },
-    async setup(env, scratch) {
-      await fresh(scratch);
-      await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.corpus}/old:old`));
-    },
+    setup: withCorpusImage("old"),
     run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", delta(env), "new")],
     async verify(env, scratch) {
       const got = await manifestOf(env, `${scratch}/repo`, "new");
@@ -316,10 +321,7 @@ function applyDeltaCase(): BenchCase {
         .filter((l) => l.mediaType === "application/vnd.tar-diff").map((l) => l.path);
       layers = await newLayerTars(env);
     },
-    async setup(env, scratch) {
-      await fresh(scratch);
-      await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.corpus}/old:old`));
-    },
+    setup: withCorpusImage("old"),
     run: (env, scratch) => [
       ds(
         env,
@@ -360,10 +362,7 @@ function exportCase(): BenchCase {
     async prepare(env) {
       layers = await newLayerTars(env);
     },
-    async setup(env, scratch) {
-      await fresh(scratch);
-      await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.corpus}/new:new`));
-    },
+    setup: withCorpusImage("new"),
     run: (
       env,
       scratch,
@@ -388,10 +387,7 @@ function checkoutCase(): BenchCase {
     async prepare(env) {
       layers = await newLayerTars(env);
     },
-    async setup(env, scratch) {
-      await fresh(scratch);
-      await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.corpus}/new:new`));
-    },
+    setup: withCorpusImage("new"),
     run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "checkout", "new", `${scratch}/rootfs`)],
     verify: async (_env, scratch) => void await Deno.stat(`${scratch}/rootfs/opt/deno/deno`),
     bytes: () => Promise.resolve({ count: layers.reduce((a, f) => a + Deno.statSync(f).size, 0), label: "written" }),

@@ -26,6 +26,7 @@ import { type Digest, Hasher, parseDigest } from "../util/digest.ts";
 import { type Descriptor, encodeJson, type Index, REF_NAME_ANNOTATION } from "./documents.ts";
 import { DirFiles, readLayoutIndex, refName } from "./layout.ts";
 import { MediaType } from "./media_types.ts";
+import { lstatOrUndefined, writeAll } from "../util/fs.ts";
 
 /** Where an image is written: `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`. */
 export interface LayoutDest {
@@ -105,20 +106,6 @@ export function mergeIndex(existing: Index | undefined, entries: { desc: Descrip
 async function* chunksOf(content: BlobContent): AsyncGenerator<Uint8Array> {
   if (content instanceof Uint8Array) yield content;
   else yield* content;
-}
-
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < bytes.length) off += await file.write(bytes.subarray(off));
-}
-
-async function lstatOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
-  try {
-    return await Deno.lstat(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
-  }
 }
 
 function shortId(): string {

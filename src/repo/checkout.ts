@@ -31,6 +31,7 @@ import { openPosix, type Posix, S_IFBLK, S_IFCHR, S_IFIFO } from "../util/posix.
 import type { Cleanups } from "../util/cleanups.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
 import { loadRootfs, type Rootfs, type RootfsNode } from "./rootfs.ts";
+import { lstatOrUndefined } from "../util/fs.ts";
 
 /** How to check out. */
 export interface CheckoutOptions {
@@ -91,15 +92,6 @@ export async function checkout(
     return await new Writer(repo, tree, dir, options).run();
   } catch (e) {
     await undo();
-    throw e;
-  }
-}
-
-async function lstatOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
-  try {
-    return await Deno.lstat(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
   }
 }

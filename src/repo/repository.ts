@@ -12,6 +12,7 @@ import { NotFoundError, RepositoryError, UsageError } from "../errors.ts";
 import { type Digest, isDigest, parseDigest, verifyBytes } from "../util/digest.ts";
 import { ObjectStore } from "./objects.ts";
 import { readFooter, type RecordFooter } from "./layer_record.ts";
+import { exists } from "../util/fs.ts";
 
 const FORMAT_FILE = "deltaship-repo.json";
 const FORMAT = { format: "deltaship-repo", version: 1 };
@@ -47,16 +48,6 @@ export interface OpenOptions {
 function digestPath(base: string, digest: Digest, suffix = ""): string {
   const { algorithm, hex } = parseDigest(digest);
   return `${base}/${algorithm}/${hex}${suffix}`;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
 }
 
 /** A repository on local disk. Holds no global state; open one per root. */

@@ -107,8 +107,12 @@ export class TaskPool {
     else if (alive) this.#idle.push(worker);
   }
 
+  /** Workers that failed before their task reached them, with why. */
+  #failed = new WeakMap<Worker, string>();
+
   /** Forgets a worker that failed (it could not load, or crashed): it gets no more tasks. */
-  #discard(worker: Worker): void {
+  #discard(worker: Worker, why: string): void {
+    this.#failed.set(worker, why);
     worker.terminate();
     this.#workers = this.#workers.filter((w) => w !== worker);
     this.#idle = this.#idle.filter((w) => w !== worker);
@@ -131,7 +135,7 @@ export class TaskPool {
     };
     worker.onerror = (e: ErrorEvent) => {
       e.preventDefault();
-      this.#discard(worker);
+      this.#discard(worker, e.message);
       const id = this.#running.get(worker);
       this.#running.delete(worker);
       const p = id === undefined ? undefined : this.#pending.get(id);
@@ -146,6 +150,11 @@ export class TaskPool {
 
   #send(worker: Worker, task: Task, progress: (bytes: number) => void): Promise<TaskResult> {
     const id = this.#nextId++;
+    const failure = this.#failed.get(worker);
+    if (failure !== undefined) {
+      for (const t of transferables(task)) if (t instanceof ReadableStream) t.cancel().catch(() => {});
+      return Promise.reject(new Error(`layer worker failed: ${failure}`));
+    }
     return new Promise<TaskResult>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, progress });
       this.#running.set(worker, id);
