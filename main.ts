@@ -6,8 +6,14 @@
  */
 import { main } from "./src/cli/main.ts";
 
-/** The real process's standard streams and environment. */
+/** The real process's standard streams, environment, and an interrupt signal for SIGINT and SIGTERM. */
 function processIO() {
+  const interrupt = new AbortController();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    try {
+      Deno.addSignalListener(signal, () => interrupt.abort());
+    } catch { /* not supported on this platform */ }
+  }
   const out = (s: typeof Deno.stdout | typeof Deno.stderr) => ({
     isTerminal: s.isTerminal(),
     async write(bytes: Uint8Array) {
@@ -15,7 +21,7 @@ function processIO() {
       while (off < bytes.length) off += await s.write(bytes.subarray(off));
     },
   });
-  return { stdout: out(Deno.stdout), stderr: out(Deno.stderr), env: Deno.env.toObject() };
+  return { stdout: out(Deno.stdout), stderr: out(Deno.stderr), env: Deno.env.toObject(), interrupt: interrupt.signal };
 }
 
 if (import.meta.main) {

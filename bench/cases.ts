@@ -5,6 +5,7 @@
  */
 
 import { pushImage, type Registry, startRegistry } from "../tests/helpers/registry.ts";
+import { type Synthetic, synthetic } from "./synthetic.ts";
 
 /** Paths and the deltaship command, shared by every case. */
 export interface BenchEnv {
@@ -177,22 +178,57 @@ interface Expected {
 }
 
 /**
+ * The corpus new image's uncompressed layer tars, in order, written once under
+ * bench/.cache/layers (decompressed from the layout's own blobs): what floors
+ * hash and compress.
+ */
+async function newLayerTars(env: BenchEnv): Promise<string[]> {
+  const dir = `${env.cache}/layers`;
+  await Deno.mkdir(dir, { recursive: true });
+  const files = [];
+  for (const layer of await layoutLayers(`${env.corpus}/new`, "new")) {
+    const file = `${dir}/${layer.digest.slice(7)}.tar`;
+    if (!(await Deno.stat(file).catch(() => null))) await sh(["gzip", "-dc", layer.path], file);
+    files.push(file);
+  }
+  return files;
+}
+
+/** Before each sample: a fresh repository holding the corpus image `image`. */
+function withCorpusImage(image: "old" | "new") {
+  return async (env: BenchEnv, scratch: string) => {
+    await fresh(scratch);
+    await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.corpus}/${image}:${image}`));
+  };
+}
+
+/**
  * Pull of the real-world delta after the old image, from `oci:` or
  * `oci-archive:`. The floor decompresses the tar-diff blobs with zstd and hashes
  * the rebuilt layers with sha256sum: the least work any client must do.
  */
-function deltaCase(name: string, transport: "oci" | "oci-archive"): BenchCase {
+function deltaCase(name: string, transport: "oci" | "oci-archive" | "docker"): BenchCase {
   let blobs: { path: string; size: number; mediaType: string }[] = [];
   let rebuilt: string[] = [];
   let expected: Expected;
+  let registry: Registry | undefined;
   const delta = (env: BenchEnv) =>
-    transport === "oci" ? `oci:${env.shared}/realworld-delta` : `oci-archive:${env.cache}/realworld-delta.tar`;
+    transport === "oci"
+      ? `oci:${env.shared}/realworld-delta`
+      : transport === "oci-archive"
+      ? `oci-archive:${env.cache}/realworld-delta.tar`
+      : `docker://${registry!.host}/corpus:old-to-new`;
   return {
     name,
     description: `pull the real-world delta from ${transport}: after the old image`,
     corpus: true,
-    tools: ["zstd"],
+    tools: transport === "docker" ? ["zstd", "docker-registry", "skopeo"] : ["zstd"],
+    finish: async () => await registry?.stop(),
     async prepare(env) {
+      if (transport === "docker") {
+        registry = await startRegistry();
+        await pushImage(`oci:${env.shared}/realworld-delta`, `docker://${registry.host}/corpus:old-to-new`);
+      }
       expected = JSON.parse(await Deno.readTextFile(`${env.shared}/realworld-expected.json`));
       blobs = (await layoutLayers(`${env.shared}/realworld-delta`)).filter((l) =>
         l.mediaType === "application/vnd.tar-diff"
@@ -200,22 +236,9 @@ function deltaCase(name: string, transport: "oci" | "oci-archive"): BenchCase {
       if (transport === "oci-archive") {
         await sh(["tar", "-cf", `${env.cache}/realworld-delta.tar`, "-C", `${env.shared}/realworld-delta`, "."]);
       }
-      // The floor hashes the layers the delta rebuilds: make them once.
-      const prep = `${env.cache}/work/${name}-prep`;
-      await fresh(prep);
-      await sh(ds(env, "--repo", `${prep}/repo`, "-q", "pull", `oci:${env.corpus}/old:old`));
-      await sh(ds(env, "--repo", `${prep}/repo`, "-q", "pull", `oci:${env.shared}/realworld-delta`, "new"));
-      rebuilt = [];
-      for (const diffId of expected.diff_ids.slice(1)) {
-        const file = `${prep}/${diffId.slice(7)}.tar`;
-        await sh(ds(env, "--repo", `${prep}/repo`, "layer", diffId), file);
-        rebuilt.push(file);
-      }
+      rebuilt = (await newLayerTars(env)).slice(1); // the first layer is reused, the others rebuilt
     },
-    async setup(env, scratch) {
-      await fresh(scratch);
-      await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.corpus}/old:old`));
-    },
+    setup: withCorpusImage("old"),
     run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", delta(env), "new")],
     async verify(env, scratch) {
       const got = await manifestOf(env, `${scratch}/repo`, "new");
@@ -283,6 +306,154 @@ function registryPullCase(): BenchCase {
   };
 }
 
+/** apply-delta of the real-world delta to an oci-archive (gzip), after the old image. */
+function applyDeltaCase(): BenchCase {
+  let expected: Expected;
+  let tardiffs: string[] = [];
+  let layers: string[] = [];
+  return {
+    name: "apply-delta-archive",
+    description: "apply the real-world delta and write the new image to an oci-archive (gzip)",
+    corpus: true,
+    async prepare(env) {
+      expected = JSON.parse(await Deno.readTextFile(`${env.shared}/realworld-expected.json`));
+      tardiffs = (await layoutLayers(`${env.shared}/realworld-delta`))
+        .filter((l) => l.mediaType === "application/vnd.tar-diff").map((l) => l.path);
+      layers = await newLayerTars(env);
+    },
+    setup: withCorpusImage("old"),
+    run: (env, scratch) => [
+      ds(
+        env,
+        "--repo",
+        `${scratch}/repo`,
+        "-q",
+        "apply-delta",
+        "--name",
+        "new",
+        `oci:${env.shared}/realworld-delta`,
+        `oci-archive:${scratch}/new.tar`,
+      ),
+    ],
+    async verify(env, scratch) {
+      const got = await manifestOf(env, `${scratch}/repo`, "new");
+      if (got !== expected.new_manifest) throw new Error(`apply-delta kept ${got}, expected ${expected.new_manifest}`);
+      await Deno.stat(`${scratch}/new.tar`);
+    },
+    bytes: () => Promise.resolve({ count: layers.reduce((a, f) => a + Deno.statSync(f).size, 0), label: "written" }),
+    floor: {
+      label: "zstd -dc of the tar-diffs + gzip -6 of every layer",
+      tools: ["zstd", "gzip"],
+      commands: () => [
+        ...tardiffs.map((t) => ["sh", "-c", `tail -c +9 ${t} | zstd -dc`]),
+        ...layers.map((l) => ["gzip", "-6", "-c", l]),
+      ],
+    },
+  };
+}
+
+/** Export of the corpus new image to an oci-archive (gzip). */
+function exportCase(): BenchCase {
+  let layers: string[] = [];
+  return {
+    name: "export-archive",
+    description: "export the corpus new image to an oci-archive (gzip)",
+    corpus: true,
+    async prepare(env) {
+      layers = await newLayerTars(env);
+    },
+    setup: withCorpusImage("new"),
+    run: (
+      env,
+      scratch,
+    ) => [ds(env, "--repo", `${scratch}/repo`, "-q", "export", "new", `oci-archive:${scratch}/x.tar`)],
+    verify: async (_env, scratch) => void await Deno.stat(`${scratch}/x.tar`),
+    bytes: () => Promise.resolve({ count: layers.reduce((a, f) => a + Deno.statSync(f).size, 0), label: "written" }),
+    floor: {
+      label: "gzip -6 of every layer",
+      tools: ["gzip"],
+      commands: () => layers.map((l) => ["gzip", "-6", "-c", l]),
+    },
+  };
+}
+
+/** Checkout of the corpus new image beside umoci raw unpack and tar -x of its layers. */
+function checkoutCase(): BenchCase {
+  let layers: string[] = [];
+  return {
+    name: "checkout",
+    description: "check the corpus new image out into an empty directory",
+    corpus: true,
+    async prepare(env) {
+      layers = await newLayerTars(env);
+    },
+    setup: withCorpusImage("new"),
+    run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "checkout", "new", `${scratch}/rootfs`)],
+    verify: async (_env, scratch) => void await Deno.stat(`${scratch}/rootfs/opt/deno/deno`),
+    bytes: () => Promise.resolve({ count: layers.reduce((a, f) => a + Deno.statSync(f).size, 0), label: "written" }),
+    floor: {
+      label: "tar -x of the layer tars",
+      tools: ["tar"],
+      setup: async (_env, scratch) => await fresh(`${scratch}/tar`),
+      commands: (_env, scratch) => layers.map((l) => ["tar", "-xf", l, "-C", `${scratch}/tar`]),
+    },
+    peer: {
+      label: "umoci raw unpack",
+      tools: ["umoci"],
+      setup: (_env, scratch) => Deno.remove(`${scratch}/umoci`, { recursive: true }).catch(() => {}),
+      commands: (env, scratch) => [
+        ["umoci", "raw", "unpack", "--rootless", "--image", `${env.corpus}/new:new`, `${scratch}/umoci`],
+      ],
+    },
+  };
+}
+
+/**
+ * Pull, then delta-apply, of a synthetic one-file layer of `size` bytes: run at
+ * 64 MiB and 1 GiB, peak memory must not grow with the layer.
+ */
+function scalingCases(label: string, size: number): BenchCase[] {
+  let s: Synthetic;
+  const prepare = async (env: BenchEnv) => void (s = await synthetic(env.cache, size));
+  return [
+    {
+      name: `scale-pull-${label}`,
+      description: `pull one synthetic ${label} layer (zstd) into an empty repository`,
+      corpus: false,
+      prepare,
+      setup: (_env, scratch) => fresh(scratch),
+      run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${s.old}:old`)],
+      bytes: () => Promise.resolve({ count: s.tarSize, label: "stored" }),
+      floor: {
+        label: "zstd -dc + sha256sum",
+        tools: ["zstd", "sha256sum"],
+        commands: () => [["sh", "-c", `zstd -dc ${s.old}/blobs/sha256/* 2>/dev/null | sha256sum`]],
+      },
+    },
+    {
+      name: `scale-delta-${label}`,
+      description: `apply a delta to one synthetic ${label} layer (64 KiB changed)`,
+      corpus: false,
+      prepare,
+      async setup(env, scratch) {
+        await fresh(scratch);
+        await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${s.old}:old`));
+      },
+      run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${s.delta}`, "new")],
+      async verify(env, scratch) {
+        const index = JSON.parse(await Deno.readTextFile(`${s.old}/index.json`));
+        const want =
+          index.manifests.find((m: { annotations: Record<string, string> }) =>
+            m.annotations["org.opencontainers.image.ref.name"] === "new"
+          ).digest;
+        const got = await manifestOf(env, `${scratch}/repo`, "new");
+        if (got !== want) throw new Error(`scaling delta gave ${got}, expected ${want}`);
+      },
+      bytes: () => Promise.resolve({ count: s.tarSize, label: "rebuilt" }),
+    },
+  ];
+}
+
 /** A tiny generated image, so the suite itself can be tested without the corpus. */
 export const smokeCase: BenchCase = {
   name: "smoke",
@@ -310,5 +481,11 @@ export const CASES: BenchCase[] = [
   registryPullCase(),
   deltaCase("delta-oci", "oci"),
   deltaCase("delta-archive", "oci-archive"),
+  deltaCase("delta-registry", "docker"),
+  applyDeltaCase(),
+  exportCase(),
+  checkoutCase(),
+  ...scalingCases("64m", 64 << 20),
+  ...scalingCases("1g", 1 << 30),
   smokeCase,
 ];

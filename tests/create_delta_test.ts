@@ -225,7 +225,7 @@ Deno.test("create-delta failures: one clear line, nothing written, repository un
       2,
       /--zstd-level must be an integer from 1 to 19/,
     ],
-    [["repo:old", "repo:old", `oci:${tmp.path}/notalayout`], 2, /exists and is not an OCI layout/],
+    [["repo:old", "repo:old", `oci:${tmp.path}/notalayout`], 2, /non-empty directory that is not an OCI layout/],
     [["repo:", "repo:old", `${tmp.path}/d.tar`], 2, /expected repo:NAME or repo:@sha256/],
     [["repo:old", "repo:old"], 2, /expected OLD NEW OUT, got 2 arguments/],
   ];

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import type { RecordFooter } from "../src/repo/layer_record.ts";
 import { Repository } from "../src/repo/repository.ts";
+import type { RecordFooter } from "../src/repo/layer_record.ts";
 import { sha256 } from "../src/util/digest.ts";
 import { TaskPool } from "../src/workers/pool.ts";
 import type { Task } from "../src/workers/tasks.ts";
@@ -63,6 +63,36 @@ Deno.test("task pool: workers (size 2) run tasks and report progress; warm() sta
     assert.deepEqual(results.map((r) => (r as RecordFooter).tarSize), tars.map((t) => t.length));
     assert.equal(progress, tars.reduce((a, t) => a + t.length, 0));
     for (const tar of tars) assert.equal(await repo.hasLayer(sha256(tar)), true);
+  } finally {
+    pool.close();
+    await repo.close();
+  }
+});
+
+Deno.test("task pool: a worker that cannot load fails its task, and queued tasks get fresh workers", async () => {
+  await using tmp = await tempDir();
+  const broken = `${tmp.path}/broken_worker.ts`;
+  await Deno.writeTextFile(broken, 'throw new Error("cannot load");\n');
+  const repo = await Repository.open(`${tmp.path}/repo`);
+  const pool = new TaskPool(repo, 2, () => new Worker(new URL(`file://${broken}`), { type: "module" }));
+  try {
+    const tasks = [0, 1, 2].map(() =>
+      pool.run(() =>
+        Promise.resolve<Task>({
+          op: "import",
+          layer: {
+            mediaType: "application/vnd.oci.image.layer.v1.tar",
+            digest: sha256(""),
+            size: 0,
+            diffId: sha256(""),
+          },
+          blob: ReadableStream.from([]),
+        })
+      )
+    );
+    const outcomes = await Promise.allSettled(tasks);
+    assert.deepEqual(outcomes.map((o) => o.status), ["rejected", "rejected", "rejected"]);
+    for (const o of outcomes) assert.match(String((o as PromiseRejectedResult).reason), /layer worker failed/);
   } finally {
     pool.close();
     await repo.close();

@@ -15,6 +15,7 @@ import { sampleTar, writeImage, writeIndex, type WrittenImage } from "./helpers/
 import { freePort, pushImage, rawManifest, type Registry, startRegistry } from "./helpers/registry.ts";
 import { buildTar } from "./helpers/tar.ts";
 import { startTokenIssuer } from "./helpers/token_issuer.ts";
+import { noise } from "./helpers/data.ts";
 
 const TOOLS = ["docker-registry", "skopeo"];
 
@@ -36,12 +37,6 @@ async function assertStored(home: string, repo: string, img: WrittenImage): Prom
 }
 
 /** Random bytes that do not compress, so blobs are big enough to be cut midway. */
-function noise(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let o = 0; o < n; o += 65536) crypto.getRandomValues(out.subarray(o, Math.min(n, o + 65536)));
-  return out;
-}
-
 Deno.test({
   name: "registry: pull by tag and by digest keeps manifest, config and layers exact (OCI and Docker media types)",
   ignore: !haveTools("registry pull", ...TOOLS),
@@ -55,7 +50,7 @@ Deno.test({
       layers: [
         { tar: sampleTar("a") },
         { tar: sampleTar("b"), compression: "zstd" },
-        { tar: buildTar([{ path: "data.bin", content: noise(300_000) }]), compression: "none" },
+        { tar: buildTar([{ path: "data.bin", content: noise(300_000, 1) }]), compression: "none" },
       ],
     });
     const docker = await writeImage(layout, { tag: "d1", layers: [{ tar: sampleTar("d") }] });
@@ -398,7 +393,9 @@ Deno.test({
     const layout = `${tmp.path}/layout`;
     const img = await writeImage(layout, {
       tag: "v1",
-      layers: ["a", "b", "c", "d", "e"].map((s) => ({ tar: buildTar([{ path: s, content: noise(200_000) }]) })),
+      layers: ["a", "b", "c", "d", "e"].map((s) => ({
+        tar: buildTar([{ path: s, content: noise(200_000, s.charCodeAt(0)) }]),
+      })),
     });
     await pushImage(`oci:${layout}:v1`, `docker://${reg.host}/wide:v1`);
     await using proxy = startOverlapProxy(reg.url, new Set(img.layers.map((l) => l.digest)));

@@ -3,32 +3,7 @@ import { deltaship, deltashipCommand, deltashipProcess, tempDir } from "./helper
 import { sampleTar, writeImage } from "./helpers/oci.ts";
 import { buildTar } from "./helpers/tar.ts";
 import { sha256 } from "../src/util/digest.ts";
-
-function noise(size: number, seed: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = seed;
-  const view = new Uint32Array(out.buffer, 0, size >> 2);
-  for (let i = 0; i < view.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    view[i] = x;
-  }
-  return out;
-}
-
-/** Size of the largest file under `dir` (0 when none). */
-function largestFile(dir: string): number {
-  let max = 0;
-  try {
-    for (const e of Deno.readDirSync(dir)) {
-      const p = `${dir}/${e.name}`;
-      const st = Deno.statSync(p);
-      max = Math.max(max, st.isDirectory ? largestFile(p) : st.size);
-    }
-  } catch { /* not there yet */ }
-  return max;
-}
+import { largestFile, noise } from "./helpers/data.ts";
 
 Deno.test("a pull killed with SIGKILL midway leaves a clean repository, and the same pull then succeeds", async () => {
   await using tmp = await tempDir();

@@ -50,3 +50,44 @@ Deno.test("rootfs applies whiteouts, opaque directories and replacements across 
   assert.equal(fs.regularFile("etc"), "not a regular file");
   await repo.close();
 });
+
+Deno.test("rootfs follows symlinks inside entry paths the way unpackers do, never out of the root", async () => {
+  await using tmp = await tempDir();
+  const repo = await Repository.open(`${tmp.path}/repo`);
+  const ids = await stack(repo, [
+    [
+      { path: "usr/", type: "dir" },
+      { path: "usr/lib/", type: "dir" },
+      { path: "usr/lib/libc.so", content: "libc" },
+      { path: "lib", type: "symlink", linkname: "usr/lib" },
+      { path: "up", type: "symlink", linkname: "../../.." },
+      { path: "abs", type: "symlink", linkname: "/usr" },
+    ],
+    [
+      { path: "lib/libnew.so", content: "new" }, // lands in usr/lib, lib stays a symlink
+      { path: "up/top", content: "top" }, // ../.. stops at the root
+      { path: "abs/share/doc", content: "doc" }, // absolute targets start from the root
+      { path: "lib/.wh.libc.so", content: "" }, // whiteouts resolve the same way
+      { path: "link-to-new", type: "hardlink", linkname: "lib/libnew.so" },
+    ],
+  ]);
+  const fs = await loadRootfs(repo, ids);
+  assert.deepEqual([...fs.walk()].map(([p, n]) => `${p}${n.implicit ? " (implicit)" : ""}`).sort(), [
+    "abs",
+    "lib",
+    "link-to-new",
+    "top",
+    "up",
+    "usr",
+    "usr/lib",
+    "usr/lib/libnew.so",
+    "usr/share (implicit)",
+    "usr/share/doc",
+  ]);
+  assert.equal(fs.get("lib")?.entry.kind, "symlink");
+  assert.equal(fs.lookup("lib/libnew.so"), fs.get("usr/lib/libnew.so"));
+  assert.equal(fs.lookup("up/up/usr/lib"), fs.get("usr/lib"));
+  assert.equal(fs.get("link-to-new")?.inode, fs.get("usr/lib/libnew.so"));
+  assert.deepEqual(fs.regularFile("link-to-new"), { object: sha256("new").slice(7), size: 3 });
+  await repo.close();
+});

@@ -8,6 +8,7 @@ import { MAX_ADD_DATA, MAX_OPEN_NAME, TARDIFF_MAGIC } from "../src/tardiff/forma
 import { concat } from "../src/util/streams.ts";
 import { ZstdDecoder } from "../src/util/zstd.ts";
 import { encodeOps, opHeader, tarDiff, type TarDiffOp, zstd, zstdFrame } from "./helpers/tardiff.ts";
+import { noise } from "./helpers/data.ts";
 
 const enc = new TextEncoder();
 
@@ -75,18 +76,6 @@ function reference(ops: TarDiffOp[], files: Record<string, Uint8Array>): Uint8Ar
     else if ("seek" in o) pos = o.seek;
   }
   return new Uint8Array(out);
-}
-
-function noise(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x;
-  }
-  return out;
 }
 
 Deno.test("tar-diff: every op, across buffer and chunk boundaries", async () => {

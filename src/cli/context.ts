@@ -6,6 +6,7 @@
  */
 import { UsageError } from "../errors.ts";
 import { Repository } from "../repo/repository.ts";
+import { Cleanups } from "../util/cleanups.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import type { OptionSpec, Values } from "./args.ts";
 import { TerminalProgress } from "./progress.ts";
@@ -22,6 +23,8 @@ export interface CliIO {
   stdout: Output;
   stderr: Output;
   env: Record<string, string | undefined>;
+  /** Aborted when the process is asked to stop (SIGINT, SIGTERM). */
+  interrupt?: AbortSignal;
 }
 
 /** The global options, accepted before or after the command name. */
@@ -74,6 +77,8 @@ export class Context {
   readonly showProgress: boolean;
   #repo: Repository | undefined;
   #progress: TerminalProgress | undefined;
+  /** Undo actions for partial output, run if the command is interrupted. */
+  readonly cleanups = new Cleanups();
 
   constructor(readonly io: CliIO, values: Values) {
     this.repoPath = defaultRepoPath(values, io.env);

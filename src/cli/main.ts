@@ -10,8 +10,12 @@ import { VERSION } from "../version.ts";
 import { formatOptions, parseArgs } from "./args.ts";
 import { checkArity, type Command, commandHelp } from "./command.ts";
 import { type CliIO, Context, GLOBAL_OPTIONS } from "./context.ts";
+import { applyDeltaCommand } from "./commands/apply_delta.ts";
+import { checkoutCommand } from "./commands/checkout.ts";
 import { createDeltaCommand } from "./commands/create_delta.ts";
+import { exportCommand } from "./commands/export.ts";
 import { fsckCommand } from "./commands/fsck.ts";
+import { gcCommand } from "./commands/gc.ts";
 import { imagesCommand } from "./commands/images.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { layerCommand } from "./commands/layer.ts";
@@ -21,12 +25,16 @@ import { rmCommand, tagCommand, untagCommand } from "./commands/tags.ts";
 /** Every command, in the order `--help` lists them. */
 export const COMMANDS: Command[] = [
   pullCommand,
+  applyDeltaCommand,
   imagesCommand,
   inspectCommand,
   tagCommand,
   untagCommand,
   rmCommand,
   layerCommand,
+  exportCommand,
+  checkoutCommand,
+  gcCommand,
   fsckCommand,
   createDeltaCommand,
 ];
@@ -80,14 +88,30 @@ export async function main(args: string[], io: CliIO): Promise<number> {
     }
     checkArity(cmd, parsed.positionals);
     ctx = new Context(io, values);
-    const status = await cmd.run(ctx, parsed.positionals, values);
-    return status ?? 0;
+    const outcome = await Promise.race([cmd.run(ctx, parsed.positionals, values), interrupted(io.interrupt)]);
+    if (outcome === INTERRUPTED) {
+      ctx.endProgress();
+      await ctx.cleanups.run();
+      await io.stderr.write(encoder.encode("deltaship: interrupted; partial output removed\n")).catch(() => {});
+      return 130;
+    }
+    return outcome ?? 0;
   } catch (err) {
     ctx?.endProgress();
     return await report(err, io, debug);
   } finally {
     await ctx?.close();
   }
+}
+
+const INTERRUPTED = Symbol("interrupted");
+
+/** Resolves when `signal` aborts (never, without one). */
+function interrupted(signal: AbortSignal | undefined): Promise<typeof INTERRUPTED> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) resolve(INTERRUPTED);
+    signal?.addEventListener("abort", () => resolve(INTERRUPTED), { once: true });
+  });
 }
 
 async function report(err: unknown, io: CliIO, debug: boolean): Promise<number> {

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { UsageError } from "../errors.ts";
+import { UnsupportedError, UsageError } from "../errors.ts";
 import type { Descriptor, Manifest, Platform } from "../oci/documents.ts";
 import { EMPTY_CONFIG, encodeJson, parseImageConfig, parseManifest } from "../oci/documents.ts";
 import { MediaType } from "../oci/media_types.ts";
@@ -22,7 +22,36 @@ import { type Digest, sha256 } from "../util/digest.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { TaskPool } from "../workers/pool.ts";
 import { DELTA_ARTIFACT_TYPE, DeltaAnnotation, DeltaContent } from "./annotations.ts";
-import { type OutputBlob, parseOutputRef, writeArtifact } from "./layout_output.ts";
+import {
+  type BlobContent,
+  type LayoutDest,
+  type LayoutWriter,
+  openLayoutWriter,
+  parseLayoutDest,
+} from "../oci/layout_writer.ts";
+import { fileRangeStream } from "../util/streams.ts";
+
+/** One blob of the artifact: its digest and size, and where its bytes come from. */
+interface ArtifactBlob {
+  digest: Digest;
+  size: number;
+  content: () => Promise<BlobContent>;
+}
+
+/**
+ * Parses OUT: `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`; an argument without
+ * a transport prefix is an oci-archive file name (taken whole).
+ */
+export function parseDeltaOutput(s: string): LayoutDest {
+  if (s.startsWith("docker://")) {
+    throw new UnsupportedError(
+      `cannot write a delta to ${s}: write it to oci:DIR or oci-archive:FILE and push that (e.g. with skopeo copy)`,
+    );
+  }
+  if (/^(oci|oci-archive):/.test(s)) return parseLayoutDest(s, "output");
+  if (s === "") throw new UsageError("output path is empty");
+  return { transport: "oci-archive", path: s };
+}
 
 /** Prefix of image arguments that name an image already in the repository. */
 export const REPO_PREFIX = "repo:";
@@ -180,14 +209,18 @@ export async function createDelta(
   outSpec: string,
   options: CreateDeltaOptions,
 ): Promise<CreateDeltaResult> {
-  const out = parseOutputRef(outSpec);
+  const out = parseDeltaOutput(outSpec);
   const progress = options.progress ?? silentProgress;
-  const old = await resolveImage(repo, oldSpec, options);
-  await old.source?.close();
-  const neu = await resolveImage(repo, newSpec, options);
+  // Opened first, so a destination that cannot take the delta fails before any work.
+  const writer = await openLayoutWriter(out);
+  let neu: Resolved | undefined;
   const tempFiles: string[] = [];
   try {
-    const target = await loadTarget(repo, neu.record);
+    const old = await resolveImage(repo, oldSpec, options);
+    await old.source?.close();
+    const newImage = await resolveImage(repo, newSpec, options);
+    neu = newImage;
+    const target = await loadTarget(repo, newImage.record);
     const oldIds = old.record.layers.map((l) => l.diffId);
     const oldSet = new Set(oldIds);
     const layers = target.manifest.layers;
@@ -205,7 +238,7 @@ export async function createDelta(
         const path = repo.tempPath();
         tempFiles.push(path);
         const id = layers[i].digest;
-        const total = neu.record.layers[i]?.tarSize ?? 0;
+        const total = newImage.record.layers[i]?.tarSize ?? 0;
         progress.start(id, `layer ${i + 1}/${layers.length}`, total);
         const result = await pool.run(() =>
           Promise.resolve({
@@ -226,7 +259,7 @@ export async function createDelta(
     // Ship each changed layer as its tar-diff or its original blob, whichever is smaller.
     const outcomes: LayerOutcome[] = [];
     const layerEntries: Descriptor[] = [];
-    const blobs: OutputBlob[] = [];
+    const blobs: ArtifactBlob[] = [];
     const shippedDigests = new Set<Digest>();
     const reused: Digest[] = [];
     const reusedDiffIds: Digest[] = [];
@@ -251,18 +284,22 @@ export async function createDelta(
       }
       const tarDiff = encoded.get(diffId)!;
       outcome.tarDiffSize = tarDiff.size;
-      const useOriginal = neu.source !== undefined && desc.size <= tarDiff.size;
+      const useOriginal = newImage.source !== undefined && desc.size <= tarDiff.size;
       outcome.shipped = useOriginal ? "original" : "tar-diff";
       if (shippedDigests.has(desc.digest)) continue; // same blob already carried
       shippedDigests.add(desc.digest);
       if (useOriginal) {
-        const source = neu.source!;
+        const source = newImage.source!;
         layerEntries.push(layerEntry(desc.mediaType, desc.digest, desc.size, desc.digest));
-        blobs.push({ digest: desc.digest, size: desc.size, stream: () => source.blob(desc) });
+        blobs.push({ digest: desc.digest, size: desc.size, content: () => source.blob(desc) });
         outcome.size = desc.size;
       } else {
         layerEntries.push(layerEntry(TARDIFF_MEDIA_TYPE, tarDiff.digest, tarDiff.size, desc.digest));
-        blobs.push({ digest: tarDiff.digest, size: tarDiff.size, file: tarDiff.path });
+        blobs.push({
+          digest: tarDiff.digest,
+          size: tarDiff.size,
+          content: () => Promise.resolve(fileRangeStream(tarDiff.path)),
+        });
         outcome.size = tarDiff.size;
       }
     }
@@ -305,14 +342,15 @@ export async function createDelta(
       digest: sha256(deltaBytes),
       size: deltaBytes.length,
     };
-    const allBlobs: OutputBlob[] = [
-      { digest: EMPTY_CONFIG.digest, size: EMPTY_CONFIG.size, bytes: EMPTY_CONFIG_BYTES },
-      { digest: target.record.manifest, size: target.manifestBytes.length, bytes: target.manifestBytes },
-      { digest: target.record.config, size: target.configBytes.length, bytes: target.configBytes },
+    const bytes = (b: Uint8Array) => () => Promise.resolve(b);
+    const allBlobs: ArtifactBlob[] = [
+      { digest: EMPTY_CONFIG.digest, size: EMPTY_CONFIG.size, content: bytes(EMPTY_CONFIG_BYTES) },
+      { digest: target.record.manifest, size: target.manifestBytes.length, content: bytes(target.manifestBytes) },
+      { digest: target.record.config, size: target.configBytes.length, content: bytes(target.configBytes) },
       ...blobs,
-      { digest: deltaDesc.digest, size: deltaDesc.size, bytes: deltaBytes },
+      { digest: deltaDesc.digest, size: deltaDesc.size, content: bytes(deltaBytes) },
     ];
-    await writeArtifact(out, allBlobs, deltaDesc);
+    await writeArtifact(writer, allBlobs, deltaDesc, out.tag);
 
     const changed = outcomes.filter((o) => o.shipped !== "reused");
     const originalBytes = sum(changed.map((o) => o.originalSize));
@@ -341,10 +379,30 @@ export async function createDelta(
       layers: outcomes,
       stats,
     };
+  } catch (e) {
+    await writer.abort();
+    throw e;
   } finally {
-    await neu.source?.close();
+    await neu?.source?.close();
     for (const path of tempFiles) await Deno.remove(path).catch(() => {});
   }
+}
+
+/** Writes the artifact's blobs and lists its manifest; visible only once all is written. */
+async function writeArtifact(
+  writer: LayoutWriter,
+  blobs: ArtifactBlob[],
+  manifest: Descriptor,
+  tag: string | undefined,
+): Promise<void> {
+  const written = new Set<Digest>();
+  for (const blob of blobs) {
+    if (written.has(blob.digest)) continue;
+    written.add(blob.digest);
+    await writer.putBlob(await blob.content(), blob.digest);
+  }
+  writer.addManifest(manifest, tag);
+  await writer.commit();
 }
 
 function layerEntry(mediaType: string, digest: Digest, size: number, to: Digest): Descriptor {

@@ -10,7 +10,7 @@ import type { RecordFooter } from "../repo/layer_record.ts";
 import { storeLayerTar } from "../repo/layer_writer.ts";
 import type { Repository } from "../repo/repository.ts";
 import { applyTarDiff } from "../tardiff/apply.ts";
-import { type Digest, Verifier } from "../util/digest.ts";
+import { type Digest, Verifier, verifying } from "../util/digest.ts";
 import { MemoryBudget, ObjectSource, type SourceIndex } from "./source.ts";
 
 /** A target layer to rebuild and the tar-diff blob it is rebuilt from. */
@@ -41,18 +41,7 @@ export async function rebuildLayer(
 ): Promise<RecordFooter> {
   const what = `layer ${layer.digest} (tar-diff ${layer.delta.digest})`;
   const verifier = new Verifier(`tar-diff ${layer.delta.digest}`, layer.delta.digest, layer.delta.size);
-  const checked = blob.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        verifier.update(chunk);
-        onProgress?.(chunk.length);
-        controller.enqueue(chunk);
-      },
-      flush() {
-        verifier.finish();
-      },
-    }),
-  );
+  const checked = blob.pipeThrough(verifying(verifier, onProgress));
   const files = new ObjectSource(repo.objects, source, new MemoryBudget(memory));
   try {
     return await storeLayerTar(repo, applyTarDiff(checked, files), layer.diffId, what);

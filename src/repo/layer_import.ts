@@ -7,7 +7,7 @@
  */
 import { DeltashipError, FormatError } from "../errors.ts";
 import { layerCompression } from "../oci/media_types.ts";
-import { type Digest, Verifier } from "../util/digest.ts";
+import { type Digest, Verifier, verifying } from "../util/digest.ts";
 import { coalesce, decompressor } from "../util/streams.ts";
 import type { RecordFooter } from "./layer_record.ts";
 import type { Repository } from "./repository.ts";
@@ -37,35 +37,14 @@ export async function importLayerBlob(
   const what = `layer ${layer.digest}`;
   const compression = layerCompression(layer.mediaType, layer.digest);
   const verifier = new Verifier(what, layer.digest, layer.size);
-  let verdict: { error?: unknown } | undefined;
-  const finish = () => {
-    if (!verdict) {
-      verdict = {};
-      try {
-        verifier.finish();
-      } catch (e) {
-        verdict.error = e;
-      }
-    }
-    if (verdict.error) throw verdict.error;
-  };
-  const checked = blob.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        verifier.update(chunk);
-        onProgress?.(chunk.length);
-        controller.enqueue(chunk);
-      },
-      flush: finish,
-    }),
-  );
+  const checked = blob.pipeThrough(verifying(verifier, onProgress));
   // Network reads come in 16-64 KiB pieces; node:zlib costs a thread-pool round trip per write.
   const tar = checked.pipeThrough(coalesce(DECOMPRESS_INPUT)).pipeThrough(decompressor(compression));
   // A blob corrupted in transit often breaks its compression's own check (gzip's CRC at
   // the end) before the stream's end reaches the digest check: once every byte has been
   // seen, the digest decides which error the user sees.
   const onDecompressError = () => {
-    if (verifier.size === layer.size) finish();
+    if (verifier.size === layer.size) verifier.finish();
   };
   return await storeLayerTar(repo, decompressErrors(tar, compression, onDecompressError), layer.diffId, what);
 }

@@ -11,6 +11,7 @@ import { FormatError } from "../errors.ts";
 import { ByteReader, fileSource } from "../util/byte_reader.ts";
 import { toHex } from "../util/digest.ts";
 import { MAX_VARINT_BYTES, writeVarint } from "../util/varint.ts";
+import { writeAll } from "../util/fs.ts";
 
 /** First bytes of every layer record. */
 export const RECORD_MAGIC = new TextEncoder().encode("DSLAYER1");
@@ -142,12 +143,6 @@ export class LayerRecordWriter {
     await writeAll(this.#file, this.#buf.subarray(0, this.#len));
     this.#len = 0;
   }
-}
-
-/** Writes all of `bytes` to a file. */
-export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < bytes.length) off += await file.write(bytes.subarray(off));
 }
 
 /** Reads the totals at the end of a record, checking that it is complete. */

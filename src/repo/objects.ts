@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { toHex } from "../util/digest.ts";
-import { writeAll } from "./layer_record.ts";
+import { writeAll } from "../util/fs.ts";
 
 /** Contents up to this size are gathered in memory and written in one go. */
 export const SMALL_OBJECT = 1 << 20;

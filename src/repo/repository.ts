@@ -12,6 +12,7 @@ import { NotFoundError, RepositoryError, UsageError } from "../errors.ts";
 import { type Digest, isDigest, parseDigest, verifyBytes } from "../util/digest.ts";
 import { ObjectStore } from "./objects.ts";
 import { readFooter, type RecordFooter } from "./layer_record.ts";
+import { exists } from "../util/fs.ts";
 
 const FORMAT_FILE = "deltaship-repo.json";
 const FORMAT = { format: "deltaship-repo", version: 1 };
@@ -49,20 +50,11 @@ function digestPath(base: string, digest: Digest, suffix = ""): string {
   return `${base}/${algorithm}/${hex}${suffix}`;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 /** A repository on local disk. Holds no global state; open one per root. */
 export class Repository {
   readonly objects: ObjectStore;
   #tempDir: string | undefined;
+  #tempLock: Deno.FsFile | undefined;
   #ownsTemp: boolean;
 
   private constructor(readonly root: string, tempDir: string | undefined) {
@@ -128,11 +120,24 @@ export class Repository {
 
   // ---- temporary files ----
 
-  /** This process's temporary directory (created on first use). */
+  /**
+   * This process's temporary directory (created on first use). Beside it,
+   * `tmp/<name>.lock` stays locked while the process lives: it is locked before
+   * it is renamed into place and before the directory is made, so a directory
+   * whose lock can be taken (or that has none) belongs to a process that is gone.
+   * (Checking process IDs would need /proc, which a compiled deltaship may not read.)
+   */
   get tempDir(): string {
     if (!this.#tempDir) {
-      this.#tempDir = `${this.root}/tmp/${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
-      Deno.mkdirSync(this.#tempDir, { recursive: true });
+      const tmp = `${this.root}/tmp`;
+      const name = `${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+      Deno.mkdirSync(tmp, { recursive: true });
+      const lock = Deno.openSync(`${tmp}/.${name}.lock-new`, { write: true, createNew: true });
+      lock.lockSync(true);
+      Deno.renameSync(`${tmp}/.${name}.lock-new`, `${tmp}/${name}.lock`);
+      Deno.mkdirSync(`${tmp}/${name}`);
+      this.#tempLock = lock;
+      this.#tempDir = `${tmp}/${name}`;
     }
     return this.#tempDir;
   }
@@ -146,19 +151,66 @@ export class Repository {
   async close(): Promise<void> {
     if (this.#ownsTemp && this.#tempDir) {
       await Deno.remove(this.#tempDir, { recursive: true }).catch(() => {});
+      await Deno.remove(`${this.#tempDir}.lock`).catch(() => {});
+      this.#tempLock?.close();
+      this.#tempLock = undefined;
       this.#tempDir = undefined;
     }
   }
 
-  /** Removes temporary directories left by processes that no longer run (killed pulls). */
-  async #removeStaleTemp(all = false): Promise<number> {
-    let removed = 0;
-    const canCheck = all || (await exists("/proc/self"));
-    if (!canCheck) return 0;
+  /** True when the lock file at `path` is held by a live process. */
+  async #held(path: string): Promise<boolean> {
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { write: true });
+    } catch (e) {
+      return !(e instanceof Deno.errors.NotFound); // when it cannot be told, keep it
+    }
+    try {
+      return !(await file.tryLock(true));
+    } finally {
+      file.close();
+    }
+  }
+
+  /**
+   * The entries of `tmp/` left by processes that no longer run (killed pulls):
+   * directories and their lock files. Never this process's own.
+   */
+  async staleTemp(): Promise<string[]> {
+    const own = this.#tempDir?.slice(this.#tempDir.lastIndexOf("/") + 1);
+    const stale: string[] = [];
     try {
       for await (const e of Deno.readDir(`${this.root}/tmp`)) {
-        const pid = Number(e.name.split("-")[0]);
-        if (!all && (!Number.isInteger(pid) || pid === Deno.pid || (await exists(`/proc/${pid}`)))) continue;
+        const base = e.name.replace(/^\./, "").replace(/\.lock(-new)?$/, "");
+        if (base === own) continue;
+        const lock = e.isDirectory ? `${e.name}.lock` : e.name;
+        if (!(await this.#held(`${this.root}/tmp/${lock}`))) stale.push(e.name);
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    const isLock = (n: string) => /\.lock(-new)?$/.test(n);
+    return stale.sort((a, b) => Number(isLock(a)) - Number(isLock(b))); // directories before their locks
+  }
+
+  /** Removes temporary directories left by processes that no longer run. */
+  async #removeStaleTemp(): Promise<number> {
+    let removed = 0;
+    for (const name of await this.staleTemp()) {
+      await Deno.remove(`${this.root}/tmp/${name}`, { recursive: true }).catch(() => {});
+      removed++;
+    }
+    return removed;
+  }
+
+  /** Removes every temporary directory but this process's own; only safe under the exclusive lock. */
+  async removeAllTemp(): Promise<number> {
+    const own = this.#tempDir?.slice(this.#tempDir.lastIndexOf("/") + 1);
+    let removed = 0;
+    try {
+      for await (const e of Deno.readDir(`${this.root}/tmp`)) {
+        if (e.name === own || e.name === `${own}.lock`) continue;
         await Deno.remove(`${this.root}/tmp/${e.name}`, { recursive: true }).catch(() => {});
         removed++;
       }
@@ -166,11 +218,6 @@ export class Repository {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
     return removed;
-  }
-
-  /** Removes every temporary directory but this process's own; only safe under the exclusive lock. */
-  async removeAllTemp(): Promise<number> {
-    return await this.#removeStaleTemp(true);
   }
 
   /** Writes a file atomically: temporary file, then rename. */

@@ -4,11 +4,18 @@
  * resolved to the content they share. Used as the source of tar-diff deltas and
  * to check out images. Holds metadata only; contents stay in the object store.
  *
+ * Symlinks met inside an entry's path are followed as they would be on disk,
+ * but scoped to the image's root (as umoci and containerd apply layers): an
+ * absolute target starts from the root and `..` stops there. So a layer that
+ * writes `lib/x` over a `lib -> usr/lib` symlink puts `x` in `usr/lib`, and a
+ * hostile `evil -> /` or `evil -> ../..` only ever leads back into the tree.
+ * Every path of the result is a real directory chain, with no symlink in it.
+ *
  * @module
  */
 import { FormatError } from "../errors.ts";
 import type { TarEntry } from "../tar/header.ts";
-import { baseName, parentOf } from "../tar/path.ts";
+import { baseName } from "../tar/path.ts";
 import type { Digest } from "../util/digest.ts";
 import { layerEntries } from "./layer_reader.ts";
 import type { Repository } from "./repository.ts";
@@ -30,12 +37,22 @@ export interface RootfsNode {
   layer: number;
   /** Children of a directory, in the order they were first added. */
   children?: Map<string, RootfsNode>;
+  /** A directory made only because a deeper path needed it (no layer has an entry for it). */
+  implicit?: boolean;
+  /**
+   * For a hardlink: the regular-file node it shares its inode with (content and
+   * metadata), which may since have been replaced or removed at its own path.
+   */
+  inode?: RootfsNode;
 }
+
+/** Most symlinks followed while resolving one path (as securejoin allows). */
+const MAX_LINKS = 255;
 
 /** Why a path is not a usable regular file. */
 export type LookupFailure = "missing" | "not a regular file";
 
-function dirNode(path: string, layer: number): RootfsNode {
+function dirNode(path: string, layer: number, implicit = false): RootfsNode {
   return {
     entry: {
       path,
@@ -56,13 +73,18 @@ function dirNode(path: string, layer: number): RootfsNode {
     size: 0,
     layer,
     children: new Map(),
+    ...(implicit ? { implicit } : {}),
   };
+}
+
+function components(path: string): string[] {
+  return path.split("/").filter((p) => p !== "" && p !== ".");
 }
 
 /** The merged filesystem of a stack of layers. */
 export class Rootfs {
-  /** The root directory (its entry is synthetic unless a layer has `./`). */
-  readonly root: RootfsNode = dirNode("", -1);
+  /** The root directory (its entry is synthetic, and it implicit, unless a layer has `./`). */
+  readonly root: RootfsNode = dirNode("", -1, true);
 
   /** Looks a cleaned path up. */
   get(path: string): RootfsNode | undefined {
@@ -93,21 +115,61 @@ export class Rootfs {
     }
   }
 
-  /** The directory node at `path`, created (implicitly, replacing non-directories) when absent. */
-  #dir(path: string, layer: number): RootfsNode {
+  /**
+   * Resolves `path` inside the tree, following symlinks scoped to the root (in
+   * every component but the last, and in the last too with `followLast`). With
+   * `create`, missing directories on the way are made (implicit) and
+   * non-directories in the way replaced; without, undefined when the way is
+   * blocked. Returns the directory reached, and the last component's name and
+   * node (the node is undefined when nothing has that name yet).
+   */
+  #resolve(
+    path: string,
+    options: { create: boolean; followLast: boolean; layer: number },
+  ): { dir: RootfsNode; name?: string; node?: RootfsNode } | undefined {
     let node = this.root;
-    if (path === "") return node;
-    let at = "";
-    for (const part of path.split("/")) {
-      at = at ? `${at}/${part}` : part;
+    const at: string[] = [];
+    const todo = components(path).reverse();
+    let links = 0;
+    while (todo.length > 0) {
+      const part = todo.pop()!;
+      if (part === "..") {
+        at.pop();
+        node = this.get(at.join("/"))!;
+        continue;
+      }
+      const last = todo.length === 0;
       let child = node.children!.get(part);
-      if (!child || !child.children) {
-        child = dirNode(at, layer);
+      if (child?.entry.kind === "symlink" && (!last || options.followLast)) {
+        if (++links > MAX_LINKS) {
+          throw new FormatError(`too many levels of symbolic links resolving ${JSON.stringify(path)}`);
+        }
+        const target = child.entry.linkname;
+        if (target.startsWith("/")) {
+          at.length = 0;
+          node = this.root;
+        }
+        todo.push(...components(target).reverse());
+        continue;
+      }
+      if (last) return { dir: node, name: part, node: child };
+      if (!child?.children) {
+        if (!options.create) return undefined;
+        child = dirNode([...at, part].join("/"), options.layer, true);
         node.children!.set(part, child);
       }
+      at.push(part);
       node = child;
     }
-    return node;
+    return { dir: node, node };
+  }
+
+  /**
+   * Looks a path up the way the kernel would with the image's root as `/`:
+   * symlinks followed in every component, the last included.
+   */
+  lookup(path: string): RootfsNode | undefined {
+    return this.#resolve(path, { create: false, followLast: true, layer: -1 })?.node;
   }
 
   /** Applies one layer's entries on top of what is there. */
@@ -116,7 +178,7 @@ export class Rootfs {
     for (const { entry } of entries) {
       const name = baseName(entry.path);
       if (!name.startsWith(WHITEOUT_PREFIX)) continue;
-      const parent = this.get(parentOf(entry.path));
+      const parent = this.#resolve(entry.path, { create: false, followLast: false, layer })?.dir;
       if (!parent?.children) continue;
       if (name === OPAQUE_MARKER) {
         for (const [k, child] of parent.children) if (child.layer < layer) parent.children.delete(k);
@@ -128,24 +190,30 @@ export class Rootfs {
     }
     for (const { entry, object } of entries) {
       if (entry.path === "" || baseName(entry.path).startsWith(WHITEOUT_PREFIX)) {
-        if (entry.path === "" && entry.kind === "dir") this.root.entry = entry;
+        if (entry.path === "" && entry.kind === "dir") {
+          this.root.entry = entry;
+          delete this.root.implicit;
+        }
         continue;
       }
-      const parent = this.#dir(parentOf(entry.path), layer);
-      const name = baseName(entry.path);
-      const existing = parent.children!.get(name);
+      const { dir: parent, name, node: existing } = this.#resolve(entry.path, {
+        create: true,
+        followLast: false,
+        layer,
+      })!;
       if (entry.kind === "dir") {
         if (existing?.children) {
           existing.entry = entry; // metadata from the upper layer, children kept
           existing.layer = layer;
+          delete existing.implicit;
         } else {
-          parent.children!.set(name, { entry, size: 0, layer, children: new Map() });
+          parent.children!.set(name!, { entry, size: 0, layer, children: new Map() });
         }
         continue;
       }
       let node: RootfsNode = { entry, object, size: entry.kind === "file" ? entry.size : 0, layer };
       if (entry.kind === "hardlink") {
-        const target = this.get(entry.linkname);
+        const target = this.lookup(entry.linkname);
         if (!target || (target.entry.kind !== "file" && target.entry.kind !== "hardlink")) {
           throw new FormatError(
             `hardlink ${JSON.stringify(entry.path)} points to ${
@@ -153,9 +221,9 @@ export class Rootfs {
             }, which is not a regular file`,
           );
         }
-        node = { ...node, object: target.object, size: target.size };
+        node = { ...node, object: target.object, size: target.size, inode: target.inode ?? target };
       }
-      parent.children!.set(name, node);
+      parent.children!.set(name!, node);
     }
   }
 }

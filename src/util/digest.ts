@@ -106,16 +106,42 @@ export class Verifier {
     return this.#hasher.size;
   }
 
-  /** Checks the final size and digest. */
+  /** Checks the final size and digest. Later calls repeat the first verdict. */
   finish(): void {
+    this.#verdict ??= this.#judge();
+    if (this.#verdict !== true) throw this.#verdict;
+  }
+
+  #verdict: true | Error | undefined;
+
+  #judge(): true | Error {
     if (this.expectedSize !== undefined && this.#hasher.size !== this.expectedSize) {
-      throw new SizeMismatchError(this.what, this.expectedSize, this.#hasher.size);
+      return new SizeMismatchError(this.what, this.expectedSize, this.#hasher.size);
     }
     const actual = this.#hasher.digest();
-    if (actual !== this.expectedDigest) {
-      throw new DigestMismatchError(this.what, this.expectedDigest, actual);
-    }
+    if (actual !== this.expectedDigest) return new DigestMismatchError(this.what, this.expectedDigest, actual);
+    return true;
   }
+}
+
+/**
+ * A pass-through stream stage that feeds `verifier` (and `onChunk`, e.g. progress)
+ * with every chunk and checks the digest and size when the stream ends.
+ */
+export function verifying(
+  verifier: Verifier,
+  onChunk?: (bytes: number) => void,
+): TransformStream<Uint8Array, Uint8Array> {
+  return new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      verifier.update(chunk);
+      onChunk?.(chunk.length);
+      controller.enqueue(chunk);
+    },
+    flush() {
+      verifier.finish();
+    },
+  });
 }
 
 /** Checks whole in-memory bytes (manifests, configs) against a digest and optional size. */

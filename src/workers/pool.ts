@@ -31,7 +31,12 @@ export class TaskPool {
   /** Inline tasks run one after another: the tail of that queue. */
   #inlineTail: Promise<unknown> = Promise.resolve();
 
-  constructor(readonly repo: Repository, size: number) {
+  /** `startWorker` starts one worker (tests substitute a failing one). */
+  constructor(
+    readonly repo: Repository,
+    size: number,
+    readonly startWorker: () => Worker = () => new Worker(WORKER_URL, { type: "module" }),
+  ) {
     this.#size = Math.max(1, size);
   }
 
@@ -96,13 +101,25 @@ export class TaskPool {
 
   #release(worker: Worker): void {
     if (this.#closed) return;
+    const alive = this.#workers.includes(worker);
     const next = this.#waiting.shift();
-    if (next) next(worker);
-    else this.#idle.push(worker);
+    if (next) next(alive ? worker : this.#spawn());
+    else if (alive) this.#idle.push(worker);
+  }
+
+  /** Workers that failed before their task reached them, with why. */
+  #failed = new WeakMap<Worker, string>();
+
+  /** Forgets a worker that failed (it could not load, or crashed): it gets no more tasks. */
+  #discard(worker: Worker, why: string): void {
+    this.#failed.set(worker, why);
+    worker.terminate();
+    this.#workers = this.#workers.filter((w) => w !== worker);
+    this.#idle = this.#idle.filter((w) => w !== worker);
   }
 
   #spawn(): Worker {
-    const worker = new Worker(WORKER_URL, { type: "module" });
+    const worker = this.startWorker();
     worker.onmessage = (e: MessageEvent<WorkerReply>) => {
       const msg = e.data;
       const p = this.#pending.get(msg.id);
@@ -118,7 +135,9 @@ export class TaskPool {
     };
     worker.onerror = (e: ErrorEvent) => {
       e.preventDefault();
+      this.#discard(worker, e.message);
       const id = this.#running.get(worker);
+      this.#running.delete(worker);
       const p = id === undefined ? undefined : this.#pending.get(id);
       if (p && id !== undefined) {
         this.#pending.delete(id);
@@ -131,6 +150,11 @@ export class TaskPool {
 
   #send(worker: Worker, task: Task, progress: (bytes: number) => void): Promise<TaskResult> {
     const id = this.#nextId++;
+    const failure = this.#failed.get(worker);
+    if (failure !== undefined) {
+      for (const t of transferables(task)) if (t instanceof ReadableStream) t.cancel().catch(() => {});
+      return Promise.reject(new Error(`layer worker failed: ${failure}`));
+    }
     return new Promise<TaskResult>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, progress });
       this.#running.set(worker, id);

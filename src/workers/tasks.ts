@@ -1,8 +1,8 @@
 /**
  * Layer tasks: the CPU-heavy units of work (import a layer blob, rebuild a layer
- * from a tar-diff, encode a tar-diff) that run in Web Workers, or inline when
- * only one runs at a time. Tasks are plain data plus transferable streams, so
- * they can cross a Worker boundary.
+ * from a tar-diff, compress a block of an exported layer, encode a tar-diff)
+ * that run in Web Workers, or inline when only one runs at a time.
+ * Tasks are plain data plus transferable streams, so they can cross a Worker boundary.
  *
  * @module
  */
@@ -12,6 +12,7 @@ import { importLayerBlob, type LayerBlob } from "../repo/layer_import.ts";
 import type { RecordFooter } from "../repo/layer_record.ts";
 import type { Repository } from "../repo/repository.ts";
 import { encodeLayerToFile, type TarDiffFile } from "../tardiff/encode.ts";
+import { type BlockJob, compressBlock } from "../util/block_compress.ts";
 import type { Digest } from "../util/digest.ts";
 
 /** Import a (compressed) layer blob streamed in `blob`. */
@@ -48,11 +49,17 @@ export interface RebuildTask {
   memory: SharedArrayBuffer;
 }
 
-/** Any task a worker can run. */
-export type Task = ImportTask | RebuildTask | EncodeTask;
+/** Compress one block of a layer being exported (see util/block_compress.ts). */
+export interface CompressTask {
+  op: "compress";
+  job: BlockJob;
+}
 
-/** What a finished task reports. */
-export type TaskResult = RecordFooter | TarDiffFile;
+/** Any task a worker can run. */
+export type Task = ImportTask | RebuildTask | CompressTask | EncodeTask;
+
+/** What a finished task reports: a stored layer's totals, compressed bytes, or a tar-diff file. */
+export type TaskResult = RecordFooter | Uint8Array | TarDiffFile;
 
 /** Runs one task against `repo`, reporting consumed input bytes to `progress`. */
 export async function runTask(repo: Repository, task: Task, progress: (bytes: number) => void): Promise<TaskResult> {
@@ -66,10 +73,14 @@ export async function runTask(repo: Repository, task: Task, progress: (bytes: nu
       });
     case "rebuild":
       return await rebuildLayer(repo, task.blob, task.layer, task.source, task.memory, progress);
+    case "compress":
+      return compressBlock(task.job);
   }
 }
 
 /** The objects of a task that must be transferred, not copied, to a worker. */
 export function transferables(task: Task): Transferable[] {
-  return task.op === "encode" ? [] : [task.blob as unknown as Transferable];
+  if (task.op === "compress") return [task.job.data.buffer as ArrayBuffer];
+  if (task.op === "encode") return [];
+  return [task.blob as unknown as Transferable];
 }

@@ -1,0 +1,43 @@
+/**
+ * `deltaship gc [--dry-run]`: remove what no tag reaches.
+ *
+ * @module
+ */
+import { gc } from "../../repo/gc.ts";
+import type { Command } from "../command.ts";
+import { formatBytes, plural } from "../format.ts";
+
+export const gcCommand: Command = {
+  name: "gc",
+  summary: "Remove images, layers and objects no tag reaches",
+  usage: "",
+  description: `
+Tags are the roots: an image no tag names is removed with its record (name it
+with 'deltaship tag' to keep it), and so are the manifests, configs, layers and
+file objects that no remaining image uses, and temporary files left by killed
+processes. Prints what was freed (count and bytes).
+
+gc takes the repository lock exclusively: it waits for pulls and other
+commands in flight to finish, and they wait for it.`,
+  options: [{ name: "dry-run", short: "n", type: "boolean", help: "show what would be removed; remove nothing" }],
+  args: { min: 0, max: 0 },
+  async run(ctx, _args, values) {
+    const repo = await ctx.repo();
+    using _lock = await repo.lock(true);
+    const result = await gc(repo, { dryRun: values["dry-run"] === true });
+    if (ctx.json) return void await ctx.printJson(result);
+    const r = result.removed;
+    const what = [
+      plural(r.images, "image"),
+      `${r.blobs} manifests and configs`,
+      plural(r.layers, "layer"),
+      plural(r.objects, "object"),
+      r.tempDirs === 1 ? "1 temporary directory" : `${r.tempDirs} temporary directories`,
+    ].join(", ");
+    await ctx.print(
+      `${result.dryRun ? "Would remove" : "Removed"} ${what}: ${formatBytes(result.bytes)} ${
+        result.dryRun ? "to free" : "freed"
+      } (${plural(result.kept, "image")} kept)`,
+    );
+  },
+};

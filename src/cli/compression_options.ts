@@ -1,0 +1,36 @@
+/**
+ * The options of every command that writes layers out (export, apply-delta):
+ * `--compression` and `--level`.
+ *
+ * @module
+ */
+import { UsageError } from "../errors.ts";
+import type { Compression } from "../util/streams.ts";
+import type { OptionSpec, Values } from "./args.ts";
+
+const LEVELS: Record<Compression, [number, number]> = { gzip: [1, 9], zstd: [1, 19], none: [0, 0] };
+
+/** Option specs to add to a command that compresses layers. */
+export const COMPRESSION_OPTIONS: OptionSpec[] = [
+  { name: "compression", type: "string", arg: "gzip|zstd|none", help: "layer compression (default gzip)" },
+  { name: "level", type: "string", arg: "N", help: "compression level (gzip 1-9, default 6; zstd 1-19, default 3)" },
+];
+
+/** The compression and level the parsed options ask for. */
+export function compressionOptions(values: Values): { compression: Compression; level?: number } {
+  const compression = (values.compression ?? "gzip") as Compression;
+  if (!Object.hasOwn(LEVELS, compression)) {
+    throw new UsageError(`--compression must be gzip, zstd or none, got ${JSON.stringify(compression)}`);
+  }
+  if (values.level === undefined) return { compression };
+  const [lo, hi] = LEVELS[compression];
+  const level = Number(values.level);
+  if (!Number.isInteger(level) || level < lo || level > hi) {
+    throw new UsageError(
+      compression === "none"
+        ? "--level needs --compression gzip or zstd"
+        : `--level for ${compression} must be an integer from ${lo} to ${hi}, got ${JSON.stringify(values.level)}`,
+    );
+  }
+  return { compression, level };
+}

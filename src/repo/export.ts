@@ -1,0 +1,181 @@
+/**
+ * Exporting an image from the repository to an OCI layout: every layer rebuilt
+ * from its record (and checked against its diff_id on the way), compressed and
+ * streamed into the destination; the config written byte for byte (so the
+ * image ID, the config digest, is unchanged); and a new OCI manifest naming the
+ * new layer blobs.
+ *
+ * Layers are compressed on all workers at once, block by block (see
+ * util/block_compress.ts), one layer after another: that keeps every core busy
+ * even for an image with one big layer, writes an archive member by member,
+ * and makes the output the same whatever the number of workers.
+ *
+ * A Docker schema 2 image is written as an OCI image: OCI manifest and layer
+ * media types, and the config descriptor typed as an OCI config (its bytes, and
+ * so its digest, unchanged).
+ *
+ * @module
+ */
+import { DigestMismatchError } from "../errors.ts";
+import { type Descriptor, encodeJson, parseManifest } from "../oci/documents.ts";
+import { type LayoutDest, type LayoutWriter, openLayoutWriter } from "../oci/layout_writer.ts";
+import { layerTypeFor, MediaType } from "../oci/media_types.ts";
+import { compressInBlocks, isBlockFormat } from "../util/block_compress.ts";
+import { type Digest, Hasher, parseDigest } from "../util/digest.ts";
+import { type ProgressSink, silentProgress } from "../util/progress.ts";
+import type { Compression } from "../util/streams.ts";
+import { TaskPool } from "../workers/pool.ts";
+import { layerTarChunks } from "./layer_reader.ts";
+import type { Cleanups } from "../util/cleanups.ts";
+import type { ImageRecord, Repository } from "./repository.ts";
+
+/** How to export. */
+export interface ExportOptions {
+  /** Layer compression. */
+  compression: Compression;
+  /** Compression level (gzip 1-9, zstd 1-19); default the format's own. */
+  level?: number;
+  /** Threads compressing at once. */
+  jobs: number;
+  progress?: ProgressSink;
+  /** Where to register the removal of partial output, for an interrupt. */
+  cleanups?: Cleanups;
+}
+
+/** One exported layer. */
+export interface ExportedLayer extends Descriptor {
+  diffId: Digest;
+}
+
+/** What an export wrote. */
+export interface ExportResult {
+  /** The destination as written by the user. */
+  destination: string;
+  tag?: string;
+  /** Digest of the new manifest. */
+  manifest: Digest;
+  /** Digest of the config: the same as in the repository. */
+  config: Digest;
+  layers: ExportedLayer[];
+  /** Bytes of all blobs the image references (manifest, config, layers). */
+  size: number;
+}
+
+/**
+ * Exports `record` to `dest` (directory or archive) as one step: on any
+ * failure the destination is left as it was.
+ */
+export async function exportImage(
+  repo: Repository,
+  record: ImageRecord,
+  dest: LayoutDest,
+  options: ExportOptions,
+): Promise<ExportResult> {
+  const writer = await openLayoutWriter(dest);
+  using _interrupted = options.cleanups?.add(() => writer.abort());
+  try {
+    const result = await writeImage(repo, record, writer, dest.tag, options);
+    await writer.commit();
+    return result;
+  } catch (e) {
+    await writer.abort();
+    throw e;
+  }
+}
+
+/**
+ * Writes the blobs of `record` and lists its new manifest (under `tag`) in
+ * `writer`, without committing: for callers that write more than one image.
+ */
+export async function writeImage(
+  repo: Repository,
+  record: ImageRecord,
+  writer: LayoutWriter,
+  tag: string | undefined,
+  options: ExportOptions,
+): Promise<ExportResult> {
+  const source = parseManifest(await repo.readBlob(record.manifest), `manifest ${record.manifest}`);
+  const configBytes = await repo.readBlob(record.config);
+  const progress = options.progress ?? silentProgress;
+  const mediaType = layerTypeFor(options.compression);
+  const oci = source.mediaType !== MediaType.dockerManifest;
+
+  const pool = new TaskPool(repo, isBlockFormat(options.compression) ? options.jobs : 1);
+  const done = new Map<Digest, Descriptor>();
+  const layers: ExportedLayer[] = [];
+  try {
+    for (let i = 0; i < record.layers.length; i++) {
+      const { diffId, tarSize } = record.layers[i];
+      let desc = done.get(diffId);
+      if (!desc) {
+        const label = `layer ${i + 1}/${record.layers.length}`;
+        progress.start(diffId, label, tarSize);
+        const tar = verifiedTar(repo, diffId, (n) => progress.advance(diffId, n));
+        const blob = isBlockFormat(options.compression)
+          ? compressInBlocks(tar, {
+            format: options.compression,
+            level: options.level,
+            inFlight: options.jobs * 2,
+            run: async (job) => (await pool.run(() => Promise.resolve({ op: "compress", job }))) as Uint8Array,
+          })
+          : tar;
+        const written = await writer.putBlob(blob);
+        desc = { mediaType, digest: written.digest, size: written.size };
+        done.set(diffId, desc);
+        progress.finish(diffId, "done");
+      }
+      const annotations = oci ? source.layers[i]?.annotations : undefined;
+      layers.push({ ...desc, ...(annotations ? { annotations } : {}), diffId });
+    }
+  } finally {
+    pool.close();
+  }
+
+  const config = await writer.putBlob(configBytes, record.config);
+  const manifestBytes = encodeJson({
+    schemaVersion: 2,
+    mediaType: MediaType.ociManifest,
+    ...(oci && source.artifactType ? { artifactType: source.artifactType } : {}),
+    config: {
+      mediaType: source.config.mediaType === MediaType.dockerConfig ? MediaType.ociConfig : source.config.mediaType,
+      digest: config.digest,
+      size: config.size,
+      ...(oci && source.config.annotations ? { annotations: source.config.annotations } : {}),
+    },
+    layers: layers.map(({ diffId: _, ...d }) => d),
+    ...(oci && source.subject ? { subject: source.subject } : {}),
+    ...(oci && source.annotations ? { annotations: source.annotations } : {}),
+  });
+  const manifest = await writer.putBlob(manifestBytes);
+  writer.addManifest({ mediaType: MediaType.ociManifest, digest: manifest.digest, size: manifest.size }, tag);
+  const layerBytes = [...done.values()].reduce((a, d) => a + d.size, 0);
+  return {
+    destination: writer.description,
+    ...(tag ? { tag } : {}),
+    manifest: manifest.digest,
+    config: config.digest,
+    layers,
+    size: manifest.size + config.size + layerBytes,
+  };
+}
+
+/**
+ * A stored layer's tar, rebuilt from the repository, that fails at its end
+ * unless it hashed to its diff_id (a damaged object never leaves unnoticed).
+ */
+async function* verifiedTar(
+  repo: Repository,
+  diffId: Digest,
+  onBytes: (n: number) => void,
+): AsyncGenerator<Uint8Array> {
+  const hasher = new Hasher(parseDigest(diffId).algorithm);
+  for await (const chunk of layerTarChunks(repo, diffId)) {
+    hasher.update(chunk);
+    onBytes(chunk.length);
+    yield chunk;
+  }
+  const actual = hasher.digest();
+  if (actual !== diffId) {
+    throw new DigestMismatchError(`layer ${diffId} rebuilt from the repository (run deltaship fsck)`, diffId, actual);
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Garbage collection: removing what no tag reaches. The roots are the tags; an
+ * image no tag names is garbage together with its record, and so are the
+ * manifests, configs, layers and objects that only unreachable images used, and
+ * the temporary directories of processes that are gone.
+ *
+ * The caller holds the repository lock exclusively (pulls hold it shared), so
+ * nothing is being added while the sweep runs.
+ *
+ * @module
+ */
+import { type Digest, parseDigest } from "../util/digest.ts";
+import { readRecord } from "./layer_record.ts";
+import type { ImageRecord, Repository } from "./repository.ts";
+
+/** How to collect. */
+export interface GcOptions {
+  /** Report what would be removed; remove nothing. */
+  dryRun?: boolean;
+}
+
+/** Counts of what was (or would be) removed. */
+export interface GcCounts {
+  images: number;
+  /** Manifests and configs. */
+  blobs: number;
+  layers: number;
+  objects: number;
+  /** Temporary directories of finished or killed processes. */
+  tempDirs: number;
+}
+
+/** What a collection did. */
+export interface GcResult {
+  dryRun: boolean;
+  removed: GcCounts;
+  /** Bytes freed (or that would be), all kinds together. */
+  bytes: number;
+  /** Images kept (reached by a tag). */
+  kept: number;
+}
+
+async function* files(dir: string): AsyncGenerator<string> {
+  try {
+    for await (const e of Deno.readDir(dir)) if (e.isFile) yield e.name;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+async function* subdirs(dir: string): AsyncGenerator<string> {
+  try {
+    for await (const e of Deno.readDir(dir)) if (e.isDirectory) yield e.name;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+async function sizeOf(path: string): Promise<number> {
+  try {
+    const st = await Deno.lstat(path);
+    if (!st.isDirectory) return st.size;
+    let total = 0;
+    for await (const e of Deno.readDir(path)) total += await sizeOf(`${path}/${e.name}`);
+    return total;
+  } catch {
+    return 0;
+  }
+}
+
+/** Removes (or, dry, counts) what no tag reaches. The exclusive lock must be held. */
+export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcResult> {
+  const dryRun = options.dryRun === true;
+  const removed: GcCounts = { images: 0, blobs: 0, layers: 0, objects: 0, tempDirs: 0 };
+  let bytes = 0;
+  const drop = async (path: string, kind: keyof GcCounts) => {
+    bytes += await sizeOf(path);
+    removed[kind]++;
+    if (!dryRun) await Deno.remove(path, { recursive: true });
+  };
+
+  // Mark: tags -> images -> manifests, configs, layers -> objects.
+  const tagged = new Set((await repo.listTags()).map((t) => t.manifest));
+  const keep: ImageRecord[] = [];
+  const garbage: ImageRecord[] = [];
+  for (const image of await repo.listImages()) (tagged.has(image.manifest) ? keep : garbage).push(image);
+  const blobs = new Set<Digest>();
+  const layers = new Set<Digest>();
+  for (const image of keep) {
+    blobs.add(image.manifest);
+    blobs.add(image.config);
+    for (const l of image.layers) layers.add(l.diffId);
+  }
+  const objects = new Set<string>();
+  for (const diffId of layers) {
+    try {
+      for await (const item of readRecord(repo.layerPath(diffId))) if (item.type === "object") objects.add(item.hex);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e; // a missing layer is fsck's business
+    }
+  }
+
+  // Sweep: image records first, so that no record ever names something already gone.
+  for (const image of garbage) {
+    const { algorithm, hex } = parseDigest(image.manifest);
+    await drop(`${repo.root}/images/${algorithm}/${hex}.json`, "images");
+  }
+  for (const [kind, base, keepSet] of [["blobs", "blobs", blobs], ["layers", "layers", layers]] as const) {
+    for await (const alg of subdirs(`${repo.root}/${base}`)) {
+      for await (const name of files(`${repo.root}/${base}/${alg}`)) {
+        if (!keepSet.has(`${alg}:${name}`)) await drop(`${repo.root}/${base}/${alg}/${name}`, kind);
+      }
+    }
+  }
+  for await (const fan of subdirs(`${repo.root}/objects/sha256`)) {
+    for await (const name of files(`${repo.root}/objects/sha256/${fan}`)) {
+      if (!objects.has(name)) await drop(`${repo.root}/objects/sha256/${fan}/${name}`, "objects");
+    }
+  }
+  for (const name of await repo.staleTemp()) {
+    const path = `${repo.root}/tmp/${name}`;
+    if ((await Deno.lstat(path)).isDirectory) await drop(path, "tempDirs");
+    else if (!dryRun) await Deno.remove(path).catch(() => {}); // its lock file
+  }
+  return { dryRun, removed, bytes, kept: keep.length };
+}
