@@ -29,6 +29,7 @@ import {
   openLayoutWriter,
   parseLayoutDest,
 } from "../oci/layout_writer.ts";
+import type { Cleanups } from "../util/cleanups.ts";
 import { fileRangeStream } from "../util/streams.ts";
 
 /** One blob of the artifact: its digest and size, and where its bytes come from. */
@@ -71,6 +72,8 @@ export interface CreateDeltaOptions {
   progress?: ProgressSink;
   /** Told before an image is pulled into the repository. */
   onPull?: (source: string) => void | Promise<void>;
+  /** Where to register the removal of partial output, for an interrupt. */
+  cleanups?: Cleanups;
 }
 
 /** What became of one layer of the new image. */
@@ -213,6 +216,7 @@ export async function createDelta(
   const progress = options.progress ?? silentProgress;
   // Opened first, so a destination that cannot take the delta fails before any work.
   const writer = await openLayoutWriter(out);
+  using _interrupted = options.cleanups?.add(() => writer.abort());
   let neu: Resolved | undefined;
   const tempFiles: string[] = [];
   try {

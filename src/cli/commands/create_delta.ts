@@ -110,6 +110,7 @@ larger file for sources up to 32 MiB (full suffix array), about 4 times above
       openOptions,
       progress: ctx.progress(),
       onPull: (spec) => ctx.note(`pulling ${spec} into the repository`),
+      cleanups: ctx.cleanups,
     });
     ctx.endProgress();
     if (ctx.json) return void await ctx.printJson(result);
