@@ -365,3 +365,49 @@ Deno.test({
     });
   },
 });
+
+Deno.test("Docker schema 2 images, and a delta between an image and itself (everything reused)", async () => {
+  await using tmp = await tempDir();
+  const repo = `${tmp.path}/repo`;
+  const base = buildTar([{ path: "etc/motd", content: "hello\n".repeat(100) }]);
+  const app = (v: string) => buildTar([{ path: "usr/bin/app", content: `binary ${v} `.repeat(5000) }]);
+  await writeImage(`${tmp.path}/img`, { tag: "old", docker: true, layers: [{ tar: base }, { tar: app("1") }] });
+  const neu = await writeImage(`${tmp.path}/img`, {
+    tag: "new",
+    docker: true,
+    layers: [{ tar: base }, { tar: app("2") }],
+  });
+  const r = await deltaship(
+    repo,
+    "--json",
+    "create-delta",
+    `oci:${tmp.path}/img:old`,
+    `oci:${tmp.path}/img:new`,
+    `oci:${tmp.path}/d`,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const doc = layoutManifest(`${tmp.path}/d`).doc;
+  assert.equal(doc.layers[0].mediaType, "application/vnd.docker.distribution.manifest.v2+json");
+  assert.equal(doc.layers[1].mediaType, "application/vnd.docker.container.image.v1+json");
+  assert.equal(doc.subject.mediaType, "application/vnd.docker.distribution.manifest.v2+json");
+  await pullDelta(`${tmp.path}/client`, `oci:${tmp.path}/img:old`, `oci:${tmp.path}/d`, {
+    manifest: neu.manifest,
+    diffIds: neu.diffIds,
+  });
+
+  const same = await deltaship(
+    repo,
+    "--json",
+    "create-delta",
+    "repo:@" + neu.manifest,
+    `oci:${tmp.path}/img:new`,
+    `oci:${tmp.path}/same`,
+  );
+  assert.equal(same.code, 0, same.stderr);
+  const result = JSON.parse(same.stdout);
+  assert.equal(result.stats.layersReused, 2);
+  assert.equal(result.stats.layersDiffed, 0);
+  const sameDoc = layoutManifest(`${tmp.path}/same`).doc;
+  assert.equal(sameDoc.layers.length, 2); // the embedded manifest and config only
+  assert.deepEqual(JSON.parse(sameDoc.annotations[DeltaAnnotation.reusedDiffId]), neu.diffIds);
+});
