@@ -39,9 +39,11 @@ export const DEFAULT_LEVEL = 9;
 
 /**
  * Sources up to this size get a full suffix array; larger ones a sparse one
- * (every 4th position), which costs about a quarter of the time and memory and
- * loses about 1% of delta size on large binaries: a match is found from its
- * first sampled position and the backward extension recovers the bytes before it.
+ * (every 4th position). Measured on the 95 MB deno binary: sorting takes 7.5 s
+ * instead of 17 s, the array a quarter of the memory, and the delta grows about
+ * 1% (a match is found from its first sampled position; the backward extension
+ * recovers the bytes before it). On text the loss is larger (typescript.js:
+ * +15% at step 4), hence full sorting up to this size.
  */
 export const FULL_SORT_LIMIT = 32 << 20;
 
