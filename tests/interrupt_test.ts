@@ -60,3 +60,38 @@ Deno.test("SIGINT during an export to an oci-archive leaves no archive and no pa
   assert.deepEqual(partial(), [], "nothing left in the destination directory");
   assert.deepEqual([...Deno.readDirSync(`${repo}/tmp`)], []);
 });
+
+Deno.test("SIGINT during create-delta leaves no delta, no partial layout and no temporary files", async () => {
+  await using tmp = await tempDir();
+  const base = noise(12 << 20, 21);
+  const changed = base.slice();
+  for (let i = 0; i < changed.length; i += 100_000) changed[i] ^= 0xff;
+  await writeImage(`${tmp.path}/l`, { tag: "old", layers: [{ tar: buildTar([{ path: "big.bin", content: base }]) }] });
+  await writeImage(`${tmp.path}/l`, {
+    tag: "new",
+    layers: [{ tar: buildTar([{ path: "big.bin", content: changed }]) }],
+  });
+  const repo = `${tmp.path}/repo`;
+  assert.equal((await deltaship(repo, "pull", `oci:${tmp.path}/l:old`, "old")).code, 0);
+  assert.equal((await deltaship(repo, "pull", `oci:${tmp.path}/l:new`, "new")).code, 0);
+  await Deno.mkdir(`${tmp.path}/out`);
+  const inTmp = () =>
+    [...Deno.readDirSync(`${repo}/tmp`)].filter((d) => d.isDirectory).flatMap((d) => [
+      ...Deno.readDirSync(`${repo}/tmp/${d.name}`),
+    ]);
+  const r = await interrupt(
+    ["--repo", repo, "-j", "1", "create-delta", "repo:old", "repo:new", `oci:${tmp.path}/out/delta`],
+    () => {
+      try {
+        return inTmp().length > 0; // the tar-diff is being encoded
+      } catch {
+        return false;
+      }
+    },
+  );
+  assert.equal(r.code, 130, r.stderr);
+  assert.match(r.stderr, /^deltaship: interrupted; partial output removed$/m);
+  assert.deepEqual([...Deno.readDirSync(`${tmp.path}/out`)], [], "no partial layout");
+  assert.deepEqual([...Deno.readDirSync(`${repo}/tmp`)], [], "no temporary files");
+  assert.equal((await deltaship(repo, "fsck")).code, 0);
+});

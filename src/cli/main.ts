@@ -12,6 +12,7 @@ import { checkArity, type Command, commandHelp } from "./command.ts";
 import { type CliIO, Context, GLOBAL_OPTIONS } from "./context.ts";
 import { applyDeltaCommand } from "./commands/apply_delta.ts";
 import { checkoutCommand } from "./commands/checkout.ts";
+import { createDeltaCommand } from "./commands/create_delta.ts";
 import { exportCommand } from "./commands/export.ts";
 import { fsckCommand } from "./commands/fsck.ts";
 import { gcCommand } from "./commands/gc.ts";
@@ -35,6 +36,7 @@ export const COMMANDS: Command[] = [
   checkoutCommand,
   gcCommand,
   fsckCommand,
+  createDeltaCommand,
 ];
 
 const encoder = new TextEncoder();

@@ -1,7 +1,7 @@
 /**
  * Layer tasks: the CPU-heavy units of work (import a layer blob, rebuild a layer
- * from a tar-diff, compress a block of an exported layer) that run in Web
- * Workers, or inline when only one runs at a time.
+ * from a tar-diff, compress a block of an exported layer, encode a tar-diff)
+ * that run in Web Workers, or inline when only one runs at a time.
  * Tasks are plain data plus transferable streams, so they can cross a Worker boundary.
  *
  * @module
@@ -11,13 +11,29 @@ import type { SourceIndex } from "../delta/source.ts";
 import { importLayerBlob, type LayerBlob } from "../repo/layer_import.ts";
 import type { RecordFooter } from "../repo/layer_record.ts";
 import type { Repository } from "../repo/repository.ts";
+import { encodeLayerToFile, type TarDiffFile } from "../tardiff/encode.ts";
 import { type BlockJob, compressBlock } from "../util/block_compress.ts";
+import type { Digest } from "../util/digest.ts";
 
 /** Import a (compressed) layer blob streamed in `blob`. */
 export interface ImportTask {
   op: "import";
   layer: LayerBlob;
   blob: ReadableStream<Uint8Array>;
+}
+
+/** Encode the stored layer `target` as a tar-diff against the layers `source`, into the file `out`. */
+export interface EncodeTask {
+  op: "encode";
+  /** diff_ids of the source image's layers, bottom first. */
+  source: Digest[];
+  /** Source paths under these prefixes are not used. */
+  ignoredPrefixes: string[];
+  target: Digest;
+  /** Path of the tar-diff file to create. */
+  out: string;
+  /** zstd level. */
+  level: number;
 }
 
 /**
@@ -40,16 +56,21 @@ export interface CompressTask {
 }
 
 /** Any task a worker can run. */
-export type Task = ImportTask | RebuildTask | CompressTask;
+export type Task = ImportTask | RebuildTask | CompressTask | EncodeTask;
 
-/** What a finished task reports: a stored layer's totals, or compressed bytes. */
-export type TaskResult = RecordFooter | Uint8Array;
+/** What a finished task reports: a stored layer's totals, compressed bytes, or a tar-diff file. */
+export type TaskResult = RecordFooter | Uint8Array | TarDiffFile;
 
 /** Runs one task against `repo`, reporting consumed input bytes to `progress`. */
 export async function runTask(repo: Repository, task: Task, progress: (bytes: number) => void): Promise<TaskResult> {
   switch (task.op) {
     case "import":
       return await importLayerBlob(repo, task.blob, task.layer, progress);
+    case "encode":
+      return await encodeLayerToFile(repo, task.source, task.ignoredPrefixes, task.target, task.out, {
+        level: task.level,
+        progress,
+      });
     case "rebuild":
       return await rebuildLayer(repo, task.blob, task.layer, task.source, task.memory, progress);
     case "compress":
@@ -60,5 +81,6 @@ export async function runTask(repo: Repository, task: Task, progress: (bytes: nu
 /** The objects of a task that must be transferred, not copied, to a worker. */
 export function transferables(task: Task): Transferable[] {
   if (task.op === "compress") return [task.job.data.buffer as ArrayBuffer];
+  if (task.op === "encode") return [];
   return [task.blob as unknown as Transferable];
 }

@@ -13,6 +13,8 @@ const enc = new TextEncoder();
 export interface LayerSpec {
   tar: Uint8Array;
   compression?: "gzip" | "zstd" | "none";
+  /** Compression level (default: zlib's). */
+  level?: number;
   /** Media type to write instead of the one the compression implies. */
   mediaType?: string;
 }
@@ -45,9 +47,12 @@ export interface WrittenImage {
 }
 
 /** Compresses bytes. */
-export function compress(bytes: Uint8Array, how: "gzip" | "zstd" | "none"): Uint8Array {
-  if (how === "gzip") return new Uint8Array(zlib.gzipSync(bytes));
-  if (how === "zstd") return new Uint8Array(zlib.zstdCompressSync(bytes));
+export function compress(bytes: Uint8Array, how: "gzip" | "zstd" | "none", level?: number): Uint8Array {
+  if (how === "gzip") return new Uint8Array(zlib.gzipSync(bytes, level === undefined ? {} : { level }));
+  if (how === "zstd") {
+    const params = level === undefined ? {} : { [zlib.constants.ZSTD_c_compressionLevel]: level };
+    return new Uint8Array(zlib.zstdCompressSync(bytes, { params }));
+  }
   return bytes;
 }
 
@@ -85,7 +90,7 @@ export async function writeImage(dir: string, spec: ImageSpec): Promise<WrittenI
   const diffIds: string[] = [];
   for (const l of spec.layers) {
     const how = l.compression ?? "gzip";
-    const blob = compress(l.tar, how);
+    const blob = compress(l.tar, how, l.level);
     diffIds.push(sha256(l.tar));
     const mediaType = l.mediaType ??
       (spec.docker ? "application/vnd.docker.image.rootfs.diff.tar.gzip" : LAYER_TYPES[how]);
