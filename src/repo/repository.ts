@@ -54,6 +54,7 @@ function digestPath(base: string, digest: Digest, suffix = ""): string {
 export class Repository {
   readonly objects: ObjectStore;
   #tempDir: string | undefined;
+  #closed = false;
   #tempLock: Deno.FsFile | undefined;
   #ownsTemp: boolean;
 
@@ -128,6 +129,7 @@ export class Repository {
    * (Checking process IDs would need /proc, which a compiled deltaship may not read.)
    */
   get tempDir(): string {
+    if (this.#closed) throw new RepositoryError(`repository ${this.root} is closed`);
     if (!this.#tempDir) {
       const tmp = `${this.root}/tmp`;
       const name = `${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
@@ -147,8 +149,9 @@ export class Repository {
     return `${this.tempDir}/${crypto.randomUUID()}`;
   }
 
-  /** Removes this process's temporary directory. */
+  /** Removes this process's temporary directory; no temporary file can be made afterwards. */
   async close(): Promise<void> {
+    this.#closed = this.#ownsTemp;
     if (this.#ownsTemp && this.#tempDir) {
       await Deno.remove(this.#tempDir, { recursive: true }).catch(() => {});
       await Deno.remove(`${this.#tempDir}.lock`).catch(() => {});

@@ -60,7 +60,12 @@ export class TaskPool {
     }
     const worker = await this.#acquire();
     try {
+      if (this.#closed) throw new Error("worker pool closed");
       const task = await make();
+      if (this.#closed) {
+        for (const t of transferables(task)) if (t instanceof ReadableStream) t.cancel().catch(() => {});
+        throw new Error("worker pool closed");
+      }
       const sourceError = keepStreamErrors(task);
       try {
         return await this.#send(worker, task, progress);
