@@ -352,6 +352,64 @@ function applyDeltaCase(): BenchCase {
   };
 }
 
+/**
+ * create-delta from the corpus old image to the new one, both read from their
+ * OCI layouts into an empty repository (the whole job a CI run does), beside the
+ * reference tar-diff sizes; the delta is then applied to check it.
+ */
+function createDeltaCase(): BenchCase {
+  let expected: Expected;
+  const reference: Record<string, number> = {};
+  return {
+    name: "create-delta",
+    description: "create the real-world delta (old → new) with --jobs 2",
+    corpus: true,
+    async prepare(env) {
+      expected = JSON.parse(await Deno.readTextFile(`${env.shared}/realworld-expected.json`));
+      for (const l of await layoutLayers(`${env.shared}/realworld-delta`)) {
+        if (l.mediaType === "application/vnd.tar-diff") reference[l.digest] = l.size;
+      }
+    },
+    async setup(env, scratch) {
+      await withCorpusImage("old")(env, scratch);
+      await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.corpus}/new:new`));
+    },
+    run: (env, scratch) => [
+      ds(
+        env,
+        "--repo",
+        `${scratch}/repo`,
+        "-q",
+        "-j",
+        "2",
+        "create-delta",
+        "repo:old",
+        "repo:new",
+        `oci:${scratch}/delta`,
+      ),
+    ],
+    async verify(env, scratch) {
+      const check = `${scratch}/check`;
+      await fresh(check);
+      await sh(ds(env, "--repo", `${check}/repo`, "-q", "pull", `oci:${env.corpus}/old:old`));
+      await sh(ds(env, "--repo", `${check}/repo`, "-q", "pull", `oci:${scratch}/delta`, "new"));
+      const got = await manifestOf(env, `${check}/repo`, "new");
+      if (got !== expected.new_manifest) throw new Error(`the created delta applies to ${got}`);
+    },
+    async extra(_env, scratch) {
+      const mine = (await layoutLayers(`${scratch}/delta`)).filter((l) => l.mediaType === "application/vnd.tar-diff");
+      const sizes = mine.map((l) => l.size).sort((a, b) => a - b);
+      const ref = Object.values(reference).sort((a, b) => a - b);
+      return Object.fromEntries(sizes.flatMap((size, i) => [
+        [`tar-diff ${i + 1} bytes`, size],
+        [`reference ${i + 1} bytes`, ref[i]],
+        [`ratio ${i + 1}`, Number((size / ref[i]).toFixed(3))],
+      ]));
+    },
+    targets: { wallSeconds: 45, rssMiB: 1024 },
+  };
+}
+
 /** Export of the corpus new image to an oci-archive (gzip). */
 function exportCase(): BenchCase {
   let layers: string[] = [];
@@ -483,6 +541,7 @@ export const CASES: BenchCase[] = [
   deltaCase("delta-archive", "oci-archive"),
   deltaCase("delta-registry", "docker"),
   applyDeltaCase(),
+  createDeltaCase(),
   exportCase(),
   checkoutCase(),
   ...scalingCases("64m", 64 << 20),
