@@ -110,7 +110,9 @@ export async function applyDelta(
     pool.warm(); // workers start while the source index loads
     const index = work.some((w) => w.rebuild) ? await loadSourceIndex(repo, sourceImage!) : undefined;
     const memory = MemoryBudget.create().buffer;
-    await Promise.all(work.map(async (w) => {
+    // Largest target layer first: the longest rebuild starts at once.
+    const order = [...work].sort((a, b) => b.layer.size - a.layer.size);
+    await Promise.all(order.map(async (w) => {
       const id = w.layer.digest;
       progress.start(id, `layer ${w.index + 1}/${manifest.layers.length}`, w.shipped.size);
       await pool.run(

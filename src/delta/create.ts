@@ -238,7 +238,9 @@ export async function createDelta(
     const encoded = new Map<Digest, TarDiffFile & { path: string }>();
     const pool = new TaskPool(repo, Math.min(options.jobs, Math.max(1, todo.size)));
     try {
-      await Promise.all([...todo].map(async ([diffId, i]) => {
+      // Largest layer first: the longest encode starts at once.
+      const order = [...todo].sort(([, a], [, b]) => layers[b].size - layers[a].size);
+      await Promise.all(order.map(async ([diffId, i]) => {
         const path = repo.tempPath();
         tempFiles.push(path);
         const id = layers[i].digest;

@@ -100,7 +100,8 @@ export async function writeImage(
   const mediaType = layerTypeFor(options.compression);
   const oci = source.mediaType !== MediaType.dockerManifest;
 
-  const pool = new TaskPool(repo, isBlockFormat(options.compression) ? options.jobs : 1);
+  // The calling thread reads layers and writes the output; compression runs in workers.
+  const pool = new TaskPool(repo, isBlockFormat(options.compression) ? options.jobs : 1, { useCallingThread: false });
   const done = new Map<Digest, Descriptor>();
   const layers: ExportedLayer[] = [];
   try {

@@ -107,8 +107,10 @@ export async function pullResolved(
   const pool = new TaskPool(repo, Math.min(options.jobs, todo.size));
   let bytesFetched = 0;
   try {
+    // Largest first: the longest task starts at once, smaller ones fill the other slots.
+    const order = [...todo.values()].sort((a, b) => manifest.layers[b].size - manifest.layers[a].size);
     await Promise.all(
-      [...todo.values()].map(async (i) => {
+      order.map(async (i) => {
         const desc = manifest.layers[i];
         const id = desc.digest;
         progress.start(id, `layer ${i + 1}/${manifest.layers.length}`, desc.size);
