@@ -151,6 +151,11 @@ async function sampleCase(
   if (t.floorRatio !== undefined && result.floorRatio !== undefined && result.floorRatio > t.floorRatio) {
     result.missed.push(`${result.floorRatio.toFixed(2)}x the floor > ${t.floorRatio}x`);
   }
+  for (const [key, max] of Object.entries(t.extra ?? {})) {
+    const value = result.extra?.[key];
+    if (value === undefined) result.missed.push(`${key} not measured`);
+    else if (value > max) result.missed.push(`${key} ${value} > ${max}`);
+  }
 }
 
 const f2 = (n: number) => n.toFixed(2);
