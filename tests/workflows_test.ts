@@ -46,7 +46,15 @@ Deno.test("ci.yml: check, test with the interop tools required, compile, smoke-r
   assert.deepEqual(Object.keys(w.on).sort(), ["pull_request", "push"]);
   const all = steps(w);
   const script = runs(all);
-  assert.match(script, /apt-get install .*\bskopeo\b.*\bumoci\b.*\bzstd\b/);
+  // Every Debian package .ci/run may install, so REQUIRE_INTEROP=1 finds every tool there too.
+  const install = /apt-get install .*/.exec(script)?.[0] ?? "";
+  const ciRun = Deno.readTextFileSync(`${root}.ci/run`);
+  const packages = [...ciRun.matchAll(/\[[\w-]+\]=([\w.-]+)/g)].map((m) => m[1]);
+  if (ciRun.includes("need+=(time)")) packages.push("time");
+  assert.ok(packages.length >= 7, packages.join());
+  for (const pkg of packages) {
+    assert.match(install, new RegExp(`\\b${pkg}\\b`), `ci.yml installs ${pkg}`);
+  }
   const order = ["deno task check", "deno task test", "deno task compile", "./dist/deltaship --version"];
   const at = order.map((cmd) => all.findIndex((s) => s.run?.includes(cmd)));
   assert.ok(at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])), `steps in order: ${order.join(", ")}`);
