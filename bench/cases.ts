@@ -196,6 +196,11 @@ async function newLayerTars(env: BenchEnv): Promise<string[]> {
   return files;
 }
 
+/** Throughput basis: the total size of the files `files()` lists (read when the case reports). */
+function fileBytes(files: () => string[], label: string) {
+  return () => Promise.resolve({ count: files().reduce((a, f) => a + Deno.statSync(f).size, 0), label });
+}
+
 /** Before each sample: a fresh repository holding the corpus image `image`. */
 function withCorpusImage(image: "old" | "new") {
   return async (env: BenchEnv, scratch: string) => {
@@ -246,7 +251,7 @@ function deltaCase(name: string, transport: "oci" | "oci-archive" | "docker"): B
       const got = await manifestOf(env, `${scratch}/repo`, "new");
       if (got !== expected.new_manifest) throw new Error(`delta pull gave ${got}, expected ${expected.new_manifest}`);
     },
-    bytes: () => Promise.resolve({ count: rebuilt.reduce((a, f) => a + Deno.statSync(f).size, 0), label: "rebuilt" }),
+    bytes: fileBytes(() => rebuilt, "rebuilt"),
     floor: {
       label: "zstd -dc of the tar-diffs + sha256sum of the rebuilt layers",
       tools: ["zstd", "sha256sum"],
@@ -343,7 +348,7 @@ function applyDeltaCase(): BenchCase {
       if (got !== expected.new_manifest) throw new Error(`apply-delta kept ${got}, expected ${expected.new_manifest}`);
       await Deno.stat(`${scratch}/new.tar`);
     },
-    bytes: () => Promise.resolve({ count: layers.reduce((a, f) => a + Deno.statSync(f).size, 0), label: "written" }),
+    bytes: fileBytes(() => layers, "written"),
     floor: {
       label: "zstd -dc of the tar-diffs + gzip -6 of every layer",
       tools: ["zstd", "gzip"],
@@ -429,7 +434,7 @@ function exportCase(): BenchCase {
       scratch,
     ) => [ds(env, "--repo", `${scratch}/repo`, "-q", "export", "new", `oci-archive:${scratch}/x.tar`)],
     verify: async (_env, scratch) => void await Deno.stat(`${scratch}/x.tar`),
-    bytes: () => Promise.resolve({ count: layers.reduce((a, f) => a + Deno.statSync(f).size, 0), label: "written" }),
+    bytes: fileBytes(() => layers, "written"),
     floor: {
       label: "gzip -6 of every layer",
       tools: ["gzip"],
@@ -451,7 +456,7 @@ function checkoutCase(): BenchCase {
     setup: withCorpusImage("new"),
     run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "checkout", "new", `${scratch}/rootfs`)],
     verify: async (_env, scratch) => void await Deno.stat(`${scratch}/rootfs/opt/deno/deno`),
-    bytes: () => Promise.resolve({ count: layers.reduce((a, f) => a + Deno.statSync(f).size, 0), label: "written" }),
+    bytes: fileBytes(() => layers, "written"),
     floor: {
       label: "tar -x of the layer tars",
       tools: ["tar"],

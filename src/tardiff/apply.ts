@@ -280,6 +280,14 @@ export async function* applyTarDiff(
   };
   const truncated = (left: number): never => fail(`the op stream ends ${left} bytes early (truncated tar-diff)`);
   const openFile = (): SourceFile => file ?? fail("no source file is open");
+  /** The open source file, when `size` bytes from the current position lie within it. */
+  const sourceRange = (size: number): SourceFile => {
+    const f = openFile();
+    if (position + size > f.size) {
+      fail(`${size} bytes from position ${position} run past the end of the file (${f.size} bytes)`);
+    }
+    return f;
+  };
 
   try {
     for (;;) {
@@ -306,10 +314,7 @@ export async function* applyTarDiff(
           break;
         }
         case Op.Copy: {
-          const f = openFile();
-          if (position + size > f.size) {
-            fail(`${size} bytes from position ${position} run past the end of the file (${f.size} bytes)`);
-          }
+          const f = sourceRange(size);
           let left = size;
           while (left > 0) {
             const n = Math.min(left, outSize - outLen);
@@ -326,10 +331,7 @@ export async function* applyTarDiff(
         }
         case Op.AddData: {
           if (size > MAX_ADD_DATA) fail(`${size} bytes is over the limit of ${MAX_ADD_DATA}`);
-          const f = openFile();
-          if (position + size > f.size) {
-            fail(`${size} bytes from position ${position} run past the end of the file (${f.size} bytes)`);
-          }
+          const f = sourceRange(size);
           let left = size;
           while (left > 0) {
             if (input.pos >= input.buf.length && !(await input.more())) truncated(left);
