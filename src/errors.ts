@@ -84,6 +84,11 @@ export class RepositoryError extends DeltashipError {
   override name = "RepositoryError";
 }
 
+/** Input passed a limit set to protect the host (layer size, document size, deadline). */
+export class LimitError extends DeltashipError {
+  override name = "LimitError";
+}
+
 /** A network or registry failure. */
 export class TransportError extends DeltashipError {
   override name = "TransportError";
@@ -101,6 +106,7 @@ const classes: Record<string, ErrorClass> = {
   UnsupportedError,
   UnsafePathError,
   RepositoryError,
+  LimitError,
   TransportError,
 };
 

@@ -100,13 +100,14 @@ async function gcDuringPull(repo: string, l: string, manifest: string, diffId: s
 
   const pull = deltashipCommand(["--repo", repo, "--json", "-j", "1", "pull", `oci:${l}:big`]).spawn();
   const deadline = Date.now() + 30_000;
+  // A file over 1 MiB anywhere under tmp/ (objects are staged a level down, per layer).
+  const bigFileUnder = (dir: string): boolean =>
+    [...Deno.readDirSync(dir)].some((e) =>
+      e.isDirectory ? bigFileUnder(`${dir}/${e.name}`) : Deno.statSync(`${dir}/${e.name}`).size > 1 << 20
+    );
   const writing = () => {
     try {
-      return [...Deno.readDirSync(`${repo}/tmp`)].filter((d) => d.isDirectory).some((d) =>
-        [...Deno.readDirSync(`${repo}/tmp/${d.name}`)].some((f) =>
-          Deno.statSync(`${repo}/tmp/${d.name}/${f.name}`).size > 1 << 20
-        )
-      );
+      return bigFileUnder(`${repo}/tmp`);
     } catch {
       return false;
     }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Repository } from "../src/repo/repository.ts";
 import type { RecordFooter } from "../src/repo/layer_record.ts";
+import { DEFAULT_MAX_LAYER_SIZE } from "../src/repo/layer_writer.ts";
 import { sha256 } from "../src/util/digest.ts";
 import { TaskPool } from "../src/workers/pool.ts";
 import type { Task } from "../src/workers/tasks.ts";
@@ -13,6 +14,7 @@ function importTask(tar: Uint8Array): Task {
     op: "import",
     layer: { mediaType: "application/vnd.oci.image.layer.v1.tar", digest, size: tar.length, diffId: digest },
     blob: ReadableStream.from([tar]),
+    limits: { maxLayerSize: DEFAULT_MAX_LAYER_SIZE },
   };
 }
 
@@ -73,7 +75,7 @@ Deno.test("task pool: workers (size 2) run tasks and report progress; warm() sta
 function emptyTask(): Task {
   const empty = sha256("");
   const layer = { mediaType: "application/vnd.oci.image.layer.v1.tar", digest: empty, size: 0, diffId: empty };
-  return { op: "import", layer, blob: ReadableStream.from([]) };
+  return { op: "import", layer, blob: ReadableStream.from([]), limits: { maxLayerSize: DEFAULT_MAX_LAYER_SIZE } };
 }
 
 Deno.test("task pool: a worker that cannot load fails its task; nothing hangs, and the inline slot still works", async () => {

@@ -26,7 +26,9 @@ Deno.test("source files: random reads give the same bytes held in memory or not;
   await using tmp = await tempDir();
   const repo = await Repository.open(`${tmp.path}/repo`);
   const bytes = content(300_000);
-  const hex = toHex(repo.objects.putSmall(bytes));
+  const staging = await repo.objects.stage();
+  const hex = toHex(staging.putSmall(bytes));
+  await staging.commit();
   const index: SourceIndex = new Map<string, SourceEntry | "not a regular file">([
     ["big", { object: hex, size: bytes.length }],
     ["empty", { size: 0 }],

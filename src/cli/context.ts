@@ -6,6 +6,7 @@
  */
 import { UsageError } from "../errors.ts";
 import { Repository } from "../repo/repository.ts";
+import type { SyncMode } from "../repo/durability.ts";
 import { Cleanups } from "../util/cleanups.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import type { OptionSpec, Values } from "./args.ts";
@@ -75,6 +76,8 @@ export class Context {
   readonly json: boolean;
   readonly quiet: boolean;
   readonly showProgress: boolean;
+  /** How commits are made durable (`DELTASHIP_SYNC`; default syncfs where available). */
+  readonly sync: SyncMode | undefined;
   #repo: Repository | undefined;
   #progress: TerminalProgress | undefined;
   /** Undo actions for partial output, run if the command is interrupted. */
@@ -90,13 +93,18 @@ export class Context {
     if (!["auto", "always", "never"].includes(mode)) {
       throw new UsageError(`--progress must be auto, always or never, got ${JSON.stringify(mode)}`);
     }
+    const sync = io.env.DELTASHIP_SYNC;
+    if (sync !== undefined && sync !== "" && sync !== "syncfs" && sync !== "fsync") {
+      throw new UsageError(`DELTASHIP_SYNC must be syncfs or fsync, got ${JSON.stringify(sync)}`);
+    }
+    this.sync = sync === "syncfs" || sync === "fsync" ? sync : undefined;
     this.showProgress = mode === "always" ||
       (mode === "auto" && io.stderr.isTerminal && !this.quiet && !this.json);
   }
 
   /** The repository, opened (and created) on first use. */
   async repo(): Promise<Repository> {
-    this.#repo ??= await Repository.open(this.repoPath);
+    this.#repo ??= await Repository.open(this.repoPath, { sync: this.sync });
     return this.#repo;
   }
 

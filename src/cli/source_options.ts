@@ -32,6 +32,36 @@ export const SOURCE_OPTIONS: OptionSpec[] = [
   },
 ];
 
+/** The option that bounds each layer a command stores (pull, apply-delta, create-delta). */
+export const MAX_LAYER_SIZE_OPTION: OptionSpec = {
+  name: "max-layer-size",
+  type: "string",
+  arg: "SIZE",
+  help: "stop a layer whose uncompressed size passes SIZE (bytes, or with KiB, MiB, GiB, TiB; " +
+    "default $DELTASHIP_MAX_LAYER_SIZE, else 64GiB)",
+};
+
+const SIZE_UNITS: Record<string, number> = { "": 1, B: 1, KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 };
+
+/** Parses a size as `--max-layer-size` takes it: `1048576`, `512MiB`, `64 GiB`, `1.5GiB`. */
+export function parseSize(text: string, what: string): number {
+  const m = /^([0-9]+(?:\.[0-9]+)?) ?([A-Za-z]*)$/.exec(text.trim());
+  const unit = m ? SIZE_UNITS[m[2]] : undefined;
+  const n = m && unit ? Math.floor(Number(m[1]) * unit) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new UsageError(`${what} must be a size in bytes or with KiB, MiB, GiB or TiB, got ${JSON.stringify(text)}`);
+  }
+  return n;
+}
+
+/** The layer size limit from `--max-layer-size` or `DELTASHIP_MAX_LAYER_SIZE` (undefined: the default). */
+export function maxLayerSize(values: Values, env: Record<string, string | undefined>): number | undefined {
+  const v = values["max-layer-size"];
+  if (typeof v === "string") return parseSize(v, "--max-layer-size");
+  const e = env.DELTASHIP_MAX_LAYER_SIZE;
+  return e ? parseSize(e, "DELTASHIP_MAX_LAYER_SIZE") : undefined;
+}
+
 /** The {@link OpenOptions} the parsed source options and the environment give. */
 export function sourceOpenOptions(values: Values, env: Record<string, string | undefined>): OpenOptions {
   const options: OpenOptions = { env };

@@ -11,7 +11,8 @@
 import { FormatError, NotFoundError } from "../errors.ts";
 import type { Descriptor } from "../oci/documents.ts";
 import { layerCompression } from "../oci/media_types.ts";
-import { checkLayers, commitImage, type PullOptions, type PullResult } from "../repo/pull.ts";
+import { checkLayers, layerLimits, type PullOptions, type PullResult } from "../repo/pull.ts";
+import type { LayerLimits } from "../repo/layer_writer.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
 import { loadRootfs } from "../repo/rootfs.ts";
 import { TARDIFF_MEDIA_TYPE } from "../tardiff/format.ts";
@@ -80,7 +81,7 @@ export async function applyDelta(
   };
 
   if (await repo.hasImage(artifact.target)) {
-    if (name) await repo.setTag(name, artifact.target);
+    if (name) await repo.tagImage(name, artifact.target);
     return { ...result, alreadyPresent: true, layersSkipped: manifest.layers.length };
   }
 
@@ -116,7 +117,7 @@ export async function applyDelta(
       const id = w.layer.digest;
       progress.start(id, `layer ${w.index + 1}/${manifest.layers.length}`, w.shipped.size);
       await pool.run(
-        async () => layerTask(w, await source.blob(w.shipped), index, memory),
+        async () => layerTask(w, await source.blob(w.shipped), index, memory, layerLimits(options)),
         (n) => {
           result.bytesFetched += n;
           progress.advance(id, n);
@@ -141,7 +142,7 @@ export async function applyDelta(
     layers,
     created: new Date().toISOString(),
   };
-  await commitImage(repo, record, target.manifestBytes, target.configBytes, name);
+  await repo.commitImage(record, target.manifestBytes, target.configBytes, name);
   result.layersFetched = work.length;
   result.layersSkipped = manifest.layers.length - work.length;
   return result;
@@ -186,6 +187,7 @@ function layerTask(
   blob: ReadableStream<Uint8Array>,
   index: SourceIndex | undefined,
   memory: SharedArrayBuffer,
+  limits: LayerLimits,
 ): Task {
   if (w.rebuild) {
     const layer = {
@@ -193,10 +195,10 @@ function layerTask(
       diffId: w.diffId,
       delta: { digest: w.shipped.digest, size: w.shipped.size },
     };
-    return { op: "rebuild", layer, blob, source: index!, memory };
+    return { op: "rebuild", layer, blob, source: index!, memory, limits };
   }
   const { mediaType, digest, size } = w.shipped;
-  return { op: "import", layer: { mediaType, digest, size, diffId: w.diffId }, blob };
+  return { op: "import", layer: { mediaType, digest, size, diffId: w.diffId }, blob, limits };
 }
 
 /** The source image's files, for tar-diff Open ops. */

@@ -26,6 +26,8 @@ export interface ApplyToLayoutOptions {
   jobs: number;
   /** Tag for the target in the repository (when kept). */
   name?: string;
+  /** Largest uncompressed layer accepted. */
+  maxLayerSize?: number;
   /** Keep the target image in the repository (default true). */
   keep: boolean;
   compression: Compression;
@@ -62,9 +64,10 @@ export async function applyDeltaToLayout(
     jobs: options.jobs,
     name: options.keep ? options.name : undefined,
     progress: options.progress,
+    maxLayerSize: options.maxLayerSize,
   });
   const removeIfNew = async () => {
-    if (!options.keep && !hadTarget) await repo.removeImage(target);
+    if (!options.keep && !hadTarget) await repo.discardUntagged(target);
   };
   using _interrupted = options.cleanups?.add(removeIfNew);
   try {

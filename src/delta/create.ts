@@ -63,6 +63,8 @@ export interface CreateDeltaOptions {
   platform: Platform;
   /** Layers encoded at once (workers). */
   jobs: number;
+  /** Largest uncompressed layer accepted when pulling OLD and NEW. */
+  maxLayerSize?: number;
   /** zstd level of the tar-diffs. */
   level: number;
   /** Source paths under these prefixes are not used. */
@@ -177,6 +179,7 @@ async function resolveImage(repo: Repository, spec: string, options: CreateDelta
       platform: options.platform,
       jobs: options.jobs,
       progress: options.progress,
+      maxLayerSize: options.maxLayerSize,
     });
     return { record: await repo.readImage(result.manifest), source };
   } catch (e) {

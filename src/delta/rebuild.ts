@@ -7,7 +7,7 @@
  * @module
  */
 import type { RecordFooter } from "../repo/layer_record.ts";
-import { storeLayerTar } from "../repo/layer_writer.ts";
+import { type LayerLimits, storeLayerTar } from "../repo/layer_writer.ts";
 import type { Repository } from "../repo/repository.ts";
 import { applyTarDiff } from "../tardiff/apply.ts";
 import { type Digest, Verifier, verifying } from "../util/digest.ts";
@@ -37,6 +37,7 @@ export async function rebuildLayer(
   layer: RebuildLayer,
   source: SourceIndex,
   memory: SharedArrayBuffer,
+  limits: LayerLimits,
   onProgress?: Progress,
 ): Promise<RecordFooter> {
   const what = `layer ${layer.digest} (tar-diff ${layer.delta.digest})`;
@@ -44,7 +45,7 @@ export async function rebuildLayer(
   const checked = blob.pipeThrough(verifying(verifier, onProgress));
   const files = new ObjectSource(repo.objects, source, new MemoryBudget(memory));
   try {
-    return await storeLayerTar(repo, applyTarDiff(checked, files), layer.diffId, what);
+    return await storeLayerTar(repo, applyTarDiff(checked, files), layer.diffId, what, limits);
   } finally {
     files.release();
   }

@@ -220,7 +220,12 @@ export async function fsck(repo: Repository, image?: ImageRecord): Promise<FsckR
   let tags = 0;
   if (!image) {
     const imageSet = new Set(images.map((i) => i.manifest));
-    for (const tag of await repo.listTags()) {
+    const scan = await repo.scanTags();
+    for (const m of scan.malformed) {
+      tags++;
+      c.report(`tag ${m.name ?? `file ${m.file}`}`, `is malformed: ${m.problem}; remove it with deltaship untag`);
+    }
+    for (const tag of scan.tags) {
       tags++;
       if (!imageSet.has(tag.manifest)) c.report(`tag ${tag.name}`, `names ${tag.manifest}, which is not stored`);
     }

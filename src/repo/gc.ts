@@ -11,7 +11,7 @@
  */
 import { type Digest, parseDigest } from "../util/digest.ts";
 import { readRecord } from "./layer_record.ts";
-import type { ImageRecord, Repository } from "./repository.ts";
+import { type ImageRecord, type MalformedTag, type Repository, treeSize } from "./repository.ts";
 
 /** How to collect. */
 export interface GcOptions {
@@ -38,6 +38,8 @@ export interface GcResult {
   bytes: number;
   /** Images kept (reached by a tag). */
   kept: number;
+  /** Tag files that name nothing usable: they protect nothing (see `fsck`, `untag`). */
+  malformedTags: MalformedTag[];
 }
 
 async function* files(dir: string): AsyncGenerator<string> {
@@ -56,31 +58,24 @@ async function* subdirs(dir: string): AsyncGenerator<string> {
   }
 }
 
-async function sizeOf(path: string): Promise<number> {
-  try {
-    const st = await Deno.lstat(path);
-    if (!st.isDirectory) return st.size;
-    let total = 0;
-    for await (const e of Deno.readDir(path)) total += await sizeOf(`${path}/${e.name}`);
-    return total;
-  } catch {
-    return 0;
-  }
-}
-
-/** Removes (or, dry, counts) what no tag reaches. The exclusive lock must be held. */
+/**
+ * Removes (or, dry, counts) what no tag reaches. The exclusive lock must be held.
+ * Image records go first and are made durable before anything they name is
+ * removed, so a power cut mid-gc never leaves a record naming something gone.
+ */
 export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcResult> {
   const dryRun = options.dryRun === true;
   const removed: GcCounts = { images: 0, blobs: 0, layers: 0, objects: 0, tempDirs: 0 };
   let bytes = 0;
   const drop = async (path: string, kind: keyof GcCounts) => {
-    bytes += await sizeOf(path);
+    bytes += await treeSize(path);
     removed[kind]++;
     if (!dryRun) await Deno.remove(path, { recursive: true });
   };
 
   // Mark: tags -> images -> manifests, configs, layers -> objects.
-  const tagged = new Set((await repo.listTags()).map((t) => t.manifest));
+  const scan = await repo.scanTags();
+  const tagged = new Set(scan.tags.map((t) => t.manifest));
   const keep: ImageRecord[] = [];
   const garbage: ImageRecord[] = [];
   for (const image of await repo.listImages()) (tagged.has(image.manifest) ? keep : garbage).push(image);
@@ -101,10 +96,13 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
   }
 
   // Sweep: image records first, so that no record ever names something already gone.
+  const imageDirs = new Set<string>();
   for (const image of garbage) {
     const { algorithm, hex } = parseDigest(image.manifest);
+    imageDirs.add(`${repo.root}/images/${algorithm}`);
     await drop(`${repo.root}/images/${algorithm}/${hex}.json`, "images");
   }
+  if (!dryRun && garbage.length) await repo.sync(...imageDirs);
   for (const [kind, base, keepSet] of [["blobs", "blobs", blobs], ["layers", "layers", layers]] as const) {
     for await (const alg of subdirs(`${repo.root}/${base}`)) {
       for await (const name of files(`${repo.root}/${base}/${alg}`)) {
@@ -117,10 +115,9 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
       if (!objects.has(name)) await drop(`${repo.root}/objects/sha256/${fan}/${name}`, "objects");
     }
   }
-  for (const name of await repo.staleTemp()) {
-    const path = `${repo.root}/tmp/${name}`;
-    if ((await Deno.lstat(path)).isDirectory) await drop(path, "tempDirs");
-    else if (!dryRun) await Deno.remove(path).catch(() => {}); // its lock file
-  }
-  return { dryRun, removed, bytes, kept: keep.length };
+  const temp = await repo.sweepTemp(dryRun);
+  removed.tempDirs = temp.dirs;
+  bytes += temp.bytes;
+  if (!dryRun) await repo.sync(); // what was removed stays removed
+  return { dryRun, removed, bytes, kept: keep.length, malformedTags: scan.malformed };
 }

@@ -11,7 +11,7 @@ import { type Digest, Verifier, verifying } from "../util/digest.ts";
 import { coalesce, decompressor } from "../util/streams.ts";
 import type { RecordFooter } from "./layer_record.ts";
 import type { Repository } from "./repository.ts";
-import { storeLayerTar } from "./layer_writer.ts";
+import { type LayerLimits, storeLayerTar } from "./layer_writer.ts";
 
 /** A layer blob to import: its descriptor fields and the diff_id the config gives it. */
 export interface LayerBlob {
@@ -32,6 +32,7 @@ export async function importLayerBlob(
   repo: Repository,
   blob: ReadableStream<Uint8Array>,
   layer: LayerBlob,
+  limits: LayerLimits,
   onProgress?: Progress,
 ): Promise<RecordFooter> {
   const what = `layer ${layer.digest}`;
@@ -46,7 +47,7 @@ export async function importLayerBlob(
   const onDecompressError = () => {
     if (verifier.size === layer.size) verifier.finish();
   };
-  return await storeLayerTar(repo, decompressErrors(tar, compression, onDecompressError), layer.diffId, what);
+  return await storeLayerTar(repo, decompressErrors(tar, compression, onDecompressError), layer.diffId, what, limits);
 }
 
 /**

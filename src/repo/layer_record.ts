@@ -12,6 +12,7 @@ import { ByteReader, fileSource } from "../util/byte_reader.ts";
 import { toHex } from "../util/digest.ts";
 import { MAX_VARINT_BYTES, writeVarint } from "../util/varint.ts";
 import { writeAll } from "../util/fs.ts";
+import type { Durability } from "./durability.ts";
 
 /** First bytes of every layer record. */
 export const RECORD_MAGIC = new TextEncoder().encode("DSLAYER1");
@@ -49,15 +50,18 @@ export class LayerRecordWriter {
   #len = 0;
   #zeros = 0;
 
-  private constructor(file: Deno.FsFile) {
+  private constructor(file: Deno.FsFile, readonly durability?: Durability) {
     this.#file = file;
     this.#buf.set(RECORD_MAGIC);
     this.#len = RECORD_MAGIC.length;
   }
 
-  /** Creates the record file at `path` (a temporary path; the caller renames it). */
-  static async create(path: string): Promise<LayerRecordWriter> {
-    return new LayerRecordWriter(await Deno.open(path, { write: true, createNew: true }));
+  /**
+   * Creates the record file at `path` (a temporary path; the caller renames it).
+   * With `durability`, its data is synced as that asks when it is finished.
+   */
+  static async create(path: string, durability?: Durability): Promise<LayerRecordWriter> {
+    return new LayerRecordWriter(await Deno.open(path, { write: true, createNew: true }), durability);
   }
 
   /** Appends a header group. */
@@ -103,7 +107,11 @@ export class LayerRecordWriter {
     this.#buf.set(FOOTER_MAGIC, this.#len + 17);
     this.#len += FOOTER_SIZE;
     await this.#flush();
-    this.#file.close();
+    try {
+      await this.durability?.fileWritten(this.#file);
+    } finally {
+      this.#file.close();
+    }
   }
 
   /** Closes the file without finishing it (the caller removes it). */

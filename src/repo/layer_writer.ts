@@ -4,12 +4,12 @@
  *
  * @module
  */
-import { DeltashipError, DigestMismatchError, FormatError } from "../errors.ts";
+import { DeltashipError, DigestMismatchError, FormatError, LimitError } from "../errors.ts";
 import type { TarEntry } from "../tar/header.ts";
 import { type TarSink, TarSplitter } from "../tar/splitter.ts";
 import { type Digest, Hasher, parseDigest } from "../util/digest.ts";
 import { LayerRecordWriter, type RecordFooter } from "./layer_record.ts";
-import { type ObjectWriter, SMALL_OBJECT } from "./objects.ts";
+import { type ObjectStaging, type ObjectWriter, SMALL_OBJECT } from "./objects.ts";
 import type { Repository } from "./repository.ts";
 
 /** Splits tar parts into a record and objects. */
@@ -19,7 +19,7 @@ class RecordSink implements TarSink {
   #smallLength = 0;
   #large: ObjectWriter | undefined;
 
-  constructor(readonly repo: Repository, readonly record: LayerRecordWriter) {}
+  constructor(readonly objects: ObjectStaging, readonly record: LayerRecordWriter) {}
 
   async entry(entry: TarEntry, group: Uint8Array): Promise<void> {
     this.entries++;
@@ -29,7 +29,7 @@ class RecordSink implements TarSink {
       this.#small = new Uint8Array(entry.size);
       this.#smallLength = 0;
     } else {
-      this.#large = await this.repo.objects.begin();
+      this.#large = await this.objects.begin();
     }
   }
 
@@ -46,7 +46,7 @@ class RecordSink implements TarSink {
     if (this.#small) {
       const bytes = this.#small;
       this.#small = undefined;
-      await this.record.object(bytes.length, this.repo.objects.putSmall(bytes));
+      await this.record.object(bytes.length, this.objects.putSmall(bytes));
     } else if (this.#large) {
       const writer = this.#large;
       this.#large = undefined;
@@ -67,24 +67,46 @@ class RecordSink implements TarSink {
   }
 }
 
+/** Limits on a layer being stored. */
+export interface LayerLimits {
+  /** Largest uncompressed size accepted, in bytes (a decompression bomb stops here). */
+  maxLayerSize: number;
+}
+
+/** The default for `--max-layer-size`: 64 GiB. */
+export const DEFAULT_MAX_LAYER_SIZE = 64 * 2 ** 30;
+
 /**
  * Stores the uncompressed tar `tar` as the layer `diffId`. The tar is hashed as it
- * passes; when it does not hash to `diffId` nothing is committed. `what` names the
+ * passes; when it does not hash to `diffId`, or grows past `limits.maxLayerSize`,
+ * nothing is committed: its objects were staged and are dropped. `what` names the
  * layer in errors (e.g. its blob digest). Returns the record's totals.
+ *
+ * Commit order (see durability.ts): the record and the staged objects' data are
+ * made durable, the objects renamed into the store and those renames made
+ * durable, and only then is the record renamed into `layers/`.
  */
 export async function storeLayerTar(
   repo: Repository,
   tar: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   diffId: Digest,
   what: string,
+  limits: LayerLimits = { maxLayerSize: DEFAULT_MAX_LAYER_SIZE },
 ): Promise<RecordFooter> {
   const hasher = new Hasher(parseDigest(diffId, `${what} diff_id`).algorithm);
   const tmp = repo.tempPath();
-  const record = await LayerRecordWriter.create(tmp);
-  const sink = new RecordSink(repo, record);
+  const objects = await repo.objects.stage();
+  const record = await LayerRecordWriter.create(tmp, repo.durability);
+  const sink = new RecordSink(objects, record);
   const splitter = new TarSplitter(sink);
   try {
     for await (const chunk of tar) {
+      if (hasher.size + chunk.length > limits.maxLayerSize) {
+        throw new LimitError(
+          `${what}: uncompressed layer is larger than the limit of ${formatSize(limits.maxLayerSize)}; ` +
+            `nothing was stored (raise it with --max-layer-size or DELTASHIP_MAX_LAYER_SIZE if the image is genuine)`,
+        );
+      }
       hasher.update(chunk);
       await splitter.write(chunk);
     }
@@ -93,14 +115,28 @@ export async function storeLayerTar(
     await record.finish(footer);
     const actual = hasher.digest();
     if (actual !== diffId) throw new DigestMismatchError(`${what}: uncompressed layer (diff_id)`, diffId, actual);
+    await objects.commit();
     await repo.commitLayer(tmp, diffId);
     return footer;
   } catch (e) {
     record.abort();
     await sink.abort();
+    await objects.abort();
     await Deno.remove(tmp).catch(() => {});
     throw withContext(e, what);
   }
+}
+
+/** A byte count in binary units, as `--max-layer-size` takes them (`64 GiB`, `1.5 MiB`, `300 B`). */
+export function formatSize(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
 }
 
 /** Prefixes our errors with the layer they concern; wraps foreign ones (zlib, I/O) as format errors. */

@@ -1,13 +1,19 @@
 /**
  * The object store: regular-file contents kept once each, named by their SHA-256.
- * Writes go to a temporary file first and are renamed into place, so an object
- * that exists is always complete.
+ *
+ * Objects are written for one layer at a time into a {@link ObjectStaging} area
+ * under the process's temporary directory, and become visible in `objects/`
+ * only when that layer commits ({@link ObjectStaging.commit}: data made durable,
+ * then renamed into place, then the renames made durable). A layer that fails
+ * (a wrong diff_id, a decompression bomb stopped by the size limit, an
+ * interrupt) leaves no object behind, and an object that exists is complete.
  *
  * @module
  */
 import { createHash } from "node:crypto";
 import { toHex } from "../util/digest.ts";
-import { writeAll } from "../util/fs.ts";
+import { lstatOrUndefined, writeAll } from "../util/fs.ts";
+import type { Durability } from "./durability.ts";
 
 /** Contents up to this size are gathered in memory and written in one go. */
 export const SMALL_OBJECT = 1 << 20;
@@ -19,6 +25,7 @@ export class ObjectStore {
     readonly root: string,
     /** Where temporary files go (same filesystem, so rename is atomic). */
     readonly tempPath: () => string,
+    readonly durability: Durability,
   ) {}
 
   /** Path of the object with SHA-256 `hex`. */
@@ -36,23 +43,88 @@ export class ObjectStore {
     }
   }
 
-  /**
-   * Stores bytes held in memory; returns their raw SHA-256. An object already
-   * present is replaced by identical bytes (one rename, cheaper than asking first).
-   */
+  /** Starts the staging area for the objects of one layer. */
+  async stage(): Promise<ObjectStaging> {
+    const dir = this.tempPath();
+    await Deno.mkdir(dir);
+    return new ObjectStaging(this, dir);
+  }
+}
+
+/**
+ * The objects of one layer being stored: written under a temporary directory,
+ * each named by its digest there, and moved into the store by {@link commit}.
+ * Content the store (or this area) already has is not written again.
+ */
+export class ObjectStaging {
+  constructor(readonly store: ObjectStore, readonly dir: string) {}
+
+  #has(hex: string): boolean {
+    if (this.store.has(hex)) return true;
+    try {
+      Deno.lstatSync(`${this.dir}/${hex}`);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Stores bytes held in memory; returns their raw SHA-256. */
   putSmall(bytes: Uint8Array): Uint8Array {
     const digest = new Uint8Array(createHash("sha256").update(bytes).digest());
-    const tmp = this.tempPath();
-    Deno.writeFileSync(tmp, bytes);
-    Deno.renameSync(tmp, this.path(toHex(digest)));
+    const hex = toHex(digest);
+    if (this.#has(hex)) return digest;
+    const tmp = `${this.dir}/w-${crypto.randomUUID()}`;
+    const file = Deno.openSync(tmp, { write: true, createNew: true });
+    try {
+      let off = 0;
+      while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
+      this.store.durability.fileWrittenSync(file);
+    } finally {
+      file.close();
+    }
+    Deno.renameSync(tmp, `${this.dir}/${hex}`);
     return digest;
   }
 
   /** Starts a streamed object of unknown digest. */
   async begin(): Promise<ObjectWriter> {
-    const tmp = this.tempPath();
+    const tmp = `${this.dir}/w-${crypto.randomUUID()}`;
     const file = await Deno.open(tmp, { write: true, createNew: true });
     return new ObjectWriter(this, tmp, file);
+  }
+
+  /** Completes a streamed object: named by its digest in the area, or dropped when already stored. */
+  async finished(tmp: string, hex: string): Promise<void> {
+    if (this.#has(hex)) await Deno.remove(tmp);
+    else await Deno.rename(tmp, `${this.dir}/${hex}`);
+  }
+
+  /**
+   * Makes the staged objects durable and visible: a barrier for their data (and
+   * whatever else was written before, such as the layer record), the renames
+   * into `objects/`, and a barrier for the renames. Returns how many were added.
+   */
+  async commit(): Promise<number> {
+    const durability = this.store.durability;
+    await durability.barrier();
+    const fans = new Set<string>();
+    let added = 0;
+    for await (const e of Deno.readDir(this.dir)) {
+      if (e.name.startsWith("w-")) continue; // an abandoned streamed object
+      const path = this.store.path(e.name);
+      await Deno.rename(`${this.dir}/${e.name}`, path);
+      fans.add(path.slice(0, path.lastIndexOf("/")));
+      added++;
+    }
+    if (added > 0) await durability.barrier(fans);
+    await Deno.remove(this.dir, { recursive: true });
+    return added;
+  }
+
+  /** Drops every staged object. */
+  async abort(): Promise<void> {
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
 }
 
@@ -62,7 +134,7 @@ export class ObjectWriter {
   size = 0;
 
   constructor(
-    readonly store: ObjectStore,
+    readonly staging: ObjectStaging,
     readonly tmp: string,
     readonly file: Deno.FsFile,
   ) {}
@@ -74,11 +146,15 @@ export class ObjectWriter {
     await writeAll(this.file, chunk);
   }
 
-  /** Completes the object and moves it into place; returns its raw SHA-256. */
+  /** Completes the object in the staging area; returns its raw SHA-256. */
   async finish(): Promise<Uint8Array> {
-    this.file.close();
+    try {
+      await this.staging.store.durability.fileWritten(this.file);
+    } finally {
+      this.file.close();
+    }
     const digest = new Uint8Array(this.#hash.digest());
-    await Deno.rename(this.tmp, this.store.path(toHex(digest)));
+    await this.staging.finished(this.tmp, toHex(digest));
     return digest;
   }
 
@@ -87,6 +163,6 @@ export class ObjectWriter {
     try {
       this.file.close();
     } catch { /* closed */ }
-    await Deno.remove(this.tmp).catch(() => {});
+    if (await lstatOrUndefined(this.tmp)) await Deno.remove(this.tmp).catch(() => {});
   }
 }

@@ -16,6 +16,7 @@ import type { Digest } from "../util/digest.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { TaskPool } from "../workers/pool.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
+import { DEFAULT_MAX_LAYER_SIZE, type LayerLimits } from "./layer_writer.ts";
 
 /** How to pull. */
 export interface PullOptions {
@@ -26,6 +27,8 @@ export interface PullOptions {
   /** Tag to give the image; defaults to the source's tag. */
   name?: string;
   progress?: ProgressSink;
+  /** Largest uncompressed layer accepted (default {@link DEFAULT_MAX_LAYER_SIZE}). */
+  maxLayerSize?: number;
 }
 
 /** What a pull did. */
@@ -75,7 +78,7 @@ export async function pullResolved(
   }
   if (await repo.hasImage(digest)) {
     const record = await repo.readImage(digest);
-    if (name) await repo.setTag(name, digest);
+    if (name) await repo.tagImage(name, digest);
     return {
       name,
       manifest: digest,
@@ -119,6 +122,7 @@ export async function pullResolved(
             op: "import",
             layer: { mediaType: desc.mediaType, digest: desc.digest, size: desc.size, diffId: diffIds[i] },
             blob: await source.blob(desc),
+            limits: layerLimits(options),
           }),
           (n) => {
             bytesFetched += n;
@@ -141,7 +145,7 @@ export async function pullResolved(
     layers,
     created: new Date().toISOString(),
   };
-  await commitImage(repo, record, resolved.bytes, configBytes, name);
+  await repo.commitImage(record, resolved.bytes, configBytes, name);
   return {
     name,
     manifest: digest,
@@ -153,21 +157,9 @@ export async function pullResolved(
   };
 }
 
-/**
- * Makes an image visible: manifest and config bytes, then the image record, then
- * the tag. Its layers must be stored already.
- */
-export async function commitImage(
-  repo: Repository,
-  record: ImageRecord,
-  manifestBytes: Uint8Array,
-  configBytes: Uint8Array,
-  name?: string,
-): Promise<void> {
-  await repo.putBlob(record.config, configBytes);
-  await repo.putBlob(record.manifest, manifestBytes);
-  await repo.putImage(record);
-  if (name) await repo.setTag(name, record.manifest);
+/** The limits a pull puts on each layer it stores. */
+export function layerLimits(options: Pick<PullOptions, "maxLayerSize">): LayerLimits {
+  return { maxLayerSize: options.maxLayerSize ?? DEFAULT_MAX_LAYER_SIZE };
 }
 
 /** Checks that every layer has a diff_id and a media type deltaship can import. */

@@ -12,7 +12,8 @@ import { NotFoundError, RepositoryError, UsageError } from "../errors.ts";
 import { type Digest, isDigest, parseDigest, verifyBytes } from "../util/digest.ts";
 import { ObjectStore } from "./objects.ts";
 import { readFooter, type RecordFooter } from "./layer_record.ts";
-import { exists } from "../util/fs.ts";
+import { exists, lstatOrUndefined, writeAll } from "../util/fs.ts";
+import { Durability, type SyncMode } from "./durability.ts";
 
 const FORMAT_FILE = "deltaship-repo.json";
 const FORMAT = { format: "deltaship-repo", version: 1 };
@@ -37,12 +38,30 @@ export interface Tag {
   manifest: Digest;
 }
 
+/** A file in `tags/` that is not a usable tag (damaged, or put there by hand). */
+export interface MalformedTag {
+  /** The file's name in `tags/`. */
+  file: string;
+  /** The tag name it decodes to, when it decodes. */
+  name?: string;
+  /** What is wrong with it. */
+  problem: string;
+}
+
+/** Every file of `tags/`: the usable tags and the malformed ones. */
+export interface TagScan {
+  tags: Tag[];
+  malformed: MalformedTag[];
+}
+
 /** Options for {@link Repository.open}. */
 export interface OpenOptions {
   /** Create the repository when `root` does not exist (default true). */
   create?: boolean;
   /** Use this temporary directory (a worker shares its parent's) instead of making one. */
   tempDir?: string;
+  /** How commits are made durable (default: syncfs where available; see durability.ts). */
+  sync?: SyncMode;
 }
 
 function digestPath(base: string, digest: Digest, suffix = ""): string {
@@ -53,68 +72,94 @@ function digestPath(base: string, digest: Digest, suffix = ""): string {
 /** A repository on local disk. Holds no global state; open one per root. */
 export class Repository {
   readonly objects: ObjectStore;
+  /** The barriers that make commits survive a power cut. */
+  readonly durability: Durability;
   #tempDir: string | undefined;
   #closed = false;
   #tempLock: Deno.FsFile | undefined;
   #ownsTemp: boolean;
 
-  private constructor(readonly root: string, tempDir: string | undefined) {
+  private constructor(readonly root: string, tempDir: string | undefined, sync: SyncMode | undefined) {
     this.#tempDir = tempDir;
     this.#ownsTemp = tempDir === undefined;
-    this.objects = new ObjectStore(`${root}/objects`, () => this.tempPath());
+    this.durability = Durability.open(root, sync);
+    this.objects = new ObjectStore(`${root}/objects`, () => this.tempPath(), this.durability);
   }
 
   /** Opens (and by default creates) the repository at `root`. */
   static async open(root: string, options: OpenOptions = {}): Promise<Repository> {
-    const repo = new Repository(root.replace(/\/+$/, "") || "/", options.tempDir);
-    if (options.tempDir) return repo;
+    const clean = root.replace(/\/+$/, "") || "/";
+    if (options.tempDir) return new Repository(clean, options.tempDir, options.sync);
+    if (!(await exists(`${clean}/${FORMAT_FILE}`))) {
+      if (options.create === false) throw new NotFoundError(`no deltaship repository at ${clean}`);
+      await Repository.#init(clean, options.sync);
+    }
+    const repo = new Repository(clean, undefined, options.sync);
     let format: unknown;
     try {
       format = JSON.parse(await Deno.readTextFile(`${repo.root}/${FORMAT_FILE}`));
     } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) {
-        throw new RepositoryError(`${repo.root}/${FORMAT_FILE} is unreadable: ${(e as Error).message}`);
-      }
-      if (options.create === false) throw new NotFoundError(`no deltaship repository at ${repo.root}`);
-      await repo.#init();
-      return repo;
+      repo.durability.close();
+      throw new RepositoryError(`${repo.root}/${FORMAT_FILE} is unreadable`, { cause: e });
     }
     const f = format as { format?: string; version?: number };
-    if (f.format !== FORMAT.format || f.version !== FORMAT.version) {
+    if (f?.format !== FORMAT.format || f?.version !== FORMAT.version) {
+      repo.durability.close();
       throw new RepositoryError(
         `${repo.root} holds a repository in a format this deltaship does not know (${JSON.stringify(format)})`,
       );
     }
-    await repo.#removeStaleTemp();
+    await repo.sweepTemp();
     return repo;
   }
 
   /**
    * Creates the layout in a sibling directory and renames it into place, so that
-   * concurrent first uses agree and nobody sees a half-made repository.
+   * concurrent first uses agree and nobody sees a half-made repository. The
+   * layout is made durable before the rename, and the rename after it.
    */
-  async #init(): Promise<void> {
-    const staging = `${this.root}.init-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  static async #init(root: string, sync: SyncMode | undefined): Promise<void> {
+    const staging = `${root}.init-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
     await Deno.mkdir(staging, { recursive: true });
+    const durability = Durability.open(staging, sync);
     try {
-      for (const dir of ["tmp", "layers/sha256", "blobs/sha256", "images/sha256", "tags"]) {
-        await Deno.mkdir(`${staging}/${dir}`, { recursive: true });
-      }
+      const dirs = ["tmp", "layers/sha256", "blobs/sha256", "images/sha256", "tags"];
+      for (const dir of dirs) await Deno.mkdir(`${staging}/${dir}`, { recursive: true });
+      const fans = [];
       for (let i = 0; i < 256; i++) {
-        await Deno.mkdir(`${staging}/objects/sha256/${i.toString(16).padStart(2, "0")}`, { recursive: true });
+        fans.push(`${staging}/objects/sha256/${i.toString(16).padStart(2, "0")}`);
+        await Deno.mkdir(fans[i], { recursive: true });
       }
       await Deno.writeTextFile(`${staging}/lock`, "");
       await Deno.writeTextFile(`${staging}/${FORMAT_FILE}`, JSON.stringify(FORMAT) + "\n");
+      const format = await Deno.open(`${staging}/${FORMAT_FILE}`, { read: true });
       try {
-        await Deno.rename(staging, this.root); // replaces an empty directory, never a full one
+        await durability.fileWritten(format);
+      } finally {
+        format.close();
+      }
+      await durability.barrier([
+        staging,
+        ...dirs.map((d) => `${staging}/${d}`),
+        `${staging}/layers`,
+        `${staging}/blobs`,
+        `${staging}/images`,
+        `${staging}/objects`,
+        `${staging}/objects/sha256`,
+        ...fans,
+      ]);
+      try {
+        await Deno.rename(staging, root); // replaces an empty directory, never a full one
       } catch (e) {
-        if (await exists(`${this.root}/${FORMAT_FILE}`)) return; // another process made it first
+        if (await exists(`${root}/${FORMAT_FILE}`)) return; // another process made it first
         if (e instanceof Deno.errors.NotFound) throw e;
         throw new RepositoryError(
-          `${this.root} exists, is not empty, and is not a deltaship repository; choose another --repo`,
+          `${root} exists, is not empty, and is not a deltaship repository; choose another --repo`,
         );
       }
+      await durability.barrier([root.slice(0, root.lastIndexOf("/")) || "/"]);
     } finally {
+      durability.close();
       await Deno.remove(staging, { recursive: true }).catch(() => {});
     }
   }
@@ -123,23 +168,31 @@ export class Repository {
 
   /**
    * This process's temporary directory (created on first use). Beside it,
-   * `tmp/<name>.lock` stays locked while the process lives: it is locked before
-   * it is renamed into place and before the directory is made, so a directory
-   * whose lock can be taken (or that has none) belongs to a process that is gone.
-   * (Checking process IDs would need /proc, which a compiled deltaship may not read.)
+   * `tmp/<name>.lock` stays locked while the process lives. The lock file is
+   * created, locked, and then checked to be still in place (a sweeper may have
+   * taken and removed it in between: then another name is tried); only then is
+   * the directory made. So a directory whose lock can be taken, or that has
+   * none, belongs to a process that is gone. (Checking process IDs would need
+   * /proc, which a compiled deltaship may not read.)
    */
   get tempDir(): string {
     if (this.#closed) throw new RepositoryError(`repository ${this.root} is closed`);
     if (!this.#tempDir) {
       const tmp = `${this.root}/tmp`;
-      const name = `${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
       Deno.mkdirSync(tmp, { recursive: true });
-      const lock = Deno.openSync(`${tmp}/.${name}.lock-new`, { write: true, createNew: true });
-      lock.lockSync(true);
-      Deno.renameSync(`${tmp}/.${name}.lock-new`, `${tmp}/${name}.lock`);
-      Deno.mkdirSync(`${tmp}/${name}`);
-      this.#tempLock = lock;
-      this.#tempDir = `${tmp}/${name}`;
+      for (;;) {
+        const name = `${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+        const lockPath = `${tmp}/${name}.lock`;
+        const lock = Deno.openSync(lockPath, { write: true, createNew: true });
+        lock.lockSync(true);
+        if (sameFile(lock.statSync(), lstatSyncOrUndefined(lockPath))) {
+          Deno.mkdirSync(`${tmp}/${name}`);
+          this.#tempLock = lock;
+          this.#tempDir = `${tmp}/${name}`;
+          break;
+        }
+        lock.close(); // swept before it was locked: it is no longer linked
+      }
     }
     return this.#tempDir;
   }
@@ -159,52 +212,59 @@ export class Repository {
       this.#tempLock = undefined;
       this.#tempDir = undefined;
     }
-  }
-
-  /** True when the lock file at `path` is held by a live process. */
-  async #held(path: string): Promise<boolean> {
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(path, { write: true });
-    } catch (e) {
-      return !(e instanceof Deno.errors.NotFound); // when it cannot be told, keep it
-    }
-    try {
-      return !(await file.tryLock(true));
-    } finally {
-      file.close();
-    }
+    if (this.#ownsTemp) this.durability.close();
   }
 
   /**
-   * The entries of `tmp/` left by processes that no longer run (killed pulls):
-   * directories and their lock files. Never this process's own.
+   * Sweeps `tmp/` of what processes that are gone left behind (killed pulls):
+   * for each lock file that can be locked, its directory and then the lock file
+   * itself are removed while it is held, so a process that has just created a
+   * lock file and not yet locked it finds it gone and picks another name. A
+   * directory with no lock file is an orphan. Never this process's own. With
+   * `dryRun`, only counts. Returns the directories and their bytes.
    */
-  async staleTemp(): Promise<string[]> {
+  async sweepTemp(dryRun = false): Promise<{ dirs: number; bytes: number }> {
+    const tmp = `${this.root}/tmp`;
     const own = this.#tempDir?.slice(this.#tempDir.lastIndexOf("/") + 1);
-    const stale: string[] = [];
+    const names: Deno.DirEntry[] = [];
     try {
-      for await (const e of Deno.readDir(`${this.root}/tmp`)) {
-        const base = e.name.replace(/^\./, "").replace(/\.lock(-new)?$/, "");
-        if (base === own) continue;
-        const lock = e.isDirectory ? `${e.name}.lock` : e.name;
-        if (!(await this.#held(`${this.root}/tmp/${lock}`))) stale.push(e.name);
-      }
+      for await (const e of Deno.readDir(tmp)) names.push(e);
     } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      if (e instanceof Deno.errors.NotFound) return { dirs: 0, bytes: 0 };
+      throw e;
     }
-    const isLock = (n: string) => /\.lock(-new)?$/.test(n);
-    return stale.sort((a, b) => Number(isLock(a)) - Number(isLock(b))); // directories before their locks
-  }
-
-  /** Removes temporary directories left by processes that no longer run. */
-  async #removeStaleTemp(): Promise<number> {
-    let removed = 0;
-    for (const name of await this.staleTemp()) {
-      await Deno.remove(`${this.root}/tmp/${name}`, { recursive: true }).catch(() => {});
-      removed++;
+    let dirs = 0;
+    let bytes = 0;
+    const dropDir = async (name: string) => {
+      const path = `${tmp}/${name}`;
+      const st = await lstatOrUndefined(path);
+      if (!st) return;
+      dirs++;
+      bytes += await treeSize(path);
+      if (!dryRun) await Deno.remove(path, { recursive: true }).catch(() => {});
+    };
+    for (const e of names) {
+      const lockName = /^\.?(.*)\.lock(-new)?$/.exec(e.name);
+      if (lockName) {
+        if (lockName[1] === own) continue;
+        let file: Deno.FsFile;
+        try {
+          file = await Deno.open(`${tmp}/${e.name}`, { write: true });
+        } catch {
+          continue; // gone already, or cannot be told: keep
+        }
+        try {
+          if (!(await file.tryLock(true))) continue; // its process lives
+          if (!lockName[2]) await dropDir(lockName[1]);
+          if (!dryRun) await Deno.remove(`${tmp}/${e.name}`).catch(() => {});
+        } finally {
+          file.close();
+        }
+      } else if (e.isDirectory && e.name !== own) {
+        if (!(await exists(`${tmp}/${e.name}.lock`))) await dropDir(e.name);
+      }
     }
-    return removed;
+    return { dirs, bytes };
   }
 
   /** Removes every temporary directory but this process's own; only safe under the exclusive lock. */
@@ -223,11 +283,25 @@ export class Repository {
     return removed;
   }
 
-  /** Writes a file atomically: temporary file, then rename. */
+  /**
+   * Writes a file atomically: temporary file, then rename. Durable only after the
+   * next {@link sync} (which must name `path`'s directory).
+   */
   async writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
     const tmp = this.tempPath();
-    await Deno.writeFile(tmp, bytes);
+    const file = await Deno.open(tmp, { write: true, createNew: true });
+    try {
+      await writeAll(file, bytes);
+      await this.durability.fileWritten(file);
+    } finally {
+      file.close();
+    }
     await Deno.rename(tmp, path);
+  }
+
+  /** A barrier: everything written so far survives a power cut. `dirs` as {@link Durability.barrier}. */
+  async sync(...dirs: string[]): Promise<void> {
+    await this.durability.barrier(dirs);
   }
 
   // ---- locking ----
@@ -240,6 +314,23 @@ export class Repository {
     const file = await Deno.open(`${this.root}/lock`, { read: true, write: true, create: true });
     await file.lock(exclusive);
     return { [Symbol.dispose]: () => file.close() };
+  }
+
+  /**
+   * Runs `change` holding the names lock (`names.lock`, exclusive): every change
+   * to image records and tags happens under it, so a tag is never written for an
+   * image that another process is removing, and a check made inside `change`
+   * still holds when it acts. Held briefly; gc needs no names lock (its exclusive
+   * repository lock keeps everyone else out).
+   */
+  async #names<T>(change: () => Promise<T>): Promise<T> {
+    const file = await Deno.open(`${this.root}/names.lock`, { read: true, write: true, create: true });
+    try {
+      await file.lock(true);
+      return await change();
+    } finally {
+      file.close();
+    }
   }
 
   // ---- blobs: manifests and configs, raw ----
@@ -295,7 +386,11 @@ export class Repository {
     }
   }
 
-  /** Moves a finished layer record into place under its diff_id. */
+  /**
+   * Moves a finished layer record into place under its diff_id. Its data and the
+   * objects it names must be durable already; the rename becomes durable at the
+   * next barrier (the image commit's first).
+   */
   async commitLayer(tmpRecord: string, diffId: Digest): Promise<void> {
     const path = this.layerPath(diffId);
     await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
@@ -315,29 +410,86 @@ export class Repository {
 
   /** The record of a stored image. */
   async readImage(manifest: Digest): Promise<ImageRecord> {
+    let text: string;
     try {
-      return JSON.parse(await Deno.readTextFile(this.#imagePath(manifest)));
+      text = await Deno.readTextFile(this.#imagePath(manifest));
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) throw new NotFoundError(`image @${manifest} is not in the repository`);
       throw e;
     }
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw new RepositoryError(`the record of image @${manifest} is damaged; run fsck`, { cause: e });
+    }
   }
 
   /**
-   * Makes an image visible. Its manifest and config blobs and all its layers must
-   * already be stored.
+   * Makes an image visible, durably and in order: its manifest and config bytes
+   * (checked against their digests), then a barrier (which also covers the layer
+   * records renamed since the last one), then the image record, a barrier, the
+   * tag, a barrier. Its layers must be stored already.
    */
-  async putImage(record: ImageRecord): Promise<void> {
-    const path = this.#imagePath(record.manifest);
-    await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
-    await this.writeAtomic(path, new TextEncoder().encode(JSON.stringify(record, null, 1) + "\n"));
+  async commitImage(record: ImageRecord, manifestBytes: Uint8Array, configBytes: Uint8Array, tag?: string) {
+    await this.putBlob(record.config, configBytes);
+    await this.putBlob(record.manifest, manifestBytes);
+    const layerDirs = record.layers.map((l) => dirOf(this.layerPath(l.diffId)));
+    await this.sync(dirOf(this.blobPath(record.config)), dirOf(this.blobPath(record.manifest)), ...layerDirs);
+    await this.#names(async () => {
+      const path = this.#imagePath(record.manifest);
+      if (!(await exists(path))) {
+        await Deno.mkdir(dirOf(path), { recursive: true });
+        await this.writeAtomic(path, new TextEncoder().encode(JSON.stringify(record, null, 1) + "\n"));
+        await this.sync(dirOf(path));
+      }
+      if (tag !== undefined) await this.#setTag(tag, record.manifest);
+    });
   }
 
-  /** Removes an image record (not its content; `gc` reclaims that). */
-  async removeImage(manifest: Digest): Promise<void> {
-    await Deno.remove(this.#imagePath(manifest)).catch((e) => {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
+  /** Points `tag` at the stored image `manifest` (a NotFoundError if it is not stored, or no longer). */
+  async tagImage(tag: string, manifest: Digest): Promise<void> {
+    checkTagName(tag);
+    await this.#names(async () => {
+      if (!(await this.hasImage(manifest))) throw new NotFoundError(`image @${manifest} is not in the repository`);
+      await this.#setTag(tag, manifest);
     });
+  }
+
+  async #setTag(tag: string, manifest: Digest): Promise<void> {
+    await this.writeAtomic(this.#tagPath(tag), new TextEncoder().encode(manifest + "\n"));
+    await this.sync(`${this.root}/tags`);
+  }
+
+  /**
+   * Removes an image record and every tag naming it (not its content; `gc`
+   * reclaims that). Tags go first, so no tag ever names a missing image.
+   * Returns the tags removed; a NotFoundError when the image is not stored.
+   */
+  async removeImage(manifest: Digest): Promise<string[]> {
+    return await this.#names(async () => {
+      if (!(await this.hasImage(manifest))) throw new NotFoundError(`image @${manifest} is not in the repository`);
+      const tags = (await this.listTags()).filter((t) => t.manifest === manifest).map((t) => t.name);
+      for (const t of tags) await Deno.remove(this.#tagPath(t)).catch(ignoreNotFound);
+      if (tags.length) await this.sync(`${this.root}/tags`);
+      await Deno.remove(this.#imagePath(manifest)).catch(ignoreNotFound);
+      await this.sync(dirOf(this.#imagePath(manifest)));
+      return tags;
+    });
+  }
+
+  /** Removes an image record unless a tag names it (an image kept only for the length of a command). */
+  async discardUntagged(manifest: Digest): Promise<boolean> {
+    return await this.#names(async () => {
+      if ((await this.listTags()).some((t) => t.manifest === manifest)) return false;
+      await Deno.remove(this.#imagePath(manifest)).catch(ignoreNotFound);
+      await this.sync(dirOf(this.#imagePath(manifest)));
+      return true;
+    });
+  }
+
+  /** Removes an image record without looking at tags: for gc, under the exclusive lock. */
+  async removeImageRecord(manifest: Digest): Promise<void> {
+    await Deno.remove(this.#imagePath(manifest)).catch(ignoreNotFound);
   }
 
   /** Every stored image. */
@@ -360,47 +512,95 @@ export class Repository {
   // ---- tags ----
 
   #tagPath(name: string): string {
-    return `${this.root}/tags/${encodeURIComponent(checkTagName(name))}`;
+    return `${this.root}/tags/${encodeURIComponent(name)}`;
   }
 
-  /** The manifest digest a tag names, or undefined. */
+  /** The manifest digest a tag names, or undefined. A malformed tag file is a RepositoryError. */
   async readTag(name: string): Promise<Digest | undefined> {
+    checkTagName(name);
+    let text: string;
     try {
-      const d = (await Deno.readTextFile(this.#tagPath(name))).trim();
-      if (!isDigest(d)) throw new RepositoryError(`tag ${name} holds a malformed digest; run fsck`);
-      return d;
+      text = await Deno.readTextFile(this.#tagPath(name));
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return undefined;
       throw e;
     }
-  }
-
-  /** Points a tag at a manifest digest (replacing what it named). */
-  async setTag(name: string, manifest: Digest): Promise<void> {
-    await this.writeAtomic(this.#tagPath(name), new TextEncoder().encode(manifest + "\n"));
-  }
-
-  /** Removes a tag; false when there was none. */
-  async removeTag(name: string): Promise<boolean> {
-    try {
-      await Deno.remove(this.#tagPath(name));
-      return true;
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return false;
-      throw e;
+    const d = text.trim();
+    if (!isDigest(d)) {
+      throw new RepositoryError(
+        `tag ${JSON.stringify(name)} is malformed (it holds ${JSON.stringify(d.slice(0, 80))}, not a digest); ` +
+          `remove it with: deltaship untag ${name}`,
+      );
     }
+    return d;
   }
 
-  /** Every tag, sorted by name. */
-  async listTags(): Promise<Tag[]> {
-    const out: Tag[] = [];
+  /**
+   * Removes the tag file for `name`, whatever it holds (so a damaged tag can
+   * always be removed). `name` may also be the raw file name of a tag file whose
+   * name does not decode. Returns the digest it named when it named one, or
+   * false when there was no such tag.
+   */
+  async untag(name: string): Promise<{ manifest?: Digest } | false> {
+    const files = [encodeURIComponent(name)];
+    if (/^[^/\0]+$/.test(name) && name !== "." && name !== ".." && !files.includes(name)) files.push(name);
+    return await this.#names(async () => {
+      for (const file of files) {
+        const path = `${this.root}/tags/${file}`;
+        let text: string | undefined;
+        try {
+          text = (await Deno.readTextFile(path)).trim();
+        } catch (e) {
+          if (e instanceof Deno.errors.NotFound) continue;
+          if (!(e instanceof Deno.errors.IsADirectory)) text = undefined;
+        }
+        try {
+          await Deno.remove(path, { recursive: true });
+        } catch (e) {
+          if (e instanceof Deno.errors.NotFound) continue;
+          throw e;
+        }
+        await this.sync(`${this.root}/tags`);
+        return text !== undefined && isDigest(text) ? { manifest: text } : {};
+      }
+      return false;
+    });
+  }
+
+  /** Every file of `tags/`, sorted by name: the usable tags and the malformed ones. */
+  async scanTags(): Promise<TagScan> {
+    const tags: Tag[] = [];
+    const malformed: MalformedTag[] = [];
     for await (const e of Deno.readDir(`${this.root}/tags`)) {
-      if (!e.isFile) continue;
-      const name = decodeURIComponent(e.name);
-      const manifest = await this.readTag(name);
-      if (manifest) out.push({ name, manifest });
+      let name: string;
+      try {
+        name = decodeURIComponent(e.name);
+        if (encodeURIComponent(name) !== e.name) throw new URIError("not in canonical form");
+        checkTagName(name);
+      } catch {
+        malformed.push({ file: e.name, problem: "its file name is not a valid tag name" });
+        continue;
+      }
+      if (!e.isFile) {
+        malformed.push({ file: e.name, name, problem: "it is not a regular file" });
+        continue;
+      }
+      try {
+        const manifest = await this.readTag(name);
+        if (manifest) tags.push({ name, manifest });
+      } catch (err) {
+        if (!(err instanceof RepositoryError)) throw err;
+        malformed.push({ file: e.name, name, problem: "it does not hold a manifest digest" });
+      }
     }
-    return out.sort((a, b) => a.name.localeCompare(b.name));
+    tags.sort((a, b) => a.name.localeCompare(b.name));
+    malformed.sort((a, b) => a.file.localeCompare(b.file));
+    return { tags, malformed };
+  }
+
+  /** Every usable tag, sorted by name (malformed tag files are skipped: see {@link scanTags}). */
+  async listTags(): Promise<Tag[]> {
+    return (await this.scanTags()).tags;
   }
 
   /**
@@ -423,9 +623,46 @@ export class Repository {
       throw new NotFoundError(`no image tagged ${JSON.stringify(arg)} in the repository (see 'deltaship images')`);
     }
     if (!(await this.hasImage(manifest))) {
+      if ((await this.readTag(arg)) !== manifest) { // removed meanwhile by another process
+        throw new NotFoundError(`no image tagged ${JSON.stringify(arg)} in the repository (see 'deltaship images')`);
+      }
       throw new RepositoryError(`tag ${JSON.stringify(arg)} names ${manifest}, which is not stored; run fsck`);
     }
     return await this.readImage(manifest);
+  }
+}
+
+function dirOf(path: string): string {
+  return path.slice(0, path.lastIndexOf("/"));
+}
+
+function ignoreNotFound(e: unknown): void {
+  if (!(e instanceof Deno.errors.NotFound)) throw e;
+}
+
+function lstatSyncOrUndefined(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.lstatSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when two stats are of the same file (device and inode). */
+function sameFile(a: Deno.FileInfo, b: Deno.FileInfo | undefined): boolean {
+  return b !== undefined && a.dev === b.dev && a.ino !== null && a.ino === b.ino;
+}
+
+/** Bytes of a file or directory tree (0 for what cannot be read). */
+export async function treeSize(path: string): Promise<number> {
+  try {
+    const st = await Deno.lstat(path);
+    if (!st.isDirectory) return st.size;
+    let total = 0;
+    for await (const e of Deno.readDir(path)) total += await treeSize(`${path}/${e.name}`);
+    return total;
+  } catch {
+    return 0;
   }
 }
 

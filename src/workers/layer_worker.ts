@@ -7,6 +7,7 @@
 /// <reference lib="deno.worker" />
 import { serializeError } from "../errors.ts";
 import { Repository } from "../repo/repository.ts";
+import type { SyncMode } from "../repo/durability.ts";
 import { runTask, type Task } from "./tasks.ts";
 
 /** A task as posted to the worker. */
@@ -14,6 +15,8 @@ export interface TaskMessage {
   id: number;
   repoRoot: string;
   tempDir: string;
+  /** How the parent makes commits durable; the worker does the same. */
+  sync: SyncMode;
   task: Task;
 }
 
@@ -26,12 +29,12 @@ export type WorkerReply =
 const repos = new Map<string, Repository>();
 
 self.onmessage = async (e: MessageEvent<TaskMessage>) => {
-  const { id, repoRoot, tempDir, task } = e.data;
+  const { id, repoRoot, tempDir, sync, task } = e.data;
   try {
     const key = `${repoRoot}\0${tempDir}`;
     let repo = repos.get(key);
     if (!repo) {
-      repo = await Repository.open(repoRoot, { tempDir });
+      repo = await Repository.open(repoRoot, { tempDir, sync });
       repos.set(key, repo);
     }
     const result = await runTask(repo, task, (bytes) => self.postMessage({ id, type: "progress", bytes }));

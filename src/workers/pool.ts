@@ -188,7 +188,13 @@ export class TaskPool {
     return new Promise<TaskResult>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, progress });
       this.#running.set(worker, id);
-      const msg: TaskMessage = { id, repoRoot: this.repo.root, tempDir: this.repo.tempDir, task };
+      const msg: TaskMessage = {
+        id,
+        repoRoot: this.repo.root,
+        tempDir: this.repo.tempDir,
+        sync: this.repo.durability.mode,
+        task,
+      };
       worker.postMessage(msg, transferables(task));
     });
   }

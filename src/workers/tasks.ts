@@ -10,6 +10,7 @@ import { type RebuildLayer, rebuildLayer } from "../delta/rebuild.ts";
 import type { SourceIndex } from "../delta/source.ts";
 import { importLayerBlob, type LayerBlob } from "../repo/layer_import.ts";
 import type { RecordFooter } from "../repo/layer_record.ts";
+import type { LayerLimits } from "../repo/layer_writer.ts";
 import type { Repository } from "../repo/repository.ts";
 import { encodeLayerToFile, type TarDiffFile } from "../tardiff/encode.ts";
 import { type BlockJob, compressBlock } from "../util/block_compress.ts";
@@ -20,6 +21,7 @@ export interface ImportTask {
   op: "import";
   layer: LayerBlob;
   blob: ReadableStream<Uint8Array>;
+  limits: LayerLimits;
 }
 
 /** Encode the stored layer `target` as a tar-diff against the layers `source`, into the file `out`. */
@@ -47,6 +49,7 @@ export interface RebuildTask {
   source: SourceIndex;
   /** The pull's shared budget for source files held in memory (a MemoryBudget's buffer). */
   memory: SharedArrayBuffer;
+  limits: LayerLimits;
 }
 
 /** Compress one block of a layer being exported (see util/block_compress.ts). */
@@ -65,14 +68,14 @@ export type TaskResult = RecordFooter | Uint8Array | TarDiffFile;
 export async function runTask(repo: Repository, task: Task, progress: (bytes: number) => void): Promise<TaskResult> {
   switch (task.op) {
     case "import":
-      return await importLayerBlob(repo, task.blob, task.layer, progress);
+      return await importLayerBlob(repo, task.blob, task.layer, task.limits, progress);
     case "encode":
       return await encodeLayerToFile(repo, task.source, task.ignoredPrefixes, task.target, task.out, {
         level: task.level,
         progress,
       });
     case "rebuild":
-      return await rebuildLayer(repo, task.blob, task.layer, task.source, task.memory, progress);
+      return await rebuildLayer(repo, task.blob, task.layer, task.source, task.memory, task.limits, progress);
     case "compress":
       return compressBlock(task.job);
   }

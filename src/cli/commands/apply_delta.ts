@@ -12,7 +12,7 @@ import { openSource } from "../../transport/reference.ts";
 import type { Command } from "../command.ts";
 import { COMPRESSION_OPTIONS, compressionOptions } from "../compression_options.ts";
 import { formatBytes, plural } from "../format.ts";
-import { SOURCE_OPTIONS, sourceOpenOptions } from "../source_options.ts";
+import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../source_options.ts";
 
 export const applyDeltaCommand: Command = {
   name: "apply-delta",
@@ -35,6 +35,7 @@ everything succeeded.`,
     { name: "name", type: "string", arg: "NAME", help: "tag for the rebuilt image in the repository" },
     { name: "no-keep", type: "boolean", help: "do not keep the rebuilt image in the repository" },
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick if DELTA is an index" },
+    MAX_LAYER_SIZE_OPTION,
     ...SOURCE_OPTIONS,
   ],
   args: { min: 2, max: 2 },
@@ -44,6 +45,7 @@ everything succeeded.`,
     const name = values.name as string | undefined;
     if (name !== undefined) checkTagName(name);
     const openOptions = sourceOpenOptions(values, ctx.io.env);
+    const layerLimit = maxLayerSize(values, ctx.io.env);
     const platform = values.platform ? parsePlatform(values.platform as string) : hostPlatform();
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
@@ -55,6 +57,7 @@ everything succeeded.`,
         jobs: ctx.jobs,
         name: name ?? source.tag,
         keep,
+        maxLayerSize: layerLimit,
         compression,
         level,
         progress: ctx.progress(),

@@ -11,7 +11,7 @@ import { DEFAULT_LEVEL } from "../../tardiff/encode.ts";
 import { DEFAULT_IGNORED_PREFIXES } from "../../tardiff/sources.ts";
 import type { Command } from "../command.ts";
 import { formatBytes, plural, shortDigest, table } from "../format.ts";
-import { SOURCE_OPTIONS, sourceOpenOptions } from "../source_options.ts";
+import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../source_options.ts";
 
 function level(v: unknown): number {
   if (v === undefined) return DEFAULT_LEVEL;
@@ -92,6 +92,7 @@ larger file for sources up to 32 MiB (full suffix array), about 4 times above
       help: `zstd level of the tar-diffs, 1 (fast) to 19 (small); default ${DEFAULT_LEVEL}`,
     },
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
+    MAX_LAYER_SIZE_OPTION,
     ...SOURCE_OPTIONS,
   ],
   args: { min: 3, max: 3 },
@@ -100,11 +101,13 @@ larger file for sources up to 32 MiB (full suffix array), about 4 times above
     const ignored = (values["ignore-source-prefix"] as string[] | undefined) ?? [...DEFAULT_IGNORED_PREFIXES];
     const zstdLevel = level(values["zstd-level"]);
     const openOptions = sourceOpenOptions(values, ctx.io.env);
+    const layerLimit = maxLayerSize(values, ctx.io.env);
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const result = await createDelta(repo, oldSpec, newSpec, outSpec, {
       platform,
       jobs: ctx.jobs,
+      maxLayerSize: layerLimit,
       level: zstdLevel,
       ignoredPrefixes: ignored,
       openOptions,

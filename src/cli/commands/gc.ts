@@ -5,6 +5,7 @@
  */
 import { gc } from "../../repo/gc.ts";
 import type { Command } from "../command.ts";
+import { malformedTagWarning } from "./images.ts";
 import { formatBytes, plural } from "../format.ts";
 
 export const gcCommand: Command = {
@@ -25,6 +26,7 @@ commands in flight to finish, and they wait for it.`,
     const repo = await ctx.repo();
     using _lock = await repo.lock(true);
     const result = await gc(repo, { dryRun: values["dry-run"] === true });
+    for (const m of result.malformedTags) await ctx.note(malformedTagWarning(m));
     if (ctx.json) return void await ctx.printJson(result);
     const r = result.removed;
     const what = [

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { MalformedTag } from "../../repo/repository.ts";
 import type { Command } from "../command.ts";
 import { formatBytes, shortDigest, table } from "../format.ts";
 
@@ -19,7 +20,8 @@ digest, uncompressed size and layer count.`,
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const images = await repo.listImages();
-    const tags = await repo.listTags();
+    const { tags, malformed } = await repo.scanTags();
+    for (const m of malformed) await ctx.note(malformedTagWarning(m));
     const namesOf = (m: string) => tags.filter((t) => t.manifest === m).map((t) => t.name);
     const rows = images.map((i) => ({
       names: namesOf(i.manifest),
@@ -40,3 +42,8 @@ digest, uncompressed size and layer count.`,
     await ctx.print(table(["NAME", "MANIFEST", "CONFIG", "SIZE", "LAYERS"], lines));
   },
 };
+
+/** The warning printed for a tag file that cannot be used, with how to remove it. */
+export function malformedTagWarning(m: MalformedTag): string {
+  return `warning: skipping tag file tags/${m.file}: ${m.problem}; remove it with: deltaship untag ${m.name ?? m.file}`;
+}

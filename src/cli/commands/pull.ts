@@ -10,7 +10,7 @@ import { openSource } from "../../transport/reference.ts";
 import { UsageError } from "../../errors.ts";
 import type { Command } from "../command.ts";
 import { formatBytes, plural, shortDigest } from "../format.ts";
-import { SOURCE_OPTIONS, sourceOpenOptions } from "../source_options.ts";
+import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../source_options.ts";
 
 export const pullCommand: Command = {
   name: "pull",
@@ -41,6 +41,7 @@ with its exact manifest and config. NAME defaults as for any pull.`,
   options: [
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
     { name: "name", type: "string", arg: "NAME", help: "tag for the image (same as the NAME argument)" },
+    MAX_LAYER_SIZE_OPTION,
     ...SOURCE_OPTIONS,
   ],
   args: { min: 1, max: 2 },
@@ -51,12 +52,19 @@ with its exact manifest and config. NAME defaults as for any pull.`,
     const name = args[1] ?? (values.name as string | undefined);
     if (name !== undefined) checkTagName(name);
     const openOptions = sourceOpenOptions(values, ctx.io.env);
+    const layerLimit = maxLayerSize(values, ctx.io.env);
     const platform = values.platform ? parsePlatform(values.platform as string) : hostPlatform();
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const source = await openSource(args[0], openOptions);
     try {
-      const result = await pull(repo, source, { platform, jobs: ctx.jobs, name, progress: ctx.progress() });
+      const result = await pull(repo, source, {
+        platform,
+        jobs: ctx.jobs,
+        name,
+        progress: ctx.progress(),
+        maxLayerSize: layerLimit,
+      });
       ctx.endProgress();
       if (ctx.json) return void await ctx.printJson(result);
       const label = result.name ?? `@${result.manifest}`;

@@ -20,7 +20,7 @@ Points tag NAME at IMAGE (a tag or @sha256:<hex>), replacing what NAME named bef
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const record = await repo.resolveImage(image);
-    await repo.setTag(name, record.manifest);
+    await repo.tagImage(name, record.manifest);
     if (ctx.json) return void await ctx.printJson({ name, manifest: record.manifest });
     await ctx.print(`${name} -> ${record.manifest}`);
   },
@@ -31,16 +31,18 @@ export const untagCommand: Command = {
   summary: "Remove a name (the image stays until gc)",
   usage: "NAME",
   description: `
-Removes tag NAME. The image itself stays in the repository, reachable by
-@sha256:<hex>, until it is removed with rm or collected by gc.`,
+Removes tag NAME, whatever its file holds (a damaged tag, which images, gc and
+fsck warn about, is removed the same way). The image itself stays in the
+repository, reachable by @sha256:<hex>, until it is removed with rm or
+collected by gc.`,
   options: [],
   args: { min: 1, max: 1 },
   async run(ctx, [name]) {
-    checkTagName(name);
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
-    const manifest = await repo.readTag(name);
-    if (!(await repo.removeTag(name))) throw new NotFoundError(`no tag ${JSON.stringify(name)} in the repository`);
+    const removed = await repo.untag(name);
+    if (!removed) throw new NotFoundError(`no tag ${JSON.stringify(name)} in the repository`);
+    const manifest = removed.manifest;
     if (ctx.json) return void await ctx.printJson({ removed: name, manifest });
     await ctx.print(`Untagged ${name}`);
   },
@@ -59,9 +61,7 @@ objects stay until gc reclaims what no image uses.`,
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const record = await repo.resolveImage(image);
-    const tags = (await repo.listTags()).filter((t) => t.manifest === record.manifest).map((t) => t.name);
-    for (const t of tags) await repo.removeTag(t);
-    await repo.removeImage(record.manifest);
+    const tags = await repo.removeImage(record.manifest);
     if (ctx.json) return void await ctx.printJson({ removed: record.manifest, tags });
     await ctx.print(`Removed @${record.manifest}${tags.length ? ` (${tags.join(", ")})` : ""}`);
   },
