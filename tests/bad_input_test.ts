@@ -11,6 +11,7 @@ import {
   type WrittenImage,
 } from "./helpers/oci.ts";
 import { buildTar } from "./helpers/tar.ts";
+import { assertUnchangedAfterFailure, repoFiles } from "./helpers/failure.ts";
 
 /**
  * Bad input must fail with exit 1 and one clear line, and leave the repository as
@@ -18,6 +19,7 @@ import { buildTar } from "./helpers/tar.ts";
  */
 async function expectFailure(repo: string, source: string, message: RegExp, ...extra: string[]): Promise<void> {
   const before = (await deltaship(repo, "--json", "images")).stdout;
+  const files = repoFiles(repo, ["blobs", "images", "tags"]);
   const r = await deltaship(repo, "pull", ...extra, source, "bad");
   assert.equal(r.code, 1, `${source}: expected exit 1, got ${r.code}; stderr: ${r.stderr}`);
   assert.match(r.stderr, message);
@@ -25,6 +27,7 @@ async function expectFailure(repo: string, source: string, message: RegExp, ...e
   assert.doesNotMatch(r.stderr, /^\s+at /m);
   assert.equal(r.stdout, "");
   assert.equal((await deltaship(repo, "--json", "images")).stdout, before);
+  await assertUnchangedAfterFailure(repo, files);
   const fsck = await deltaship(repo, "fsck");
   assert.equal(fsck.code, 0, fsck.stdout);
   assert.deepEqual([...Deno.readDirSync(`${repo}/tmp`)], []);

@@ -547,13 +547,9 @@ export class Repository {
     return await this.#names(async () => {
       for (const file of files) {
         const path = `${this.root}/tags/${file}`;
-        let text: string | undefined;
-        try {
-          text = (await Deno.readTextFile(path)).trim();
-        } catch (e) {
-          if (e instanceof Deno.errors.NotFound) continue;
-          if (!(e instanceof Deno.errors.IsADirectory)) text = undefined;
-        }
+        const st = await lstatOrUndefined(path);
+        if (!st) continue;
+        const text = st.isFile ? (await Deno.readTextFile(path).catch(() => "")).trim() : "";
         try {
           await Deno.remove(path, { recursive: true });
         } catch (e) {
@@ -561,7 +557,7 @@ export class Repository {
           throw e;
         }
         await this.sync(`${this.root}/tags`);
-        return text !== undefined && isDigest(text) ? { manifest: text } : {};
+        return isDigest(text) ? { manifest: text } : {};
       }
       return false;
     });

@@ -25,20 +25,31 @@ function nodeStage(stream: Duplex): TransformStream<Uint8Array, Uint8Array> {
     failure ??= e;
     for (const w of errorWaiters) w(e);
   });
+  // After the reader cancels, the Node stream may still emit data, end or error
+  // events: they must not reach the closed controller (that throws, uncaught).
+  let open = true;
   const readable = new ReadableStream<Uint8Array>({
     start(controller) {
       stream.pause();
       stream.on("data", (chunk: Uint8Array) => {
+        if (!open) return;
         controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
         if ((controller.desiredSize ?? 0) <= 0) stream.pause();
       });
-      stream.on("end", () => controller.close());
-      stream.on("error", (e) => controller.error(e));
+      stream.on("end", () => {
+        if (open) controller.close();
+        open = false;
+      });
+      stream.on("error", (e) => {
+        if (open) controller.error(e);
+        open = false;
+      });
     },
     pull() {
       stream.resume();
     },
     cancel(reason) {
+      open = false;
       stream.destroy(reason instanceof Error ? reason : undefined);
     },
   }, { highWaterMark: 1 });
