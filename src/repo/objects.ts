@@ -74,8 +74,8 @@ export class ObjectStaging {
     const digest = new Uint8Array(createHash("sha256").update(bytes).digest());
     const hex = toHex(digest);
     if (this.#has(hex)) return digest;
-    const tmp = `${this.dir}/w-${crypto.randomUUID()}`;
-    const file = Deno.openSync(tmp, { write: true, createNew: true });
+    // Written under its final name in the area: a failed write fails the layer, and the area goes with it.
+    const file = Deno.openSync(`${this.dir}/${hex}`, { write: true, createNew: true });
     try {
       let off = 0;
       while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
@@ -83,7 +83,6 @@ export class ObjectStaging {
     } finally {
       file.close();
     }
-    Deno.renameSync(tmp, `${this.dir}/${hex}`);
     return digest;
   }
 
