@@ -6,13 +6,13 @@
  * commits), the repository lock (gc), and the temporary-directory protocol
  * (every process sweeps tmp/ when it opens the repository).
  *
- * STRESS_SECONDS sets the duration (default 15, at most 60).
+ * STRESS_SECONDS sets the duration (default 20, at most 60). Today's code before the names lock failed it within 30 s (tag "c" names a manifest that is not stored).
  */
 import assert from "node:assert/strict";
 import { type CliResult, deltashipProcess, tempDir } from "./helpers/cli.ts";
 import { sampleTar, writeImage } from "./helpers/oci.ts";
 
-const SECONDS = Math.min(60, Number(Deno.env.get("STRESS_SECONDS") ?? 15));
+const SECONDS = Math.min(60, Number(Deno.env.get("STRESS_SECONDS") ?? 20));
 /** Failures a loop may meet because another loop removed what it names. */
 const EXPECTED = /no image tagged|is not in the repository|no tag "/;
 
