@@ -19,7 +19,10 @@ Deno.test("tags: malformed tag files are skipped with a warning, named by fsck, 
   const images = await deltaship(repo, "images");
   assert.equal(images.code, 0, images.stderr);
   assert.match(images.stdout, /^good /m);
-  assert.match(images.stderr, /warning: skipping tag file tags\/bad: it does not hold a manifest digest; remove it with: deltaship untag bad/);
+  assert.match(
+    images.stderr,
+    /warning: skipping tag file tags\/bad: it does not hold a manifest digest; remove it with: deltaship untag bad/,
+  );
   assert.match(images.stderr, /tags\/%zz: its file name is not a valid tag name/);
   assert.match(images.stderr, /tags\/dir: it is not a regular file/);
   const json = await deltaship(repo, "--json", "images");
