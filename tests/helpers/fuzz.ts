@@ -227,6 +227,57 @@ function mutateTar(rng: Rng, tar: Uint8Array): Uint8Array {
   return splice(out, at, 0, concat([x, padded]));
 }
 
+/** The items of a valid (unmutated) layer record: where each starts, where its length varint lies, where it ends. */
+function recordItems(record: Uint8Array): { at: number; varint: [number, number]; end: number }[] {
+  const out = [];
+  let at = 8;
+  while (record[at] !== 0x45) {
+    let p = at + 1;
+    let n = 0;
+    for (let scale = 1;; scale *= 128) {
+      const b = record[p++];
+      n += (b & 0x7f) * scale;
+      if ((b & 0x80) === 0) break;
+    }
+    const tag = String.fromCharCode(record[at]);
+    const end = p + (tag === "H" || tag === "R" ? n : tag === "O" ? 32 : 0);
+    out.push({ at, varint: [at + 1, p] as [number, number], end });
+    at = end;
+  }
+  return out;
+}
+
+/** One record-aware mutation: an item's length, tag or presence, or a footer total. */
+function mutateRecord(rng: Rng, record: Uint8Array): Uint8Array {
+  const items = recordItems(record);
+  const it = rng.pick(items);
+  switch (rng.int(5)) {
+    case 0:
+      return splice(record, it.varint[0], it.varint[1] - it.varint[0], hostileVarint(rng));
+    case 1: {
+      const b = new Uint8Array(10);
+      const n = rng.int(1 << 20);
+      return splice(record, it.varint[0], it.varint[1] - it.varint[0], b.subarray(0, writeVarint(b, 0, n)));
+    }
+    case 2: {
+      const out = record.slice();
+      out[it.at] = rng.chance(0.8) ? rng.pick([0x48, 0x52, 0x5a, 0x4f, 0x45]) : rng.int(256);
+      return out;
+    }
+    case 3:
+      return rng.chance(0.5)
+        ? splice(record, it.at, it.end - it.at, new Uint8Array(0))
+        : splice(record, it.end, 0, record.slice(it.at, it.end));
+    default: {
+      const out = record.slice();
+      const view = new DataView(out.buffer, out.length - 24, 16);
+      const big = [0n, 1n, 2n ** 53n, 2n ** 64n - 1n, BigInt(rng.u32()), BigInt(rng.u32()) << 20n];
+      view.setBigUint64(rng.chance(0.7) ? 0 : 8, rng.pick(big), true);
+      return out;
+    }
+  }
+}
+
 /** Applies one to three mutations, tar-aware ones with probability `tarAware`. */
 function mutate(rng: Rng, input: Uint8Array, tarAware: number, blockSize = 512): Uint8Array {
   let out = input;
@@ -390,12 +441,11 @@ export async function fuzzTargets(dir: string): Promise<Record<string, FuzzCase>
       }
     },
     async record(rng) {
+      // A record-aware mutation of the valid record (its items can be walked), then generic ones.
       let bytes = rng.pick(records);
-      for (let i = 1 + rng.int(3); i > 0; i--) {
-        bytes = rng.chance(0.3)
-          ? splice(bytes, 8 + rng.int(bytes.length - 8), rng.int(2), hostileVarint(rng))
-          : mutateBytes(rng, bytes, 64);
-      }
+      const aware = rng.chance(0.6);
+      if (aware) bytes = mutateRecord(rng, bytes);
+      for (let i = (aware ? 0 : 1) + rng.int(3); i > 0; i--) bytes = mutateBytes(rng, bytes, 64);
       await Deno.writeFile(repo.layerPath(fakeDiffId), bytes);
       const footer = await readFooter(repo.layerPath(fakeDiffId));
       for await (const _ of layerEntries(repo, fakeDiffId)) { /* parse every header group */ }
