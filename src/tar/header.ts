@@ -178,6 +178,11 @@ function verifyChecksum(block: Uint8Array): void {
 export function parseHeaderBlock(block: Uint8Array): RawHeader {
   if (block.length !== BLOCK) throw new FormatError("truncated tar header");
   verifyChecksum(block);
+  return headerFields(block);
+}
+
+/** The fields of a header block whose checksum has been verified. */
+function headerFields(block: Uint8Array): RawHeader {
   const magic = latin1.decode(block.subarray(257, 265));
   const ustar = magic.startsWith("ustar\0");
   const gnu = magic === "ustar  \0";
@@ -409,7 +414,7 @@ export class HeaderGroupReader {
       this.#fail(e, undefined, what);
     }
     try {
-      h = parseHeaderBlock(block);
+      h = headerFields(block);
     } catch (e) {
       this.#fail(e, extension ? undefined : this.#mainName(blockName(block)), what);
     }
