@@ -145,6 +145,12 @@ Deno.test("strict tar: PAX size, uid and gid are plain decimal numbers; anything
       new RegExp(`PAX ${field} 99999999999999999 is out of range`),
     );
   }
+  // Untrusted text is escaped, C1 controls (an 8-bit CSI here) and bidi overrides included.
+  const hostile = buildTar([{ path: "e\u009b31m\u202ex", content: "", pax: { size: "+1" } }]);
+  assert.throws(
+    () => parseHeaderGroup(hostile.subarray(0, 1536), new Map(), 0),
+    (e: Error) => e.message.startsWith(String.raw`tar entry "e\u009b31m\u202ex" (at byte 0): PAX size "+1"`),
+  );
   const ok = paxEntry({ size: "5", uid: "1000", gid: "0012" }).parse();
   assert.deepEqual([ok.size, ok.uid, ok.gid], [5, 1000, 12]);
   // An empty value keeps the header's field (as POSIX says and Go does).

@@ -7,7 +7,7 @@
  * @module
  */
 import { DeltashipError, FormatError, NotFoundError } from "../errors.ts";
-import { HeaderGroupReader, padded } from "../tar/header.ts";
+import { HeaderGroupReader, padded, quote } from "../tar/header.ts";
 import { fileRangeStream } from "../util/streams.ts";
 import type { LayoutFiles } from "./layout.ts";
 
@@ -59,7 +59,7 @@ export async function indexArchive(path: string): Promise<Map<string, Member>> {
       const entry = step.entry;
       if (offset + entry.size > length) {
         throw new FormatError(
-          `tar entry ${JSON.stringify(entry.path)} (at byte ${start}): its ${entry.size} bytes of content run past ` +
+          `tar entry ${quote(entry.path)} (at byte ${start}): its ${entry.size} bytes of content run past ` +
             `the end of the archive (${length} bytes)`,
         );
       }

@@ -98,9 +98,21 @@ function text(block: Uint8Array, offset: number, length: number): string {
 /** Largest value JavaScript integers hold exactly; every tar number must fit. */
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
-/** A field's bytes for an error message: Latin-1, escaped. */
+/**
+ * Quotes untrusted text for an error message: JSON string escapes, plus the C1
+ * controls, DEL and bidirectional overrides that JSON leaves as they are, so that
+ * no archive can put terminal escapes or reordering marks in a message.
+ */
+export function quote(text: string): string {
+  return JSON.stringify(text).replace(
+    /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+/** A field's bytes for an error message: Latin-1, quoted. */
 function shown(bytes: Uint8Array): string {
-  return JSON.stringify(latin1.decode(bytes));
+  return quote(latin1.decode(bytes));
 }
 
 /**
@@ -255,7 +267,7 @@ export function parsePax(data: Uint8Array): Map<string, Uint8Array> {
     const space = data.subarray(off, Math.min(data.length, off + 21)).indexOf(0x20);
     if (space < 0) bad("no length");
     const lenText = latin1.decode(data.subarray(off, off + space));
-    if (!DIGITS.test(lenText) || lenText.length > 15) bad(`length ${JSON.stringify(lenText)} is not a decimal number`);
+    if (!DIGITS.test(lenText) || lenText.length > 15) bad(`length ${quote(lenText)} is not a decimal number`);
     const len = Number(lenText);
     // The shortest record after the length and space is "k=\n".
     if (len < space + 4 || off + len > data.length) bad(`length ${len} does not fit the record`);
@@ -296,7 +308,7 @@ function paxCount(pax: Map<string, Uint8Array>, key: string): number | undefined
   const v = pax.get(key);
   if (v === undefined || v.length === 0) return undefined;
   const s = latin1.decode(v);
-  if (!DIGITS.test(s)) throw new FormatError(`PAX ${key} ${JSON.stringify(s)} is not a decimal number`);
+  if (!DIGITS.test(s)) throw new FormatError(`PAX ${key} ${quote(s)} is not a decimal number`);
   const n = Number(s);
   if (!Number.isSafeInteger(n)) throw new FormatError(`PAX ${key} ${s} is out of range`);
   return n;
@@ -307,7 +319,7 @@ function paxTime(pax: Map<string, Uint8Array>, key: string): number | undefined 
   const v = pax.get(key);
   if (v === undefined || v.length === 0) return undefined;
   const s = latin1.decode(v);
-  if (!PAX_TIME.test(s)) throw new FormatError(`PAX ${key} ${JSON.stringify(s)} is not a time in seconds`);
+  if (!PAX_TIME.test(s)) throw new FormatError(`PAX ${key} ${quote(s)} is not a time in seconds`);
   const seconds = Number(s.split(".")[0]);
   if (!Number.isSafeInteger(seconds)) throw new FormatError(`PAX ${key} ${s} is out of range`);
   return Number(s);
@@ -317,7 +329,7 @@ function paxTime(pax: Map<string, Uint8Array>, key: string): number | undefined 
 function entryLabel(path: string | undefined, offset: number | undefined): string {
   const at = offset === undefined ? undefined : `at byte ${offset}`;
   if (path === undefined) return at ? `tar entry ${at}` : "tar entry";
-  return `tar entry ${JSON.stringify(path)}${at ? ` (${at})` : ""}`;
+  return `tar entry ${quote(path)}${at ? ` (${at})` : ""}`;
 }
 
 /** What {@link HeaderGroupReader.push} found. */
