@@ -452,9 +452,16 @@ export class HeaderGroupReader {
         const entry = { ...entryFrom(h, new Map(), "", undefined, undefined), size: 0 };
         return { type: "entry", entry, group: this.#buf.subarray(0, this.#len) };
       }
-      if (h.typeflag === "x") { for (const [k, v] of parsePax(data)) this.#pax.set(k, v.slice()); }
-      else if (h.typeflag === "L") this.#longName = decodeName(cString(data, 0, data.length));
-      else this.#longLink = decodeName(cString(data, 0, data.length));
+      switch (h.typeflag) {
+        case "x":
+          for (const [k, v] of parsePax(data)) this.#pax.set(k, v.slice());
+          break;
+        case "L":
+          this.#longName = decodeName(cString(data, 0, data.length));
+          break;
+        default: // "K"
+          this.#longLink = decodeName(cString(data, 0, data.length));
+      }
     } catch (e) {
       this.#fail(e, undefined, what);
     }
