@@ -7,15 +7,7 @@
  * @module
  */
 import { DeltashipError, FormatError, NotFoundError } from "../errors.ts";
-import {
-  BLOCK,
-  isExtension,
-  isZeroBlock,
-  MAX_EXTENSION,
-  padded,
-  parseHeaderBlock,
-  parseHeaderGroup,
-} from "../tar/header.ts";
+import { HeaderGroupReader, padded, quote } from "../tar/header.ts";
 import { fileRangeStream } from "../util/streams.ts";
 import type { LayoutFiles } from "./layout.ts";
 
@@ -24,55 +16,59 @@ interface Member {
   size: number;
 }
 
-async function readAt(file: Deno.FsFile, offset: number, length: number): Promise<Uint8Array | null> {
+/** Reads exactly `length` bytes at `offset` (the caller has checked they are in the file). */
+async function readAt(file: Deno.FsFile, offset: number, length: number): Promise<Uint8Array> {
   await file.seek(offset, Deno.SeekMode.Start);
   const buf = new Uint8Array(length);
   let n = 0;
   while (n < length) {
     const r = await file.read(buf.subarray(n));
-    if (r === null) return n === 0 ? null : buf.subarray(0, n);
+    if (r === null) throw new FormatError(`the archive changed while being read (short read at byte ${offset + n})`);
     n += r;
   }
   return buf;
 }
 
-/** The regular-file members of an archive by cleaned path. */
+/**
+ * The regular-file members of an archive by cleaned path. Header groups are read
+ * with the splitter's {@link HeaderGroupReader}; contents are seeked past. Every
+ * size is checked against the archive's length before it is read or skipped, and
+ * each step moves forward, so a hostile archive ends in a FormatError.
+ */
 export async function indexArchive(path: string): Promise<Map<string, Member>> {
   const members = new Map<string, Member>();
   const file = await Deno.open(path);
-  const globals = new Map<string, Uint8Array>();
+  const groups = new HeaderGroupReader();
   try {
+    const length = (await file.stat()).size;
     let offset = 0;
-    for (;;) {
-      const groupStart = offset;
-      const parts: Uint8Array[] = [];
-      let header;
-      for (;;) {
-        const block = await readAt(file, offset, BLOCK);
-        if (block === null) return members; // end without end-of-archive blocks
-        if (block.length < BLOCK) throw new FormatError(`truncated tar header at byte ${offset}`);
-        if (parts.length === 0 && isZeroBlock(block)) return members;
-        header = parseHeaderBlock(block);
-        parts.push(block);
-        offset += BLOCK;
-        if (!isExtension(header.typeflag) && header.typeflag !== "g") break;
-        if (header.size > MAX_EXTENSION) throw new FormatError(`oversized tar extension at byte ${offset - BLOCK}`);
-        const data = await readAt(file, offset, padded(header.size));
-        if (data === null || data.length < padded(header.size)) throw new FormatError("truncated tar extension");
-        parts.push(data);
-        offset += padded(header.size);
-        if (header.typeflag === "g") break;
+    // Ending at a block boundary without end-of-archive blocks is tolerated, as tar(1) does.
+    while (offset < length) {
+      const start = offset;
+      groups.begin(start);
+      let step;
+      do {
+        const want = groups.want;
+        if (offset + want > length) {
+          throw new FormatError(`tar entry at byte ${start}: truncated header (the archive ends at byte ${length})`);
+        }
+        step = groups.push(await readAt(file, offset, want));
+        offset += want;
+      } while (step.type === "more");
+      if (step.type === "end") break;
+      const entry = step.entry;
+      if (offset + entry.size > length) {
+        throw new FormatError(
+          `tar entry ${quote(entry.path)} (at byte ${start}): its ${entry.size} bytes of content run past ` +
+            `the end of the archive (${length} bytes)`,
+        );
       }
-      const group = new Uint8Array(offset - groupStart);
-      let o = 0;
-      for (const p of parts) {
-        group.set(p, o);
-        o += p.length;
-      }
-      const entry = parseHeaderGroup(group, globals);
       if (entry.kind === "file") members.set(entry.path, { offset, size: entry.size });
-      offset += padded(entry.size);
+      const next = offset + padded(entry.size);
+      if (!(next > start)) throw new FormatError(`tar entry at byte ${start}: the archive walk cannot advance`);
+      offset = next;
     }
+    return members;
   } catch (e) {
     if (e instanceof DeltashipError) e.message = `oci-archive:${path}: ${e.message}`;
     throw e;

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { NotFoundError, RepositoryError } from "../errors.ts";
-import { BLOCK, parseHeaderGroup, type TarEntry } from "../tar/header.ts";
+import { FormatError, NotFoundError, RepositoryError } from "../errors.ts";
+import { parseHeaderGroup, type TarEntry } from "../tar/header.ts";
 import type { Digest } from "../util/digest.ts";
 import { readRecord, type RecordItem } from "./layer_record.ts";
 import type { Repository } from "./repository.ts";
@@ -77,21 +77,40 @@ export interface StoredEntry {
   object?: string;
 }
 
+/** Bytes of the tar a record item stands for. */
+function tarLength(item: RecordItem): number {
+  switch (item.type) {
+    case "header":
+    case "raw":
+      return item.bytes.length;
+    case "zero":
+      return item.length;
+    case "object":
+      return item.size;
+  }
+}
+
 /** Yields the entries of a stored layer in order, without reading file contents. */
 export async function* layerEntries(repo: Repository, diffId: Digest): AsyncGenerator<StoredEntry> {
   const globals = new Map<string, Uint8Array>();
   let pending: TarEntry | undefined;
+  /** Offset in the tar of the item being read, to name entries in errors. */
+  let offset = 0;
   for await (const item of records(repo, diffId)) {
     if (item.type === "header") {
       if (pending) yield { entry: pending };
-      pending = parseHeaderGroup(item.bytes, globals);
-      if (pending.kind === "pax-global" || item.bytes.length < BLOCK) {
-        pending = undefined;
+      try {
+        pending = parseHeaderGroup(item.bytes, globals, offset);
+      } catch (e) {
+        if (e instanceof FormatError) throw new FormatError(`layer ${diffId}: ${e.message}`, { cause: e });
+        throw e;
       }
+      if (pending.kind === "pax-global") pending = undefined;
     } else if (item.type === "object" && pending) {
       yield { entry: pending, object: item.hex };
       pending = undefined;
     }
+    offset += tarLength(item);
   }
   if (pending) yield { entry: pending };
 }

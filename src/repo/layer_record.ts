@@ -12,6 +12,7 @@ import { ByteReader, fileSource } from "../util/byte_reader.ts";
 import { toHex } from "../util/digest.ts";
 import { MAX_VARINT_BYTES, writeVarint } from "../util/varint.ts";
 import { writeAll } from "../util/fs.ts";
+import { MAX_HEADER_GROUP } from "../tar/header.ts";
 import type { Durability } from "./durability.ts";
 
 /** First bytes of every layer record. */
@@ -153,62 +154,104 @@ export class LayerRecordWriter {
   }
 }
 
+/** Decodes footer bytes (after the `E` tag), refusing totals JavaScript cannot hold exactly. */
+function decodeFooter(bytes: Uint8Array, what: string): RecordFooter {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const tarSize = view.getBigUint64(0, true);
+  const entries = view.getBigUint64(8, true);
+  if (tarSize > BigInt(Number.MAX_SAFE_INTEGER) || entries > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new FormatError(`${what}: footer totals are out of range (corrupt record)`);
+  }
+  return { tarSize: Number(tarSize), entries: Number(entries) };
+}
+
+/** Reads and checks the footer of an open record of `size` bytes (moves the file position). */
+async function footerOf(file: Deno.FsFile, size: number, what: string): Promise<RecordFooter> {
+  if (size < RECORD_MAGIC.length + FOOTER_SIZE) throw new FormatError(`${what} is truncated`);
+  await file.seek(size - FOOTER_SIZE, Deno.SeekMode.Start);
+  const buf = new Uint8Array(FOOTER_SIZE);
+  let n = 0;
+  while (n < FOOTER_SIZE) {
+    const r = await file.read(buf.subarray(n));
+    if (r === null) throw new FormatError(`${what} is truncated`);
+    n += r;
+  }
+  if (buf[0] !== END || toHex(buf.subarray(17)) !== toHex(FOOTER_MAGIC)) {
+    throw new FormatError(`${what} has no valid footer`);
+  }
+  return decodeFooter(buf.subarray(1, 17), what);
+}
+
 /** Reads the totals at the end of a record, checking that it is complete. */
 export async function readFooter(path: string): Promise<RecordFooter> {
   const file = await Deno.open(path);
   try {
-    const size = (await file.stat()).size;
-    if (size < RECORD_MAGIC.length + FOOTER_SIZE) throw new FormatError(`layer record ${path} is truncated`);
-    await file.seek(size - FOOTER_SIZE, Deno.SeekMode.Start);
-    const buf = new Uint8Array(FOOTER_SIZE);
-    let n = 0;
-    while (n < FOOTER_SIZE) {
-      const r = await file.read(buf.subarray(n));
-      if (r === null) break;
-      n += r;
-    }
-    const view = new DataView(buf.buffer);
-    if (buf[0] !== END || toHex(buf.subarray(17)) !== toHex(FOOTER_MAGIC)) {
-      throw new FormatError(`layer record ${path} has no valid footer`);
-    }
-    return { tarSize: Number(view.getBigUint64(1, true)), entries: Number(view.getBigUint64(9, true)) };
+    return await footerOf(file, (await file.stat()).size, `layer record ${path}`);
   } finally {
     file.close();
   }
 }
 
-/** Reads the items of a record in order. Checks the magic and that the footer ends it. */
+/** Largest H item a reader accepts: a header group as the splitter bounds it. */
+const MAX_HEADER_ITEM = MAX_HEADER_GROUP;
+
+/**
+ * Reads the items of a record in order. Checks the magic and that the footer ends
+ * it. The footer is read first, so that no item can claim more of the tar than
+ * the record says it holds: lengths are checked before anything is allocated or
+ * replayed, and the items must add up to the footer's tar size exactly.
+ */
 export async function* readRecord(path: string): AsyncGenerator<RecordItem, RecordFooter> {
   const file = await Deno.open(path);
   try {
-    const r = new ByteReader(fileSource(file, 1 << 18), `layer record ${path}`);
+    const what = `layer record ${path}`;
+    const footer = await footerOf(file, (await file.stat()).size, what);
+    await file.seek(0, Deno.SeekMode.Start);
+    const r = new ByteReader(fileSource(file, 1 << 18), what);
     const magic = await r.bytes(RECORD_MAGIC.length);
-    if (toHex(magic) !== toHex(RECORD_MAGIC)) throw new FormatError(`${r.what}: not a layer record`);
+    if (toHex(magic) !== toHex(RECORD_MAGIC)) throw new FormatError(`${what}: not a layer record`);
+    /** Bytes of the tar the items so far stand for. */
+    let covered = 0;
+    /** Checks an item of `length` tar bytes (at most `max`) that starts at record byte `at`. */
+    const length = async (at: number, max: number, kind: string): Promise<number> => {
+      const n = await r.varint();
+      if (n > max) throw new FormatError(`${what}: ${kind} item at byte ${at} is ${n} bytes, over the limit of ${max}`);
+      if (n > footer.tarSize - covered) {
+        throw new FormatError(
+          `${what}: ${kind} item at byte ${at} (${n} bytes) runs past the tar size in the footer (${footer.tarSize})`,
+        );
+      }
+      covered += n;
+      return n;
+    };
     for (;;) {
+      const at = r.offset;
       const tag = await r.u8();
       switch (tag) {
         case HEADER:
-          yield { type: "header", bytes: await r.bytes(await r.varint()) };
+          yield { type: "header", bytes: await r.bytes(await length(at, MAX_HEADER_ITEM, "header")) };
           break;
         case RAW:
-          yield { type: "raw", bytes: await r.bytes(await r.varint()) };
+          yield { type: "raw", bytes: await r.bytes(await length(at, MAX_RAW, "raw")) };
           break;
         case ZERO:
-          yield { type: "zero", length: await r.varint() };
+          yield { type: "zero", length: await length(at, Infinity, "zero-run") };
           break;
         case OBJECT: {
-          const size = await r.varint();
+          const size = await length(at, Infinity, "object");
           yield { type: "object", size, hex: toHex(await r.bytes(32)) };
           break;
         }
         case END: {
-          const rest = await r.bytes(FOOTER_SIZE - 1);
-          const view = new DataView(rest.buffer);
-          if (!(await r.atEnd())) throw new FormatError(`${r.what}: data after the footer`);
-          return { tarSize: Number(view.getBigUint64(0, true)), entries: Number(view.getBigUint64(8, true)) };
+          const end = decodeFooter(await r.bytes(FOOTER_SIZE - 1), what);
+          if (!(await r.atEnd())) throw new FormatError(`${what}: data after the footer`);
+          if (covered !== end.tarSize) {
+            throw new FormatError(`${what}: its items hold ${covered} bytes of tar, the footer says ${end.tarSize}`);
+          }
+          return end;
         }
         default:
-          throw new FormatError(`${r.what}: unknown item 0x${tag.toString(16)} at byte ${r.offset - 1}`);
+          throw new FormatError(`${what}: unknown item 0x${tag.toString(16)} at byte ${at}`);
       }
     }
   } finally {

@@ -7,16 +7,7 @@
  * @module
  */
 import { FormatError } from "../errors.ts";
-import {
-  BLOCK,
-  isExtension,
-  isZeroBlock,
-  MAX_EXTENSION,
-  padded,
-  parseHeaderBlock,
-  parseHeaderGroup,
-  type TarEntry,
-} from "./header.ts";
+import { HeaderGroupReader, padded, type TarEntry } from "./header.ts";
 
 /** Receives the parts of a tar stream in order. Chunks are views: copy to keep them. */
 export interface TarSink {
@@ -34,58 +25,64 @@ export interface TarSink {
 
 const enum State {
   Header,
-  Extension,
   Content,
   Padding,
   Trailer,
 }
 
-/** Parses a tar stream pushed in chunks of any size. */
+/**
+ * Parses a tar stream pushed in chunks of any size. Header groups are read by a
+ * {@link HeaderGroupReader}, with the same rules as everywhere else; every step
+ * consumes at least one byte, so no input can make it stall or go backwards.
+ */
 export class TarSplitter {
   #sink: TarSink;
   #state = State.Header;
-  /** Bytes of the header group gathered so far. */
-  #group = new Uint8Array(4 * BLOCK);
-  #groupLength = 0;
-  /** Bytes still wanted in the current state (header block, extension data, content, padding). */
-  #want = BLOCK;
-  #globals = new Map<string, Uint8Array>();
+  #groups = new HeaderGroupReader();
+  /** Bytes still wanted in the content and padding states. */
+  #want = 0;
   /** Offset in the stream, for error messages. */
   #offset = 0;
   #entryOffset = 0;
   #entrySize = 0;
-  /** The group being read is a PAX global header. */
-  #globalGroup = false;
 
   constructor(sink: TarSink) {
     this.#sink = sink;
+    this.#groups.begin(0);
   }
 
   /** Feeds the next chunk of the stream. */
   async write(chunk: Uint8Array): Promise<void> {
     let pos = 0;
     while (pos < chunk.length) {
-      const take = Math.min(this.#want, chunk.length - pos);
+      const want = this.#state === State.Header ? this.#groups.want : this.#want;
+      const take = Math.min(want, chunk.length - pos);
+      if (!(take > 0)) throw new FormatError(`tar stream cannot advance at byte ${this.#offset} (corrupt sizes)`);
       const piece = chunk.subarray(pos, pos + take);
       pos += take;
       this.#offset += take;
-      this.#want -= take;
       switch (this.#state) {
-        case State.Header:
-        case State.Extension:
-          this.#appendGroup(piece);
-          if (this.#want === 0) await this.#groupStep();
+        case State.Header: {
+          const step = this.#groups.push(piece);
+          if (step.type === "entry") await this.#entry(step.entry, step.group);
+          else if (step.type === "end") {
+            this.#state = State.Trailer;
+            this.#want = Infinity;
+            await this.#sink.trailer(step.bytes);
+          }
           break;
+        }
         case State.Content:
+          this.#want -= take;
           await this.#sink.content(piece);
           if (this.#want === 0) await this.#endContent();
           break;
         case State.Padding:
+          this.#want -= take;
           await this.#sink.padding(piece);
           if (this.#want === 0) this.#startHeader();
           break;
         case State.Trailer:
-          this.#want = Infinity;
           await this.#sink.trailer(piece);
           break;
       }
@@ -95,77 +92,21 @@ export class TarSplitter {
   /** Signals the end of the stream; a stream cut inside an entry is an error. */
   close(): void {
     if (this.#state === State.Trailer) return;
-    if (this.#state === State.Header && this.#groupLength === 0) return;
+    if (this.#state === State.Header && this.#groups.length === 0) return;
     throw new FormatError(
       `tar stream ends in the middle of an entry (at byte ${this.#offset}, entry starting at ${this.#entryOffset})`,
     );
   }
 
-  #appendGroup(piece: Uint8Array): void {
-    const need = this.#groupLength + piece.length;
-    if (need > this.#group.length) {
-      const bigger = new Uint8Array(Math.max(need, this.#group.length * 2));
-      bigger.set(this.#group.subarray(0, this.#groupLength));
-      this.#group = bigger;
-    }
-    this.#group.set(piece, this.#groupLength);
-    this.#groupLength = need;
-  }
-
   #startHeader(): void {
     this.#state = State.Header;
-    this.#want = BLOCK;
-    this.#groupLength = 0;
     this.#entryOffset = this.#offset;
+    this.#groups.begin(this.#offset);
   }
 
-  async #groupStep(): Promise<void> {
-    if (this.#state === State.Extension) {
-      // Extension data complete: a PAX global group ends here, others go on to their main header.
-      return this.#globalGroup ? await this.#finishGroup() : this.#nextGroupBlock();
-    }
-    const block = this.#group.subarray(this.#groupLength - BLOCK, this.#groupLength);
-    if (this.#groupLength === BLOCK && isZeroBlock(block)) {
-      this.#state = State.Trailer;
-      this.#want = Infinity;
-      await this.#sink.trailer(block);
-      return;
-    }
-    let h;
-    try {
-      h = parseHeaderBlock(block);
-    } catch (e) {
-      throw new FormatError(`${(e as Error).message} at byte ${this.#offset - BLOCK}`);
-    }
-    if (h.typeflag === "g" && this.#groupLength !== BLOCK) {
-      throw new FormatError(`PAX global header inside another entry's headers at byte ${this.#offset - BLOCK}`);
-    }
-    if (!isExtension(h.typeflag) && h.typeflag !== "g") return await this.#finishGroup();
-    if (h.size > MAX_EXTENSION) {
-      throw new FormatError(`tar extension header of ${h.size} bytes at byte ${this.#offset - BLOCK} is too large`);
-    }
-    this.#globalGroup = h.typeflag === "g";
-    this.#state = State.Extension;
-    this.#want = padded(h.size);
-    if (this.#want === 0) await this.#groupStep();
-  }
-
-  #nextGroupBlock(): void {
-    this.#state = State.Header;
-    this.#want = BLOCK;
-  }
-
-  async #finishGroup(): Promise<void> {
-    this.#globalGroup = false;
-    const group = this.#group.slice(0, this.#groupLength);
-    let entry: TarEntry;
-    try {
-      entry = parseHeaderGroup(group, this.#globals);
-    } catch (e) {
-      if (e instanceof FormatError) {
-        throw new FormatError(`${e.message} (tar entry at byte ${this.#entryOffset})`);
-      }
-      throw e;
+  async #entry(entry: TarEntry, group: Uint8Array): Promise<void> {
+    if (!Number.isSafeInteger(entry.size) || entry.size < 0) {
+      throw new FormatError(`tar entry at byte ${this.#entryOffset}: invalid size ${entry.size}`);
     }
     await this.#sink.entry(entry, group);
     this.#entrySize = entry.size;

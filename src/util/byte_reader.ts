@@ -85,18 +85,19 @@ export class ByteReader {
 
   /** Reads an unsigned LEB128 varint of at most 64 bits (values past 2^53 are refused). */
   async varint(): Promise<number> {
+    const at = this.offset;
     let value = 0;
     let scale = 1;
     for (let i = 0; i < MAX_VARINT_BYTES; i++) {
       const b = this.#pos < this.#buf.length ? (this.offset++, this.#buf[this.#pos++]) : await this.u8();
       value += (b & 0x7f) * scale;
       if ((b & 0x80) === 0) {
-        if (!Number.isSafeInteger(value)) throw new FormatError(`${this.what}: varint too large`);
+        if (!Number.isSafeInteger(value)) throw new FormatError(`${this.what}: the varint at byte ${at} is past 2^53`);
         return value;
       }
       scale *= 128;
     }
-    throw new FormatError(`${this.what}: overlong varint at byte ${this.offset}`);
+    throw new FormatError(`${this.what}: overlong varint (over ${MAX_VARINT_BYTES} bytes) at byte ${at}`);
   }
 
   /** Reads exactly `n` bytes into a new array (for bounded sizes only). */

@@ -173,18 +173,29 @@ export async function writeIndex(
   return digest;
 }
 
+/** Changes to an archive that {@link packArchive} writes, for building hostile ones. */
+export interface PackOptions {
+  /** Entries added right after the `blobs/` directory. */
+  extra?: TarSpec[];
+  /** Edits the finished tar in place before it is written. */
+  edit?: (tar: Uint8Array) => void;
+}
+
 /** Packs a layout directory into an oci-archive file (a plain tar). */
-export async function packArchive(dir: string, file: string): Promise<void> {
+export async function packArchive(dir: string, file: string, options: PackOptions = {}): Promise<void> {
   const entries: TarSpec[] = [
     { path: "oci-layout", content: await Deno.readFile(`${dir}/oci-layout`) },
     { path: "index.json", content: await Deno.readFile(`${dir}/index.json`) },
     { path: "blobs/", type: "dir" },
+    ...options.extra ?? [],
     { path: "blobs/sha256/", type: "dir" },
   ];
   for await (const e of Deno.readDir(`${dir}/blobs/sha256`)) {
     entries.push({ path: `blobs/sha256/${e.name}`, content: await Deno.readFile(`${dir}/blobs/sha256/${e.name}`) });
   }
-  await Deno.writeFile(file, buildTar(entries));
+  const tar = buildTar(entries);
+  options.edit?.(tar);
+  await Deno.writeFile(file, tar);
 }
 
 /** A small, varied layer: directories, files, a symlink, a hardlink, a long PAX name. */

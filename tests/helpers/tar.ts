@@ -141,3 +141,69 @@ export function buildTar(entries: TarSpec[], options: TarOptions = {}): Uint8Arr
   }
   return out;
 }
+
+/** Where each numeric field of a header block lies: [offset, width]. */
+export const FIELDS = {
+  mode: [100, 8],
+  uid: [108, 8],
+  gid: [116, 8],
+  size: [124, 12],
+  mtime: [136, 12],
+  checksum: [148, 8],
+  devmajor: [329, 8],
+  devminor: [337, 8],
+} as const;
+
+/** A numeric field in GNU base-256 form (two's complement, top bit set): any value, even hostile ones. */
+export function base256(value: number | bigint, width: number): Uint8Array {
+  let v = BigInt(value);
+  const out = new Uint8Array(width);
+  for (let i = width - 1; i >= 0; i--) {
+    out[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  out[0] |= 0x80;
+  return out;
+}
+
+/** Recomputes a header block's checksum in place (after a test edited it). */
+export function fixChecksum(block: Uint8Array): Uint8Array {
+  block.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const x of block) sum += x;
+  block.set(enc.encode(sum.toString(8).padStart(6, "0") + "\0 "), 148);
+  return block;
+}
+
+/**
+ * Overwrites a field of the header block at `at` in `tar` (in place) with `value`
+ * (raw bytes, or text padded with NULs to the field's width), then fixes the checksum.
+ */
+export function patchField(
+  tar: Uint8Array,
+  at: number,
+  field: keyof typeof FIELDS,
+  value: Uint8Array | string,
+): Uint8Array {
+  const [offset, width] = FIELDS[field];
+  const bytes = new Uint8Array(width);
+  bytes.set((typeof value === "string" ? enc.encode(value) : value).subarray(0, width));
+  tar.set(bytes, at + offset);
+  fixChecksum(tar.subarray(at, at + 512));
+  return tar;
+}
+
+/** PAX records as an extended header's data, each `"%d key=value\n"` with its exact length. */
+export function paxRecords(records: Record<string, string>): Uint8Array {
+  return paxData(records);
+}
+
+/** Offset of the first header block of `tar` whose name field is `name` (throws when there is none). */
+export function findHeader(tar: Uint8Array, name: string): number {
+  const want = enc.encode(name);
+  for (let at = 0; at + 512 <= tar.length; at += 512) {
+    const field = tar.subarray(at, at + 100);
+    if (field[want.length] === 0 && want.every((b, i) => field[i] === b)) return at;
+  }
+  throw new Error(`no header named ${name}`);
+}
