@@ -1,0 +1,37 @@
+/**
+ * Keeping the event loop turning during long work on the main thread.
+ *
+ * An async loop whose awaits all settle at once (already-resolved promises,
+ * synchronous I/O, a decoder that always has output) runs on microtasks only:
+ * timers, I/O completions and signal handlers wait until it ends, so SIGINT or
+ * SIGTERM would go unanswered for as long as the work takes. Such loops call a
+ * {@link Yielder} once per unit of work; every `intervalMs` it hands the thread
+ * to the event loop for one macrotask.
+ *
+ * @module
+ */
+
+/** Default longest stretch without a turn of the event loop, in milliseconds. */
+export const YIELD_INTERVAL_MS = 50;
+
+/** Yields to the event loop when `intervalMs` passed since it last did. One per loop; cheap to call per chunk. */
+export class Yielder {
+  #last = performance.now();
+
+  constructor(readonly intervalMs = YIELD_INTERVAL_MS) {}
+
+  /**
+   * Nothing (undefined) while the last yield is recent; else a promise that
+   * resolves after a macrotask (`setTimeout(0)`), once the event loop has run
+   * what was waiting. Use as `await yielder.yieldIfDue()`.
+   */
+  yieldIfDue(): Promise<void> | undefined {
+    if (performance.now() - this.#last < this.intervalMs) return undefined;
+    return new Promise((resolve) =>
+      setTimeout(() => {
+        this.#last = performance.now();
+        resolve();
+      }, 0)
+    );
+  }
+}
