@@ -32,6 +32,7 @@ import type { Cleanups } from "../util/cleanups.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
 import { loadRootfs, type Rootfs, type RootfsNode } from "./rootfs.ts";
 import { lstatOrUndefined } from "../util/fs.ts";
+import { Yielder } from "../util/yielder.ts";
 
 /** How to check out. */
 export interface CheckoutOptions {
@@ -194,7 +195,11 @@ class Writer {
         this.result.symlinks++;
       }
       // Metadata children first, so directory mtimes are not disturbed afterwards.
-      for (let i = nodes.length - 1; i >= 0; i--) this.#metadata(`${this.dir}/${nodes[i][0]}`, nodes[i][1]);
+      const yielder = new Yielder({ every: 64 }); // synchronous calls only: let signals in
+      for (let i = nodes.length - 1; i >= 0; i--) {
+        this.#metadata(`${this.dir}/${nodes[i][0]}`, nodes[i][1]);
+        await yielder.yieldIfDue();
+      }
       if (!this.tree.root.implicit) this.#metadata(this.dir, this.tree.root);
       this.result.entries = nodes.length;
       this.progress.finish("checkout", "done");

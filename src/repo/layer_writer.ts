@@ -8,6 +8,7 @@ import { DeltashipError, DigestMismatchError, FormatError } from "../errors.ts";
 import type { TarEntry } from "../tar/header.ts";
 import { type TarSink, TarSplitter } from "../tar/splitter.ts";
 import { type Digest, Hasher, parseDigest } from "../util/digest.ts";
+import { Yielder } from "../util/yielder.ts";
 import { LayerRecordWriter, type RecordFooter } from "./layer_record.ts";
 import { type ObjectWriter, SMALL_OBJECT } from "./objects.ts";
 import type { Repository } from "./repository.ts";
@@ -83,10 +84,12 @@ export async function storeLayerTar(
   const record = await LayerRecordWriter.create(tmp);
   const sink = new RecordSink(repo, record);
   const splitter = new TarSplitter(sink);
+  const yielder = new Yielder(); // decompressed chunks may come without any I/O: keep signals answered
   try {
     for await (const chunk of tar) {
       hasher.update(chunk);
       await splitter.write(chunk);
+      await yielder.yieldIfDue();
     }
     splitter.close();
     const footer = { tarSize: hasher.size, entries: sink.entries };
