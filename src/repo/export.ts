@@ -100,9 +100,8 @@ export async function writeImage(
   const mediaType = layerTypeFor(options.compression);
   const oci = source.mediaType !== MediaType.dockerManifest;
 
-  // The calling thread reads layers and writes the output; compression runs in workers, even with
-  // -j 1 (a block at a high zstd level takes seconds, which would keep signals from being answered).
-  const pool = new TaskPool(repo, isBlockFormat(options.compression) ? options.jobs : 1, { workersOnly: true });
+  // The calling thread reads layers and writes the output; compression runs in workers.
+  const pool = new TaskPool(repo, isBlockFormat(options.compression) ? options.jobs : 1, { useCallingThread: false });
   const done = new Map<Digest, Descriptor>();
   const layers: ExportedLayer[] = [];
   try {

@@ -37,8 +37,8 @@ export interface PoolOptions {
   /**
    * Run every task in a worker, even with a size of one (default false). For
    * tasks that hold their thread for seconds without yielding (the tar-diff
-   * encoder's suffix sort, compressing a block at a high level): on the calling
-   * thread they would keep SIGINT and SIGTERM from being answered.
+   * encoder's suffix sort): on the calling thread they would keep SIGINT and
+   * SIGTERM from being answered.
    */
   workersOnly?: boolean;
   /** Starts one worker (tests substitute a failing one). */
