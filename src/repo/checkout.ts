@@ -178,8 +178,10 @@ class Writer {
       const total = nodes.reduce((a, [, n]) => a + (n.entry.kind === "file" ? n.size : 0), 0);
       this.progress.start("checkout", "checkout", total);
       const symlinks: [string, RootfsNode][] = [];
+      const yielder = new Yielder({ every: 64 }); // some entries (devices, fifos) take synchronous calls only
       try {
         for (const [path, node] of nodes) {
+          await yielder.yieldIfDue();
           const target = `${this.dir}/${path}`;
           if (this.options.force) await this.#clearWay(target, node);
           if (node.entry.kind === "symlink") symlinks.push([target, node]);
@@ -195,7 +197,6 @@ class Writer {
         this.result.symlinks++;
       }
       // Metadata children first, so directory mtimes are not disturbed afterwards.
-      const yielder = new Yielder({ every: 64 }); // synchronous calls only: let signals in
       for (let i = nodes.length - 1; i >= 0; i--) {
         this.#metadata(`${this.dir}/${nodes[i][0]}`, nodes[i][1]);
         await yielder.yieldIfDue();
