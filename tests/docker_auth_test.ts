@@ -3,6 +3,7 @@ import { FormatError, TransportError, UsageError } from "../src/errors.ts";
 import { Authenticator, parseChallenges } from "../src/transport/docker/auth.ts";
 import { authFilePaths, lookupCredentials, parseCredsOption } from "../src/transport/docker/credentials.ts";
 import { retryAfterMs } from "../src/transport/docker/retry.ts";
+import { DockerSource } from "../src/transport/docker/source.ts";
 import { Semaphore } from "../src/util/semaphore.ts";
 import { tempDir } from "./helpers/cli.ts";
 
@@ -203,4 +204,59 @@ Deno.test("semaphore: at most N holders, waiters served in order, double release
   (await fourth)();
   r3();
   assert.equal(s.held, 0);
+});
+
+Deno.test("auth: a token response trickled a byte at a time fails at the deadline, naming the token server", async () => {
+  const started = performance.now();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const u = new URL(req.url);
+    if (u.pathname === "/token") {
+      const body = new TextEncoder().encode(JSON.stringify({ token: "never-complete" }));
+      let sent = 0;
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          async pull(c) {
+            await new Promise((r) => setTimeout(r, 200)); // never quiet for the 1 s idle timeout
+            if (sent >= body.length) return c.close();
+            c.enqueue(body.slice(sent, ++sent));
+          },
+        }, { highWaterMark: 0 }),
+        { headers: { "content-type": "application/json" } },
+      );
+    }
+    if (req.headers.has("authorization")) return new Response("unexpected", { status: 500 });
+    return new Response("auth", {
+      status: 401,
+      headers: { "www-authenticate": `Bearer realm="http://${req.headers.get("host")}/token",service="test"` },
+    });
+  });
+  try {
+    const host = `127.0.0.1:${server.addr.port}`;
+    const source = await DockerSource.open(`${host}/app:v1`, {
+      env: { DELTASHIP_HTTP_TIMEOUT_MS: "1000", DELTASHIP_HTTP_DEADLINE_MS: "1500", DELTASHIP_RETRY_BASE_MS: "5" },
+    });
+    try {
+      // A blob: no document deadline of its own, so the token's is what ends the wait.
+      const blob = await source.blob({
+        mediaType: "application/octet-stream",
+        digest: `sha256:${"a".repeat(64)}`,
+        size: 1,
+      });
+      await assert.rejects(
+        blob.pipeTo(new WritableStream()),
+        (e) =>
+          e instanceof TransportError &&
+          e.message ===
+            `token request to http://${host}/token: not received within the deadline of 1.5 s (DELTASHIP_HTTP_DEADLINE_MS changes it)`,
+      );
+      const ms = performance.now() - started;
+      assert.ok(ms > 1400 && ms < 3000, `failed after ${ms.toFixed(0)} ms, deadline 1500 ms`);
+      // A manifest: its own deadline covers the token fetch it waits for.
+      await assert.rejects(source.root(), /manifest: not received within the deadline of 1\.5 s/);
+    } finally {
+      await source.close();
+    }
+  } finally {
+    await server.shutdown();
+  }
 });

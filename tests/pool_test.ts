@@ -107,3 +107,27 @@ Deno.test("task pool: a worker that cannot load fails its task; nothing hangs, a
     await repo.close();
   }
 });
+
+Deno.test("task pool: workersOnly runs tasks in a worker even with a size of one (encoding cannot yield)", async () => {
+  await using tmp = await tempDir();
+  const repo = await Repository.open(`${tmp.path}/repo`);
+  let started = 0;
+  const worker = new URL("../src/workers/layer_worker.ts", import.meta.url);
+  const pool = new TaskPool(repo, 1, {
+    workersOnly: true,
+    startWorker: () => (started++, new Worker(worker, { type: "module" })),
+  });
+  try {
+    assert.equal(pool.inline, false);
+    const tars = [sampleTar("p"), sampleTar("q")];
+    for (const tar of tars) {
+      const result = await pool.run(() => Promise.resolve(importTask(tar))) as RecordFooter;
+      assert.equal(result.tarSize, tar.length);
+      assert.equal(await repo.hasLayer(sha256(tar)), true);
+    }
+    assert.equal(started, 1, "one worker ran both tasks, one at a time");
+  } finally {
+    pool.close();
+    await repo.close();
+  }
+});

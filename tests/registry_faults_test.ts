@@ -16,6 +16,7 @@ import {
   isBlobGet,
   isManifestGet,
   startProxy,
+  trickle,
 } from "./helpers/fault_proxy.ts";
 import { haveTools, run } from "./helpers/interop.ts";
 import { sampleTar, writeImage, type WrittenImage } from "./helpers/oci.ts";
@@ -263,6 +264,44 @@ Deno.test({
 });
 
 Deno.test({
+  name: "faults: a manifest or config trickled a byte at a time fails at the document deadline, not never",
+  ignore: !haveTools("registry faults", ...TOOLS),
+  async fn() {
+    let target = "";
+    await withProxy(
+      () => async (req, { path, forward, signal }) => {
+        const res = await forward();
+        const hit = target === "manifest" ? isManifestGet(req, path) : target !== "" && path.endsWith(target);
+        return hit ? trickle(res, 300, signal) : res; // never quiet for the 1 s idle timeout
+      },
+      async (f, proxy) => {
+        const env = {
+          HOME: f.tmp,
+          DELTASHIP_RETRY_BASE_MS: "5",
+          DELTASHIP_HTTP_TIMEOUT_MS: "1000",
+          DELTASHIP_HTTP_DEADLINE_MS: "2000",
+        };
+        for (const [which, shown] of [["manifest", "manifest"], [f.img.config, `blob ${f.img.config}`]]) {
+          target = which;
+          const started = performance.now();
+          await expectCleanFailure(
+            `${f.tmp}/repo`,
+            ["pull", `docker://${proxy.host}/app:v1`],
+            new RegExp(
+              `^deltaship: docker://${proxy.host}/app:v1: ${shown}: not received within the deadline of 2 s ` +
+                `\\(DELTASHIP_HTTP_DEADLINE_MS changes it\\)\n$`,
+            ),
+            env,
+          );
+          const ms = performance.now() - started;
+          assert.ok(ms > 1900 && ms < 3500, `${which}: failed after ${ms.toFixed(0)} ms, deadline 2000 ms`);
+        }
+      },
+    );
+  },
+});
+
+Deno.test({
   name: "faults: a manifest whose bytes do not match its digest or Docker-Content-Digest is refused",
   ignore: !haveTools("registry faults", ...TOOLS),
   async fn() {
@@ -350,6 +389,74 @@ Deno.test({
       }
     } finally {
       await f.reg.stop();
+    }
+  },
+});
+
+/**
+ * A blob store on a raw socket that breaks every connection: the first gets the
+ * response head and half of `body`, later ones are closed once their request is in.
+ */
+function breakingStore(body: Uint8Array): { port: number; close(): void; connections(): number } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let n = 0;
+  (async () => {
+    for await (const conn of listener) {
+      const first = n++ === 0;
+      (async () => {
+        try {
+          await conn.read(new Uint8Array(16 << 10));
+          if (first) {
+            const head = `HTTP/1.1 200 OK\r\ncontent-length: ${body.length}\r\n\r\n`;
+            await conn.write(new TextEncoder().encode(head));
+            const half = body.subarray(0, body.length >> 1);
+            for (let o = 0; o < half.length;) o += await conn.write(half.subarray(o));
+          }
+        } catch { /* the client went away */ }
+        conn.close();
+      })();
+    }
+  })().catch(() => {});
+  return { port: (listener.addr as Deno.NetAddr).port, close: () => listener.close(), connections: () => n };
+}
+
+Deno.test({
+  name: "faults: a redirected blob whose connections keep dropping fails naming the URL without its signed query",
+  ignore: !haveTools("registry faults", ...TOOLS),
+  async fn() {
+    let store: ReturnType<typeof breakingStore> | undefined;
+    try {
+      await withProxy(
+        (f) => {
+          store = breakingStore(Deno.readFileSync(storedBlobPath(f.reg.storage, f.big)));
+          const port = store.port;
+          return async (req, { path, forward }) => {
+            if (!isBlobGet(req, path) || !path.endsWith(f.big)) return await forward();
+            const location =
+              `http://127.0.0.1:${port}/blobs/${f.big}?X-Amz-Signature=secret-sig-0042&X-Amz-Credential=AKIA`;
+            return new Response(null, { status: 307, headers: { location } });
+          };
+        },
+        async (f, proxy) => {
+          const target = `http://127.0.0.1:${store!.port}/blobs/${f.big}`;
+          for (const json of [false, true]) {
+            const r = await expectCleanFailure(
+              `${f.tmp}/repo`,
+              [...(json ? ["--json"] : []), "pull", `docker://${proxy.host}/app:v1`],
+              new RegExp(
+                `^deltaship: layer ${f.big}: docker://${proxy.host}/app:v1: blob ${f.big}: ` +
+                  `GET http://${proxy.host}/v2/app/blobs/${f.big} \\(redirected to ${target}\\) failed \\(5 tries\\): ` +
+                  `.*connection closed before message completed\\n$`,
+              ),
+              { HOME: f.tmp, DELTASHIP_RETRY_BASE_MS: "5" },
+            );
+            assert.doesNotMatch(r.stdout + r.stderr, /secret|AKIA|X-Amz|\?/, json ? "--json" : "text");
+          }
+          assert.ok(store!.connections() >= 6, "the body broke, then each try was dropped");
+        },
+      );
+    } finally {
+      store?.close();
     }
   },
 });

@@ -53,3 +53,35 @@ Deno.test("pull: a zstd layer with bytes after its frame fails cleanly (its dige
   assert.equal((await deltaship(repo, "fsck")).code, 0);
   assert.deepEqual([...Deno.readDirSync(`${repo}/tmp`)], []);
 });
+
+Deno.test("zstd stream: an input error reaches the reader, and a reader that stops early stops the input", async () => {
+  let sent = 0;
+  const failing = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (sent >= 2000) return c.error(new RangeError("input broke"));
+      c.enqueue(good.subarray(sent, sent + 1000));
+      sent += 1000;
+    },
+  }, { highWaterMark: 0 });
+  await assert.rejects(async () => {
+    for await (const _ of failing.pipeThrough(decompressor("zstd"))) { /* drain */ }
+  }, /input broke/);
+
+  let cancelled: unknown;
+  let pulled = 0;
+  const input = new ReadableStream<Uint8Array>({
+    pull(c) {
+      c.enqueue(good.subarray(pulled, pulled + 100));
+      pulled += 100;
+    },
+    cancel(reason) {
+      cancelled = reason ?? "cancelled";
+    },
+  }, { highWaterMark: 0 });
+  const reader = input.pipeThrough(decompressor("zstd")).getReader();
+  assert.equal((await reader.read()).done, false);
+  await reader.cancel(new Error("enough"));
+  await new Promise((r) => setTimeout(r, 10));
+  assert.ok(cancelled !== undefined, "the input was cancelled");
+  assert.ok(pulled < good.length, "the input was not read to its end");
+});

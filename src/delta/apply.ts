@@ -204,7 +204,7 @@ function layerTask(
 /** The source image's files, for tar-diff Open ops. */
 async function loadSourceIndex(repo: Repository, image: ImageRecord): Promise<SourceIndex> {
   try {
-    return sourceIndex(await loadRootfs(repo, image.layers.map((l) => l.diffId)));
+    return await sourceIndex(await loadRootfs(repo, image.layers.map((l) => l.diffId)));
   } catch (e) {
     if (e instanceof FormatError) e.message = `source image ${image.manifest}: ${e.message}`;
     throw e;

@@ -239,7 +239,8 @@ export async function createDelta(
     });
 
     const encoded = new Map<Digest, TarDiffFile & { path: string }>();
-    const pool = new TaskPool(repo, Math.min(options.jobs, Math.max(1, todo.size)));
+    // Encoding (its suffix sort) cannot yield: in a worker even with -j 1, so signals are answered.
+    const pool = new TaskPool(repo, Math.min(options.jobs, Math.max(1, todo.size)), { workersOnly: true });
     try {
       // Largest layer first: the longest encode starts at once.
       const order = [...todo].sort(([, a], [, b]) => layers[b].size - layers[a].size);

@@ -11,6 +11,7 @@ import { RepositoryError } from "../errors.ts";
 import type { ObjectStore } from "../repo/objects.ts";
 import type { LookupFailure, Rootfs } from "../repo/rootfs.ts";
 import type { SourceFile, TarDiffSource } from "../tardiff/apply.ts";
+import { Yielder } from "../util/yielder.ts";
 
 /** A regular file of the source: its content object (absent when empty) and size. */
 export interface SourceEntry {
@@ -26,9 +27,11 @@ export interface SourceEntry {
 export type SourceIndex = Map<string, SourceEntry | "not a regular file">;
 
 /** Builds the index of a merged filesystem. */
-export function sourceIndex(rootfs: Rootfs): SourceIndex {
+export async function sourceIndex(rootfs: Rootfs): Promise<SourceIndex> {
   const index: SourceIndex = new Map();
+  const yielder = new Yielder({ every: 256 }); // millions of paths, no I/O: let signals in
   for (const [path] of rootfs.walk()) {
+    await yielder.yieldIfDue();
     const file = rootfs.regularFile(path);
     index.set(path, typeof file === "string" ? "not a regular file" : file);
   }

@@ -32,6 +32,7 @@ import type { Cleanups } from "../util/cleanups.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
 import { loadRootfs, type Rootfs, type RootfsNode } from "./rootfs.ts";
 import { lstatOrUndefined } from "../util/fs.ts";
+import { Yielder } from "../util/yielder.ts";
 
 /** How to check out. */
 export interface CheckoutOptions {
@@ -177,8 +178,10 @@ class Writer {
       const total = nodes.reduce((a, [, n]) => a + (n.entry.kind === "file" ? n.size : 0), 0);
       this.progress.start("checkout", "checkout", total);
       const symlinks: [string, RootfsNode][] = [];
+      const yielder = new Yielder({ every: 64 }); // some entries (devices, fifos) take synchronous calls only
       try {
         for (const [path, node] of nodes) {
+          await yielder.yieldIfDue();
           const target = `${this.dir}/${path}`;
           if (this.options.force) await this.#clearWay(target, node);
           if (node.entry.kind === "symlink") symlinks.push([target, node]);
@@ -194,7 +197,10 @@ class Writer {
         this.result.symlinks++;
       }
       // Metadata children first, so directory mtimes are not disturbed afterwards.
-      for (let i = nodes.length - 1; i >= 0; i--) this.#metadata(`${this.dir}/${nodes[i][0]}`, nodes[i][1]);
+      for (let i = nodes.length - 1; i >= 0; i--) {
+        this.#metadata(`${this.dir}/${nodes[i][0]}`, nodes[i][1]);
+        await yielder.yieldIfDue();
+      }
       if (!this.tree.root.implicit) this.#metadata(this.dir, this.tree.root);
       this.result.entries = nodes.length;
       this.progress.finish("checkout", "done");

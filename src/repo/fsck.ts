@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { DeltashipError } from "../errors.ts";
 import { parseImageConfig, parseManifest } from "../oci/documents.ts";
 import { type Digest, Hasher, parseDigest } from "../util/digest.ts";
+import { Yielder } from "../util/yielder.ts";
 import { readRecord } from "./layer_record.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
 
@@ -88,7 +89,9 @@ class Checker {
       const tar = new Hasher(parseDigest(diffId).algorithm);
       const records = readRecord(this.repo.layerPath(diffId));
       const zeros = new Uint8Array(CHUNK);
+      const yielder = new Yielder({ every: 16 }); // zero runs and small items involve no I/O
       for (;;) {
+        await yielder.yieldIfDue();
         const next = await records.next();
         if (next.done) {
           if (next.value.tarSize !== tar.size) {
@@ -100,7 +103,10 @@ class Checker {
         const item = next.value;
         if (item.type === "header" || item.type === "raw") tar.update(item.bytes);
         else if (item.type === "zero") {
-          for (let left = item.length; left > 0; left -= CHUNK) tar.update(zeros.subarray(0, Math.min(CHUNK, left)));
+          for (let left = item.length; left > 0; left -= CHUNK) {
+            tar.update(zeros.subarray(0, Math.min(CHUNK, left)));
+            await yielder.yieldIfDue();
+          }
         } else {
           if (!(await this.objectInto(item.hex, item.size, tar))) ok = false;
         }

@@ -10,6 +10,7 @@
  * @module
  */
 import { type Digest, parseDigest } from "../util/digest.ts";
+import { Yielder } from "../util/yielder.ts";
 import { readRecord } from "./layer_record.ts";
 import { type ImageRecord, type MalformedTag, type Repository, treeSize } from "./repository.ts";
 
@@ -87,9 +88,13 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
     for (const l of image.layers) layers.add(l.diffId);
   }
   const objects = new Set<string>();
+  const yielder = new Yielder({ every: 256 });
   for (const diffId of layers) {
     try {
-      for await (const item of readRecord(repo.layerPath(diffId))) if (item.type === "object") objects.add(item.hex);
+      for await (const item of readRecord(repo.layerPath(diffId))) {
+        if (item.type === "object") objects.add(item.hex);
+        await yielder.yieldIfDue();
+      }
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) throw e; // a missing layer is fsck's business
     }

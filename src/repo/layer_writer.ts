@@ -8,6 +8,7 @@ import { DeltashipError, DigestMismatchError, FormatError, LimitError } from "..
 import type { TarEntry } from "../tar/header.ts";
 import { type TarSink, TarSplitter } from "../tar/splitter.ts";
 import { type Digest, Hasher, parseDigest } from "../util/digest.ts";
+import { Yielder } from "../util/yielder.ts";
 import { LayerRecordWriter, type RecordFooter } from "./layer_record.ts";
 import { type ObjectStaging, type ObjectWriter, SMALL_OBJECT } from "./objects.ts";
 import type { Repository } from "./repository.ts";
@@ -99,6 +100,7 @@ export async function storeLayerTar(
   const record = await LayerRecordWriter.create(tmp, repo.durability);
   const sink = new RecordSink(objects, record);
   const splitter = new TarSplitter(sink);
+  const yielder = new Yielder(); // decompressed chunks may come without any I/O: keep signals answered
   try {
     for await (const chunk of tar) {
       if (hasher.size + chunk.length > limits.maxLayerSize) {
@@ -109,6 +111,7 @@ export async function storeLayerTar(
       }
       hasher.update(chunk);
       await splitter.write(chunk);
+      await yielder.yieldIfDue();
     }
     splitter.close();
     const footer = { tarSize: hasher.size, entries: sink.entries };

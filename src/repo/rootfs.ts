@@ -17,6 +17,7 @@ import { FormatError } from "../errors.ts";
 import type { TarEntry } from "../tar/header.ts";
 import { baseName } from "../tar/path.ts";
 import type { Digest } from "../util/digest.ts";
+import { Yielder } from "../util/yielder.ts";
 import { layerEntries } from "./layer_reader.ts";
 import type { Repository } from "./repository.ts";
 
@@ -172,10 +173,18 @@ export class Rootfs {
     return this.#resolve(path, { create: false, followLast: true, layer: -1 })?.node;
   }
 
-  /** Applies one layer's entries on top of what is there. */
-  apply(entries: { entry: TarEntry; object?: string }[], layer: number): void {
+  /**
+   * Applies one layer's entries on top of what is there. A layer may hold
+   * millions: `yielder` lets the event loop run meanwhile.
+   */
+  async apply(
+    entries: { entry: TarEntry; object?: string }[],
+    layer: number,
+    yielder = new Yielder({ every: 256 }),
+  ): Promise<void> {
     // Whiteouts hide what lower layers had, whatever their position in this layer.
     for (const { entry } of entries) {
+      await yielder.yieldIfDue();
       const name = baseName(entry.path);
       if (!name.startsWith(WHITEOUT_PREFIX)) continue;
       const parent = this.#resolve(entry.path, { create: false, followLast: false, layer })?.dir;
@@ -189,6 +198,7 @@ export class Rootfs {
       }
     }
     for (const { entry, object } of entries) {
+      await yielder.yieldIfDue();
       if (entry.path === "" || baseName(entry.path).startsWith(WHITEOUT_PREFIX)) {
         if (entry.path === "" && entry.kind === "dir") {
           this.root.entry = entry;
@@ -236,11 +246,15 @@ export class Rootfs {
  */
 export async function loadRootfs(repo: Repository, diffIds: Digest[]): Promise<Rootfs> {
   const fs = new Rootfs();
+  const yielder = new Yielder({ every: 256 });
   for (let i = 0; i < diffIds.length; i++) {
     const entries = [];
-    for await (const e of layerEntries(repo, diffIds[i])) entries.push(e);
+    for await (const e of layerEntries(repo, diffIds[i])) {
+      entries.push(e);
+      await yielder.yieldIfDue();
+    }
     try {
-      fs.apply(entries, i);
+      await fs.apply(entries, i, yielder);
     } catch (e) {
       if (e instanceof FormatError) e.message = `layer ${diffIds[i]}: ${e.message}`;
       throw e;

@@ -16,6 +16,7 @@ import type { LookupFailure } from "../repo/rootfs.ts";
 import { decodeName } from "../tar/header.ts";
 import { cleanRootedPath } from "../tar/path.ts";
 import { MAX_VARINT_BYTES } from "../util/varint.ts";
+import { Yielder } from "../util/yielder.ts";
 import { ZstdDecoder } from "../util/zstd.ts";
 import { MAX_ADD_DATA, MAX_OPEN_NAME, Op, TARDIFF_MAGIC } from "./format.ts";
 
@@ -289,8 +290,12 @@ export async function* applyTarDiff(
     return f;
   };
 
+  // Ops that produce no output (Open, Seek) can run by the million without any I/O.
+  const yielder = new Yielder({ every: 256 });
   try {
     for (;;) {
+      const pause = yielder.yieldIfDue();
+      if (pause) await pause;
       if (input.pos >= input.buf.length && !(await input.more())) break;
       opAt = input.offset;
       if (!input.header()) await input.headerSlow();

@@ -14,6 +14,7 @@
  */
 import zlib from "node:zlib";
 import { FormatError } from "../errors.ts";
+import { Yielder } from "./yielder.ts";
 
 const FRAME_MAGIC = 0xfd2fb528;
 const SKIPPABLE_MASK = 0xfffffff0;
@@ -239,29 +240,87 @@ export class ZstdDecoder {
 }
 
 /**
- * A stream stage that decompresses zstd with {@link ZstdDecoder}: truncated
- * input, trailing garbage and corrupt data fail the stream with a FormatError.
+ * A stream stage that decompresses zstd with {@link ZstdDecoder}, producing
+ * output only as the reader pulls: each read decodes one piece, and a write is
+ * accepted (its promise resolves) only once everything its chunk decodes to has
+ * been read. Memory is one input chunk and one output piece, whatever the
+ * compression ratio (a TransformStream would enqueue all a chunk decodes to at
+ * once: gigabytes, for a bomb of zeros). Truncated input, trailing garbage and
+ * corrupt data fail both sides with a FormatError.
  */
 export function zstdDecompressStream(outSize = 1 << 18): TransformStream<Uint8Array, Uint8Array> {
-  let decoder: ZstdDecoder | undefined;
-  return new TransformStream<Uint8Array, Uint8Array>({
-    start() {
-      decoder = new ZstdDecoder(outSize);
+  const decoder = new ZstdDecoder(outSize);
+  const yielder = new Yielder();
+  let output!: ReadableStreamDefaultController<Uint8Array>;
+  /** The write whose chunk the decoder holds, settled once that chunk is drained. */
+  let accepted: { resolve(): void; reject(e: unknown): void } | undefined;
+  /** Wakes a read waiting for the next chunk (or the end). */
+  let wake: (() => void) | undefined;
+  let ended = false;
+  let failure: { error: unknown } | undefined;
+
+  const fail = (error: unknown) => {
+    if (failure) return;
+    failure = { error };
+    decoder.close();
+    accepted?.reject(error);
+    accepted = undefined;
+    try {
+      output.error(error);
+    } catch { /* already closed */ }
+    wake?.();
+  };
+  const step = <T>(f: () => T): T => {
+    try {
+      return f();
+    } catch (e) {
+      fail(e);
+      throw e;
+    }
+  };
+
+  const readable = new ReadableStream<Uint8Array>({
+    start(controller) {
+      output = controller;
     },
-    transform(chunk, controller) {
-      try {
-        decoder!.push(chunk);
-        for (let piece = decoder!.pull(); piece !== null; piece = decoder!.pull()) controller.enqueue(piece.slice());
-      } catch (e) {
-        decoder!.close();
-        throw e;
+    async pull(controller) {
+      await yielder.yieldIfDue();
+      for (;;) {
+        if (failure) throw failure.error;
+        const piece = step(() => decoder.pull());
+        if (piece !== null) return controller.enqueue(piece.slice());
+        // The chunk is drained: take the next one.
+        accepted?.resolve();
+        accepted = undefined;
+        if (ended) {
+          step(() => decoder.finish());
+          return controller.close();
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
       }
     },
-    flush() {
-      decoder!.finish();
+    cancel(reason) {
+      fail(reason ?? new Error("zstd output cancelled"));
     },
-    cancel() {
-      decoder?.close();
+  }, { highWaterMark: 0 });
+
+  const writable = new WritableStream<Uint8Array>({
+    write(chunk) {
+      if (failure) throw failure.error;
+      step(() => decoder.push(chunk));
+      return new Promise<void>((resolve, reject) => {
+        accepted = { resolve, reject };
+        wake?.();
+      });
+    },
+    close() {
+      ended = true;
+      wake?.();
+    },
+    abort(reason) {
+      fail(reason);
     },
   });
+  return { readable, writable } as TransformStream<Uint8Array, Uint8Array>;
 }

@@ -1,7 +1,8 @@
 /**
  * A pool for layer tasks. Runs up to `size` tasks at once: one on the calling
  * thread (which otherwise only feeds streams) and the rest each in its own Web
- * Worker. With a size of one, tasks run inline, one at a time. Running one task
+ * Worker. With a size of one, tasks run inline, one at a time, unless the pool
+ * is told to keep the calling thread free (`workersOnly`). Running one task
  * inline spares a worker's start-up and the copying of its input across threads;
  * measured on the corpus pull, it made `-j 2` as fast as `-j 1` where two workers
  * had made it slower.
@@ -33,6 +34,13 @@ export interface PoolOptions {
    * writes the output while workers compress).
    */
   useCallingThread?: boolean;
+  /**
+   * Run every task in a worker, even with a size of one (default false). For
+   * tasks that hold their thread for seconds without yielding (the tar-diff
+   * encoder's suffix sort): on the calling thread they would keep SIGINT and
+   * SIGTERM from being answered.
+   */
+  workersOnly?: boolean;
   /** Starts one worker (tests substitute a failing one). */
   startWorker?: () => Worker;
 }
@@ -55,14 +63,14 @@ export class TaskPool {
 
   constructor(readonly repo: Repository, size: number, options: PoolOptions = {}) {
     this.#size = Math.max(1, size);
-    this.#inlineFree = this.#size === 1 || options.useCallingThread !== false;
+    this.#inlineFree = !options.workersOnly && (this.#size === 1 || options.useCallingThread !== false);
     this.#maxWorkers = this.#inlineFree ? this.#size - 1 : this.#size;
     this.#startWorker = options.startWorker ?? (() => new Worker(WORKER_URL, { type: "module" }));
   }
 
   /** True when every task runs on the calling thread. */
   get inline(): boolean {
-    return this.#size === 1;
+    return this.#maxWorkers === 0;
   }
 
   /**

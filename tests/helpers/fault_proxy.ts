@@ -1,7 +1,7 @@
 /**
  * Test helper: an HTTP proxy (Deno.serve on 127.0.0.1) in front of a real
  * registry that can inject faults: error statuses, 429 with Retry-After,
- * bodies cut off or stalled midway, redirects, corrupted bytes. It logs every
+ * bodies cut off, stalled or trickled midway, redirects, corrupted bytes. It logs every
  * request so tests can assert what the client did (retries, Range requests,
  * which headers went where).
  */
@@ -128,6 +128,35 @@ export function faultAfter(res: Response, n: number, fault: "cut" | "stall", sig
     // Send the part before n now; the fault comes with the next chunk.
     return chunk.subarray(0, n - offset);
   }, signal);
+}
+
+/**
+ * A copy of `res` whose body comes one byte every `everyMs` milliseconds: a
+ * connection that never goes quiet long enough to trip an idle timeout.
+ */
+export function trickle(res: Response, everyMs: number, signal: AbortSignal): Response {
+  const reader = res.body!.getReader();
+  let pending = new Uint8Array(0);
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (pending.length === 0) {
+        const r = await reader.read();
+        if (r.done) return controller.close();
+        pending = r.value;
+      }
+      await new Promise((resolve) => {
+        const t = setTimeout(resolve, everyMs);
+        signal.addEventListener("abort", () => (clearTimeout(t), resolve(undefined)), { once: true });
+      });
+      if (signal.aborted) return controller.close();
+      controller.enqueue(pending.slice(0, 1));
+      pending = pending.subarray(1);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 
 /** A proxy that measures how many blob bodies a client downloads at once. */

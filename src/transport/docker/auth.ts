@@ -12,6 +12,7 @@
 import { TransportError } from "../../errors.ts";
 import type { Credentials } from "./credentials.ts";
 import { isLoopbackHost } from "./reference.ts";
+import { sanitizeUrls } from "./sanitize.ts";
 
 /** One challenge of a `WWW-Authenticate` header. */
 export interface Challenge {
@@ -193,7 +194,7 @@ export class Authenticator {
     try {
       url = new URL(realm);
     } catch {
-      throw new TransportError(`${this.registry} names an invalid token realm ${JSON.stringify(realm)}`);
+      throw new TransportError(`${this.registry} names an invalid token realm ${JSON.stringify(sanitizeUrls(realm))}`);
     }
     if (url.protocol !== "https:" && url.protocol !== "http:") {
       throw new TransportError(`${this.registry} names a token realm that is not HTTP(S): ${url.protocol}`);

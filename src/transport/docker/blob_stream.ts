@@ -10,6 +10,7 @@
  */
 import { DeltashipError, SizeMismatchError, TransportError } from "../../errors.ts";
 import { type Fetched, isRetryable } from "./client.ts";
+import { failureText } from "./sanitize.ts";
 import { backoffDelay, type RetryPolicy, sleep } from "./retry.ts";
 
 /** What a resumable download needs. */
@@ -82,7 +83,7 @@ export function resumableBlobStream(blob: ResumableBlob, stats?: ResumeStats): R
     failures++;
     interruptions++;
     if (failures >= blob.retry.attempts || interruptions > MAX_RESUMES) {
-      const detail = cause instanceof Error ? cause.message : String(cause);
+      const detail = failureText(cause);
       throw new TransportError(
         `${blob.what}: download failed after ${delivered} of ${blob.size} bytes (${interruptions} interruptions): ${detail}`,
       );
@@ -131,7 +132,7 @@ export function resumableBlobStream(blob: ResumableBlob, stats?: ResumeStats): R
         end();
         throw e instanceof DeltashipError || !(e instanceof Error)
           ? e
-          : new TransportError(`${blob.what}: download failed after ${delivered} bytes: ${e.message}`);
+          : new TransportError(`${blob.what}: download failed after ${delivered} bytes: ${failureText(e)}`);
       }
     },
     cancel() {

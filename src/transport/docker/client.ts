@@ -1,12 +1,15 @@
 /**
  * The HTTP side of a registry: GET requests with authentication, bounded retries
  * (429 with `Retry-After`, 5xx, dropped connections), redirects followed by hand
- * so the registry's Authorization header never reaches another host, and idle
+ * so the registry's Authorization header never reaches another host, idle
  * timeouts (for the response headers, then for each body chunk) so a stalled
- * connection fails instead of hanging.
+ * connection fails instead of hanging, and a total deadline for documents
+ * (manifests, configs, tokens) so one trickled a byte at a time does too.
  *
  * Error messages name the URL without its query (signed blob URLs carry secrets
- * there) and the HTTP status; credentials and tokens are redacted.
+ * there) and the HTTP status; credentials and tokens are redacted. Text from the
+ * runtime (a fetch failure's wording) goes into a message only through
+ * `failureText` (sanitize.ts), which sanitises every URL in it, whatever the wording.
  *
  * @module
  */
@@ -15,6 +18,7 @@ import { concat } from "../../util/streams.ts";
 import { Authenticator } from "./auth.ts";
 import type { Credentials } from "./credentials.ts";
 import { backoffDelay, retryAfterMs, type RetryPolicy, sleep } from "./retry.ts";
+import { failureText, sanitizeUrls } from "./sanitize.ts";
 
 /** How to reach one registry. */
 export interface ClientOptions {
@@ -28,6 +32,11 @@ export interface ClientOptions {
   retry: RetryPolicy;
   /** Longest wait for response headers, and for each further body chunk. */
   idleTimeoutMs: number;
+  /**
+   * Longest a whole document may take, retries included: manifests and configs
+   * (see {@link withDeadline}), token responses, error bodies.
+   */
+  deadlineMs: number;
   /** Whether the user relaxed transport security (`--tls-verify=false`). */
   insecure?: boolean;
 }
@@ -41,10 +50,22 @@ export interface RequestOptions {
   headers?: Record<string, string>;
   /** Statuses handed back to the caller instead of becoming errors (e.g. 416). */
   pass?: number[];
+  /** Aborts the request, and the waits between its tries (a document's deadline). */
+  signal?: AbortSignal;
 }
 
 /** A connection that stopped sending: retried like a dropped one. */
 export class StalledError extends TransportError {}
+
+/** A try that failed at `at`: the request's own URL, or a host it was redirected to. */
+class SendFailure {
+  constructor(readonly error: unknown, readonly at: URL) {}
+}
+
+/** The error of a failed try, and where it failed. */
+function unwrap(thrown: unknown, url: URL): { e: unknown; at: URL } {
+  return thrown instanceof SendFailure ? { e: thrown.error, at: thrown.at } : { e: thrown, at: url };
+}
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 10;
@@ -52,10 +73,41 @@ const ERROR_BODY_LIMIT = 64 * 1024;
 /** fetch() failures that are about TLS (certificates, or TLS spoken to a plain-HTTP server). */
 const TLS_FAILURE = /certificate|tls|handshake|corrupt message|InvalidContentType/i;
 
-/** A URL for messages: scheme, host and path, never the query or user info. */
+/** A URL for messages: scheme, host and path, never the query, fragment or user info. */
 export function displayUrl(url: URL | string): string {
   const u = typeof url === "string" ? new URL(url) : url;
   return `${u.protocol}//${u.host}${u.pathname}`;
+}
+
+/**
+ * The runtime's preamble to a fetch failure, in the wordings Deno has used (URLs
+ * already sanitised): `error sending request for url (URL): ` and, from Deno 2.9,
+ * `error sending request from IP:PORT for URL (HOST): `.
+ */
+const SENDING_PREAMBLE = /^error sending request (?:from \S+ )?for (?:url \(\S*\)|\S+(?: \([^)]*\))?): /;
+
+/**
+ * Runs `work` with a signal that aborts after `ms`; then fails with a one-line
+ * TransportError naming `what` and the deadline, whatever `work` was doing
+ * (waiting for a response, reading a trickling body, sleeping between tries).
+ */
+export async function withDeadline<T>(what: string, ms: number, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = new TransportError(
+        `${what}: not received within the deadline of ${ms / 1000} s (DELTASHIP_HTTP_DEADLINE_MS changes it)`,
+      );
+      controller.abort(err);
+      reject(err);
+    }, ms);
+  });
+  try {
+    return await Promise.race([work(controller.signal), expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** True for failures another try may cure: dropped or refused connections, stalls. */
@@ -173,16 +225,18 @@ export class RegistryClient {
   async get(path: string, request: RequestOptions): Promise<Fetched> {
     const url = new URL(path, this.origin);
     const { attempts } = this.#options.retry;
+    const signal = this.#signal(request.signal);
     let authRounds = 0;
     for (let attempt = 1;; attempt++) {
       const authorization = await this.auth.header(request.scope);
       let fetched: Fetched;
       try {
-        fetched = await this.#send(url, request.headers, authorization);
-      } catch (e) {
-        if (this.#closed.signal.aborted || !isRetryable(e)) throw this.#wrap(e, url, request.what, attempt);
-        if (attempt >= attempts) throw this.#wrap(e, url, request.what, attempt);
-        await sleep(backoffDelay(this.#options.retry, attempt), this.#closed.signal);
+        fetched = await this.#send(url, request.headers, authorization, signal);
+      } catch (thrown) {
+        const { e, at } = unwrap(thrown, url);
+        if (signal.aborted || !isRetryable(e)) throw this.#wrap(e, url, at, request.what, attempt);
+        if (attempt >= attempts) throw this.#wrap(e, url, at, request.what, attempt);
+        await sleep(backoffDelay(this.#options.retry, attempt), signal);
         continue;
       }
       const { status } = fetched;
@@ -198,11 +252,16 @@ export class RegistryClient {
         const { retry } = this.#options;
         const wait = retryAfterMs(fetched.headers.get("retry-after"), retry.maxMs) ?? backoffDelay(retry, attempt);
         fetched.cancel();
-        await sleep(wait, this.#closed.signal);
+        await sleep(wait, signal);
         continue;
       }
       throw await this.#statusError(fetched, request.what, attempt);
     }
+  }
+
+  /** The signal that stops one request: the client closing, or the caller's own (a deadline). */
+  #signal(own: AbortSignal | undefined): AbortSignal {
+    return own ? AbortSignal.any([this.#closed.signal, own]) : this.#closed.signal;
   }
 
   /** Stops every request in flight and releases connections. */
@@ -211,52 +270,63 @@ export class RegistryClient {
     this.#http.close();
   }
 
-  /** Token requests: retried like registry requests, but never carrying the registry's Authorization. */
-  async #tokenRequest(url: URL, headers: Headers): Promise<Response> {
+  /**
+   * Token requests: retried like registry requests, but never carrying the
+   * registry's Authorization, and read whole within the document deadline.
+   */
+  #tokenRequest(url: URL, headers: Headers): Promise<Response> {
     const what = `token request to ${displayUrl(url)}`;
     const h = new Headers(headers);
     const authorization = h.get("authorization") ?? undefined;
     h.delete("authorization");
-    for (let attempt = 1;; attempt++) {
-      let fetched: Fetched;
-      try {
-        fetched = await this.#send(url, h, authorization);
-      } catch (e) {
-        if (attempt >= this.#options.retry.attempts || !isRetryable(e)) throw this.#wrap(e, url, what, attempt);
-        await sleep(backoffDelay(this.#options.retry, attempt), this.#closed.signal);
-        continue;
+    return withDeadline(what, this.#options.deadlineMs, async (deadline) => {
+      const signal = this.#signal(deadline);
+      for (let attempt = 1;; attempt++) {
+        let fetched: Fetched;
+        try {
+          fetched = await this.#send(url, h, authorization, signal);
+        } catch (thrown) {
+          const { e, at } = unwrap(thrown, url);
+          if (attempt >= this.#options.retry.attempts || !isRetryable(e)) {
+            throw this.#wrap(e, url, at, what, attempt);
+          }
+          await sleep(backoffDelay(this.#options.retry, attempt), signal);
+          continue;
+        }
+        const { status } = fetched;
+        if ((status === 429 || status >= 500) && attempt < this.#options.retry.attempts) {
+          fetched.cancel();
+          await sleep(
+            retryAfterMs(fetched.headers.get("retry-after"), this.#options.retry.maxMs) ??
+              backoffDelay(this.#options.retry, attempt),
+            signal,
+          );
+          continue;
+        }
+        // The body is read whole by the caller; it is small.
+        const body = await fetched.bytes(1 << 20, what);
+        return new Response(body.length ? body as Uint8Array<ArrayBuffer> : null, {
+          status,
+          statusText: fetched.response.statusText,
+        });
       }
-      const { status } = fetched;
-      if ((status === 429 || status >= 500) && attempt < this.#options.retry.attempts) {
-        fetched.cancel();
-        await sleep(
-          retryAfterMs(fetched.headers.get("retry-after"), this.#options.retry.maxMs) ??
-            backoffDelay(this.#options.retry, attempt),
-          this.#closed.signal,
-        );
-        continue;
-      }
-      // The body is read whole by the caller; it is small.
-      const body = await fetched.bytes(1 << 20, what);
-      return new Response(body.length ? body as Uint8Array<ArrayBuffer> : null, {
-        status,
-        statusText: fetched.response.statusText,
-      });
-    }
+    });
   }
 
   /**
    * One try: follows redirects by hand, sending `authorization` only to the
    * origin of `url` (never to a host it redirects to), with a timeout for each
-   * response's headers.
+   * response's headers. A failed fetch is thrown as a {@link SendFailure}
+   * naming the URL it failed at.
    */
   async #send(
     url: URL,
     headers: Record<string, string> | Headers | undefined,
-    authorization?: string,
+    authorization: string | undefined,
+    stop: AbortSignal,
   ): Promise<Fetched> {
     const controller = new AbortController();
-    const signal = AbortSignal.any([controller.signal, this.#closed.signal]);
+    const signal = AbortSignal.any([controller.signal, stop]);
     let current = url;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
       const h = new Headers(headers);
@@ -272,6 +342,8 @@ export class RegistryClient {
       let res: Response;
       try {
         res = await fetch(current, { headers: h, redirect: "manual", signal, client: this.#http });
+      } catch (e) {
+        throw new SendFailure(e, current);
       } finally {
         clearTimeout(timer);
       }
@@ -290,33 +362,34 @@ export class RegistryClient {
     throw new TransportError(`${displayUrl(url)}: more than ${MAX_REDIRECTS} redirects`);
   }
 
-  /** Turns a failed try into a one-line error naming the URL. */
-  #wrap(e: unknown, url: URL, what: string, attempts: number): Error {
+  /**
+   * Turns a failed try into a one-line error naming the URL (and the one it
+   * was redirected to, `at`, when it failed there), built from sanitised text only.
+   */
+  #wrap(e: unknown, url: URL, at: URL, what: string, attempts: number): Error {
     if (e instanceof DeltashipError && !(e instanceof StalledError)) return e;
-    // fetch() says "fetch failed" and keeps the reason (refused, TLS, DNS) in `cause`.
-    const cause = e instanceof Error && e.cause instanceof Error ? e.cause.message : undefined;
-    const raw = cause ?? (e instanceof Error ? e.message : String(e));
-    const detail = this.auth.redact(
-      raw.replace(/^error sending request for url \([^)]*\): /, "").replace(/ for url \([^)]*\)/, "").replace(
-        /\s+/g,
-        " ",
-      )
-        .trim(),
-    );
+    // The reason (refused, reset, TLS, DNS) without the preamble: the message names the URL already.
+    const text = failureText(e);
+    const detail = this.auth.redact(text.replace(SENDING_PREAMBLE, ""));
     const tries = attempts > 1 ? ` (${attempts} tries)` : "";
     let hint = "";
-    if (TLS_FAILURE.test(raw)) {
+    if (TLS_FAILURE.test(text)) {
       hint = this.#options.https
         ? "; if the registry serves plain HTTP, pass --tls-verify=false"
         : "; the registry may require HTTPS: drop --tls-verify=false";
     }
-    return new TransportError(`${what}: GET ${displayUrl(url)} failed${tries}: ${detail}${hint}`);
+    const where = at.href === url.href ? displayUrl(url) : `${displayUrl(url)} (redirected to ${displayUrl(at)})`;
+    return new TransportError(`${what}: GET ${where} failed${tries}: ${detail}${hint}`);
   }
 
   async #statusError(fetched: Fetched, what: string, attempts: number): Promise<Error> {
     let codes = "";
     try {
-      const body = await fetched.bytes(ERROR_BODY_LIMIT, "error body");
+      // Within the deadline: an error body trickled a byte at a time would hold the error back.
+      const body = await withDeadline("error body", this.#options.deadlineMs, (signal) => {
+        signal.addEventListener("abort", () => fetched.cancel(), { once: true });
+        return fetched.bytes(ERROR_BODY_LIMIT, "error body");
+      });
       const parsed = JSON.parse(new TextDecoder().decode(body)) as { errors?: { code?: unknown; message?: unknown }[] };
       codes = (parsed.errors ?? [])
         .map((x) => [x.code, x.message].filter((v) => typeof v === "string" && v !== "").join(": "))
@@ -327,7 +400,8 @@ export class RegistryClient {
     }
     const status = `HTTP ${fetched.status}${fetched.response.statusText ? ` ${fetched.response.statusText}` : ""}`;
     const tries = attempts > 1 ? `, after ${attempts} tries` : "";
-    const detail = this.auth.redact(`${status}${codes ? ` (${codes.slice(0, 300)})` : ""}${tries}`);
+    // The body is the server's text: an object store's may quote the signed URL.
+    const detail = this.auth.redact(sanitizeUrls(`${status}${codes ? ` (${codes.slice(0, 300)})` : ""}${tries}`));
     const where = `GET ${displayUrl(fetched.url)}`;
     if (fetched.status === 404) return new NotFoundError(`${what}: not found: ${where}: ${detail}`);
     if (fetched.status === 403) return new TransportError(`${what}: access denied: ${where}: ${detail}`);

@@ -13,7 +13,8 @@ import { Hasher, parseDigest, sha256, verifyBytes } from "../../util/digest.ts";
 import { Semaphore } from "../../util/semaphore.ts";
 import { checkDocument, type FetchedDocument, type ImageSource } from "../source.ts";
 import { resumableBlobStream } from "./blob_stream.ts";
-import { isRetryable, RegistryClient } from "./client.ts";
+import { isRetryable, RegistryClient, withDeadline } from "./client.ts";
+import { failureText } from "./sanitize.ts";
 import { type Env, lookupCredentials, parseCredsOption } from "./credentials.ts";
 import { type DockerReference, isLoopbackHost, parseDockerReference } from "./reference.ts";
 import { backoffDelay, DEFAULT_RETRY, type RetryPolicy, sleep } from "./retry.ts";
@@ -27,9 +28,10 @@ export interface DockerSourceOptions {
   /** Most blob bodies in flight at once (default 2). */
   maxDownloads?: number;
   /**
-   * Environment: auth file locations, and `DELTASHIP_HTTP_TIMEOUT_MS` (idle
-   * timeout, default 30000) and `DELTASHIP_RETRY_BASE_MS` (first retry delay,
-   * default 250).
+   * Environment: auth file locations, `DELTASHIP_HTTP_TIMEOUT_MS` (idle
+   * timeout, default 30000), `DELTASHIP_HTTP_DEADLINE_MS` (total time for a
+   * manifest, config or token, retries included, default 60000) and
+   * `DELTASHIP_RETRY_BASE_MS` (first retry delay, default 250).
    */
   env?: Env;
 }
@@ -47,6 +49,8 @@ const MANIFEST_LIMIT = 4 << 20;
 /** Largest config accepted. */
 const CONFIG_LIMIT = 32 << 20;
 const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+/** Longest a whole document (manifest, config, token) may take, retries included. */
+const DEFAULT_DEADLINE_MS = 60_000;
 /** Default for `--max-downloads`. */
 export const DEFAULT_MAX_DOWNLOADS = 2;
 
@@ -54,6 +58,7 @@ export const DEFAULT_MAX_DOWNLOADS = 2;
 export class DockerSource implements ImageSource {
   readonly description: string;
   readonly #client: RegistryClient;
+  readonly #deadlineMs: number;
   #downloads: Semaphore;
   readonly #downloadsChosen: boolean;
   readonly #retry: RetryPolicy;
@@ -66,9 +71,11 @@ export class DockerSource implements ImageSource {
     client: RegistryClient,
     retry: RetryPolicy,
     maxDownloads: number | undefined,
+    deadlineMs: number,
   ) {
     this.description = `docker://${input}`;
     this.#client = client;
+    this.#deadlineMs = deadlineMs;
     this.#retry = retry;
     this.#downloads = new Semaphore(maxDownloads ?? DEFAULT_MAX_DOWNLOADS);
     this.#downloadsChosen = maxDownloads !== undefined;
@@ -82,6 +89,7 @@ export class DockerSource implements ImageSource {
     const explicit = options.creds !== undefined ? parseCredsOption(options.creds) : undefined;
     const credentials = await lookupCredentials(ref.domain, ref.repository, env, explicit);
     const retry = { ...DEFAULT_RETRY, baseMs: envInt(env, "DELTASHIP_RETRY_BASE_MS", DEFAULT_RETRY.baseMs, 0) };
+    const deadlineMs = envInt(env, "DELTASHIP_HTTP_DEADLINE_MS", DEFAULT_DEADLINE_MS, 1);
     const client = new RegistryClient({
       host: ref.host,
       registry: ref.domain,
@@ -89,9 +97,10 @@ export class DockerSource implements ImageSource {
       credentials,
       retry,
       idleTimeoutMs: envInt(env, "DELTASHIP_HTTP_TIMEOUT_MS", DEFAULT_IDLE_TIMEOUT_MS, 1),
+      deadlineMs,
       insecure: options.tlsVerify === false,
     });
-    return new DockerSource(ref, input, client, retry, options.maxDownloads);
+    return new DockerSource(ref, input, client, retry, options.maxDownloads, deadlineMs);
   }
 
   /**
@@ -189,29 +198,37 @@ export class DockerSource implements ImageSource {
     return Promise.resolve();
   }
 
-  /** GETs a small document whole, trying again when the body is cut off. */
-  async #document(
+  /**
+   * GETs a small document whole, trying again when the body is cut off, all
+   * within the document deadline (a body trickled a byte at a time never
+   * trips the idle timeout).
+   */
+  #document(
     path: string,
     accept: string | undefined,
     what: string,
     limit: number,
   ): Promise<{ bytes: Uint8Array; headers: Headers }> {
-    for (let attempt = 1;; attempt++) {
-      const f = await this.#client.get(path, {
-        what,
-        scope: this.#scope,
-        headers: accept ? { accept } : undefined,
-      });
-      try {
-        return { bytes: await f.bytes(limit, what), headers: f.headers };
-      } catch (e) {
-        if (!isRetryable(e) || attempt >= this.#retry.attempts) {
-          if (e instanceof DeltashipError) throw e;
-          throw new TransportError(`${what}: download failed: ${(e as Error).message}`);
+    return withDeadline(what, this.#deadlineMs, async (deadline) => {
+      const signal = AbortSignal.any([this.#closed.signal, deadline]);
+      for (let attempt = 1;; attempt++) {
+        const f = await this.#client.get(path, {
+          what,
+          scope: this.#scope,
+          headers: accept ? { accept } : undefined,
+          signal: deadline,
+        });
+        try {
+          return { bytes: await f.bytes(limit, what), headers: f.headers };
+        } catch (e) {
+          if (!isRetryable(e) || attempt >= this.#retry.attempts) {
+            if (e instanceof DeltashipError) throw e;
+            throw new TransportError(`${what}: download failed: ${failureText(e)}`);
+          }
+          await sleep(backoffDelay(this.#retry, attempt), signal);
         }
-        await sleep(backoffDelay(this.#retry, attempt), this.#closed.signal);
       }
-    }
+    });
   }
 }
 
