@@ -4,28 +4,20 @@
  * (`--min-version=1 --max-version=1`, composefs-rs's default) or 0 (mkcomposefs's
  * default, which becomes 1 when the tree holds a whiteout).
  *
- * What the writer does to the tree first, as libcomposefs does:
- * - every `trusted.overlay.*` xattr is escaped to `trusted.overlay.overlay.*`, so
- *   overlayfs reads it as the file's own, not as an instruction;
- * - an external regular file becomes a metacopy stub: `trusted.overlay.metacopy`
- *   (version 0, length 36, flags 0, algorithm 1, then the fs-verity digest; empty
- *   without a digest) and `trusted.overlay.redirect` (`/` + payload);
- * - a whiteout (character device 0:0) becomes an empty regular file with
- *   `trusted.overlay.overlay.whiteout` and `user.overlay.whiteout`, and its directory
- *   gets `trusted.overlay.overlay.whiteouts`, `user.overlay.whiteouts` and (version
- *   1) `trusted.overlay.overlay.opaque=x`, `user.overlay.opaque=x`;
- * - the root gets `trusted.overlay.opaque=y`, and 256 whiteout devices `00`..`ff`
- *   (the names it does not already have; owner, mtime and SELinux label of the root)
- *   so that the image, as overlayfs's data layer, hides nothing of its own.
- *
- * Then the layout: inodes numbered breadth-first with entries in name order,
- * hardlinks sharing the inode of their first occurrence (depth-first, name order);
- * a compact inode when the mtime equals the image's build time (the oldest mtime)
- * and the other fields fit, extended otherwise; xattrs used by more than one inode
- * go to the shared table (in descending name, length, value order); directory
- * entries in 4096-byte blocks, the last one inline after the inode when it takes at
- * most half a block; inline file data likewise; padding so that no inline tail
- * crosses a block boundary (for symlinks: no inode with its target).
+ * The inodes come from {@link collectInodes} (numbering and overlayfs rewrites);
+ * this module lays them out and writes them:
+ * - a compact inode when the mtime equals the image's build time (the oldest mtime
+ *   of all) and nlink, uid, gid and size fit its narrower fields; extended otherwise;
+ * - xattrs that more than one inode has go to the shared table (sorted descending by
+ *   name, value length, value), the rest inline after the inode;
+ * - directory entries fill 4096-byte blocks; the last block follows the inode inline
+ *   when it takes at most half a block; inline file data likewise;
+ * - external files are chunk-based with null chunks (overlayfs reads the data from
+ *   the object the redirect names);
+ * - padding before an inode so that its inline tail does not cross a block boundary
+ *   (for a symlink: the inode with its target); a symlink whose inode and target
+ *   reach a whole block gets its target in a data block instead;
+ * - then the shared xattrs, then the data blocks in inode order.
  *
  * @module
  */
@@ -58,7 +50,8 @@ import {
   xattrFilterBit,
 } from "./erofs_format.ts";
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from "./dumpfile.ts";
-import { compareBytes, type Directory, type Inode, quotePath, type Timespec, type Xattr, Xattrs } from "./tree.ts";
+import { byteKey, compareBytes, type Directory, type Inode, type Timespec, type Xattr } from "./tree.ts";
+import { collectInodes, type Dirent, type Node, XATTR } from "./erofs_inodes.ts";
 
 /** Options of {@link writeErofs}. */
 export interface ErofsOptions {
@@ -70,27 +63,6 @@ export interface ErofsOptions {
   version?: 0 | 1;
 }
 
-const te = new TextEncoder();
-const OVERLAY_PREFIX = te.encode("trusted.overlay.");
-const OVERLAY_ESCAPED_PREFIX = te.encode("trusted.overlay.overlay.");
-const XATTR = {
-  metacopy: te.encode("trusted.overlay.metacopy"),
-  redirect: te.encode("trusted.overlay.redirect"),
-  opaque: te.encode("trusted.overlay.opaque"),
-  escapedWhiteout: te.encode("trusted.overlay.overlay.whiteout"),
-  escapedWhiteouts: te.encode("trusted.overlay.overlay.whiteouts"),
-  escapedOpaque: te.encode("trusted.overlay.overlay.opaque"),
-  userWhiteout: te.encode("user.overlay.whiteout"),
-  userWhiteouts: te.encode("user.overlay.whiteouts"),
-  userOpaque: te.encode("user.overlay.opaque"),
-  selinux: te.encode("security.selinux"),
-  aclAccess: te.encode("system.posix_acl_access"),
-  aclDefault: te.encode("system.posix_acl_default"),
-};
-const EMPTY = new Uint8Array(0);
-const DOT = te.encode(".");
-const DOTDOT = te.encode("..");
-
 const TYPE_BITS: Record<Inode["type"], number> = {
   file: S_IFREG,
   directory: S_IFDIR,
@@ -101,87 +73,15 @@ const TYPE_BITS: Record<Inode["type"], number> = {
   socket: S_IFSOCK,
 };
 
-/** A directory entry as the image stores it: a name and the node it names. */
-interface Dirent {
-  name: Uint8Array;
-  node: Node | null;
-  /** The inode, until `node` is known (a hardlink whose first occurrence is deeper). */
-  inode: Inode;
-}
-
-/** One inode of the image, with everything the layout decides for it. */
-interface Node {
-  index: number;
-  inode: Inode;
-  /** Type after whiteout escaping. */
-  type: Inode["type"];
-  parent: Node | null;
-  name: Uint8Array;
-  nlink: number;
-  size: number;
-  xattrs: Map<string, Xattr>;
-  sortedXattrs: Xattr[];
-  sharedRefs: number[];
-  localXattrs: Xattr[];
-  dirents: Dirent[];
-  // layout
-  compact: boolean;
-  nBlocks: number;
-  tailSize: number;
-  promotedSymlink: boolean;
-  xattrSize: number;
-  pad: number;
-  nid: number;
-  blkaddr: number;
-}
-
-function key(b: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode(...b.subarray(i, i + 8192));
-  return s;
-}
-
-function hasPrefix(b: Uint8Array, prefix: Uint8Array): boolean {
-  return b.length >= prefix.length && prefix.every((c, i) => b[i] === c);
-}
-
-function setXattr(n: Node, name: Uint8Array, value: Uint8Array): void {
-  n.xattrs.set(key(name), { name, value });
-}
-
-function pathOf(n: Node): string {
-  const parts: Uint8Array[] = [];
-  for (let p: Node | null = n; p?.parent; p = p.parent) parts.unshift(p.name);
-  const len = parts.reduce((a, p) => a + 1 + p.length, 0);
-  const out = new Uint8Array(Math.max(1, len));
-  out[0] = 0x2f;
-  let o = 0;
-  for (const p of parts) {
-    out[o++] = 0x2f;
-    out.set(p, o);
-    o += p.length;
-  }
-  return quotePath(out);
-}
-
-function isWhiteout(i: Inode): boolean {
-  return i.type === "chardev" && i.rdev === 0;
-}
-
 /**
  * The EROFS composefs image of the tree `root`, as bytes. Throws a
  * {@link FormatError} naming the path when the tree cannot be written (a directory
- * reachable twice, a field out of range, a hardlinked whiteout).
+ * reachable twice, a field out of range, a hardlinked whiteout, an image too big).
  */
 export function writeErofs(root: Directory, options: ErofsOptions = {}): Uint8Array {
-  const requested = options.version ?? 1;
-  const refs = countLinks(root);
-  let hasWhiteout = false;
-  for (const i of refs.counts.keys()) if (isWhiteout(i)) hasWhiteout = true;
-  const version = requested === 0 && hasWhiteout ? 1 : requested;
-
-  const nodes = collect(root, refs, version);
-  const hasAcl = nodes.some((n) => n.xattrs.has(key(XATTR.aclAccess)) || n.xattrs.has(key(XATTR.aclDefault)));
+  const { nodes, hasWhiteout } = collectInodes(root);
+  const version = hasWhiteout ? 1 : options.version ?? 1;
+  const hasAcl = nodes.some((n) => n.xattrs.has(byteKey(XATTR.aclAccess)) || n.xattrs.has(byteKey(XATTR.aclDefault)));
   let minMtime: Timespec = nodes[0].inode.meta.mtime;
   for (const n of nodes) {
     const t = n.inode.meta.mtime;
@@ -194,234 +94,6 @@ export function writeErofs(root: Directory, options: ErofsOptions = {}): Uint8Ar
     composefsVersion: version,
     minMtime,
   });
-}
-
-/** How many directory entries name each non-directory inode, and where it first appears. */
-interface LinkInfo {
-  counts: Map<Inode, number>;
-  /** The first occurrence of each leaf, depth-first in name order: its directory and name. */
-  first: Map<Inode, { dir: Directory; name: Uint8Array }>;
-}
-
-function countLinks(root: Directory): LinkInfo {
-  const counts = new Map<Inode, number>();
-  const first = new Map<Inode, { dir: Directory; name: Uint8Array }>();
-  const seenDirs = new Set<Directory>([root]);
-  const visit = (dir: Directory, path: string) => {
-    for (const e of dir.entries()) {
-      const i = e.inode;
-      if (i.type === "directory") {
-        const p = `${path}/${key(e.name)}`;
-        if (seenDirs.has(i)) throw new FormatError(`directory ${JSON.stringify(p)} appears twice in the tree`);
-        seenDirs.add(i);
-        visit(i, p);
-        continue;
-      }
-      const c = counts.get(i) ?? 0;
-      if (c === 0) first.set(i, { dir, name: e.name });
-      counts.set(i, c + 1);
-    }
-  };
-  visit(root, "");
-  return { counts, first };
-}
-
-function newNode(index: number, inode: Inode, parent: Node | null, name: Uint8Array, nlink: number): Node {
-  return {
-    index,
-    inode,
-    type: inode.type,
-    parent,
-    name,
-    nlink,
-    size: 0,
-    xattrs: new Map(),
-    sortedXattrs: [],
-    sharedRefs: [],
-    localXattrs: [],
-    dirents: [],
-    compact: false,
-    nBlocks: 0,
-    tailSize: 0,
-    promotedSymlink: false,
-    xattrSize: 0,
-    pad: 0,
-    nid: 0,
-    blkaddr: 0,
-  };
-}
-
-const HEX = "0123456789abcdef";
-
-/**
- * Numbers the inodes breadth-first (directory entries in name order), builds each
- * directory's entries with `.` and `..`, and applies the overlayfs rewrites.
- */
-function collect(root: Directory, links: LinkInfo, version: number): Node[] {
-  const rootNode = newNode(0, root, null, EMPTY, 0);
-  const nodes: Node[] = [rootNode];
-  const byInode = new Map<Inode, Node>();
-  const deferred: Dirent[] = [];
-  prepare(rootNode);
-  setXattr(rootNode, XATTR.opaque, te.encode("y"));
-
-  for (let q = 0; q < nodes.length; q++) {
-    const dir = nodes[q];
-    if (dir.inode.type !== "directory") continue;
-    const entries: { name: Uint8Array; inode: Inode; stub?: boolean }[] = [...dir.inode.entries()];
-    if (dir === rootNode) entries.push(...whiteoutStubs(root));
-    entries.sort((a, b) => compareBytes(a.name, b.name));
-
-    const dirents: Dirent[] = [];
-    let subdirs = 0;
-    let whiteouts = false;
-    for (const e of entries) {
-      const i = e.inode;
-      let node: Node | null = null;
-      if (i.type === "directory") {
-        node = newNode(nodes.length, i, dir, e.name, 0);
-        subdirs++;
-      } else if (e.stub) {
-        node = newNode(nodes.length, i, dir, e.name, 1);
-      } else {
-        const f = links.first.get(i)!;
-        if (f.dir === dir.inode && compareBytes(f.name, e.name) === 0) {
-          node = newNode(nodes.length, i, dir, e.name, links.counts.get(i)!);
-        }
-      }
-      if (!node) {
-        // Another name of a hardlinked inode: it shares the inode of the first name.
-        const d: Dirent = { name: e.name, node: byInode.get(i) ?? null, inode: i };
-        dirents.push(d);
-        if (!d.node) deferred.push(d);
-        continue;
-      }
-      dirents.push({ name: e.name, node, inode: i });
-      nodes.push(node);
-      byInode.set(i, node);
-      if (e.stub) {
-        const selinux = root.meta.xattrs.get(XATTR.selinux);
-        if (selinux) setXattr(node, XATTR.selinux, selinux);
-        continue;
-      }
-      prepare(node);
-      if (isWhiteout(i)) {
-        if (node.nlink > 1) throw new FormatError(`whiteout ${pathOf(node)} is hardlinked: it may have one name only`);
-        node.type = "file";
-        setXattr(node, XATTR.escapedWhiteout, EMPTY);
-        setXattr(node, XATTR.userWhiteout, EMPTY);
-        whiteouts = true;
-      }
-    }
-    if (whiteouts) {
-      setXattr(dir, XATTR.escapedWhiteouts, EMPTY);
-      setXattr(dir, XATTR.userWhiteouts, EMPTY);
-      if (version >= 1) {
-        setXattr(dir, XATTR.escapedOpaque, te.encode("x"));
-        setXattr(dir, XATTR.userOpaque, te.encode("x"));
-      }
-    }
-    dir.nlink = 2 + subdirs;
-    dirents.push({ name: DOT, node: dir, inode: dir.inode }, {
-      name: DOTDOT,
-      node: dir.parent ?? dir,
-      inode: dir.inode,
-    });
-    dirents.sort((a, b) => compareBytes(a.name, b.name));
-    dir.dirents = dirents;
-  }
-  for (const d of deferred) d.node = byInode.get(d.inode)!;
-  for (const n of nodes) n.sortedXattrs = [...n.xattrs.values()].sort((a, b) => compareBytes(a.name, b.name));
-  return nodes;
-}
-
-/** The whiteout devices `00`..`ff` the root gets for the names it does not use. */
-function whiteoutStubs(root: Directory): { name: Uint8Array; inode: Inode; stub: true }[] {
-  const m = root.meta;
-  const stubs: { name: Uint8Array; inode: Inode; stub: true }[] = [];
-  for (let i = 0; i < 256; i++) {
-    const name = te.encode(HEX[i >> 4] + HEX[i & 15]);
-    if (root.get(name)) continue;
-    const inode: Inode = {
-      type: "chardev",
-      rdev: 0,
-      meta: { mode: 0o644, uid: m.uid, gid: m.gid, mtime: m.mtime, xattrs: new Xattrs() },
-    };
-    stubs.push({ name, inode, stub: true });
-  }
-  return stubs;
-}
-
-/** Checks a node's fields and sets its size and xattrs (escaped, plus the metacopy stub's). */
-function prepare(n: Node): void {
-  const i = n.inode;
-  const m = i.meta;
-  const where = () => pathOf(n);
-  const check = (ok: boolean, what: string) => {
-    if (!ok) throw new FormatError(`${where()}: ${what}`);
-  };
-  check(
-    Number.isInteger(m.mode) && m.mode >= 0 && m.mode <= 0o7777,
-    `mode ${m.mode} is not permission bits (0..0o7777)`,
-  );
-  check(Number.isInteger(m.uid) && m.uid >= 0 && m.uid <= 0xffffffff, `uid ${m.uid} is out of range`);
-  check(Number.isInteger(m.gid) && m.gid >= 0 && m.gid <= 0xffffffff, `gid ${m.gid} is out of range`);
-  check(
-    Number.isSafeInteger(m.mtime.sec) && Number.isInteger(m.mtime.nsec) && m.mtime.nsec >= 0 &&
-      m.mtime.nsec <= 999_999_999,
-    "mtime is out of range",
-  );
-  for (const x of m.xattrs) {
-    check(
-      x.name.length > 0 && x.name.length <= 255 && !x.name.includes(0),
-      "an xattr name is empty, too long or has NUL",
-    );
-    check(x.value.length <= 0xffff, "an xattr value is longer than 65535 bytes");
-    if (hasPrefix(x.name, OVERLAY_PREFIX)) {
-      const escaped = new Uint8Array(OVERLAY_ESCAPED_PREFIX.length + x.name.length - OVERLAY_PREFIX.length);
-      escaped.set(OVERLAY_ESCAPED_PREFIX);
-      escaped.set(x.name.subarray(OVERLAY_PREFIX.length), OVERLAY_ESCAPED_PREFIX.length);
-      check(escaped.length <= 255, "an escaped trusted.overlay xattr name is longer than 255 bytes");
-      setXattr(n, escaped, x.value);
-    } else {
-      setXattr(n, x.name, x.value);
-    }
-  }
-  switch (i.type) {
-    case "file":
-      check(Number.isSafeInteger(i.size) && i.size >= 0, `size ${i.size} is out of range`);
-      n.size = i.size;
-      if (i.content) {
-        check(i.content.length === i.size, `inline content is ${i.content.length} bytes, size says ${i.size}`);
-      } else if (i.size > 0) {
-        let metacopy = EMPTY;
-        if (i.digest) {
-          check(i.digest.length === 32, "the fs-verity digest is not 32 bytes");
-          metacopy = new Uint8Array(36);
-          metacopy.set([0, 36, 0, 1]);
-          metacopy.set(i.digest, 4);
-        }
-        setXattr(n, XATTR.metacopy, metacopy);
-        if (i.payload?.length) {
-          const redirect = new Uint8Array(i.payload.length + 1);
-          redirect[0] = 0x2f;
-          redirect.set(i.payload, 1);
-          setXattr(n, XATTR.redirect, redirect);
-        }
-      }
-      break;
-    case "symlink":
-      check(
-        i.target.length > 0 && i.target.length < 4096 && !i.target.includes(0),
-        "symlink target is empty, too long or has NUL",
-      );
-      n.size = i.target.length;
-      break;
-    case "chardev":
-    case "blockdev":
-      check(Number.isInteger(i.rdev) && i.rdev >= 0 && i.rdev <= 0xffffffff, `device number ${i.rdev} is out of range`);
-      break;
-  }
 }
 
 /** The shared xattr table: its entries in on-disk order and its size in bytes. */
@@ -437,7 +109,7 @@ interface SharedXattrs {
  */
 function shareXattrs(nodes: Node[]): SharedXattrs {
   const counts = new Map<string, { x: Xattr; count: number; offset: number }>();
-  const pairKey = (x: Xattr) => `${key(x.name)}\0${key(x.value)}`;
+  const pairKey = (x: Xattr) => `${byteKey(x.name)}\0${byteKey(x.value)}`;
   for (const n of nodes) {
     for (const x of n.sortedXattrs) {
       const k = pairKey(x);
@@ -576,7 +248,6 @@ function computeLayout(nodes: Node[], sharedSize: number, minMtime: Timespec): L
         }
       }
     }
-    n.pad = pad;
     pos += pad;
     n.nid = (pos - metaStart) / SLOT_SIZE;
     pos += nonTail + n.tailSize;

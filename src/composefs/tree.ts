@@ -49,7 +49,7 @@ export function nameBytes(name: Name): Uint8Array {
 }
 
 /** A string holding one char per byte: a lossless Map key that sorts like the bytes. */
-function byteKey(bytes: Uint8Array): string {
+export function byteKey(bytes: Uint8Array): string {
   let s = "";
   for (let i = 0; i < bytes.length; i += 8192) {
     s += String.fromCharCode(...bytes.subarray(i, i + 8192));
@@ -299,13 +299,19 @@ export function* walk(root: Directory): Generator<{ path: Uint8Array; inode: Ino
 
 function* walkDir(dir: Directory, prefix: Uint8Array): Generator<{ path: Uint8Array; inode: Inode }> {
   for (const e of dir.entries()) {
-    const path = new Uint8Array(prefix.length + 1 + e.name.length);
-    path.set(prefix);
-    path[prefix.length] = 0x2f;
-    path.set(e.name, prefix.length + 1);
+    const path = childPath(prefix, e.name);
     yield { path, inode: e.inode };
     if (e.inode.type === "directory") yield* walkDir(e.inode, path);
   }
+}
+
+/** `parent/name`, for a parent path without a trailing slash (the root is the empty path). */
+export function childPath(parent: Uint8Array, name: Uint8Array): Uint8Array {
+  const path = new Uint8Array(parent.length + 1 + name.length);
+  path.set(parent);
+  path[parent.length] = 0x2f;
+  path.set(name, parent.length + 1);
+  return path;
 }
 
 const TYPES: Record<number, Inode["type"]> = {
