@@ -363,13 +363,13 @@ export function treeFromDump(entries: Iterable<DumpEntry>): Directory {
 }
 
 function hardlinkTarget(e: DumpEntry, byPath: Map<string, Inode>, at: string): Inode {
-  if (!e.payload) throw new FormatError(`${at}: field PAYLOAD: a hardlink needs the path of its target`);
+  if (!e.payload) throw new FormatError(`${at}, field PAYLOAD: a hardlink needs the path of its target`);
   const target = byPath.get(byteKey(e.payload));
   if (!target) {
-    throw new FormatError(`${at}: field PAYLOAD: hardlink target ${quotePath(e.payload)} is not listed before it`);
+    throw new FormatError(`${at}, field PAYLOAD: hardlink target ${quotePath(e.payload)} is not listed before it`);
   }
   if (target.type === "directory") {
-    throw new FormatError(`${at}: field PAYLOAD: hardlink target ${quotePath(e.payload)} is a directory`);
+    throw new FormatError(`${at}, field PAYLOAD: hardlink target ${quotePath(e.payload)} is a directory`);
   }
   return target;
 }
@@ -384,35 +384,35 @@ function inodeOf(e: DumpEntry, at: string): Inode {
   const m = metaOf(e);
   const type = TYPES[e.mode & S_IFMT];
   if (type !== "file") {
-    if (e.content) throw new FormatError(`${at}: field CONTENT: only regular files have content`);
-    if (e.digest) throw new FormatError(`${at}: field DIGEST: only regular files have a digest`);
+    if (e.content) throw new FormatError(`${at}, field CONTENT: only regular files have content`);
+    if (e.digest) throw new FormatError(`${at}, field DIGEST: only regular files have a digest`);
   }
   if (type !== "chardev" && type !== "blockdev" && e.rdev !== 0) {
-    throw new FormatError(`${at}: field RDEV: only devices have a device number`);
+    throw new FormatError(`${at}, field RDEV: only devices have a device number`);
   }
   switch (type) {
     case "directory":
-      if (e.payload) throw new FormatError(`${at}: field PAYLOAD: a directory has no payload`);
+      if (e.payload) throw new FormatError(`${at}, field PAYLOAD: a directory has no payload`);
       return new Directory(m);
     case "file":
       if (e.content) {
         if (e.content.length !== e.size) {
-          throw new FormatError(`${at}: field CONTENT: ${e.content.length} bytes, but SIZE says ${e.size}`);
+          throw new FormatError(`${at}, field CONTENT: ${e.content.length} bytes, but SIZE says ${e.size}`);
         }
-        if (e.digest) throw new FormatError(`${at}: field DIGEST: an inline file has no digest`);
+        if (e.digest) throw new FormatError(`${at}, field DIGEST: an inline file has no digest`);
         return inlineFile(m, e.content);
       }
       if (e.size === 0) return inlineFile(m, new Uint8Array(0));
       return { type: "file", meta: m, size: e.size, content: null, digest: e.digest, payload: e.payload };
     case "symlink":
-      if (!e.payload || e.payload.length === 0) throw new FormatError(`${at}: field PAYLOAD: a symlink needs a target`);
+      if (!e.payload || e.payload.length === 0) throw new FormatError(`${at}, field PAYLOAD: a symlink needs a target`);
       return symlink(m, e.payload);
     case "chardev":
     case "blockdev":
-      if (e.payload) throw new FormatError(`${at}: field PAYLOAD: a device has no payload`);
+      if (e.payload) throw new FormatError(`${at}, field PAYLOAD: a device has no payload`);
       return device(m, type, e.rdev);
     default:
-      if (e.payload) throw new FormatError(`${at}: field PAYLOAD: a ${type} has no payload`);
+      if (e.payload) throw new FormatError(`${at}, field PAYLOAD: a ${type} has no payload`);
       return { type, meta: m };
   }
 }
