@@ -49,8 +49,8 @@ import {
   xattrEntrySize,
   xattrFilterBit,
 } from "./erofs_format.ts";
-import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from "./dumpfile.ts";
-import { byteKey, compareBytes, type Directory, type Inode, type Timespec, type Xattr } from "./tree.ts";
+import { type DumpEntry, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from "./dumpfile.ts";
+import { byteKey, compareBytes, type Directory, type Inode, type Timespec, treeToDump, type Xattr } from "./tree.ts";
 import { collectInodes, type Dirent, type Node, XATTR } from "./erofs_inodes.ts";
 
 /** Options of {@link writeErofs}. */
@@ -82,11 +82,7 @@ export function writeErofs(root: Directory, options: ErofsOptions = {}): Uint8Ar
   const { nodes, hasWhiteout } = collectInodes(root);
   const version = hasWhiteout ? 1 : options.version ?? 1;
   const hasAcl = nodes.some((n) => n.xattrs.has(byteKey(XATTR.aclAccess)) || n.xattrs.has(byteKey(XATTR.aclDefault)));
-  let minMtime: Timespec = nodes[0].inode.meta.mtime;
-  for (const n of nodes) {
-    const t = n.inode.meta.mtime;
-    if (t.sec < minMtime.sec || (t.sec === minMtime.sec && t.nsec < minMtime.nsec)) minMtime = t;
-  }
+  const minMtime = minimumMtime(nodes);
   const shared = shareXattrs(nodes);
   const layout = computeLayout(nodes, shared.size, minMtime);
   return emit(nodes, shared, layout, {
@@ -94,6 +90,16 @@ export function writeErofs(root: Directory, options: ErofsOptions = {}): Uint8Ar
     composefsVersion: version,
     minMtime,
   });
+}
+
+/** The oldest mtime of all inodes: the image's build time, and the mtime of its compact inodes. */
+function minimumMtime(nodes: Node[]): Timespec {
+  let min: Timespec = nodes[0].inode.meta.mtime;
+  for (const n of nodes) {
+    const t = n.inode.meta.mtime;
+    if (t.sec < min.sec || (t.sec === min.sec && t.nsec < min.nsec)) min = t;
+  }
+  return min;
 }
 
 /** The shared xattr table: its entries in on-disk order and its size in bytes. */
@@ -381,4 +387,18 @@ function emit(
     }
   }
   return out;
+}
+
+/**
+ * The dumpfile entries `composefs-info dump` prints for the image
+ * {@link writeErofs} makes of `root`: {@link treeToDump} with each directory's size
+ * in the image.
+ */
+export function imageDump(root: Directory): Generator<DumpEntry> {
+  const { nodes } = collectInodes(root);
+  const shared = shareXattrs(nodes);
+  computeLayout(nodes, shared.size, minimumMtime(nodes));
+  const sizes = new Map<Inode, number>();
+  for (const n of nodes) if (n.inode.type === "directory") sizes.set(n.inode, n.size);
+  return treeToDump(root, { directorySize: (d) => sizes.get(d)! });
 }

@@ -305,6 +305,69 @@ function* walkDir(dir: Directory, prefix: Uint8Array): Generator<{ path: Uint8Ar
   }
 }
 
+/** Options of {@link treeToDump}. */
+export interface TreeToDumpOptions {
+  /**
+   * The SIZE of a directory. Dumpfile readers ignore it; `composefs-info dump`
+   * prints the size the directory has in the image, which
+   * {@link ../composefs/erofs_writer.ts}'s `imageDump` supplies. Default 0.
+   */
+  directorySize?: (dir: Directory) => number;
+}
+
+/**
+ * The dumpfile entries of a tree, depth-first in name order, as `composefs-info
+ * dump` lists an image: NLINK counted (names of a leaf, 2 + subdirectories for a
+ * directory), xattrs sorted by name. The first name of a hardlinked inode is its
+ * entry; each later name is an `@` entry with PAYLOAD the first name's path and
+ * the other fields those of the inode.
+ */
+export function* treeToDump(root: Directory, options: TreeToDumpOptions = {}): Generator<DumpEntry> {
+  const dirSize = options.directorySize ?? (() => 0);
+  const links = new Map<Inode, number>();
+  for (const { inode } of walk(root)) if (inode.type !== "directory") links.set(inode, (links.get(inode) ?? 0) + 1);
+  const firstPath = new Map<Inode, Uint8Array>();
+  for (const { path, inode } of walk(root)) {
+    const m = inode.meta;
+    let nlink = links.get(inode) ?? 2;
+    if (inode.type === "directory") { for (const e of inode.entries()) if (e.inode.type === "directory") nlink++; }
+    const first = firstPath.get(inode);
+    if (!first && inode.type !== "directory") firstPath.set(inode, path);
+    yield {
+      line: 0,
+      path,
+      size: inode.type === "directory"
+        ? dirSize(inode)
+        : inode.type === "file"
+        ? inode.size
+        : inode.type === "symlink"
+        ? inode.target.length
+        : 0,
+      mode: DUMP_TYPE_BITS[inode.type] | m.mode,
+      hardlink: first !== undefined,
+      nlink,
+      uid: m.uid,
+      gid: m.gid,
+      rdev: inode.type === "chardev" || inode.type === "blockdev" ? inode.rdev : 0,
+      mtime: { ...m.mtime },
+      payload: first ?? (inode.type === "symlink" ? inode.target : inode.type === "file" ? inode.payload : null),
+      content: inode.type === "file" && inode.content?.length ? inode.content : null,
+      digest: inode.type === "file" ? inode.digest : null,
+      xattrs: m.xattrs.sorted(),
+    };
+  }
+}
+
+const DUMP_TYPE_BITS: Record<Inode["type"], number> = {
+  file: S_IFREG,
+  directory: S_IFDIR,
+  symlink: S_IFLNK,
+  chardev: S_IFCHR,
+  blockdev: S_IFBLK,
+  fifo: S_IFIFO,
+  socket: S_IFSOCK,
+};
+
 /** `parent/name`, for a parent path without a trailing slash (the root is the empty path). */
 export function childPath(parent: Uint8Array, name: Uint8Array): Uint8Array {
   const path = new Uint8Array(parent.length + 1 + name.length);
