@@ -177,4 +177,16 @@ Deno.test("erofs writer: trees it cannot write are a FormatError naming the path
     () => writeErofs(new Directory().set("sub", new Directory().set("f", inlineFile(meta({ uid: 2 ** 32 }), "")))),
     (e) => e instanceof FormatError && e.message === `"/sub/f": uid 4294967296 is out of range`,
   );
+  const huge = externalFile(meta(), 2 ** 43 + 1, new Uint8Array(32));
+  assert.throws(
+    () => writeErofs(new Directory().set("huge", huge)),
+    (e) => e instanceof FormatError && /"\/huge": external files larger than 8 TiB/.test(e.message),
+  );
+  writeErofs(new Directory().set("big", externalFile(meta(), 2 ** 43, new Uint8Array(32)))); // 8 TiB is one chunk
+  const x = new Xattrs();
+  for (let i = 0; i < 5; i++) x.set(`user.${i}`, new Uint8Array(60_000));
+  assert.throws(
+    () => writeErofs(new Directory().set("fat", inlineFile(meta({ xattrs: x }), ""))),
+    (e) => e instanceof FormatError && /"\/fat": its xattrs take \d+ bytes, more than an inode holds/.test(e.message),
+  );
 });

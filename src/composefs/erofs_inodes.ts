@@ -102,7 +102,8 @@ function setXattr(n: Node, name: Uint8Array, value: Uint8Array): void {
   n.xattrs.set(byteKey(name), { name, value });
 }
 
-function pathOf(n: Node): string {
+/** The path of the name that numbered `n`, quoted for a message. */
+export function nodePath(n: Node): string {
   const names: Uint8Array[] = [];
   for (let p: Node | null = n; p?.parent; p = p.parent) names.unshift(p.name);
   return quotePath(names.length ? names.reduce(childPath, new Uint8Array(0)) : Uint8Array.of(0x2f));
@@ -237,7 +238,9 @@ function collect(root: Directory, links: LinkInfo): InodeTable {
       }
       prepare(node);
       if (isWhiteout(i)) {
-        if (node.nlink > 1) throw new FormatError(`whiteout ${pathOf(node)} is hardlinked: it may have one name only`);
+        if (node.nlink > 1) {
+          throw new FormatError(`whiteout ${nodePath(node)} is hardlinked: it may have one name only`);
+        }
         node.type = "file";
         setXattr(node, XATTR.escapedWhiteout, EMPTY);
         setXattr(node, XATTR.userWhiteout, EMPTY);
@@ -286,7 +289,7 @@ function whiteoutStubs(root: Directory): { name: Uint8Array; inode: Inode; stub:
 function prepare(n: Node): void {
   const i = n.inode;
   const m = i.meta;
-  const where = () => pathOf(n);
+  const where = () => nodePath(n);
   const check = (ok: boolean, what: string) => {
     if (!ok) throw new FormatError(`${where()}: ${what}`);
   };
@@ -324,6 +327,8 @@ function prepare(n: Node): void {
       if (i.content) {
         check(i.content.length === i.size, `inline content is ${i.content.length} bytes, size says ${i.size}`);
       } else if (i.size > 0) {
+        // One chunk covers at most 2^43 bytes; larger stubs would need a chunk table.
+        check(i.size <= 2 ** 43, `external files larger than 8 TiB are not supported (size ${i.size})`);
         let metacopy = EMPTY;
         if (i.digest) {
           check(i.digest.length === 32, "the fs-verity digest is not 32 bytes");

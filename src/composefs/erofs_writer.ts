@@ -51,7 +51,7 @@ import {
 } from "./erofs_format.ts";
 import { type DumpEntry, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from "./dumpfile.ts";
 import { byteKey, compareBytes, type Directory, type Inode, type Timespec, treeToDump, type Xattr } from "./tree.ts";
-import { collectInodes, type Dirent, type Node, XATTR } from "./erofs_inodes.ts";
+import { collectInodes, type Dirent, type Node, nodePath, XATTR } from "./erofs_inodes.ts";
 
 /** Options of {@link writeErofs}. */
 export interface ErofsOptions {
@@ -142,10 +142,16 @@ function shareXattrs(nodes: Node[]): SharedXattrs {
       let size = XATTR_IBODY_HEADER_SIZE + 4 * n.sharedRefs.length;
       for (const x of n.localXattrs) size += xattrEntrySize(x.name, x.value.length);
       n.xattrSize = roundUp(size, 4);
+      if (n.xattrSize > MAX_XATTR_AREA) {
+        throw new FormatError(`${nodePath(n)}: its xattrs take ${n.xattrSize} bytes, more than an inode holds`);
+      }
     }
   }
   return { entries: sharedList.map((c) => c.x), size: offset };
 }
+
+/** The largest xattr area an inode can have: its size in 4-byte words (less one) is a u16. */
+const MAX_XATTR_AREA = XATTR_IBODY_HEADER_SIZE + 4 * (0xffff - 1);
 
 /** Where the regions of the image start, once every inode is placed. */
 interface Layout {
@@ -159,10 +165,6 @@ function chunkBits(size: number): number {
   let bits = BLOCK_BITS;
   while (bits < CHUNK_FORMAT_BLKBITS_MASK + BLOCK_BITS && 2 ** bits < size) bits++;
   return bits;
-}
-
-function chunkCount(size: number): number {
-  return Math.ceil(size / 2 ** chunkBits(size));
 }
 
 /** Splits a directory's entries into full blocks (the dirent and name bytes of each). */
@@ -218,7 +220,7 @@ function computeLayout(nodes: Node[], sharedSize: number, minMtime: Timespec): L
           n.tailSize = 0;
         }
       } else {
-        n.tailSize = chunkCount(n.size) * 4;
+        n.tailSize = 4; // one chunk (the inode table checked the size), a null address
       }
     }
     const m = i.meta;
@@ -241,18 +243,10 @@ function computeLayout(nodes: Node[], sharedSize: number, minMtime: Timespec): L
         pad = roundUp(pos, BLOCK_SIZE) - pos;
       }
     } else if (n.tailSize > 0) {
+      // Start the tail in the next block if it would cross one. A tail is at most half a
+      // block, so after rounding up to the next slot (at most 31 bytes into the block) it fits.
       const remainder = BLOCK_SIZE - ((pos + nonTail) % BLOCK_SIZE);
-      if (remainder < n.tailSize) {
-        const extra = roundUp(remainder, SLOT_SIZE);
-        if (n.tailSize <= BLOCK_SIZE - ((pos + nonTail + extra) % BLOCK_SIZE)) {
-          pad = extra;
-        } else {
-          // Even a fresh block would not hold it: the tail becomes a data block.
-          n.nBlocks++;
-          n.tailSize = 0;
-          if (i.type === "directory") n.size = n.nBlocks * BLOCK_SIZE;
-        }
-      }
+      if (remainder < n.tailSize) pad = roundUp(remainder, SLOT_SIZE);
     }
     pos += pad;
     n.nid = (pos - metaStart) / SLOT_SIZE;
@@ -272,18 +266,12 @@ function computeLayout(nodes: Node[], sharedSize: number, minMtime: Timespec): L
   return { inodesEnd, dataStart, dataBlocks };
 }
 
-const FILE_TYPE: Record<Inode["type"], number> = FT;
-
-function fileType(n: Node): number {
-  return FILE_TYPE[n.type];
-}
-
 /** Writes the entries of one directory block at `off`; returns the offset after the names. */
 function writeDirentBlock(out: Uint8Array, view: DataView, off: number, ds: Dirent[]): number {
   let nameoff = ds.length * DIRENT_SIZE;
   let o = off;
   for (const d of ds) {
-    writeDirent(view, o, d.node!.nid, nameoff, fileType(d.node!));
+    writeDirent(view, o, d.node!.nid, nameoff, FT[d.node!.type]);
     nameoff += d.name.length;
     o += DIRENT_SIZE;
   }

@@ -9,11 +9,14 @@
  * encoded as UTF-8. Entries are kept sorted by name, bytewise, as EROFS stores them.
  *
  * A hardlink is the same inode object in several directory entries: the EROFS
- * writer gives it one inode and counts its links. Directories may not be shared.
+ * writer gives it one inode and counts its links (link counts are never stored).
+ * Its first name, depth-first in name order, is the one a dumpfile lists in full.
+ * Directories may not be shared.
  *
  * The tree is built from a parsed dumpfile ({@link treeFromDump}) or by hand with
  * {@link Directory.set} and the leaf constructors ({@link inlineFile},
- * {@link externalFile}, {@link symlink}, {@link device}, {@link fifo}, {@link socket}).
+ * {@link externalFile}, {@link symlink}, {@link device}, {@link fifo}, {@link socket});
+ * {@link treeToDump} lists it back as dumpfile entries.
  *
  * @module
  */
@@ -390,9 +393,10 @@ const TYPES: Record<number, Inode["type"]> = {
 /**
  * Builds the tree a dumpfile describes. The first entry must be the root directory
  * `/`; each later one names a new path whose parent directory came before it.
- * A hardlink entry (`@` mode) adds the inode of an earlier non-directory path.
- * Sizes and link counts of directories are ignored (the writer recomputes them), as
- * `mkcomposefs` does. Any inconsistency is a {@link FormatError} naming the line.
+ * A hardlink entry (`@` mode) adds the inode of an earlier non-directory path; its
+ * other fields are ignored. Directory sizes and all link counts are ignored too (the
+ * writer recomputes them), as `mkcomposefs` does. Any inconsistency is a
+ * {@link FormatError} naming the line.
  */
 export function treeFromDump(entries: Iterable<DumpEntry>): Directory {
   let root: Directory | undefined;
