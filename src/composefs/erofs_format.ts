@@ -93,10 +93,17 @@ const XATTR_PREFIXES: [Uint8Array, number][] = [
   [te.encode("security."), 6],
 ];
 
+/** True when `bytes` begins with `prefix`. */
+export function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  if (bytes.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix[i]) return false;
+  return true;
+}
+
 /** Splits an xattr name into its prefix index and the rest, as stored in an entry. */
 export function xattrPrefix(name: Uint8Array): { index: number; suffix: Uint8Array } {
   for (const [prefix, index] of XATTR_PREFIXES) {
-    if (name.length >= prefix.length && prefix.every((c, i) => name[i] === c)) {
+    if (startsWith(name, prefix)) {
       return { index, suffix: name.subarray(prefix.length) };
     }
   }

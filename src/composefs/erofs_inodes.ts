@@ -23,6 +23,7 @@
  * @module
  */
 import { FormatError } from "../errors.ts";
+import { startsWith } from "./erofs_format.ts";
 import { byteKey, childPath, compareBytes, type Directory, type Inode, quotePath, type Xattr, Xattrs } from "./tree.ts";
 
 const te = new TextEncoder();
@@ -92,10 +93,6 @@ export interface Node {
   /** Writer: the inode's slot number, and its first data block. */
   nid: number;
   blkaddr: number;
-}
-
-function hasPrefix(b: Uint8Array, prefix: Uint8Array): boolean {
-  return b.length >= prefix.length && prefix.every((c, i) => b[i] === c);
 }
 
 function setXattr(n: Node, name: Uint8Array, value: Uint8Array): void {
@@ -310,7 +307,7 @@ function prepare(n: Node): void {
       "an xattr name is empty, too long or has NUL",
     );
     check(x.value.length <= 0xffff, "an xattr value is longer than 65535 bytes");
-    if (hasPrefix(x.name, OVERLAY_PREFIX)) {
+    if (startsWith(x.name, OVERLAY_PREFIX)) {
       const escaped = new Uint8Array(OVERLAY_ESCAPED_PREFIX.length + x.name.length - OVERLAY_PREFIX.length);
       escaped.set(OVERLAY_ESCAPED_PREFIX);
       escaped.set(x.name.subarray(OVERLAY_PREFIX.length), OVERLAY_ESCAPED_PREFIX.length);
