@@ -8,17 +8,16 @@
  */
 import assert from "node:assert/strict";
 import { writeErofs } from "../src/composefs/erofs_writer.ts";
-import { fsverityDigest } from "../src/composefs/fsverity.ts";
 import {
   device,
   Directory,
-  externalFile,
   fifo,
   inlineFile,
   type Inode,
   type Meta,
   meta,
-  objectPath,
+  type RegularFile,
+  regularFile,
   symlink,
   walk,
   Xattrs,
@@ -52,9 +51,9 @@ if (why) console.log(`SKIPPED composefs mount: ${why}`);
 function mountTree(objects: Map<string, Uint8Array>): Directory {
   const m = (o: Partial<Meta> = {}) => meta({ mtime: { sec: 1_700_000_000, nsec: 123_456_789 }, ...o });
   const ext = (mm: Meta, content: Uint8Array) => {
-    const digest = fsverityDigest(content);
-    objects.set(objectPath(digest), content);
-    return externalFile(mm, content.length, digest);
+    const f = regularFile(mm, content);
+    if (f.payload) objects.set(new TextDecoder().decode(f.payload), content);
+    return f;
   };
   const root = new Directory(m({ mode: 0o755 }));
   const bin = new Directory(m({ mode: 0o755, xattrs: new Xattrs().set("user.dir", "yes") }));
@@ -69,7 +68,9 @@ function mountTree(objects: Map<string, Uint8Array>): Directory {
   etc.set("empty", inlineFile(m(), ""));
   etc.set("edge-4097", ext(m({ mode: 0o600 }), noise(4097, 2)));
   etc.set("edge-65", ext(m(), noise(65, 3)));
-  etc.set("inline-64", inlineFile(m(), noise(64, 4)));
+  etc.set("inline-64", ext(m(), noise(64, 4)));
+  assert.equal((etc.get("inline-64") as RegularFile).content?.length, 64, "64 bytes stay inline");
+  assert.equal((etc.get("edge-65") as RegularFile).content, null, "65 bytes go to the store");
   etc.set("long-link", symlink(m(), "x/".repeat(2045)));
   const heavy = () => {
     const x = new Xattrs();

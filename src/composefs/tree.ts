@@ -14,7 +14,7 @@
  * Directories may not be shared.
  *
  * The tree is built from a parsed dumpfile ({@link treeFromDump}) or by hand with
- * {@link Directory.set} and the leaf constructors ({@link inlineFile},
+ * {@link Directory.set} and the leaf constructors ({@link regularFile}, {@link inlineFile},
  * {@link externalFile}, {@link symlink}, {@link device}, {@link fifo}, {@link socket});
  * {@link treeToDump} lists it back as dumpfile entries.
  *
@@ -22,7 +22,7 @@
  */
 import { FormatError } from "../errors.ts";
 import { type DumpEntry, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from "./dumpfile.ts";
-import { toHex } from "./fsverity.ts";
+import { fsverityDigest, toHex } from "./fsverity.ts";
 
 /** A point in time: whole seconds since the epoch (may be negative) and nanoseconds (0..999999999). */
 export interface Timespec {
@@ -191,6 +191,24 @@ export function externalFile(m: Meta, size: number, digest: Uint8Array, payload?
     digest,
     payload: payload === undefined ? utf8.encode(objectPath(digest)) : nameBytes(payload),
   };
+}
+
+/**
+ * Files of at most this many bytes are stored in the image itself; larger ones in
+ * the object store. The threshold mkcomposefs and composefs-rs use when they build
+ * an image from files (a dumpfile may inline any size).
+ */
+export const INLINE_CONTENT_MAX = 64;
+
+/**
+ * A regular file with these bytes, stored as composefs stores files it builds:
+ * inline up to {@link INLINE_CONTENT_MAX} bytes, else external, named by its
+ * fs-verity digest (the caller puts `content` in the store at {@link objectPath}).
+ */
+export function regularFile(m: Meta, content: Uint8Array): RegularFile {
+  return content.length <= INLINE_CONTENT_MAX
+    ? inlineFile(m, content)
+    : externalFile(m, content.length, fsverityDigest(content));
 }
 
 /** The path of an object in a composefs store: `XX/rest-of-hex` for the digest's hex. */
