@@ -23,9 +23,9 @@ import {
   Xattrs,
 } from "../src/composefs/tree.ts";
 import { sha256 } from "../src/util/digest.ts";
-import { describeInode } from "./helpers/composefs.ts";
+import { checkWithErofsUtils, describeInode, inodeCount } from "./helpers/composefs.ts";
 import { noise } from "./helpers/data.ts";
-import { which } from "./helpers/interop.ts";
+import { haveTools, which } from "./helpers/interop.ts";
 import { describeTree, type TreeNode } from "./helpers/tree.ts";
 
 function canMount(): string | undefined {
@@ -139,7 +139,11 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "composefs-mount-" });
     const mounted: string[] = [];
     try {
-      await Deno.writeFile(`${dir}/image.erofs`, writeErofs(tree));
+      const image = writeErofs(tree);
+      if (haveTools("erofs-utils check", "fsck.erofs", "dump.erofs")) {
+        await checkWithErofsUtils(image, tree, inodeCount(tree));
+      }
+      await Deno.writeFile(`${dir}/image.erofs`, image);
       for (const [path, content] of objects) {
         await Deno.mkdir(`${dir}/objects/${path.slice(0, 2)}`, { recursive: true });
         await Deno.writeFile(`${dir}/objects/${path}`, content);
