@@ -13,7 +13,7 @@
  * hardlink, whose PAYLOAD is then the path of its target. MTIME is
  * `SECONDS.NANOSECONDS`. DIGEST is the fs-verity digest in hex.
  *
- * This module only reads and writes lines; {@link ../composefs/tree.ts} turns
+ * This module only reads and writes lines; `tree.ts` turns
  * entries into a tree. A malformed line is a {@link FormatError} that names its
  * line number and field.
  *
@@ -78,7 +78,7 @@ const FIELDS = ["PATH", "SIZE", "MODE", "NLINK", "UID", "GID", "RDEV", "MTIME", 
 /**
  * Parses a whole dumpfile: one entry per non-empty line, in order. A final line
  * without a newline is accepted. Entries are checked one by one here; how they fit
- * together (parents first, no duplicates) is {@link ../composefs/tree.ts}'s job.
+ * together (parents first, no duplicates) is `tree.ts`'s job.
  */
 export function* parseDumpfile(text: Uint8Array | string): Generator<DumpEntry> {
   const bytes = typeof text === "string" ? new TextEncoder().encode(text) : text;

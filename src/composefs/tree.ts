@@ -331,7 +331,7 @@ export interface TreeToDumpOptions {
   /**
    * The SIZE of a directory. Dumpfile readers ignore it; `composefs-info dump`
    * prints the size the directory has in the image, which
-   * {@link ../composefs/erofs_writer.ts}'s `imageDump` supplies. Default 0.
+   * `erofs_writer.ts`'s `imageDump` supplies. Default 0.
    */
   directorySize?: (dir: Directory) => number;
 }
