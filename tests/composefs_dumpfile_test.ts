@@ -5,9 +5,9 @@
  * together (child before parent, a path twice, a bad hardlink) is one too.
  */
 import assert from "node:assert/strict";
-import { escape, formatDumpfile, parseDumpfile, unescape } from "../src/composefs/dumpfile.ts";
+import { escape, formatDumpfile, parseDumpfile, readDumpfile, unescape } from "../src/composefs/dumpfile.ts";
 import { imageDump, writeErofs } from "../src/composefs/erofs_writer.ts";
-import { treeFromDump } from "../src/composefs/tree.ts";
+import { DumpTreeBuilder, treeFromDump } from "../src/composefs/tree.ts";
 import { FormatError } from "../src/errors.ts";
 import { vectorNames, VECTORS } from "./helpers/composefs.ts";
 
@@ -152,6 +152,31 @@ for (const [what, lines, message] of MALFORMED) {
     );
   });
 }
+
+Deno.test("dumpfile: readDumpfile parses a stream in any chunking like parseDumpfile", async () => {
+  const text = Deno.readFileSync(`${VECTORS}features.dump`);
+  const want = [...parseDumpfile(text)];
+  for (const chunk of [1, 7, 4096, text.length]) {
+    const stream = ReadableStream.from((function* () {
+      for (let o = 0; o < text.length; o += chunk) yield text.slice(o, o + chunk);
+    })());
+    const builder = new DumpTreeBuilder();
+    const got = [];
+    for await (const e of readDumpfile(stream)) {
+      got.push(e);
+      builder.add(e);
+    }
+    assert.deepEqual(got, want, `chunks of ${chunk}`);
+    assert.deepEqual(writeErofs(builder.finish()), writeErofs(treeFromDump(want)));
+  }
+  // No final newline; and a line past the limit is refused before it is whole.
+  const last = await Array.fromAsync(readDumpfile(ReadableStream.from([new TextEncoder().encode(ROOT)])));
+  assert.equal(last.length, 1);
+  const endless = ReadableStream.from((function* () {
+    for (let i = 0; i < 1000; i++) yield new Uint8Array(64 * 1024).fill(0x61);
+  })());
+  await assert.rejects(Array.fromAsync(readDumpfile(endless)), /line 1: longer than \d+ bytes/);
+});
 
 Deno.test("dumpfile: an empty dump is a FormatError", () => {
   assert.throws(() => treeFromDump(parseDumpfile("")), FormatError);

@@ -13,9 +13,10 @@
  * hardlink, whose PAYLOAD is then the path of its target. MTIME is
  * `SECONDS.NANOSECONDS`. DIGEST is the fs-verity digest in hex.
  *
- * This module only reads and writes lines; `tree.ts` turns
- * entries into a tree. A malformed line is a {@link FormatError} that names its
- * line number and field.
+ * This module only reads and writes lines ({@link parseDumpfile} from bytes,
+ * {@link readDumpfile} from a stream, {@link formatDumpfile}); `tree.ts` turns
+ * entries into a tree and back. A malformed line is a {@link FormatError} that
+ * names its line number and field.
  *
  * @module
  */
@@ -91,6 +92,47 @@ export function* parseDumpfile(text: Uint8Array | string): Generator<DumpEntry> 
     if (end > start) yield parseDumpLine(bytes.subarray(start, end), line);
     start = end + 1;
   }
+}
+
+/** Longest dumpfile line {@link readDumpfile} accepts (inline content, escaped, is the bulk of a long one). */
+export const MAX_LINE = 4 * MAX_INLINE_CONTENT + 16 * MAX_XATTR_VALUE;
+
+/**
+ * Parses a dumpfile as it streams in, holding one line at a time (at most
+ * {@link MAX_LINE} bytes). Yields the entries as {@link parseDumpfile} does.
+ */
+export async function* readDumpfile(stream: ReadableStream<Uint8Array>): AsyncGenerator<DumpEntry> {
+  let parts: Uint8Array[] = []; // the start of a line that continues in the next chunk
+  let partsLength = 0;
+  let line = 0;
+  const joined = (last: Uint8Array) => {
+    if (parts.length === 0) return last;
+    const out = new Uint8Array(partsLength + last.length);
+    let o = 0;
+    for (const p of [...parts, last]) {
+      out.set(p, o);
+      o += p.length;
+    }
+    parts = [];
+    partsLength = 0;
+    return out;
+  };
+  for await (const chunk of stream) {
+    let start = 0;
+    for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
+      const text = joined(chunk.subarray(start, nl));
+      line++;
+      if (text.length > MAX_LINE) throw new FormatError(`dumpfile line ${line}: longer than ${MAX_LINE} bytes`);
+      if (text.length > 0) yield parseDumpLine(text, line);
+      start = nl + 1;
+    }
+    if (start < chunk.length) {
+      parts.push(chunk.slice(start));
+      partsLength += chunk.length - start;
+      if (partsLength > MAX_LINE) throw new FormatError(`dumpfile line ${line + 1}: longer than ${MAX_LINE} bytes`);
+    }
+  }
+  if (partsLength > 0) yield parseDumpLine(joined(new Uint8Array(0)), line + 1);
 }
 
 /** Parses one line (without its newline); `line` is its number for error messages. */

@@ -417,25 +417,40 @@ const TYPES: Record<number, Inode["type"]> = {
  * {@link FormatError} naming the line.
  */
 export function treeFromDump(entries: Iterable<DumpEntry>): Directory {
-  let root: Directory | undefined;
-  const byPath = new Map<string, Inode>();
-  for (const e of entries) {
+  const builder = new DumpTreeBuilder();
+  for (const e of entries) builder.add(e);
+  return builder.finish();
+}
+
+/**
+ * {@link treeFromDump} one entry at a time, for entries that arrive from a stream:
+ *
+ * ```ts
+ * const builder = new DumpTreeBuilder();
+ * for await (const e of readDumpfile(stream)) builder.add(e);
+ * const root = builder.finish();
+ * ```
+ */
+export class DumpTreeBuilder {
+  #root: Directory | undefined;
+  #byPath = new Map<string, Inode>();
+
+  /** Adds the next entry; throws a {@link FormatError} naming its line when it does not fit. */
+  add(e: DumpEntry): void {
     const at = `dumpfile line ${e.line}`;
     const key = byteKey(e.path);
-    if (!root) {
+    const byPath = this.#byPath;
+    if (!this.#root) {
       if (key !== "/") throw new FormatError(`${at}: the first entry must be the root directory /`);
       if (e.hardlink || (e.mode & S_IFMT) !== S_IFDIR) throw new FormatError(`${at}: / must be a directory`);
-      root = new Directory(metaOf(e));
-      byPath.set("/", root);
-      continue;
+      this.#root = new Directory(metaOf(e));
+      byPath.set("/", this.#root);
+      return;
     }
     if (byPath.has(key)) throw new FormatError(`${at}: path ${quotePath(e.path)} appears twice`);
     const slash = e.path.lastIndexOf(0x2f);
-    const parentKey = slash === 0 ? "/" : byteKey(e.path.subarray(0, slash));
-    const parent = byPath.get(parentKey);
-    if (!parent) {
-      throw new FormatError(`${at}: the parent of ${quotePath(e.path)} is not listed before it`);
-    }
+    const parent = byPath.get(slash === 0 ? "/" : byteKey(e.path.subarray(0, slash)));
+    if (!parent) throw new FormatError(`${at}: the parent of ${quotePath(e.path)} is not listed before it`);
     if (parent.type !== "directory") {
       throw new FormatError(`${at}: the parent of ${quotePath(e.path)} is not a directory`);
     }
@@ -443,8 +458,12 @@ export function treeFromDump(entries: Iterable<DumpEntry>): Directory {
     parent.set(e.path.subarray(slash + 1), inode);
     byPath.set(key, inode);
   }
-  if (!root) throw new FormatError("dumpfile is empty: it must list at least the root directory /");
-  return root;
+
+  /** The tree of the entries added; a {@link FormatError} when there were none. */
+  finish(): Directory {
+    if (!this.#root) throw new FormatError("dumpfile is empty: it must list at least the root directory /");
+    return this.#root;
+  }
 }
 
 function hardlinkTarget(e: DumpEntry, byPath: Map<string, Inode>, at: string): Inode {
