@@ -177,3 +177,13 @@ Deno.test("ENOSPC: checkout into a full filesystem gives one line and leaves not
     await new Deno.Command("umount", { args: [mnt] }).output();
   }
 });
+
+Deno.test("a known OS error anywhere is one short line, the over-long path shortened, no internal error", async () => {
+  await using tmp = await tempDir();
+  const repo = await pulled(tmp.path, [{ path: "f", content: "x" }]);
+  const long = `${tmp.path}/${"n".repeat(5000)}`;
+  for (const args of [["export", "app", `oci:${long}`], ["checkout", "app", long]]) {
+    const r = await deltaship(repo, ...args);
+    assertOneLine(r, /^deltaship: file name too long: .*n…n/);
+  }
+});
