@@ -64,8 +64,8 @@ export function ellipsize(text: string, max: number): string {
 
 /** Longest word (a path, a string) an error line keeps whole. */
 const MAX_WORD = 121;
-/** Longest error line. */
-const MAX_LINE = 400;
+/** Longest error line: room for our longest messages (four digests and two paths), not for a flood. */
+const MAX_LINE = 800;
 
 /**
  * Makes one line of untrusted text fit for a terminal: newlines turned into
