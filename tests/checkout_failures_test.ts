@@ -87,7 +87,7 @@ Deno.test("--force over existing contents: a failure removes what the checkout a
 
 Deno.test("a damaged object (same size): checkout and checkout --hardlink fail naming it, nothing left", async () => {
   await using tmp = await tempDir();
-  const big = noise(3 << 20, 3); // several copy chunks
+  const big = noise(5 << 20, 3); // several copy chunks
   const repo = await pulled(tmp.path, [
     { path: "etc/", type: "dir" },
     { path: "etc/small", content: "small and fine" },
@@ -155,6 +155,7 @@ Deno.test("ENOSPC: checkout into a full filesystem gives one line and leaves not
   await using tmp = await tempDir();
   const entries: TarSpec[] = [];
   for (let i = 0; i < 6; i++) entries.push({ path: `data/f${i}`, content: noise(400 << 10, 10 + i) });
+  entries.push({ path: "data/f9", content: noise(5 << 20, 19) }); // streamed in chunks
   const repo = await pulled(tmp.path, entries);
   const mnt = `${tmp.path}/mnt`;
   await Deno.mkdir(mnt);
@@ -185,5 +186,20 @@ Deno.test("a known OS error anywhere is one short line, the over-long path short
   for (const args of [["export", "app", `oci:${long}`], ["checkout", "app", long]]) {
     const r = await deltaship(repo, ...args);
     assertOneLine(r, /^deltaship: file name too long: .*n…n/);
+  }
+});
+
+Deno.test("an object longer or shorter than recorded fails the checkout naming the file", async () => {
+  await using tmp = await tempDir();
+  const big = noise(3 << 20, 6);
+  const repo = await pulled(tmp.path, [{ path: "small", content: "small content" }, { path: "big", content: big }]);
+  for (const [name, content, change] of [["small", "small content", "grow"], ["big", big, "shrink"]] as const) {
+    const object = objectPath(repo, content);
+    const bytes = Deno.readFileSync(object);
+    Deno.writeFileSync(object, change === "grow" ? new Uint8Array([...bytes, 0x21]) : bytes.subarray(0, -1));
+    const r = await deltaship(repo, "checkout", "app", `${tmp.path}/co`);
+    assertOneLine(r, new RegExp(`^deltaship: object for /${name} is damaged \\(run deltaship fsck\\): size mismatch`));
+    assert.ok(!exists(`${tmp.path}/co`));
+    Deno.writeFileSync(object, bytes);
   }
 });

@@ -31,22 +31,15 @@
  * @module
  */
 import fs from "node:fs";
-import {
-  DeltashipError,
-  DigestMismatchError,
-  FileSystemError,
-  RepositoryError,
-  SizeMismatchError,
-  UsageError,
-} from "../errors.ts";
+import { DeltashipError, FileSystemError, UsageError } from "../errors.ts";
 import type { TarEntry } from "../tar/header.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { openPosix, type Posix, S_IFBLK, S_IFCHR, S_IFIFO } from "../util/posix.ts";
 import type { Cleanups } from "../util/cleanups.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
 import { loadRootfs, type Rootfs, type RootfsNode } from "./rootfs.ts";
-import { lstatOrUndefined, writeAll } from "../util/fs.ts";
-import { Hasher } from "../util/digest.ts";
+import { lstatOrUndefined } from "../util/fs.ts";
+import { CopyBuffers, copyObject, missingObject, type ObjectCopy } from "./object_copy.ts";
 import { knownOsCode, osCondition } from "../util/os_error.ts";
 import { ellipsize } from "../util/text.ts";
 
@@ -150,8 +143,6 @@ function runningAsRoot(): boolean {
 
 /** Most file copies in flight at once. */
 const PARALLEL_COPIES = 8;
-/** Bytes read, hashed and written at a time (two reusable buffers per copy in flight). */
-const COPY_CHUNK = 1 << 20;
 
 /** The state of one checkout in progress. */
 class Writer {
@@ -166,8 +157,8 @@ class Writer {
   #copying = new Set<Promise<void>>();
   /** The first failure of a copy; later ones are dropped (one error is reported). */
   #failed: { error: unknown } | undefined;
-  /** Copy buffers not in use, a pair per copy in flight (see {@link #hashObject}). */
-  #buffers: [Uint8Array, Uint8Array][] = [];
+  /** Copy buffers not in use, a pair per copy in flight. */
+  #buffers: CopyBuffers[] = [];
   /** Objects hashed and found intact (for --hardlink), by hex: each is read once per run. */
   #verified = new Map<string, Promise<void>>();
   /** Paths this checkout created whose parent it did not create (what undoing --force removes). */
@@ -402,136 +393,32 @@ class Writer {
     this.progress.advance("checkout", node.size);
   }
 
-  /**
-   * Copies object `hex` (of `size` bytes) to `target`, a new file, hashing it
-   * on the way: read, hash and write in one pass through reused buffers. The
-   * file counts as written only once the bytes hashed to the object's name (a
-   * small object is checked before anything is written).
-   */
+  /** Copies object `hex` (of `size` bytes) to `target`, a new file, verified (see object_copy.ts). */
   async #copyVerified(hex: string, target: string, path: string, size: number): Promise<void> {
-    const buffers = this.#buffers.pop() ?? [new Uint8Array(COPY_CHUNK), new Uint8Array(COPY_CHUNK)];
-    try {
-      if (size < COPY_CHUNK) {
-        const bytes = this.#readSmall(hex, path, size, buffers[0]);
-        await Deno.writeFile(target, bytes, { createNew: true, mode: 0o600 });
-        this.#addedPath(path, false);
-        return;
-      }
-      const source = await this.#openObject(hex);
-      try {
-        const out = await Deno.open(target, { write: true, createNew: true, mode: 0o600 });
-        this.#addedPath(path, false);
-        try {
-          await this.#hashObject(hex, path, size, buffers, source, (chunk) => writeAll(out, chunk));
-        } finally {
-          out.close();
-        }
-      } finally {
-        source.close();
-      }
-    } finally {
-      this.#buffers.push(buffers);
-    }
+    const copy: ObjectCopy = { object: this.repo.objects.path(hex), hex, size, path, target };
+    this.#addedPath(path, false); // before it exists: an undo must not miss it
+    await this.#withBuffers((buffers) => copyObject(copy, buffers));
   }
 
   /** Checks object `hex` once per run (for --hardlink: the link will share its bytes). */
   #verifyOnce(hex: string, path: string, size: number): Promise<void> {
     let done = this.#verified.get(hex);
     if (!done) {
-      done = (async () => {
-        const buffers = this.#buffers.pop() ?? [new Uint8Array(COPY_CHUNK), new Uint8Array(COPY_CHUNK)];
-        try {
-          if (size < COPY_CHUNK) return void this.#readSmall(hex, path, size, buffers[0]);
-          const source = await this.#openObject(hex);
-          try {
-            await this.#hashObject(hex, path, size, buffers, source);
-          } finally {
-            source.close();
-          }
-        } finally {
-          this.#buffers.push(buffers);
-        }
-      })();
+      const copy: ObjectCopy = { object: this.repo.objects.path(hex), hex, size, path };
+      done = this.#withBuffers((buffers) => copyObject(copy, buffers));
       this.#verified.set(hex, done);
     }
     return done;
   }
 
-  /**
-   * Reads a small object (shorter than `buffer`) whole into `buffer` and
-   * checks it; returns the bytes, a view of `buffer`. The reads are
-   * synchronous on purpose: from the page cache they are quicker than a round
-   * trip through the thread pool each, while the costly part of a small copy,
-   * creating the file, stays asynchronous (measured: as fast as the kernel's
-   * copy of the same files).
-   */
-  #readSmall(hex: string, path: string, size: number, buffer: Uint8Array): Uint8Array {
-    let file: Deno.FsFile;
+  /** Runs `fn` with a pair of copy buffers, reused across copies (one pair per copy in flight). */
+  async #withBuffers(fn: (buffers: CopyBuffers) => Promise<void>): Promise<void> {
+    const buffers = this.#buffers.pop() ?? new CopyBuffers();
     try {
-      file = Deno.openSync(this.repo.objects.path(hex));
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) throw missingObject(hex);
-      throw e;
-    }
-    let n = 0;
-    try {
-      while (n < buffer.length) {
-        const k = file.readSync(buffer.subarray(n));
-        if (k === null) break;
-        n += k;
-      }
-      if (n !== size) throw new SizeMismatchError(damaged(path), size, n < buffer.length ? n : file.statSync().size);
+      await fn(buffers);
     } finally {
-      file.close();
+      this.#buffers.push(buffers);
     }
-    const bytes = buffer.subarray(0, n);
-    const hasher = new Hasher("sha256");
-    hasher.update(bytes);
-    checkDigest(hasher, hex, path);
-    return bytes;
-  }
-
-  async #openObject(hex: string): Promise<Deno.FsFile> {
-    try {
-      return await Deno.open(this.repo.objects.path(hex));
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) throw missingObject(hex);
-      throw e;
-    }
-  }
-
-  /**
-   * Reads `source` to its end, hashing every chunk and passing it to `sink`;
-   * throws unless the bytes are the object `hex` names (and `size` long). The
-   * two `buffers` take turns: while one chunk is hashed and written, the next
-   * is read.
-   */
-  async #hashObject(
-    hex: string,
-    path: string,
-    size: number,
-    buffers: [Uint8Array, Uint8Array],
-    source: Deno.FsFile,
-    sink?: (chunk: Uint8Array) => Promise<void>,
-  ): Promise<void> {
-    const hasher = new Hasher("sha256");
-    let [current, next] = buffers;
-    let n = await source.read(current);
-    while (n !== null) {
-      const chunk = current.subarray(0, n);
-      const written = sink?.(chunk);
-      const read = source.read(next);
-      hasher.update(chunk);
-      // Both settle before either buffer is reused (a failed write must not leave a read running).
-      const [w, r] = await Promise.allSettled([written, read]);
-      if (w.status === "rejected") throw w.reason;
-      if (r.status === "rejected") throw r.reason;
-      n = r.value;
-      [current, next] = [next, current];
-      if (hasher.size > size) throw new SizeMismatchError(damaged(path), size, (await source.stat()).size);
-    }
-    if (hasher.size !== size) throw new SizeMismatchError(damaged(path), size, hasher.size);
-    checkDigest(hasher, hex, path);
   }
 
   #device(target: string, entry: TarEntry): void {
@@ -628,21 +515,6 @@ export function rootlessOwner(uid: number, gid: number): Uint8Array {
   field(0x08, uid);
   field(0x10, gid);
   return new Uint8Array(out);
-}
-
-/** What a damaged object is called in errors: by the image path that needs it. */
-function damaged(path: string): string {
-  return `object for /${ellipsize(path, 121)} is damaged (run deltaship fsck)`;
-}
-
-/** Throws unless `hasher` saw exactly the bytes of object `hex`. */
-function checkDigest(hasher: Hasher, hex: string, path: string): void {
-  const actual = hasher.digest();
-  if (actual !== `sha256:${hex}`) throw new DigestMismatchError(damaged(path), `sha256:${hex}`, actual);
-}
-
-function missingObject(hex: string): RepositoryError {
-  return new RepositoryError(`object sha256:${hex} is missing from the repository; run fsck`);
 }
 
 function lstatExists(path: string): boolean {
