@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { Context } from "../src/cli/context.ts";
+import { TerminalProgress } from "../src/cli/progress.ts";
 import { displayLine, ellipsize, escapeBytes, escapeControl } from "../src/util/text.ts";
 import { deltaship, tempDir } from "./helpers/cli.ts";
 import { putBlob, sampleTar, writeImage } from "./helpers/oci.ts";
@@ -91,6 +92,17 @@ Deno.test("text output (print, note) escapes controls but keeps newlines", async
   await ctx.print(`media type ${HOSTILE}\nnext line`);
   await ctx.note(`note: ${HOSTILE}`);
   assert.deepEqual(out, [`media type ${ESCAPED}\nnext line\n`, `note: ${ESCAPED}\n`]);
+});
+
+Deno.test("progress labels and notes are escaped (the display's own cursor moves aside)", () => {
+  let out = "";
+  const progress = new TerminalProgress((b) => void (out += new TextDecoder().decode(b)), 400);
+  progress.start(`id${HOSTILE}`, `layer ${HOSTILE}`, 10);
+  progress.finish(`id${HOSTILE}`, `note ${HOSTILE}`);
+  progress.end(`summary ${HOSTILE}`);
+  assert.ok(out.includes(`layer ${ESCAPED}`) && out.includes(`note ${ESCAPED}`), out);
+  assert.ok(out.includes(`summary ${ESCAPED}`), out);
+  assertNoControls(out.replaceAll("\r\x1b[2K", ""), "progress output");
 });
 
 Deno.test("--json output with hostile strings is valid JSON with no raw controls", async () => {
