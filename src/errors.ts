@@ -94,6 +94,18 @@ export class TransportError extends DeltashipError {
   override name = "TransportError";
 }
 
+/**
+ * A file-system operation failed for a known operating-system reason (no space
+ * left, a name too long, no permission, ...) on a path deltaship names. `code`
+ * is the error's name (`ENOSPC`, ...); the original error is the `cause`.
+ */
+export class FileSystemError extends DeltashipError {
+  override name = "FileSystemError";
+  constructor(message: string, readonly path: string, readonly code: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
 type ErrorClass = new (...args: never[]) => DeltashipError;
 const classes: Record<string, ErrorClass> = {
   DeltashipError,
@@ -108,6 +120,7 @@ const classes: Record<string, ErrorClass> = {
   RepositoryError,
   LimitError,
   TransportError,
+  FileSystemError,
 };
 
 /** A structured-clone-safe form of an error, for crossing a Worker boundary. */

@@ -9,6 +9,7 @@ import { Repository } from "../repo/repository.ts";
 import type { SyncMode } from "../repo/durability.ts";
 import { Cleanups } from "../util/cleanups.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
+import { escapeControl } from "../util/text.ts";
 import type { OptionSpec, Values } from "./args.ts";
 import { TerminalProgress } from "./progress.ts";
 
@@ -129,18 +130,31 @@ export class Context {
     this.#progress = undefined;
   }
 
-  /** Writes text (a newline is added) to stdout. */
+  /**
+   * Writes text (a newline is added) to stdout. Control characters other than
+   * newlines are escaped (`\xNN`): output often carries untrusted values
+   * (media types, paths, registry messages) that must not drive the terminal.
+   */
   async print(text: string): Promise<void> {
-    await this.io.stdout.write(encoder.encode(text.endsWith("\n") ? text : text + "\n"));
+    const safe = escapeControl(text, { newlines: true });
+    await this.io.stdout.write(encoder.encode(safe.endsWith("\n") ? safe : safe + "\n"));
   }
 
-  /** Writes a value as JSON to stdout. */
+  /**
+   * Writes a value as JSON to stdout. JSON.stringify escapes C0 controls
+   * itself; DEL and C1 controls, which it leaves raw, are written as `\u00NN`
+   * so the output is still valid JSON and safe on a terminal.
+   */
   async printJson(value: unknown): Promise<void> {
-    await this.print(JSON.stringify(value, null, 2));
+    const json = JSON.stringify(value, null, 2).replace(
+      /[\x7f-\x9f]/g,
+      (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+    );
+    await this.io.stdout.write(encoder.encode(json + "\n"));
   }
 
-  /** Writes a note to stderr unless quiet. */
+  /** Writes a note (one line of text, controls escaped as in {@link print}) to stderr unless quiet. */
   async note(text: string): Promise<void> {
-    if (!this.quiet) await this.io.stderr.write(encoder.encode(text + "\n"));
+    if (!this.quiet) await this.io.stderr.write(encoder.encode(escapeControl(text, { newlines: true }) + "\n"));
   }
 }

@@ -7,6 +7,8 @@
  */
 import { DeltashipError, UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
+import { describeOsError } from "../util/os_error.ts";
+import { displayLine, ellipsize, escapeControl } from "../util/text.ts";
 import { formatOptions, parseArgs } from "./args.ts";
 import { checkArity, type Command, commandHelp } from "./command.ts";
 import { type CliIO, Context, GLOBAL_OPTIONS } from "./context.ts";
@@ -114,24 +116,29 @@ function interrupted(signal: AbortSignal | undefined): Promise<typeof INTERRUPTE
   });
 }
 
+/**
+ * Prints the one line a failure gets: our own errors as they are, known
+ * operating-system conditions (no space, name too long, ...) described, and
+ * anything else as an internal error. The line is made safe for a terminal:
+ * controls escaped, long words and the line itself shortened.
+ */
 async function report(err: unknown, io: CliIO, debug: boolean): Promise<number> {
   if (err instanceof Deno.errors.BrokenPipe) return 1;
-  let line: string;
+  let message: string;
   let status = 1;
+  const os = describeOsError(err);
   if (err instanceof DeltashipError) {
-    line = `deltaship: ${err.message}`;
+    message = err.message;
     status = err.exitCode;
-  } else if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.PermissionDenied) {
-    line = `deltaship: ${(err as Error).message}`;
-  } else if (err instanceof Error && (err as { code?: string }).code === "ENOSPC") {
-    line = `deltaship: no space left on device (${err.message})`;
+  } else if (os !== undefined) {
+    message = os;
   } else {
     const msg = err instanceof Error ? err.message : String(err);
-    line = `deltaship: internal error: ${msg} (run with DELTASHIP_DEBUG=1 for details, and please report it)`;
+    message = `internal error: ${ellipsize(msg, 200)} (run with DELTASHIP_DEBUG=1 for details, and please report it)`;
   }
-  await io.stderr.write(encoder.encode(line.replaceAll("\n", " ") + "\n")).catch(() => {});
+  await io.stderr.write(encoder.encode(displayLine(`deltaship: ${message}`) + "\n")).catch(() => {});
   if (debug && err instanceof Error && err.stack) {
-    await io.stderr.write(encoder.encode(err.stack + "\n")).catch(() => {});
+    await io.stderr.write(encoder.encode(escapeControl(err.stack, { newlines: true }) + "\n")).catch(() => {});
   }
   return status;
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import type { ProgressSink } from "../util/progress.ts";
+import { escapeControl } from "../util/text.ts";
 import { formatBytes } from "./format.ts";
 
 interface Unit {
@@ -49,7 +50,7 @@ export class TerminalProgress implements ProgressSink {
     this.#timer = undefined;
     if (this.#units.size === 0 && !summary) return;
     this.#draw();
-    if (summary) this.write(encoder.encode(`${summary}\n`));
+    if (summary) this.write(encoder.encode(`${escapeControl(summary)}\n`));
   }
 
   #schedule(): void {
@@ -65,8 +66,10 @@ export class TerminalProgress implements ProgressSink {
   #line(u: Unit, id: string): string {
     const secs = Math.max(0.001, (performance.now() - u.started) / 1000);
     const amount = u.total ? `${formatBytes(u.done)} / ${formatBytes(u.total)}` : formatBytes(u.done);
-    const state = u.note ?? `${formatBytes(u.done / secs)}/s`;
-    const text = `${u.label.padEnd(12)} ${id.slice(0, 19)}  ${amount.padEnd(22)} ${state}`;
+    const state = escapeControl(u.note ?? `${formatBytes(u.done / secs)}/s`);
+    const text = `${escapeControl(u.label).padEnd(12)} ${escapeControl(id.slice(0, 19))}  ${
+      amount.padEnd(22)
+    } ${state}`;
     return text.slice(0, this.columns - 1);
   }
 

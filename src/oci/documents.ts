@@ -7,6 +7,7 @@
  */
 import { FormatError } from "../errors.ts";
 import { parseDigest } from "../util/digest.ts";
+import { escapeBytes } from "../util/text.ts";
 import { INDEX_TYPES, MANIFEST_TYPES, MediaType } from "./media_types.ts";
 
 /** An OCI platform. */
@@ -69,8 +70,25 @@ export function parseJson(bytes: Uint8Array, what: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new FormatError(`${what} is not valid JSON (${(e as Error).message})`);
+    throw new FormatError(`${what} is not valid JSON (${jsonErrorPlace(bytes, text, (e as Error).message)})`);
   }
+}
+
+/** Bytes of the input a JSON error shows: enough to recognise it, too few to leak a file. */
+const SNIPPET = 40;
+
+/**
+ * Where a JSON parse failed, with a short escaped snippet of the input there
+ * (the parser's own message quotes the input raw, controls and all).
+ */
+function jsonErrorPlace(bytes: Uint8Array, text: string, message: string): string {
+  if (bytes.length === 0) return "the document is empty";
+  const at = /at position (\d+)/.exec(message);
+  const start = at ? new TextEncoder().encode(text.slice(0, Number(at[1]))).length : 0;
+  const end = Math.min(bytes.length, start + SNIPPET);
+  const snippet = `"${escapeBytes(bytes.subarray(start, end))}"${end < bytes.length ? "..." : ""}`;
+  if (/Unexpected end of JSON input/.test(message)) return `it ends too soon, after ${bytes.length} bytes`;
+  return at ? `at byte ${start}: ${snippet}` : `it starts with ${snippet}`;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

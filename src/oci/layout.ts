@@ -68,13 +68,18 @@ export async function readLayoutIndex(files: LayoutFiles): Promise<Index> {
   if ((await files.size("oci-layout")) === undefined && (await files.size("index.json")) === undefined) {
     throw new NotFoundError(`${files.description} is not an OCI image layout (no oci-layout or index.json)`);
   }
+  await readLayoutMarker(files);
+  return parseIndex(await readLayoutFile(files, "index.json"), `${files.description}: index.json`);
+}
+
+/** Checks a layout's `oci-layout` file: JSON with an `imageLayoutVersion`. */
+export async function readLayoutMarker(files: LayoutFiles): Promise<void> {
   const marker = parseJson(await readLayoutFile(files, "oci-layout"), `${files.description}: oci-layout`) as {
     imageLayoutVersion?: unknown;
   };
   if (typeof marker?.imageLayoutVersion !== "string") {
     throw new FormatError(`${files.description}: oci-layout has no imageLayoutVersion`);
   }
-  return parseIndex(await readLayoutFile(files, "index.json"), `${files.description}: index.json`);
 }
 
 /** The tag of an index entry, if it has one. */

@@ -5,10 +5,21 @@
  * {@link LayoutWriter.commit}, and {@link LayoutWriter.abort} leaves the
  * destination as it was.
  *
- * - Directory: each blob goes to a temporary file in `blobs/<alg>/` and is
- *   renamed to its digest; `index.json` is replaced atomically, last. Other
- *   index entries are kept; an entry with the same tag is replaced.
- * - Archive: written to `FILE.tmp-<id>` beside FILE and renamed over FILE at
+ * Every writer stages its output where a writer killed midway (SIGKILL: no
+ * cleanup runs) leaves nothing in the way of the next one. Staging paths come
+ * with a lock file held while their process lives (see util/owned_temp.ts), and
+ * the next writer to the same destination removes those whose owner is gone.
+ *
+ * - New directory: the whole layout is built in a sibling `.DIR.deltaship-*`
+ *   directory and renamed to DIR at commit: DIR appears complete or not at all.
+ * - Existing directory (a layout, or empty): blobs are staged in
+ *   `DIR/.deltaship-staging-*` and moved into `blobs/` at commit, then
+ *   `index.json` is replaced atomically, last. Other index entries are kept;
+ *   an entry with the same tag is replaced. A writer killed during commit
+ *   leaves at most extra blobs no index entry names (and, in a directory that
+ *   was empty, `blobs/` without `index.json`, which is accepted as a layout
+ *   holding no image).
+ * - Archive: written to a sibling `.FILE.deltaship-*` and renamed over FILE at
  *   the end (an existing FILE is replaced, not merged). A streamed blob's
  *   header is written as a placeholder and patched in place once its size and
  *   digest are known, so each blob is produced and written exactly once.
@@ -24,9 +35,10 @@ import { encodeHeader, END_OF_ARCHIVE, paddingFor } from "../tar/header_writer.t
 import { parseTransportRef } from "../transport/reference.ts";
 import { type Digest, Hasher, parseDigest } from "../util/digest.ts";
 import { type Descriptor, encodeJson, type Index, REF_NAME_ANNOTATION } from "./documents.ts";
-import { DirFiles, readLayoutIndex, refName } from "./layout.ts";
+import { DirFiles, readLayoutIndex, readLayoutMarker, refName } from "./layout.ts";
 import { MediaType } from "./media_types.ts";
 import { lstatOrUndefined, writeAll } from "../util/fs.ts";
+import { type OwnedTemp, removeDeadTemps, reserveTemp } from "../util/owned_temp.ts";
 
 /** Where an image is written: `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`. */
 export interface LayoutDest {
@@ -112,47 +124,108 @@ function shortId(): string {
   return crypto.randomUUID().slice(0, 8);
 }
 
+/** Prefix of a writer's staging directory inside an existing `oci:DIR`. */
+const STAGE_PREFIX = ".deltaship-staging-";
+
+/** Prefix of staging paths beside a destination named `base` (a new `oci:DIR`, an archive). */
+function siblingPrefix(base: string): string {
+  return `.${base.slice(0, 100)}.deltaship-`;
+}
+
+/** Splits a path into its directory and last name (`a/b/` -> `a`, `b`). */
+function splitPath(path: string): { parent: string; base: string } {
+  const trimmed = path.replace(/(.)\/+$/, "$1");
+  const slash = trimmed.lastIndexOf("/");
+  return slash < 0
+    ? { parent: ".", base: trimmed }
+    : { parent: slash === 0 ? "/" : trimmed.slice(0, slash), base: trimmed.slice(slash + 1) };
+}
+
+/**
+ * What is at an `oci:DIR` being written to: nothing (`new`), an empty directory,
+ * a layout, or a layout without `index.json` (blobs and `oci-layout` only: what
+ * a writer killed in its last steps leaves, which holds no image yet).
+ */
+type DirState = "new" | "empty" | "layout" | "no-index";
+
 /** An `oci:DIR` layout being written. */
 class DirLayoutWriter implements LayoutWriter {
   readonly description: string;
   #entries: { desc: Descriptor; tag?: string }[] = [];
-  #temps = new Set<string>();
+  /** Blobs written to the staging directory: `<alg>/<hex>`. */
+  #staged = new Set<string>();
+  /** What commit moved or wrote into an existing directory, undone by abort if it fails midway. */
   #added: string[] = [];
+  #madeDirs: string[] = [];
   #done = false;
 
-  /** `created`: the directory did not exist; `empty`: it existed, empty. Either way abort leaves it so. */
-  private constructor(readonly dir: string, readonly created: boolean, readonly empty = false) {
+  /**
+   * Blobs are written under `stage`: for a new DIR, a sibling directory renamed
+   * to DIR at commit; otherwise a directory inside DIR whose blobs commit
+   * moves into place before index.json. Either way a writer killed before then
+   * leaves only a staging directory, which the next writer removes.
+   */
+  private constructor(readonly dir: string, readonly state: DirState, readonly stage: OwnedTemp) {
     this.description = `oci:${dir}`;
   }
 
   static async open(dir: string): Promise<DirLayoutWriter> {
+    const { parent, base } = splitPath(dir);
     const st = await lstatOrUndefined(dir);
     if (st === undefined) {
-      await Deno.mkdir(dir, { recursive: true });
-      return new DirLayoutWriter(dir, true);
+      await Deno.mkdir(parent, { recursive: true });
+      await removeDeadTemps(parent, siblingPrefix(base));
+      const stage = await reserveTemp(parent, siblingPrefix(base));
+      await DirLayoutWriter.#makeStage(stage);
+      return new DirLayoutWriter(dir, "new", stage);
     }
     if (!st.isDirectory && !(st.isSymlink && (await Deno.stat(dir)).isDirectory)) {
       throw new UsageError(`oci:${dir} exists and is not a directory`);
     }
+    await removeDeadTemps(dir, STAGE_PREFIX);
+    await removeDeadTemps(parent, siblingPrefix(base));
+    const state = await DirLayoutWriter.#inspect(dir);
+    const stage = await reserveTemp(dir, STAGE_PREFIX);
+    await DirLayoutWriter.#makeStage(stage);
+    return new DirLayoutWriter(dir, state, stage);
+  }
+
+  static async #makeStage(stage: OwnedTemp): Promise<void> {
+    try {
+      await Deno.mkdir(stage.path);
+    } catch (e) {
+      await stage.release();
+      throw e;
+    }
+  }
+
+  /** What an existing directory holds; refuses one that is neither empty nor a layout. */
+  static async #inspect(dir: string): Promise<DirState> {
     const files = new DirFiles(dir);
-    if ((await files.size("index.json")) !== undefined || (await files.size("oci-layout")) !== undefined) {
+    if ((await files.size("index.json")) !== undefined) {
       await readLayoutIndex(files); // refuse a damaged layout before writing anything
-      return new DirLayoutWriter(dir, false);
+      return "layout";
     }
-    for await (const _ of Deno.readDir(dir)) {
-      throw new UsageError(
-        `oci:${dir} is a non-empty directory that is not an OCI layout; choose an empty or new directory`,
-      );
+    const names = new Set<string>();
+    for await (const e of Deno.readDir(dir)) {
+      if (e.name.startsWith(STAGE_PREFIX)) continue; // another writer's, live
+      if (!(e.name === "oci-layout" || (e.name === "blobs" && e.isDirectory))) {
+        throw new UsageError(
+          `oci:${dir} is a non-empty directory that is not an OCI layout; choose an empty or new directory`,
+        );
+      }
+      names.add(e.name);
     }
-    return new DirLayoutWriter(dir, false, true);
+    if (names.has("oci-layout")) await readLayoutMarker(files);
+    return names.size ? "no-index" : "empty";
   }
 
   async putBlob(content: BlobContent, expected?: Digest): Promise<WrittenBlob> {
+    if (this.#done) throw new Error("layout writer already finished");
     const algorithm = expected ? parseDigest(expected).algorithm : "sha256";
-    const dir = `${this.dir}/blobs/${algorithm}`;
+    const dir = `${this.stage.path}/blobs/${algorithm}`;
     await Deno.mkdir(dir, { recursive: true });
-    const tmp = `${dir}/.tmp-deltaship-${shortId()}`;
-    this.#temps.add(tmp);
+    const tmp = `${dir}/.tmp-${shortId()}`;
     const hasher = new Hasher(algorithm);
     try {
       const file = await Deno.open(tmp, { write: true, createNew: true });
@@ -168,18 +241,16 @@ class DirLayoutWriter implements LayoutWriter {
       if (expected && digest !== expected) {
         throw new DigestMismatchError(`blob for ${this.description}`, expected, digest);
       }
-      const path = `${dir}/${parseDigest(digest).hex}`;
-      if (await lstatOrUndefined(path)) {
+      const name = `${algorithm}/${parseDigest(digest).hex}`;
+      if (this.#staged.has(name) || (this.state !== "new" && await lstatOrUndefined(`${this.dir}/blobs/${name}`))) {
         await Deno.remove(tmp);
       } else {
-        await Deno.rename(tmp, path);
-        this.#added.push(path);
+        await Deno.rename(tmp, `${this.stage.path}/blobs/${name}`);
+        this.#staged.add(name);
       }
-      this.#temps.delete(tmp);
       return { digest, size: hasher.size };
     } catch (e) {
       await Deno.remove(tmp).catch(() => {});
-      this.#temps.delete(tmp);
       throw e;
     }
   }
@@ -189,36 +260,63 @@ class DirLayoutWriter implements LayoutWriter {
   }
 
   async commit(): Promise<void> {
+    if (this.#done) throw new Error("layout writer already finished");
+    if (this.state === "new") {
+      await Deno.writeFile(`${this.stage.path}/oci-layout`, OCI_LAYOUT);
+      await Deno.writeFile(`${this.stage.path}/index.json`, mergeIndex(undefined, this.#entries));
+      try {
+        await Deno.rename(this.stage.path, this.dir); // the whole layout appears at once
+      } catch (e) {
+        if (e instanceof Deno.errors.AlreadyExists || (e as { code?: string }).code === "ENOTEMPTY") {
+          throw new UsageError(`oci:${this.dir} was created by something else during the export; export again`);
+        }
+        throw e;
+      }
+      this.#done = true;
+      await this.stage.release();
+      return;
+    }
+    // Blobs first (a writer killed here leaves extra blobs, no image), index.json last.
+    for (const name of this.#staged) {
+      const path = `${this.dir}/blobs/${name}`;
+      if (await lstatOrUndefined(path)) continue;
+      await this.#makeDirs(`blobs/${name.slice(0, name.indexOf("/"))}`);
+      await Deno.rename(`${this.stage.path}/blobs/${name}`, path);
+      this.#added.push(path);
+    }
     const files = new DirFiles(this.dir);
+    if ((await files.size("oci-layout")) === undefined) await this.#place("oci-layout", OCI_LAYOUT);
     const existing = (await files.size("index.json")) === undefined ? undefined : await readLayoutIndex(files);
-    if ((await files.size("oci-layout")) === undefined) await this.#writeAtomic("oci-layout", OCI_LAYOUT);
-    await this.#writeAtomic("index.json", mergeIndex(existing, this.#entries));
+    await this.#place("index.json", mergeIndex(existing, this.#entries), existing !== undefined);
     this.#done = true;
+    await this.stage.remove();
   }
 
-  async #writeAtomic(name: string, bytes: Uint8Array): Promise<void> {
-    const tmp = `${this.dir}/.${name}.tmp-deltaship-${shortId()}`;
-    this.#temps.add(tmp);
+  /** Creates `rel` (and its parents) in the directory, noting which were made. */
+  async #makeDirs(rel: string): Promise<void> {
+    let path = this.dir;
+    for (const part of rel.split("/")) {
+      path += `/${part}`;
+      if (await lstatOrUndefined(path)) continue;
+      await Deno.mkdir(path);
+      this.#madeDirs.push(path);
+    }
+  }
+
+  /** Writes a file of the layout atomically: in the staging directory, then renamed into place. */
+  async #place(name: string, bytes: Uint8Array, replaces = false): Promise<void> {
+    const tmp = `${this.stage.path}/${name}`;
     await Deno.writeFile(tmp, bytes);
     await Deno.rename(tmp, `${this.dir}/${name}`);
-    this.#temps.delete(tmp);
+    if (!replaces) this.#added.push(`${this.dir}/${name}`);
   }
 
   async abort(): Promise<void> {
     if (this.#done) return;
     this.#done = true;
-    for (const tmp of this.#temps) await Deno.remove(tmp).catch(() => {});
-    if (this.created) {
-      await Deno.remove(this.dir, { recursive: true }).catch(() => {});
-      return;
-    }
-    if (this.empty) {
-      for await (const e of Deno.readDir(this.dir)) {
-        await Deno.remove(`${this.dir}/${e.name}`, { recursive: true }).catch(() => {});
-      }
-      return;
-    }
-    for (const path of this.#added) await Deno.remove(path).catch(() => {});
+    for (const path of this.#added.reverse()) await Deno.remove(path).catch(() => {});
+    for (const path of this.#madeDirs.reverse()) await Deno.remove(path).catch(() => {});
+    await this.stage.remove();
   }
 }
 
@@ -231,24 +329,33 @@ class ArchiveLayoutWriter implements LayoutWriter {
   #chain: Promise<unknown> = Promise.resolve();
   #done = false;
 
-  private constructor(readonly path: string, readonly tmp: string, readonly file: Deno.FsFile) {
+  /** The archive is written to `stage`, a sibling of `path` that a later writer removes if this one is killed. */
+  private constructor(readonly path: string, readonly stage: OwnedTemp, readonly file: Deno.FsFile) {
     this.description = `oci-archive:${path}`;
   }
 
   static async open(path: string): Promise<ArchiveLayoutWriter> {
     const st = await lstatOrUndefined(path);
     if (st?.isDirectory) throw new UsageError(`oci-archive:${path} is a directory; give a file name`);
-    const tmp = `${path}.tmp-${shortId()}`;
-    let file: Deno.FsFile;
+    const { parent, base } = splitPath(path);
+    let stage: OwnedTemp;
     try {
-      file = await Deno.open(tmp, { write: true, createNew: true });
+      await removeDeadTemps(parent, siblingPrefix(base));
+      stage = await reserveTemp(parent, siblingPrefix(base));
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) {
         throw new NotFoundError(`oci-archive:${path}: the directory it would be written in does not exist`);
       }
       throw e;
     }
-    const writer = new ArchiveLayoutWriter(path, tmp, file);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(stage.path, { write: true, createNew: true });
+    } catch (e) {
+      await stage.release();
+      throw e;
+    }
+    const writer = new ArchiveLayoutWriter(path, stage, file);
     try {
       await writer.#member("oci-layout", OCI_LAYOUT);
       await writer.#write(encodeHeader({ name: "blobs/", size: 0, type: "dir" }));
@@ -334,12 +441,13 @@ class ArchiveLayoutWriter implements LayoutWriter {
       this.file.close();
       this.#done = true;
       try {
-        await Deno.rename(this.tmp, this.path);
+        await Deno.rename(this.stage.path, this.path);
       } catch (e) {
-        await Deno.remove(this.tmp).catch(() => {});
+        await this.stage.remove();
         if (e instanceof Deno.errors.IsADirectory) throw new FormatError(`oci-archive:${this.path} is a directory`);
         throw e;
       }
+      await this.stage.release();
     });
   }
 
@@ -351,6 +459,6 @@ class ArchiveLayoutWriter implements LayoutWriter {
         this.file.close();
       } catch { /* already closed */ }
     }
-    await Deno.remove(this.tmp).catch(() => {});
+    await this.stage.remove();
   }
 }

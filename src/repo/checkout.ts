@@ -10,10 +10,17 @@
  * what is not a symlink). With --force over existing contents, whatever is in
  * the way of a path (a symlink included) is removed, never followed.
  *
- * Regular files are copied from the object store with the kernel's copy
- * (`Deno.copyFile`), or hard-linked to the objects with `hardlink` (then they
- * share the object's inode: read-only use, and their mode, owner, times and
- * xattrs are the object's).
+ * Regular files are copied from the object store, each object read, hashed
+ * and written in one pass and checked against its name (its SHA-256) before
+ * the file counts as written, so a damaged object never reaches the checkout.
+ * With `hardlink` they are hard-linked to the objects instead, each object
+ * hashed once first (then the files share the object's inode: read-only use,
+ * and their mode, owner, times and xattrs are the object's).
+ *
+ * A failure (a missing or damaged object, a full disk, a name the filesystem
+ * refuses) waits for the copies in flight, removes what the checkout wrote (a
+ * directory it made; with --force, the paths it added: what it replaced is
+ * gone) and is reported as one error naming the image path.
  *
  * Metadata: modes always; mtimes always (directories after their contents);
  * ownership when running as root (otherwise, as umoci --rootless does, files
@@ -24,7 +31,7 @@
  * @module
  */
 import fs from "node:fs";
-import { RepositoryError, UsageError } from "../errors.ts";
+import { DeltashipError, FileSystemError, UsageError } from "../errors.ts";
 import type { TarEntry } from "../tar/header.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { openPosix, type Posix, S_IFBLK, S_IFCHR, S_IFIFO } from "../util/posix.ts";
@@ -33,6 +40,9 @@ import type { ImageRecord, Repository } from "./repository.ts";
 import { loadRootfs, type Rootfs, type RootfsNode } from "./rootfs.ts";
 import { lstatOrUndefined } from "../util/fs.ts";
 import { Yielder } from "../util/yielder.ts";
+import { CopyBuffers, copyObject, missingObject, type ObjectCopy } from "./object_copy.ts";
+import { knownOsCode, osCondition } from "../util/os_error.ts";
+import { ellipsize } from "../util/text.ts";
 
 /** How to check out. */
 export interface CheckoutOptions {
@@ -84,13 +94,16 @@ export async function checkout(
 ): Promise<CheckoutResult> {
   const tree = await loadRootfs(repo, record.layers.map((l) => l.diffId));
   const state = await prepareDir(dir, options.force === true);
+  const writer = new Writer(repo, tree, dir, options);
   const undo = async () => {
+    await writer.settle(); // no copy may still be writing while its directory goes
     if (state === "created") await Deno.remove(dir, { recursive: true }).catch(() => {});
     else if (state === "empty") await emptyDir(dir);
+    else await writer.removeAdded();
   };
   using _interrupted = options.cleanups?.add(undo);
   try {
-    return await new Writer(repo, tree, dir, options).run();
+    return await writer.run();
   } catch (e) {
     await undo();
     throw e;
@@ -141,10 +154,17 @@ class Writer {
   readonly result: CheckoutResult;
   readonly progress: ProgressSink;
   #reasons = new Map<keyof NotApplied, string>();
-  /** File copies in flight, and each inode's copy (links to it wait for it). */
+  /** File copies in flight. */
   #copying = new Set<Promise<void>>();
-  #copied = new Map<RootfsNode, Promise<void>>();
+  /** The first failure of a copy; later ones are dropped (one error is reported). */
   #failed: { error: unknown } | undefined;
+  /** Copy buffers not in use, a pair per copy in flight. */
+  #buffers: CopyBuffers[] = [];
+  /** Objects hashed and found intact (for --hardlink), by hex: each is read once per run. */
+  #verified = new Map<string, Promise<void>>();
+  /** Paths this checkout created whose parent it did not create (what undoing --force removes). */
+  #added: string[] = [];
+  #addedDirs = new Set<string>();
 
   constructor(
     readonly repo: Repository,
@@ -177,31 +197,54 @@ class Writer {
       const nodes = [...this.tree.walk()];
       const total = nodes.reduce((a, [, n]) => a + (n.entry.kind === "file" ? n.size : 0), 0);
       this.progress.start("checkout", "checkout", total);
+      const files: [string, RootfsNode][] = []; // the first name of each file's inode
+      const links: [string, RootfsNode][] = []; // further names of an inode
       const symlinks: [string, RootfsNode][] = [];
       const yielder = new Yielder({ every: 64 }); // some entries (devices, fifos) take synchronous calls only
       try {
+        // Directories and device nodes in tree order (parents first); the rest is sorted out.
         for (const [path, node] of nodes) {
           await yielder.yieldIfDue();
-          const target = `${this.dir}/${path}`;
-          if (this.options.force) await this.#clearWay(target, node);
-          if (node.entry.kind === "symlink") symlinks.push([target, node]);
-          else await this.#create(target, node);
+          const kind = node.entry.kind;
+          if (this.options.force) await this.#at(path, node, () => this.#clearWay(`${this.dir}/${path}`, node));
+          if (kind === "symlink") symlinks.push([path, node]);
+          else if (kind !== "file" && kind !== "hardlink") await this.#at(path, node, () => this.#create(path, node));
+          else if (this.written.has(node.inode ?? node)) links.push([path, node]);
+          else {
+            this.written.set(node.inode ?? node, `${this.dir}/${path}`);
+            files.push([path, node.inode ?? node]);
+          }
+        }
+        // Contents, biggest first: the long copies start early and overlap the many small ones.
+        files.sort((a, b) => b[1].size - a[1].size);
+        for (const [path, inode] of files) {
+          await this.#inBackground(path, inode, () => this.#content(`${this.dir}/${path}`, path, inode));
+          this.result.files++;
         }
       } finally {
-        await Promise.all(this.#copying); // let every copy finish (or fail) before going on or cleaning up
+        await this.settle(); // let every copy finish (or fail) before going on or cleaning up
       }
       this.#throwIfFailed();
+      for (const [path, node] of links) {
+        await this.#at(path, node, () => Deno.link(this.written.get(node.inode ?? node)!, `${this.dir}/${path}`));
+        this.#addedPath(path, false);
+        this.result.hardlinks++;
+      }
       // Symlinks last: nothing is created after them, so nothing goes through them.
-      for (const [target, node] of symlinks) {
-        await Deno.symlink(node.entry.linkname, target);
+      for (const [path, node] of symlinks) {
+        await this.#at(path, node, async () => {
+          await Deno.symlink(node.entry.linkname, `${this.dir}/${path}`);
+          this.#addedPath(path, false);
+        });
         this.result.symlinks++;
       }
       // Metadata children first, so directory mtimes are not disturbed afterwards.
       for (let i = nodes.length - 1; i >= 0; i--) {
-        this.#metadata(`${this.dir}/${nodes[i][0]}`, nodes[i][1]);
+        const [path, node] = nodes[i];
+        this.#atSync(path, node, () => this.#metadata(`${this.dir}/${path}`, node));
         await yielder.yieldIfDue();
       }
-      if (!this.tree.root.implicit) this.#metadata(this.dir, this.tree.root);
+      if (!this.tree.root.implicit) this.#atSync("", this.tree.root, () => this.#metadata(this.dir, this.tree.root));
       this.result.entries = nodes.length;
       this.progress.finish("checkout", "done");
       for (const [kind, reason] of this.#reasons) {
@@ -213,21 +256,80 @@ class Writer {
     }
   }
 
+  /** Resolves once no copy is in flight any more (each has finished or failed). */
+  async settle(): Promise<void> {
+    while (this.#copying.size) await Promise.all(this.#copying);
+  }
+
+  /** Removes what this checkout added to a directory that had contents (--force). */
+  async removeAdded(): Promise<void> {
+    for (const path of this.#added.reverse()) {
+      const target = `${this.dir}/${path}`;
+      const st = await lstatOrUndefined(target).catch(() => undefined);
+      await Deno.remove(target, { recursive: st?.isDirectory === true }).catch(() => {});
+    }
+    this.#added = [];
+  }
+
+  /** Notes that `path` was created (only the topmost of what was created is kept). */
+  #addedPath(path: string, dir: boolean): void {
+    const slash = path.lastIndexOf("/");
+    if (!(slash > 0 && this.#addedDirs.has(path.slice(0, slash)))) this.#added.push(path);
+    if (dir) this.#addedDirs.add(path);
+  }
+
+  /** Runs `step` for the entry at `path`; a file-system failure becomes an error naming the entry. */
+  async #at<T>(path: string, node: RootfsNode, step: () => Promise<T>): Promise<T> {
+    try {
+      return await step();
+    } catch (e) {
+      throw this.#entryError(e, path, node);
+    }
+  }
+
+  #atSync<T>(path: string, node: RootfsNode, step: () => T): T {
+    try {
+      return step();
+    } catch (e) {
+      throw this.#entryError(e, path, node);
+    }
+  }
+
+  /** A known OS failure (no space, name too long, ...) at an entry, as one line naming it. */
+  #entryError(e: unknown, path: string, node: RootfsNode): unknown {
+    const code = knownOsCode(e);
+    if (e instanceof DeltashipError || code === undefined) return e;
+    const { kind, linkname } = node.entry;
+    const name = `/${ellipsize(path, 121)}`;
+    const what = kind === "symlink"
+      ? `symlink ${name} -> ${ellipsize(linkname, 61)}${linkname.length > 61 ? ` (${linkname.length} characters)` : ""}`
+      : kind === "dir"
+      ? `directory ${name}`
+      : name;
+    const hint = code === "ENOSPC" || code === "EDQUOT" ? "; free some space, or check out elsewhere" : "";
+    return new FileSystemError(
+      `cannot check out ${what} into ${this.dir}: ${osCondition(code)}${hint}`,
+      `${this.dir}/${path}`,
+      code,
+      { cause: e },
+    );
+  }
+
   /**
-   * Lets a file's copy run while the walk goes on (the kernel copies several
-   * files at once), at most {@link PARALLEL_COPIES} at a time. The first failure
-   * stops the walk; it is rethrown once every copy has settled.
+   * Runs a file's copy while the walk goes on (several files are copied at
+   * once), at most {@link PARALLEL_COPIES} at a time. The copy is started here,
+   * and only when no earlier one has failed, so every copy is awaited; the
+   * first failure stops the walk and is rethrown once every copy has settled.
    */
-  async #inBackground(inode: RootfsNode, copy: Promise<void>): Promise<void> {
+  async #inBackground(path: string, inode: RootfsNode, copy: () => Promise<void>): Promise<void> {
     this.#throwIfFailed();
-    const settled: Promise<void> = copy.then(
+    const settled: Promise<void> = this.#at(path, inode, copy).then(
       () => {},
       (error) => {
         this.#failed ??= { error };
       },
     ).finally(() => this.#copying.delete(settled));
     this.#copying.add(settled);
-    this.#copied.set(inode, settled);
     if (this.#copying.size >= PARALLEL_COPIES) await Promise.race(this.#copying);
     this.#throwIfFailed();
   }
@@ -244,63 +346,83 @@ class Writer {
     await Deno.remove(target, { recursive: true });
   }
 
-  async #create(target: string, node: RootfsNode): Promise<void> {
+  /** Creates a directory or device node (files, links and symlinks are made in their own passes). */
+  async #create(path: string, node: RootfsNode): Promise<void> {
+    const target = `${this.dir}/${path}`;
     const { entry } = node;
     switch (entry.kind) {
       case "dir":
         if (!(this.options.force && (await lstatOrUndefined(target))?.isDirectory)) {
           await Deno.mkdir(target, { mode: 0o700 });
+          this.#addedPath(path, true);
         }
         this.result.directories++;
         return;
-      case "file":
-      case "hardlink": {
-        const inode = node.inode ?? node;
-        const first = this.written.get(inode);
-        if (first !== undefined) {
-          await this.#copied.get(inode); // the first name must exist before another can link to it
-          await Deno.link(first, target);
-          this.result.hardlinks++;
-          return;
-        }
-        this.written.set(inode, target);
-        await this.#inBackground(inode, this.#content(target, inode));
-        this.result.files++;
-        return;
-      }
       case "chardev":
       case "blockdev":
       case "fifo":
         this.#device(target, entry);
+        if (lstatExists(target)) this.#addedPath(path, false);
         return;
       default:
         this.#skip("other", `entries of unsupported kinds skipped (e.g. ${JSON.stringify(entry.path)})`);
     }
   }
 
-  /** Writes a file's content: a copy (or link) of its object, or an empty file. */
-  async #content(target: string, node: RootfsNode): Promise<void> {
+  /** Writes a file's content: a verified copy (or link) of its object, or an empty file. */
+  async #content(target: string, path: string, node: RootfsNode): Promise<void> {
     if (node.object === undefined) {
       await Deno.writeFile(target, new Uint8Array(0), { createNew: true, mode: 0o600 });
+      this.#addedPath(path, false);
       return;
     }
-    const object = this.repo.objects.path(node.object);
-    try {
-      if (this.options.hardlink) await Deno.link(object, target);
-      else await Deno.copyFile(object, target);
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound && !(await lstatOrUndefined(object))) {
-        throw new RepositoryError(`object sha256:${node.object} is missing from the repository; run fsck`);
+    if (this.options.hardlink) {
+      await this.#verifyOnce(node.object, path, node.size);
+      try {
+        await Deno.link(this.repo.objects.path(node.object), target);
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) throw missingObject(node.object);
+        if ((e as { code?: string }).code === "EXDEV") {
+          throw new UsageError(
+            `--hardlink needs ${this.dir} on the same filesystem as the repository (${this.repo.root}); check out without it`,
+          );
+        }
+        throw e;
       }
-      if (this.options.hardlink && (e as { code?: string }).code === "EXDEV") {
-        throw new UsageError(
-          `--hardlink needs ${this.dir} on the same filesystem as the repository (${this.repo.root}); check out without it`,
-        );
-      }
-      throw e;
+      this.#addedPath(path, false);
+    } else {
+      await this.#copyVerified(node.object, target, path, node.size);
     }
     this.result.bytes += node.size;
     this.progress.advance("checkout", node.size);
+  }
+
+  /** Copies object `hex` (of `size` bytes) to `target`, a new file, verified (see object_copy.ts). */
+  async #copyVerified(hex: string, target: string, path: string, size: number): Promise<void> {
+    const copy: ObjectCopy = { object: this.repo.objects.path(hex), hex, size, path, target };
+    this.#addedPath(path, false); // before it exists: an undo must not miss it
+    await this.#withBuffers((buffers) => copyObject(copy, buffers));
+  }
+
+  /** Checks object `hex` once per run (for --hardlink: the link will share its bytes). */
+  #verifyOnce(hex: string, path: string, size: number): Promise<void> {
+    let done = this.#verified.get(hex);
+    if (!done) {
+      const copy: ObjectCopy = { object: this.repo.objects.path(hex), hex, size, path };
+      done = this.#withBuffers((buffers) => copyObject(copy, buffers));
+      this.#verified.set(hex, done);
+    }
+    return done;
+  }
+
+  /** Runs `fn` with a pair of copy buffers, reused across copies (one pair per copy in flight). */
+  async #withBuffers(fn: (buffers: CopyBuffers) => Promise<void>): Promise<void> {
+    const buffers = this.#buffers.pop() ?? new CopyBuffers();
+    try {
+      await fn(buffers);
+    } finally {
+      this.#buffers.push(buffers);
+    }
   }
 
   #device(target: string, entry: TarEntry): void {

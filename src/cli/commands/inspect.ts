@@ -13,7 +13,8 @@ export const inspectCommand: Command = {
   usage: "IMAGE",
   description: `
 IMAGE is a tag or @sha256:<hex> (a manifest digest, or a unique prefix of one).
-With --manifest or --config, writes that document's raw bytes exactly as stored;
+With --manifest or --config, writes that document's raw bytes exactly as stored
+(on a terminal, with control characters escaped);
 otherwise a JSON summary: digests, tags, platform and layers.`,
   options: [
     { name: "manifest", type: "boolean", help: "write the raw manifest" },
@@ -26,7 +27,10 @@ otherwise a JSON summary: digests, tags, platform and layers.`,
     using _lock = await repo.lock(false);
     const image = await repo.resolveImage(args[0]);
     if (values.manifest || values.config) {
-      return void await ctx.io.stdout.write(await repo.readBlob(values.manifest ? image.manifest : image.config));
+      const bytes = await repo.readBlob(values.manifest ? image.manifest : image.config);
+      // Exact bytes for a pipe or file; on a terminal, a hostile document must not drive it.
+      if (ctx.io.stdout.isTerminal) return void await ctx.print(new TextDecoder().decode(bytes));
+      return void await ctx.io.stdout.write(bytes);
     }
     const manifest = parseManifest(await repo.readBlob(image.manifest), `manifest ${image.manifest}`);
     const config = parseImageConfig(await repo.readBlob(image.config), `config ${image.config}`);

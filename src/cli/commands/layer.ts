@@ -3,9 +3,9 @@
  *
  * @module
  */
-import { UsageError } from "../../errors.ts";
+import { DigestMismatchError, UsageError } from "../../errors.ts";
 import { layerTarChunks } from "../../repo/layer_reader.ts";
-import { parseDigest } from "../../util/digest.ts";
+import { Hasher, parseDigest } from "../../util/digest.ts";
 import type { Command } from "../command.ts";
 
 export const layerCommand: Command = {
@@ -14,15 +14,29 @@ export const layerCommand: Command = {
   usage: "DIFF_ID",
   description: `
 Rebuilds the layer with this diff_id (sha256:<hex>) from the repository and
-writes its uncompressed tar, byte for byte, to stdout.`,
+writes its uncompressed tar, byte for byte, to stdout. The tar is hashed as it
+is written: if the repository is damaged and it does not hash to DIFF_ID, the
+command fails naming the layer (what was written is not the layer).`,
   options: [],
   args: { min: 1, max: 1 },
   async run(ctx, [diffId]) {
-    parseDigest(diffId, "DIFF_ID");
+    const { algorithm } = parseDigest(diffId, "DIFF_ID");
     if (ctx.io.stdout.isTerminal) throw new UsageError("layer: stdout is a terminal; redirect it to a file or a pipe");
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     await repo.layerInfo(diffId);
-    for await (const chunk of layerTarChunks(repo, diffId)) await ctx.io.stdout.write(chunk);
+    const hasher = new Hasher(algorithm);
+    for await (const chunk of layerTarChunks(repo, diffId)) {
+      hasher.update(chunk);
+      await ctx.io.stdout.write(chunk);
+    }
+    const actual = hasher.digest();
+    if (actual !== diffId) {
+      throw new DigestMismatchError(
+        `layer ${diffId} rebuilt from the repository is damaged; what was written is not the layer (run deltaship fsck)`,
+        diffId,
+        actual,
+      );
+    }
   },
 };
