@@ -29,7 +29,7 @@ export const PERMISSIONS: readonly string[] = [
 ];
 
 /** Modules loaded at run time that `deno compile` cannot find by itself: Web Worker entry points. */
-export const INCLUDES: readonly string[] = ["src/workers/layer_worker.ts"];
+export const INCLUDES: readonly string[] = ["src/ops/layer_worker.ts"];
 
 /** The targets the release workflow builds. */
 export const RELEASE_TARGETS: readonly string[] = [

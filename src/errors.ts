@@ -14,10 +14,19 @@ export class DeltashipError extends Error {
   readonly exitCode: number = 1;
 }
 
-/** The command line itself is wrong (unknown option, missing argument). Exit status 2. */
-export class UsageError extends DeltashipError {
-  override name = "UsageError";
+/**
+ * A value the user gave is not usable: a malformed reference, tag name or
+ * platform, or a destination that cannot take the output. Thrown by any layer;
+ * exit status 2, as for a usage error.
+ */
+export class InvalidArgumentError extends DeltashipError {
+  override name = "InvalidArgumentError";
   override readonly exitCode: number = 2;
+}
+
+/** The command line itself is wrong (unknown option, missing argument). Exit status 2. Thrown only by `cli/`. */
+export class UsageError extends InvalidArgumentError {
+  override name = "UsageError";
 }
 
 /** Bytes did not hash to the digest that names them. */
@@ -106,9 +115,35 @@ export class FileSystemError extends DeltashipError {
   }
 }
 
+/**
+ * Adds context to an error on its way up: a {@link DeltashipError} becomes a new
+ * error of the same class (same exit status, same fields) whose message starts
+ * with `context: ` and whose `cause` is the original; anything else is returned
+ * as it is. A message that already starts with the context is not prefixed twice.
+ */
+export function withContext(err: unknown, context: string): unknown {
+  if (!(err instanceof DeltashipError)) return err;
+  if (err.message.startsWith(`${context}: `) || err.message === context) return err;
+  const wrapped: DeltashipError = Object.create(Object.getPrototypeOf(err));
+  Object.assign(wrapped, err);
+  Object.defineProperty(wrapped, "message", {
+    value: `${context}: ${err.message}`,
+    writable: true,
+    configurable: true,
+  });
+  Object.defineProperty(wrapped, "cause", { value: err, writable: true, configurable: true });
+  Object.defineProperty(wrapped, "stack", {
+    value: `${err.name}: ${context}: ${err.message}\n${err.stack?.split("\n").slice(1).join("\n") ?? ""}`,
+    writable: true,
+    configurable: true,
+  });
+  return wrapped;
+}
+
 type ErrorClass = new (...args: never[]) => DeltashipError;
 const classes: Record<string, ErrorClass> = {
   DeltashipError,
+  InvalidArgumentError,
   UsageError,
   DigestMismatchError,
   SizeMismatchError,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FormatError, TransportError, UsageError } from "../src/errors.ts";
+import { FormatError, InvalidArgumentError, TransportError } from "../src/errors.ts";
 import { Authenticator, parseChallenges } from "../src/transport/docker/auth.ts";
 import { authFilePaths, lookupCredentials, parseCredsOption } from "../src/transport/docker/credentials.ts";
 import { retryAfterMs } from "../src/transport/docker/retry.ts";
@@ -33,8 +33,8 @@ Deno.test("auth: WWW-Authenticate challenges with quoted and bare parameters", (
 
 Deno.test("credentials: --creds USER:PASS, the password may hold colons", () => {
   assert.deepEqual(parseCredsOption("me:pa:ss"), { username: "me", password: "pa:ss", source: "--creds" });
-  assert.throws(() => parseCredsOption("nocolon"), UsageError);
-  assert.throws(() => parseCredsOption(":pass"), UsageError);
+  assert.throws(() => parseCredsOption("nocolon"), InvalidArgumentError);
+  assert.throws(() => parseCredsOption(":pass"), InvalidArgumentError);
 });
 
 Deno.test("credentials: lookup order --creds, REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR, ~/.config, ~/.docker", async () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { UnsupportedError, UsageError } from "../src/errors.ts";
+import { InvalidArgumentError, UnsupportedError } from "../src/errors.ts";
 import { formatDockerReference, isLoopbackHost, parseDockerReference } from "../src/transport/docker/reference.ts";
-import { parseTransportRef } from "../src/transport/reference.ts";
+import { parseReference } from "../src/transport/reference.ts";
 
 const HEX = "a".repeat(64);
 
@@ -77,7 +77,7 @@ Deno.test("docker reference: bad references are usage errors that say what is wr
     assert.throws(
       () => parseDockerReference(input),
       (e: unknown) => {
-        assert.ok(e instanceof UsageError, `${input}: ${e}`);
+        assert.ok(e instanceof InvalidArgumentError, `${input}: ${e}`);
         assert.match(e.message, message, input);
         assert.match(e.message, /^invalid reference "docker:\/\//);
         return true;
@@ -97,7 +97,8 @@ Deno.test("docker reference: loopback hosts reached over plain HTTP", () => {
 });
 
 Deno.test("transport reference: docker:// keeps the reference for the docker transport", () => {
-  assert.deepEqual(parseTransportRef("docker://127.0.0.1:5000/app:v1"), {
+  assert.deepEqual(parseReference("docker://127.0.0.1:5000/app:v1"), {
+    text: "docker://127.0.0.1:5000/app:v1",
     transport: "docker",
     reference: "127.0.0.1:5000/app:v1",
   });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { loadRootfs } from "../src/repo/rootfs.ts";
+import { loadRootfs } from "../src/repo/layer_reader.ts";
 import { Repository } from "../src/repo/repository.ts";
 import { storeLayerTar } from "../src/repo/layer_writer.ts";
 import { sha256 } from "../src/util/digest.ts";

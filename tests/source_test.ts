@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MemoryBudget, ObjectSource, type SourceEntry, type SourceIndex } from "../src/delta/source.ts";
+import { MemoryBudget, ObjectSource, type SourceEntry, type SourceIndex } from "../src/delta/source_files.ts";
 import { RepositoryError } from "../src/errors.ts";
 import { Repository } from "../src/repo/repository.ts";
 import type { SourceFile } from "../src/tardiff/apply.ts";

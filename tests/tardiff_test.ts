@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { TarDiffError } from "../src/errors.ts";
-import type { LookupFailure } from "../src/repo/rootfs.ts";
+import type { LookupFailure } from "../src/oci/rootfs.ts";
 import { cleanRootedPath } from "../src/tar/path.ts";
 import { applyTarDiff, type SourceFile, type TarDiffSource } from "../src/tardiff/apply.ts";
 import { MAX_ADD_DATA, MAX_OPEN_NAME, TARDIFF_MAGIC } from "../src/tardiff/format.ts";

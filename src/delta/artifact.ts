@@ -7,7 +7,15 @@
  * @module
  */
 import { FormatError } from "../errors.ts";
-import { type Descriptor, type ImageConfig, type Manifest, parseImageConfig, parseManifest } from "../oci/documents.ts";
+import {
+  type Descriptor,
+  EMPTY_CONFIG,
+  encodeJson,
+  type ImageConfig,
+  type Manifest,
+  parseImageConfig,
+  parseManifest,
+} from "../oci/documents.ts";
 import { MediaType } from "../oci/media_types.ts";
 import type { ImageSource } from "../transport/source.ts";
 import { type Digest, parseDigest } from "../util/digest.ts";
@@ -122,4 +130,74 @@ export async function fetchDeltaTarget(
   const config = parseImageConfig(configBytes, `${what}: target config ${manifest.config.digest}`);
   const mediaType = manifest.mediaType ?? artifact.manifest.mediaType ?? MediaType.ociManifest;
   return { manifestBytes, manifest, mediaType, configBytes, config };
+}
+
+/** One shipped target layer of a delta being built: the blob carried, and the target layer it makes. */
+export interface ShippedLayer {
+  /** The blob's media type: a tar-diff, or the original layer's own type. */
+  mediaType: string;
+  digest: Digest;
+  size: number;
+  /** The target layer's blob digest (as the target manifest lists it). */
+  to: Digest;
+}
+
+/** What a delta manifest says, for {@link buildDeltaManifest}. */
+export interface DeltaManifestSpec {
+  /** The target image manifest (digest, size, media type). */
+  target: Descriptor;
+  /** The target config (its descriptor as the target manifest has it). */
+  targetConfig: Descriptor;
+  /** Source image manifest and config digests. */
+  source: Digest;
+  sourceConfig: Digest;
+  /** Target layers the client must already hold: blob digests and diff_ids, same order. */
+  reused: { digest: Digest; diffId: Digest }[];
+  /** Every shipped layer, in target order. */
+  layers: ShippedLayer[];
+}
+
+/** The empty config's bytes (`{}`), a blob of every delta. */
+export const EMPTY_CONFIG_BYTES: Uint8Array = new TextEncoder().encode("{}");
+
+/**
+ * Builds the bytes of a delta manifest in the shape oci-delta writes (and
+ * {@link parseDeltaArtifact} reads): artifact type, empty config, the embedded
+ * target manifest and config, the shipped layers, the target as `subject`, and
+ * the source/target annotations.
+ */
+export function buildDeltaManifest(spec: DeltaManifestSpec): Uint8Array {
+  const annotations: Record<string, string> = {
+    [DeltaAnnotation.target]: spec.target.digest,
+    [DeltaAnnotation.source]: spec.source,
+    [DeltaAnnotation.sourceConfig]: spec.sourceConfig,
+  };
+  if (spec.reused.length) {
+    annotations[DeltaAnnotation.reused] = JSON.stringify(spec.reused.map((r) => r.digest));
+    annotations[DeltaAnnotation.reusedDiffId] = JSON.stringify(spec.reused.map((r) => r.diffId));
+  }
+  const target = { mediaType: spec.target.mediaType, digest: spec.target.digest, size: spec.target.size };
+  return encodeJson({
+    schemaVersion: 2,
+    mediaType: MediaType.ociManifest,
+    artifactType: DELTA_ARTIFACT_TYPE,
+    config: { mediaType: EMPTY_CONFIG.mediaType, digest: EMPTY_CONFIG.digest, size: EMPTY_CONFIG.size },
+    layers: [
+      { ...target, annotations: { [DeltaAnnotation.content]: DeltaContent.imageManifest } },
+      {
+        mediaType: spec.targetConfig.mediaType,
+        digest: spec.targetConfig.digest,
+        size: spec.targetConfig.size,
+        annotations: { [DeltaAnnotation.content]: DeltaContent.imageConfig },
+      },
+      ...spec.layers.map((l) => ({
+        mediaType: l.mediaType,
+        digest: l.digest,
+        size: l.size,
+        annotations: { [DeltaAnnotation.content]: DeltaContent.imageLayer, [DeltaAnnotation.to]: l.to },
+      })),
+    ],
+    subject: target,
+    annotations,
+  });
 }

@@ -8,10 +8,12 @@
  */
 import type { RecordFooter } from "../repo/layer_record.ts";
 import { type LayerLimits, storeLayerTar } from "../repo/layer_writer.ts";
+import type { OnBytes } from "../util/progress.ts";
+import type { TaskKind } from "../util/worker_pool.ts";
 import type { Repository } from "../repo/repository.ts";
 import { applyTarDiff } from "../tardiff/apply.ts";
 import { type Digest, Verifier, verifying } from "../util/digest.ts";
-import { MemoryBudget, ObjectSource, type SourceIndex } from "./source.ts";
+import { MemoryBudget, ObjectSource, type SourceIndex } from "./source_files.ts";
 
 /** A target layer to rebuild and the tar-diff blob it is rebuilt from. */
 export interface RebuildLayer {
@@ -23,8 +25,26 @@ export interface RebuildLayer {
   delta: { digest: Digest; size: number };
 }
 
-/** Called with the number of delta bytes just consumed. */
-export type Progress = (bytes: number) => void;
+/**
+ * Rebuild a layer from the tar-diff streamed in `blob`, against the source image
+ * whose files `source` indexes (built once by the caller, cloned to each worker):
+ * the "rebuild" task.
+ */
+export interface RebuildTask {
+  layer: RebuildLayer;
+  blob: ReadableStream<Uint8Array>;
+  source: SourceIndex;
+  /** The pull's shared budget for source files held in memory (a MemoryBudget's buffer). */
+  memory: SharedArrayBuffer;
+  limits: LayerLimits;
+}
+
+/** The "rebuild" task kind, into `repo`. Progress counts delta bytes consumed. */
+export function rebuildTaskKind(repo: Repository): TaskKind<RebuildTask, RecordFooter> {
+  return {
+    run: (task, progress) => rebuildLayer(repo, task.blob, task.layer, task.source, task.memory, task.limits, progress),
+  };
+}
 
 /**
  * Rebuilds `layer` from the tar-diff streamed in `blob` against `source`, and
@@ -38,7 +58,7 @@ export async function rebuildLayer(
   source: SourceIndex,
   memory: SharedArrayBuffer,
   limits: LayerLimits,
-  onProgress?: Progress,
+  onProgress?: OnBytes,
 ): Promise<RecordFooter> {
   const what = `layer ${layer.digest} (tar-diff ${layer.delta.digest})`;
   const verifier = new Verifier(`tar-diff ${layer.delta.digest}`, layer.delta.digest, layer.delta.size);

@@ -6,9 +6,10 @@
  *
  * @module
  */
-import { DeltashipError, FormatError, NotFoundError } from "../errors.ts";
+import { FormatError, NotFoundError, withContext } from "../errors.ts";
 import { HeaderGroupReader, padded, quote } from "../tar/header.ts";
 import { fileRangeStream } from "../util/streams.ts";
+import { readFull } from "../util/fs.ts";
 import type { LayoutFiles } from "./layout.ts";
 
 interface Member {
@@ -20,12 +21,8 @@ interface Member {
 async function readAt(file: Deno.FsFile, offset: number, length: number): Promise<Uint8Array> {
   await file.seek(offset, Deno.SeekMode.Start);
   const buf = new Uint8Array(length);
-  let n = 0;
-  while (n < length) {
-    const r = await file.read(buf.subarray(n));
-    if (r === null) throw new FormatError(`the archive changed while being read (short read at byte ${offset + n})`);
-    n += r;
-  }
+  const n = await readFull(file, buf);
+  if (n < length) throw new FormatError(`the archive changed while being read (short read at byte ${offset + n})`);
   return buf;
 }
 
@@ -70,8 +67,7 @@ export async function indexArchive(path: string): Promise<Map<string, Member>> {
     }
     return members;
   } catch (e) {
-    if (e instanceof DeltashipError) e.message = `oci-archive:${path}: ${e.message}`;
-    throw e;
+    throw withContext(e, `oci-archive:${path}`);
   } finally {
     file.close();
   }

@@ -8,7 +8,7 @@
 import { FormatError } from "../errors.ts";
 import { parseDigest } from "../util/digest.ts";
 import { escapeBytes } from "../util/text.ts";
-import { INDEX_TYPES, MANIFEST_TYPES, MediaType } from "./media_types.ts";
+import { INDEX_TYPES, layerCompression, MANIFEST_TYPES, MediaType } from "./media_types.ts";
 
 /** An OCI platform. */
 export interface Platform {
@@ -185,3 +185,13 @@ export const EMPTY_CONFIG: Descriptor = {
   digest: "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
   size: 2,
 };
+
+/** Checks that every layer of an image has a diff_id and a media type deltaship can import. */
+export function checkImageLayers(manifest: Manifest, config: ImageConfig, what: string): void {
+  const n = manifest.layers.length;
+  const d = config.rootfs.diff_ids.length;
+  if (n !== d) {
+    throw new FormatError(`${what}: manifest has ${n} layers but the config lists ${d} diff_ids`);
+  }
+  for (const layer of manifest.layers) layerCompression(layer.mediaType, layer.digest);
+}

@@ -29,10 +29,8 @@
  *
  * @module
  */
-import { DigestMismatchError, FormatError, NotFoundError, UsageError } from "../errors.ts";
-import { checkTagName } from "../repo/repository.ts";
+import { DigestMismatchError, FormatError, InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { encodeHeader, END_OF_ARCHIVE, paddingFor } from "../tar/header_writer.ts";
-import { parseTransportRef } from "../transport/reference.ts";
 import { type Digest, Hasher, parseDigest } from "../util/digest.ts";
 import { type Descriptor, encodeJson, type Index, REF_NAME_ANNOTATION } from "./documents.ts";
 import { DirFiles, readLayoutIndex, readLayoutMarker, refName } from "./layout.ts";
@@ -74,22 +72,6 @@ export interface LayoutWriter {
 }
 
 const OCI_LAYOUT = encodeJson({ imageLayoutVersion: "1.0.0" });
-
-/** Parses a destination; `what` names the argument in errors. */
-export function parseLayoutDest(s: string, what = "destination"): LayoutDest {
-  if (!/^(oci|oci-archive):/.test(s)) {
-    throw new UsageError(`invalid ${what} ${JSON.stringify(s)}: expected oci:DIR[:TAG] or oci-archive:FILE[:TAG]`);
-  }
-  const ref = parseTransportRef(s);
-  if (ref.transport === "docker") throw new UsageError(`invalid ${what} ${JSON.stringify(s)}`);
-  if (ref.ref !== undefined && /^(sha256|sha512):/.test(ref.ref)) {
-    throw new UsageError(`invalid ${what} ${JSON.stringify(s)}: name a tag, not a digest`);
-  }
-  if (ref.ref !== undefined) checkTagName(ref.ref);
-  return ref.ref === undefined
-    ? { transport: ref.transport, path: ref.path }
-    : { transport: ref.transport, path: ref.path, tag: ref.ref };
-}
 
 /** Opens a writer for the layout `dest` names. */
 export async function openLayoutWriter(dest: Pick<LayoutDest, "transport" | "path">): Promise<LayoutWriter> {
@@ -180,7 +162,7 @@ class DirLayoutWriter implements LayoutWriter {
       return new DirLayoutWriter(dir, "new", stage);
     }
     if (!st.isDirectory && !(st.isSymlink && (await Deno.stat(dir)).isDirectory)) {
-      throw new UsageError(`oci:${dir} exists and is not a directory`);
+      throw new InvalidArgumentError(`oci:${dir} exists and is not a directory`);
     }
     await removeDeadTemps(dir, STAGE_PREFIX);
     await removeDeadTemps(parent, siblingPrefix(base));
@@ -210,7 +192,7 @@ class DirLayoutWriter implements LayoutWriter {
     for await (const e of Deno.readDir(dir)) {
       if (e.name.startsWith(STAGE_PREFIX)) continue; // another writer's, live
       if (!(e.name === "oci-layout" || (e.name === "blobs" && e.isDirectory))) {
-        throw new UsageError(
+        throw new InvalidArgumentError(
           `oci:${dir} is a non-empty directory that is not an OCI layout; choose an empty or new directory`,
         );
       }
@@ -268,7 +250,9 @@ class DirLayoutWriter implements LayoutWriter {
         await Deno.rename(this.stage.path, this.dir); // the whole layout appears at once
       } catch (e) {
         if (e instanceof Deno.errors.AlreadyExists || (e as { code?: string }).code === "ENOTEMPTY") {
-          throw new UsageError(`oci:${this.dir} was created by something else during the export; export again`);
+          throw new InvalidArgumentError(
+            `oci:${this.dir} was created by something else during the export; export again`,
+          );
         }
         throw e;
       }
@@ -336,7 +320,7 @@ class ArchiveLayoutWriter implements LayoutWriter {
 
   static async open(path: string): Promise<ArchiveLayoutWriter> {
     const st = await lstatOrUndefined(path);
-    if (st?.isDirectory) throw new UsageError(`oci-archive:${path} is a directory; give a file name`);
+    if (st?.isDirectory) throw new InvalidArgumentError(`oci-archive:${path} is a directory; give a file name`);
     const { parent, base } = splitPath(path);
     let stage: OwnedTemp;
     try {

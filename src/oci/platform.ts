@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { NotFoundError, UsageError } from "../errors.ts";
+import { InvalidArgumentError, NotFoundError } from "../errors.ts";
 import type { Descriptor, Index, Platform } from "./documents.ts";
 
 const GO_ARCH: Record<string, string> = { x86_64: "amd64", aarch64: "arm64" };
@@ -19,7 +19,9 @@ export function hostPlatform(): Platform {
 export function parsePlatform(s: string): Platform {
   const parts = s.split("/");
   if (parts.length < 2 || parts.length > 3 || parts.some((p) => p === "")) {
-    throw new UsageError(`invalid platform ${JSON.stringify(s)}: expected os/arch[/variant], e.g. linux/arm64`);
+    throw new InvalidArgumentError(
+      `invalid platform ${JSON.stringify(s)}: expected os/arch[/variant], e.g. linux/arm64`,
+    );
   }
   const [os, architecture, variant] = parts;
   return variant ? { os, architecture, variant } : { os, architecture };

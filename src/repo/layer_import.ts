@@ -12,6 +12,8 @@ import { coalesce, decompressor } from "../util/streams.ts";
 import type { RecordFooter } from "./layer_record.ts";
 import type { Repository } from "./repository.ts";
 import { type LayerLimits, storeLayerTar } from "./layer_writer.ts";
+import type { OnBytes } from "../util/progress.ts";
+import type { TaskKind } from "../util/worker_pool.ts";
 
 /** A layer blob to import: its descriptor fields and the diff_id the config gives it. */
 export interface LayerBlob {
@@ -24,8 +26,17 @@ export interface LayerBlob {
 /** Smallest piece of compressed input handed to the decompressor. */
 const DECOMPRESS_INPUT = 256 * 1024;
 
-/** Called with the number of compressed bytes just consumed. */
-export type Progress = (bytes: number) => void;
+/** Import a (compressed) layer blob streamed in `blob`: the "import" task. */
+export interface ImportTask {
+  layer: LayerBlob;
+  blob: ReadableStream<Uint8Array>;
+  limits: LayerLimits;
+}
+
+/** The "import" task kind, into `repo`. Progress counts compressed bytes consumed. */
+export function importTaskKind(repo: Repository): TaskKind<ImportTask, RecordFooter> {
+  return { run: (task, progress) => importLayerBlob(repo, task.blob, task.layer, task.limits, progress) };
+}
 
 /** Imports one layer blob into the repository under its diff_id. */
 export async function importLayerBlob(
@@ -33,7 +44,7 @@ export async function importLayerBlob(
   blob: ReadableStream<Uint8Array>,
   layer: LayerBlob,
   limits: LayerLimits,
-  onProgress?: Progress,
+  onProgress?: OnBytes,
 ): Promise<RecordFooter> {
   const what = `layer ${layer.digest}`;
   const compression = layerCompression(layer.mediaType, layer.digest);

@@ -4,10 +4,13 @@
  *
  * @module
  */
-import { FormatError, NotFoundError, RepositoryError } from "../errors.ts";
-import { parseHeaderGroup, type TarEntry } from "../tar/header.ts";
+import { NotFoundError, RepositoryError, withContext } from "../errors.ts";
+import { BLOCK, parseHeaderGroup, type TarEntry } from "../tar/header.ts";
+import { readFull } from "../util/fs.ts";
 import type { Digest } from "../util/digest.ts";
 import { readRecord, type RecordItem } from "./layer_record.ts";
+import { Rootfs } from "../oci/rootfs.ts";
+import { Yielder } from "../util/yielder.ts";
 import type { Repository } from "./repository.ts";
 
 const CHUNK = 1 << 20;
@@ -34,6 +37,38 @@ export async function openObject(repo: Repository, hex: string): Promise<Deno.Fs
   }
 }
 
+/** The `size` bytes of an object, in chunks of up to 1 MiB (each a fresh buffer). */
+export async function* objectChunks(repo: Repository, hex: string, size: number): AsyncGenerator<Uint8Array> {
+  const file = await openObject(repo, hex);
+  try {
+    let left = size;
+    while (left > 0) {
+      const buf = new Uint8Array(Math.min(CHUNK, left));
+      const n = await file.read(buf);
+      if (n === null) throw shorterThanRecorded(hex);
+      left -= n;
+      yield buf.subarray(0, n);
+    }
+  } finally {
+    file.close();
+  }
+}
+
+/** Fills `into` with an object's first `into.length` bytes; returns `into`. */
+export async function readObject(repo: Repository, hex: string, into: Uint8Array): Promise<Uint8Array> {
+  const file = await openObject(repo, hex);
+  try {
+    if ((await readFull(file, into)) < into.length) throw shorterThanRecorded(hex);
+    return into;
+  } finally {
+    file.close();
+  }
+}
+
+function shorterThanRecorded(hex: string): RepositoryError {
+  return new RepositoryError(`object sha256:${hex} is shorter than recorded; run fsck`);
+}
+
 /** Yields the layer's uncompressed tar, byte for byte, in chunks. */
 export async function* layerTarChunks(repo: Repository, diffId: Digest): AsyncGenerator<Uint8Array> {
   for await (const item of records(repo, diffId)) {
@@ -45,22 +80,9 @@ export async function* layerTarChunks(repo: Repository, diffId: Digest): AsyncGe
       case "zero":
         for (let left = item.length; left > 0; left -= CHUNK) yield ZEROS.subarray(0, Math.min(CHUNK, left));
         break;
-      case "object": {
-        const file = await openObject(repo, item.hex);
-        try {
-          let left = item.size;
-          while (left > 0) {
-            const buf = new Uint8Array(Math.min(CHUNK, left));
-            const n = await file.read(buf);
-            if (n === null) throw new RepositoryError(`object sha256:${item.hex} is shorter than recorded; run fsck`);
-            left -= n;
-            yield buf.subarray(0, n);
-          }
-        } finally {
-          file.close();
-        }
+      case "object":
+        yield* objectChunks(repo, item.hex, item.size);
         break;
-      }
     }
   }
 }
@@ -90,6 +112,37 @@ function tarLength(item: RecordItem): number {
   }
 }
 
+/** One piece of a stored layer's tar: bytes kept verbatim, a run of zeros, or a file's content object. */
+export type StoredPiece =
+  | { type: "bytes"; bytes: Uint8Array }
+  | { type: "zeros"; length: number }
+  | { type: "content"; entry: TarEntry; object: string; size: number };
+
+/** Yields a stored layer as {@link StoredPiece}s in tar order, each content with the entry it belongs to. */
+export async function* storedPieces(repo: Repository, diffId: Digest): AsyncGenerator<StoredPiece> {
+  const globals = new Map<string, Uint8Array>();
+  let entry: TarEntry | undefined;
+  for await (const item of records(repo, diffId)) {
+    switch (item.type) {
+      case "header":
+        entry = item.bytes.length >= BLOCK ? parseHeaderGroup(item.bytes, globals) : undefined;
+        yield { type: "bytes", bytes: item.bytes };
+        break;
+      case "raw":
+        yield { type: "bytes", bytes: item.bytes };
+        break;
+      case "zero":
+        yield { type: "zeros", length: item.length };
+        break;
+      case "object":
+        if (!entry) throw new RepositoryError(`layer ${diffId}: content without a header in its record; run fsck`);
+        yield { type: "content", entry, object: item.hex, size: item.size };
+        entry = undefined;
+        break;
+    }
+  }
+}
+
 /** Yields the entries of a stored layer in order, without reading file contents. */
 export async function* layerEntries(repo: Repository, diffId: Digest): AsyncGenerator<StoredEntry> {
   const globals = new Map<string, Uint8Array>();
@@ -102,8 +155,7 @@ export async function* layerEntries(repo: Repository, diffId: Digest): AsyncGene
       try {
         pending = parseHeaderGroup(item.bytes, globals, offset);
       } catch (e) {
-        if (e instanceof FormatError) throw new FormatError(`layer ${diffId}: ${e.message}`, { cause: e });
-        throw e;
+        throw withContext(e, `layer ${diffId}`);
       }
       if (pending.kind === "pax-global") pending = undefined;
     } else if (item.type === "object" && pending) {
@@ -113,4 +165,28 @@ export async function* layerEntries(repo: Repository, diffId: Digest): AsyncGene
     offset += tarLength(item);
   }
   if (pending) yield { entry: pending };
+}
+
+/**
+ * Builds the merged filesystem of layers `diffIds` (bottom first) from the
+ * repository. The tree is complete; callers that exclude paths as delta sources
+ * (e.g. `sysroot/ostree/`) filter when they choose, since hardlinks elsewhere may
+ * share those files' content.
+ */
+export async function loadRootfs(repo: Repository, diffIds: Digest[]): Promise<Rootfs> {
+  const fs = new Rootfs();
+  const yielder = new Yielder({ every: 256 });
+  for (let i = 0; i < diffIds.length; i++) {
+    const entries = [];
+    for await (const e of layerEntries(repo, diffIds[i])) {
+      entries.push(e);
+      await yielder.yieldIfDue();
+    }
+    try {
+      await fs.apply(entries, i, yielder);
+    } catch (e) {
+      throw withContext(e, `layer ${diffIds[i]}`);
+    }
+  }
+  return fs;
 }

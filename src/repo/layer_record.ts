@@ -11,7 +11,7 @@ import { FormatError } from "../errors.ts";
 import { ByteReader, fileSource } from "../util/byte_reader.ts";
 import { toHex } from "../util/digest.ts";
 import { MAX_VARINT_BYTES, writeVarint } from "../util/varint.ts";
-import { writeAll } from "../util/fs.ts";
+import { readFull, writeAll } from "../util/fs.ts";
 import { MAX_HEADER_GROUP } from "../tar/header.ts";
 import type { Durability } from "./durability.ts";
 
@@ -170,12 +170,7 @@ async function footerOf(file: Deno.FsFile, size: number, what: string): Promise<
   if (size < RECORD_MAGIC.length + FOOTER_SIZE) throw new FormatError(`${what} is truncated`);
   await file.seek(size - FOOTER_SIZE, Deno.SeekMode.Start);
   const buf = new Uint8Array(FOOTER_SIZE);
-  let n = 0;
-  while (n < FOOTER_SIZE) {
-    const r = await file.read(buf.subarray(n));
-    if (r === null) throw new FormatError(`${what} is truncated`);
-    n += r;
-  }
+  if ((await readFull(file, buf)) < FOOTER_SIZE) throw new FormatError(`${what} is truncated`);
   if (buf[0] !== END || toHex(buf.subarray(17)) !== toHex(FOOTER_MAGIC)) {
     throw new FormatError(`${what} has no valid footer`);
   }

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { DeltashipError, DigestMismatchError, FormatError, LimitError } from "../errors.ts";
+import { DeltashipError, DigestMismatchError, FormatError, LimitError, withContext } from "../errors.ts";
 import type { TarEntry } from "../tar/header.ts";
 import { type TarSink, TarSplitter } from "../tar/splitter.ts";
 import { type Digest, Hasher, parseDigest } from "../util/digest.ts";
@@ -126,7 +126,7 @@ export async function storeLayerTar(
     await sink.abort();
     await objects.abort();
     await Deno.remove(tmp).catch(() => {});
-    throw withContext(e, what);
+    throw layerError(e, what);
   }
 }
 
@@ -142,13 +142,13 @@ export function formatSize(n: number): string {
   return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
 }
 
-/** Prefixes our errors with the layer they concern; wraps foreign ones (zlib, I/O) as format errors. */
-export function withContext(e: unknown, what: string): Error {
-  if (e instanceof DeltashipError) {
-    if (!e.message.startsWith(what)) e.message = `${what}: ${e.message}`;
-    return e;
-  }
-  if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied) return e as Error;
+/**
+ * Names the layer in our errors; foreign ones from the decoders (zlib, a broken
+ * stream) become format errors naming it. File-system errors pass unchanged.
+ */
+function layerError(e: unknown, what: string): unknown {
+  if (e instanceof DeltashipError) return withContext(e, what);
+  if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied) return e;
   const msg = e instanceof Error ? e.message : String(e);
-  return new FormatError(`${what}: ${msg}`);
+  return new FormatError(`${what}: ${msg}`, { cause: e });
 }

@@ -7,7 +7,7 @@
  */
 import { DigestMismatchError, RepositoryError, SizeMismatchError } from "../errors.ts";
 import { Hasher } from "../util/digest.ts";
-import { writeAll } from "../util/fs.ts";
+import { readFullSync, writeAll } from "../util/fs.ts";
 import { ellipsize } from "../util/text.ts";
 
 /** Bytes read, hashed and written at a time. */
@@ -85,13 +85,9 @@ function readSmall(copy: ObjectCopy, buffer: Uint8Array): Uint8Array {
     if (e instanceof Deno.errors.NotFound) throw missingObject(copy.hex);
     throw e;
   }
-  let n = 0;
+  let n: number;
   try {
-    while (n < buffer.length) {
-      const k = file.readSync(buffer.subarray(n));
-      if (k === null) break;
-      n += k;
-    }
+    n = readFullSync(file, buffer);
     if (n !== copy.size) {
       throw new SizeMismatchError(damaged(copy.path), copy.size, n < buffer.length ? n : file.statSync().size);
     }

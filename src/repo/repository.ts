@@ -8,12 +8,13 @@
  *
  * @module
  */
-import { NotFoundError, RepositoryError, UsageError } from "../errors.ts";
+import { InvalidArgumentError, NotFoundError, RepositoryError } from "../errors.ts";
 import { type Digest, isDigest, parseDigest, verifyBytes } from "../util/digest.ts";
 import { ObjectStore } from "./objects.ts";
 import { readFooter, type RecordFooter } from "./layer_record.ts";
 import { exists, lstatOrUndefined, writeAll } from "../util/fs.ts";
 import { Durability, type SyncMode } from "./durability.ts";
+import { checkTagName } from "../oci/tag_name.ts";
 
 const FORMAT_FILE = "deltaship-repo.json";
 const FORMAT = { format: "deltaship-repo", version: 1 };
@@ -608,11 +609,15 @@ export class Repository {
       const want = arg.slice(1);
       if (isDigest(want)) return await this.readImage(want);
       const m = /^(sha256|sha512):([0-9a-f]{4,})$/.exec(want);
-      if (!m) throw new UsageError(`invalid image reference ${JSON.stringify(arg)}: expected @sha256:<hex> or a tag`);
+      if (!m) {
+        throw new InvalidArgumentError(
+          `invalid image reference ${JSON.stringify(arg)}: expected @sha256:<hex> or a tag`,
+        );
+      }
       const hits = (await this.listImages()).filter((i) => i.manifest.startsWith(want));
       if (hits.length === 1) return hits[0];
       if (hits.length === 0) throw new NotFoundError(`no image with manifest digest ${want}... in the repository`);
-      throw new UsageError(`${arg} is ambiguous (${hits.length} images); give more digits`);
+      throw new InvalidArgumentError(`${arg} is ambiguous (${hits.length} images); give more digits`);
     }
     const manifest = await this.readTag(arg);
     if (!manifest) {
@@ -660,18 +665,4 @@ export async function treeSize(path: string): Promise<number> {
   } catch {
     return 0;
   }
-}
-
-/** Checks that a tag name is usable; returns it. */
-export function checkTagName(name: string): string {
-  if (name === "" || name.length > 255) {
-    throw new UsageError(`invalid tag name ${JSON.stringify(name)}: 1 to 255 characters`);
-  }
-  if (name.startsWith("@")) throw new UsageError(`invalid tag name ${JSON.stringify(name)}: must not start with '@'`);
-  if (name === "." || name === "..") throw new UsageError(`invalid tag name ${JSON.stringify(name)}`);
-  // deno-lint-ignore no-control-regex
-  if (/[\s\x00-\x1f\x7f]/.test(name)) {
-    throw new UsageError(`invalid tag name ${JSON.stringify(name)}: no spaces or control characters`);
-  }
-  return name;
 }

@@ -12,7 +12,7 @@
  * @module
  */
 import { DeltashipError, TarDiffError } from "../errors.ts";
-import type { LookupFailure } from "../repo/rootfs.ts";
+import type { LookupFailure } from "../oci/rootfs.ts";
 import { decodeName } from "../tar/header.ts";
 import { cleanRootedPath } from "../tar/path.ts";
 import { MAX_VARINT_BYTES } from "../util/varint.ts";

@@ -2,9 +2,10 @@
  * The tar-diff encoder: turns a stored target layer into a `tardf1` delta against
  * a source filesystem (the old image's merged rootfs).
  *
- * The target layer is walked from its repository record, so tar headers,
- * padding and the trailer go out as Data exactly as stored, and each file's
- * content object is known before any byte of it is read:
+ * The target layer comes in as {@link TargetPiece}s from an {@link EncoderInput}
+ * (the repository's record of it, in deltaship), so tar headers, padding and the
+ * trailer go out as Data exactly as stored, and each file's content object is
+ * known before any byte of it is read:
  * - content the source has anywhere: Open + Copy, nothing read;
  * - a changed file with a source found by name ({@link SourceCatalog.byNameFor}),
  *   or else by content (a sketch of sampled rolling hashes, {@link SimilarFinder}):
@@ -14,28 +15,29 @@
  *
  * The op stream is zstd-compressed as it is produced. Memory is bounded by the
  * largest source/target pair (their bytes, 4 bytes per sorted source position,
- * the plan), reused from file to file; never by the layer.
+ * the plan), reused from file to file; never by the layer. The encoder reads
+ * nothing itself: contents come through the input's two reads.
  *
  * @module
  */
 import zlib from "node:zlib";
 import { Duplex } from "node:stream";
-import { NotFoundError, RepositoryError } from "../errors.ts";
-import { openObject } from "../repo/layer_reader.ts";
-import { readRecord } from "../repo/layer_record.ts";
-import { writeAll } from "../util/fs.ts";
-import { loadRootfs } from "../repo/rootfs.ts";
-import type { Repository } from "../repo/repository.ts";
-import { BLOCK, parseHeaderGroup, type TarEntry } from "../tar/header.ts";
-import { type Digest, Hasher } from "../util/digest.ts";
+import type { TarEntry } from "../tar/header.ts";
 import { MatchIndex, type Plan, planDiff } from "./bsdiff.ts";
 import { TARDIFF_MAGIC } from "./format.ts";
 import { type OpCounts, OpWriter } from "./op_writer.ts";
-import { isDeltaCandidate, overlap, sketch, SKETCH_BYTES, SourceCatalog, type SourceFile } from "./sources.ts";
+import {
+  isDeltaCandidate,
+  overlap,
+  sketch,
+  SKETCH_BYTES,
+  type SourceCatalog,
+  type SourceFile,
+} from "./source_catalog.ts";
 import { sparseSuffixArray } from "./suffix_array.ts";
 
 /** Default zstd level of tar-diff output. */
-export const DEFAULT_LEVEL = 9;
+export const DEFAULT_TARDIFF_LEVEL = 9;
 
 /**
  * Sources up to this size get a full suffix array; larger ones a sparse one
@@ -53,8 +55,6 @@ export const FULL_SORT_LIMIT = 32 << 20;
  * 2.5 times this per worker.
  */
 export const MAX_DIFF_SIZE = 512 << 20;
-
-const READ_CHUNK = 1 << 20;
 
 /** Smallest target file worth a content-based source search. */
 export const SIMILAR_MIN = 4096;
@@ -90,6 +90,22 @@ export interface EncodeStats {
 
 /** Receives the tar-diff blob's bytes in order. */
 export type ByteSink = (chunk: Uint8Array) => Promise<void>;
+
+/** One piece of the target layer's tar, in order: bytes kept verbatim, or a file's content. */
+export type TargetPiece =
+  | { type: "bytes"; bytes: Uint8Array }
+  | { type: "zeros"; length: number }
+  | { type: "content"; entry: TarEntry; object: string; size: number };
+
+/** Where the encoder gets the target layer and the contents (of target and source files) from. */
+export interface EncoderInput {
+  /** The target layer's pieces, in tar order. */
+  pieces(): AsyncIterable<TargetPiece>;
+  /** Fills `into` with the first `into.length` bytes of content object `object`; returns `into`. */
+  read(object: string, into: Uint8Array): Promise<Uint8Array>;
+  /** The `size` bytes of content object `object`, in chunks (views valid until the next is asked for). */
+  chunks(object: string, size: number): AsyncIterable<Uint8Array>;
+}
 
 /** Buffers up to this size are kept for the next file pair; larger ones are used once. */
 const RETAIN = 32 << 20;
@@ -127,7 +143,7 @@ class SimilarFinder {
   #sketches = new Map<string, Set<number>>();
   #budget = SIMILAR_BUDGET;
 
-  constructor(readonly repo: Repository, readonly catalog: SourceCatalog) {}
+  constructor(readonly input: EncoderInput, readonly catalog: SourceCatalog) {}
 
   async find(path: string, object: string, size: number): Promise<SourceFile | undefined> {
     if (size < SIMILAR_MIN || !isDeltaCandidate(path)) return undefined;
@@ -155,91 +171,15 @@ class SimilarFinder {
     const n = Math.min(size, SKETCH_BYTES);
     if (this.#budget < n) return undefined;
     this.#budget -= n;
-    const file = await openObject(this.repo, hex);
-    try {
-      const buf = new Uint8Array(n);
-      let off = 0;
-      while (off < n) {
-        const r = await file.read(buf.subarray(off));
-        if (r === null) throw new RepositoryError(`object sha256:${hex} is shorter than recorded; run fsck`);
-        off += r;
-      }
-      const s = sketch(buf);
-      this.#sketches.set(hex, s);
-      return s;
-    } finally {
-      file.close();
-    }
-  }
-}
-
-/** One content piece of the target layer: stored bytes, or a file's content object. */
-type Piece =
-  | { type: "bytes"; bytes: Uint8Array }
-  | { type: "zeros"; length: number }
-  | { type: "content"; entry: TarEntry; object: string; size: number };
-
-/** The target layer as stored: bytes kept verbatim, and content objects with their entry. */
-async function* targetPieces(repo: Repository, diffId: Digest): AsyncGenerator<Piece> {
-  const globals = new Map<string, Uint8Array>();
-  let entry: TarEntry | undefined;
-  try {
-    for await (const item of readRecord(repo.layerPath(diffId))) {
-      switch (item.type) {
-        case "header":
-          entry = item.bytes.length >= BLOCK ? parseHeaderGroup(item.bytes, globals) : undefined;
-          yield { type: "bytes", bytes: item.bytes };
-          break;
-        case "raw":
-          yield { type: "bytes", bytes: item.bytes };
-          break;
-        case "zero":
-          yield { type: "zeros", length: item.length };
-          break;
-        case "object":
-          if (!entry) throw new RepositoryError(`layer ${diffId}: content without a header in its record; run fsck`);
-          yield { type: "content", entry, object: item.hex, size: item.size };
-          entry = undefined;
-          break;
-      }
-    }
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new NotFoundError(`layer ${diffId} is not in the repository`);
-    throw e;
-  }
-}
-
-/** Reads a whole object into `buf` (exactly its length). */
-async function readObject(repo: Repository, hex: string, buf: Uint8Array): Promise<Uint8Array> {
-  const file = await openObject(repo, hex);
-  try {
-    let off = 0;
-    while (off < buf.length) {
-      const n = await file.read(buf.subarray(off));
-      if (n === null) throw new RepositoryError(`object sha256:${hex} is shorter than recorded; run fsck`);
-      off += n;
-    }
-    return buf;
-  } finally {
-    file.close();
+    const s = sketch(await this.input.read(hex, new Uint8Array(n)));
+    this.#sketches.set(hex, s);
+    return s;
   }
 }
 
 /** Streams an object's bytes as Data. */
-async function literal(repo: Repository, hex: string, size: number, ops: OpWriter): Promise<void> {
-  const file = await openObject(repo, hex);
-  try {
-    const buf = new Uint8Array(Math.min(READ_CHUNK, size));
-    let left = size;
-    while (left > 0) {
-      const n = await file.read(buf.subarray(0, Math.min(buf.length, left)));
-      if (n === null) throw new RepositoryError(`object sha256:${hex} is shorter than recorded; run fsck`);
-      await ops.data(buf.subarray(0, n));
-      left -= n;
-    }
-  } finally {
-    file.close();
-  }
+async function literal(input: EncoderInput, hex: string, size: number, ops: OpWriter): Promise<void> {
+  for await (const chunk of input.chunks(hex, size)) await ops.data(chunk);
 }
 
 /** The suffix-array sampling step for a source of `size` bytes. */
@@ -249,14 +189,14 @@ export function sortStep(size: number): number {
 
 /** Diffs one target file against one source file into `ops`. */
 async function diffFile(
-  repo: Repository,
+  input: EncoderInput,
   source: SourceFile,
   target: { object: string; size: number },
   ops: OpWriter,
   buffers: Buffers,
 ): Promise<void> {
   // Sort the source before reading the target, so the two never peak together.
-  const src = await readObject(repo, source.object, buffers.bytes("source", source.size));
+  const src = await input.read(source.object, buffers.bytes("source", source.size));
   const step = sortStep(src.length);
   const sorted = Math.ceil(src.length / step);
   // Block ranks (sparse sorting only), sized to take the target once they are spent.
@@ -267,7 +207,7 @@ async function diffFile(
   const tgtBuf = ranks && ranks.byteLength >= target.size
     ? new Uint8Array(ranks.buffer, ranks.byteOffset, target.size)
     : buffers.bytes("target", target.size);
-  const tgt = await readObject(repo, target.object, tgtBuf);
+  const tgt = await input.read(target.object, tgtBuf);
   const plan: Plan = planDiff(index, tgt);
   await ops.sourceAt(source.path, 0);
   const p = plan.entries;
@@ -300,17 +240,16 @@ function zstdStage(level: number): { readable: ReadableStream<Uint8Array>; writa
 }
 
 /**
- * Encodes the stored layer `diffId` as a tar-diff against `catalog`, writing the
- * blob (magic, then the zstd stream) to `out` as it is produced.
+ * Encodes the target layer `input` gives as a tar-diff against `catalog`,
+ * writing the blob (magic, then the zstd stream) to `out` as it is produced.
  */
 export async function encodeLayer(
-  repo: Repository,
+  input: EncoderInput,
   catalog: SourceCatalog,
-  diffId: Digest,
   out: ByteSink,
   options: EncodeOptions = {},
 ): Promise<EncodeStats> {
-  const level = options.level ?? DEFAULT_LEVEL;
+  const level = options.level ?? DEFAULT_TARDIFF_LEVEL;
   await out(TARDIFF_MAGIC.slice());
   const stage = zstdStage(level);
   const pump = (async () => {
@@ -330,7 +269,7 @@ export async function encodeLayer(
     ops: ops.counts,
   };
   const buffers = new Buffers();
-  const similar = new SimilarFinder(repo, catalog);
+  const similar = new SimilarFinder(input, catalog);
   let reported = 0;
   const report = () => {
     if (options.progress && ops.outputSize > reported) {
@@ -339,7 +278,7 @@ export async function encodeLayer(
     }
   };
   try {
-    for await (const piece of targetPieces(repo, diffId)) {
+    for await (const piece of input.pieces()) {
       if (piece.type === "bytes") {
         await ops.data(piece.bytes);
         continue;
@@ -359,10 +298,10 @@ export async function encodeLayer(
           ? catalog.byNameFor(entry.path, size) ?? await similar.find(entry.path, object, size)
           : undefined;
         if (source && source.size <= MAX_DIFF_SIZE) {
-          await diffFile(repo, source, { object, size }, ops, buffers);
+          await diffFile(input, source, { object, size }, ops, buffers);
           stats.filesDiffed++;
         } else {
-          await literal(repo, object, size, ops);
+          await literal(input, object, size, ops);
           stats.filesLiteral++;
         }
       }
@@ -380,41 +319,4 @@ export async function encodeLayer(
   stats.targetSize = ops.outputSize;
   stats.opsSize = ops.written;
   return stats;
-}
-
-/** A tar-diff written to a file. */
-export interface TarDiffFile {
-  digest: Digest;
-  size: number;
-  stats: EncodeStats;
-}
-
-/**
- * Encodes the stored layer `target` against the merged filesystem of the stored
- * layers `source` (bottom first; files under `ignoredPrefixes` are not used) into
- * the file `path`, hashing it as it is written.
- */
-export async function encodeLayerToFile(
-  repo: Repository,
-  source: Digest[],
-  ignoredPrefixes: readonly string[],
-  target: Digest,
-  path: string,
-  options: EncodeOptions = {},
-): Promise<TarDiffFile> {
-  const catalog = SourceCatalog.fromRootfs(await loadRootfs(repo, source), ignoredPrefixes);
-  const file = await Deno.open(path, { write: true, createNew: true });
-  const hasher = new Hasher();
-  let done = false;
-  try {
-    const stats = await encodeLayer(repo, catalog, target, async (chunk) => {
-      hasher.update(chunk);
-      await writeAll(file, chunk);
-    }, options);
-    done = true;
-    return { digest: hasher.digest(), size: hasher.size, stats };
-  } finally {
-    file.close();
-    if (!done) await Deno.remove(path).catch(() => {});
-  }
 }

@@ -17,6 +17,7 @@
  */
 import zlib from "node:zlib";
 import type { Compression } from "./streams.ts";
+import type { TaskKind } from "./worker_pool.ts";
 
 /** Uncompressed bytes per gzip block. */
 export const GZIP_BLOCK = 1 << 20;
@@ -26,7 +27,7 @@ export const ZSTD_BLOCK = 4 << 20;
 const DICTIONARY = 32 * 1024;
 
 /** Default levels: gzip's and zstd's own defaults. */
-export const DEFAULT_LEVEL: Record<"gzip" | "zstd", number> = { gzip: 6, zstd: 3 };
+export const DEFAULT_COMPRESSION_LEVEL: Record<"gzip" | "zstd", number> = { gzip: 6, zstd: 3 };
 
 /** One block to compress; plain data so it can cross a Worker boundary. */
 export interface BlockJob {
@@ -39,6 +40,12 @@ export interface BlockJob {
   /** The final block of the stream. */
   last: boolean;
 }
+
+/** The "compress" task kind: one block, its buffer transferred to the worker. */
+export const compressTaskKind: TaskKind<{ job: BlockJob }, Uint8Array> = {
+  run: ({ job }) => Promise.resolve(compressBlock(job)),
+  transfer: ({ job }) => [job.data.buffer as ArrayBuffer],
+};
 
 /** Compresses one block (synchronously: this is what a worker spends its time on). */
 export function compressBlock(job: BlockJob): Uint8Array {
@@ -59,7 +66,7 @@ export function compressBlock(job: BlockJob): Uint8Array {
 /** How {@link compressInBlocks} runs. */
 export interface BlockCompressOptions {
   format: "gzip" | "zstd";
-  /** Compression level; default {@link DEFAULT_LEVEL}. */
+  /** Compression level; default {@link DEFAULT_COMPRESSION_LEVEL}. */
   level?: number;
   /** Most blocks compressing or waiting to be written at once (bounds memory). */
   inFlight: number;
@@ -90,7 +97,7 @@ export async function* compressInBlocks(
   options: BlockCompressOptions,
 ): AsyncGenerator<Uint8Array> {
   const { format } = options;
-  const level = options.level ?? DEFAULT_LEVEL[format];
+  const level = options.level ?? DEFAULT_COMPRESSION_LEVEL[format];
   const blockSize = format === "gzip" ? GZIP_BLOCK : ZSTD_BLOCK;
   const inFlight = Math.max(1, options.inFlight);
   const queue: Promise<Uint8Array>[] = [];

@@ -24,3 +24,28 @@ export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<vo
   let off = 0;
   while (off < bytes.length) off += await file.write(bytes.subarray(off));
 }
+
+/**
+ * Reads from the file's position until `into` is full or the file ends; returns
+ * how many bytes were read (less than `into.length` only at the end of the file).
+ */
+export async function readFull(file: Deno.FsFile, into: Uint8Array): Promise<number> {
+  let n = 0;
+  while (n < into.length) {
+    const r = await file.read(into.subarray(n));
+    if (r === null) break;
+    n += r;
+  }
+  return n;
+}
+
+/** The synchronous form of {@link readFull}. */
+export function readFullSync(file: Deno.FsFile, into: Uint8Array): number {
+  let n = 0;
+  while (n < into.length) {
+    const r = file.readSync(into.subarray(n));
+    if (r === null) break;
+    n += r;
+  }
+  return n;
+}

@@ -21,3 +21,6 @@ export const silentProgress: ProgressSink = {
   advance() {},
   finish() {},
 };
+
+/** Called with how many more bytes (of input consumed, or output made) a task has done. */
+export type OnBytes = (bytes: number) => void;

@@ -12,7 +12,7 @@ import { readFooter } from "../../src/repo/layer_record.ts";
 import { layerEntries, layerTarChunks } from "../../src/repo/layer_reader.ts";
 import { storeLayerTar } from "../../src/repo/layer_writer.ts";
 import { Repository } from "../../src/repo/repository.ts";
-import type { LookupFailure } from "../../src/repo/rootfs.ts";
+import type { LookupFailure } from "../../src/oci/rootfs.ts";
 import { TarSplitter } from "../../src/tar/splitter.ts";
 import { applyTarDiff, type SourceFile, type TarDiffSource } from "../../src/tardiff/apply.ts";
 import { TARDIFF_MAGIC } from "../../src/tardiff/format.ts";

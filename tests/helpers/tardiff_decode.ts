@@ -6,7 +6,7 @@
  * at most 100 MiB, source reads and seeks inside the current file.
  */
 import zlib from "node:zlib";
-import { loadRootfs } from "../../src/repo/rootfs.ts";
+import { loadRootfs } from "../../src/repo/layer_reader.ts";
 import type { Repository } from "../../src/repo/repository.ts";
 import { cleanRootedPath } from "../../src/tar/path.ts";
 import { MAX_ADD_DATA, MAX_OPEN_NAME, TARDIFF_MAGIC } from "../../src/tardiff/format.ts";

@@ -4,15 +4,14 @@
  *
  * @module
  */
-import { applyDeltaToLayout } from "../../delta/apply_to_layout.ts";
-import { parseLayoutDest } from "../../oci/layout_writer.ts";
+import { applyDeltaToLayout } from "../../ops/apply_delta.ts";
 import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
-import { checkTagName } from "../../repo/repository.ts";
-import { openSource } from "../../transport/reference.ts";
+import { checkTagName } from "../../oci/tag_name.ts";
+import { openSource, parseDestination } from "../../transport/reference.ts";
 import type { Command } from "../command.ts";
 import { COMPRESSION_OPTIONS, compressionOptions } from "../compression_options.ts";
 import { formatBytes, plural } from "../format.ts";
-import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../source_options.ts";
+import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../transport_options.ts";
 
 export const applyDeltaCommand: Command = {
   name: "apply-delta",
@@ -40,7 +39,7 @@ everything succeeded.`,
   ],
   args: { min: 2, max: 2 },
   async run(ctx, [deltaArg, destArg], values) {
-    const dest = parseLayoutDest(destArg);
+    const dest = parseDestination(destArg);
     const { compression, level } = compressionOptions(values);
     const name = values.name as string | undefined;
     if (name !== undefined) checkTagName(name);

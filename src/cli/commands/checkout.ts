@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { checkout } from "../../repo/checkout.ts";
+import { checkout } from "../../ops/checkout.ts";
 import type { Command } from "../command.ts";
 import { formatBytes, plural } from "../format.ts";
 

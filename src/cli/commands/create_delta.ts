@@ -6,15 +6,16 @@
  */
 import { UsageError } from "../../errors.ts";
 import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
-import { createDelta, type CreateDeltaResult } from "../../delta/create.ts";
-import { DEFAULT_LEVEL } from "../../tardiff/encode.ts";
-import { DEFAULT_IGNORED_PREFIXES } from "../../tardiff/sources.ts";
+import { createDelta, type CreateDeltaResult } from "../../ops/create_delta.ts";
+import { parseDestination, parseReference } from "../../transport/reference.ts";
+import { DEFAULT_TARDIFF_LEVEL } from "../../tardiff/encode.ts";
+import { DEFAULT_IGNORED_PREFIXES } from "../../tardiff/source_catalog.ts";
 import type { Command } from "../command.ts";
 import { formatBytes, plural, shortDigest, table } from "../format.ts";
-import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../source_options.ts";
+import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../transport_options.ts";
 
 function level(v: unknown): number {
-  if (v === undefined) return DEFAULT_LEVEL;
+  if (v === undefined) return DEFAULT_TARDIFF_LEVEL;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1 || n > 19) {
     throw new UsageError(`--zstd-level must be an integer from 1 to 19, got ${JSON.stringify(v)}`);
@@ -89,7 +90,7 @@ larger file for sources up to 32 MiB (full suffix array), about 4 times above
       name: "zstd-level",
       type: "string",
       arg: "N",
-      help: `zstd level of the tar-diffs, 1 (fast) to 19 (small); default ${DEFAULT_LEVEL}`,
+      help: `zstd level of the tar-diffs, 1 (fast) to 19 (small); default ${DEFAULT_TARDIFF_LEVEL}`,
     },
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
     MAX_LAYER_SIZE_OPTION,
@@ -102,9 +103,12 @@ larger file for sources up to 32 MiB (full suffix array), about 4 times above
     const zstdLevel = level(values["zstd-level"]);
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
+    const oldRef = parseReference(oldSpec, { repo: true });
+    const newRef = parseReference(newSpec, { repo: true });
+    const out = parseDestination(outSpec, { what: "output", bareIsArchive: true, unsupportedRegistry: "a delta" });
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
-    const result = await createDelta(repo, oldSpec, newSpec, outSpec, {
+    const result = await createDelta(repo, oldRef, newRef, out, {
       platform,
       jobs: ctx.jobs,
       maxLayerSize: layerLimit,

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { parseLayoutDest } from "../../oci/layout_writer.ts";
-import { exportImage } from "../../repo/export.ts";
+import { parseDestination } from "../../transport/reference.ts";
+import { exportImage } from "../../ops/export.ts";
 import { COMPRESSION_OPTIONS, compressionOptions } from "../compression_options.ts";
 import type { Command } from "../command.ts";
 import { formatBytes, plural } from "../format.ts";
@@ -27,7 +27,7 @@ digest) is unchanged. Docker schema 2 images are written as OCI images.`,
   options: COMPRESSION_OPTIONS,
   args: { min: 2, max: 2 },
   async run(ctx, [image, destArg], values) {
-    const dest = parseLayoutDest(destArg);
+    const dest = parseDestination(destArg);
     const { compression, level } = compressionOptions(values);
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);

@@ -4,13 +4,13 @@
  * @module
  */
 import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
-import { pull } from "../../repo/pull.ts";
-import { checkTagName } from "../../repo/repository.ts";
+import { pull } from "../../ops/pull.ts";
+import { checkTagName } from "../../oci/tag_name.ts";
 import { openSource } from "../../transport/reference.ts";
 import { UsageError } from "../../errors.ts";
 import type { Command } from "../command.ts";
 import { formatBytes, plural, shortDigest } from "../format.ts";
-import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../source_options.ts";
+import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../transport_options.ts";
 
 export const pullCommand: Command = {
   name: "pull",

@@ -4,7 +4,7 @@
  * @module
  */
 import { NotFoundError } from "../../errors.ts";
-import { checkTagName } from "../../repo/repository.ts";
+import { checkTagName } from "../../oci/tag_name.ts";
 import type { Command } from "../command.ts";
 
 export const tagCommand: Command = {

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { FormatError, UsageError } from "../../errors.ts";
+import { FormatError, InvalidArgumentError } from "../../errors.ts";
 import { DOCKER_HUB } from "./reference.ts";
 
 /** A user name and password for one registry, and where they came from (for messages). */
@@ -27,7 +27,7 @@ export type Env = Record<string, string | undefined>;
 /** Parses `--creds USER:PASS` (the password may itself contain ':'). */
 export function parseCredsOption(value: string): Credentials {
   const colon = value.indexOf(":");
-  if (colon <= 0) throw new UsageError("--creds must be USER:PASS (user name, a colon, then the password)");
+  if (colon <= 0) throw new InvalidArgumentError("--creds must be USER:PASS (user name, a colon, then the password)");
   return { username: value.slice(0, colon), password: value.slice(colon + 1), source: "--creds" };
 }
 

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { UnsupportedError, UsageError } from "../../errors.ts";
+import { InvalidArgumentError, UnsupportedError } from "../../errors.ts";
 import { type Digest, parseDigest } from "../../util/digest.ts";
 
 /** A parsed, normalised registry reference. */
@@ -43,7 +43,8 @@ const MAX_NAME = 255;
  * that quote the reference and say what is wrong with it.
  */
 export function parseDockerReference(input: string): DockerReference {
-  const bad = (why: string) => new UsageError(`invalid reference ${JSON.stringify(`docker://${input}`)}: ${why}`);
+  const bad = (why: string) =>
+    new InvalidArgumentError(`invalid reference ${JSON.stringify(`docker://${input}`)}: ${why}`);
   if (input === "") throw bad("empty reference (expected docker://[HOST[:PORT]/]REPO[:TAG] or ...@sha256:HEX)");
 
   let rest = input;

@@ -6,7 +6,13 @@
  *
  * @module
  */
-import { DeltashipError, DigestMismatchError, FormatError, TransportError, UsageError } from "../../errors.ts";
+import {
+  DeltashipError,
+  DigestMismatchError,
+  FormatError,
+  InvalidArgumentError,
+  TransportError,
+} from "../../errors.ts";
 import type { Descriptor } from "../../oci/documents.ts";
 import { INDEX_TYPES, MANIFEST_TYPES, MediaType } from "../../oci/media_types.ts";
 import { Hasher, parseDigest, sha256, verifyBytes } from "../../util/digest.ts";
@@ -243,7 +249,7 @@ function envInt(env: Env, name: string, fallback: number, min: number): number {
   if (v === undefined || v === "") return fallback;
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) {
-    throw new UsageError(`${name} must be an integer of at least ${min}, got ${JSON.stringify(v)}`);
+    throw new InvalidArgumentError(`${name} must be an integer of at least ${min}, got ${JSON.stringify(v)}`);
   }
   return n;
 }

@@ -16,10 +16,7 @@
 import { FormatError } from "../errors.ts";
 import type { TarEntry } from "../tar/header.ts";
 import { baseName } from "../tar/path.ts";
-import type { Digest } from "../util/digest.ts";
 import { Yielder } from "../util/yielder.ts";
-import { layerEntries } from "./layer_reader.ts";
-import type { Repository } from "./repository.ts";
 
 /** Prefix of a whiteout entry's name. */
 export const WHITEOUT_PREFIX = ".wh.";
@@ -236,29 +233,4 @@ export class Rootfs {
       parent.children!.set(name!, node);
     }
   }
-}
-
-/**
- * Builds the merged filesystem of layers `diffIds` (bottom first) from the
- * repository. The tree is complete; callers that exclude paths as delta sources
- * (e.g. `sysroot/ostree/`) filter when they choose, since hardlinks elsewhere may
- * share those files' content.
- */
-export async function loadRootfs(repo: Repository, diffIds: Digest[]): Promise<Rootfs> {
-  const fs = new Rootfs();
-  const yielder = new Yielder({ every: 256 });
-  for (let i = 0; i < diffIds.length; i++) {
-    const entries = [];
-    for await (const e of layerEntries(repo, diffIds[i])) {
-      entries.push(e);
-      await yielder.yieldIfDue();
-    }
-    try {
-      await fs.apply(entries, i, yielder);
-    } catch (e) {
-      if (e instanceof FormatError) e.message = `layer ${diffIds[i]}: ${e.message}`;
-      throw e;
-    }
-  }
-  return fs;
 }

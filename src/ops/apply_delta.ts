@@ -10,15 +10,15 @@
 import { UnsupportedError } from "../errors.ts";
 import type { Platform } from "../oci/documents.ts";
 import type { LayoutDest } from "../oci/layout_writer.ts";
-import { exportImage, type ExportResult } from "../repo/export.ts";
-import type { PullResult } from "../repo/pull.ts";
+import { exportImage, type ExportResult } from "./export.ts";
+import type { PullResult } from "./pull_steps.ts";
 import type { Repository } from "../repo/repository.ts";
 import { type ImageSource, resolveManifest } from "../transport/source.ts";
 import type { Cleanups } from "../util/cleanups.ts";
 import type { ProgressSink } from "../util/progress.ts";
 import type { Compression } from "../util/streams.ts";
-import { applyDelta } from "./apply.ts";
-import { isDeltaManifest, parseDeltaArtifact } from "./artifact.ts";
+import { applyDelta } from "./delta_pull.ts";
+import { isDeltaManifest, parseDeltaArtifact } from "../delta/artifact.ts";
 
 /** How to apply and write out. */
 export interface ApplyToLayoutOptions {

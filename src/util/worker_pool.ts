@@ -1,33 +1,86 @@
 /**
- * A pool for layer tasks. Runs up to `size` tasks at once: one on the calling
- * thread (which otherwise only feeds streams) and the rest each in its own Web
- * Worker. With a size of one, tasks run inline, one at a time, unless the pool
- * is told to keep the calling thread free (`workersOnly`). Running one task
- * inline spares a worker's start-up and the copying of its input across threads;
- * measured on the corpus pull, it made `-j 2` as fast as `-j 1` where two workers
- * had made it slower.
+ * A generic pool of Web Workers for CPU-heavy tasks. Runs up to `size` tasks at
+ * once: one on the calling thread (which otherwise only feeds streams) and the
+ * rest each in its own worker. With a size of one, tasks run inline, one at a
+ * time, unless the pool is told to keep the calling thread free (`workersOnly`).
+ * Running one task inline spares a worker's start-up and the copying of its
+ * input across threads; measured on the corpus pull, it made `-j 2` as fast as
+ * `-j 1` where two workers had made it slower.
+ *
+ * The pool knows nothing of what its tasks do: a *catalogue* type maps each kind
+ * of task to its input and result, the caller gives the kinds' implementations
+ * (for tasks run inline) and the worker module, which serves the same kinds
+ * with {@link serveTasks}. Every task message carries the caller's `context`
+ * (plain data, e.g. where the repository is) so a worker can build its kinds.
  *
  * @module
  */
-import { deserializeError } from "../errors.ts";
-import type { Repository } from "../repo/repository.ts";
-import { runTask, type Task, type TaskResult, transferables } from "./tasks.ts";
-import type { TaskMessage, WorkerReply } from "./layer_worker.ts";
+import { deserializeError, type SerializedError, serializeError } from "../errors.ts";
 
-const WORKER_URL = new URL("./layer_worker.ts", import.meta.url);
-
-/** The calling thread, as a place to run a task. */
-const INLINE = "inline";
-type Slot = Worker | typeof INLINE;
-
-interface Pending {
-  resolve(result: TaskResult): void;
-  reject(err: Error): void;
-  progress(bytes: number): void;
+/** One kind of task: how to run it on the current thread, and what of it to transfer. */
+export interface TaskKind<T, R> {
+  run(task: T, progress: (bytes: number) => void): Promise<R>;
+  /** Buffers of the task to transfer rather than copy (its ReadableStream fields always are). */
+  transfer?(task: T): Transferable[];
 }
 
-/** How a {@link TaskPool} runs tasks. */
-export interface PoolOptions {
+/** The kinds of task a pool runs: each kind's input (an object of plain data and streams) and result. */
+export type TaskCatalogue = Record<string, { task: object; result: unknown }>;
+
+/** Implementations of every kind of a catalogue. */
+export type TaskKinds<C extends TaskCatalogue> = { [K in keyof C]: TaskKind<C[K]["task"], C[K]["result"]> };
+
+/** A task as posted to a worker. */
+interface TaskMessage {
+  id: number;
+  kind: string;
+  context: unknown;
+  task: object;
+}
+
+/** What a worker posts back. */
+type WorkerReply =
+  | { id: number; type: "progress"; bytes: number }
+  | { id: number; type: "done"; result: unknown }
+  | { id: number; type: "error"; error: SerializedError };
+
+/** The part of a worker's global scope {@link serveTasks} uses. */
+export interface WorkerScope {
+  onmessage: ((e: MessageEvent) => unknown) | null;
+  postMessage(message: unknown): void;
+}
+
+/**
+ * The worker side: answers a {@link WorkerPool}'s messages on `scope`. `kinds`
+ * builds the implementations for a message's context (cache them: it is called
+ * for every task).
+ */
+export function serveTasks<C extends TaskCatalogue>(
+  scope: WorkerScope,
+  kinds: (context: unknown) => Promise<TaskKinds<C>>,
+): void {
+  scope.onmessage = async (e: MessageEvent<TaskMessage>) => {
+    const { id, kind, context, task } = e.data;
+    const post = (reply: WorkerReply) => scope.postMessage(reply);
+    try {
+      const impl = (await kinds(context))[kind] as TaskKind<object, unknown> | undefined;
+      if (!impl) throw new Error(`unknown task kind ${JSON.stringify(kind)}`);
+      const result = await impl.run(task, (bytes) => post({ id, type: "progress", bytes }));
+      post({ id, type: "done", result });
+    } catch (err) {
+      post({ id, type: "error", error: serializeError(err) });
+    }
+  };
+}
+
+/** How a {@link WorkerPool} runs tasks. */
+export interface PoolOptions<C extends TaskCatalogue> {
+  /** The worker module (it calls {@link serveTasks} with the same catalogue). */
+  worker: URL;
+  /** The kinds' implementations, for tasks run on the calling thread. */
+  kinds: TaskKinds<C>;
+  /** Sent with every task to workers: what they need to build their kinds (plain data). */
+  context: unknown;
   /**
    * Run one of the `size` tasks on the calling thread (default true). Turn it off
    * when the calling thread has steady work of its own (export reads layers and
@@ -45,8 +98,18 @@ export interface PoolOptions {
   startWorker?: () => Worker;
 }
 
-/** Runs layer tasks, up to `size` at once. */
-export class TaskPool {
+/** The calling thread, as a place to run a task. */
+const INLINE = "inline";
+type Slot = Worker | typeof INLINE;
+
+interface Pending {
+  resolve(result: unknown): void;
+  reject(err: Error): void;
+  progress(bytes: number): void;
+}
+
+/** Runs tasks of the catalogue `C`, up to `size` at once. */
+export class WorkerPool<C extends TaskCatalogue> {
   #size: number;
   /** Most workers: `size`, less the calling thread's slot when it takes tasks. */
   #maxWorkers: number;
@@ -60,12 +123,16 @@ export class TaskPool {
   #running = new Map<Worker, number>();
   #nextId = 1;
   #closed = false;
+  readonly #kinds: TaskKinds<C>;
+  readonly #context: unknown;
 
-  constructor(readonly repo: Repository, size: number, options: PoolOptions = {}) {
+  constructor(size: number, options: PoolOptions<C>) {
     this.#size = Math.max(1, size);
     this.#inlineFree = !options.workersOnly && (this.#size === 1 || options.useCallingThread !== false);
     this.#maxWorkers = this.#inlineFree ? this.#size - 1 : this.#size;
-    this.#startWorker = options.startWorker ?? (() => new Worker(WORKER_URL, { type: "module" }));
+    this.#kinds = options.kinds;
+    this.#context = options.context;
+    this.#startWorker = options.startWorker ?? (() => new Worker(options.worker, { type: "module" }));
   }
 
   /** True when every task runs on the calling thread. */
@@ -74,22 +141,26 @@ export class TaskPool {
   }
 
   /**
-   * Runs a task. `make` builds it once a worker is free, so that work it starts (a
-   * download, a file read) begins only when it can be consumed.
+   * Runs a task of `kind`. `make` builds it once a slot is free, so that work it
+   * starts (a download, a file read) begins only when it can be consumed.
    */
-  async run(make: () => Promise<Task>, progress: (bytes: number) => void = () => {}): Promise<TaskResult> {
+  async run<K extends keyof C & string>(
+    kind: K,
+    make: () => Promise<C[K]["task"]>,
+    progress: (bytes: number) => void = () => {},
+  ): Promise<C[K]["result"]> {
     const slot = await this.#acquire();
     try {
       if (this.#closed) throw new Error("worker pool closed");
       const task = await make();
-      if (slot === INLINE) return await runTask(this.repo, task, progress);
+      if (slot === INLINE) return await this.#kinds[kind].run(task, progress);
       if (this.#closed) {
-        for (const t of transferables(task)) if (t instanceof ReadableStream) t.cancel().catch(() => {});
+        cancelStreams(task);
         throw new Error("worker pool closed");
       }
       const sourceError = keepStreamErrors(task);
       try {
-        return await this.#send(slot, task, progress);
+        return await this.#send(slot, kind, task, progress) as C[K]["result"];
       } catch (e) {
         throw sourceError() ?? e;
       }
@@ -168,7 +239,7 @@ export class TaskPool {
       }
       this.#pending.delete(msg.id);
       this.#running.delete(worker);
-      if (msg.type === "done") p.resolve(msg.result as TaskResult);
+      if (msg.type === "done") p.resolve(msg.result);
       else p.reject(deserializeError(msg.error));
     };
     worker.onerror = (e: ErrorEvent) => {
@@ -179,33 +250,38 @@ export class TaskPool {
       const p = id === undefined ? undefined : this.#pending.get(id);
       if (p && id !== undefined) {
         this.#pending.delete(id);
-        p.reject(new Error(`layer worker failed: ${e.message}`));
+        p.reject(new Error(`worker failed: ${e.message}`));
       }
     };
     this.#workers.push(worker);
     return worker;
   }
 
-  #send(worker: Worker, task: Task, progress: (bytes: number) => void): Promise<TaskResult> {
+  #send(worker: Worker, kind: keyof C & string, task: object, progress: (bytes: number) => void): Promise<unknown> {
     const id = this.#nextId++;
     const failure = this.#failed.get(worker);
     if (failure !== undefined) {
-      for (const t of transferables(task)) if (t instanceof ReadableStream) t.cancel().catch(() => {});
-      return Promise.reject(new Error(`layer worker failed: ${failure}`));
+      cancelStreams(task);
+      return Promise.reject(new Error(`worker failed: ${failure}`));
     }
-    return new Promise<TaskResult>((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, progress });
       this.#running.set(worker, id);
-      const msg: TaskMessage = {
-        id,
-        repoRoot: this.repo.root,
-        tempDir: this.repo.tempDir,
-        sync: this.repo.durability.mode,
-        task,
-      };
-      worker.postMessage(msg, transferables(task));
+      const msg: TaskMessage = { id, kind, context: this.#context, task };
+      const transfer = [...streamsOf(task), ...(this.#kinds[kind].transfer?.(task) ?? [])];
+      worker.postMessage(msg, transfer as Transferable[]);
     });
   }
+}
+
+/** The ReadableStream fields of a task (transferred to the worker, not copied). */
+function streamsOf(task: object): ReadableStream[] {
+  return Object.values(task).filter((v): v is ReadableStream => v instanceof ReadableStream);
+}
+
+/** Cancels a task's input streams (it will not run). */
+function cancelStreams(task: object): void {
+  for (const s of streamsOf(task)) s.cancel().catch(() => {});
 }
 
 /**
@@ -214,9 +290,9 @@ export class TaskPool {
  * data). This wraps each input stream of `task` so the error its source failed
  * with is kept here; the pool reports that one when the task fails.
  */
-function keepStreamErrors(task: Task): () => unknown {
+function keepStreamErrors(task: object): () => unknown {
   let error: unknown;
-  const fields = task as unknown as Record<string, unknown>;
+  const fields = task as Record<string, unknown>;
   for (const [key, value] of Object.entries(fields)) {
     if (!(value instanceof ReadableStream)) continue;
     const reader = (value as ReadableStream<Uint8Array>).getReader();

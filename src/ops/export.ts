@@ -24,10 +24,10 @@ import { compressInBlocks, isBlockFormat } from "../util/block_compress.ts";
 import { type Digest, Hasher, parseDigest } from "../util/digest.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import type { Compression } from "../util/streams.ts";
-import { TaskPool } from "../workers/pool.ts";
-import { layerTarChunks } from "./layer_reader.ts";
+import { fanOut } from "./fan_out.ts";
+import { layerTarChunks } from "../repo/layer_reader.ts";
 import type { Cleanups } from "../util/cleanups.ts";
-import type { ImageRecord, Repository } from "./repository.ts";
+import type { ImageRecord, Repository } from "../repo/repository.ts";
 
 /** How to export. */
 export interface ExportOptions {
@@ -100,37 +100,38 @@ export async function writeImage(
   const mediaType = layerTypeFor(options.compression);
   const oci = source.mediaType !== MediaType.dockerManifest;
 
-  // The calling thread reads layers and writes the output; compression runs in workers.
-  const pool = new TaskPool(repo, isBlockFormat(options.compression) ? options.jobs : 1, { useCallingThread: false });
-  const done = new Map<Digest, Descriptor>();
-  const layers: ExportedLayer[] = [];
-  try {
-    for (let i = 0; i < record.layers.length; i++) {
-      const { diffId, tarSize } = record.layers[i];
-      let desc = done.get(diffId);
-      if (!desc) {
-        const label = `layer ${i + 1}/${record.layers.length}`;
-        progress.start(diffId, label, tarSize);
-        const tar = verifiedTar(repo, diffId, (n) => progress.advance(diffId, n));
-        const blob = isBlockFormat(options.compression)
-          ? compressInBlocks(tar, {
-            format: options.compression,
-            level: options.level,
-            inFlight: options.jobs * 2,
-            run: async (job) => (await pool.run(() => Promise.resolve({ op: "compress", job }))) as Uint8Array,
-          })
-          : tar;
-        const written = await writer.putBlob(blob);
-        desc = { mediaType, digest: written.digest, size: written.size };
-        done.set(diffId, desc);
-        progress.finish(diffId, "done");
-      }
-      const annotations = oci ? source.layers[i]?.annotations : undefined;
-      layers.push({ ...desc, ...(annotations ? { annotations } : {}), diffId });
-    }
-  } finally {
-    pool.close();
-  }
+  // Each distinct layer once, in order; the calling thread reads layers and writes
+  // the output while compression runs in workers.
+  const distinct = [...new Map(record.layers.map((l, i) => [l.diffId, { ...l, index: i }])).values()];
+  const written = await fanOut(repo, distinct, {
+    jobs: isBlockFormat(options.compression) ? options.jobs : 1,
+    parallel: 1,
+    inOrder: true,
+    progress,
+    unit: ({ diffId, tarSize, index }) => ({
+      id: diffId,
+      label: `layer ${index + 1}/${record.layers.length}`,
+      total: tarSize,
+    }),
+    pool: { useCallingThread: false },
+  }, async (pool, { diffId }, onBytes) => {
+    const tar = verifiedTar(repo, diffId, onBytes);
+    const blob = isBlockFormat(options.compression)
+      ? compressInBlocks(tar, {
+        format: options.compression,
+        level: options.level,
+        inFlight: options.jobs * 2,
+        run: (job) => pool.run("compress", () => Promise.resolve({ job })),
+      })
+      : tar;
+    const { digest, size } = await writer.putBlob(blob);
+    return { mediaType, digest, size } as Descriptor;
+  });
+  const done = new Map<Digest, Descriptor>(distinct.map((l, i) => [l.diffId, written[i]]));
+  const layers: ExportedLayer[] = record.layers.map(({ diffId }, i) => {
+    const annotations = oci ? source.layers[i]?.annotations : undefined;
+    return { ...done.get(diffId)!, ...(annotations ? { annotations } : {}), diffId };
+  });
 
   const config = await writer.putBlob(configBytes, record.config);
   const manifestBytes = encodeJson({

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Rootfs } from "../repo/rootfs.ts";
+import type { Rootfs } from "../oci/rootfs.ts";
 import { baseName } from "../tar/path.ts";
 import { MAX_OPEN_NAME } from "./format.ts";
 

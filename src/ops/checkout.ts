@@ -31,16 +31,17 @@
  * @module
  */
 import fs from "node:fs";
-import { DeltashipError, FileSystemError, UsageError } from "../errors.ts";
+import { DeltashipError, FileSystemError, InvalidArgumentError } from "../errors.ts";
 import type { TarEntry } from "../tar/header.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { openPosix, type Posix, S_IFBLK, S_IFCHR, S_IFIFO } from "../util/posix.ts";
 import type { Cleanups } from "../util/cleanups.ts";
-import type { ImageRecord, Repository } from "./repository.ts";
-import { loadRootfs, type Rootfs, type RootfsNode } from "./rootfs.ts";
+import type { ImageRecord, Repository } from "../repo/repository.ts";
+import type { Rootfs, RootfsNode } from "../oci/rootfs.ts";
+import { loadRootfs } from "../repo/layer_reader.ts";
 import { lstatOrUndefined } from "../util/fs.ts";
 import { Yielder } from "../util/yielder.ts";
-import { CopyBuffers, copyObject, missingObject, type ObjectCopy } from "./object_copy.ts";
+import { CopyBuffers, copyObject, missingObject, type ObjectCopy } from "../repo/object_copy.ts";
 import { knownOsCode, osCondition } from "../util/os_error.ts";
 import { ellipsize } from "../util/text.ts";
 
@@ -118,11 +119,11 @@ async function prepareDir(dir: string, force: boolean): Promise<"created" | "emp
     return "created";
   }
   if (!(st.isDirectory || (st.isSymlink && (await Deno.stat(dir)).isDirectory))) {
-    throw new UsageError(`${dir} exists and is not a directory`);
+    throw new InvalidArgumentError(`${dir} exists and is not a directory`);
   }
   for await (const _ of Deno.readDir(dir)) {
     if (force) return "forced";
-    throw new UsageError(
+    throw new InvalidArgumentError(
       `${dir} is not empty; check out into an empty or new directory, or pass --force to write over its contents`,
     );
   }
@@ -383,7 +384,7 @@ class Writer {
       } catch (e) {
         if (e instanceof Deno.errors.NotFound) throw missingObject(node.object);
         if ((e as { code?: string }).code === "EXDEV") {
-          throw new UsageError(
+          throw new InvalidArgumentError(
             `--hardlink needs ${this.dir} on the same filesystem as the repository (${this.repo.root}); check out without it`,
           );
         }

@@ -9,7 +9,7 @@
 import fs from "node:fs";
 import { RepositoryError } from "../errors.ts";
 import type { ObjectStore } from "../repo/objects.ts";
-import type { LookupFailure, Rootfs } from "../repo/rootfs.ts";
+import type { LookupFailure, Rootfs } from "../oci/rootfs.ts";
 import type { SourceFile, TarDiffSource } from "../tardiff/apply.ts";
 import { Yielder } from "../util/yielder.ts";
 

@@ -8,44 +8,35 @@
  *
  * @module
  */
-import { FormatError, NotFoundError } from "../errors.ts";
-import type { Descriptor } from "../oci/documents.ts";
+import { NotFoundError, withContext } from "../errors.ts";
+import { checkImageLayers, type Descriptor } from "../oci/documents.ts";
 import { layerCompression } from "../oci/media_types.ts";
-import { checkLayers, layerLimits, type PullOptions, type PullResult } from "../repo/pull.ts";
 import type { LayerLimits } from "../repo/layer_writer.ts";
+import { loadRootfs } from "../repo/layer_reader.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
-import { loadRootfs } from "../repo/rootfs.ts";
 import { TARDIFF_MEDIA_TYPE } from "../tardiff/format.ts";
 import type { ImageSource, ResolvedManifest } from "../transport/source.ts";
-import type { Digest } from "../util/digest.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
-import { TaskPool } from "../workers/pool.ts";
-import type { Task } from "../workers/tasks.ts";
-import { type DeltaArtifact, type DeltaTarget, fetchDeltaTarget, parseDeltaArtifact } from "./artifact.ts";
-import { MemoryBudget, type SourceIndex, sourceIndex } from "./source.ts";
+import { type DeltaArtifact, type DeltaTarget, fetchDeltaTarget, parseDeltaArtifact } from "../delta/artifact.ts";
+import { MemoryBudget, type SourceIndex, sourceIndex } from "../delta/source_files.ts";
+import { fanOut } from "./fan_out.ts";
+import type { LayerPool } from "./layer_tasks.ts";
+import {
+  commitPulled,
+  type DeltaPullInfo,
+  type ImageLayer,
+  layerLabel,
+  layerLimits,
+  missingLayers,
+  type PullOptions,
+  type PullResult,
+} from "./pull_steps.ts";
 
 /** Delta blobs downloaded at once from a registry unless `--max-downloads` says otherwise. */
 export const DELTA_MAX_DOWNLOADS = 1;
 
-/** What a delta pull did, beyond what every pull reports. */
-export interface DeltaPullInfo {
-  /** Digest of the delta manifest applied. */
-  manifest: Digest;
-  /** Manifest digest of the source image it was applied against (absent when none was needed). */
-  source?: Digest;
-  /** Target layers rebuilt from tar-diffs. */
-  layersRebuilt: number;
-  /** Target layers imported from original blobs shipped in the delta. */
-  layersImported: number;
-  /** Compressed size of the target image's layers: what a full pull would have fetched. */
-  imageSize: number;
-}
-
-/** One target layer the pull must produce. */
-interface Work {
-  index: number;
-  layer: Descriptor;
-  diffId: Digest;
+/** One target layer the pull must produce, and what the delta ships for it. */
+interface Work extends ImageLayer {
   shipped: Descriptor;
   rebuild: boolean;
 }
@@ -66,10 +57,10 @@ export async function applyDelta(
   const artifact = parseDeltaArtifact(resolved.manifest, resolved.digest, what);
   const target = await fetchDeltaTarget(source, artifact, what);
   const { manifest } = target;
-  checkLayers(manifest, target.config, `${what}: target ${artifact.target}`);
+  checkImageLayers(manifest, target.config, `${what}: target ${artifact.target}`);
   const imageSize = manifest.layers.reduce((a, l) => a + l.size, 0);
   const info: DeltaPullInfo = { manifest: resolved.digest, layersRebuilt: 0, layersImported: 0, imageSize };
-  const result = {
+  const result: PullResult & { delta: DeltaPullInfo } = {
     name,
     manifest: artifact.target,
     config: manifest.config.digest,
@@ -100,49 +91,46 @@ export async function applyDelta(
   if (missing.length > 0) {
     const m = missing[0];
     throw new NotFoundError(
-      `${what}: target layer ${m.index + 1} (${m.layer.digest}, diff_id ${m.diffId}) is not in the delta, ` +
+      `${what}: target layer ${m.index + 1} (${m.desc.digest}, diff_id ${m.diffId}) is not in the delta, ` +
         `so it must be reused from the repository, which does not have it; pull the full image instead`,
     );
   }
 
   source.defaultMaxDownloads?.(DELTA_MAX_DOWNLOADS);
-  const pool = new TaskPool(repo, Math.min(options.jobs, work.length));
-  try {
-    pool.warm(); // workers start while the source index loads
-    const index = work.some((w) => w.rebuild) ? await loadSourceIndex(repo, sourceImage!) : undefined;
-    const memory = MemoryBudget.create().buffer;
-    // Largest target layer first: the longest rebuild starts at once.
-    const order = [...work].sort((a, b) => b.layer.size - a.layer.size);
-    await Promise.all(order.map(async (w) => {
-      const id = w.layer.digest;
-      progress.start(id, `layer ${w.index + 1}/${manifest.layers.length}`, w.shipped.size);
-      await pool.run(
-        async () => layerTask(w, await source.blob(w.shipped), index, memory, layerLimits(options)),
-        (n) => {
-          result.bytesFetched += n;
-          progress.advance(id, n);
-        },
-      );
-      if (w.rebuild) info.layersRebuilt++;
-      else info.layersImported++;
-      progress.finish(id, w.rebuild ? "rebuilt" : "done");
-    }));
-  } finally {
-    pool.close();
-  }
+  let index: SourceIndex | undefined;
+  const memory = MemoryBudget.create().buffer;
+  await fanOut(repo, work, {
+    jobs: options.jobs,
+    progress,
+    unit: (w) => ({
+      id: w.desc.digest,
+      label: layerLabel(w.index, manifest),
+      total: w.shipped.size,
+      size: w.desc.size,
+    }),
+    note: (w) => w.rebuild ? "rebuilt" : "done",
+    // The workers start while the source index loads.
+    prepare: async () => {
+      if (work.some((w) => w.rebuild)) index = await loadSourceIndex(repo, sourceImage!);
+    },
+  }, async (pool, w, onBytes) => {
+    await runLayer(pool, w, source, index, memory, layerLimits(options), (n) => {
+      result.bytesFetched += n;
+      onBytes(n);
+    });
+    if (w.rebuild) info.layersRebuilt++;
+    else info.layersImported++;
+  });
 
-  const layers = [];
-  for (const diffId of target.config.rootfs.diff_ids) {
-    layers.push({ diffId, tarSize: (await repo.layerInfo(diffId)).tarSize });
-  }
-  const record: ImageRecord = {
+  await commitPulled(repo, {
     manifest: artifact.target,
-    config: manifest.config.digest,
+    manifestBytes: target.manifestBytes,
     mediaType: target.mediaType,
-    layers,
-    created: new Date().toISOString(),
-  };
-  await repo.commitImage(record, target.manifestBytes, target.configBytes, name);
+    config: manifest.config.digest,
+    configBytes: target.configBytes,
+    diffIds: target.config.rootfs.diff_ids,
+    name,
+  });
   result.layersFetched = work.length;
   result.layersSkipped = manifest.layers.length - work.length;
   return result;
@@ -159,46 +147,48 @@ async function planLayers(
   target: DeltaTarget,
   progress: ProgressSink,
 ): Promise<{ work: Work[]; missing: Work[] }> {
-  const { manifest } = target;
-  const diffIds = target.config.rootfs.diff_ids;
   const work: Work[] = [];
   const missing: Work[] = [];
-  const planned = new Set<Digest>();
-  for (const [index, layer] of manifest.layers.entries()) {
-    const diffId = diffIds[index];
-    if (planned.has(diffId)) continue;
-    planned.add(diffId);
-    if (await repo.hasLayer(diffId)) {
-      progress.start(layer.digest, `layer ${index + 1}/${manifest.layers.length}`, 0);
-      progress.finish(layer.digest, "already present");
-      continue;
-    }
-    const shipped = artifact.layers.get(layer.digest);
+  for (const layer of await missingLayers(repo, target.manifest, target.config.rootfs.diff_ids, progress)) {
+    const shipped = artifact.layers.get(layer.desc.digest);
     const rebuild = shipped?.mediaType === TARDIFF_MEDIA_TYPE;
     if (shipped && !rebuild) layerCompression(shipped.mediaType, shipped.digest);
-    (shipped ? work : missing).push({ index, layer, diffId, shipped: shipped!, rebuild });
+    (shipped ? work : missing).push({ ...layer, shipped: shipped!, rebuild });
   }
   return { work, missing };
 }
 
-/** The worker task that produces one planned layer from its shipped blob. */
-function layerTask(
+/** Produces one planned layer from its shipped blob: rebuilt from a tar-diff, or imported as the original. */
+async function runLayer(
+  pool: LayerPool,
   w: Work,
-  blob: ReadableStream<Uint8Array>,
+  source: ImageSource,
   index: SourceIndex | undefined,
   memory: SharedArrayBuffer,
   limits: LayerLimits,
-): Task {
+  onBytes: (n: number) => void,
+): Promise<void> {
   if (w.rebuild) {
     const layer = {
-      digest: w.layer.digest,
+      digest: w.desc.digest,
       diffId: w.diffId,
       delta: { digest: w.shipped.digest, size: w.shipped.size },
     };
-    return { op: "rebuild", layer, blob, source: index!, memory, limits };
+    await pool.run("rebuild", async () => ({
+      layer,
+      blob: await source.blob(w.shipped),
+      source: index!,
+      memory,
+      limits,
+    }), onBytes);
+  } else {
+    const { mediaType, digest, size } = w.shipped;
+    await pool.run("import", async () => ({
+      layer: { mediaType, digest, size, diffId: w.diffId },
+      blob: await source.blob(w.shipped),
+      limits,
+    }), onBytes);
   }
-  const { mediaType, digest, size } = w.shipped;
-  return { op: "import", layer: { mediaType, digest, size, diffId: w.diffId }, blob, limits };
 }
 
 /** The source image's files, for tar-diff Open ops. */
@@ -206,7 +196,6 @@ async function loadSourceIndex(repo: Repository, image: ImageRecord): Promise<So
   try {
     return await sourceIndex(await loadRootfs(repo, image.layers.map((l) => l.diffId)));
   } catch (e) {
-    if (e instanceof FormatError) e.message = `source image ${image.manifest}: ${e.message}`;
-    throw e;
+    throw withContext(e, `source image ${image.manifest}`);
   }
 }

@@ -1,0 +1,109 @@
+/**
+ * The one layer fan-out every operation uses: a pool of layer tasks opened for
+ * the work, the items run at most `parallel` at once (largest first, so the
+ * longest task starts at once and smaller ones fill the other slots, unless the
+ * order matters), each shown as a progress unit from start to finish, and the
+ * pool closed whatever happens.
+ *
+ * @module
+ */
+import type { OnBytes, ProgressSink } from "../util/progress.ts";
+import { silentProgress } from "../util/progress.ts";
+import { type PoolOptions, type TaskKinds, WorkerPool } from "../util/worker_pool.ts";
+import type { Repository } from "../repo/repository.ts";
+import { type LayerPool, type LayerTaskContext, layerTaskKinds, type LayerTasks } from "./layer_tasks.ts";
+
+/** The worker module that serves layer tasks. */
+const LAYER_WORKER = new URL("./layer_worker.ts", import.meta.url);
+
+/** Opens a pool of `size` slots running layer tasks against `repo`. */
+export function openLayerPool(
+  repo: Repository,
+  size: number,
+  options: Omit<PoolOptions<LayerTasks>, "worker" | "kinds" | "context"> = {},
+): LayerPool {
+  const context: LayerTaskContext = { repoRoot: repo.root, tempDir: repo.tempDir, sync: repo.durability.mode };
+  return new WorkerPool<LayerTasks>(size, {
+    ...options,
+    worker: LAYER_WORKER,
+    kinds: layerTaskKinds(repo) as TaskKinds<LayerTasks>,
+    context,
+  });
+}
+
+/** How an item of a fan-out shows in progress, and how big it is. */
+export interface FanOutUnit {
+  /** Progress id (a layer's digest). */
+  id: string;
+  /** Progress label (`layer 2/5`). */
+  label: string;
+  /** Bytes the progress counts to (0 when unknown). */
+  total: number;
+  /** Size for ordering, largest first (default `total`). */
+  size?: number;
+}
+
+/** How to fan out. */
+export interface FanOutOptions<T> {
+  /** Pool slots (threads). */
+  jobs: number;
+  /** Items run at once (default `jobs`). */
+  parallel?: number;
+  /** Keep the items' order instead of starting the largest first. */
+  inOrder?: boolean;
+  progress?: ProgressSink;
+  /** An item's progress unit. */
+  unit(item: T): FanOutUnit;
+  /** How an item's progress line ends (default "done"). */
+  note?(item: T): string;
+  /** Pool options (calling thread, workers only). */
+  pool?: Omit<PoolOptions<LayerTasks>, "worker" | "kinds" | "context">;
+  /** Work done once the workers are starting and before the first item (overlaps their start-up). */
+  prepare?(): Promise<void>;
+}
+
+/**
+ * Runs `work` for each item on a layer pool of `repo` and returns the results in
+ * the items' order. `onBytes` advances the item's progress unit.
+ */
+export async function fanOut<T, R>(
+  repo: Repository,
+  items: readonly T[],
+  options: FanOutOptions<T>,
+  work: (pool: LayerPool, item: T, onBytes: OnBytes) => Promise<R>,
+): Promise<R[]> {
+  const progress = options.progress ?? silentProgress;
+  const slots = Math.max(1, Math.min(options.jobs, items.length));
+  const pool = openLayerPool(repo, slots, options.pool);
+  try {
+    if (options.prepare) {
+      pool.warm();
+      await options.prepare();
+    }
+    const units = items.map((item) => options.unit(item));
+    const order = items.map((_, i) => i);
+    if (!options.inOrder) order.sort((a, b) => (units[b].size ?? units[b].total) - (units[a].size ?? units[a].total));
+    const results = new Array<R>(items.length);
+    let next = 0;
+    let failed = false;
+    const lane = async () => {
+      while (next < order.length && !failed) {
+        const i = order[next++];
+        const { id, label, total } = units[i];
+        progress.start(id, label, total);
+        try {
+          results[i] = await work(pool, items[i], (n) => progress.advance(id, n));
+        } catch (e) {
+          failed = true; // no further item starts; the others in flight end when the pool closes
+          throw e;
+        }
+        progress.finish(id, options.note?.(items[i]) ?? "done");
+      }
+    };
+    const lanes = Math.max(1, Math.min(options.parallel ?? slots, items.length));
+    await Promise.all(Array.from({ length: lanes }, lane));
+    return results;
+  } finally {
+    pool.close();
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * What a plain pull and a delta pull share: their options and result, the one
+ * "already present" skip (layers the repository holds are never fetched, even
+ * when a delta ships them), and the one record-and-commit that makes an image
+ * visible once all its layers are stored.
+ *
+ * @module
+ */
+import type { Manifest, Platform } from "../oci/documents.ts";
+import { DEFAULT_MAX_LAYER_SIZE, type LayerLimits } from "../repo/layer_writer.ts";
+import type { ImageRecord, Repository } from "../repo/repository.ts";
+import type { Digest } from "../util/digest.ts";
+import type { ProgressSink } from "../util/progress.ts";
+
+/** How to pull. */
+export interface PullOptions {
+  /** Platform to choose from an index. */
+  platform: Platform;
+  /** Most layers processed at once. */
+  jobs: number;
+  /** Tag to give the image; defaults to the source's tag. */
+  name?: string;
+  progress?: ProgressSink;
+  /** Largest uncompressed layer accepted (default {@link DEFAULT_MAX_LAYER_SIZE}). */
+  maxLayerSize?: number;
+}
+
+/** What a delta pull did, beyond what every pull reports. */
+export interface DeltaPullInfo {
+  /** Digest of the delta manifest applied. */
+  manifest: Digest;
+  /** Manifest digest of the source image it was applied against (absent when none was needed). */
+  source?: Digest;
+  /** Target layers rebuilt from tar-diffs. */
+  layersRebuilt: number;
+  /** Target layers imported from original blobs shipped in the delta. */
+  layersImported: number;
+  /** Compressed size of the target image's layers: what a full pull would have fetched. */
+  imageSize: number;
+}
+
+/** What a pull did. */
+export interface PullResult {
+  /** The tag given, if any. */
+  name?: string;
+  manifest: Digest;
+  config: Digest;
+  /** The image was already stored; nothing was fetched. */
+  alreadyPresent: boolean;
+  /** Layers imported, and layers skipped because the repository had them. */
+  layersFetched: number;
+  layersSkipped: number;
+  /** Compressed bytes read from the source for layers (for a delta: its layer blobs). */
+  bytesFetched: number;
+  /** Set when the pulled manifest was an oci-delta, which was applied. */
+  delta?: DeltaPullInfo;
+}
+
+/** The limits a pull puts on each layer it stores. */
+export function layerLimits(options: Pick<PullOptions, "maxLayerSize">): LayerLimits {
+  return { maxLayerSize: options.maxLayerSize ?? DEFAULT_MAX_LAYER_SIZE };
+}
+
+/** A layer of an image being pulled: its place in the manifest, descriptor and diff_id. */
+export interface ImageLayer {
+  index: number;
+  desc: Manifest["layers"][number];
+  diffId: Digest;
+}
+
+/**
+ * The layers of `manifest` (with `diffIds`) a pull must produce: one per distinct
+ * diff_id the repository lacks. Those it has are reported to `progress` as
+ * already present and skipped.
+ */
+export async function missingLayers(
+  repo: Repository,
+  manifest: Manifest,
+  diffIds: readonly Digest[],
+  progress: ProgressSink,
+): Promise<ImageLayer[]> {
+  const todo: ImageLayer[] = [];
+  const seen = new Set<Digest>();
+  for (const [index, desc] of manifest.layers.entries()) {
+    const diffId = diffIds[index];
+    if (seen.has(diffId)) continue;
+    seen.add(diffId);
+    if (await repo.hasLayer(diffId)) {
+      progress.start(desc.digest, layerLabel(index, manifest), 0);
+      progress.finish(desc.digest, "already present");
+    } else {
+      todo.push({ index, desc, diffId });
+    }
+  }
+  return todo;
+}
+
+/** A layer's progress label: `layer 2/5`. */
+export function layerLabel(index: number, manifest: Manifest): string {
+  return `layer ${index + 1}/${manifest.layers.length}`;
+}
+
+/** An image whose layers are all stored, to be made visible. */
+export interface PulledImage {
+  manifest: Digest;
+  manifestBytes: Uint8Array;
+  /** The manifest's media type. */
+  mediaType: string;
+  config: Digest;
+  configBytes: Uint8Array;
+  diffIds: readonly Digest[];
+  /** Tag to give it. */
+  name?: string;
+}
+
+/** Writes the image record (layers' sizes read from the repository) and commits the image and its tag. */
+export async function commitPulled(repo: Repository, image: PulledImage): Promise<void> {
+  const layers = [];
+  for (const diffId of image.diffIds) layers.push({ diffId, tarSize: (await repo.layerInfo(diffId)).tarSize });
+  const record: ImageRecord = {
+    manifest: image.manifest,
+    config: image.config,
+    mediaType: image.mediaType,
+    layers,
+    created: new Date().toISOString(),
+  };
+  await repo.commitImage(record, image.manifestBytes, image.configBytes, image.name);
+}
