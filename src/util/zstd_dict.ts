@@ -873,18 +873,35 @@ export class ZstdDictDecoder {
     let op = this.#op;
     for (let i = 0; i < nbSeq; i++) {
       // Offset, match length, literal length: values, in that order (RFC 8878 3.1.1.3.2.1).
+      // Bit fields are read inline (as `bitsAt` does): this loop is the hot path.
       let n = ofExtra[ofState];
       let offsetValue = ofSym[ofState];
       if (n > 0) {
         bit -= n;
-        offsetValue += n <= 24 ? bitsAt(b, bit, n) : bitsAt(b, bit, 24) + bitsAt(b, bit + 24, n - 24) * 0x1000000;
+        let i = bit >> 3;
+        const low = (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)) >>> (bit & 7);
+        if (n <= 24) {
+          offsetValue += low & ((1 << n) - 1);
+        } else {
+          i = (bit + 24) >> 3;
+          const high = ((b[i] | (b[i + 1] << 8) | (b[i + 2] << 16)) >>> ((bit + 24) & 7)) & ((1 << (n - 24)) - 1);
+          offsetValue += (low & 0xffffff) + high * 0x1000000;
+        }
       }
       n = mlExtra[mlState];
       let matchLength = mlSym[mlState];
-      if (n > 0) (bit -= n), (matchLength += bitsAt(b, bit, n));
+      if (n > 0) {
+        bit -= n;
+        const i = bit >> 3;
+        matchLength += ((b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)) >>> (bit & 7)) & ((1 << n) - 1);
+      }
       n = llExtra[llState];
       let litLength = llSym[llState];
-      if (n > 0) (bit -= n), (litLength += bitsAt(b, bit, n));
+      if (n > 0) {
+        bit -= n;
+        const i = bit >> 3;
+        litLength += ((b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)) >>> (bit & 7)) & ((1 << n) - 1);
+      }
 
       let offset: number;
       if (offsetValue > 3) {
@@ -905,15 +922,26 @@ export class ZstdDictDecoder {
       }
 
       if (i + 1 < nbSeq) {
-        n = llBits[llState];
-        bit -= n;
-        llState = llNext[llState] + bitsAt(b, bit, n);
-        n = mlBits[mlState];
-        bit -= n;
-        mlState = mlNext[mlState] + bitsAt(b, bit, n);
-        n = ofBits[ofState];
-        bit -= n;
-        ofState = ofNext[ofState] + bitsAt(b, bit, n);
+        // The literal length state is read first (highest bits), then match length, then
+        // offset; one 32-bit load covers all three when they take at most 25 bits.
+        const llN = llBits[llState], mlN = mlBits[mlState], ofN = ofBits[ofState];
+        const total = llN + mlN + ofN;
+        let v: number;
+        if (total <= 25) {
+          bit -= total;
+          const at = bit >> 3;
+          v = (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> (bit & 7);
+        } else {
+          bit -= total;
+          v = bitsAt(b, bit, ofN + mlN) + bitsAt(b, bit + ofN + mlN, llN) * (1 << (ofN + mlN));
+        }
+        const ofRead = v & ((1 << ofN) - 1);
+        v >>>= ofN;
+        const mlRead = v & ((1 << mlN) - 1);
+        v >>>= mlN;
+        llState = llNext[llState] + (v & ((1 << llN) - 1));
+        mlState = mlNext[mlState] + mlRead;
+        ofState = ofNext[ofState] + ofRead;
       }
       if (bit < floor) throw new ZstdCorruption("sequences bit stream is too short");
 
