@@ -70,101 +70,51 @@ const P2 = (BigInt(P2H) << 32n) | BigInt(P2L);
  *     for (p = start; p < end; p += 32)
  *       for k in 0..3: lane[k] = rotl(lane[k] + load64(p + 8k) * P2, 31) * P1
  */
+// deno-fmt-ignore
 function assemble(): Uint8Array {
   const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
   const name = (s: string) => [s.length, ...[...s].map((c) => c.charCodeAt(0))];
-  const I64_CONST = 0x42, I64_LOAD = 0x29, I64_MUL = 0x7e, I64_ADD = 0x7c, I64_ROTL = 0x89;
+  const I64 = 0x7e, I64_CONST = 0x42, I64_LOAD = 0x29, I64_MUL = 0x7e, I64_ADD = 0x7c, I64_ROTL = 0x89;
+  const I32_CONST = 0x41, I32_ADD = 0x6a, I32_GE_U = 0x4f;
   const LOCAL_GET = 0x20, LOCAL_SET = 0x21, GLOBAL_GET = 0x23, GLOBAL_SET = 0x24;
-  const lanes: number[] = [];
-  for (let k = 0; k < 4; k++) {
-    lanes.push(
-      LOCAL_GET,
-      2 + k, // lane
-      LOCAL_GET,
-      0,
-      I64_LOAD,
-      3,
-      8 * k, // input = load64(p + 8k)
-      I64_CONST,
-      ...sleb64(P2),
-      I64_MUL,
-      I64_ADD, // lane + input * P2
-      I64_CONST,
-      31,
-      I64_ROTL, // rotl 31
-      I64_CONST,
-      ...sleb64(P1),
-      I64_MUL, // * P1
-      LOCAL_SET,
-      2 + k,
-    );
-  }
+  const BLOCK = 0x02, LOOP = 0x03, VOID = 0x40, BR = 0x0c, BR_IF = 0x0d, END = 0x0b;
+  const lane = (k: number) => [
+    LOCAL_GET, 2 + k,                       // lane k (locals 2..5)
+    LOCAL_GET, 0, I64_LOAD, 3, 8 * k,       // load64(p + 8k), 8-byte aligned hint
+    I64_CONST, ...sleb64(P2), I64_MUL,      // * P2
+    I64_ADD,                                // lane + input * P2
+    I64_CONST, 31, I64_ROTL,                // rotl 31
+    I64_CONST, ...sleb64(P1), I64_MUL,      // * P1
+    LOCAL_SET, 2 + k,
+  ];
   const code = [
-    1,
-    4,
-    0x7e, // four i64 locals (2..5): the lanes
+    1, 4, I64,                              // four i64 locals: the lanes
     ...[0, 1, 2, 3].flatMap((k) => [GLOBAL_GET, k, LOCAL_SET, 2 + k]),
-    0x02,
-    0x40, // block
-    0x03,
-    0x40, // loop
-    LOCAL_GET,
-    0,
-    LOCAL_GET,
-    1,
-    0x4f,
-    0x0d,
-    1, // if p >= end (unsigned): break
-    ...lanes,
-    LOCAL_GET,
-    0,
-    0x41,
-    32,
-    0x6a,
-    LOCAL_SET,
-    0, // p += 32
-    0x0c,
-    0, // continue
-    0x0b, // end loop
-    0x0b, // end block
+    BLOCK, VOID,
+    LOOP, VOID,
+    LOCAL_GET, 0, LOCAL_GET, 1, I32_GE_U,   // p >= end?
+    BR_IF, 1,                               //   then leave the block
+    ...lane(0), ...lane(1), ...lane(2), ...lane(3),
+    LOCAL_GET, 0, I32_CONST, 32, I32_ADD, LOCAL_SET, 0, // p += 32
+    BR, 0,                                  // next stripe
+    END,                                    // loop
+    END,                                    // block
     ...[0, 1, 2, 3].flatMap((k) => [LOCAL_GET, 2 + k, GLOBAL_SET, k]),
-    0x0b, // end function
+    END,                                    // function
   ];
   return new Uint8Array([
-    0x00,
-    0x61,
-    0x73,
-    0x6d,
-    0x01,
-    0x00,
-    0x00,
-    0x00, // magic, version 1
-    ...section(1, [1, 0x60, 2, 0x7f, 0x7f, 0]), // type 0: (i32, i32) -> ()
-    ...section(3, [1, 0]), // function 0 has type 0
-    ...section(5, [1, 0, MEMORY >> 16]), // one memory of MEMORY bytes
-    ...section(6, [4, ...[0, 1, 2, 3].flatMap(() => [0x7e, 1, I64_CONST, 0, 0x0b])]), // 4 mutable i64 = 0
-    ...section(7, [
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
+    ...section(1, [1, 0x60, 2, 0x7f, 0x7f, 0]),     // types: 0 = (i32, i32) -> ()
+    ...section(3, [1, 0]),                          // functions: one, of type 0
+    ...section(5, [1, 0, MEMORY >> 16]),            // memories: one of MEMORY bytes
+    ...section(6, [4, ...[0, 1, 2, 3].flatMap(() => [I64, 1, I64_CONST, 0, END])]), // globals: 4 mutable i64 = 0
+    ...section(7, [                                 // exports
       6,
-      ...name("m"),
-      2,
-      0,
-      ...name("s"),
-      0,
-      0,
-      ...name("a"),
-      3,
-      0,
-      ...name("b"),
-      3,
-      1,
-      ...name("c"),
-      3,
-      2,
-      ...name("d"),
-      3,
-      3,
+      ...name("m"), 2, 0,                           // memory 0
+      ...name("s"), 0, 0,                           // function 0
+      ...name("a"), 3, 0, ...name("b"), 3, 1, ...name("c"), 3, 2, ...name("d"), 3, 3, // globals
     ]),
-    ...section(10, [1, ...uleb(code.length), ...code]),
+    ...section(10, [1, ...uleb(code.length), ...code]), // code
   ]);
 }
 

@@ -47,191 +47,25 @@ const SKIPPABLE_MAGIC = 0x184d2a50;
 const MAX_BLOCK = 128 << 10;
 
 // What the literal length, match length and offset codes stand for (RFC 8878 3.1.1.3.2.1).
+// deno-fmt-ignore
 const LL_BASE = [
-  0,
-  1,
-  2,
-  3,
-  4,
-  5,
-  6,
-  7,
-  8,
-  9,
-  10,
-  11,
-  12,
-  13,
-  14,
-  15,
-  16,
-  18,
-  20,
-  22,
-  24,
-  28,
-  32,
-  40,
-  48,
-  64,
-  128,
-  256,
-  512,
-  1024,
-  2048,
-  4096,
-  8192,
-  16384,
-  32768,
-  65536,
+  0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+  16, 18, 20, 22, 24, 28, 32, 40, 48, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536,
 ];
+// deno-fmt-ignore
 const LL_BITS = [
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  1,
-  1,
-  1,
-  1,
-  2,
-  2,
-  3,
-  3,
-  4,
-  6,
-  7,
-  8,
-  9,
-  10,
-  11,
-  12,
-  13,
-  14,
-  15,
-  16,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  1, 1, 1, 1, 2, 2, 3, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
 ];
+// deno-fmt-ignore
 const ML_BASE = [
-  3,
-  4,
-  5,
-  6,
-  7,
-  8,
-  9,
-  10,
-  11,
-  12,
-  13,
-  14,
-  15,
-  16,
-  17,
-  18,
-  19,
-  20,
-  21,
-  22,
-  23,
-  24,
-  25,
-  26,
-  27,
-  28,
-  29,
-  30,
-  31,
-  32,
-  33,
-  34,
-  35,
-  37,
-  39,
-  41,
-  43,
-  47,
-  51,
-  59,
-  67,
-  83,
-  99,
-  131,
-  259,
-  515,
-  1027,
-  2051,
-  4099,
-  8195,
-  16387,
-  32771,
-  65539,
+  3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34,
+  35, 37, 39, 41, 43, 47, 51, 59, 67, 83, 99, 131, 259, 515, 1027, 2051, 4099, 8195, 16387, 32771, 65539,
 ];
+// deno-fmt-ignore
 const ML_BITS = [
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  1,
-  1,
-  1,
-  1,
-  2,
-  2,
-  3,
-  3,
-  4,
-  4,
-  5,
-  7,
-  8,
-  9,
-  10,
-  11,
-  12,
-  13,
-  14,
-  15,
-  16,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
 ];
 const OF_BITS = Array.from({ length: 32 }, (_, code) => code);
 const OF_BASE = OF_BITS.map((code) => 2 ** code);
@@ -242,78 +76,19 @@ const LL_LOG = 9, ML_LOG = 9, OF_LOG = 8;
 function predefined(dist: number[], log: number, base: number[], bits: number[]): FseTable {
   return new FseTable(log).build(Int16Array.from(dist), dist.length, log).withValues(base, bits);
 }
-const LL_DEFAULT = predefined(
-  [4, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 2, 1, 1, 1, 1, 1, -1, -1, -1, -1],
-  6,
-  LL_BASE,
-  LL_BITS,
-);
-const ML_DEFAULT = predefined(
-  [
-    1,
-    4,
-    3,
-    2,
-    2,
-    2,
-    2,
-    2,
-    2,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    1,
-    -1,
-    -1,
-    -1,
-    -1,
-    -1,
-    -1,
-    -1,
-  ],
-  6,
-  ML_BASE,
-  ML_BITS,
-);
-const OF_DEFAULT = predefined(
-  [1, 1, 1, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1],
-  5,
-  OF_BASE,
-  OF_BITS,
-);
+// deno-fmt-ignore
+const LL_DEFAULT = predefined([
+  4, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 2, 1, 1, 1, 1, 1, -1, -1, -1, -1,
+], 6, LL_BASE, LL_BITS);
+// deno-fmt-ignore
+const ML_DEFAULT = predefined([
+  1, 4, 3, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1,
+], 6, ML_BASE, ML_BITS);
+// deno-fmt-ignore
+const OF_DEFAULT = predefined([
+  1, 1, 1, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1,
+], 5, OF_BASE, OF_BITS);
 
 /** Options of {@link ZstdDictDecoder}. */
 export interface ZstdDictDecoderOptions {
@@ -346,8 +121,8 @@ function mib(n: number): string {
  * A pull-style decoder of one zstd frame against a raw-content dictionary:
  * `push` a compressed chunk, then `pull` decompressed pieces until it returns
  * null; `finish` at the end of input. Each piece is a view of the decoder's one
- * output buffer, valid until the next `pull`. Interface as {@link ZstdDecoder}
- * in `zstd.ts`, which decodes dictionary-less streams.
+ * output buffer, valid until the next `pull`. The interface is that of
+ * `ZstdDecoder` in `zstd.ts`, which decodes dictionary-less streams.
  */
 export class ZstdDictDecoder {
   #dict: Uint8Array;
@@ -392,7 +167,7 @@ export class ZstdDictDecoder {
   #total = 0;
   #pendStart = 0;
   #pendEnd = 0;
-  #hash = new Xxh64();
+  #hash: Xxh64 | null = new Xxh64();
 
   // Entropy state carried from block to block.
   #huffman = new HuffmanTable();
@@ -494,7 +269,7 @@ export class ZstdDictDecoder {
     return this.#trailing;
   }
 
-  /** Releases the decoder's buffers (idempotent). */
+  /** Releases the decoder's buffers and its hash's WebAssembly memory (idempotent). */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -502,6 +277,7 @@ export class ZstdDictDecoder {
     this.#block = EMPTY;
     this.#lits = EMPTY;
     this.#in = EMPTY;
+    this.#hash = null; // its WebAssembly instance and memory go with it
     this.#pendStart = this.#pendEnd = 0;
   }
 
@@ -572,7 +348,7 @@ export class ZstdDictDecoder {
         return this.#blockDone();
       case Step.Checksum: {
         const stored = (h[0] | (h[1] << 8) | (h[2] << 16) | (h[3] << 24)) >>> 0;
-        const actual = this.#hash.low32();
+        const actual = this.#hash!.low32();
         if (stored !== actual) {
           throw new FormatError(
             `zstd frame checksum mismatch (stored ${hex(stored)}, content hashes to ${hex(actual)}): ` +
@@ -642,7 +418,7 @@ export class ZstdDictDecoder {
     }
   }
 
-  /** Reads a block header; true when the (empty) block produced output, which it cannot. */
+  /** Reads a block header; an empty raw or RLE block is done at once. Returns whether output was produced. */
   #blockHeader(): boolean {
     const h = this.#head;
     const v = h[0] | (h[1] << 8) | (h[2] << 16);
@@ -696,7 +472,7 @@ export class ZstdDictDecoder {
       throw new FormatError(`corrupt zstd frame: ${e.message} (block at byte ${this.#blockAt})`);
     }
     const end = this.#op;
-    if (this.#hasChecksum) this.#hash.update(this.#ring, start, end);
+    if (this.#hasChecksum) this.#hash!.update(this.#ring, start, end);
     this.#total += end - start;
     this.#pendStart = start;
     this.#pendEnd = end;
