@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { rootlessOwner } from "../src/ops/checkout.ts";
+import { rootlessOwner } from "../src/ops/checkout_metadata.ts";
 import { sha256 } from "../src/util/digest.ts";
 import { deltaship, tempDir } from "./helpers/cli.ts";
 import { haveTools } from "./helpers/interop.ts";

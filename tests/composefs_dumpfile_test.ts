@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { escape, formatDumpfile, parseDumpfile, readDumpfile, unescape } from "../src/composefs/dumpfile.ts";
 import { imageDump, writeErofs } from "../src/composefs/erofs_writer.ts";
-import { DumpTreeBuilder, treeFromDump } from "../src/composefs/tree.ts";
+import { DumpTreeBuilder, treeFromDump } from "../src/composefs/tree_dump.ts";
 import { FormatError } from "../src/errors.ts";
 import { vectorNames, VECTORS } from "./helpers/composefs.ts";
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
-import { parseHeaderBlock, parseHeaderGroup } from "../src/tar/header.ts";
+import { parseHeaderBlock } from "../src/tar/header.ts";
+import { parseHeaderGroup } from "../src/tar/header_group.ts";
 import { encodeHeader } from "../src/tar/header_writer.ts";
 import { compressBlock, compressInBlocks, GZIP_BLOCK, ZSTD_BLOCK } from "../src/util/block_compress.ts";
 import { sha256 } from "../src/util/digest.ts";

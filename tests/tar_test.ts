@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { parseHeaderGroup, type TarEntry } from "../src/tar/header.ts";
+import type { TarEntry } from "../src/tar/header.ts";
+import { parseHeaderGroup } from "../src/tar/header_group.ts";
 import { cleanEntryPath, cleanRootedPath } from "../src/tar/path.ts";
 import { type TarSink, TarSplitter } from "../src/tar/splitter.ts";
 import { FormatError, UnsafePathError } from "../src/errors.ts";

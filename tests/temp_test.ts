@@ -32,9 +32,9 @@ Deno.test("temp: the sweep removes dead processes' directories and lock files, n
   await Deno.mkdir(`${t}/666-dead`);
   await Deno.writeFile(`${t}/666-dead/x`, new Uint8Array(1234));
   await Deno.writeTextFile(`${t}/666-dead.lock`, "");
-  assert.deepEqual(await other.sweepTemp(true), { dirs: 1, bytes: 1234 });
+  assert.deepEqual(await other.temp.sweep(true), { dirs: 1, bytes: 1234 });
   assert.ok(Deno.statSync(`${t}/666-dead`).isDirectory);
-  assert.deepEqual(await other.sweepTemp(), { dirs: 1, bytes: 1234 });
+  assert.deepEqual(await other.temp.sweep(), { dirs: 1, bytes: 1234 });
   assert.throws(() => Deno.statSync(`${t}/666-dead.lock`), Deno.errors.NotFound);
 
   // The second repository's own temporary directory is made under the new protocol too.

@@ -50,7 +50,8 @@ import {
   xattrFilterBit,
 } from "./erofs_format.ts";
 import { type DumpEntry, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from "./dumpfile.ts";
-import { byteKey, compareBytes, type Directory, type Inode, type Timespec, treeToDump, type Xattr } from "./tree.ts";
+import { byteKey, compareBytes, type Directory, type Inode, type Timespec, type Xattr } from "./tree.ts";
+import { treeToDump } from "./tree_dump.ts";
 import { collectInodes, type Dirent, type Node, nodePath, XATTR } from "./erofs_inodes.ts";
 
 /** Options of {@link writeErofs}. */

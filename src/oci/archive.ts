@@ -7,7 +7,8 @@
  * @module
  */
 import { FormatError, NotFoundError, withContext } from "../errors.ts";
-import { HeaderGroupReader, padded, quote } from "../tar/header.ts";
+import { padded, quote } from "../tar/header.ts";
+import { HeaderGroupReader } from "../tar/header_group.ts";
 import { fileRangeStream } from "../util/streams.ts";
 import { readFull } from "../util/fs.ts";
 import type { LayoutFiles } from "./layout.ts";

@@ -34,8 +34,8 @@ import fs from "node:fs";
 import { DeltashipError, FileSystemError, InvalidArgumentError } from "../errors.ts";
 import type { TarEntry } from "../tar/header.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
-import { openPosix, type Posix, S_IFBLK, S_IFCHR, S_IFIFO } from "../util/posix.ts";
 import type { Cleanups } from "../util/cleanups.ts";
+import { MetadataWriter, type NotApplied } from "./checkout_metadata.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
 import type { Rootfs, RootfsNode } from "../oci/rootfs.ts";
 import { loadRootfs } from "../repo/layer_reader.ts";
@@ -54,18 +54,6 @@ export interface CheckoutOptions {
   progress?: ProgressSink;
   /** Where to register the undo of a half-made checkout, for an interrupt. */
   cleanups?: Cleanups;
-}
-
-/** Things that could not be applied, by kind. */
-export interface NotApplied {
-  /** Entries whose owner could not be set (not root, or chown failed). */
-  ownership: number;
-  /** Device nodes and fifos not created. */
-  devices: number;
-  /** Extended attributes not set. */
-  xattrs: number;
-  /** Entries of kinds a filesystem cannot hold (skipped). */
-  other: number;
 }
 
 /** What a checkout wrote. */
@@ -135,26 +123,16 @@ async function emptyDir(dir: string): Promise<void> {
 }
 
 /** True when running as root (ownership, device nodes and every xattr can be applied). */
-function runningAsRoot(): boolean {
-  try {
-    return Deno.uid() === 0;
-  } catch {
-    return false; // no permission to ask: assume not
-  }
-}
-
 /** Most file copies in flight at once. */
 const PARALLEL_COPIES = 8;
 
 /** The state of one checkout in progress. */
 class Writer {
-  readonly posix: Posix | undefined = openPosix();
-  readonly root = runningAsRoot();
+  readonly meta: MetadataWriter;
   /** The path each inode (file node) was first written at. */
   readonly written = new Map<RootfsNode, string>();
   readonly result: CheckoutResult;
   readonly progress: ProgressSink;
-  #reasons = new Map<keyof NotApplied, string>();
   /** File copies in flight. */
   #copying = new Set<Promise<void>>();
   /** The first failure of a copy; later ones are dropped (one error is reported). */
@@ -174,7 +152,7 @@ class Writer {
     readonly options: CheckoutOptions,
   ) {
     this.progress = options.progress ?? silentProgress;
-    this.result = {
+    const result: CheckoutResult = {
       dir,
       entries: 0,
       files: 0,
@@ -186,11 +164,8 @@ class Writer {
       notApplied: { ownership: 0, devices: 0, xattrs: 0, other: 0 },
       notes: [],
     };
-  }
-
-  #skip(kind: keyof NotApplied, reason: string): void {
-    this.result.notApplied[kind]++;
-    if (!this.#reasons.has(kind)) this.#reasons.set(kind, reason);
+    this.result = result;
+    this.meta = new MetadataWriter(result.notApplied, () => result.devices++);
   }
 
   async run(): Promise<CheckoutResult> {
@@ -248,12 +223,10 @@ class Writer {
       if (!this.tree.root.implicit) this.#atSync("", this.tree.root, () => this.#metadata(this.dir, this.tree.root));
       this.result.entries = nodes.length;
       this.progress.finish("checkout", "done");
-      for (const [kind, reason] of this.#reasons) {
-        this.result.notes.push(`${this.result.notApplied[kind]} ${reason}`);
-      }
+      this.result.notes.push(...this.meta.notes());
       return this.result;
     } finally {
-      this.posix?.close();
+      this.meta.close();
     }
   }
 
@@ -362,11 +335,11 @@ class Writer {
       case "chardev":
       case "blockdev":
       case "fifo":
-        this.#device(target, entry);
+        this.meta.device(target, entry);
         if (lstatExists(target)) this.#addedPath(path, false);
         return;
       default:
-        this.#skip("other", `entries of unsupported kinds skipped (e.g. ${JSON.stringify(entry.path)})`);
+        this.meta.skip("other", `entries of unsupported kinds skipped (e.g. ${JSON.stringify(entry.path)})`);
     }
   }
 
@@ -426,24 +399,6 @@ class Writer {
     }
   }
 
-  #device(target: string, entry: TarEntry): void {
-    const type = entry.kind === "fifo" ? S_IFIFO : entry.kind === "chardev" ? S_IFCHR : S_IFBLK;
-    if (!this.posix) {
-      this.#skip("devices", "device nodes and fifos not created (needs Linux and FFI permission)");
-      return;
-    }
-    if (type !== S_IFIFO && !this.root) {
-      this.#skip("devices", "device nodes not created (needs root)");
-      return;
-    }
-    try {
-      this.posix.mknod(target, type, 0o600, entry.devmajor, entry.devminor);
-      this.result.devices++;
-    } catch (e) {
-      this.#skip("devices", `device nodes and fifos not created (${(e as Error).message})`);
-    }
-  }
-
   /** Applies owner, mode, xattrs and times to what was written at `target`. */
   #metadata(target: string, node: RootfsNode): void {
     const kind = node.entry.kind;
@@ -459,67 +414,9 @@ class Writer {
       node = inode;
     }
     if (!(kind === "chardev" || kind === "blockdev" || kind === "fifo") || lstatExists(target)) {
-      this.#apply(target, node.entry, kind === "symlink");
+      this.meta.apply(target, node.entry, kind === "symlink");
     }
   }
-
-  #apply(target: string, entry: TarEntry, symlink: boolean): void {
-    if (this.root) {
-      try {
-        fs.lchownSync(target, entry.uid, entry.gid);
-      } catch (e) {
-        this.#skip("ownership", `owners not set (${(e as Error).message})`);
-      }
-    } else if (entry.uid !== 0 || entry.gid !== 0) {
-      // Not root: the files are ours, standing for root's. As umoci --rootless does, the
-      // real owner is kept in a user.rootlesscontainers xattr (rootlesscontainers.com),
-      // where the filesystem allows (never on a symlink).
-      let kept = false;
-      if (this.posix && !symlink) {
-        try {
-          this.posix.lsetxattr(target, ROOTLESS_XATTR, rootlessOwner(entry.uid, entry.gid));
-          kept = true;
-        } catch { /* counted below */ }
-      }
-      this.#skip(
-        "ownership",
-        kept ? `owners not set (needs root); recorded in ${ROOTLESS_XATTR} xattrs` : "owners not set (needs root)",
-      );
-    }
-    if (!symlink) Deno.chmodSync(target, entry.mode & 0o7777);
-    for (const [name, value] of Object.entries(entry.xattrs)) {
-      if (!this.posix) {
-        this.#skip("xattrs", "extended attributes not set (needs Linux and FFI permission)");
-        continue;
-      }
-      try {
-        this.posix.lsetxattr(target, name, value);
-      } catch (e) {
-        this.#skip("xattrs", `extended attributes not set (first: ${(e as Error).message})`);
-      }
-    }
-    fs.lutimesSync(target, entry.mtime, entry.mtime);
-  }
-}
-
-/** The xattr rootless tools keep an entry's real owner in. */
-const ROOTLESS_XATTR = "user.rootlesscontainers";
-
-/**
- * The value of {@link ROOTLESS_XATTR}: the protobuf message `Resource { uint32
- * uid = 1; uint32 gid = 2; }`, zero fields left out (proto3).
- */
-export function rootlessOwner(uid: number, gid: number): Uint8Array {
-  const out: number[] = [];
-  const field = (tag: number, v: number) => {
-    if (v === 0) return;
-    out.push(tag);
-    for (; v >= 0x80; v = Math.floor(v / 128)) out.push((v & 0x7f) | 0x80);
-    out.push(v);
-  };
-  field(0x08, uid);
-  field(0x10, gid);
-  return new Uint8Array(out);
 }
 
 function lstatExists(path: string): boolean {

@@ -226,7 +226,7 @@ export async function fsck(repo: Repository, image?: ImageRecord): Promise<FsckR
   let tags = 0;
   if (!image) {
     const imageSet = new Set(images.map((i) => i.manifest));
-    const scan = await repo.scanTags();
+    const scan = await repo.tags.scan();
     for (const m of scan.malformed) {
       tags++;
       c.report(`tag ${m.name ?? `file ${m.file}`}`, `is malformed: ${m.problem}; remove it with deltaship untag`);

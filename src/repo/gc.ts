@@ -12,7 +12,9 @@
 import { type Digest, parseDigest } from "../util/digest.ts";
 import { Yielder } from "../util/yielder.ts";
 import { readRecord } from "./layer_record.ts";
-import { type ImageRecord, type MalformedTag, type Repository, treeSize } from "./repository.ts";
+import type { ImageRecord, Repository } from "./repository.ts";
+import type { MalformedTag } from "./tag_store.ts";
+import { treeSize } from "../util/fs.ts";
 
 /** How to collect. */
 export interface GcOptions {
@@ -75,7 +77,7 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
   };
 
   // Mark: tags -> images -> manifests, configs, layers -> objects.
-  const scan = await repo.scanTags();
+  const scan = await repo.tags.scan();
   const tagged = new Set(scan.tags.map((t) => t.manifest));
   const keep: ImageRecord[] = [];
   const garbage: ImageRecord[] = [];
@@ -120,7 +122,7 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
       if (!objects.has(name)) await drop(`${repo.root}/objects/sha256/${fan}/${name}`, "objects");
     }
   }
-  const temp = await repo.sweepTemp(dryRun);
+  const temp = await repo.temp.sweep(dryRun);
   removed.tempDirs = temp.dirs;
   bytes += temp.bytes;
   if (!dryRun) await repo.sync(); // what was removed stays removed

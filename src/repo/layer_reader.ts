@@ -5,7 +5,8 @@
  * @module
  */
 import { NotFoundError, RepositoryError, withContext } from "../errors.ts";
-import { BLOCK, parseHeaderGroup, type TarEntry } from "../tar/header.ts";
+import { BLOCK, type TarEntry } from "../tar/header.ts";
+import { parseHeaderGroup } from "../tar/header_group.ts";
 import { readFull } from "../util/fs.ts";
 import type { Digest } from "../util/digest.ts";
 import { readRecord, type RecordItem } from "./layer_record.ts";

@@ -12,8 +12,10 @@ import { InvalidArgumentError, NotFoundError, RepositoryError } from "../errors.
 import { type Digest, isDigest, parseDigest, verifyBytes } from "../util/digest.ts";
 import { ObjectStore } from "./objects.ts";
 import { readFooter, type RecordFooter } from "./layer_record.ts";
-import { exists, lstatOrUndefined, writeAll } from "../util/fs.ts";
+import { exists, writeAll } from "../util/fs.ts";
 import { Durability, type SyncMode } from "./durability.ts";
+import { TempArea } from "./temp_area.ts";
+import { TagStore } from "./tag_store.ts";
 import { checkTagName } from "../oci/tag_name.ts";
 
 const FORMAT_FILE = "deltaship-repo.json";
@@ -33,30 +35,8 @@ export interface ImageRecord {
   created: string;
 }
 
-/** A tag and the manifest it names. */
-export interface Tag {
-  name: string;
-  manifest: Digest;
-}
-
-/** A file in `tags/` that is not a usable tag (damaged, or put there by hand). */
-export interface MalformedTag {
-  /** The file's name in `tags/`. */
-  file: string;
-  /** The tag name it decodes to, when it decodes. */
-  name?: string;
-  /** What is wrong with it. */
-  problem: string;
-}
-
-/** Every file of `tags/`: the usable tags and the malformed ones. */
-export interface TagScan {
-  tags: Tag[];
-  malformed: MalformedTag[];
-}
-
 /** Options for {@link Repository.open}. */
-export interface OpenOptions {
+export interface RepositoryOptions {
   /** Create the repository when `root` does not exist (default true). */
   create?: boolean;
   /** Use this temporary directory (a worker shares its parent's) instead of making one. */
@@ -75,20 +55,23 @@ export class Repository {
   readonly objects: ObjectStore;
   /** The barriers that make commits survive a power cut. */
   readonly durability: Durability;
-  #tempDir: string | undefined;
+  /** The temporary area, `tmp/`. */
+  readonly temp: TempArea;
+  /** The tags, `tags/` (read them here; change them through the repository's methods, under its names lock). */
+  readonly tags: TagStore;
   #closed = false;
-  #tempLock: Deno.FsFile | undefined;
   #ownsTemp: boolean;
 
   private constructor(readonly root: string, tempDir: string | undefined, sync: SyncMode | undefined) {
-    this.#tempDir = tempDir;
+    this.temp = new TempArea(`${root}/tmp`, tempDir);
+    this.tags = new TagStore(`${root}/tags`, (path, bytes) => this.writeAtomic(path, bytes), (dir) => this.sync(dir));
     this.#ownsTemp = tempDir === undefined;
     this.durability = Durability.open(root, sync);
     this.objects = new ObjectStore(`${root}/objects`, () => this.tempPath(), this.durability);
   }
 
   /** Opens (and by default creates) the repository at `root`. */
-  static async open(root: string, options: OpenOptions = {}): Promise<Repository> {
+  static async open(root: string, options: RepositoryOptions = {}): Promise<Repository> {
     const clean = root.replace(/\/+$/, "") || "/";
     if (options.tempDir) return new Repository(clean, options.tempDir, options.sync);
     if (!(await exists(`${clean}/${FORMAT_FILE}`))) {
@@ -110,7 +93,7 @@ export class Repository {
         `${repo.root} holds a repository in a format this deltaship does not know (${JSON.stringify(format)})`,
       );
     }
-    await repo.sweepTemp();
+    await repo.temp.sweep();
     return repo;
   }
 
@@ -167,35 +150,10 @@ export class Repository {
 
   // ---- temporary files ----
 
-  /**
-   * This process's temporary directory (created on first use). Beside it,
-   * `tmp/<name>.lock` stays locked while the process lives. The lock file is
-   * created, locked, and then checked to be still in place (a sweeper may have
-   * taken and removed it in between: then another name is tried); only then is
-   * the directory made. So a directory whose lock can be taken, or that has
-   * none, belongs to a process that is gone. (Checking process IDs would need
-   * /proc, which a compiled deltaship may not read.)
-   */
+  /** This process's temporary directory (created on first use): see temp_area.ts. */
   get tempDir(): string {
     if (this.#closed) throw new RepositoryError(`repository ${this.root} is closed`);
-    if (!this.#tempDir) {
-      const tmp = `${this.root}/tmp`;
-      Deno.mkdirSync(tmp, { recursive: true });
-      for (;;) {
-        const name = `${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
-        const lockPath = `${tmp}/${name}.lock`;
-        const lock = Deno.openSync(lockPath, { write: true, createNew: true });
-        lock.lockSync(true);
-        if (sameFile(lock.statSync(), lstatSyncOrUndefined(lockPath))) {
-          Deno.mkdirSync(`${tmp}/${name}`);
-          this.#tempLock = lock;
-          this.#tempDir = `${tmp}/${name}`;
-          break;
-        }
-        lock.close(); // swept before it was locked: it is no longer linked
-      }
-    }
-    return this.#tempDir;
+    return this.temp.dir;
   }
 
   /** A fresh path in the temporary directory. */
@@ -205,83 +163,10 @@ export class Repository {
 
   /** Removes this process's temporary directory; no temporary file can be made afterwards. */
   async close(): Promise<void> {
-    this.#closed = this.#ownsTemp;
-    if (this.#ownsTemp && this.#tempDir) {
-      await Deno.remove(this.#tempDir, { recursive: true }).catch(() => {});
-      await Deno.remove(`${this.#tempDir}.lock`).catch(() => {});
-      this.#tempLock?.close();
-      this.#tempLock = undefined;
-      this.#tempDir = undefined;
-    }
-    if (this.#ownsTemp) this.durability.close();
-  }
-
-  /**
-   * Sweeps `tmp/` of what processes that are gone left behind (killed pulls):
-   * for each lock file that can be locked, its directory and then the lock file
-   * itself are removed while it is held, so a process that has just created a
-   * lock file and not yet locked it finds it gone and picks another name. A
-   * directory with no lock file is an orphan. Never this process's own. With
-   * `dryRun`, only counts. Returns the directories and their bytes.
-   */
-  async sweepTemp(dryRun = false): Promise<{ dirs: number; bytes: number }> {
-    const tmp = `${this.root}/tmp`;
-    const own = this.#tempDir?.slice(this.#tempDir.lastIndexOf("/") + 1);
-    const names: Deno.DirEntry[] = [];
-    try {
-      for await (const e of Deno.readDir(tmp)) names.push(e);
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return { dirs: 0, bytes: 0 };
-      throw e;
-    }
-    let dirs = 0;
-    let bytes = 0;
-    const dropDir = async (name: string) => {
-      const path = `${tmp}/${name}`;
-      const st = await lstatOrUndefined(path);
-      if (!st) return;
-      dirs++;
-      bytes += await treeSize(path);
-      if (!dryRun) await Deno.remove(path, { recursive: true }).catch(() => {});
-    };
-    for (const e of names) {
-      const lockName = /^\.?(.*)\.lock(-new)?$/.exec(e.name);
-      if (lockName) {
-        if (lockName[1] === own) continue;
-        let file: Deno.FsFile;
-        try {
-          file = await Deno.open(`${tmp}/${e.name}`, { write: true });
-        } catch {
-          continue; // gone already, or cannot be told: keep
-        }
-        try {
-          if (!(await file.tryLock(true))) continue; // its process lives
-          if (!lockName[2]) await dropDir(lockName[1]);
-          if (!dryRun) await Deno.remove(`${tmp}/${e.name}`).catch(() => {});
-        } finally {
-          file.close();
-        }
-      } else if (e.isDirectory && e.name !== own) {
-        if (!(await exists(`${tmp}/${e.name}.lock`))) await dropDir(e.name);
-      }
-    }
-    return { dirs, bytes };
-  }
-
-  /** Removes every temporary directory but this process's own; only safe under the exclusive lock. */
-  async removeAllTemp(): Promise<number> {
-    const own = this.#tempDir?.slice(this.#tempDir.lastIndexOf("/") + 1);
-    let removed = 0;
-    try {
-      for await (const e of Deno.readDir(`${this.root}/tmp`)) {
-        if (e.name === own || e.name === `${own}.lock`) continue;
-        await Deno.remove(`${this.root}/tmp/${e.name}`, { recursive: true }).catch(() => {});
-        removed++;
-      }
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
-    return removed;
+    if (!this.#ownsTemp) return;
+    this.#closed = true;
+    await this.temp.close();
+    this.durability.close();
   }
 
   /**
@@ -443,7 +328,7 @@ export class Repository {
         await this.writeAtomic(path, new TextEncoder().encode(JSON.stringify(record, null, 1) + "\n"));
         await this.sync(dirOf(path));
       }
-      if (tag !== undefined) await this.#setTag(tag, record.manifest);
+      if (tag !== undefined) await this.tags.write(tag, record.manifest);
     });
   }
 
@@ -452,13 +337,8 @@ export class Repository {
     checkTagName(tag);
     await this.#names(async () => {
       if (!(await this.hasImage(manifest))) throw new NotFoundError(`image @${manifest} is not in the repository`);
-      await this.#setTag(tag, manifest);
+      await this.tags.write(tag, manifest);
     });
-  }
-
-  async #setTag(tag: string, manifest: Digest): Promise<void> {
-    await this.writeAtomic(this.#tagPath(tag), new TextEncoder().encode(manifest + "\n"));
-    await this.sync(`${this.root}/tags`);
   }
 
   /**
@@ -469,9 +349,9 @@ export class Repository {
   async removeImage(manifest: Digest): Promise<string[]> {
     return await this.#names(async () => {
       if (!(await this.hasImage(manifest))) throw new NotFoundError(`image @${manifest} is not in the repository`);
-      const tags = (await this.listTags()).filter((t) => t.manifest === manifest).map((t) => t.name);
-      for (const t of tags) await Deno.remove(this.#tagPath(t)).catch(ignoreNotFound);
-      if (tags.length) await this.sync(`${this.root}/tags`);
+      const tags = (await this.tags.list()).filter((t) => t.manifest === manifest).map((t) => t.name);
+      for (const t of tags) await this.tags.remove(t, { sync: false });
+      if (tags.length) await this.sync(this.tags.dir);
       await Deno.remove(this.#imagePath(manifest)).catch(ignoreNotFound);
       await this.sync(dirOf(this.#imagePath(manifest)));
       return tags;
@@ -481,7 +361,7 @@ export class Repository {
   /** Removes an image record unless a tag names it (an image kept only for the length of a command). */
   async discardUntagged(manifest: Digest): Promise<boolean> {
     return await this.#names(async () => {
-      if ((await this.listTags()).some((t) => t.manifest === manifest)) return false;
+      if ((await this.tags.list()).some((t) => t.manifest === manifest)) return false;
       await Deno.remove(this.#imagePath(manifest)).catch(ignoreNotFound);
       await this.sync(dirOf(this.#imagePath(manifest)));
       return true;
@@ -512,30 +392,6 @@ export class Repository {
 
   // ---- tags ----
 
-  #tagPath(name: string): string {
-    return `${this.root}/tags/${encodeURIComponent(name)}`;
-  }
-
-  /** The manifest digest a tag names, or undefined. A malformed tag file is a RepositoryError. */
-  async readTag(name: string): Promise<Digest | undefined> {
-    checkTagName(name);
-    let text: string;
-    try {
-      text = await Deno.readTextFile(this.#tagPath(name));
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return undefined;
-      throw e;
-    }
-    const d = text.trim();
-    if (!isDigest(d)) {
-      throw new RepositoryError(
-        `tag ${JSON.stringify(name)} is malformed (it holds ${JSON.stringify(d.slice(0, 80))}, not a digest); ` +
-          `remove it with: deltaship untag ${name}`,
-      );
-    }
-    return d;
-  }
-
   /**
    * Removes the tag file for `name`, whatever it holds (so a damaged tag can
    * always be removed). `name` may also be the raw file name of a tag file whose
@@ -543,61 +399,7 @@ export class Repository {
    * false when there was no such tag.
    */
   async untag(name: string): Promise<{ manifest?: Digest } | false> {
-    const files = [encodeURIComponent(name)];
-    if (/^[^/\0]+$/.test(name) && name !== "." && name !== ".." && !files.includes(name)) files.push(name);
-    return await this.#names(async () => {
-      for (const file of files) {
-        const path = `${this.root}/tags/${file}`;
-        const st = await lstatOrUndefined(path);
-        if (!st) continue;
-        const text = st.isFile ? (await Deno.readTextFile(path).catch(() => "")).trim() : "";
-        try {
-          await Deno.remove(path, { recursive: true });
-        } catch (e) {
-          if (e instanceof Deno.errors.NotFound) continue;
-          throw e;
-        }
-        await this.sync(`${this.root}/tags`);
-        return isDigest(text) ? { manifest: text } : {};
-      }
-      return false;
-    });
-  }
-
-  /** Every file of `tags/`, sorted by name: the usable tags and the malformed ones. */
-  async scanTags(): Promise<TagScan> {
-    const tags: Tag[] = [];
-    const malformed: MalformedTag[] = [];
-    for await (const e of Deno.readDir(`${this.root}/tags`)) {
-      let name: string;
-      try {
-        name = decodeURIComponent(e.name);
-        if (encodeURIComponent(name) !== e.name) throw new URIError("not in canonical form");
-        checkTagName(name);
-      } catch {
-        malformed.push({ file: e.name, problem: "its file name is not a valid tag name" });
-        continue;
-      }
-      if (!e.isFile) {
-        malformed.push({ file: e.name, name, problem: "it is not a regular file" });
-        continue;
-      }
-      try {
-        const manifest = await this.readTag(name);
-        if (manifest) tags.push({ name, manifest });
-      } catch (err) {
-        if (!(err instanceof RepositoryError)) throw err;
-        malformed.push({ file: e.name, name, problem: "it does not hold a manifest digest" });
-      }
-    }
-    tags.sort((a, b) => a.name.localeCompare(b.name));
-    malformed.sort((a, b) => a.file.localeCompare(b.file));
-    return { tags, malformed };
-  }
-
-  /** Every usable tag, sorted by name (malformed tag files are skipped: see {@link scanTags}). */
-  async listTags(): Promise<Tag[]> {
-    return (await this.scanTags()).tags;
+    return await this.#names(() => this.tags.remove(name));
   }
 
   /**
@@ -619,12 +421,12 @@ export class Repository {
       if (hits.length === 0) throw new NotFoundError(`no image with manifest digest ${want}... in the repository`);
       throw new InvalidArgumentError(`${arg} is ambiguous (${hits.length} images); give more digits`);
     }
-    const manifest = await this.readTag(arg);
+    const manifest = await this.tags.read(arg);
     if (!manifest) {
       throw new NotFoundError(`no image tagged ${JSON.stringify(arg)} in the repository (see 'deltaship images')`);
     }
     if (!(await this.hasImage(manifest))) {
-      if ((await this.readTag(arg)) !== manifest) { // removed meanwhile by another process
+      if ((await this.tags.read(arg)) !== manifest) { // removed meanwhile by another process
         throw new NotFoundError(`no image tagged ${JSON.stringify(arg)} in the repository (see 'deltaship images')`);
       }
       throw new RepositoryError(`tag ${JSON.stringify(arg)} names ${manifest}, which is not stored; run fsck`);
@@ -639,30 +441,4 @@ function dirOf(path: string): string {
 
 function ignoreNotFound(e: unknown): void {
   if (!(e instanceof Deno.errors.NotFound)) throw e;
-}
-
-function lstatSyncOrUndefined(path: string): Deno.FileInfo | undefined {
-  try {
-    return Deno.lstatSync(path);
-  } catch {
-    return undefined;
-  }
-}
-
-/** True when two stats are of the same file (device and inode). */
-function sameFile(a: Deno.FileInfo, b: Deno.FileInfo | undefined): boolean {
-  return b !== undefined && a.dev === b.dev && a.ino !== null && a.ino === b.ino;
-}
-
-/** Bytes of a file or directory tree (0 for what cannot be read). */
-export async function treeSize(path: string): Promise<number> {
-  try {
-    const st = await Deno.lstat(path);
-    if (!st.isDirectory) return st.size;
-    let total = 0;
-    for await (const e of Deno.readDir(path)) total += await treeSize(`${path}/${e.name}`);
-    return total;
-  } catch {
-    return 0;
-  }
 }

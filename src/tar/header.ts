@@ -8,7 +8,6 @@
  * @module
  */
 import { FormatError } from "../errors.ts";
-import { cleanEntryPath } from "./path.ts";
 
 /** Tar block size. */
 export const BLOCK = 512;
@@ -74,7 +73,8 @@ export interface RawHeader {
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
-const latin1 = new TextDecoder("latin1");
+/** Latin-1, the decoding that keeps every byte of a header field. */
+export const latin1: TextDecoder = new TextDecoder("latin1");
 
 /** Decodes a path as tar names are: UTF-8 when valid, else Latin-1 (so no byte is lost). */
 export function decodeName(bytes: Uint8Array): string {
@@ -85,7 +85,7 @@ export function decodeName(bytes: Uint8Array): string {
   }
 }
 
-function cString(block: Uint8Array, offset: number, length: number): Uint8Array {
+export function cString(block: Uint8Array, offset: number, length: number): Uint8Array {
   const field = block.subarray(offset, offset + length);
   const nul = field.indexOf(0);
   return nul < 0 ? field : field.subarray(0, nul);
@@ -164,7 +164,7 @@ export function isZeroBlock(block: Uint8Array): boolean {
 }
 
 /** Checks a header block's checksum (unsigned, or signed as some old writers sum). */
-function verifyChecksum(block: Uint8Array): void {
+export function verifyChecksum(block: Uint8Array): void {
   let stored: number;
   try {
     stored = octal(block.subarray(148, 156), "checksum");
@@ -194,7 +194,7 @@ export function parseHeaderBlock(block: Uint8Array): RawHeader {
 }
 
 /** The fields of a header block whose checksum has been verified. */
-function headerFields(block: Uint8Array): RawHeader {
+export function headerFields(block: Uint8Array): RawHeader {
   const magic = latin1.decode(block.subarray(257, 265));
   const ustar = magic.startsWith("ustar\0");
   const gnu = magic === "ustar  \0";
@@ -217,12 +217,12 @@ function headerFields(block: Uint8Array): RawHeader {
   };
 }
 
-function typeflagOf(block: Uint8Array): string {
+export function typeflagOf(block: Uint8Array): string {
   return block[156] === 0 ? "\0" : String.fromCharCode(block[156]);
 }
 
 /** The name a main header block gives its entry, before extensions and cleaning. */
-function blockName(block: Uint8Array): string {
+export function blockName(block: Uint8Array): string {
   const name = text(block, 0, 100);
   const prefix = latin1.decode(block.subarray(257, 263)) === "ustar\0" ? text(block, 345, 155) : "";
   return prefix ? `${prefix}/${name}` : name;
@@ -241,331 +241,3 @@ export const MAX_EXTENSION = 1 << 20;
  * room for a PAX header, a long name and a long link of {@link MAX_EXTENSION} each.
  */
 export const MAX_HEADER_GROUP = 4 << 20;
-
-const DIGITS = /^[0-9]+$/;
-const PAX_TIME = /^-?[0-9]+(\.[0-9]+)?$/;
-/** PAX keys whose values are strings of a header field, where a NUL cannot be. */
-const PAX_STRINGS = new Set(["path", "linkpath", "uname", "gname"]);
-
-/**
- * Parses PAX extended-header records (`"%d %s=%s\n"`), values kept as bytes. The
- * length is strictly decimal and must cover the record exactly; keys are
- * non-empty and NUL-free, as are the values of string fields. Trailing NUL
- * padding (which some writers leave) is allowed.
- */
-export function parsePax(data: Uint8Array): Map<string, Uint8Array> {
-  const out = new Map<string, Uint8Array>();
-  let off = 0;
-  const bad = (detail: string): never => {
-    throw new FormatError(`PAX record at byte ${off}: ${detail}`);
-  };
-  while (off < data.length) {
-    if (data[off] === 0) {
-      if (!isZeroBlock(data.subarray(off))) bad("data after NUL padding");
-      break;
-    }
-    const space = data.subarray(off, Math.min(data.length, off + 21)).indexOf(0x20);
-    if (space < 0) bad("no length");
-    const lenText = latin1.decode(data.subarray(off, off + space));
-    if (!DIGITS.test(lenText) || lenText.length > 15) bad(`length ${quote(lenText)} is not a decimal number`);
-    const len = Number(lenText);
-    // The shortest record after the length and space is "k=\n".
-    if (len < space + 4 || off + len > data.length) bad(`length ${len} does not fit the record`);
-    if (data[off + len - 1] !== 0x0a) bad("no newline at its end");
-    const rec = data.subarray(off + space + 1, off + len - 1);
-    const eq = rec.indexOf(0x3d);
-    if (eq < 0) bad("no '='");
-    if (eq === 0) bad("empty key");
-    const keyBytes = rec.subarray(0, eq);
-    if (keyBytes.includes(0)) bad("NUL in its key");
-    const key = decodeName(keyBytes);
-    const value = rec.subarray(eq + 1);
-    if (PAX_STRINGS.has(key) && value.includes(0)) bad(`NUL in the value of ${key}`);
-    out.set(key, value);
-    off += len;
-  }
-  return out;
-}
-
-const KIND: Record<string, EntryKind> = {
-  "0": "file",
-  "\0": "file",
-  "7": "file",
-  "1": "hardlink",
-  "2": "symlink",
-  "3": "chardev",
-  "4": "blockdev",
-  "5": "dir",
-  "6": "fifo",
-  "g": "pax-global",
-};
-
-/**
- * A PAX decimal count (`size`, `uid`, `gid`): digits only (no sign, spaces, hex,
- * exponent or fraction), a safe integer. An empty value keeps the header's field.
- */
-function paxCount(pax: Map<string, Uint8Array>, key: string): number | undefined {
-  const v = pax.get(key);
-  if (v === undefined || v.length === 0) return undefined;
-  const s = latin1.decode(v);
-  if (!DIGITS.test(s)) throw new FormatError(`PAX ${key} ${quote(s)} is not a decimal number`);
-  const n = Number(s);
-  if (!Number.isSafeInteger(n)) throw new FormatError(`PAX ${key} ${s} is out of range`);
-  return n;
-}
-
-/** A PAX time (`mtime`, `atime`, `ctime`): `-?digits(.digits)?` seconds since the epoch. */
-function paxTime(pax: Map<string, Uint8Array>, key: string): number | undefined {
-  const v = pax.get(key);
-  if (v === undefined || v.length === 0) return undefined;
-  const s = latin1.decode(v);
-  if (!PAX_TIME.test(s)) throw new FormatError(`PAX ${key} ${quote(s)} is not a time in seconds`);
-  const seconds = Number(s.split(".")[0]);
-  if (!Number.isSafeInteger(seconds)) throw new FormatError(`PAX ${key} ${s} is out of range`);
-  return Number(s);
-}
-
-/** Names an entry in errors: by its path when known, and by its offset when known. */
-function entryLabel(path: string | undefined, offset: number | undefined): string {
-  const at = offset === undefined ? undefined : `at byte ${offset}`;
-  if (path === undefined) return at ? `tar entry ${at}` : "tar entry";
-  return `tar entry ${quote(path)}${at ? ` (${at})` : ""}`;
-}
-
-/** What {@link HeaderGroupReader.push} found. */
-export type GroupStep =
-  /** The group needs more bytes (see {@link HeaderGroupReader.want}). */
-  | { type: "more" }
-  /** A zero block where a group would start: the end-of-archive marker, `bytes` the block. */
-  | { type: "end"; bytes: Uint8Array }
-  /** The group is complete: the entry, and the group's exact bytes (a view, valid until `begin`). */
-  | { type: "entry"; entry: TarEntry; group: Uint8Array };
-
-const MORE: GroupStep = { type: "more" };
-
-/**
- * Reads one tar header group (extension blocks with their data, then the main
- * block) from bytes handed in as they come: `want` says how many bytes the group
- * needs next, `push` takes at most that many. The one place that knows how header
- * groups are framed, shared by the streaming splitter, the archive indexer and
- * {@link parseHeaderGroup}, so they all apply the same rules. It keeps the PAX
- * global records of the archive it reads.
- *
- * Every size is checked before it is used: extension data is bounded by
- * {@link MAX_EXTENSION} and the group by {@link MAX_HEADER_GROUP}; `want` is always
- * positive until the group is complete, so a reader driven by it always advances.
- */
-export class HeaderGroupReader {
-  readonly #globals: Map<string, Uint8Array>;
-  #buf = new Uint8Array(4 * BLOCK);
-  #len = 0;
-  #want = BLOCK;
-  /** Offset of the group in the archive, for error messages. */
-  #start: number | undefined;
-  /** The extension header whose data is being read. */
-  #ext: RawHeader | undefined;
-  #pax = new Map<string, Uint8Array>();
-  #longName: string | undefined;
-  #longLink: string | undefined;
-
-  /** `globals` holds the archive's PAX global records (shared with the caller). */
-  constructor(globals: Map<string, Uint8Array> = new Map()) {
-    this.#globals = globals;
-  }
-
-  /** Starts a new group, at `offset` in the archive when known (for error messages). */
-  begin(offset?: number): void {
-    this.#len = 0;
-    this.#want = BLOCK;
-    this.#start = offset;
-    this.#ext = undefined;
-    this.#pax = new Map();
-    this.#longName = undefined;
-    this.#longLink = undefined;
-  }
-
-  /** Bytes the group needs before the next step (positive until it is complete). */
-  get want(): number {
-    return this.#want;
-  }
-
-  /** Bytes of the group received so far. */
-  get length(): number {
-    return this.#len;
-  }
-
-  /** Takes the next bytes of the group (at most {@link want}); says whether it is complete. */
-  push(piece: Uint8Array): GroupStep {
-    if (piece.length > this.#want) throw new RangeError(`pushed ${piece.length} bytes, the group wants ${this.#want}`);
-    const need = this.#len + piece.length;
-    if (need > this.#buf.length) {
-      const bigger = new Uint8Array(Math.max(need, this.#buf.length * 2));
-      bigger.set(this.#buf.subarray(0, this.#len));
-      this.#buf = bigger;
-    }
-    this.#buf.set(piece, this.#len);
-    this.#len = need;
-    this.#want -= piece.length;
-    if (this.#want > 0) return MORE;
-    return this.#ext ? this.#extensionData(this.#ext) : this.#headerBlock();
-  }
-
-  #headerBlock(): GroupStep {
-    const at = this.#len - BLOCK;
-    const block = this.#buf.subarray(at, this.#len);
-    if (at === 0 && isZeroBlock(block)) return { type: "end", bytes: block };
-    const typeflag = typeflagOf(block);
-    const extension = isExtension(typeflag) || typeflag === "g";
-    const what = extension
-      ? `'${typeflag}' extension header${at > 0 ? ` (at byte ${this.#offset(at)})` : ""}`
-      : `header${at > 0 ? ` (at byte ${this.#offset(at)})` : ""}`;
-    let h: RawHeader;
-    try {
-      verifyChecksum(block);
-    } catch (e) {
-      this.#fail(e, undefined, what);
-    }
-    try {
-      h = headerFields(block);
-    } catch (e) {
-      this.#fail(e, extension ? undefined : this.#mainName(blockName(block)), what);
-    }
-    if (!extension) return this.#finish(h);
-    if (typeflag === "g" && at > 0) this.#fail(`${what} inside another entry's headers`);
-    if (h.size > MAX_EXTENSION) this.#fail(`${what} of ${h.size} bytes is over the limit of ${MAX_EXTENSION}`);
-    if (this.#len + padded(h.size) + BLOCK > MAX_HEADER_GROUP) {
-      this.#fail(`headers of over ${MAX_HEADER_GROUP} bytes (too many extension headers)`);
-    }
-    this.#ext = h;
-    this.#want = padded(h.size);
-    return this.#want > 0 ? MORE : this.#extensionData(h);
-  }
-
-  #extensionData(h: RawHeader): GroupStep {
-    this.#ext = undefined;
-    const from = this.#len - padded(h.size);
-    const data = this.#buf.subarray(from, from + h.size);
-    const what = `'${h.typeflag}' extension header:`;
-    try {
-      if (h.typeflag === "g") {
-        for (const [k, v] of parsePax(data)) this.#globals.set(k, v.slice());
-        const entry = { ...entryFrom(h, new Map(), "", undefined, undefined), size: 0 };
-        return { type: "entry", entry, group: this.#buf.subarray(0, this.#len) };
-      }
-      switch (h.typeflag) {
-        case "x":
-          for (const [k, v] of parsePax(data)) this.#pax.set(k, v.slice());
-          break;
-        case "L":
-          this.#longName = decodeName(cString(data, 0, data.length));
-          break;
-        default: // "K"
-          this.#longLink = decodeName(cString(data, 0, data.length));
-      }
-    } catch (e) {
-      this.#fail(e, undefined, what);
-    }
-    this.#want = BLOCK;
-    return MORE;
-  }
-
-  #finish(h: RawHeader): GroupStep {
-    const pax = this.#globals.size ? new Map([...this.#globals, ...this.#pax]) : this.#pax;
-    let entry: TarEntry;
-    try {
-      entry = entryFrom(h, pax, h.name, this.#longName, this.#longLink);
-    } catch (e) {
-      this.#fail(e, this.#mainName(blockName(this.#buf.subarray(this.#len - BLOCK, this.#len))));
-    }
-    return { type: "entry", entry, group: this.#buf.subarray(0, this.#len) };
-  }
-
-  /** The entry's name as far as the extensions read so far say. */
-  #mainName(fromBlock: string): string {
-    const paxPath = this.#pax.get("path") ?? this.#globals.get("path");
-    if (paxPath?.length) return decodeName(paxPath);
-    return this.#longName ?? fromBlock;
-  }
-
-  #offset(at: number): number | string {
-    return this.#start === undefined ? `${at} of the group` : this.#start + at;
-  }
-
-  /** Throws a FormatError naming the entry: `problem` is a message or an error to wrap. */
-  #fail(problem: unknown, path?: string, what?: string): never {
-    const label = entryLabel(path, this.#start);
-    if (typeof problem === "string") throw new FormatError(`${label}: ${problem}`);
-    if (!(problem instanceof FormatError)) throw problem;
-    throw new FormatError(`${label}: ${what ? `${what} ` : ""}${problem.message}`, { cause: problem });
-  }
-}
-
-/**
- * Parses a complete header group (the exact bytes of one: any `x`/`L`/`K`
- * extension blocks with their data, then the main header block) with the same
- * rules as {@link HeaderGroupReader}. `globals` holds PAX global records seen
- * earlier in the archive and is updated by a `g` entry; `offset`, the group's
- * place in the archive, names it in errors. Paths are cleaned and checked
- * (absolute or `..` names are refused).
- */
-export function parseHeaderGroup(group: Uint8Array, globals: Map<string, Uint8Array>, offset?: number): TarEntry {
-  const reader = new HeaderGroupReader(globals);
-  reader.begin(offset);
-  let pos = 0;
-  for (;;) {
-    const n = reader.want;
-    if (pos + n > group.length) throw new FormatError(`${entryLabel(undefined, offset)}: truncated header group`);
-    const step = reader.push(group.subarray(pos, pos + n));
-    pos += n;
-    if (step.type === "end") throw new FormatError(`${entryLabel(undefined, offset)}: a zero block, not a header`);
-    if (step.type === "entry") {
-      if (pos !== group.length) {
-        throw new FormatError(`${entryLabel(step.entry.path, offset)}: ${group.length - pos} bytes after its headers`);
-      }
-      return step.entry;
-    }
-  }
-}
-
-function entryFrom(
-  h: RawHeader,
-  pax: Map<string, Uint8Array>,
-  name: string,
-  longName: string | undefined,
-  longLink: string | undefined,
-): TarEntry {
-  const paxPath = pax.get("path");
-  let rawName = paxPath?.length ? decodeName(paxPath) : longName ?? (h.prefix ? `${h.prefix}/${name}` : name);
-  let kind = KIND[h.typeflag] ?? "other";
-  if (kind === "file" && h.typeflag === "\0" && rawName.endsWith("/")) kind = "dir";
-  const paxLink = pax.get("linkpath");
-  const linkname = paxLink?.length ? decodeName(paxLink) : longLink ?? h.linkname;
-  const xattrs: Record<string, Uint8Array> = {};
-  for (const [k, v] of pax) {
-    if (k.startsWith("SCHILY.xattr.")) xattrs[k.slice("SCHILY.xattr.".length)] = v;
-  }
-  if (kind === "pax-global") rawName = "";
-  const dec = (k: string) => {
-    const v = pax.get(k);
-    return v === undefined || v.length === 0 ? undefined : decodeName(v);
-  };
-  // Parsed for their checks only: deltaship keeps these in the header bytes.
-  paxTime(pax, "atime");
-  paxTime(pax, "ctime");
-  return {
-    path: kind === "pax-global" ? "" : cleanEntryPath(rawName),
-    kind,
-    typeflag: h.typeflag,
-    size: paxCount(pax, "size") ?? h.size,
-    mode: h.mode,
-    uid: paxCount(pax, "uid") ?? h.uid,
-    gid: paxCount(pax, "gid") ?? h.gid,
-    mtime: paxTime(pax, "mtime") ?? h.mtime,
-    uname: dec("uname") ?? h.uname,
-    gname: dec("gname") ?? h.gname,
-    linkname: kind === "hardlink" ? cleanEntryPath(linkname) : linkname,
-    devmajor: h.devmajor,
-    devminor: h.devminor,
-    xattrs,
-  };
-}

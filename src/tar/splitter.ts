@@ -7,7 +7,8 @@
  * @module
  */
 import { FormatError } from "../errors.ts";
-import { HeaderGroupReader, padded, type TarEntry } from "./header.ts";
+import { padded, type TarEntry } from "./header.ts";
+import { HeaderGroupReader } from "./header_group.ts";
 
 /** Receives the parts of a tar stream in order. Chunks are views: copy to keep them. */
 export interface TarSink {

@@ -49,3 +49,16 @@ export function readFullSync(file: Deno.FsFile, into: Uint8Array): number {
   }
   return n;
 }
+
+/** Bytes of a file or directory tree (0 for what cannot be read). */
+export async function treeSize(path: string): Promise<number> {
+  try {
+    const st = await Deno.lstat(path);
+    if (!st.isDirectory) return st.size;
+    let total = 0;
+    for await (const e of Deno.readDir(path)) total += await treeSize(`${path}/${e.name}`);
+    return total;
+  } catch {
+    return 0;
+  }
+}

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { parseDumpfile } from "../../src/composefs/dumpfile.ts";
-import { type Directory, type Inode, treeFromDump, walk } from "../../src/composefs/tree.ts";
+import { type Directory, type Inode, walk } from "../../src/composefs/tree.ts";
+import { treeFromDump } from "../../src/composefs/tree_dump.ts";
 import { describeTree, type TreeNode } from "./tree.ts";
 import { sha256 } from "../../src/util/digest.ts";
 import { run } from "./interop.ts";

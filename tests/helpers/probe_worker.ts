@@ -6,7 +6,8 @@
 import { DeltashipError } from "../../src/errors.ts";
 import { ArchiveFiles } from "../../src/oci/archive.ts";
 import { readRecord } from "../../src/repo/layer_record.ts";
-import { BLOCK, parseHeaderGroup } from "../../src/tar/header.ts";
+import { BLOCK } from "../../src/tar/header.ts";
+import { parseHeaderGroup } from "../../src/tar/header_group.ts";
 import { caseSeed, type FuzzCase, fuzzTargets, Rng, splitChecked } from "./fuzz.ts";
 import type { ProbeResult, ProbeTask } from "./probe.ts";
 

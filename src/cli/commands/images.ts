@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { MalformedTag } from "../../repo/repository.ts";
+import type { MalformedTag } from "../../repo/tag_store.ts";
 import type { Command } from "../command.ts";
 import { formatBytes, shortDigest, table } from "../format.ts";
 
@@ -20,7 +20,7 @@ digest, uncompressed size and layer count.`,
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const images = await repo.listImages();
-    const { tags, malformed } = await repo.scanTags();
+    const { tags, malformed } = await repo.tags.scan();
     for (const m of malformed) await ctx.note(malformedTagWarning(m));
     const namesOf = (m: string) => tags.filter((t) => t.manifest === m).map((t) => t.name);
     const rows = images.map((i) => ({

@@ -34,7 +34,7 @@ otherwise a JSON summary: digests, tags, platform and layers.`,
     }
     const manifest = parseManifest(await repo.readBlob(image.manifest), `manifest ${image.manifest}`);
     const config = parseImageConfig(await repo.readBlob(image.config), `config ${image.config}`);
-    const tags = (await repo.listTags()).filter((t) => t.manifest === image.manifest).map((t) => t.name);
+    const tags = (await repo.tags.list()).filter((t) => t.manifest === image.manifest).map((t) => t.name);
     await ctx.printJson({
       manifest: image.manifest,
       config: image.config,
