@@ -10,7 +10,7 @@ import { UsageError } from "../errors.ts";
 /** One option a command accepts. */
 export interface OptionSpec {
   /** Long name without dashes; also the key in the parsed values. */
-  name: string;
+  readonly name: string;
   short?: string;
   /** `boolean` options take no value. */
   type: "boolean" | "string";
@@ -21,8 +21,20 @@ export interface OptionSpec {
   help: string;
 }
 
-/** Parsed option values by long name. */
+/** Parsed option values by long name (untyped: what the parser produces). */
 export type Values = Record<string, string | boolean | string[] | undefined>;
+
+/** The value one option parses to: a flag, a string, or the strings of a repeatable option. */
+export type ValueOf<O extends OptionSpec> = O extends { type: "boolean" } ? boolean
+  : O extends { multiple: true } ? string[]
+  : string;
+
+/**
+ * The parsed values of the options `S`, typed: each option's value by its long
+ * name, absent when not given. Declare option lists `as const` (or through
+ * `defineCommand`) so the names and types are known.
+ */
+export type ValuesOf<S extends readonly OptionSpec[]> = { [O in S[number] as O["name"]]?: ValueOf<O> };
 
 /** The outcome of parsing. */
 export interface Parsed {
@@ -35,7 +47,7 @@ export interface Parsed {
  * first positional (which, with everything after it, is returned in
  * `positionals`): how global options are split from a command.
  */
-export function parseArgs(argv: string[], options: OptionSpec[], stopAtPositional = false): Parsed {
+export function parseArgs(argv: string[], options: readonly OptionSpec[], stopAtPositional = false): Parsed {
   const values: Values = {};
   const positionals: string[] = [];
   const byLong = new Map(options.map((o) => [o.name, o]));
@@ -92,7 +104,7 @@ export function parseArgs(argv: string[], options: OptionSpec[], stopAtPositiona
 }
 
 /** Formats option help lines for `--help`. */
-export function formatOptions(options: OptionSpec[]): string {
+export function formatOptions(options: readonly OptionSpec[]): string {
   const rows = options.map((o) => {
     const flag = `${o.short ? `-${o.short}, ` : "    "}--${o.name}${o.type === "string" ? ` ${o.arg ?? "VALUE"}` : ""}`;
     return [flag, o.help] as const;

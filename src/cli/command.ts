@@ -4,11 +4,11 @@
  * @module
  */
 import { UsageError } from "../errors.ts";
-import { formatOptions, type OptionSpec, type Values } from "./args.ts";
+import { formatOptions, type OptionSpec, type Values, type ValuesOf } from "./args.ts";
 import type { Context } from "./context.ts";
 
-/** A deltaship command. */
-export interface Command {
+/** A command as it is declared: its options `S`, and a `run` that gets their values typed. */
+export interface CommandSpec<S extends readonly OptionSpec[]> {
   name: string;
   /** One line for the command list. */
   summary: string;
@@ -16,15 +16,35 @@ export interface Command {
   usage: string;
   /** Paragraphs for `--help`. */
   description: string;
-  options: OptionSpec[];
+  options: S;
   /** How many positional arguments it takes. */
   args: { min: number; max: number };
   /** Runs the command; returns the exit status (default 0). */
+  run(ctx: Context, args: string[], values: ValuesOf<S>): Promise<number | void>;
+}
+
+/** A deltaship command, as the dispatcher runs it (values as the parser produced them for its options). */
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  description: string;
+  options: readonly OptionSpec[];
+  args: { min: number; max: number };
   run(ctx: Context, args: string[], values: Values): Promise<number | void>;
 }
 
+/**
+ * Declares a command. The option list's literal types give `run` typed values;
+ * the parser (which knows only the list) produces exactly those keys and types,
+ * which makes this the one place where its untyped values are taken as typed.
+ */
+export function defineCommand<const S extends readonly OptionSpec[]>(spec: CommandSpec<S>): Command {
+  return spec as unknown as Command;
+}
+
 /** The `--help` text of a command. */
-export function commandHelp(cmd: Command, globals: OptionSpec[]): string {
+export function commandHelp(cmd: Command, globals: readonly OptionSpec[]): string {
   return [
     `Usage: deltaship [global options] ${cmd.name} ${cmd.usage}`.trimEnd(),
     "",

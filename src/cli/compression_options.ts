@@ -6,20 +6,22 @@
  */
 import { UsageError } from "../errors.ts";
 import type { Compression } from "../util/streams.ts";
-import type { OptionSpec, Values } from "./args.ts";
+import type { OptionSpec, ValuesOf } from "./args.ts";
 
 const LEVELS: Record<Compression, [number, number]> = { gzip: [1, 9], zstd: [1, 19], none: [0, 0] };
 
 /** Option specs to add to a command that compresses layers. */
-export const COMPRESSION_OPTIONS: OptionSpec[] = [
+export const COMPRESSION_OPTIONS = [
   { name: "compression", type: "string", arg: "gzip|zstd|none", help: "layer compression (default gzip)" },
   { name: "level", type: "string", arg: "N", help: "compression level (gzip 1-9, default 6; zstd 1-19, default 3)" },
-];
+] as const satisfies readonly OptionSpec[];
 
 /** The compression and level the parsed options ask for. */
-export function compressionOptions(values: Values): { compression: Compression; level?: number } {
-  const compression = (values.compression ?? "gzip") as Compression;
-  if (!Object.hasOwn(LEVELS, compression)) {
+export function compressionOptions(
+  values: ValuesOf<typeof COMPRESSION_OPTIONS>,
+): { compression: Compression; level?: number } {
+  const compression = values.compression ?? "gzip";
+  if (!isCompression(compression)) {
     throw new UsageError(`--compression must be gzip, zstd or none, got ${JSON.stringify(compression)}`);
   }
   if (values.level === undefined) return { compression };
@@ -33,4 +35,8 @@ export function compressionOptions(values: Values): { compression: Compression; 
     );
   }
   return { compression, level };
+}
+
+function isCompression(s: string): s is Compression {
+  return Object.hasOwn(LEVELS, s);
 }

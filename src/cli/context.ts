@@ -10,7 +10,7 @@ import type { SyncMode } from "../repo/durability.ts";
 import { Cleanups } from "../util/cleanups.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { escapeControl } from "../util/text.ts";
-import type { OptionSpec, Values } from "./args.ts";
+import type { OptionSpec, ValuesOf } from "./args.ts";
 import { TerminalProgress } from "./progress.ts";
 
 /** An output stream of the CLI. */
@@ -30,7 +30,7 @@ export interface CliIO {
 }
 
 /** The global options, accepted before or after the command name. */
-export const GLOBAL_OPTIONS: OptionSpec[] = [
+export const GLOBAL_OPTIONS = [
   {
     name: "repo",
     type: "string",
@@ -48,12 +48,15 @@ export const GLOBAL_OPTIONS: OptionSpec[] = [
   { name: "quiet", short: "q", type: "boolean", help: "print only results (no progress)" },
   { name: "progress", type: "string", arg: "WHEN", help: "live progress: auto (on a terminal), always or never" },
   { name: "help", short: "h", type: "boolean", help: "show help" },
-];
+] as const satisfies readonly OptionSpec[];
+
+/** The values of the global options. */
+export type GlobalValues = ValuesOf<typeof GLOBAL_OPTIONS>;
 
 const encoder = new TextEncoder();
 
 /** Resolves the repository directory from the options and environment. */
-export function defaultRepoPath(values: Values, env: Record<string, string | undefined>): string {
+export function defaultRepoPath(values: GlobalValues, env: Record<string, string | undefined>): string {
   if (typeof values.repo === "string" && values.repo !== "") return values.repo;
   if (env.DELTASHIP_REPO) return env.DELTASHIP_REPO;
   if (env.XDG_DATA_HOME) return `${env.XDG_DATA_HOME}/deltaship`;
@@ -84,13 +87,13 @@ export class Context {
   /** Undo actions for partial output, run if the command is interrupted. */
   readonly cleanups = new Cleanups();
 
-  constructor(readonly io: CliIO, values: Values) {
+  constructor(readonly io: CliIO, values: GlobalValues) {
     this.repoPath = defaultRepoPath(values, io.env);
     const jobs = typeof values.jobs === "string" ? values.jobs : io.env.DELTASHIP_JOBS;
     this.jobs = jobs ? positiveInt(jobs, "--jobs") : navigator.hardwareConcurrency || 1;
     this.json = values.json === true;
     this.quiet = values.quiet === true;
-    const mode = (values.progress as string | undefined) ?? "auto";
+    const mode = values.progress ?? "auto";
     if (!["auto", "always", "never"].includes(mode)) {
       throw new UsageError(`--progress must be auto, always or never, got ${JSON.stringify(mode)}`);
     }

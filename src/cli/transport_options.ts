@@ -6,11 +6,11 @@
  */
 import { UsageError } from "../errors.ts";
 import type { OpenOptions } from "../transport/reference.ts";
-import type { OptionSpec, Values } from "./args.ts";
+import type { OptionSpec, ValuesOf } from "./args.ts";
 import { positiveInt } from "./context.ts";
 
 /** Option specs to add to a command that opens sources. */
-export const SOURCE_OPTIONS: OptionSpec[] = [
+export const SOURCE_OPTIONS = [
   {
     name: "creds",
     type: "string",
@@ -30,16 +30,16 @@ export const SOURCE_OPTIONS: OptionSpec[] = [
     arg: "N",
     help: "docker://: most blob downloads at once (default 2, 1 for a delta; independent of --jobs)",
   },
-];
+] as const satisfies readonly OptionSpec[];
 
 /** The option that bounds each layer a command stores (pull, apply-delta, create-delta). */
-export const MAX_LAYER_SIZE_OPTION: OptionSpec = {
+export const MAX_LAYER_SIZE_OPTION = {
   name: "max-layer-size",
   type: "string",
   arg: "SIZE",
   help: "stop a layer whose uncompressed size passes SIZE (bytes, or with KiB, MiB, GiB, TiB; " +
     "default $DELTASHIP_MAX_LAYER_SIZE, else 64GiB)",
-};
+} as const satisfies OptionSpec;
 
 const SIZE_UNITS: Record<string, number> = { "": 1, B: 1, KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 };
 
@@ -55,7 +55,10 @@ export function parseSize(text: string, what: string): number {
 }
 
 /** The layer size limit from `--max-layer-size` or `DELTASHIP_MAX_LAYER_SIZE` (undefined: the default). */
-export function maxLayerSize(values: Values, env: Record<string, string | undefined>): number | undefined {
+export function maxLayerSize(
+  values: ValuesOf<[typeof MAX_LAYER_SIZE_OPTION]>,
+  env: Record<string, string | undefined>,
+): number | undefined {
   const v = values["max-layer-size"];
   if (typeof v === "string") return parseSize(v, "--max-layer-size");
   const e = env.DELTASHIP_MAX_LAYER_SIZE;
@@ -63,7 +66,10 @@ export function maxLayerSize(values: Values, env: Record<string, string | undefi
 }
 
 /** The {@link OpenOptions} the parsed source options and the environment give. */
-export function sourceOpenOptions(values: Values, env: Record<string, string | undefined>): OpenOptions {
+export function sourceOpenOptions(
+  values: ValuesOf<typeof SOURCE_OPTIONS>,
+  env: Record<string, string | undefined>,
+): OpenOptions {
   const options: OpenOptions = { env };
   if (typeof values.creds === "string") options.creds = values.creds;
   const tls = values["tls-verify"];

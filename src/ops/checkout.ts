@@ -30,9 +30,7 @@
  *
  * @module
  */
-import fs from "node:fs";
 import { DeltashipError, FileSystemError, InvalidArgumentError } from "../errors.ts";
-import type { TarEntry } from "../tar/header.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import type { Cleanups } from "../util/cleanups.ts";
 import { MetadataWriter, type NotApplied } from "./checkout_metadata.ts";

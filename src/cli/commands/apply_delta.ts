@@ -8,12 +8,12 @@ import { applyDeltaToLayout } from "../../ops/apply_delta.ts";
 import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
 import { checkTagName } from "../../oci/tag_name.ts";
 import { openSource, parseDestination } from "../../transport/reference.ts";
-import type { Command } from "../command.ts";
+import { defineCommand } from "../command.ts";
 import { COMPRESSION_OPTIONS, compressionOptions } from "../compression_options.ts";
 import { formatBytes, plural } from "../format.ts";
 import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../transport_options.ts";
 
-export const applyDeltaCommand: Command = {
+export const applyDeltaCommand = defineCommand({
   name: "apply-delta",
   summary: "Apply an oci-delta and write the rebuilt image to a layout or archive",
   usage: "DELTA DEST",
@@ -41,11 +41,11 @@ everything succeeded.`,
   async run(ctx, [deltaArg, destArg], values) {
     const dest = parseDestination(destArg);
     const { compression, level } = compressionOptions(values);
-    const name = values.name as string | undefined;
+    const name = values.name;
     if (name !== undefined) checkTagName(name);
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
-    const platform = values.platform ? parsePlatform(values.platform as string) : hostPlatform();
+    const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const source = await openSource(deltaArg, openOptions);
@@ -98,4 +98,4 @@ everything succeeded.`,
       await source.close();
     }
   },
-};
+});

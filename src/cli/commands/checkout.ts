@@ -4,10 +4,10 @@
  * @module
  */
 import { checkout } from "../../ops/checkout.ts";
-import type { Command } from "../command.ts";
+import { defineCommand } from "../command.ts";
 import { formatBytes, plural } from "../format.ts";
 
-export const checkoutCommand: Command = {
+export const checkoutCommand = defineCommand({
   name: "checkout",
   summary: "Write an image's root filesystem into a directory",
   usage: "IMAGE DIR",
@@ -54,4 +54,4 @@ corrupt the repository. DIR must be on the repository's filesystem.`,
       }`,
     );
   },
-};
+});

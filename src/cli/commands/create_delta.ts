@@ -10,11 +10,11 @@ import { createDelta, type CreateDeltaResult } from "../../ops/create_delta.ts";
 import { parseDestination, parseReference } from "../../transport/reference.ts";
 import { DEFAULT_TARDIFF_LEVEL } from "../../tardiff/encode.ts";
 import { DEFAULT_IGNORED_PREFIXES } from "../../tardiff/source_catalog.ts";
-import type { Command } from "../command.ts";
+import { defineCommand } from "../command.ts";
 import { formatBytes, plural, shortDigest, table } from "../format.ts";
 import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../transport_options.ts";
 
-function level(v: unknown): number {
+function level(v: string | undefined): number {
   if (v === undefined) return DEFAULT_TARDIFF_LEVEL;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1 || n > 19) {
@@ -48,7 +48,7 @@ function statsText(r: CreateDeltaResult): string {
   ].join("\n");
 }
 
-export const createDeltaCommand: Command = {
+export const createDeltaCommand = defineCommand({
   name: "create-delta",
   summary: "Create an oci-delta artifact from an old image to a new one",
   usage: "OLD NEW OUT",
@@ -98,8 +98,8 @@ larger file for sources up to 32 MiB (full suffix array), about 4 times above
   ],
   args: { min: 3, max: 3 },
   async run(ctx, [oldSpec, newSpec, outSpec], values) {
-    const platform = values.platform ? parsePlatform(values.platform as string) : hostPlatform();
-    const ignored = (values["ignore-source-prefix"] as string[] | undefined) ?? [...DEFAULT_IGNORED_PREFIXES];
+    const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
+    const ignored = values["ignore-source-prefix"] ?? [...DEFAULT_IGNORED_PREFIXES];
     const zstdLevel = level(values["zstd-level"]);
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
@@ -130,4 +130,4 @@ larger file for sources up to 32 MiB (full suffix array), about 4 times above
     await ctx.print(`manifest ${result.manifest}\ntarget   ${result.target}\nsource   ${result.source}`);
     if (values.stats) await ctx.print(statsText(result));
   },
-};
+});

@@ -7,10 +7,10 @@
 import { parseDestination } from "../../transport/reference.ts";
 import { exportImage } from "../../ops/export.ts";
 import { COMPRESSION_OPTIONS, compressionOptions } from "../compression_options.ts";
-import type { Command } from "../command.ts";
+import { defineCommand } from "../command.ts";
 import { formatBytes, plural } from "../format.ts";
 
-export const exportCommand: Command = {
+export const exportCommand = defineCommand({
   name: "export",
   summary: "Write an image to an OCI layout or archive",
   usage: "IMAGE DEST",
@@ -49,4 +49,4 @@ digest) is unchanged. Docker schema 2 images are written as OCI images.`,
     );
     await ctx.print(`manifest ${result.manifest}\nconfig   ${result.config}`);
   },
-};
+});

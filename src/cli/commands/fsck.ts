@@ -4,9 +4,9 @@
  * @module
  */
 import { fsck } from "../../repo/fsck.ts";
-import type { Command } from "../command.ts";
+import { defineCommand } from "../command.ts";
 
-export const fsckCommand: Command = {
+export const fsckCommand = defineCommand({
   name: "fsck",
   summary: "Verify every object, layer, manifest, config and reference",
   usage: "[IMAGE]",
@@ -34,4 +34,4 @@ lists the problems when anything is wrong.`,
     }
     return ok ? 0 : 1;
   },
-};
+});

@@ -4,11 +4,11 @@
  * @module
  */
 import { gc } from "../../repo/gc.ts";
-import type { Command } from "../command.ts";
+import { defineCommand } from "../command.ts";
 import { malformedTagWarning } from "./images.ts";
 import { formatBytes, plural } from "../format.ts";
 
-export const gcCommand: Command = {
+export const gcCommand = defineCommand({
   name: "gc",
   summary: "Remove images, layers and objects no tag reaches",
   usage: "",
@@ -42,4 +42,4 @@ commands in flight to finish, and they wait for it.`,
       } (${plural(result.kept, "image")} kept)`,
     );
   },
-};
+});

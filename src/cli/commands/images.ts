@@ -4,10 +4,10 @@
  * @module
  */
 import type { MalformedTag } from "../../repo/tag_store.ts";
-import type { Command } from "../command.ts";
+import { defineCommand } from "../command.ts";
 import { formatBytes, shortDigest, table } from "../format.ts";
 
-export const imagesCommand: Command = {
+export const imagesCommand = defineCommand({
   name: "images",
   summary: "List images in the repository",
   usage: "",
@@ -41,7 +41,7 @@ digest, uncompressed size and layer count.`,
     lines.sort((a, b) => a[0].localeCompare(b[0]));
     await ctx.print(table(["NAME", "MANIFEST", "CONFIG", "SIZE", "LAYERS"], lines));
   },
-};
+});
 
 /** The warning printed for a tag file that cannot be used, with how to remove it. */
 export function malformedTagWarning(m: MalformedTag): string {

@@ -5,9 +5,9 @@
  */
 import { UsageError } from "../../errors.ts";
 import { parseImageConfig, parseManifest } from "../../oci/documents.ts";
-import type { Command } from "../command.ts";
+import { defineCommand } from "../command.ts";
 
-export const inspectCommand: Command = {
+export const inspectCommand = defineCommand({
   name: "inspect",
   summary: "Show an image, or its manifest or config bytes",
   usage: "IMAGE",
@@ -52,4 +52,4 @@ otherwise a JSON summary: digests, tags, platform and layers.`,
       })),
     });
   },
-};
+});

@@ -6,9 +6,9 @@
 import { DigestMismatchError, UsageError } from "../../errors.ts";
 import { layerTarChunks } from "../../repo/layer_reader.ts";
 import { Hasher, parseDigest } from "../../util/digest.ts";
-import type { Command } from "../command.ts";
+import { defineCommand } from "../command.ts";
 
-export const layerCommand: Command = {
+export const layerCommand = defineCommand({
   name: "layer",
   summary: "Write a layer's uncompressed tar to stdout",
   usage: "DIFF_ID",
@@ -39,4 +39,4 @@ command fails naming the layer (what was written is not the layer).`,
       );
     }
   },
-};
+});

@@ -8,11 +8,11 @@ import { pull } from "../../ops/pull.ts";
 import { checkTagName } from "../../oci/tag_name.ts";
 import { openSource } from "../../transport/reference.ts";
 import { UsageError } from "../../errors.ts";
-import type { Command } from "../command.ts";
+import { defineCommand } from "../command.ts";
 import { formatBytes, plural, shortDigest } from "../format.ts";
 import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../transport_options.ts";
 
-export const pullCommand: Command = {
+export const pullCommand = defineCommand({
   name: "pull",
   summary: "Pull an image into the repository",
   usage: "SOURCE [NAME]",
@@ -49,11 +49,11 @@ with its exact manifest and config. NAME defaults as for any pull.`,
     if (args[1] !== undefined && values.name !== undefined && args[1] !== values.name) {
       throw new UsageError("pull: NAME given twice (argument and --name) with different values");
     }
-    const name = args[1] ?? (values.name as string | undefined);
+    const name = args[1] ?? values.name;
     if (name !== undefined) checkTagName(name);
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
-    const platform = values.platform ? parsePlatform(values.platform as string) : hostPlatform();
+    const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const source = await openSource(args[0], openOptions);
@@ -101,4 +101,4 @@ with its exact manifest and config. NAME defaults as for any pull.`,
       await source.close();
     }
   },
-};
+});

@@ -5,9 +5,9 @@
  */
 import { NotFoundError } from "../../errors.ts";
 import { checkTagName } from "../../oci/tag_name.ts";
-import type { Command } from "../command.ts";
+import { defineCommand } from "../command.ts";
 
-export const tagCommand: Command = {
+export const tagCommand = defineCommand({
   name: "tag",
   summary: "Give an image another name",
   usage: "IMAGE NAME",
@@ -24,9 +24,9 @@ Points tag NAME at IMAGE (a tag or @sha256:<hex>), replacing what NAME named bef
     if (ctx.json) return void await ctx.printJson({ name, manifest: record.manifest });
     await ctx.print(`${name} -> ${record.manifest}`);
   },
-};
+});
 
-export const untagCommand: Command = {
+export const untagCommand = defineCommand({
   name: "untag",
   summary: "Remove a name (the image stays until gc)",
   usage: "NAME",
@@ -46,9 +46,9 @@ collected by gc.`,
     if (ctx.json) return void await ctx.printJson({ removed: name, manifest });
     await ctx.print(`Untagged ${name}`);
   },
-};
+});
 
-export const rmCommand: Command = {
+export const rmCommand = defineCommand({
   name: "rm",
   summary: "Remove an image and its tags",
   usage: "IMAGE",
@@ -65,4 +65,4 @@ objects stay until gc reclaims what no image uses.`,
     if (ctx.json) return void await ctx.printJson({ removed: record.manifest, tags });
     await ctx.print(`Removed @${record.manifest}${tags.length ? ` (${tags.join(", ")})` : ""}`);
   },
-};
+});
