@@ -2,15 +2,15 @@ import assert from "node:assert/strict";
 import { loadRootfs } from "../src/repo/layer_reader.ts";
 import { Repository } from "../src/repo/repository.ts";
 import { storeLayerTar } from "../src/repo/layer_writer.ts";
-import { sha256 } from "../src/util/digest.ts";
+import { asDiffId, type DiffId, sha256 } from "../src/util/digest.ts";
 import { tempDir } from "./helpers/cli.ts";
 import { buildTar, type TarSpec } from "./helpers/tar.ts";
 
-async function stack(repo: Repository, layers: TarSpec[][]): Promise<string[]> {
+async function stack(repo: Repository, layers: TarSpec[][]): Promise<DiffId[]> {
   const ids = [];
   for (const l of layers) {
     const tar = buildTar(l);
-    const id = sha256(tar);
+    const id = asDiffId(sha256(tar));
     await storeLayerTar(repo, [tar], id, "test layer");
     ids.push(id);
   }

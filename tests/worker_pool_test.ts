@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Repository } from "../src/repo/repository.ts";
 import { DEFAULT_MAX_LAYER_SIZE } from "../src/repo/layer_writer.ts";
-import { sha256 } from "../src/util/digest.ts";
+import { asDiffId, sha256 } from "../src/util/digest.ts";
 import type { ImportTask } from "../src/repo/layer_import.ts";
 import { openLayerPool } from "../src/ops/fan_out.ts";
 import { tempDir } from "./helpers/cli.ts";
@@ -10,7 +10,7 @@ import { sampleTar } from "./helpers/oci.ts";
 function importTask(tar: Uint8Array): ImportTask {
   const digest = sha256(tar);
   return {
-    layer: { mediaType: "application/vnd.oci.image.layer.v1.tar", digest, size: tar.length, diffId: digest },
+    layer: { mediaType: "application/vnd.oci.image.layer.v1.tar", digest, size: tar.length, diffId: asDiffId(digest) },
     blob: ReadableStream.from([tar]),
     limits: { maxLayerSize: DEFAULT_MAX_LAYER_SIZE },
   };
@@ -62,7 +62,7 @@ Deno.test("worker pool: workers (size 2) run tasks and report progress; warm() s
     );
     assert.deepEqual(results.map((r) => r.tarSize), tars.map((t) => t.length));
     assert.equal(progress, tars.reduce((a, t) => a + t.length, 0));
-    for (const tar of tars) assert.equal(await repo.hasLayer(sha256(tar)), true);
+    for (const tar of tars) assert.equal(await repo.hasLayer(asDiffId(sha256(tar))), true);
   } finally {
     pool.close();
     await repo.close();
@@ -72,7 +72,12 @@ Deno.test("worker pool: workers (size 2) run tasks and report progress; warm() s
 /** Importing an empty layer: a task that needs no input. */
 function emptyTask(): ImportTask {
   const empty = sha256("");
-  const layer = { mediaType: "application/vnd.oci.image.layer.v1.tar", digest: empty, size: 0, diffId: empty };
+  const layer = {
+    mediaType: "application/vnd.oci.image.layer.v1.tar",
+    digest: empty,
+    size: 0,
+    diffId: asDiffId(empty),
+  };
   return { layer, blob: ReadableStream.from([]), limits: { maxLayerSize: DEFAULT_MAX_LAYER_SIZE } };
 }
 
@@ -123,11 +128,42 @@ Deno.test("worker pool: workersOnly runs tasks in a worker even with a size of o
     for (const tar of tars) {
       const result = await pool.run("import", () => Promise.resolve(importTask(tar)));
       assert.equal(result.tarSize, tar.length);
-      assert.equal(await repo.hasLayer(sha256(tar)), true);
+      assert.equal(await repo.hasLayer(asDiffId(sha256(tar))), true);
     }
     assert.equal(started, 1, "one worker ran both tasks, one at a time");
   } finally {
     pool.close();
     await repo.close();
   }
+});
+
+Deno.test("worker pool: stop() fails the inputs of tasks in flight, waits for them to clean up, then closes", async () => {
+  await using tmp = await tempDir();
+  const repo = await Repository.open(`${tmp.path}/repo`);
+  const pool = openLayerPool(repo, 2);
+  // Two imports (one inline, one in a worker) whose blobs never end: only stop() can end them.
+  const endless = () =>
+    new ReadableStream<Uint8Array>({
+      async pull(c) {
+        await new Promise((r) => setTimeout(r, 20));
+        c.enqueue(new Uint8Array(512)); // zero blocks: a tar that goes on and on
+      },
+    });
+  const digest = sha256("never");
+  const task = (): ImportTask => ({
+    layer: { mediaType: "application/vnd.oci.image.layer.v1.tar", digest, size: 1 << 40, diffId: asDiffId(digest) },
+    blob: endless(),
+    limits: { maxLayerSize: DEFAULT_MAX_LAYER_SIZE },
+  });
+  const runs = [0, 1].map(() => pool.run("import", () => Promise.resolve(task())));
+  const outcomes = Promise.allSettled(runs);
+  await new Promise((r) => setTimeout(r, 300));
+  const t0 = performance.now();
+  await pool.stop(new Error("stopped by the test"));
+  assert.ok(performance.now() - t0 < 5000, "stop() waited too long");
+  assert.deepEqual((await outcomes).map((o) => o.status), ["rejected", "rejected"]);
+  // Nothing of either layer was kept: no record, and their staging areas are gone.
+  assert.deepEqual([...Deno.readDirSync(`${repo.root}/layers/sha256`)], []);
+  assert.deepEqual([...Deno.readDirSync(repo.tempDir)], []);
+  await repo.close();
 });

@@ -18,19 +18,27 @@ import {
 } from "../oci/documents.ts";
 import { MediaType } from "../oci/media_types.ts";
 import type { ImageSource } from "../transport/source.ts";
-import { type Digest, parseDigest } from "../util/digest.ts";
+import {
+  asConfigDigest,
+  asManifestDigest,
+  type ConfigDigest,
+  type DiffId,
+  type Digest,
+  type ManifestDigest,
+  parseDigest,
+} from "../util/digest.ts";
 import { DELTA_ARTIFACT_TYPE, DeltaAnnotation, DeltaContent } from "./annotations.ts";
 
 /** What a delta manifest says. */
 export interface DeltaArtifact {
   /** Digest of the delta manifest itself. */
-  digest: Digest;
+  digest: ManifestDigest;
   /** Digest of the target image manifest (`delta.target`). */
-  target: Digest;
+  target: ManifestDigest;
   /** Digest of the source image manifest (`delta.source`), when given. */
-  source?: Digest;
+  source?: ManifestDigest;
   /** Digest of the source image config (`delta.source-config`): how the source is found. */
-  sourceConfig: Digest;
+  sourceConfig: ConfigDigest;
   /** The embedded target manifest. */
   manifest: Descriptor;
   /** The embedded target config. */
@@ -57,11 +65,12 @@ function annotation(manifest: Manifest, key: string, what: string, required: boo
 }
 
 /** Reads a delta manifest; `digest` is its own digest, `what` names it in errors. */
-export function parseDeltaArtifact(manifest: Manifest, digest: Digest, what: string): DeltaArtifact {
+export function parseDeltaArtifact(manifest: Manifest, digest: ManifestDigest, what: string): DeltaArtifact {
   if (!isDeltaManifest(manifest)) throw new FormatError(`${what} is not an oci-delta artifact`);
-  const target = annotation(manifest, DeltaAnnotation.target, what, true);
-  const sourceConfig = annotation(manifest, DeltaAnnotation.sourceConfig, what, true);
-  const source = annotation(manifest, DeltaAnnotation.source, what, false);
+  const target = asManifestDigest(annotation(manifest, DeltaAnnotation.target, what, true));
+  const sourceConfig = asConfigDigest(annotation(manifest, DeltaAnnotation.sourceConfig, what, true));
+  const sourceAnnotation = annotation(manifest, DeltaAnnotation.source, what, false);
+  const source = sourceAnnotation === undefined ? undefined : asManifestDigest(sourceAnnotation);
   let embeddedManifest: Descriptor | undefined;
   let embeddedConfig: Descriptor | undefined;
   const layers = new Map<Digest, Descriptor>();
@@ -152,7 +161,7 @@ export interface DeltaManifestSpec {
   source: Digest;
   sourceConfig: Digest;
   /** Target layers the client must already hold: blob digests and diff_ids, same order. */
-  reused: { digest: Digest; diffId: Digest }[];
+  reused: { digest: Digest; diffId: DiffId }[];
   /** Every shipped layer, in target order. */
   layers: ShippedLayer[];
 }

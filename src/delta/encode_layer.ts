@@ -11,7 +11,7 @@ import { loadRootfs, objectChunks, readObject, storedPieces } from "../repo/laye
 import type { Repository } from "../repo/repository.ts";
 import { encodeLayer, type EncodeOptions, type EncoderInput, type EncodeStats } from "../tardiff/encode.ts";
 import { SourceCatalog } from "../tardiff/source_catalog.ts";
-import { type Digest, Hasher } from "../util/digest.ts";
+import { type DiffId, Hasher } from "../util/digest.ts";
 import { writeAll } from "../util/fs.ts";
 import type { TaskKind } from "../util/worker_pool.ts";
 
@@ -23,7 +23,7 @@ export interface TarDiffFile {
 }
 
 /** The encoder's input: the stored layer `diffId` and the repository's objects. */
-export function storedLayerInput(repo: Repository, diffId: Digest): EncoderInput {
+export function storedLayerInput(repo: Repository, diffId: DiffId): EncoderInput {
   return {
     pieces: () => storedPieces(repo, diffId),
     read: (object, into) => readObject(repo, object, into),
@@ -38,9 +38,9 @@ export function storedLayerInput(repo: Repository, diffId: Digest): EncoderInput
  */
 export async function encodeLayerToFile(
   repo: Repository,
-  source: Digest[],
+  source: DiffId[],
   ignoredPrefixes: readonly string[],
-  target: Digest,
+  target: DiffId,
   path: string,
   options: EncodeOptions = {},
 ): Promise<TarDiffFile> {
@@ -64,10 +64,10 @@ export async function encodeLayerToFile(
 /** Encode the stored layer `target` as a tar-diff against the layers `source`, into the file `out`. */
 export interface EncodeTask {
   /** diff_ids of the source image's layers, bottom first. */
-  source: Digest[];
+  source: DiffId[];
   /** Source paths under these prefixes are not used. */
   ignoredPrefixes: string[];
-  target: Digest;
+  target: DiffId;
   /** Path of the tar-diff file to create. */
   out: string;
   /** zstd level. */

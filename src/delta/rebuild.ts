@@ -12,7 +12,7 @@ import type { OnBytes } from "../util/progress.ts";
 import type { TaskKind } from "../util/worker_pool.ts";
 import type { Repository } from "../repo/repository.ts";
 import { applyTarDiff } from "../tardiff/apply.ts";
-import { type Digest, Verifier, verifying } from "../util/digest.ts";
+import { type DiffId, type Digest, Verifier, verifying } from "../util/digest.ts";
 import { MemoryBudget, ObjectSource, type SourceIndex } from "./source_files.ts";
 
 /** A target layer to rebuild and the tar-diff blob it is rebuilt from. */
@@ -20,7 +20,7 @@ export interface RebuildLayer {
   /** The target layer's blob digest (as the target manifest lists it). */
   digest: Digest;
   /** The target layer's diff_id: what the rebuilt tar must hash to. */
-  diffId: Digest;
+  diffId: DiffId;
   /** The tar-diff blob's descriptor in the delta. */
   delta: { digest: Digest; size: number };
 }

@@ -6,7 +6,7 @@
  * @module
  */
 import { FormatError } from "../errors.ts";
-import { parseDigest } from "../util/digest.ts";
+import { type ConfigDigest, type DiffId, type ManifestDigest, parseDigest } from "../util/digest.ts";
 import { escapeBytes } from "../util/text.ts";
 import { INDEX_TYPES, layerCompression, MANIFEST_TYPES, MediaType } from "./media_types.ts";
 
@@ -33,9 +33,11 @@ export interface Manifest {
   schemaVersion: 2;
   mediaType?: string;
   artifactType?: string;
-  config: Descriptor;
+  /** The config (for an image, its digest is the image ID). */
+  config: Descriptor & { digest: ConfigDigest };
   layers: Descriptor[];
-  subject?: Descriptor;
+  /** The manifest this one refers to (a delta's target image). */
+  subject?: Descriptor & { digest: ManifestDigest };
   annotations?: Record<string, string>;
 }
 
@@ -51,7 +53,7 @@ export interface Index {
 export interface ImageConfig {
   architecture?: string;
   os?: string;
-  rootfs: { type: string; diff_ids: string[] };
+  rootfs: { type: string; diff_ids: DiffId[] };
 }
 
 /** The annotation that names a manifest in an OCI layout's index. */

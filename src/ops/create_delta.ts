@@ -18,7 +18,7 @@ import type { Repository } from "../repo/repository.ts";
 import { TARDIFF_MEDIA_TYPE } from "../tardiff/format.ts";
 import type { ImageReference, OpenOptions } from "../transport/reference.ts";
 import type { Cleanups } from "../util/cleanups.ts";
-import { type Digest, sha256 } from "../util/digest.ts";
+import { type DiffId, type Digest, sha256 } from "../util/digest.ts";
 import type { ProgressSink } from "../util/progress.ts";
 import { fileRangeStream } from "../util/streams.ts";
 import { type DeltaInput, deltaInput, loadTarget, type TargetImage } from "./delta_inputs.ts";
@@ -55,7 +55,7 @@ export interface CreateDeltaOptions {
 /** What became of one layer of the new image. */
 export interface LayerOutcome {
   index: number;
-  diffId: Digest;
+  diffId: DiffId;
   /** The layer's blob digest in the new manifest. */
   digest: Digest;
   /** Size of that (compressed) blob. */
@@ -118,7 +118,7 @@ export async function createDelta(
   const writer = await openLayoutWriter(out);
   using _interrupted = options.cleanups?.add(() => writer.abort());
   let neu: DeltaInput | undefined;
-  const encoded = new Map<Digest, EncodedLayer>();
+  const encoded = new Map<DiffId, EncodedLayer>();
   const tarDiffFiles: string[] = [];
   try {
     const old = await deltaInput(repo, oldRef, options);
@@ -175,7 +175,7 @@ export async function createDelta(
 
 /** A changed layer encoded as a tar-diff in a temporary file. */
 interface EncodedLayer extends TarDiffFile {
-  diffId: Digest;
+  diffId: DiffId;
   path: string;
 }
 
@@ -187,13 +187,13 @@ interface EncodedLayer extends TarDiffFile {
  */
 async function encodeChangedLayers(
   repo: Repository,
-  oldIds: Digest[],
+  oldIds: DiffId[],
   target: TargetImage,
   options: CreateDeltaOptions,
   files: string[],
 ): Promise<EncodedLayer[]> {
   const old = new Set(oldIds);
-  const todo = new Map<Digest, number>(); // diff_id -> index of its first layer
+  const todo = new Map<DiffId, number>(); // diff_id -> index of its first layer
   target.diffIds.forEach((d, i) => {
     if (!old.has(d) && !todo.has(d)) todo.set(d, i);
   });
@@ -227,7 +227,7 @@ async function encodeChangedLayers(
 /** What a delta ships for each target layer, and the blobs that carry it. */
 interface Shipping {
   outcomes: LayerOutcome[];
-  reused: { digest: Digest; diffId: Digest }[];
+  reused: { digest: Digest; diffId: DiffId }[];
   layers: ShippedLayer[];
   blobs: ArtifactBlob[];
 }
@@ -240,8 +240,8 @@ interface Shipping {
  */
 function chooseShipping(
   target: TargetImage,
-  old: Set<Digest>,
-  encoded: Map<Digest, EncodedLayer>,
+  old: Set<DiffId>,
+  encoded: Map<DiffId, EncodedLayer>,
   newSource: DeltaInput["source"],
 ): Shipping {
   const shipping: Shipping = { outcomes: [], reused: [], layers: [], blobs: [] };

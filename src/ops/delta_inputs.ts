@@ -12,7 +12,7 @@ import { parseImageConfig, parseManifest } from "../oci/documents.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
 import { type ImageReference, type OpenOptions, openSource } from "../transport/reference.ts";
 import { type ImageSource, resolveManifest } from "../transport/source.ts";
-import type { Digest } from "../util/digest.ts";
+import type { DiffId } from "../util/digest.ts";
 import type { ProgressSink } from "../util/progress.ts";
 import { pullImage } from "./pull_image.ts";
 
@@ -84,7 +84,7 @@ export interface TargetImage {
   manifestBytes: Uint8Array;
   manifest: Manifest;
   configBytes: Uint8Array;
-  diffIds: Digest[];
+  diffIds: DiffId[];
 }
 
 /** Reads the stored image `record`'s manifest and config. */

@@ -21,7 +21,7 @@ import { type Descriptor, encodeJson, parseManifest } from "../oci/documents.ts"
 import { type LayoutDest, type LayoutWriter, openLayoutWriter } from "../oci/layout_writer.ts";
 import { layerTypeFor, MediaType } from "../oci/media_types.ts";
 import { compressInBlocks, isBlockFormat } from "../util/block_compress.ts";
-import { type Digest, Hasher, parseDigest } from "../util/digest.ts";
+import { type DiffId, type Digest, Hasher, parseDigest } from "../util/digest.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import type { Compression } from "../util/streams.ts";
 import { fanOut } from "./fan_out.ts";
@@ -44,7 +44,7 @@ export interface ExportOptions {
 
 /** One exported layer. */
 export interface ExportedLayer extends Descriptor {
-  diffId: Digest;
+  diffId: DiffId;
 }
 
 /** What an export wrote. */
@@ -167,7 +167,7 @@ export async function writeImage(
  */
 async function* verifiedTar(
   repo: Repository,
-  diffId: Digest,
+  diffId: DiffId,
   onBytes: (n: number) => void,
 ): AsyncGenerator<Uint8Array> {
   const hasher = new Hasher(parseDigest(diffId).algorithm);

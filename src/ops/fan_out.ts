@@ -94,14 +94,20 @@ export async function fanOut<T, R>(
         try {
           results[i] = await work(pool, items[i], (n) => progress.advance(id, n));
         } catch (e) {
-          failed = true; // no further item starts; the others in flight end when the pool closes
+          failed = true; // no further item starts; those in flight are stopped below
           throw e;
         }
         progress.finish(id, options.note?.(items[i]) ?? "done");
       }
     };
     const lanes = Math.max(1, Math.min(options.parallel ?? slots, items.length));
-    await Promise.all(Array.from({ length: lanes }, lane));
+    try {
+      await Promise.all(Array.from({ length: lanes }, lane));
+    } catch (e) {
+      // Let the items in flight stop cleanly (or finish committing) before the pool goes.
+      await pool.stop(e);
+      throw e;
+    }
     return results;
   } finally {
     pool.close();

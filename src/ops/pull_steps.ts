@@ -9,7 +9,7 @@
 import type { Manifest, Platform } from "../oci/documents.ts";
 import { DEFAULT_MAX_LAYER_SIZE, type LayerLimits } from "../repo/layer_writer.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
-import type { Digest } from "../util/digest.ts";
+import type { ConfigDigest, DiffId, ManifestDigest } from "../util/digest.ts";
 import type { ProgressSink } from "../util/progress.ts";
 
 /** How to pull. */
@@ -28,9 +28,9 @@ export interface PullOptions {
 /** What a delta pull did, beyond what every pull reports. */
 export interface DeltaPullInfo {
   /** Digest of the delta manifest applied. */
-  manifest: Digest;
+  manifest: ManifestDigest;
   /** Manifest digest of the source image it was applied against (absent when none was needed). */
-  source?: Digest;
+  source?: ManifestDigest;
   /** Target layers rebuilt from tar-diffs. */
   layersRebuilt: number;
   /** Target layers imported from original blobs shipped in the delta. */
@@ -43,8 +43,8 @@ export interface DeltaPullInfo {
 export interface PullResult {
   /** The tag given, if any. */
   name?: string;
-  manifest: Digest;
-  config: Digest;
+  manifest: ManifestDigest;
+  config: ConfigDigest;
   /** The image was already stored; nothing was fetched. */
   alreadyPresent: boolean;
   /** Layers imported, and layers skipped because the repository had them. */
@@ -65,7 +65,7 @@ export function layerLimits(options: Pick<PullOptions, "maxLayerSize">): LayerLi
 export interface ImageLayer {
   index: number;
   desc: Manifest["layers"][number];
-  diffId: Digest;
+  diffId: DiffId;
 }
 
 /**
@@ -76,11 +76,11 @@ export interface ImageLayer {
 export async function missingLayers(
   repo: Repository,
   manifest: Manifest,
-  diffIds: readonly Digest[],
+  diffIds: readonly DiffId[],
   progress: ProgressSink,
 ): Promise<ImageLayer[]> {
   const todo: ImageLayer[] = [];
-  const seen = new Set<Digest>();
+  const seen = new Set<DiffId>();
   for (const [index, desc] of manifest.layers.entries()) {
     const diffId = diffIds[index];
     if (seen.has(diffId)) continue;
@@ -102,13 +102,13 @@ export function layerLabel(index: number, manifest: Manifest): string {
 
 /** An image whose layers are all stored, to be made visible. */
 export interface PulledImage {
-  manifest: Digest;
+  manifest: ManifestDigest;
   manifestBytes: Uint8Array;
   /** The manifest's media type. */
   mediaType: string;
-  config: Digest;
+  config: ConfigDigest;
   configBytes: Uint8Array;
-  diffIds: readonly Digest[];
+  diffIds: readonly DiffId[];
   /** Tag to give it. */
   name?: string;
 }

@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import { DeltashipError } from "../errors.ts";
 import { parseImageConfig, parseManifest } from "../oci/documents.ts";
-import { type Digest, Hasher, parseDigest } from "../util/digest.ts";
+import { asDiffId, type DiffId, type Digest, Hasher, isDigest, parseDigest } from "../util/digest.ts";
 import { Yielder } from "../util/yielder.ts";
 import { readRecord } from "./layer_record.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
@@ -49,7 +49,7 @@ class Checker {
   problems: Problem[] = [];
   verifiedObjects = new Set<string>();
   badObjects = new Set<string>();
-  checkedLayers = new Map<Digest, boolean>();
+  checkedLayers = new Map<DiffId, boolean>();
   checkedBlobs = new Set<Digest>();
 
   constructor(readonly repo: Repository) {}
@@ -80,7 +80,7 @@ class Checker {
   }
 
   /** Replays a layer record, hashing the tar it rebuilds and each object it reads. */
-  async layer(diffId: Digest): Promise<boolean> {
+  async layer(diffId: DiffId): Promise<boolean> {
     const known = this.checkedLayers.get(diffId);
     if (known !== undefined) return known;
     const subject = `layer ${diffId}`;
@@ -240,7 +240,9 @@ export async function fsck(repo: Repository, image?: ImageRecord): Promise<FsckR
   if (!image) {
     for await (const alg of Deno.readDir(`${repo.root}/layers`)) {
       for await (const e of Deno.readDir(`${repo.root}/layers/${alg.name}`)) {
-        await c.layer(`${alg.name}:${e.name}`);
+        const name = `${alg.name}:${e.name}`;
+        if (isDigest(name)) await c.layer(asDiffId(name));
+        else c.report(`layer file ${name}`, "is not named by a digest");
       }
     }
     for await (const alg of Deno.readDir(`${repo.root}/blobs`)) {

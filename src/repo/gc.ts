@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { type Digest, parseDigest } from "../util/digest.ts";
+import { type DiffId, type Digest, parseDigest } from "../util/digest.ts";
 import { Yielder } from "../util/yielder.ts";
 import { readRecord } from "./layer_record.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
@@ -83,7 +83,7 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
   const garbage: ImageRecord[] = [];
   for (const image of await repo.listImages()) (tagged.has(image.manifest) ? keep : garbage).push(image);
   const blobs = new Set<Digest>();
-  const layers = new Set<Digest>();
+  const layers = new Set<DiffId>();
   for (const image of keep) {
     blobs.add(image.manifest);
     blobs.add(image.config);
@@ -110,7 +110,12 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
     await drop(`${repo.root}/images/${algorithm}/${hex}.json`, "images");
   }
   if (!dryRun && garbage.length) await repo.sync(...imageDirs);
-  for (const [kind, base, keepSet] of [["blobs", "blobs", blobs], ["layers", "layers", layers]] as const) {
+  const kept: [keyof GcCounts, string, ReadonlySet<string>][] = [["blobs", "blobs", blobs], [
+    "layers",
+    "layers",
+    layers,
+  ]];
+  for (const [kind, base, keepSet] of kept) {
     for await (const alg of subdirs(`${repo.root}/${base}`)) {
       for await (const name of files(`${repo.root}/${base}/${alg}`)) {
         if (!keepSet.has(`${alg}:${name}`)) await drop(`${repo.root}/${base}/${alg}/${name}`, kind);

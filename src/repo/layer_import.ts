@@ -7,7 +7,7 @@
  */
 import { DeltashipError, FormatError } from "../errors.ts";
 import { layerCompression } from "../oci/media_types.ts";
-import { type Digest, Verifier, verifying } from "../util/digest.ts";
+import { type DiffId, type Digest, Verifier, verifying } from "../util/digest.ts";
 import { coalesce, decompressor } from "../util/streams.ts";
 import type { RecordFooter } from "./layer_record.ts";
 import type { Repository } from "./repository.ts";
@@ -20,7 +20,7 @@ export interface LayerBlob {
   mediaType: string;
   digest: Digest;
   size: number;
-  diffId: Digest;
+  diffId: DiffId;
 }
 
 /** Smallest piece of compressed input handed to the decompressor. */

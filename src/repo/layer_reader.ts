@@ -8,7 +8,7 @@ import { NotFoundError, RepositoryError, withContext } from "../errors.ts";
 import { BLOCK, type TarEntry } from "../tar/header.ts";
 import { parseHeaderGroup } from "../tar/header_group.ts";
 import { readFull } from "../util/fs.ts";
-import type { Digest } from "../util/digest.ts";
+import type { DiffId } from "../util/digest.ts";
 import { readRecord, type RecordItem } from "./layer_record.ts";
 import { Rootfs } from "../oci/rootfs.ts";
 import { Yielder } from "../util/yielder.ts";
@@ -17,7 +17,7 @@ import type { Repository } from "./repository.ts";
 const CHUNK = 1 << 20;
 const ZEROS = new Uint8Array(CHUNK);
 
-async function* records(repo: Repository, diffId: Digest): AsyncGenerator<RecordItem> {
+async function* records(repo: Repository, diffId: DiffId): AsyncGenerator<RecordItem> {
   try {
     yield* readRecord(repo.layerPath(diffId));
   } catch (e) {
@@ -71,7 +71,7 @@ function shorterThanRecorded(hex: string): RepositoryError {
 }
 
 /** Yields the layer's uncompressed tar, byte for byte, in chunks. */
-export async function* layerTarChunks(repo: Repository, diffId: Digest): AsyncGenerator<Uint8Array> {
+export async function* layerTarChunks(repo: Repository, diffId: DiffId): AsyncGenerator<Uint8Array> {
   for await (const item of records(repo, diffId)) {
     switch (item.type) {
       case "header":
@@ -89,7 +89,7 @@ export async function* layerTarChunks(repo: Repository, diffId: Digest): AsyncGe
 }
 
 /** The layer's uncompressed tar as a Web Stream. */
-export function layerTarStream(repo: Repository, diffId: Digest): ReadableStream<Uint8Array> {
+export function layerTarStream(repo: Repository, diffId: DiffId): ReadableStream<Uint8Array> {
   return ReadableStream.from(layerTarChunks(repo, diffId));
 }
 
@@ -120,7 +120,7 @@ export type StoredPiece =
   | { type: "content"; entry: TarEntry; object: string; size: number };
 
 /** Yields a stored layer as {@link StoredPiece}s in tar order, each content with the entry it belongs to. */
-export async function* storedPieces(repo: Repository, diffId: Digest): AsyncGenerator<StoredPiece> {
+export async function* storedPieces(repo: Repository, diffId: DiffId): AsyncGenerator<StoredPiece> {
   const globals = new Map<string, Uint8Array>();
   let entry: TarEntry | undefined;
   for await (const item of records(repo, diffId)) {
@@ -145,7 +145,7 @@ export async function* storedPieces(repo: Repository, diffId: Digest): AsyncGene
 }
 
 /** Yields the entries of a stored layer in order, without reading file contents. */
-export async function* layerEntries(repo: Repository, diffId: Digest): AsyncGenerator<StoredEntry> {
+export async function* layerEntries(repo: Repository, diffId: DiffId): AsyncGenerator<StoredEntry> {
   const globals = new Map<string, Uint8Array>();
   let pending: TarEntry | undefined;
   /** Offset in the tar of the item being read, to name entries in errors. */
@@ -174,7 +174,7 @@ export async function* layerEntries(repo: Repository, diffId: Digest): AsyncGene
  * (e.g. `sysroot/ostree/`) filter when they choose, since hardlinks elsewhere may
  * share those files' content.
  */
-export async function loadRootfs(repo: Repository, diffIds: Digest[]): Promise<Rootfs> {
+export async function loadRootfs(repo: Repository, diffIds: DiffId[]): Promise<Rootfs> {
   const fs = new Rootfs();
   const yielder = new Yielder({ every: 256 });
   for (let i = 0; i < diffIds.length; i++) {

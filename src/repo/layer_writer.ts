@@ -7,7 +7,7 @@
 import { DeltashipError, DigestMismatchError, FormatError, LimitError, withContext } from "../errors.ts";
 import type { TarEntry } from "../tar/header.ts";
 import { type TarSink, TarSplitter } from "../tar/splitter.ts";
-import { type Digest, Hasher, parseDigest } from "../util/digest.ts";
+import { type DiffId, Hasher, parseDigest } from "../util/digest.ts";
 import { Yielder } from "../util/yielder.ts";
 import { LayerRecordWriter, type RecordFooter } from "./layer_record.ts";
 import { type ObjectStaging, type ObjectWriter, SMALL_OBJECT } from "./objects.ts";
@@ -90,7 +90,7 @@ export const DEFAULT_MAX_LAYER_SIZE = 64 * 2 ** 30;
 export async function storeLayerTar(
   repo: Repository,
   tar: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-  diffId: Digest,
+  diffId: DiffId,
   what: string,
   limits: LayerLimits = { maxLayerSize: DEFAULT_MAX_LAYER_SIZE },
 ): Promise<RecordFooter> {

@@ -9,7 +9,16 @@
  * @module
  */
 import { InvalidArgumentError, NotFoundError, RepositoryError } from "../errors.ts";
-import { type Digest, isDigest, parseDigest, verifyBytes } from "../util/digest.ts";
+import {
+  asManifestDigest,
+  type ConfigDigest,
+  type DiffId,
+  type Digest,
+  isDigest,
+  type ManifestDigest,
+  parseDigest,
+  verifyBytes,
+} from "../util/digest.ts";
 import { ObjectStore } from "./objects.ts";
 import { readFooter, type RecordFooter } from "./layer_record.ts";
 import { exists, writeAll } from "../util/fs.ts";
@@ -24,13 +33,13 @@ const FORMAT = { format: "deltaship-repo", version: 1 };
 /** What the repository knows of one image: kept at `images/<alg>/<hex>.json`. */
 export interface ImageRecord {
   /** Digest of the manifest (the image's identity here). */
-  manifest: Digest;
+  manifest: ManifestDigest;
   /** Digest of the image config. */
-  config: Digest;
+  config: ConfigDigest;
   /** The manifest's media type. */
   mediaType: string;
   /** The image's layers, bottom first. */
-  layers: { diffId: Digest; tarSize: number }[];
+  layers: { diffId: DiffId; tarSize: number }[];
   /** When the image was first stored (ISO 8601). */
   created: string;
 }
@@ -253,17 +262,17 @@ export class Repository {
   // ---- layers ----
 
   /** Path of the record of the layer with this diff_id. */
-  layerPath(diffId: Digest): string {
+  layerPath(diffId: DiffId): string {
     return digestPath(`${this.root}/layers`, diffId);
   }
 
   /** True when the layer with this diff_id is stored. */
-  async hasLayer(diffId: Digest): Promise<boolean> {
+  async hasLayer(diffId: DiffId): Promise<boolean> {
     return await exists(this.layerPath(diffId));
   }
 
   /** The totals of a stored layer; a clear error when it is missing. */
-  async layerInfo(diffId: Digest): Promise<RecordFooter> {
+  async layerInfo(diffId: DiffId): Promise<RecordFooter> {
     try {
       return await readFooter(this.layerPath(diffId));
     } catch (e) {
@@ -277,7 +286,7 @@ export class Repository {
    * objects it names must be durable already; the rename becomes durable at the
    * next barrier (the image commit's first).
    */
-  async commitLayer(tmpRecord: string, diffId: Digest): Promise<void> {
+  async commitLayer(tmpRecord: string, diffId: DiffId): Promise<void> {
     const path = this.layerPath(diffId);
     await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
     await Deno.rename(tmpRecord, path);
@@ -285,17 +294,17 @@ export class Repository {
 
   // ---- images ----
 
-  #imagePath(manifest: Digest): string {
+  #imagePath(manifest: ManifestDigest): string {
     return digestPath(`${this.root}/images`, manifest, ".json");
   }
 
   /** True when an image with this manifest digest is stored. */
-  async hasImage(manifest: Digest): Promise<boolean> {
+  async hasImage(manifest: ManifestDigest): Promise<boolean> {
     return await exists(this.#imagePath(manifest));
   }
 
   /** The record of a stored image. */
-  async readImage(manifest: Digest): Promise<ImageRecord> {
+  async readImage(manifest: ManifestDigest): Promise<ImageRecord> {
     let text: string;
     try {
       text = await Deno.readTextFile(this.#imagePath(manifest));
@@ -333,7 +342,7 @@ export class Repository {
   }
 
   /** Points `tag` at the stored image `manifest` (a NotFoundError if it is not stored, or no longer). */
-  async tagImage(tag: string, manifest: Digest): Promise<void> {
+  async tagImage(tag: string, manifest: ManifestDigest): Promise<void> {
     checkTagName(tag);
     await this.#names(async () => {
       if (!(await this.hasImage(manifest))) throw new NotFoundError(`image @${manifest} is not in the repository`);
@@ -346,7 +355,7 @@ export class Repository {
    * reclaims that). Tags go first, so no tag ever names a missing image.
    * Returns the tags removed; a NotFoundError when the image is not stored.
    */
-  async removeImage(manifest: Digest): Promise<string[]> {
+  async removeImage(manifest: ManifestDigest): Promise<string[]> {
     return await this.#names(async () => {
       if (!(await this.hasImage(manifest))) throw new NotFoundError(`image @${manifest} is not in the repository`);
       const tags = (await this.tags.list()).filter((t) => t.manifest === manifest).map((t) => t.name);
@@ -359,7 +368,7 @@ export class Repository {
   }
 
   /** Removes an image record unless a tag names it (an image kept only for the length of a command). */
-  async discardUntagged(manifest: Digest): Promise<boolean> {
+  async discardUntagged(manifest: ManifestDigest): Promise<boolean> {
     return await this.#names(async () => {
       if ((await this.tags.list()).some((t) => t.manifest === manifest)) return false;
       await Deno.remove(this.#imagePath(manifest)).catch(ignoreNotFound);
@@ -369,7 +378,7 @@ export class Repository {
   }
 
   /** Removes an image record without looking at tags: for gc, under the exclusive lock. */
-  async removeImageRecord(manifest: Digest): Promise<void> {
+  async removeImageRecord(manifest: ManifestDigest): Promise<void> {
     await Deno.remove(this.#imagePath(manifest)).catch(ignoreNotFound);
   }
 
@@ -379,14 +388,14 @@ export class Repository {
     for await (const alg of Deno.readDir(`${this.root}/images`)) {
       for await (const e of Deno.readDir(`${this.root}/images/${alg.name}`)) {
         if (!e.name.endsWith(".json")) continue;
-        out.push(await this.readImage(`${alg.name}:${e.name.slice(0, -5)}`));
+        out.push(await this.readImage(asManifestDigest(`${alg.name}:${e.name.slice(0, -5)}`)));
       }
     }
     return out.sort((a, b) => a.created.localeCompare(b.created) || a.manifest.localeCompare(b.manifest));
   }
 
   /** Stored images whose config has this digest (how a delta finds its source). */
-  async findByConfig(config: Digest): Promise<ImageRecord[]> {
+  async findByConfig(config: ConfigDigest): Promise<ImageRecord[]> {
     return (await this.listImages()).filter((i) => i.config === config);
   }
 
@@ -398,7 +407,7 @@ export class Repository {
    * name does not decode. Returns the digest it named when it named one, or
    * false when there was no such tag.
    */
-  async untag(name: string): Promise<{ manifest?: Digest } | false> {
+  async untag(name: string): Promise<{ manifest?: ManifestDigest } | false> {
     return await this.#names(() => this.tags.remove(name));
   }
 
@@ -409,7 +418,7 @@ export class Repository {
   async resolveImage(arg: string): Promise<ImageRecord> {
     if (arg.startsWith("@")) {
       const want = arg.slice(1);
-      if (isDigest(want)) return await this.readImage(want);
+      if (isDigest(want)) return await this.readImage(asManifestDigest(want));
       const m = /^(sha256|sha512):([0-9a-f]{4,})$/.exec(want);
       if (!m) {
         throw new InvalidArgumentError(

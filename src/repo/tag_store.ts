@@ -8,13 +8,13 @@
  */
 import { RepositoryError } from "../errors.ts";
 import { checkTagName } from "../oci/tag_name.ts";
-import { type Digest, isDigest } from "../util/digest.ts";
+import { isDigest, type ManifestDigest } from "../util/digest.ts";
 import { lstatOrUndefined } from "../util/fs.ts";
 
 /** A tag and the manifest it names. */
 export interface Tag {
   name: string;
-  manifest: Digest;
+  manifest: ManifestDigest;
 }
 
 /** A file in `tags/` that is not a usable tag (damaged, or put there by hand). */
@@ -48,7 +48,7 @@ export class TagStore {
   }
 
   /** The manifest digest a tag names, or undefined. A malformed tag file is a RepositoryError. */
-  async read(name: string): Promise<Digest | undefined> {
+  async read(name: string): Promise<ManifestDigest | undefined> {
     checkTagName(name);
     let text: string;
     try {
@@ -64,11 +64,11 @@ export class TagStore {
           `remove it with: deltaship untag ${name}`,
       );
     }
-    return d;
+    return d as ManifestDigest;
   }
 
   /** Points tag `name` at `manifest`, durably. (The caller holds the names lock.) */
-  async write(name: string, manifest: Digest): Promise<void> {
+  async write(name: string, manifest: ManifestDigest): Promise<void> {
     checkTagName(name);
     await this.writeAtomic(this.#path(name), new TextEncoder().encode(manifest + "\n"));
     await this.sync(this.dir);
@@ -80,7 +80,7 @@ export class TagStore {
    * named when it named one, or false when there was no such tag. Durable unless
    * `sync` is false (the caller then syncs). (The caller holds the names lock.)
    */
-  async remove(name: string, options: { sync?: boolean } = {}): Promise<{ manifest?: Digest } | false> {
+  async remove(name: string, options: { sync?: boolean } = {}): Promise<{ manifest?: ManifestDigest } | false> {
     const files = [encodeURIComponent(name)];
     if (/^[^/\0]+$/.test(name) && name !== "." && name !== ".." && !files.includes(name)) files.push(name);
     for (const file of files) {
@@ -95,7 +95,7 @@ export class TagStore {
         throw e;
       }
       if (options.sync !== false) await this.sync(this.dir);
-      return isDigest(text) ? { manifest: text } : {};
+      return isDigest(text) ? { manifest: text as ManifestDigest } : {};
     }
     return false;
   }

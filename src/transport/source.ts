@@ -17,7 +17,7 @@ import {
   type Platform,
 } from "../oci/documents.ts";
 import { selectPlatform } from "../oci/platform.ts";
-import { type Digest, sha256, verifyBytes } from "../util/digest.ts";
+import { asManifestDigest, type Digest, type ManifestDigest, sha256, verifyBytes } from "../util/digest.ts";
 
 /** A document fetched by reference: exact bytes and their digest. */
 export interface FetchedDocument {
@@ -54,7 +54,7 @@ export interface SourceOptions {
 /** A manifest reached from a reference, with its exact bytes. */
 export interface ResolvedManifest {
   bytes: Uint8Array;
-  digest: Digest;
+  digest: ManifestDigest;
   manifest: Manifest;
   /** Media type of the manifest (its own field, else the transport's). */
   mediaType: string;
@@ -77,7 +77,7 @@ export async function resolveManifest(source: ImageSource, platform: Platform): 
       const manifest = parseManifest(doc.bytes, `${what} manifest ${doc.digest}`);
       return {
         bytes: doc.bytes,
-        digest: doc.digest,
+        digest: asManifestDigest(doc.digest),
         manifest,
         mediaType: manifest.mediaType ?? doc.mediaType ?? "application/vnd.oci.image.manifest.v1+json",
       };

@@ -10,6 +10,35 @@ import { DigestMismatchError, FormatError, SizeMismatchError } from "../errors.t
 /** A digest string in OCI form, `algorithm:hex`. */
 export type Digest = string;
 
+declare const digestKind: unique symbol;
+/** A digest known to name one kind of content: a plain digest, or one of another kind, does not convert silently. */
+type DigestOf<K extends string> = Digest & { readonly [digestKind]: K };
+
+/** The digest of an image manifest (an image's identity in the repository). */
+export type ManifestDigest = DigestOf<"manifest">;
+/** The digest of an image config (the image ID; how a delta names its source). */
+export type ConfigDigest = DigestOf<"config">;
+/** A layer's diff_id: the digest of its uncompressed tar (how the repository keeps layers). */
+export type DiffId = DigestOf<"diff_id">;
+
+/** Takes a digest, validated, as a manifest digest (at the boundary where it is known to be one). */
+export function asManifestDigest(d: Digest): ManifestDigest {
+  parseDigest(d, "manifest digest");
+  return d as ManifestDigest;
+}
+
+/** Takes a digest, validated, as a config digest. */
+export function asConfigDigest(d: Digest): ConfigDigest {
+  parseDigest(d, "config digest");
+  return d as ConfigDigest;
+}
+
+/** Takes a digest, validated, as a diff_id. */
+export function asDiffId(d: Digest): DiffId {
+  parseDigest(d, "diff_id");
+  return d as DiffId;
+}
+
 const HEX_LENGTH: Record<string, number> = { sha256: 64, sha512: 128 };
 
 /** A digest split into its algorithm and lowercase hex encoding. */

@@ -44,6 +44,11 @@ function nodeStage(stream: Duplex): TransformStream<Uint8Array, Uint8Array> {
         if (open) controller.error(e);
         open = false;
       });
+      // Destroyed without an error (its input aborted): the reader must not wait for an end that never comes.
+      stream.on("close", () => {
+        if (open) controller.error(failure ?? new Error("the stream was stopped before its end"));
+        open = false;
+      });
     },
     pull() {
       stream.resume();
@@ -77,7 +82,7 @@ function nodeStage(stream: Duplex): TransformStream<Uint8Array, Uint8Array> {
       return settle((done) => stream.end(done));
     },
     abort(reason) {
-      stream.destroy(reason instanceof Error ? reason : undefined);
+      stream.destroy(reason instanceof Error ? reason : new Error(String(reason ?? "aborted")));
     },
   });
   return { readable, writable } as TransformStream<Uint8Array, Uint8Array>;

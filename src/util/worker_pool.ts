@@ -123,6 +123,8 @@ export class WorkerPool<C extends TaskCatalogue> {
   #running = new Map<Worker, number>();
   #nextId = 1;
   #closed = false;
+  /** Tasks in flight that read input streams (until each settles), with those inputs. */
+  #streaming = new Map<Promise<void>, TaskInputs>();
   readonly #kinds: TaskKinds<C>;
   readonly #context: unknown;
 
@@ -150,23 +152,47 @@ export class WorkerPool<C extends TaskCatalogue> {
     progress: (bytes: number) => void = () => {},
   ): Promise<C[K]["result"]> {
     const slot = await this.#acquire();
+    let inputs: TaskInputs | undefined;
+    let done: () => void = () => {};
     try {
       if (this.#closed) throw new Error("worker pool closed");
       const task = await make();
-      if (slot === INLINE) return await this.#kinds[kind].run(task, progress);
-      if (this.#closed) {
+      if (this.#closed && slot !== INLINE) { // an inline task made already runs: it is on this thread
         cancelStreams(task);
         throw new Error("worker pool closed");
       }
-      const sourceError = keepStreamErrors(task);
+      inputs = wrapInputs(task);
+      if (inputs.streams > 0) {
+        const settled = new Promise<void>((resolve) => (done = resolve));
+        this.#streaming.set(settled, inputs);
+      }
+      if (slot === INLINE) return await this.#kinds[kind].run(task, progress);
       try {
         return await this.#send(slot, kind, task, progress) as C[K]["result"];
       } catch (e) {
-        throw sourceError() ?? e;
+        throw inputs.error() ?? e; // the class a worker's error lost in cloning
       }
     } finally {
+      done();
+      for (const [settled, i] of this.#streaming) if (i === inputs) this.#streaming.delete(settled);
       this.#release(slot);
     }
+  }
+
+  /**
+   * Stops the pool after a failure, without cutting a task off in the middle of
+   * committing what it made: the input streams of the tasks in flight are failed
+   * with `reason`, so each stops at its next read and cleans up after itself, or
+   * finishes its commit if it has read everything; the pool waits for them
+   * (tasks without input streams are not waited for), then closes.
+   */
+  async stop(reason: unknown): Promise<void> {
+    this.#closed = true;
+    for (const w of this.#waiting) w.reject(new Error("worker pool closed"));
+    this.#waiting = [];
+    for (const inputs of this.#streaming.values()) inputs.fail(reason);
+    await Promise.all(this.#streaming.keys());
+    this.close();
   }
 
   /**
@@ -284,19 +310,38 @@ function cancelStreams(task: object): void {
   for (const s of streamsOf(task)) s.cancel().catch(() => {});
 }
 
+/** The input streams of a task in flight, as {@link wrapInputs} wrapped them. */
+interface TaskInputs {
+  /** How many input streams the task has. */
+  streams: number;
+  /** The error an input's source failed with, if one did. */
+  error(): unknown;
+  /** Fails every input with `reason` (the task stops at its next read). */
+  fail(reason: unknown): void;
+}
+
 /**
- * Errors cloned across a Worker boundary lose their class (a TransportError from a
- * download arrives as a plain Error, and the worker then reports it as corrupt
- * data). This wraps each input stream of `task` so the error its source failed
- * with is kept here; the pool reports that one when the task fails.
+ * Wraps each input stream of `task`, for two reasons. Errors cloned across a
+ * Worker boundary lose their class (a TransportError from a download arrives as a
+ * plain Error, and the worker then reports it as corrupt data): the error the
+ * source failed with is kept here, and the pool reports that one when the task
+ * fails. And {@link WorkerPool.stop} can fail the inputs, wherever the task runs.
  */
-function keepStreamErrors(task: object): () => unknown {
+function wrapInputs(task: object): TaskInputs {
   let error: unknown;
+  let streams = 0;
+  const controllers: ReadableStreamDefaultController<Uint8Array>[] = [];
+  const readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
   const fields = task as Record<string, unknown>;
   for (const [key, value] of Object.entries(fields)) {
     if (!(value instanceof ReadableStream)) continue;
+    streams++;
     const reader = (value as ReadableStream<Uint8Array>).getReader();
+    readers.push(reader);
     fields[key] = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controllers.push(controller);
+      },
       async pull(controller) {
         let r: ReadableStreamReadResult<Uint8Array>;
         try {
@@ -313,5 +358,16 @@ function keepStreamErrors(task: object): () => unknown {
       },
     }, { highWaterMark: 0 });
   }
-  return () => error;
+  return {
+    streams,
+    error: () => error,
+    fail(reason) {
+      for (const c of controllers) {
+        try {
+          c.error(reason);
+        } catch { /* closed already */ }
+      }
+      for (const r of readers) r.cancel(reason).catch(() => {});
+    },
+  };
 }

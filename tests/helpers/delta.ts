@@ -14,7 +14,7 @@ import { Repository } from "../../src/repo/repository.ts";
 import { TARDIFF_MEDIA_TYPE } from "../../src/tardiff/format.ts";
 import { openSource } from "../../src/transport/reference.ts";
 import { resolveManifest } from "../../src/transport/source.ts";
-import { sha256 } from "../../src/util/digest.ts";
+import { asConfigDigest, sha256 } from "../../src/util/digest.ts";
 import { readAll } from "../../src/util/streams.ts";
 import { deltaship } from "./cli.ts";
 import { type Decoded, expectTarDiff } from "./tardiff_decode.ts";
@@ -45,7 +45,7 @@ export async function checkDelta(repoPath: string, ref: string): Promise<Checked
     const m = resolved.manifest;
     assert.equal(m.artifactType, DELTA_ARTIFACT_TYPE);
     const ann = m.annotations ?? {};
-    const [old] = await repo.findByConfig(ann[DeltaAnnotation.sourceConfig]);
+    const [old] = await repo.findByConfig(asConfigDigest(ann[DeltaAnnotation.sourceConfig]));
     assert.ok(old, `source image with config ${ann[DeltaAnnotation.sourceConfig]} is in the repository`);
     assert.equal(old.manifest, ann[DeltaAnnotation.source]);
     const manifestDesc = m.layers.find((l) => content(l) === DeltaContent.imageManifest)!;

@@ -16,7 +16,7 @@ import type { LookupFailure } from "../../src/oci/rootfs.ts";
 import { TarSplitter } from "../../src/tar/splitter.ts";
 import { applyTarDiff, type SourceFile, type TarDiffSource } from "../../src/tardiff/apply.ts";
 import { TARDIFF_MAGIC } from "../../src/tardiff/format.ts";
-import { type Digest, sha256 } from "../../src/util/digest.ts";
+import { asDiffId, sha256 } from "../../src/util/digest.ts";
 import { concat } from "../../src/util/streams.ts";
 import { writeVarint } from "../../src/util/varint.ts";
 import { packArchive, sampleTar, writeImage } from "./oci.ts";
@@ -406,11 +406,11 @@ export async function fuzzTargets(dir: string): Promise<Record<string, FuzzCase>
   const repo = await Repository.open(`${dir}/repo`);
   const records: Uint8Array[] = [];
   for (const tar of tars) {
-    const diffId = sha256(tar) as Digest;
+    const diffId = asDiffId(sha256(tar));
     await storeLayerTar(repo, [tar], diffId, "fuzz layer");
     records.push(await Deno.readFile(repo.layerPath(diffId)));
   }
-  const fakeDiffId = sha256(enc.encode("fuzzed record")) as Digest;
+  const fakeDiffId = asDiffId(sha256(enc.encode("fuzzed record")));
 
   // Tar-diff: from the first tar's files to a changed version of them.
   const oldFiles = await tarFiles(tars[0]);

@@ -10,7 +10,7 @@ import { loadRootfs } from "../../src/repo/layer_reader.ts";
 import type { Repository } from "../../src/repo/repository.ts";
 import { cleanRootedPath } from "../../src/tar/path.ts";
 import { MAX_ADD_DATA, MAX_OPEN_NAME, TARDIFF_MAGIC } from "../../src/tardiff/format.ts";
-import { type Digest, sha256 } from "../../src/util/digest.ts";
+import { type DiffId, type Digest, sha256 } from "../../src/util/digest.ts";
 import { concat } from "../../src/util/streams.ts";
 
 /** What a decoded blob held, besides its output. */
@@ -21,7 +21,7 @@ export interface Decoded {
 }
 
 /** Decodes `blob` against the merged filesystem of `sourceDiffIds` in `repo`. */
-export async function decodeTarDiff(repo: Repository, sourceDiffIds: Digest[], blob: Uint8Array): Promise<Decoded> {
+export async function decodeTarDiff(repo: Repository, sourceDiffIds: DiffId[], blob: Uint8Array): Promise<Decoded> {
   const magic = blob.subarray(0, 8);
   if (magic.length !== 8 || magic.some((b, i) => b !== TARDIFF_MAGIC[i])) throw new Error("bad tar-diff magic");
   const stream = new Uint8Array(zlib.zstdDecompressSync(blob.subarray(8)));
@@ -105,7 +105,7 @@ export async function decodeTarDiff(repo: Repository, sourceDiffIds: Digest[], b
 /** Decodes and checks that the output hashes to `diffId`; returns the decode. */
 export async function expectTarDiff(
   repo: Repository,
-  sourceDiffIds: Digest[],
+  sourceDiffIds: DiffId[],
   blob: Uint8Array,
   diffId: Digest,
 ): Promise<Decoded> {

@@ -5,7 +5,7 @@
  */
 import { DigestMismatchError, UsageError } from "../../errors.ts";
 import { layerTarChunks } from "../../repo/layer_reader.ts";
-import { Hasher, parseDigest } from "../../util/digest.ts";
+import { asDiffId, Hasher, parseDigest } from "../../util/digest.ts";
 import { defineCommand } from "../command.ts";
 
 export const layerCommand = defineCommand({
@@ -19,8 +19,9 @@ is written: if the repository is damaged and it does not hash to DIFF_ID, the
 command fails naming the layer (what was written is not the layer).`,
   options: [],
   args: { min: 1, max: 1 },
-  async run(ctx, [diffId]) {
-    const { algorithm } = parseDigest(diffId, "DIFF_ID");
+  async run(ctx, [arg]) {
+    const { algorithm } = parseDigest(arg, "DIFF_ID");
+    const diffId = asDiffId(arg);
     if (ctx.io.stdout.isTerminal) throw new UsageError("layer: stdout is a terminal; redirect it to a file or a pipe");
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
