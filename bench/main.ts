@@ -251,6 +251,7 @@ export async function bench(args: string[]): Promise<number> {
   const text = table(results);
   console.log(text);
   const out = opts.out || `${root}/bench`;
+  await Deno.mkdir(out, { recursive: true });
   const info = await machine();
   await Deno.writeTextFile(
     `${out}/results.json`,
