@@ -5,7 +5,8 @@
  *
  *   deno task bench [--runs N] [--warmup N] [--case NAME]... [--check] [--bin PATH] [--out DIR]
  */
-import { type BenchCase, type BenchEnv, CASES, type Measured } from "./cases.ts";
+import { CASES } from "./cases.ts";
+import type { BenchCase, BenchEnv, Measured } from "./harness.ts";
 import { measureAll, type Sample, summarize, type Summary } from "./measure.ts";
 
 interface Side {
@@ -250,6 +251,7 @@ export async function bench(args: string[]): Promise<number> {
   const text = table(results);
   console.log(text);
   const out = opts.out || `${root}/bench`;
+  await Deno.mkdir(out, { recursive: true });
   const info = await machine();
   await Deno.writeTextFile(
     `${out}/results.json`,

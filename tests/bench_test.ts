@@ -22,3 +22,17 @@ Deno.test({
     assert.match(report, /^\| smoke \| \d+\.\d\d \(/m);
   },
 });
+
+Deno.test({
+  name: "bench --out creates the directory it names when it does not exist yet",
+  ignore: !haveTools("bench smoke", "time"),
+  async fn() {
+    await using tmp = await tempDir();
+    const out = `${tmp.path}/not/yet`;
+    const code = await bench(["--case", "smoke", "--runs", "1", "--warmup", "0", "--out", out]);
+    assert.equal(code, 0);
+    const results = JSON.parse(await Deno.readTextFile(`${out}/results.json`));
+    assert.deepEqual(results.results.map((r: { name: string }) => r.name), ["smoke"]);
+    assert.match(await Deno.readTextFile(`${out}/report.md`), /^\| smoke \| \d+\.\d\d \(/m);
+  },
+});
