@@ -408,3 +408,17 @@ Deno.test("artifact: fetchDeltaTarget refuses embedded documents that do not mat
   );
   await source.close();
 });
+
+Deno.test("artifact: annotations that are not strings are refused as a FormatError (not a TypeError)", () => {
+  // parseManifest checks that annotations is an object, not that its values are strings.
+  for (const bad of [5, null, { digest: SPEC.target.digest }]) {
+    for (const key of [DeltaAnnotation.target, DeltaAnnotation.source, DeltaAnnotation.sourceConfig]) {
+      const doc = deltaJson();
+      doc.annotations[key] = bad;
+      assertRefused(doc, new RegExp(key.replaceAll(".", "\\.")));
+    }
+    const layer = deltaJson();
+    layer.layers[2].annotations[DeltaAnnotation.to] = bad;
+    assertRefused(layer, /layer entry 2/);
+  }
+});
