@@ -108,8 +108,8 @@ export function checkDescriptor(v: unknown, what: string): Descriptor {
   if (typeof v.size !== "number" || !Number.isSafeInteger(v.size) || v.size < 0) {
     throw new FormatError(`${what} (${v.digest}) has an invalid size`);
   }
-  if (v.annotations !== undefined && !isObject(v.annotations)) {
-    throw new FormatError(`${what} (${v.digest}) has invalid annotations`);
+  if (v.annotations !== undefined && !isStringMap(v.annotations)) {
+    throw new FormatError(`${what} (${v.digest}) has invalid annotations (they must map strings to strings)`);
   }
   return v as unknown as Descriptor;
 }
@@ -142,8 +142,8 @@ export function parseManifest(bytes: Uint8Array, what: string): Manifest {
   if (!Array.isArray(v.layers)) throw new FormatError(`${what} has no layers list`);
   v.layers.forEach((l, i) => checkDescriptor(l, `${what} layer ${i}`));
   if (v.subject !== undefined) checkDescriptor(v.subject, `${what} subject`);
-  if (v.annotations !== undefined && !isObject(v.annotations)) {
-    throw new FormatError(`${what} has invalid annotations`);
+  if (v.annotations !== undefined && !isStringMap(v.annotations)) {
+    throw new FormatError(`${what} has invalid annotations (they must map strings to strings)`);
   }
   return v as unknown as Manifest;
 }
@@ -196,4 +196,9 @@ export function checkImageLayers(manifest: Manifest, config: ImageConfig, what: 
     throw new FormatError(`${what}: manifest has ${n} layers but the config lists ${d} diff_ids`);
   }
   for (const layer of manifest.layers) layerCompression(layer.mediaType, layer.digest);
+}
+
+/** True for an object whose values are all strings (what OCI annotations are). */
+function isStringMap(v: unknown): v is Record<string, string> {
+  return isObject(v) && Object.values(v).every((x) => typeof x === "string");
 }
