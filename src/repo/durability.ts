@@ -23,9 +23,16 @@ import { type FilesystemSync, openFilesystemSync } from "../util/posix.ts";
 /** How barriers are made. */
 export type SyncMode = "syncfs" | "fsync";
 
+/** Bytes written between background writebacks (see {@link Durability.wrote}). */
+export const EARLY_WRITEBACK = 16 << 20;
+
 /** The barriers of one repository (one per thread: it holds a descriptor). */
 export class Durability {
   readonly #fs: FilesystemSync | undefined;
+  /** Bytes written since writeback was last started. */
+  #unflushed = 0;
+  /** A writeback started ahead of a barrier and not finished yet. */
+  #flushing: Promise<void> | undefined;
 
   private constructor(fs: FilesystemSync | undefined) {
     this.#fs = fs;
@@ -49,6 +56,21 @@ export class Durability {
     if (!this.#fs) await file.syncData();
   }
 
+  /**
+   * Call as file data is written: every {@link EARLY_WRITEBACK} bytes, writeback
+   * of what is dirty is started in the background (a syncfs on another thread),
+   * so that the disk works while the pull computes, and the next barrier finds
+   * little left to wait for. Without it, a barrier after a large layer would
+   * wait for the whole layer to reach the disk.
+   */
+  wrote(bytes: number): void {
+    if (!this.#fs) return;
+    this.#unflushed += bytes;
+    if (this.#unflushed < EARLY_WRITEBACK || this.#flushing) return;
+    this.#unflushed = 0;
+    this.#flushing = this.#fs.sync().catch(() => {}).finally(() => (this.#flushing = undefined));
+  }
+
   /** The synchronous form of {@link fileWritten}. */
   fileWrittenSync(file: Deno.FsFile): void {
     if (!this.#fs) file.syncDataSync();
@@ -60,7 +82,10 @@ export class Durability {
    * barrier (needed only without syncfs).
    */
   async barrier(dirs: Iterable<string> = []): Promise<void> {
-    if (this.#fs) return await this.#fs.sync();
+    if (this.#fs) {
+      this.#unflushed = 0;
+      return await this.#fs.sync();
+    }
     for (const dir of new Set(dirs)) {
       const handle = await Deno.open(dir, { read: true });
       try {
@@ -71,8 +96,10 @@ export class Durability {
     }
   }
 
-  /** Releases the descriptor. */
+  /** Releases the descriptor (after any writeback in flight). */
   close(): void {
-    this.#fs?.close();
+    const fs = this.#fs;
+    if (this.#flushing) this.#flushing.finally(() => fs?.close());
+    else fs?.close();
   }
 }

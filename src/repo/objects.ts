@@ -80,6 +80,7 @@ export class ObjectStaging {
       let off = 0;
       while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
       this.store.durability.fileWrittenSync(file);
+      this.store.durability.wrote(bytes.length);
     } finally {
       file.close();
     }
@@ -143,6 +144,7 @@ export class ObjectWriter {
     this.#hash.update(chunk);
     this.size += chunk.length;
     await writeAll(this.file, chunk);
+    this.staging.store.durability.wrote(chunk.length);
   }
 
   /** Completes the object in the staging area; returns its raw SHA-256. */
