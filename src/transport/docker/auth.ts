@@ -108,7 +108,10 @@ export class Authenticator {
     }
   }
 
-  /** The Authorization header to send for a request in `scope` (e.g. `repository:foo:pull`), if any. */
+  /**
+   * The Authorization header to send for a request in `scope` (e.g.
+   * `repository:foo:pull`, or several separated by spaces), if any.
+   */
   async header(scope: string): Promise<string | undefined> {
     if (this.#scheme === "basic" && this.#credentials) return `Basic ${basicValue(this.#credentials)}`;
     if (this.#scheme !== "bearer") return undefined;
@@ -206,7 +209,8 @@ export class Authenticator {
       );
     }
     if (service) url.searchParams.set("service", service);
-    url.searchParams.set("scope", this.#challengeScopes.get(scope) ?? scope);
+    // One `scope` parameter per scope, as docker sends them (a push that mounts needs two repositories).
+    for (const s of (this.#challengeScopes.get(scope) ?? scope).split(" ")) if (s) url.searchParams.append("scope", s);
     const headers = new Headers({ accept: "application/json" });
     if (this.#credentials) {
       url.searchParams.set("account", this.#credentials.username);
