@@ -9,14 +9,15 @@
 import { DeltashipError, DigestMismatchError, FormatError, TransportError } from "../../errors.ts";
 import type { Descriptor } from "../../oci/documents.ts";
 import { INDEX_TYPES, MANIFEST_TYPES, MediaType } from "../../oci/media_types.ts";
-import { Hasher, parseDigest, sha256, verifyBytes } from "../../util/digest.ts";
+import { type Digest, Hasher, parseDigest, sha256, verifyBytes } from "../../util/digest.ts";
 import { Semaphore } from "../../util/semaphore.ts";
-import { checkDocument, type FetchedDocument, type ImageSource } from "../source.ts";
+import { checkDocument, type FetchedDocument, type ImageSource, type ReferrerList } from "../source.ts";
 import { resumableBlobStream } from "./blob_stream.ts";
 import { isRetryable, type RegistryClient } from "./client.ts";
 import { failureText } from "./sanitize.ts";
 import { connect, type ConnectOptions } from "./connect.ts";
 import { type DockerReference, parseDockerReference } from "./reference.ts";
+import { listReferrers } from "./referrers.ts";
 import { backoffDelay, type RetryPolicy, sleep, withDeadline } from "./retry.ts";
 
 /** How to open a registry source. */
@@ -162,6 +163,17 @@ export class DockerSource implements ImageSource {
       signal: this.#closed.signal,
       onEnd: release,
     });
+  }
+
+  /** The referrers of `subject` of `artifactType` here: the referrers API, else the fallback tag. */
+  referrers(subject: Digest, artifactType: string): Promise<ReferrerList> {
+    const access = {
+      client: this.#client,
+      repository: this.reference.repository,
+      scope: this.#scope,
+      deadlineMs: this.#deadlineMs,
+    };
+    return listReferrers(access, subject, artifactType, this.description);
   }
 
   close(): Promise<void> {

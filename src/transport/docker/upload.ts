@@ -45,7 +45,7 @@ export interface BlobUpload {
   /** Repositories of the same registry that may hold it, to mount it from. */
   mountFrom?: readonly string[];
   /** The blob's bytes; called again when an upload must start over. */
-  open(): Promise<AsyncIterable<Uint8Array>>;
+  open(): Promise<AsyncIterable<Uint8Array> | Iterable<Uint8Array>>;
 }
 
 /** How a blob reached the registry. */
