@@ -30,6 +30,7 @@ import { isBlockFormat } from "../util/block_compress.ts";
 import { type Digest, sha256 } from "../util/digest.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import type { Compression } from "../util/streams.ts";
+import type { ArtifactBlob, ArtifactSink } from "./create_delta.ts";
 import { exportedLayer, exportedLayers, exportedManifest } from "./export.ts";
 import { fanOut } from "./fan_out.ts";
 
@@ -248,7 +249,7 @@ async function pushKnownBlob(
   label: string,
   desc: Descriptor,
   open: () => Promise<AsyncIterable<Uint8Array> | Iterable<Uint8Array>>,
-  options: PushOptions,
+  options: Pick<PushOptions, "mountFrom">,
   progress: ProgressSink,
 ): Promise<{ blob: PushedBlob; sent: number }> {
   progress.start(desc.digest, label, desc.size);
@@ -282,4 +283,84 @@ async function inLanes<T>(items: readonly T[], lanes: number, work: (item: T) =>
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(lanes, items.length)) }, lane));
   if (failure) throw failure.e;
+}
+
+/**
+ * create-delta's destination when it is a registry: each blob starts uploading
+ * as it is handed over (at most `--max-uploads` at once); the manifest goes in
+ * when all are in, and, since a delta's subject is its target image, is then
+ * kept discoverable. Blobs already uploaded cannot be taken back on failure:
+ * no manifest names them, and the registry's garbage collection removes them.
+ */
+export class RegistryArtifactSink implements ArtifactSink {
+  readonly description: string;
+  #pending: Promise<void>[] = [];
+  readonly #state: CopyState = { blobs: new Map(), sent: 0, manifests: 0 };
+  #result: PushResult | undefined;
+
+  /** `options.tag`: what the artifact is tagged (default the destination's tag; none: by digest only). */
+  constructor(
+    readonly target: DockerTarget,
+    readonly options: Pick<PushOptions, "mountFrom" | "progress" | "tag">,
+  ) {
+    this.description = destinationOf(target);
+  }
+
+  /** The tag the artifact is pushed under. */
+  get tag(): string | undefined {
+    return this.options.tag ?? this.target.tag;
+  }
+
+  /** What the push did, once committed. */
+  get result(): PushResult | undefined {
+    return this.#result;
+  }
+
+  putBlob(blob: ArtifactBlob): Promise<void> {
+    const desc = { mediaType: "application/octet-stream", digest: blob.digest, size: blob.size };
+    const open = async () => {
+      const content = await blob.content();
+      return content instanceof Uint8Array ? [content] : content;
+    };
+    const upload = pushKnownBlob(this.target, `blob ${blob.digest}`, desc, open, this.options, this.#progress)
+      .then((up) => {
+        this.#state.blobs.set(blob.digest, up.blob);
+        this.#state.sent += up.sent;
+      });
+    upload.catch(() => {}); // awaited in commit
+    this.#pending.push(upload);
+    return Promise.resolve();
+  }
+
+  async commit(manifest: Descriptor, bytes: Uint8Array, tag: string | undefined): Promise<void> {
+    await this.#settle();
+    const parsed = parseManifest(bytes, `delta manifest ${manifest.digest}`);
+    const put = await this.target.putManifest(bytes, manifest.mediaType, tag ?? manifest.digest);
+    const referrer = parsed.subject ? await this.target.recordReferrer(put, manifest.mediaType, parsed) : undefined;
+    this.#result = {
+      destination: this.description,
+      ...(tag ? { tag } : {}),
+      manifest: put.digest,
+      mediaType: manifest.mediaType,
+      blobs: [...this.#state.blobs.values()],
+      manifests: 1,
+      bytesUploaded: this.#state.sent,
+      ...(referrer ? { referrer } : {}),
+    };
+  }
+
+  async abort(): Promise<void> {
+    await Promise.allSettled(this.#pending);
+  }
+
+  get #progress(): ProgressSink {
+    return this.options.progress ?? silentProgress;
+  }
+
+  /** Waits for every upload; the first failure is thrown. */
+  async #settle(): Promise<void> {
+    const outcomes = await Promise.allSettled(this.#pending);
+    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === "rejected");
+    if (failed) throw failed.reason;
+  }
 }

@@ -9,7 +9,7 @@
  * @module
  */
 import { DigestMismatchError, InvalidArgumentError, TransportError } from "../../errors.ts";
-import type { Descriptor, Manifest } from "../../oci/documents.ts";
+import { type Descriptor, EMPTY_CONFIG, type Manifest } from "../../oci/documents.ts";
 import { type Digest, sha256 } from "../../util/digest.ts";
 import { Semaphore } from "../../util/semaphore.ts";
 import type { RegistryClient } from "./client.ts";
@@ -17,7 +17,14 @@ import { connect, type ConnectOptions, envInt } from "./connect.ts";
 import { type DockerReference, parseDockerReference } from "./reference.ts";
 import { addToFallbackIndex, type RepositoryAccess } from "./referrers.ts";
 import type { RetryPolicy } from "./retry.ts";
-import { type BlobUpload, DEFAULT_CHUNK_SIZE, uploadBlob, type UploadedBlob, type UploadTarget } from "./upload.ts";
+import {
+  blobExists,
+  type BlobUpload,
+  DEFAULT_CHUNK_SIZE,
+  uploadBlob,
+  type UploadedBlob,
+  type UploadTarget,
+} from "./upload.ts";
 
 /** How to open a registry destination. */
 export interface DockerTargetOptions extends ConnectOptions {
@@ -107,6 +114,15 @@ export class DockerTarget {
   /** The repository path in the registry. */
   get repository(): string {
     return this.reference.repository;
+  }
+
+  /**
+   * Checks that the registry answers and lets us in, with one small request (a
+   * `HEAD` of the empty JSON blob), so a push that cannot succeed fails before
+   * any work is done.
+   */
+  async check(): Promise<void> {
+    await blobExists(this.#upload, EMPTY_CONFIG.digest, this.description);
   }
 
   /** Puts a blob into the repository (see upload.ts), waiting for an upload slot. */
