@@ -172,11 +172,12 @@ export async function pushFromSource(
 ): Promise<PushResult> {
   const progress = options.progress ?? silentProgress;
   const root = await source.root();
+  const tag = options.tag ?? source.tag; // the layout entry's own tag, once its root is read
   const state: CopyState = { blobs: new Map(), sent: 0, manifests: 0 };
-  const top = await copyDocument(source, target, root, true, state, options, progress);
+  const top = await copyDocument(source, target, root, true, state, { ...options, tag }, progress);
   return {
     destination: destinationOf(target),
-    ...(options.tag ? { tag: options.tag } : {}),
+    ...(tag ? { tag } : {}),
     manifest: top.digest,
     mediaType: top.mediaType,
     ...(top.config ? { config: top.config } : {}),
