@@ -48,6 +48,8 @@ export async function pullDiscovering(
     return await pullImage(repo, source, resolved, options);
   }
   const cached = new DocumentCache(source);
+  // A delta embeds its target manifest: the one already in hand.
+  cached.keep({ digest: resolved.digest, size: resolved.bytes.length }, resolved.bytes);
   const info = await chooseDelta(repo, cached, resolved);
   if (info.chosen) {
     try {
@@ -188,6 +190,10 @@ class DocumentCache implements ImageSource {
   }
   root(): Promise<FetchedDocument> {
     return this.inner.root();
+  }
+  /** Keeps `bytes` (already verified) as the document `desc` names. */
+  keep(desc: Pick<Descriptor, "digest" | "size">, bytes: Uint8Array): void {
+    this.#documents.set(`${desc.digest} ${desc.size}`, Promise.resolve(bytes));
   }
   document(desc: Descriptor): Promise<Uint8Array> {
     const key = `${desc.digest} ${desc.size}`;
