@@ -132,7 +132,7 @@ export async function pushStoredImage(
   const layers = exportedLayers(record, source, done);
   const config = await pushKnownBlob(
     target,
-    `config ${record.config}`,
+    "config",
     {
       mediaType: MediaType.ociConfig,
       digest: record.config,
@@ -229,7 +229,9 @@ async function copyDocument(
     const manifest = parseManifest(doc.bytes, `${what} manifest`);
     const blobs = [...new Map([manifest.config, ...manifest.layers].map((d) => [d.digest, d])).values()];
     await inLanes(blobs.filter((d) => !state.blobs.has(d.digest)), options.maxUploads ?? 2, async (d) => {
-      const label = d === manifest.config ? `config ${d.digest}` : `blob ${d.digest}`;
+      const label = d === manifest.config
+        ? "config"
+        : `layer ${manifest.layers.indexOf(d) + 1}/${manifest.layers.length}`;
       const up = await pushKnownBlob(target, label, d, () => source.blob(d), options, progress);
       state.blobs.set(d.digest, up.blob);
       state.sent += up.sent;
@@ -244,7 +246,7 @@ async function copyDocument(
   return { digest: put.digest, mediaType, ...(config ? { config } : {}) };
 }
 
-/** Pushes one blob of known digest and size, shown as a progress unit. */
+/** Pushes one blob of known digest and size, shown as a progress unit `label` (`config`, `layer 2/3`). */
 async function pushKnownBlob(
   target: DockerTarget,
   label: string,
@@ -255,7 +257,7 @@ async function pushKnownBlob(
 ): Promise<{ blob: PushedBlob; sent: number }> {
   progress.start(desc.digest, label, desc.size);
   const up = await target.pushBlob({
-    what: `${target.description}: ${label}`,
+    what: `${target.description}: ${label} ${desc.digest}`,
     digest: desc.digest,
     size: desc.size,
     mountFrom: options.mountFrom,
@@ -323,7 +325,14 @@ export class RegistryArtifactSink implements ArtifactSink {
       const content = await blob.content();
       return content instanceof Uint8Array ? [content] : content;
     };
-    const upload = pushKnownBlob(this.target, `blob ${blob.digest}`, desc, open, this.options, this.#progress)
+    const upload = pushKnownBlob(
+      this.target,
+      `blob ${this.#pending.length + 1}`,
+      desc,
+      open,
+      this.options,
+      this.#progress,
+    )
       .then((up) => {
         this.#state.blobs.set(blob.digest, up.blob);
         this.#state.sent += up.sent;

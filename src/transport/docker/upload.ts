@@ -270,16 +270,18 @@ async function sendChunk(
         session.offset = end;
         return;
       }
-      if (confirmed < start || confirmed > end) {
+      if (confirmed < start || confirmed > end || ++failures >= target.retry.attempts) {
         throw new TransportError(
           `${blob.what}: the registry confirmed ${confirmed} bytes after a chunk ending at ${end}`,
         );
       }
-      from = confirmed;
+      from = confirmed; // it kept part of the chunk: send the rest
+      stats.resumes++;
       continue;
     }
     if (f && f.status === 416) {
       await settle(f);
+      if (++failures >= target.retry.attempts) throw new SessionLost();
       from = checkedOffset(rangeEnd(f.headers.get("range")) ?? -1, start, end);
       stats.resumes++;
       continue;
