@@ -149,6 +149,21 @@ Deno.test({
     assert.equal(viaDelta.counts.kinds["GET referrers"], 1);
     assert.equal(viaDelta.counts.kinds["GET manifest"], 3, "v2, the fallback tag, the delta");
 
+    // By digest too, and the text output says which way it went and what it saved.
+    const hostG = `${tmp.path}/g`;
+    await countedPull(home, hostG, proxy, "v1");
+    const text = await cli(home, hostG, ["pull", `docker://${proxy.host}/app@${v2Digest}`]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(
+      text.stdout,
+      new RegExp(
+        `^Pulled @${v2Digest} from delta ${
+          d1.manifest.slice(0, 19)
+        }, found by the referrers tag \\(2 layers: 1 rebuilt, 1 already present\\)\n` +
+          `fetched \\d+ B of delta instead of 40\\d kB for the full image \\(\\d\\d% saved\\)\n`,
+      ),
+    );
+
     // A host holding v0 picks the v0 delta; one holding both, the smaller.
     const hostC = `${tmp.path}/c`;
     await countedPull(home, hostC, proxy, "v0");

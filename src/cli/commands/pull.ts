@@ -106,7 +106,7 @@ look; --delta require fails instead of pulling the full image.`,
             kinds.join(", ")
           })`,
         );
-        const saved = d.imageSize > 0 ? ` (${Math.round(100 * (1 - result.bytesFetched / d.imageSize))}% saved)` : "";
+        const saved = d.imageSize > 0 ? ` (${Math.floor(100 * (1 - result.bytesFetched / d.imageSize))}% saved)` : "";
         await ctx.print(
           `fetched ${formatBytes(result.bytesFetched)} of delta instead of ${
             formatBytes(d.imageSize)
