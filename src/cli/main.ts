@@ -22,11 +22,13 @@ import { imagesCommand } from "./commands/images.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { layerCommand } from "./commands/layer.ts";
 import { pullCommand } from "./commands/pull.ts";
+import { pushCommand } from "./commands/push.ts";
 import { rmCommand, tagCommand, untagCommand } from "./commands/tags.ts";
 
 /** Every command, in the order `--help` lists them. */
 export const COMMANDS: Command[] = [
   pullCommand,
+  pushCommand,
   applyDeltaCommand,
   imagesCommand,
   inspectCommand,

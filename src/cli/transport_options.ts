@@ -1,11 +1,13 @@
 /**
  * The options of every command that reads an image source: registry
- * credentials, TLS, and the download limit, parsed into {@link OpenOptions}.
+ * credentials, TLS, and the download limit, parsed into {@link OpenOptions};
+ * and of the commands that push: the same credentials and TLS, and the upload
+ * limit ({@link TargetOptions}).
  *
  * @module
  */
 import { UsageError } from "../errors.ts";
-import type { OpenOptions } from "../transport/reference.ts";
+import type { OpenOptions, TargetOptions } from "../transport/reference.ts";
 import type { OptionSpec, ValuesOf } from "./args.ts";
 import { positiveInt } from "./context.ts";
 
@@ -29,6 +31,18 @@ export const SOURCE_OPTIONS = [
     type: "string",
     arg: "N",
     help: "docker://: most blob downloads at once (default 2, 1 for a delta; independent of --jobs)",
+  },
+] as const satisfies readonly OptionSpec[];
+
+/** Option specs to add to a command that pushes to a registry. */
+export const TARGET_OPTIONS = [
+  SOURCE_OPTIONS[0],
+  SOURCE_OPTIONS[1],
+  {
+    name: "max-uploads",
+    type: "string",
+    arg: "N",
+    help: "docker://: most blob uploads at once (default 2; independent of --jobs)",
   },
 ] as const satisfies readonly OptionSpec[];
 
@@ -82,4 +96,14 @@ export function sourceOpenOptions(
   const max = values["max-downloads"];
   if (typeof max === "string") options.maxDownloads = positiveInt(max, "--max-downloads");
   return options;
+}
+
+/** The {@link TargetOptions} the parsed push options and the environment give. */
+export function targetOpenOptions(
+  values: ValuesOf<typeof TARGET_OPTIONS>,
+  env: Record<string, string | undefined>,
+): TargetOptions {
+  const { maxDownloads: _, ...options } = sourceOpenOptions(values, env);
+  const max = values["max-uploads"];
+  return typeof max === "string" ? { ...options, maxUploads: positiveInt(max, "--max-uploads") } : options;
 }

@@ -19,6 +19,7 @@ import type { ProgressSink } from "../util/progress.ts";
 import type { Compression } from "../util/streams.ts";
 import { applyDelta } from "./delta_pull.ts";
 import { isDeltaManifest, parseDeltaArtifact } from "../delta/artifact.ts";
+import { pullDiscovering } from "./delta_discovery.ts";
 
 /** How to apply and write out. */
 export interface ApplyToLayoutOptions {
@@ -52,20 +53,27 @@ export async function applyDeltaToLayout(
   options: ApplyToLayoutOptions,
 ): Promise<ApplyToLayoutResult> {
   const resolved = await resolveManifest(source, options.platform);
-  if (!isDeltaManifest(resolved.manifest)) {
-    throw new UnsupportedError(
-      `${source.description} (${resolved.digest}) is not an oci-delta artifact; to write out an image use pull, then export`,
-    );
-  }
-  const { target } = parseDeltaArtifact(resolved.manifest, resolved.digest, `delta ${source.description}`);
-  const hadTarget = await repo.hasImage(target);
-  const pulled = await applyDelta(repo, source, resolved, {
+  const pullOptions = {
     platform: options.platform,
     jobs: options.jobs,
     name: options.keep ? options.name : undefined,
     progress: options.progress,
     maxLayerSize: options.maxLayerSize,
-  });
+  };
+  const isDelta = isDeltaManifest(resolved.manifest);
+  if (!isDelta && !source.referrers) {
+    throw new UnsupportedError(
+      `${source.description} (${resolved.digest}) is not an oci-delta artifact; to write out an image use pull, then export`,
+    );
+  }
+  const target = isDelta
+    ? parseDeltaArtifact(resolved.manifest, resolved.digest, `delta ${source.description}`).target
+    : resolved.digest;
+  const hadTarget = await repo.hasImage(target);
+  // An image in a registry: the delta to it is found among its referrers (one must fit).
+  const pulled: PullResult = isDelta
+    ? await applyDelta(repo, source, resolved, pullOptions)
+    : await pullDiscovering(repo, source, resolved, { ...pullOptions, delta: "require" });
   const removeIfNew = async () => {
     if (!options.keep && !hadTarget) await repo.discardUntagged(target);
   };

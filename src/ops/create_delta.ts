@@ -24,11 +24,37 @@ import { fileRangeStream } from "../util/streams.ts";
 import { type DeltaInput, deltaInput, loadTarget, type TargetImage } from "./delta_inputs.ts";
 import { fanOut } from "./fan_out.ts";
 
-/** One blob of the artifact: its digest and size, and where its bytes come from. */
-interface ArtifactBlob {
+/** One blob of the artifact: its digest and size, and where its bytes come from (as often as asked). */
+export interface ArtifactBlob {
   digest: Digest;
   size: number;
   content: () => Promise<BlobContent>;
+}
+
+/** Where an artifact is written: an OCI layout (below), or a registry (`RegistryArtifactSink` in push.ts). */
+export interface ArtifactSink {
+  /** The destination as the user wrote it. */
+  readonly description: string;
+  /** Writes one blob (its digest checked). */
+  putBlob(blob: ArtifactBlob): Promise<void>;
+  /** Writes the manifest, under `tag` if given, once every blob is written; then all is visible. */
+  commit(manifest: Descriptor, bytes: Uint8Array, tag: string | undefined): Promise<void>;
+  /** Leaves the destination as it was, as far as it can. */
+  abort(): Promise<void>;
+}
+
+/** An {@link ArtifactSink} writing into an OCI layout or archive. */
+function layoutSink(writer: LayoutWriter, out: LayoutDest): ArtifactSink {
+  return {
+    description: `${out.transport}:${out.path}`,
+    putBlob: async (blob) => void await writer.putBlob(await blob.content(), blob.digest),
+    commit: async (manifest, bytes, tag) => {
+      await writer.putBlob(bytes, manifest.digest);
+      writer.addManifest(manifest, tag);
+      await writer.commit();
+    },
+    abort: () => writer.abort(),
+  };
 }
 
 /** How to create a delta. */
@@ -106,16 +132,19 @@ export interface CreateDeltaResult {
   stats: DeltaStats;
 }
 
-/** Creates the delta from image `oldRef` to image `newRef` and writes it to `out`. */
+/**
+ * Creates the delta from image `oldRef` to image `newRef` and writes it to
+ * `out` (a layout, or a sink such as a registry; its `tag` then comes with it).
+ */
 export async function createDelta(
   repo: Repository,
   oldRef: ImageReference,
   newRef: ImageReference,
-  out: LayoutDest,
+  out: LayoutDest | (ArtifactSink & { tag?: string }),
   options: CreateDeltaOptions,
 ): Promise<CreateDeltaResult> {
   // Opened first, so a destination that cannot take the delta fails before any work.
-  const writer = await openLayoutWriter(out);
+  const writer = "putBlob" in out ? out : layoutSink(await openLayoutWriter(out), out);
   using _interrupted = options.cleanups?.add(() => writer.abort());
   let neu: DeltaInput | undefined;
   const encoded = new Map<DiffId, EncodedLayer>();
@@ -153,9 +182,9 @@ export async function createDelta(
       ...shipping.blobs,
       { digest: deltaDesc.digest, size: deltaDesc.size, content: bytes(deltaBytes) },
     ];
-    await writeArtifact(writer, blobs, deltaDesc, out.tag);
+    await writeArtifact(writer, blobs, deltaDesc, deltaBytes, out.tag);
     return {
-      output: `${out.transport}:${out.path}${out.tag ? `:${out.tag}` : ""}`,
+      output: `${writer.description}${out.tag ? `:${out.tag}` : ""}`,
       manifest: deltaDesc.digest,
       manifestSize: deltaDesc.size,
       target: target.record.manifest,
@@ -289,21 +318,21 @@ function chooseShipping(
   return shipping;
 }
 
-/** Writes the artifact's blobs and lists its manifest; visible only once all is written. */
+/** Writes the artifact's blobs, then its manifest; visible only once all is written. */
 async function writeArtifact(
-  writer: LayoutWriter,
+  writer: ArtifactSink,
   blobs: ArtifactBlob[],
   manifest: Descriptor,
+  manifestBytes: Uint8Array,
   tag: string | undefined,
 ): Promise<void> {
-  const written = new Set<Digest>();
+  const written = new Set<Digest>([manifest.digest]);
   for (const blob of blobs) {
     if (written.has(blob.digest)) continue;
     written.add(blob.digest);
-    await writer.putBlob(await blob.content(), blob.digest);
+    await writer.putBlob(blob);
   }
-  writer.addManifest(manifest, tag);
-  await writer.commit();
+  await writer.commit(manifest, manifestBytes, tag);
 }
 
 /** The totals `--stats` shows. */

@@ -14,7 +14,7 @@ import { type ImageReference, type OpenOptions, openSource } from "../transport/
 import { type ImageSource, resolveManifest } from "../transport/source.ts";
 import type { DiffId } from "../util/digest.ts";
 import type { ProgressSink } from "../util/progress.ts";
-import { pullImage } from "./pull_image.ts";
+import { pullDiscovering } from "./delta_discovery.ts";
 
 /** An image to make a delta from or to: its repository record, and its source while that is open. */
 export interface DeltaInput {
@@ -53,6 +53,9 @@ class UntaggedSource implements ImageSource {
   close(): Promise<void> {
     return this.inner.close();
   }
+  get referrers(): ImageSource["referrers"] {
+    return this.inner.referrers?.bind(this.inner);
+  }
 }
 
 /**
@@ -65,7 +68,8 @@ export async function deltaInput(repo: Repository, ref: ImageReference, options:
   try {
     const resolved = await resolveManifest(source, options.platform);
     if (!(await repo.hasImage(resolved.digest))) await options.onPull?.(ref.text);
-    const result = await pullImage(repo, new UntaggedSource(source), resolved, {
+    // A delta published to it from an image the repository holds saves the download (delta_discovery.ts).
+    const result = await pullDiscovering(repo, new UntaggedSource(source), resolved, {
       platform: options.platform,
       jobs: options.jobs,
       progress: options.progress,

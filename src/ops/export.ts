@@ -17,14 +17,15 @@
  * @module
  */
 import { DigestMismatchError } from "../errors.ts";
-import { type Descriptor, encodeJson, parseManifest } from "../oci/documents.ts";
-import { type LayoutDest, type LayoutWriter, openLayoutWriter } from "../oci/layout_writer.ts";
+import { type Descriptor, encodeJson, type Manifest, parseManifest } from "../oci/documents.ts";
+import { type LayoutDest, type LayoutWriter, openLayoutWriter, type WrittenBlob } from "../oci/layout_writer.ts";
 import { layerTypeFor, MediaType } from "../oci/media_types.ts";
 import { compressInBlocks, isBlockFormat } from "../util/block_compress.ts";
 import { type DiffId, type Digest, Hasher, parseDigest } from "../util/digest.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import type { Compression } from "../util/streams.ts";
 import { fanOut } from "./fan_out.ts";
+import type { LayerPool } from "./layer_tasks.ts";
 import { layerTarChunks } from "../repo/layer_reader.ts";
 import type { Cleanups } from "../util/cleanups.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
@@ -98,7 +99,6 @@ export async function writeImage(
   const configBytes = await repo.readBlob(record.config);
   const progress = options.progress ?? silentProgress;
   const mediaType = layerTypeFor(options.compression);
-  const oci = source.mediaType !== MediaType.dockerManifest;
 
   // Each distinct layer once, in order; the calling thread reads layers and writes
   // the output while compression runs in workers.
@@ -115,26 +115,66 @@ export async function writeImage(
     }),
     pool: { useCallingThread: false },
   }, async (pool, { diffId }, onBytes) => {
-    const tar = verifiedTar(repo, diffId, onBytes);
-    const blob = isBlockFormat(options.compression)
-      ? compressInBlocks(tar, {
-        format: options.compression,
-        level: options.level,
-        inFlight: options.jobs * 2,
-        run: (job) => pool.run("compress", () => Promise.resolve({ job })),
-      })
-      : tar;
-    const { digest, size } = await writer.putBlob(blob);
+    const { digest, size } = await writer.putBlob(exportedLayer(repo, diffId, pool, options, onBytes));
     return { mediaType, digest, size } as Descriptor;
   });
   const done = new Map<Digest, Descriptor>(distinct.map((l, i) => [l.diffId, written[i]]));
-  const layers: ExportedLayer[] = record.layers.map(({ diffId }, i) => {
+  const layers = exportedLayers(record, source, done);
+  const config = await writer.putBlob(configBytes, record.config);
+  const manifestBytes = exportedManifest(source, config, layers);
+  const manifest = await writer.putBlob(manifestBytes);
+  writer.addManifest({ mediaType: MediaType.ociManifest, digest: manifest.digest, size: manifest.size }, tag);
+  const layerBytes = [...done.values()].reduce((a, d) => a + d.size, 0);
+  return {
+    destination: writer.description,
+    ...(tag ? { tag } : {}),
+    manifest: manifest.digest,
+    config: config.digest,
+    layers,
+    size: manifest.size + config.size + layerBytes,
+  };
+}
+
+/**
+ * A stored layer as an export writes it: rebuilt from the repository (failing
+ * at its end unless it hashed to its diff_id) and compressed in blocks on
+ * `pool`. The same layer and options always give the same bytes, so the
+ * stream can be made again (a push that must start an upload over).
+ */
+export function exportedLayer(
+  repo: Repository,
+  diffId: DiffId,
+  pool: LayerPool,
+  options: Pick<ExportOptions, "compression" | "level" | "jobs">,
+  onBytes: (n: number) => void,
+): AsyncIterable<Uint8Array> {
+  const tar = verifiedTar(repo, diffId, onBytes);
+  if (!isBlockFormat(options.compression)) return tar;
+  return compressInBlocks(tar, {
+    format: options.compression,
+    level: options.level,
+    inFlight: options.jobs * 2,
+    run: (job) => pool.run("compress", () => Promise.resolve({ job })),
+  });
+}
+
+/** The exported image's layers in manifest order, from the blobs written per diff_id (`done`). */
+export function exportedLayers(record: ImageRecord, source: Manifest, done: Map<Digest, Descriptor>): ExportedLayer[] {
+  const oci = source.mediaType !== MediaType.dockerManifest;
+  return record.layers.map(({ diffId }, i) => {
     const annotations = oci ? source.layers[i]?.annotations : undefined;
     return { ...done.get(diffId)!, ...(annotations ? { annotations } : {}), diffId };
   });
+}
 
-  const config = await writer.putBlob(configBytes, record.config);
-  const manifestBytes = encodeJson({
+/**
+ * The new OCI manifest of an exported image: the source manifest's artifact
+ * type, config annotations, subject and annotations kept (from an OCI source),
+ * the config typed as an OCI config, and the new layer blobs.
+ */
+export function exportedManifest(source: Manifest, config: WrittenBlob, layers: readonly ExportedLayer[]): Uint8Array {
+  const oci = source.mediaType !== MediaType.dockerManifest;
+  return encodeJson({
     schemaVersion: 2,
     mediaType: MediaType.ociManifest,
     ...(oci && source.artifactType ? { artifactType: source.artifactType } : {}),
@@ -148,17 +188,6 @@ export async function writeImage(
     ...(oci && source.subject ? { subject: source.subject } : {}),
     ...(oci && source.annotations ? { annotations: source.annotations } : {}),
   });
-  const manifest = await writer.putBlob(manifestBytes);
-  writer.addManifest({ mediaType: MediaType.ociManifest, digest: manifest.digest, size: manifest.size }, tag);
-  const layerBytes = [...done.values()].reduce((a, d) => a + d.size, 0);
-  return {
-    destination: writer.description,
-    ...(tag ? { tag } : {}),
-    manifest: manifest.digest,
-    config: config.digest,
-    layers,
-    size: manifest.size + config.size + layerBytes,
-  };
 }
 
 /**

@@ -1,7 +1,8 @@
 /**
  * `pull`: the dispatcher. The source's reference is resolved to one manifest
  * (through indexes, choosing the platform); an oci-delta artifact is applied
- * (delta_pull.ts), anything else is pulled as an image (pull_image.ts).
+ * (delta_pull.ts), anything else is pulled as an image (pull_image.ts), through
+ * a delta published for it when one fits (delta_discovery.ts).
  *
  * @module
  */
@@ -9,15 +10,17 @@ import { isDeltaManifest } from "../delta/artifact.ts";
 import { type ImageSource, resolveManifest } from "../transport/source.ts";
 import type { Repository } from "../repo/repository.ts";
 import { applyDelta } from "./delta_pull.ts";
-import { pullImage } from "./pull_image.ts";
+import { pullDiscovering } from "./delta_discovery.ts";
 import type { PullOptions, PullResult } from "./pull_steps.ts";
 
 /**
  * Pulls the image `source` names into `repo`. When the manifest is an oci-delta
- * artifact, the delta is applied instead: the result is its target image.
+ * artifact, the delta is applied instead: the result is its target image. An
+ * image is pulled through a delta the registry lists for it, when one fits
+ * (`options.delta`).
  */
 export async function pull(repo: Repository, source: ImageSource, options: PullOptions): Promise<PullResult> {
   const resolved = await resolveManifest(source, options.platform);
   if (isDeltaManifest(resolved.manifest)) return await applyDelta(repo, source, resolved, options);
-  return await pullImage(repo, source, resolved, options);
+  return await pullDiscovering(repo, source, resolved, options);
 }

@@ -23,6 +23,34 @@ export interface PullOptions {
   progress?: ProgressSink;
   /** Largest uncompressed layer accepted (default {@link DEFAULT_MAX_LAYER_SIZE}). */
   maxLayerSize?: number;
+  /** Whether to look for a published delta to the image (registries; default auto). */
+  delta?: DeltaMode;
+  /** Told, in one line, why a pull that looked for a delta pulls the full image. */
+  onNote?: (line: string) => void | Promise<void>;
+}
+
+/**
+ * When a pull of an image looks for a delta to it: `auto` uses one that fits
+ * and falls back to the full image, `require` fails instead of falling back,
+ * `never` does not look.
+ */
+export type DeltaMode = "auto" | "never" | "require";
+
+/** What a pull that looked for a delta found, and which way it went. */
+export interface DiscoveryInfo {
+  /** The image came from a published delta, or in full. */
+  way: "delta" | "full";
+  /** Why the full image was pulled (absent when a delta was applied). */
+  reason?: string;
+  /** How the deltas were listed: the referrers API, the fallback tag, or neither (none found, or not asked). */
+  via: "api" | "tag" | "none";
+  /** Deltas to the image listed, and of those, ones starting from an image the repository holds. */
+  listed: number;
+  fitting: number;
+  /** The delta applied (when `way` is delta). */
+  delta?: ManifestDigest;
+  /** Compressed bytes of the image's layers the repository lacks: what the full pull fetches. */
+  missingBytes: number;
 }
 
 /** What a delta pull did, beyond what every pull reports. */
@@ -54,6 +82,8 @@ export interface PullResult {
   bytesFetched: number;
   /** Set when the pulled manifest was an oci-delta, which was applied. */
   delta?: DeltaPullInfo;
+  /** Set when the pull looked for a published delta to the image. */
+  discovery?: DiscoveryInfo;
 }
 
 /** The limits a pull puts on each layer it stores. */

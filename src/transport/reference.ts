@@ -3,7 +3,8 @@
  * containers/image's `alltransports.ParseImageName` serves every transport):
  * sources `oci:DIR[:REF]`, `oci-archive:FILE[:REF]`, `docker://...` and, where a
  * command accepts images already in the repository, `repo:NAME` /
- * `repo:@sha256:<hex>`; destinations `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]`.
+ * `repo:@sha256:<hex>`; destinations `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]`,
+ * and `docker://REGISTRY/REPO[:TAG]` where a command pushes.
  * Malformed references are {@link InvalidArgumentError}s (exit status 2).
  *
  * @module
@@ -11,7 +12,9 @@
 import { InvalidArgumentError, UnsupportedError } from "../errors.ts";
 import type { LayoutDest } from "../oci/layout_writer.ts";
 import { checkTagName } from "../oci/tag_name.ts";
+import { parseDockerReference } from "./docker/reference.ts";
 import { DockerSource } from "./docker/source.ts";
+import { DockerTarget } from "./docker/target.ts";
 import { OciLayoutSource } from "./oci.ts";
 import type { ImageSource } from "./source.ts";
 
@@ -62,6 +65,16 @@ export function parseReference(s: string, options: { repo?: boolean } = {}): Ima
   return ref === undefined ? { text: s, transport, path } : { text: s, transport, path, ref };
 }
 
+/** A registry destination, `docker://REGISTRY/REPO[:TAG]`: what {@link openTarget} opens. */
+export interface RegistryDest {
+  transport: "docker";
+  /** The reference without `docker://`. */
+  reference: string;
+}
+
+/** Where a command may write: a layout, or (for commands that push) a registry. */
+export type Destination = LayoutDest | RegistryDest;
+
 /** How {@link parseDestination} reads a destination. */
 export interface DestinationOptions {
   /** The argument in messages (default "destination"). */
@@ -70,11 +83,25 @@ export interface DestinationOptions {
   bareIsArchive?: boolean;
   /** For a `docker://` destination, say that writing this (e.g. "a delta") to a registry is not supported. */
   unsupportedRegistry?: string;
+  /** Accept `docker://REGISTRY/REPO[:TAG]` (a push). */
+  registry?: boolean;
 }
 
-/** Parses a destination: `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]` (TAG a tag, never a digest). */
-export function parseDestination(s: string, options: DestinationOptions = {}): LayoutDest {
+/**
+ * Parses a destination: `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]` (TAG a tag,
+ * never a digest), and with `registry`, `docker://REGISTRY/REPO[:TAG]`.
+ */
+export function parseDestination(s: string, options: DestinationOptions & { registry: true }): Destination;
+export function parseDestination(s: string, options?: DestinationOptions): LayoutDest;
+export function parseDestination(s: string, options: DestinationOptions = {}): Destination {
   const what = options.what ?? "destination";
+  if (s.startsWith("docker://") && options.registry) {
+    const reference = s.slice("docker://".length);
+    if (parseDockerReference(reference).digest) {
+      throw new InvalidArgumentError(`invalid ${what} ${JSON.stringify(s)}: name a tag, not a digest`);
+    }
+    return { transport: "docker", reference };
+  }
   if (s.startsWith("docker://") && options.unsupportedRegistry) {
     throw new UnsupportedError(
       `cannot write ${options.unsupportedRegistry} to ${s}: write it to oci:DIR or oci-archive:FILE and push that ` +
@@ -110,6 +137,17 @@ export interface OpenOptions {
   maxDownloads?: number;
   /** Environment, for credential lookup (docker://). */
   env?: Record<string, string | undefined>;
+}
+
+/** Options to open a registry destination. */
+export interface TargetOptions extends Omit<OpenOptions, "maxDownloads"> {
+  /** Most blob uploads in flight. */
+  maxUploads?: number;
+}
+
+/** Opens the registry destination `dest` to push to. Nothing is sent yet. */
+export async function openTarget(dest: RegistryDest, options: TargetOptions = {}): Promise<DockerTarget> {
+  return await DockerTarget.open(dest.reference, options);
 }
 
 /** Opens the source a reference names (parsed, or as the user wrote it). */

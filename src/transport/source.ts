@@ -43,6 +43,19 @@ export interface ImageSource {
   close(): Promise<void>;
   /** For network sources: blob downloads in flight when the user did not choose a number. */
   defaultMaxDownloads?(n: number): void;
+  /**
+   * For registries: the manifests of type `artifactType` whose subject is the
+   * manifest `subject` (how published deltas are found).
+   */
+  referrers?(subject: Digest, artifactType: string): Promise<ReferrerList>;
+}
+
+/** The referrers of a subject, and how they were found. */
+export interface ReferrerList {
+  /** Descriptors of the referring manifests (with `artifactType` and annotations, as listed). */
+  descriptors: Descriptor[];
+  /** `api`: the referrers API answered; `tag`: the fallback tag; `none`: neither lists any. */
+  via: "api" | "tag" | "none";
 }
 
 /** Options shared by every source. */

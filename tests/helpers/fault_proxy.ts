@@ -3,7 +3,9 @@
  * registry that can inject faults: error statuses, 429 with Retry-After,
  * bodies cut off, stalled or trickled midway, redirects, corrupted bytes. It logs every
  * request so tests can assert what the client did (retries, Range requests,
- * which headers went where).
+ * which headers went where), with the bytes each carried each way, and counts
+ * them by kind ({@link countRequests}). Below: a TCP-level proxy that drops a
+ * connection in the middle of an upload ({@link startDropProxy}).
  */
 
 /** One request the proxy received. */
@@ -16,12 +18,19 @@ export interface LoggedRequest {
   authorization: boolean;
   /** Milliseconds since the proxy started. */
   at: number;
+  /** Body bytes the client sent, and bytes of the response body it was sent (so far). */
+  bytesIn: number;
+  bytesOut: number;
 }
 
 /** Decides the answer to one request: `forward()` fetches it from the registry. */
 export type FaultHandler = (
   req: Request,
-  ctx: { path: string; forward: (init?: { headers?: Headers }) => Promise<Response>; signal: AbortSignal },
+  ctx: {
+    path: string;
+    forward: (init?: { headers?: Headers; body?: Uint8Array }) => Promise<Response>;
+    signal: AbortSignal;
+  },
 ) => Promise<Response>;
 
 /** A running proxy. */
@@ -41,21 +50,52 @@ export function startProxy(target: string, handler?: FaultHandler): FaultProxy {
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const u = new URL(req.url);
     const path = u.pathname + u.search;
-    requests.push({
+    const entry: LoggedRequest = {
       method: req.method,
       path: u.pathname,
       range: req.headers.get("range"),
       authorization: req.headers.has("authorization"),
       at: Date.now() - started,
-    });
-    const forward = async (init: { headers?: Headers } = {}) => {
+      bytesIn: 0,
+      bytesOut: 0,
+    };
+    requests.push(entry);
+    // Request bodies (upload chunks, manifests) are small in tests: read whole, so they go on with a Content-Length.
+    let body: Uint8Array | undefined;
+    const requestBody = async () => {
+      if (body === undefined && req.body) {
+        body = new Uint8Array(await new Response(req.body).arrayBuffer());
+        entry.bytesIn = body.length;
+      }
+      return body;
+    };
+    const forward = async (init: { headers?: Headers; body?: Uint8Array } = {}) => {
       const headers = new Headers(init.headers ?? req.headers);
       headers.delete("host");
-      const res = await fetch(target + path, { method: req.method, headers, redirect: "manual" });
+      // So the registry names itself by the proxy's address in the Locations it sends, as behind a real proxy.
+      headers.set("x-forwarded-host", u.host);
+      headers.set("x-forwarded-proto", "http");
+      const sent = init.body ?? await requestBody();
+      if (init.body) entry.bytesIn = init.body.length;
+      const res = await fetch(target + path, {
+        method: req.method,
+        headers,
+        body: sent as Uint8Array<ArrayBuffer> | undefined,
+        redirect: "manual",
+      });
       return new Response(res.body, { status: res.status, statusText: res.statusText, headers: res.headers });
     };
-    if (!handler) return await forward();
-    return await handler(req, { path: u.pathname, forward, signal: closing.signal });
+    const res = handler ? await handler(req, { path: u.pathname, forward, signal: closing.signal }) : await forward();
+    if (!res.body) return res;
+    const counted = res.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, c) {
+          entry.bytesOut += chunk.length;
+          c.enqueue(chunk);
+        },
+      }),
+    );
+    return new Response(counted, { status: res.status, statusText: res.statusText, headers: res.headers });
   });
   const host = `127.0.0.1:${server.addr.port}`;
   const close = async () => {
@@ -63,6 +103,43 @@ export function startProxy(target: string, handler?: FaultHandler): FaultProxy {
     await server.shutdown();
   };
   return { host, url: `http://${host}`, requests, close, [Symbol.asyncDispose]: close };
+}
+
+/**
+ * What a registry request is, by method and path: `GET manifest`, `HEAD blob`,
+ * `POST upload`, `PATCH upload`, `PUT upload`, `GET upload`, `GET referrers`,
+ * `PUT manifest`, ... (`GET other` for anything else).
+ */
+export function requestKind(method: string, path: string): string {
+  const m = /^\/v2\/.+\/(manifests|blobs\/uploads|blobs|referrers)\/[^/]*$/.exec(path);
+  const what = m
+    ? ({ manifests: "manifest", "blobs/uploads": "upload", blobs: "blob", referrers: "referrers" })[m[1]]!
+    : "other";
+  return `${method} ${what}`;
+}
+
+/** Requests by kind ({@link requestKind}), and the bytes they carried each way. */
+export interface RequestCounts {
+  /** Requests of each kind, e.g. `{ "GET manifest": 2, "GET blob": 3 }`. */
+  kinds: Record<string, number>;
+  requests: number;
+  /** Body bytes sent by the client (uploads), and received by it (downloads). */
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** Counts `requests` (a proxy's log, or part of it) by kind and adds up their bytes. */
+export function countRequests(requests: readonly LoggedRequest[]): RequestCounts {
+  const kinds: Record<string, number> = {};
+  let bytesIn = 0;
+  let bytesOut = 0;
+  for (const r of requests) {
+    const k = requestKind(r.method, r.path);
+    kinds[k] = (kinds[k] ?? 0) + 1;
+    bytesIn += r.bytesIn;
+    bytesOut += r.bytesOut;
+  }
+  return { kinds, requests: requests.length, bytesIn, bytesOut };
 }
 
 /** True for GETs of a blob (`/v2/NAME/blobs/DIGEST`). */
@@ -209,4 +286,135 @@ export function startOverlapProxy(target: string, watched: Set<string>, holdMs =
     return new Response(body, { status: res.status, headers: res.headers });
   });
   return { ...proxy, peak: () => peak, reset: () => void (peak = 0) };
+}
+
+/** How {@link startDropProxy} treats one request. */
+export interface DropPlan {
+  /** Body bytes the client sends before its connection is dropped. */
+  afterBytes: number;
+  /**
+   * true: the head and those bytes reach the registry first (it sees a chunk cut
+   * off; distribution 2.8 then forgets the session); false: nothing of the
+   * request reaches it (the session is as it was).
+   */
+  forward: boolean;
+}
+
+/** A request the drop proxy saw. */
+export interface SeenRequest {
+  method: string;
+  path: string;
+  /** The request was dropped midway. */
+  dropped: boolean;
+}
+
+/** A running drop proxy. */
+export interface DropProxy extends AsyncDisposable {
+  host: string;
+  requests: SeenRequest[];
+  close(): Promise<void>;
+}
+
+const CRLF2 = new TextEncoder().encode("\r\n\r\n");
+
+function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+/**
+ * A TCP-level proxy to `target` (`http://HOST:PORT`) that can drop a client's
+ * connection in the middle of a request body, which an HTTP server in Deno
+ * cannot do: for each request (`index` counts requests of the same method),
+ * `plan` says whether to drop it. Responses pass through untouched. Requests
+ * must carry a Content-Length (deltaship's do).
+ */
+export function startDropProxy(
+  target: string,
+  plan: (req: { method: string; path: string; index: number }) => DropPlan | undefined,
+): DropProxy {
+  const url = new URL(target);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const requests: SeenRequest[] = [];
+  const perMethod = new Map<string, number>();
+  const conns = new Set<Deno.Conn>();
+  const serve = async (client: Deno.Conn) => {
+    const upstream = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+    conns.add(client).add(upstream);
+    const close = () => {
+      for (const c of [client, upstream]) {
+        conns.delete(c);
+        try {
+          c.close();
+        } catch { /* closed already */ }
+      }
+    };
+    upstream.readable.pipeTo(client.writable, { preventClose: false }).catch(() => {}).finally(close);
+    const reader = client.readable.getReader();
+    const writer = upstream.writable.getWriter();
+    let buffer = new Uint8Array(0);
+    const more = async () => {
+      const { done, value } = await reader.read();
+      if (done) return false;
+      const next = new Uint8Array(buffer.length + value.length);
+      next.set(buffer);
+      next.set(value, buffer.length);
+      buffer = next;
+      return true;
+    };
+    try {
+      for (;;) {
+        let end: number;
+        while ((end = indexOf(buffer, CRLF2)) < 0) if (!(await more())) return close();
+        const head = buffer.subarray(0, end + 4);
+        const text = new TextDecoder().decode(head);
+        const [method, path] = text.split(" ");
+        const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(text)?.[1] ?? 0);
+        const index = perMethod.get(method) ?? 0;
+        perMethod.set(method, index + 1);
+        const p = plan({ method, path: path.split("?")[0], index });
+        requests.push({ method, path: path.split("?")[0], dropped: p !== undefined });
+        buffer = buffer.slice(end + 4);
+        if (p) {
+          while (buffer.length < Math.min(p.afterBytes, length)) if (!(await more())) break;
+          if (p.forward) {
+            await writer.write(head);
+            await writer.write(buffer.subarray(0, Math.min(p.afterBytes, length)));
+            await new Promise((r) => setTimeout(r, 100)); // let the registry read them before the cut
+          }
+          return close();
+        }
+        await writer.write(head);
+        let left = length;
+        while (left > 0) {
+          if (buffer.length === 0 && !(await more())) return close();
+          const n = Math.min(left, buffer.length);
+          await writer.write(buffer.subarray(0, n));
+          buffer = buffer.slice(n);
+          left -= n;
+        }
+      }
+    } catch {
+      close();
+    }
+  };
+  (async () => {
+    for await (const conn of listener) serve(conn).catch(() => {});
+  })().catch(() => {});
+  const host = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+  const close = () => {
+    try {
+      listener.close();
+    } catch { /* closed */ }
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    return Promise.resolve();
+  };
+  return { host, requests, close, [Symbol.asyncDispose]: close };
 }

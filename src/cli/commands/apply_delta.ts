@@ -19,7 +19,9 @@ export const applyDeltaCommand = defineCommand({
   usage: "DELTA DEST",
   description: `
 DELTA is oci:DIR[:REF], oci-archive:FILE[:REF] or docker://... naming an
-oci-delta artifact; DEST is oci:DIR[:TAG] or oci-archive:FILE[:TAG]. The delta
+oci-delta artifact, or docker://... naming an image a delta is published for
+(found among its referrers, as pull finds it; one must start from an image the
+repository holds); DEST is oci:DIR[:TAG] or oci-archive:FILE[:TAG]. The delta
 is applied against its source image, which must be in the repository (pull it
 first): changed layers are rebuilt from their tar-diffs and checked against
 their diff_ids. The rebuilt image is then written to DEST as export writes

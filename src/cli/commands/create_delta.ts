@@ -7,12 +7,24 @@
 import { UsageError } from "../../errors.ts";
 import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
 import { createDelta, type CreateDeltaResult } from "../../ops/create_delta.ts";
-import { parseDestination, parseReference } from "../../transport/reference.ts";
+import type { LayoutDest } from "../../oci/layout_writer.ts";
+import { RegistryArtifactSink } from "../../ops/push.ts";
+import type { DockerTarget } from "../../transport/docker/target.ts";
+import { parseDockerReference } from "../../transport/docker/reference.ts";
+import { type ImageReference, openTarget, parseDestination, parseReference } from "../../transport/reference.ts";
+import type { ProgressSink } from "../../util/progress.ts";
 import { DEFAULT_TARDIFF_LEVEL } from "../../tardiff/encode.ts";
 import { DEFAULT_IGNORED_PREFIXES } from "../../tardiff/source_catalog.ts";
 import { defineCommand } from "../command.ts";
 import { formatBytes, plural, shortDigest, table } from "../format.ts";
-import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../transport_options.ts";
+import {
+  MAX_LAYER_SIZE_OPTION,
+  maxLayerSize,
+  SOURCE_OPTIONS,
+  sourceOpenOptions,
+  TARGET_OPTIONS,
+  targetOpenOptions,
+} from "../transport_options.ts";
 
 function level(v: string | undefined): number {
   if (v === undefined) return DEFAULT_TARDIFF_LEVEL;
@@ -48,6 +60,45 @@ function statsText(r: CreateDeltaResult): string {
   ].join("\n");
 }
 
+/** The tag an image reference names, if any (never a digest). */
+function tagOf(ref: ImageReference): string | undefined {
+  switch (ref.transport) {
+    case "repo":
+      return ref.image.startsWith("@") ? undefined : ref.image;
+    case "oci":
+    case "oci-archive":
+      return ref.ref !== undefined && !/^(sha256|sha512):/.test(ref.ref) ? ref.ref : undefined;
+    case "docker": {
+      const colon = ref.reference.lastIndexOf(":");
+      return colon > ref.reference.lastIndexOf("/") && !ref.reference.includes("@")
+        ? parseDockerReference(ref.reference).tag
+        : undefined;
+    }
+  }
+}
+
+/**
+ * The registry destination of a delta: tagged as OUT says, else `OLD-to-NEW`
+ * after the images' tags; blobs may be mounted from OLD's and NEW's
+ * repositories when they are in the same registry.
+ */
+function publishSink(
+  target: DockerTarget,
+  oldRef: ImageReference,
+  newRef: ImageReference,
+  progress: ProgressSink,
+): RegistryArtifactSink {
+  const [from, to] = [tagOf(oldRef), tagOf(newRef)];
+  const joined = from !== undefined && to !== undefined ? `${from}-to-${to}` : undefined;
+  const tag = target.tag ?? (joined !== undefined && joined.length <= 128 ? joined : undefined);
+  const mountFrom = [oldRef, newRef].flatMap((r) => {
+    if (r.transport !== "docker") return [];
+    const ref = parseDockerReference(r.reference);
+    return ref.domain === target.registry && ref.repository !== target.repository ? [ref.repository] : [];
+  });
+  return new RegistryArtifactSink(target, { mountFrom, progress, tag });
+}
+
 export const createDeltaCommand = defineCommand({
   name: "create-delta",
   summary: "Create an oci-delta artifact from an old image to a new one",
@@ -61,7 +112,11 @@ image's merged filesystem and the new image's layer tars from.
 
 OUT is oci:DIR[:TAG] or oci-archive:FILE[:TAG] (an argument without a prefix is
 an oci-archive file). A new directory or archive appears complete or not at all;
-an existing layout gets the delta added to its index.
+an existing layout gets the delta added to its index. OUT may be
+docker://REGISTRY/REPO[:TAG]: the delta is pushed there (TAG defaults to
+OLDTAG-to-NEWTAG when both images are named by tags) and kept discoverable as a
+referrer of NEW (the referrers API, else the sha256-<hex> fallback tag), so that
+pull docker://REGISTRY/REPO:NEWTAG finds it. Publish it in NEW's repository.
 
 Layers of NEW whose diff_id OLD has are reused (the client already holds them).
 Every other layer is encoded as a tar-diff against OLD's merged root filesystem
@@ -95,6 +150,7 @@ larger file for sources up to 32 MiB (full suffix array), about 4 times above
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
     MAX_LAYER_SIZE_OPTION,
     ...SOURCE_OPTIONS,
+    TARGET_OPTIONS[2],
   ],
   args: { min: 3, max: 3 },
   async run(ctx, [oldSpec, newSpec, outSpec], values) {
@@ -105,9 +161,15 @@ larger file for sources up to 32 MiB (full suffix array), about 4 times above
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const oldRef = parseReference(oldSpec, { repo: true });
     const newRef = parseReference(newSpec, { repo: true });
-    const out = parseDestination(outSpec, { what: "output", bareIsArchive: true, unsupportedRegistry: "a delta" });
+    const dest = parseDestination(outSpec, { what: "output", bareIsArchive: true, registry: true });
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
+    const target = dest.transport === "docker"
+      ? await openTarget(dest, targetOpenOptions(values, ctx.io.env))
+      : undefined;
+    await target?.check(); // a registry that cannot take the delta fails before any work
+    const sink = target ? publishSink(target, oldRef, newRef, ctx.progress()) : undefined;
+    const out = sink ?? dest as LayoutDest;
     const result = await createDelta(repo, oldRef, newRef, out, {
       platform,
       jobs: ctx.jobs,
@@ -118,9 +180,10 @@ larger file for sources up to 32 MiB (full suffix array), about 4 times above
       progress: ctx.progress(),
       onPull: (spec) => ctx.note(`pulling ${spec} into the repository`),
       cleanups: ctx.cleanups,
-    });
+    }).finally(() => target?.close());
     ctx.endProgress();
-    if (ctx.json) return void await ctx.printJson(result);
+    const published = sink?.result;
+    if (ctx.json) return void await ctx.printJson(published ? { ...result, published } : result);
     const s = result.stats;
     await ctx.print(
       `Created delta ${result.output} (${formatBytes(s.deltaBytes)}; ${plural(s.layersReused, "layer")} reused, ${
@@ -128,6 +191,15 @@ larger file for sources up to 32 MiB (full suffix array), about 4 times above
       } as tar-diff, ${s.layersOriginal} as original blob)`,
     );
     await ctx.print(`manifest ${result.manifest}\ntarget   ${result.target}\nsource   ${result.source}`);
+    if (published) {
+      await ctx.print(
+        `pushed ${published.destination}${published.tag ? `:${published.tag}` : `@${published.manifest}`}; ${
+          published.referrer === "referrers-api"
+            ? "listed by the registry's referrers API"
+            : "added to the target's fallback referrers index"
+        }`,
+      );
+    }
     if (values.stats) await ctx.print(statsText(result));
   },
 });

@@ -37,10 +37,23 @@ application/vnd.io.github.containers.oci-delta.v1), the delta is applied
 instead: the source image it was made from (found by its config digest) must be
 in the repository; changed layers are rebuilt from their tar-diffs in parallel
 (--jobs) and checked against their diff_ids, and the result is the target image
-with its exact manifest and config. NAME defaults as for any pull.`,
+with its exact manifest and config. NAME defaults as for any pull.
+
+From a registry, a pull of an image looks for deltas published to it (its
+referrers of the oci-delta type: the referrers API, else the sha256-<hex>
+fallback tag) that start from an image the repository holds, and applies the
+one with the fewest bytes to download. When none fits, or applying it fails,
+the full image is pulled, with one line saying why. --delta never does not
+look; --delta require fails instead of pulling the full image.`,
   options: [
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
     { name: "name", type: "string", arg: "NAME", help: "tag for the image (same as the NAME argument)" },
+    {
+      name: "delta",
+      type: "string",
+      arg: "auto|never|require",
+      help: "docker://: use a delta published for the image (default auto: when one fits, else the full image)",
+    },
     MAX_LAYER_SIZE_OPTION,
     ...SOURCE_OPTIONS,
   ],
@@ -54,6 +67,10 @@ with its exact manifest and config. NAME defaults as for any pull.`,
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
+    const delta = values.delta ?? "auto";
+    if (delta !== "auto" && delta !== "never" && delta !== "require") {
+      throw new UsageError(`--delta must be auto, never or require, got ${JSON.stringify(delta)}`);
+    }
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const source = await openSource(args[0], openOptions);
@@ -64,6 +81,8 @@ with its exact manifest and config. NAME defaults as for any pull.`,
         name,
         progress: ctx.progress(),
         maxLayerSize: layerLimit,
+        delta,
+        onNote: (line) => ctx.note(line),
       });
       ctx.endProgress();
       if (ctx.json) return void await ctx.printJson(result);
@@ -77,12 +96,17 @@ with its exact manifest and config. NAME defaults as for any pull.`,
           ...(d.layersImported ? [`${d.layersImported} shipped whole`] : []),
           `${result.layersSkipped} already present`,
         ];
+        const found = result.discovery
+          ? ` ${shortDigest(d.manifest)}, found by the ${
+            result.discovery.via === "api" ? "referrers API" : "referrers tag"
+          }`
+          : "";
         await ctx.print(
-          `Pulled ${label} from delta (${plural(result.layersFetched + result.layersSkipped, "layer")}: ${
+          `Pulled ${label} from delta${found} (${plural(result.layersFetched + result.layersSkipped, "layer")}: ${
             kinds.join(", ")
           })`,
         );
-        const saved = d.imageSize > 0 ? ` (${Math.round(100 * (1 - result.bytesFetched / d.imageSize))}% saved)` : "";
+        const saved = d.imageSize > 0 ? ` (${Math.floor(100 * (1 - result.bytesFetched / d.imageSize))}% saved)` : "";
         await ctx.print(
           `fetched ${formatBytes(result.bytesFetched)} of delta instead of ${
             formatBytes(d.imageSize)

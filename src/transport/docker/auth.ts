@@ -108,7 +108,10 @@ export class Authenticator {
     }
   }
 
-  /** The Authorization header to send for a request in `scope` (e.g. `repository:foo:pull`), if any. */
+  /**
+   * The Authorization header to send for a request in `scope` (e.g.
+   * `repository:foo:pull`, or several separated by spaces), if any.
+   */
   async header(scope: string): Promise<string | undefined> {
     if (this.#scheme === "basic" && this.#credentials) return `Basic ${basicValue(this.#credentials)}`;
     if (this.#scheme !== "bearer") return undefined;
@@ -206,7 +209,8 @@ export class Authenticator {
       );
     }
     if (service) url.searchParams.set("service", service);
-    url.searchParams.set("scope", this.#challengeScopes.get(scope) ?? scope);
+    // One `scope` parameter per scope, as docker sends them (a push that mounts needs two repositories).
+    for (const s of mergeScopes(scope, this.#challengeScopes.get(scope))) url.searchParams.append("scope", s);
     const headers = new Headers({ accept: "application/json" });
     if (this.#credentials) {
       url.searchParams.set("account", this.#credentials.username);
@@ -244,6 +248,24 @@ export class Authenticator {
     // Refresh a little early, so a token does not expire between check and use.
     return { value, refreshAt: start + seconds * 1000 - 10_000 };
   }
+}
+
+/**
+ * The scopes a token is asked for: ours (what the request needs, e.g. `pull,push`)
+ * with what the registry's challenge names (which may be less: a `HEAD` is
+ * challenged for `pull` only), actions of the same resource joined, so one
+ * token serves every request of a push.
+ */
+export function mergeScopes(ours: string, challenge: string | undefined): string[] {
+  const actions = new Map<string, string[]>();
+  for (const s of `${ours} ${challenge ?? ""}`.split(" ").filter(Boolean)) {
+    const at = s.lastIndexOf(":");
+    const resource = at > s.indexOf(":") ? s.slice(0, at) : s;
+    const list = actions.get(resource) ?? [];
+    for (const a of at > s.indexOf(":") ? s.slice(at + 1).split(",") : []) if (a && !list.includes(a)) list.push(a);
+    actions.set(resource, list);
+  }
+  return [...actions].map(([resource, list]) => (list.length ? `${resource}:${list.join(",")}` : resource));
 }
 
 function basicValue(c: Credentials): string {

@@ -1,5 +1,5 @@
 /**
- * The HTTP side of a registry: GET requests with authentication, bounded retries
+ * The HTTP side of a registry: requests with authentication, bounded retries
  * (429 with `Retry-After`, 5xx, dropped connections), redirects followed by hand
  * so the registry's Authorization header never reaches another host, idle
  * timeouts (for the response headers, then for each body chunk) so a stalled
@@ -17,7 +17,7 @@ import { DeltashipError, FormatError, NotFoundError, TransportError } from "../.
 import { concat } from "../../util/streams.ts";
 import { Authenticator } from "./auth.ts";
 import type { Credentials } from "./credentials.ts";
-import { backoffDelay, retryAfterMs, type RetryPolicy, sleep } from "./retry.ts";
+import { backoffDelay, retryAfterMs, type RetryPolicy, sleep, withDeadline } from "./retry.ts";
 import { failureText, sanitizeUrls } from "./sanitize.ts";
 
 /** How to reach one registry. */
@@ -34,20 +34,31 @@ export interface ClientOptions {
   idleTimeoutMs: number;
   /**
    * Longest a whole document may take, retries included: manifests and configs
-   * (see {@link withDeadline}), token responses, error bodies.
+   * (see `withDeadline` in retry.ts), token responses, error bodies.
    */
   deadlineMs: number;
   /** Whether the user relaxed transport security (`--tls-verify=false`). */
   insecure?: boolean;
 }
 
-/** One GET request. */
+/** One request. */
 export interface RequestOptions {
   /** What is fetched, for messages (`docker://host/repo:tag: manifest`). */
   what: string;
-  /** Authorization scope, e.g. `repository:library/alpine:pull`. */
+  /** Authorization scope, e.g. `repository:library/alpine:pull` (several separated by spaces). */
   scope: string;
+  /** HTTP method (default GET). */
+  method?: string;
   headers?: Record<string, string>;
+  /** The request body, sent with its Content-Length (uploads send bounded chunks). */
+  body?: Uint8Array;
+  /**
+   * Tried once: a dropped connection or a 429/5xx answer is not retried here
+   * (a dropped connection becomes a {@link ConnectionError}; the status is
+   * handed back when in `pass`). For requests whose effect the caller must
+   * check before trying again (an upload chunk).
+   */
+  once?: boolean;
   /** Statuses handed back to the caller instead of becoming errors (e.g. 416). */
   pass?: number[];
   /** Aborts the request, and the waits between its tries (a document's deadline). */
@@ -56,6 +67,13 @@ export interface RequestOptions {
 
 /** A connection that stopped sending: retried like a dropped one. */
 export class StalledError extends TransportError {}
+
+/**
+ * A request that failed for a reason another try may cure (a dropped, refused
+ * or stalled connection), after the tries it was given: what callers that
+ * resume their own work (uploads) look for.
+ */
+export class ConnectionError extends TransportError {}
 
 /** A try that failed at `at`: the request's own URL, or a host it was redirected to. */
 class SendFailure {
@@ -70,6 +88,8 @@ function unwrap(thrown: unknown, url: URL): { e: unknown; at: URL } {
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 10;
 const ERROR_BODY_LIMIT = 64 * 1024;
+/** The slowest a request body is assumed to go out (bytes a second): added to the wait for its response. */
+const SLOWEST_UPLOAD = 64 * 1024;
 /** fetch() failures that are about TLS (certificates, or TLS spoken to a plain-HTTP server). */
 const TLS_FAILURE = /certificate|tls|handshake|corrupt message|InvalidContentType/i;
 
@@ -86,33 +106,9 @@ export function displayUrl(url: URL | string): string {
  */
 const SENDING_PREAMBLE = /^error sending request (?:from \S+ )?for (?:url \(\S*\)|\S+(?: \([^)]*\))?): /;
 
-/**
- * Runs `work` with a signal that aborts after `ms`; then fails with a one-line
- * TransportError naming `what` and the deadline, whatever `work` was doing
- * (waiting for a response, reading a trickling body, sleeping between tries).
- */
-export async function withDeadline<T>(what: string, ms: number, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const controller = new AbortController();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const err = new TransportError(
-        `${what}: not received within the deadline of ${ms / 1000} s (DELTASHIP_HTTP_DEADLINE_MS changes it)`,
-      );
-      controller.abort(err);
-      reject(err);
-    }, ms);
-  });
-  try {
-    return await Promise.race([work(controller.signal), expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** True for failures another try may cure: dropped or refused connections, stalls. */
 export function isRetryable(e: unknown): boolean {
-  if (e instanceof StalledError) return true;
+  if (e instanceof StalledError || e instanceof ConnectionError) return true;
   if (e instanceof DeltashipError) return false;
   const cause = e instanceof Error && e.cause instanceof Error ? e.cause.message : "";
   if (TLS_FAILURE.test(cause)) return false; // the same certificate will fail again
@@ -218,24 +214,36 @@ export class RegistryClient {
   }
 
   /**
-   * GETs `path` on the registry: authenticates as the registry asks, retries what
-   * may pass, and returns a 2xx response (or one of `pass`). Other answers are
-   * errors naming `what`, the URL and the status.
+   * GETs `path` (a path on the registry, or an absolute URL it gave) with
+   * {@link request}.
    */
-  async get(path: string, request: RequestOptions): Promise<Fetched> {
+  get(path: string | URL, request: RequestOptions): Promise<Fetched> {
+    return this.request(path, request);
+  }
+
+  /**
+   * Sends a request to `path` (a path on the registry, or an absolute URL it
+   * gave, such as an upload's `Location`): authenticates as the registry asks,
+   * retries what may pass (unless `once`), and returns a 2xx response (or one of
+   * `pass`). Other answers are errors naming `what`, the method, URL and status.
+   */
+  async request(path: string | URL, request: RequestOptions): Promise<Fetched> {
     const url = new URL(path, this.origin);
-    const { attempts } = this.#options.retry;
+    const method = request.method ?? "GET";
+    const attempts = request.once ? 1 : this.#options.retry.attempts;
     const signal = this.#signal(request.signal);
+    // The registry's credentials go to the registry only, not to another host a Location names.
+    const ours = url.origin === this.origin;
     let authRounds = 0;
     for (let attempt = 1;; attempt++) {
-      const authorization = await this.auth.header(request.scope);
+      const authorization = ours ? await this.auth.header(request.scope) : undefined;
       let fetched: Fetched;
       try {
-        fetched = await this.#send(url, request.headers, authorization, signal);
+        fetched = await this.#send(url, method, request, authorization, signal);
       } catch (thrown) {
         const { e, at } = unwrap(thrown, url);
-        if (signal.aborted || !isRetryable(e)) throw this.#wrap(e, url, at, request.what, attempt);
-        if (attempt >= attempts) throw this.#wrap(e, url, at, request.what, attempt);
+        if (signal.aborted || !isRetryable(e)) throw this.#wrap(e, url, at, request, attempt);
+        if (attempt >= attempts) throw this.#wrap(e, url, at, request, attempt);
         await sleep(backoffDelay(this.#options.retry, attempt), signal);
         continue;
       }
@@ -255,7 +263,7 @@ export class RegistryClient {
         await sleep(wait, signal);
         continue;
       }
-      throw await this.#statusError(fetched, request.what, attempt);
+      throw await this.#statusError(fetched, method, request.what, attempt);
     }
   }
 
@@ -284,11 +292,11 @@ export class RegistryClient {
       for (let attempt = 1;; attempt++) {
         let fetched: Fetched;
         try {
-          fetched = await this.#send(url, h, authorization, signal);
+          fetched = await this.#send(url, "GET", { headers: h }, authorization, signal);
         } catch (thrown) {
           const { e, at } = unwrap(thrown, url);
           if (attempt >= this.#options.retry.attempts || !isRetryable(e)) {
-            throw this.#wrap(e, url, at, what, attempt);
+            throw this.#wrap(e, url, at, { what }, attempt);
           }
           await sleep(backoffDelay(this.#options.retry, attempt), signal);
           continue;
@@ -316,24 +324,27 @@ export class RegistryClient {
   /**
    * One try: follows redirects by hand, sending `authorization` only to the
    * origin of `url` (never to a host it redirects to), with a timeout for each
-   * response's headers. A failed fetch is thrown as a {@link SendFailure}
-   * naming the URL it failed at.
+   * response's headers (longer for a request with a body: its upload cannot be
+   * watched). A failed fetch is thrown as a {@link SendFailure} naming the URL
+   * it failed at.
    */
   async #send(
     url: URL,
-    headers: Record<string, string> | Headers | undefined,
+    method: string,
+    request: { headers?: Record<string, string> | Headers; body?: Uint8Array },
     authorization: string | undefined,
     stop: AbortSignal,
   ): Promise<Fetched> {
     const controller = new AbortController();
     const signal = AbortSignal.any([controller.signal, stop]);
     let current = url;
+    let body = request.body;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-      const h = new Headers(headers);
+      const h = new Headers(request.headers);
       if (!h.has("accept-encoding")) h.set("accept-encoding", "identity");
       if (authorization && current.origin === url.origin) h.set("authorization", authorization);
       else h.delete("authorization");
-      const timeoutMs = this.#options.idleTimeoutMs;
+      const timeoutMs = this.#options.idleTimeoutMs + Math.ceil((1000 * (body?.length ?? 0)) / SLOWEST_UPLOAD);
       const timer = setTimeout(
         () =>
           controller.abort(new StalledError(`no response from ${displayUrl(current)} within ${timeoutMs / 1000} s`)),
@@ -341,7 +352,14 @@ export class RegistryClient {
       );
       let res: Response;
       try {
-        res = await fetch(current, { headers: h, redirect: "manual", signal, client: this.#http });
+        res = await fetch(current, {
+          method,
+          headers: h,
+          body: body as Uint8Array<ArrayBuffer> | undefined,
+          redirect: "manual",
+          signal,
+          client: this.#http,
+        });
       } catch (e) {
         throw new SendFailure(e, current);
       } finally {
@@ -354,19 +372,24 @@ export class RegistryClient {
         if (next.protocol !== "http:" && next.protocol !== "https:") {
           throw new TransportError(`${displayUrl(current)} redirected to a ${next.protocol} URL`);
         }
+        if (res.status === 303 && method !== "HEAD") {
+          method = "GET";
+          body = undefined;
+        }
         current = next;
         continue;
       }
-      return new Fetched(res, current, controller, timeoutMs);
+      return new Fetched(res, current, controller, this.#options.idleTimeoutMs);
     }
     throw new TransportError(`${displayUrl(url)}: more than ${MAX_REDIRECTS} redirects`);
   }
 
   /**
-   * Turns a failed try into a one-line error naming the URL (and the one it
-   * was redirected to, `at`, when it failed there), built from sanitised text only.
+   * Turns a failed try into a one-line error naming the method and URL (and the
+   * one it was redirected to, `at`, when it failed there), built from sanitised
+   * text only. A failure another try might cure is a {@link ConnectionError}.
    */
-  #wrap(e: unknown, url: URL, at: URL, what: string, attempts: number): Error {
+  #wrap(e: unknown, url: URL, at: URL, request: { what: string; method?: string }, attempts: number): Error {
     if (e instanceof DeltashipError && !(e instanceof StalledError)) return e;
     // The reason (refused, reset, TLS, DNS) without the preamble: the message names the URL already.
     const text = failureText(e);
@@ -379,10 +402,11 @@ export class RegistryClient {
         : "; the registry may require HTTPS: drop --tls-verify=false";
     }
     const where = at.href === url.href ? displayUrl(url) : `${displayUrl(url)} (redirected to ${displayUrl(at)})`;
-    return new TransportError(`${what}: GET ${where} failed${tries}: ${detail}${hint}`);
+    const message = `${request.what}: ${request.method ?? "GET"} ${where} failed${tries}: ${detail}${hint}`;
+    return isRetryable(e) ? new ConnectionError(message) : new TransportError(message);
   }
 
-  async #statusError(fetched: Fetched, what: string, attempts: number): Promise<Error> {
+  async #statusError(fetched: Fetched, method: string, what: string, attempts: number): Promise<Error> {
     let codes = "";
     try {
       // Within the deadline: an error body trickled a byte at a time would hold the error back.
@@ -402,7 +426,7 @@ export class RegistryClient {
     const tries = attempts > 1 ? `, after ${attempts} tries` : "";
     // The body is the server's text: an object store's may quote the signed URL.
     const detail = this.auth.redact(sanitizeUrls(`${status}${codes ? ` (${codes.slice(0, 300)})` : ""}${tries}`));
-    const where = `GET ${displayUrl(fetched.url)}`;
+    const where = `${method} ${displayUrl(fetched.url)}`;
     if (fetched.status === 404) return new NotFoundError(`${what}: not found: ${where}: ${detail}`);
     if (fetched.status === 403) return new TransportError(`${what}: access denied: ${where}: ${detail}`);
     return new TransportError(`${what}: ${where}: ${detail}`);

@@ -1,9 +1,11 @@
 /**
  * When and how long to wait before trying a registry request again: bounded
- * attempts, exponential backoff with jitter, and the server's `Retry-After`.
+ * attempts, exponential backoff with jitter, and the server's `Retry-After`;
+ * and the total deadline of a document.
  *
  * @module
  */
+import { TransportError } from "../../errors.ts";
 
 /** How often and how patiently to retry. */
 export interface RetryPolicy {
@@ -55,4 +57,28 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+/**
+ * Runs `work` with a signal that aborts after `ms`; then fails with a one-line
+ * TransportError naming `what` and the deadline, whatever `work` was doing
+ * (waiting for a response, reading a trickling body, sleeping between tries).
+ */
+export async function withDeadline<T>(what: string, ms: number, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = new TransportError(
+        `${what}: not received within the deadline of ${ms / 1000} s (DELTASHIP_HTTP_DEADLINE_MS changes it)`,
+      );
+      controller.abort(err);
+      reject(err);
+    }, ms);
+  });
+  try {
+    return await Promise.race([work(controller.signal), expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -6,40 +6,24 @@
  *
  * @module
  */
-import {
-  DeltashipError,
-  DigestMismatchError,
-  FormatError,
-  InvalidArgumentError,
-  TransportError,
-} from "../../errors.ts";
+import { DeltashipError, DigestMismatchError, FormatError, TransportError } from "../../errors.ts";
 import type { Descriptor } from "../../oci/documents.ts";
 import { INDEX_TYPES, MANIFEST_TYPES, MediaType } from "../../oci/media_types.ts";
-import { Hasher, parseDigest, sha256, verifyBytes } from "../../util/digest.ts";
+import { type Digest, Hasher, parseDigest, sha256, verifyBytes } from "../../util/digest.ts";
 import { Semaphore } from "../../util/semaphore.ts";
-import { checkDocument, type FetchedDocument, type ImageSource } from "../source.ts";
+import { checkDocument, type FetchedDocument, type ImageSource, type ReferrerList } from "../source.ts";
 import { resumableBlobStream } from "./blob_stream.ts";
-import { isRetryable, RegistryClient, withDeadline } from "./client.ts";
+import { isRetryable, type RegistryClient } from "./client.ts";
 import { failureText } from "./sanitize.ts";
-import { type Env, lookupCredentials, parseCredsOption } from "./credentials.ts";
-import { type DockerReference, isLoopbackHost, parseDockerReference } from "./reference.ts";
-import { backoffDelay, DEFAULT_RETRY, type RetryPolicy, sleep } from "./retry.ts";
+import { connect, type ConnectOptions } from "./connect.ts";
+import { type DockerReference, parseDockerReference } from "./reference.ts";
+import { listReferrers } from "./referrers.ts";
+import { backoffDelay, type RetryPolicy, sleep, withDeadline } from "./retry.ts";
 
 /** How to open a registry source. */
-export interface DockerSourceOptions {
-  /** `USER:PASS`; else credentials are looked up in auth files. */
-  creds?: string;
-  /** true: HTTPS; false: plain HTTP; unset: HTTPS except for loopback hosts. */
-  tlsVerify?: boolean;
+export interface DockerSourceOptions extends ConnectOptions {
   /** Most blob bodies in flight at once (default 2). */
   maxDownloads?: number;
-  /**
-   * Environment: auth file locations, `DELTASHIP_HTTP_TIMEOUT_MS` (idle
-   * timeout, default 30000), `DELTASHIP_HTTP_DEADLINE_MS` (total time for a
-   * manifest, config or token, retries included, default 60000) and
-   * `DELTASHIP_RETRY_BASE_MS` (first retry delay, default 250).
-   */
-  env?: Env;
 }
 
 /** Every manifest type deltaship reads, in the Accept header of manifest requests. */
@@ -54,9 +38,6 @@ const MANIFEST_ACCEPT = [
 const MANIFEST_LIMIT = 4 << 20;
 /** Largest config accepted. */
 const CONFIG_LIMIT = 32 << 20;
-const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
-/** Longest a whole document (manifest, config, token) may take, retries included. */
-const DEFAULT_DEADLINE_MS = 60_000;
 /** Default for `--max-downloads`. */
 export const DEFAULT_MAX_DOWNLOADS = 2;
 
@@ -91,21 +72,7 @@ export class DockerSource implements ImageSource {
   /** Opens `docker://INPUT` (INPUT without the scheme). Nothing is fetched yet. */
   static async open(input: string, options: DockerSourceOptions = {}): Promise<DockerSource> {
     const ref = parseDockerReference(input);
-    const env = options.env ?? {};
-    const explicit = options.creds !== undefined ? parseCredsOption(options.creds) : undefined;
-    const credentials = await lookupCredentials(ref.domain, ref.repository, env, explicit);
-    const retry = { ...DEFAULT_RETRY, baseMs: envInt(env, "DELTASHIP_RETRY_BASE_MS", DEFAULT_RETRY.baseMs, 0) };
-    const deadlineMs = envInt(env, "DELTASHIP_HTTP_DEADLINE_MS", DEFAULT_DEADLINE_MS, 1);
-    const client = new RegistryClient({
-      host: ref.host,
-      registry: ref.domain,
-      https: options.tlsVerify ?? !isLoopbackHost(ref.host),
-      credentials,
-      retry,
-      idleTimeoutMs: envInt(env, "DELTASHIP_HTTP_TIMEOUT_MS", DEFAULT_IDLE_TIMEOUT_MS, 1),
-      deadlineMs,
-      insecure: options.tlsVerify === false,
-    });
+    const { client, retry, deadlineMs } = await connect(ref, options);
     return new DockerSource(ref, input, client, retry, options.maxDownloads, deadlineMs);
   }
 
@@ -198,6 +165,17 @@ export class DockerSource implements ImageSource {
     });
   }
 
+  /** The referrers of `subject` of `artifactType` here: the referrers API, else the fallback tag. */
+  referrers(subject: Digest, artifactType: string): Promise<ReferrerList> {
+    const access = {
+      client: this.#client,
+      repository: this.reference.repository,
+      scope: this.#scope,
+      deadlineMs: this.#deadlineMs,
+    };
+    return listReferrers(access, subject, artifactType, this.description);
+  }
+
   close(): Promise<void> {
     this.#closed.abort(new TransportError(`${this.description}: source closed`));
     this.#client.close();
@@ -242,14 +220,4 @@ export class DockerSource implements ImageSource {
 function contentType(headers: Headers): string | undefined {
   const t = headers.get("content-type")?.split(";")[0].trim();
   return t ? t : undefined;
-}
-
-function envInt(env: Env, name: string, fallback: number, min: number): number {
-  const v = env[name];
-  if (v === undefined || v === "") return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) {
-    throw new InvalidArgumentError(`${name} must be an integer of at least ${min}, got ${JSON.stringify(v)}`);
-  }
-  return n;
 }

@@ -1,0 +1,316 @@
+/**
+ * The registry round trip: CI pushes images (skopeo) and publishes deltas with
+ * `create-delta … docker://…`; hosts `pull docker://…:TAG` by the ordinary tag
+ * and get the delta that fits what they hold, or the full image (and say why).
+ * Against the real docker-registry (distribution 2.8, no referrers API: the
+ * fallback tag is used for real), and against a small server implementing the
+ * referrers API endpoint in front of it (tests/helpers/referrers_server.ts).
+ * Requests and bytes are counted in a proxy.
+ */
+import assert from "node:assert/strict";
+import { sha256 } from "../src/util/digest.ts";
+import { type CliResult, runCli, tempDir } from "./helpers/cli.ts";
+import { noise } from "./helpers/data.ts";
+import { expectCleanFailure } from "./helpers/failure.ts";
+import { countRequests, editBody, type FaultProxy, isBlobGet, startProxy } from "./helpers/fault_proxy.ts";
+import { haveTools } from "./helpers/interop.ts";
+import { sampleTar, writeImage, type WrittenImage } from "./helpers/oci.ts";
+import { startReferrersServer } from "./helpers/referrers_server.ts";
+import { pushImage, rawManifest, type Registry, startRegistry } from "./helpers/registry.ts";
+import { buildTar } from "./helpers/tar.ts";
+
+const TOOLS = ["docker-registry", "skopeo"];
+
+function cli(home: string, repo: string, args: string[]): Promise<CliResult> {
+  return runCli(["--repo", repo, ...args], { HOME: home, DELTASHIP_RETRY_BASE_MS: "5" });
+}
+
+/** The app file of version `v`: 400 kB of noise with `v` small regions changed, so deltas between versions are small. */
+function appFile(v: number): Uint8Array {
+  const bytes = noise(400_000, 7);
+  for (let r = 0; r < v; r++) bytes.fill(r + 1, 50_000 + r * 100_000, 50_000 + r * 100_000 + 64);
+  return bytes;
+}
+
+/** Writes versions v0, v1, v2 (a shared base layer and the app layer) and pushes them with skopeo. */
+async function publishImages(dir: string, reg: Registry): Promise<WrittenImage[]> {
+  const images: WrittenImage[] = [];
+  for (const v of [0, 1, 2]) {
+    const img = await writeImage(`${dir}/layout`, {
+      tag: `v${v}`,
+      layers: [{ tar: sampleTar("base") }, { tar: buildTar([{ path: "opt/app.bin", content: appFile(v) }]) }],
+      config: { config: { Labels: { version: String(v) } } },
+    });
+    await pushImage(`oci:${dir}/layout:v${v}`, `docker://${reg.host}/app:v${v}`);
+    images.push(img);
+  }
+  return images;
+}
+
+/** CI: creates and pushes the delta OLD → NEW into the app repository; returns create-delta's JSON. */
+// deno-lint-ignore no-explicit-any
+async function publishDelta(home: string, ci: string, host: string, from: string, to: string): Promise<any> {
+  const r = await cli(home, ci, [
+    "--json",
+    "create-delta",
+    `docker://${host}/app:${from}`,
+    `docker://${host}/app:${to}`,
+    `docker://${host}/app`,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+/** Pulls `ref` through `proxy` into `repo`, counting the requests it makes. */
+async function countedPull(home: string, repo: string, proxy: FaultProxy, ref: string, ...extra: string[]) {
+  proxy.requests.length = 0;
+  const r = await cli(home, repo, ["--json", "pull", ...extra, `docker://${proxy.host}/app:${ref}`]);
+  assert.equal(r.code, 0, r.stderr);
+  return { out: JSON.parse(r.stdout), counts: countRequests(proxy.requests), stderr: r.stderr };
+}
+
+Deno.test({
+  name: "registry round trip: published deltas are found by pull on its own; the one that fits, else the full image",
+  ignore: !haveTools("delta discovery", ...TOOLS),
+  async fn() {
+    await using tmp = await tempDir();
+    await using reg = await startRegistry();
+    await using proxy = startProxy(reg.url);
+    const home = tmp.path;
+    const [, , v2] = await publishImages(tmp.path, reg);
+    const v2Digest = sha256(await rawManifest(`${reg.host}/app:v2`));
+
+    // Another client listed an artifact of its own (an SBOM, say) in v2's fallback index: it must stay.
+    const v0Bytes = await rawManifest(`${reg.host}/app:v0`);
+    const foreign = {
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      digest: sha256(v0Bytes),
+      size: v0Bytes.length,
+      artifactType: "application/example.sbom",
+    };
+    const put = await fetch(`${reg.url}/v2/app/manifests/sha256-${v2Digest.slice(7)}`, {
+      method: "PUT",
+      headers: { "content-type": "application/vnd.oci.image.index.v1+json" },
+      body: JSON.stringify({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.index.v1+json",
+        manifests: [foreign],
+      }),
+    });
+    await put.body?.cancel();
+    assert.equal(put.status, 201);
+
+    // CI publishes two deltas to v2: from v1 and from v0, with the default tags OLD-to-NEW.
+    const ci = `${tmp.path}/ci`;
+    const d1 = await publishDelta(home, ci, reg.host, "v1", "v2");
+    const d0 = await publishDelta(home, ci, reg.host, "v0", "v2");
+    assert.equal(d1.published.tag, "v1-to-v2");
+    assert.equal(d1.published.referrer, "fallback-tag");
+    assert.equal(d0.published.tag, "v0-to-v2");
+    assert.equal(d1.target, v2Digest);
+    const fallback = JSON.parse(
+      new TextDecoder().decode(await rawManifest(`${reg.host}/app:sha256-${v2Digest.slice(7)}`)),
+    );
+    assert.deepEqual(fallback.manifests.map((m: { digest: string }) => m.digest), [
+      foreign.digest,
+      d1.manifest,
+      d0.manifest,
+    ]);
+    assert.deepEqual(fallback.manifests[0], foreign);
+    assert.ok(d1.stats.layerBytes < d0.stats.layerBytes, "the v1 delta is the smaller");
+
+    // A host holding v1 pulls v2 by its tag: the v1 delta is found and applied.
+    const hostA = `${tmp.path}/a`;
+    await countedPull(home, hostA, proxy, "v1");
+    const viaDelta = await countedPull(home, hostA, proxy, "v2");
+    assert.equal(viaDelta.out.manifest, v2Digest);
+    assert.equal(viaDelta.out.config, v2.config);
+    assert.equal(viaDelta.out.name, "v2");
+    assert.equal(viaDelta.out.discovery.way, "delta");
+    assert.equal(viaDelta.out.discovery.delta, d1.manifest);
+    assert.equal(viaDelta.out.discovery.via, "tag");
+    assert.equal(viaDelta.out.delta.manifest, d1.manifest);
+    assert.equal(viaDelta.out.bytesFetched, d1.stats.layerBytes, "bytes fetched: the delta's tar-diff");
+    assert.equal(viaDelta.stderr, "");
+    for (const [i, diffId] of v2.diffIds.entries()) {
+      assert.deepEqual((await cli(home, hostA, ["layer", diffId])).stdoutBytes, v2.tars[i]);
+    }
+    assert.equal((await cli(home, hostA, ["fsck"])).code, 0);
+
+    // The same pull in full, on a host holding nothing.
+    const full = await countedPull(home, `${tmp.path}/b`, proxy, "v2");
+    assert.equal(full.out.manifest, v2Digest);
+    assert.equal(full.out.discovery.way, "full");
+    assert.equal(full.counts.kinds["GET referrers"], undefined, "a host holding nothing does not look");
+    console.log(`discovered-delta pull of v2: ${JSON.stringify(viaDelta.counts)}`);
+    console.log(`full pull of v2:            ${JSON.stringify(full.counts)}`);
+    assert.ok(viaDelta.counts.bytesOut * 20 < full.counts.bytesOut, "the delta pull downloads a small fraction");
+    // Referrers API (404 on 2.8), the fallback tag, the delta manifest, its blobs: a handful of small requests.
+    assert.equal(viaDelta.counts.kinds["GET referrers"], 1);
+    assert.equal(viaDelta.counts.kinds["GET manifest"], 3, "v2, the fallback tag, the delta");
+
+    // By digest too, and the text output says which way it went and what it saved.
+    const hostG = `${tmp.path}/g`;
+    await countedPull(home, hostG, proxy, "v1");
+    const text = await cli(home, hostG, ["pull", `docker://${proxy.host}/app@${v2Digest}`]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(
+      text.stdout,
+      new RegExp(
+        `^Pulled @${v2Digest} from delta ${
+          d1.manifest.slice(0, 19)
+        }, found by the referrers tag \\(2 layers: 1 rebuilt, 1 already present\\)\n` +
+          `fetched \\d+ B of delta instead of 40\\d kB for the full image \\(\\d\\d% saved\\)\n`,
+      ),
+    );
+
+    // A host holding v0 picks the v0 delta; one holding both, the smaller.
+    const hostC = `${tmp.path}/c`;
+    await countedPull(home, hostC, proxy, "v0");
+    const fromV0 = await countedPull(home, hostC, proxy, "v2");
+    assert.equal(fromV0.out.discovery.delta, d0.manifest);
+    assert.equal(fromV0.out.manifest, v2Digest);
+    const hostD = `${tmp.path}/d`;
+    await countedPull(home, hostD, proxy, "v0");
+    await countedPull(home, hostD, proxy, "v1");
+    assert.equal((await countedPull(home, hostD, proxy, "v2")).out.discovery.delta, d1.manifest);
+
+    // A host holding neither: the full image, and one line saying why.
+    const hostE = `${tmp.path}/e`;
+    await writeImage(`${tmp.path}/other`, { tag: "x", layers: [{ tar: sampleTar("other") }] });
+    assert.equal((await cli(home, hostE, ["pull", `oci:${tmp.path}/other:x`])).code, 0);
+    const neither = await countedPull(home, hostE, proxy, "v2");
+    assert.equal(neither.out.discovery.way, "full");
+    assert.equal(neither.out.discovery.listed, 2);
+    assert.equal(neither.out.discovery.fitting, 0);
+    assert.equal(
+      neither.stderr,
+      `no delta used: none of the 2 deltas to ${v2Digest} starts from an image held here; pulling the full image\n`,
+    );
+    // ... and --delta require fails instead, leaving the repository as it was.
+    const hostE2 = `${tmp.path}/e2`;
+    assert.equal((await cli(home, hostE2, ["pull", `oci:${tmp.path}/other:x`])).code, 0);
+    await expectCleanFailure(
+      hostE2,
+      ["pull", "--delta", "require", `docker://${proxy.host}/app:v2`],
+      /app:v2 \(sha256:\w+\): none of the 2 deltas to sha256:\w+ starts from an image held here$/m,
+      { HOME: home },
+    );
+
+    // No delta published for an image: at most the two small lookups (API 404, fallback tag 404), no line.
+    const none = await countedPull(home, hostA, proxy, "v0");
+    assert.equal(none.out.discovery.way, "full");
+    assert.equal(none.out.discovery.listed, 0);
+    assert.equal(none.stderr, "");
+    assert.equal(none.counts.kinds["GET referrers"], 1);
+    assert.equal(none.counts.kinds["GET manifest"], 2, "v0 and the fallback tag");
+    // --delta never does not look.
+    const hostF = `${tmp.path}/f`;
+    await countedPull(home, hostF, proxy, "v1");
+    const never = await countedPull(home, hostF, proxy, "v2", "--delta", "never");
+    assert.equal(never.out.discovery, undefined);
+    assert.equal(never.out.delta, undefined);
+    assert.equal(never.counts.kinds["GET referrers"], undefined);
+    assert.equal(never.out.manifest, v2Digest);
+  },
+});
+
+Deno.test({
+  name:
+    "registry round trip: a broken delta falls back to the full pull (--delta require: an error); apply-delta finds deltas too",
+  ignore: !haveTools("delta discovery fallback", ...TOOLS),
+  async fn() {
+    await using tmp = await tempDir();
+    await using reg = await startRegistry();
+    const home = tmp.path;
+    const [, , v2] = await publishImages(tmp.path, reg);
+    const v2Digest = sha256(await rawManifest(`${reg.host}/app:v2`));
+    const d1 = await publishDelta(home, `${tmp.path}/ci`, reg.host, "v1", "v2");
+    const delta = JSON.parse(new TextDecoder().decode(await rawManifest(`${reg.host}/app:v1-to-v2`)));
+    const tarDiff = delta.layers.find((l: { mediaType: string }) => l.mediaType === "application/vnd.tar-diff").digest;
+    // A proxy that flips a byte of the tar-diff on its way to the host.
+    await using broken = startProxy(reg.url, async (req, { path, forward, signal }) => {
+      const res = await forward();
+      if (!isBlobGet(req, path) || !path.endsWith(tarDiff)) return res;
+      return editBody(res, (chunk, offset) => {
+        if (offset > 100 || offset + chunk.length <= 100) return chunk;
+        const copy = chunk.slice();
+        copy[100 - offset] ^= 0xff;
+        return copy;
+      }, signal);
+    });
+    const host = `${tmp.path}/host`;
+    await countedPull(home, host, broken, "v1");
+    await expectCleanFailure(
+      host,
+      ["pull", "--delta", "require", `docker://${broken.host}/app:v2`],
+      new RegExp(`^deltaship: delta ${d1.manifest} to ${v2Digest}: layer sha256:\\w+ \\(tar-diff ${tarDiff}\\): `),
+      { HOME: home },
+    );
+    const fell = await countedPull(home, host, broken, "v2");
+    assert.equal(fell.out.manifest, v2Digest);
+    assert.equal(fell.out.discovery.way, "full");
+    assert.match(
+      fell.out.discovery.reason,
+      new RegExp(`^delta ${d1.manifest} could not be applied: layer sha256:\\w+ \\(tar-diff ${tarDiff}\\): `),
+    );
+    assert.match(fell.stderr, /^no delta used: delta sha256:\w+ could not be applied: .*; pulling the full image\n$/);
+    for (const [i, diffId] of v2.diffIds.entries()) {
+      assert.deepEqual((await cli(home, host, ["layer", diffId])).stdoutBytes, v2.tars[i]);
+    }
+    assert.equal((await cli(home, host, ["fsck"])).code, 0);
+
+    // apply-delta given the image's registry reference finds the delta among its referrers.
+    const other = `${tmp.path}/other`;
+    assert.equal((await cli(home, other, ["pull", `docker://${reg.host}/app:v1`])).code, 0);
+    const applied = await cli(home, other, [
+      "--json",
+      "apply-delta",
+      `docker://${reg.host}/app:v2`,
+      `oci:${tmp.path}/out:v2`,
+    ]);
+    assert.equal(applied.code, 0, applied.stderr);
+    const a = JSON.parse(applied.stdout);
+    assert.equal(a.targetManifest, v2Digest);
+    assert.equal(a.config, v2.config);
+    assert.equal(a.delta.manifest, d1.manifest);
+  },
+});
+
+Deno.test({
+  name: "registry round trip through the referrers API (a server implementing that endpoint in front of the registry)",
+  ignore: !haveTools("delta discovery referrers API", ...TOOLS),
+  async fn() {
+    await using tmp = await tempDir();
+    await using reg = await startRegistry();
+    // distribution 2.8 has no referrers API: this front answers GET /v2/NAME/referrers/DIGEST (and OCI-Subject).
+    await using front = startReferrersServer(reg.url);
+    const home = tmp.path;
+    const [, , v2] = await publishImages(tmp.path, reg);
+    const v2Digest = sha256(await rawManifest(`${reg.host}/app:v2`));
+    const d1 = await publishDelta(home, `${tmp.path}/ci`, front.host, "v1", "v2");
+    assert.equal(d1.published.referrer, "referrers-api");
+    assert.equal(front.referrers.get(`app ${v2Digest}`)?.[0].digest, d1.manifest);
+    // The registry answered OCI-Subject: no fallback tag was written.
+    const tags = await fetch(`${reg.url}/v2/app/tags/list`).then((r) => r.json());
+    assert.deepEqual(tags.tags.sort(), ["v0", "v1", "v1-to-v2", "v2"]);
+
+    const host = `${tmp.path}/host`;
+    await countedPull(home, host, front, "v1");
+    const pulled = await countedPull(home, host, front, "v2");
+    assert.equal(pulled.out.manifest, v2Digest);
+    assert.equal(pulled.out.config, v2.config);
+    assert.equal(pulled.out.discovery.way, "delta");
+    assert.equal(pulled.out.discovery.via, "api");
+    assert.equal(pulled.out.discovery.delta, d1.manifest);
+    console.log(`discovered-delta pull of v2 by the referrers API: ${JSON.stringify(pulled.counts)}`);
+    assert.equal(pulled.counts.kinds["GET referrers"], 1);
+    assert.equal(pulled.counts.kinds["GET manifest"], 2, "v2 and the delta: no fallback tag");
+    // No delta to v0: the one extra small request is the referrers listing.
+    const none = await countedPull(home, host, front, "v0");
+    assert.equal(none.out.discovery.listed, 0);
+    assert.equal(none.counts.requests, countRequests(front.requests).requests);
+    assert.equal(none.counts.kinds["GET referrers"], 1);
+    assert.equal(none.counts.kinds["GET manifest"], 1);
+  },
+});
