@@ -65,7 +65,9 @@ export async function rebuildLayer(
   const checked = blob.pipeThrough(verifying(verifier, onProgress));
   const files = new ObjectSource(repo.objects, source, new MemoryBudget(memory));
   try {
-    return await storeLayerTar(repo, applyTarDiff(checked, files), layer.diffId, what, limits);
+    // An AddData can be no larger than the layer it is part of.
+    const tar = applyTarDiff(checked, files, { maxAddData: limits.maxLayerSize });
+    return await storeLayerTar(repo, tar, layer.diffId, what, limits);
   } finally {
     files.release();
   }

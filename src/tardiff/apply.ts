@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { DeltashipError, TarDiffError } from "../errors.ts";
+import { DeltashipError, TarDiffError, withContext } from "../errors.ts";
 import type { LookupFailure } from "../oci/rootfs.ts";
 import { decodeName } from "../tar/header.ts";
 import { cleanRootedPath } from "../tar/path.ts";
@@ -286,7 +286,10 @@ export async function* applyTarDiff(
           if (f.size > MAX_DICTIONARY_SIZE) {
             fail(`the source file (${f.size} bytes) is over the ${MAX_DICTIONARY_SIZE}-byte limit for a dictionary`);
           }
-          const decoder = new ZstdDictDecoder(await wholeFile(f), { allowTrailing: true, outSize: outSize >>> 1 });
+          const dictionary = await wholeFile(f).catch((e) => {
+            throw withContext(e, `tar-diff: ZstdDict at byte ${opAt} (source ${JSON.stringify(path)})`);
+          });
+          const decoder = new ZstdDictDecoder(dictionary, { allowTrailing: true, outSize: outSize >>> 1 });
           const frame = (step: () => Uint8Array | null): Uint8Array | null => {
             try {
               return step();
