@@ -19,23 +19,73 @@ export interface SourceEntry {
   size: number;
 }
 
+/** A symbolic link of the source: its target, as the link says it. */
+export interface SourceLink {
+  link: string;
+}
+
 /**
  * Every path of a merged filesystem: regular files (hardlinks resolved) by their
- * content, anything else as "not a regular file". Paths not in it are missing.
- * A Map of plain values, so it crosses a Worker boundary by structured clone.
+ * content, symbolic links by their target, anything else as "not a regular
+ * file". Paths not in it are missing. A Map of plain values, so it crosses a
+ * Worker boundary by structured clone.
  */
-export type SourceIndex = Map<string, SourceEntry | "not a regular file">;
+export type SourceIndex = Map<string, SourceEntry | SourceLink | "not a regular file">;
 
 /** Builds the index of a merged filesystem. */
 export async function sourceIndex(rootfs: Rootfs): Promise<SourceIndex> {
   const index: SourceIndex = new Map();
   const yielder = new Yielder({ every: 256 }); // millions of paths, no I/O: let signals in
-  for (const [path] of rootfs.walk()) {
+  for (const [path, node] of rootfs.walk()) {
     await yielder.yieldIfDue();
+    if (node.entry.kind === "symlink") {
+      index.set(path, { link: node.entry.linkname });
+      continue;
+    }
     const file = rootfs.regularFile(path);
     index.set(path, typeof file === "string" ? "not a regular file" : file);
   }
   return index;
+}
+
+/** Most symbolic links followed resolving one Open path (as the rootfs model allows). */
+const MAX_LINKS = 255;
+
+/**
+ * Resolves `path` inside the source's root as the kernel would with that root
+ * as `/` (as Go's tar-patch opens files): symbolic links followed in every
+ * component, an absolute target starting again from the root and `..` stopping
+ * there, so nothing outside the source is ever reached. Returns the entry
+ * reached, or why there is none.
+ */
+export function resolveSource(index: SourceIndex, path: string): SourceEntry | LookupFailure {
+  const todo = path.split("/").reverse();
+  const at: string[] = [];
+  let links = 0;
+  let entry: SourceEntry | SourceLink | "not a regular file" | undefined;
+  while (todo.length > 0) {
+    const part = todo.pop()!;
+    if (part === "" || part === ".") continue;
+    if (part === "..") {
+      at.pop();
+      continue;
+    }
+    at.push(part);
+    entry = index.get(at.join("/"));
+    if (entry === undefined) return links > 0 ? "dangling symlink" : "missing";
+    if (typeof entry === "object" && "link" in entry) {
+      if (++links > MAX_LINKS) return "symlink loop";
+      at.pop();
+      if (entry.link.startsWith("/")) at.length = 0;
+      todo.push(...entry.link.split("/").reverse());
+      continue;
+    }
+    if (todo.some((p) => p !== "" && p !== ".") && entry !== "not a regular file") {
+      return links > 0 ? "dangling symlink" : "missing"; // a file where a directory should be
+    }
+  }
+  if (entry === undefined || at.length === 0 || typeof entry === "string") return "not a regular file";
+  return entry as SourceEntry;
 }
 
 const EMPTY_FILE: SourceFile = {
@@ -287,8 +337,10 @@ export class ObjectSource implements TarDiffSource {
   }
 
   open(path: string): SourceFile | LookupFailure {
-    const entry = this.index.get(path);
-    if (entry === undefined) return "missing";
+    const found = this.index.get(path);
+    if (typeof found === "string") return found;
+    // A symbolic link, or a path through one: followed inside the source's root.
+    const entry = found === undefined || "link" in found ? resolveSource(this.index, path) : found;
     if (typeof entry === "string") return entry;
     if (entry.object === undefined || entry.size === 0) return EMPTY_FILE;
     return new ObjectFile(entry.object, this.objects.path(entry.object), entry.size, this.#whole, path);

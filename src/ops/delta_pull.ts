@@ -182,9 +182,10 @@ async function runLayer(
       limits,
     }), onBytes);
   } else {
-    const { mediaType, digest, size } = w.shipped;
+    // Stored as the target manifest lists it; the bytes say how it is compressed (oci-delta labels all +gzip).
+    const { digest, size } = w.shipped;
     await pool.run("import", async () => ({
-      layer: { mediaType, digest, size, diffId: w.diffId },
+      layer: { mediaType: w.desc.mediaType, digest, size, diffId: w.diffId, sniff: true },
       blob: await source.blob(w.shipped),
       limits,
     }), onBytes);

@@ -268,6 +268,10 @@ export async function* applyTarDiff(
             fail(`${shown} is not in the source image (missing, or deleted by a whiteout)`);
           } else if (opened === "not a regular file") {
             fail(`${shown} is not a regular file in the source image`);
+          } else if (opened === "dangling symlink") {
+            fail(`${shown} is a symbolic link that leads to nothing in the source image (dangling)`);
+          } else if (opened === "symlink loop") {
+            fail(`${shown} is a symbolic link loop in the source image (too many levels of links)`);
           } else {
             file = opened;
             position = 0;
