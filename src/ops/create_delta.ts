@@ -11,6 +11,7 @@
  */
 import { buildDeltaManifest, EMPTY_CONFIG_BYTES, type ShippedLayer } from "../delta/artifact.ts";
 import type { TarDiffFile } from "../delta/encode_layer.ts";
+import type { EncodeOptions } from "../tardiff/encode.ts";
 import { type Descriptor, EMPTY_CONFIG, type Platform } from "../oci/documents.ts";
 import { MediaType } from "../oci/media_types.ts";
 import { type BlobContent, type LayoutDest, type LayoutWriter, openLayoutWriter } from "../oci/layout_writer.ts";
@@ -41,6 +42,11 @@ export interface CreateDeltaOptions {
   maxLayerSize?: number;
   /** zstd level of the tar-diffs. */
   level: number;
+  /**
+   * How changed files are diffed (`--binary-diff`, default bsdiff) and each
+   * method's settings (`--zstd-diff-level`, `--zstd-diff-window`, `--max-zstd-diff-size`, `--max-bsdiff-size`).
+   */
+  diff?: Omit<EncodeOptions, "level" | "progress">;
   /** Source paths under these prefixes are not used. */
   ignoredPrefixes: string[];
   /** Options for opening sources (credentials, TLS). */
@@ -219,6 +225,7 @@ async function encodeChangedLayers(
         target: diffId,
         out: path,
         level: options.level,
+        diff: options.diff,
       }), onBytes);
     return { ...file, diffId, path };
   });
