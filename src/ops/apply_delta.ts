@@ -34,6 +34,8 @@ export interface ApplyToLayoutOptions {
   level?: number;
   progress?: ProgressSink;
   cleanups?: Cleanups;
+  /** The delta must embed a signature of its target that verifies with this key. */
+  verifyKey?: CryptoKey;
 }
 
 /** What apply-delta did. */
@@ -65,6 +67,7 @@ export async function applyDeltaToLayout(
     name: options.keep ? options.name : undefined,
     progress: options.progress,
     maxLayerSize: options.maxLayerSize,
+    verifyKey: options.verifyKey,
   });
   const removeIfNew = async () => {
     if (!options.keep && !hadTarget) await repo.discardUntagged(target);

@@ -23,6 +23,8 @@ export interface PullOptions {
   progress?: ProgressSink;
   /** Largest uncompressed layer accepted (default {@link DEFAULT_MAX_LAYER_SIZE}). */
   maxLayerSize?: number;
+  /** A delta must embed a signature of its target that verifies with this key (`--verify-key`). */
+  verifyKey?: CryptoKey;
 }
 
 /** What a delta pull did, beyond what every pull reports. */
@@ -37,6 +39,9 @@ export interface DeltaPullInfo {
   layersImported: number;
   /** Compressed size of the target image's layers: what a full pull would have fetched. */
   imageSize: number;
+  /** The delta embeds a signature; and (with `--verify-key`) it verified. */
+  signed: boolean;
+  verified?: boolean;
 }
 
 /** What a pull did. */

@@ -128,7 +128,12 @@ knows it (oci-delta 0.6, composefs-rs, deltaship). Files at least
 zstd they go out whole, with auto by the other method when it fits.
 --zstd-diff-window caps the frames' window (MiB, a power of two up to 512;
 default: one that holds both files); --zstd-diff-level (1-19, default 3)
-trades time for size.`,
+trades time for size.
+
+--signature embeds a cosign signature of NEW (a signature artifact in an OCI
+layout or archive, as cosign and oci-delta write them; a bare path is an
+oci-archive), so that clients can check it with --verify-key; it must sign
+NEW's manifest digest.`,
   options: [
     { name: "stats", short: "s", type: "boolean", help: "show layer counts, sizes and bytes saved" },
     {
@@ -166,6 +171,13 @@ trades time for size.`,
       help: "largest file zstd-diffed, exclusive (default 128)",
     },
     { name: "max-bsdiff-size", type: "string", arg: "MiB", help: "largest file bsdiffed, exclusive (default 192)" },
+    {
+      name: "signature",
+      type: "string",
+      multiple: true,
+      arg: "REF",
+      help: "embed this cosign signature artifact of NEW (oci:DIR[:REF] or oci-archive:FILE[:REF]; repeatable)",
+    },
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
     MAX_LAYER_SIZE_OPTION,
     ...SOURCE_OPTIONS,
@@ -176,6 +188,9 @@ trades time for size.`,
     const ignored = values["ignore-source-prefix"] ?? [...DEFAULT_IGNORED_PREFIXES];
     const zstdLevel = level(values["zstd-level"]);
     const diff = diffOptions(values);
+    const signatures = (values.signature ?? []).map((s) =>
+      parseReference(/^(oci|oci-archive):/.test(s) ? s : `oci-archive:${s}`)
+    );
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const oldRef = parseReference(oldSpec, { repo: true });
@@ -189,6 +204,7 @@ trades time for size.`,
       maxLayerSize: layerLimit,
       level: zstdLevel,
       diff,
+      signatures,
       ignoredPrefixes: ignored,
       openOptions,
       progress: ctx.progress(),

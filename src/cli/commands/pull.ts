@@ -9,6 +9,7 @@ import { checkTagName } from "../../oci/tag_name.ts";
 import { openSource } from "../../transport/reference.ts";
 import { UsageError } from "../../errors.ts";
 import { defineCommand } from "../command.ts";
+import { readVerifyKey, VERIFY_KEY_OPTION } from "../signature_options.ts";
 import { formatBytes, plural, shortDigest } from "../format.ts";
 import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../transport_options.ts";
 
@@ -37,10 +38,16 @@ application/vnd.io.github.containers.oci-delta.v1), the delta is applied
 instead: the source image it was made from (found by its config digest) must be
 in the repository; changed layers are rebuilt from their tar-diffs in parallel
 (--jobs) and checked against their diff_ids, and the result is the target image
-with its exact manifest and config. NAME defaults as for any pull.`,
+with its exact manifest and config. NAME defaults as for any pull.
+
+With --verify-key KEY.pub a delta must embed a cosign signature of its target
+that verifies with that ECDSA P-256 public key (PEM, as cosign writes it);
+otherwise the pull fails before anything is stored. Without it, signatures are
+carried but not required.`,
   options: [
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
     { name: "name", type: "string", arg: "NAME", help: "tag for the image (same as the NAME argument)" },
+    VERIFY_KEY_OPTION,
     MAX_LAYER_SIZE_OPTION,
     ...SOURCE_OPTIONS,
   ],
@@ -54,6 +61,7 @@ with its exact manifest and config. NAME defaults as for any pull.`,
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
+    const verifyKey = await readVerifyKey(values["verify-key"]);
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const source = await openSource(args[0], openOptions);
@@ -64,6 +72,7 @@ with its exact manifest and config. NAME defaults as for any pull.`,
         name,
         progress: ctx.progress(),
         maxLayerSize: layerLimit,
+        verifyKey,
       });
       ctx.endProgress();
       if (ctx.json) return void await ctx.printJson(result);
