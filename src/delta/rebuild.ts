@@ -65,9 +65,8 @@ export async function rebuildLayer(
   const checked = blob.pipeThrough(verifying(verifier, onProgress));
   const files = new ObjectSource(repo.objects, source, new MemoryBudget(memory));
   try {
-    // An AddData can be no larger than the layer it is part of.
-    const tar = applyTarDiff(checked, files, { maxAddData: limits.maxLayerSize });
-    return await storeLayerTar(repo, tar, layer.diffId, what, limits);
+    // An AddData is bounded by its source file, and its output by the layer size limit, as every op's.
+    return await storeLayerTar(repo, applyTarDiff(checked, files), layer.diffId, what, limits);
   } finally {
     files.release();
   }
