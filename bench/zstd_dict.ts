@@ -6,6 +6,7 @@
  * the dictionary file.
  *
  *   deno run --allow-all bench/zstd_dict.ts [--runs N] [SIZE_MIB]...
+ *   deno run --allow-all bench/zstd_dict.ts --decode DICTIONARY FRAME   (one decode, for the bench case)
  *
  * @module
  */
@@ -55,7 +56,11 @@ function decode(dict: Uint8Array, frame: Uint8Array): number {
   return n;
 }
 
-if (import.meta.main) {
+if (import.meta.main && Deno.args[0] === "--decode") {
+  // One decode of FRAME against DICTIONARY, output discarded: what `zstd -d --patch-from -o /dev/null` does.
+  const [, dictionary, frame] = Deno.args;
+  decode(Deno.readFileSync(dictionary), Deno.readFileSync(frame));
+} else if (import.meta.main) {
   const args = [...Deno.args];
   let runs = 5;
   const r = args.indexOf("--runs");

@@ -75,6 +75,14 @@ export class TarDiffError extends FormatError {
   }
 }
 
+/**
+ * A signature check failed: no signature, one that does not verify with the
+ * key given, one for another image, or a key that cannot be used.
+ */
+export class SignatureError extends DeltashipError {
+  override name = "SignatureError";
+}
+
 /** A media type deltaship does not handle. */
 export class UnsupportedError extends DeltashipError {
   override name = "UnsupportedError";

@@ -319,7 +319,7 @@ Deno.test("artifact: an embedded manifest other than the target annotation's is 
   assertRefused(annotated, /its embedded manifest is .*, but .* says sha256:/);
 });
 
-Deno.test("artifact: entries of unknown delta.content kinds (signatures, future ones) are ignored", () => {
+Deno.test("artifact: entries of unknown delta.content kinds are ignored; cosign-signature entries are listed as signatures", () => {
   const plain = parseJsonDelta(deltaJson());
   const doc = deltaJson();
   const extra = (content: string | undefined, name: string) => ({
@@ -337,7 +337,8 @@ Deno.test("artifact: entries of unknown delta.content kinds (signatures, future 
     { ...extra("some-future-kind", "future 2"), annotations: { [DeltaAnnotation.to]: d("target layer 3") } },
   );
   const a = parseJsonDelta(doc);
-  assert.deepEqual(a, plain);
+  assert.deepEqual(a.signatures.map((s) => s.digest), [d("sig")]);
+  assert.deepEqual({ ...a, signatures: [] }, plain);
 });
 
 /** Opens a fixture's delta layout and reads its artifact. */

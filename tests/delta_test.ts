@@ -399,14 +399,14 @@ Deno.test("bad delta: Open of a missing path, and an oversized Open name", async
   await expectFailure(s.repo, `oci:${s.deltaDir}`, /Open at byte 0: path of 6000 bytes is over the limit of 4096/);
 });
 
-Deno.test("bad delta: oversized AddData and an unknown op", async () => {
+Deno.test("bad delta: an AddData larger than its source file and an unknown op", async () => {
   await using tmp = await tempDir();
   const s = await badSetup(tmp.path);
   await badDelta(s, tarDiff([{ open: "app/bin" }, { op: 3, size: 100 * 1024 * 1024 + 1 }]));
   await expectFailure(
     s.repo,
     `oci:${s.deltaDir}`,
-    /AddData at byte 9 \(source "app\/bin"\): 104857601 bytes is over the limit/,
+    /AddData at byte 9 \(source "app\/bin"\): 104857601 bytes from position 0 run past the end of the file/,
   );
   await Deno.remove(s.deltaDir, { recursive: true });
   await badDelta(s, tarDiff([{ data: "abc" }, { op: 7, size: 1 }]));

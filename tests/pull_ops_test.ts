@@ -206,6 +206,7 @@ Deno.test("pull ops: a delta is dispatched to the delta path and yields its targ
       layersRebuilt: 1,
       layersImported: 1,
       imageSize: newManifest.layers.reduce((a: number, l: { size: number }) => a + l.size, 0),
+      signed: false,
     },
   });
   assert.equal(await repo.tags.read("new"), want.new_manifest);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { MemoryBudget, ObjectSource, type SourceEntry, type SourceIndex } from "../src/delta/source_files.ts";
-import { RepositoryError } from "../src/errors.ts";
+import { LimitError, RepositoryError } from "../src/errors.ts";
 import { Repository } from "../src/repo/repository.ts";
 import type { SourceFile } from "../src/tardiff/apply.ts";
 import { toHex } from "../src/util/digest.ts";
@@ -80,5 +80,52 @@ Deno.test("source files: random reads give the same bytes held in memory or not;
     (e) => e instanceof RepositoryError && /is shorter than recorded; run fsck/.test(e.message),
   );
   short.close();
+  await repo.close();
+});
+
+Deno.test("source files: a dictionary comes whole out of the budget; a job waits for room, and one that can never fit fails", async () => {
+  await using tmp = await tempDir();
+  const repo = await Repository.open(`${tmp.path}/repo`);
+  const bytes = content(300_000);
+  const staging = await repo.objects.stage();
+  const hex = toHex(staging.putSmall(bytes));
+  await staging.commit();
+  const index: SourceIndex = new Map<string, SourceEntry>([["lib/big.so", { object: hex, size: bytes.length }]]);
+
+  const budget = MemoryBudget.create(400 << 10);
+  assert.equal(budget.total, 400 << 10);
+  const one = new ObjectSource(repo.objects, index, budget);
+  const a = one.open("lib/big.so") as SourceFile;
+  assert.deepEqual(await a.whole!(), bytes);
+  assert.equal(budget.reserve(200 << 10), false, "the dictionary is held in the budget");
+
+  // A second job wants the same amount: it waits until the first gives its memory back.
+  const two = new ObjectSource(repo.objects, index, budget);
+  const b = two.open("lib/big.so") as SourceFile;
+  let got: Uint8Array | undefined;
+  const waiting = b.whole!().then((w) => (got = w));
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(got, undefined, "still waiting for budget");
+  a.close();
+  one.release();
+  await waiting;
+  assert.deepEqual(got, bytes);
+  b.close();
+  two.release();
+  assert.equal(budget.reserve(400 << 10), true, "everything given back");
+  budget.release(400 << 10);
+
+  // A file larger than the whole budget can never fit: a clear error, not a wait.
+  const small = new ObjectSource(repo.objects, index, MemoryBudget.create(100 << 10));
+  const c = small.open("lib/big.so") as SourceFile;
+  await assert.rejects(
+    c.whole!(),
+    (e) =>
+      e instanceof LimitError &&
+      e.message ===
+        'source file "lib/big.so" needs 300000 bytes in memory, more than the 102400-byte budget for source files',
+  );
+  c.close();
+  small.release();
   await repo.close();
 });

@@ -227,7 +227,7 @@ Deno.test("OpWriter: coalesced Data, Copy for exact runs, Seek and Open only whe
   t2[0] = 1;
   t2[40] = 2;
   await w2.approximate(t2, 0, source, 0, 41);
-  assert.deepEqual(w2.counts, { data: 0, copy: 0, addData: 41, opens: 1, seeks: 0 });
+  assert.deepEqual(w2.counts, { data: 0, copy: 0, addData: 41, opens: 1, seeks: 0, zstdDict: 0 });
   assert.equal(w.outputSize, 6 + n + 5);
 });
 

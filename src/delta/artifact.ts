@@ -28,6 +28,7 @@ import {
   parseDigest,
 } from "../util/digest.ts";
 import { DELTA_ARTIFACT_TYPE, DeltaAnnotation, DeltaContent } from "./annotations.ts";
+import { signatureEntries } from "./signature.ts";
 
 /** What a delta manifest says. */
 export interface DeltaArtifact {
@@ -45,6 +46,8 @@ export interface DeltaArtifact {
   config: Descriptor;
   /** Shipped target layers (tar-diff or original blob), by target layer digest (`delta.to`). */
   layers: Map<Digest, Descriptor>;
+  /** Embedded cosign signature artifacts' manifests (`cosign-signature` entries); empty when unsigned. */
+  signatures: Descriptor[];
 }
 
 /** True when a manifest is an oci-delta artifact. */
@@ -96,7 +99,7 @@ export function parseDeltaArtifact(manifest: Manifest, digest: ManifestDigest, w
         break;
       }
       default:
-        break; // signatures, and kinds this version does not know: not needed to apply
+        break; // signatures (see `signatures`), and kinds this version does not know: not needed to apply
     }
   }
   if (!embeddedManifest) throw new FormatError(`${what} embeds no target manifest`);
@@ -106,7 +109,16 @@ export function parseDeltaArtifact(manifest: Manifest, digest: ManifestDigest, w
       `${what}: its embedded manifest is ${embeddedManifest.digest}, but ${DeltaAnnotation.target} says ${target}`,
     );
   }
-  return { digest, target, source, sourceConfig, manifest: embeddedManifest, config: embeddedConfig, layers };
+  return {
+    digest,
+    target,
+    source,
+    sourceConfig,
+    manifest: embeddedManifest,
+    config: embeddedConfig,
+    layers,
+    signatures: signatureEntries(manifest.layers),
+  };
 }
 
 /** The target image a delta builds: exact manifest and config bytes, parsed. */
@@ -164,6 +176,8 @@ export interface DeltaManifestSpec {
   reused: { digest: Digest; diffId: DiffId }[];
   /** Every shipped layer, in target order. */
   layers: ShippedLayer[];
+  /** Entries listed after the layers as they are (embedded signatures: see `signatureLayers`). */
+  extra?: Descriptor[];
 }
 
 /** The empty config's bytes (`{}`), a blob of every delta. */
@@ -205,6 +219,7 @@ export function buildDeltaManifest(spec: DeltaManifestSpec): Uint8Array {
         size: l.size,
         annotations: { [DeltaAnnotation.content]: DeltaContent.imageLayer, [DeltaAnnotation.to]: l.to },
       })),
+      ...(spec.extra ?? []),
     ],
     subject: target,
     annotations,

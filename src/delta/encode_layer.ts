@@ -70,8 +70,10 @@ export interface EncodeTask {
   target: DiffId;
   /** Path of the tar-diff file to create. */
   out: string;
-  /** zstd level. */
+  /** zstd level of the op stream. */
   level: number;
+  /** How changed files are diffed, and the limits and settings of each method. */
+  diff?: Omit<EncodeOptions, "level" | "progress">;
 }
 
 /** The "encode" task kind, against `repo`. */
@@ -79,6 +81,7 @@ export function encodeTaskKind(repo: Repository): TaskKind<EncodeTask, TarDiffFi
   return {
     run: (task, progress) =>
       encodeLayerToFile(repo, task.source, task.ignoredPrefixes, task.target, task.out, {
+        ...task.diff,
         level: task.level,
         progress,
       }),

@@ -65,6 +65,7 @@ export async function rebuildLayer(
   const checked = blob.pipeThrough(verifying(verifier, onProgress));
   const files = new ObjectSource(repo.objects, source, new MemoryBudget(memory));
   try {
+    // An AddData is bounded by its source file, and its output by the layer size limit, as every op's.
     return await storeLayerTar(repo, applyTarDiff(checked, files), layer.diffId, what, limits);
   } finally {
     files.release();

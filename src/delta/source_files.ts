@@ -7,7 +7,7 @@
  * @module
  */
 import fs from "node:fs";
-import { RepositoryError } from "../errors.ts";
+import { LimitError, RepositoryError } from "../errors.ts";
 import type { ObjectStore } from "../repo/objects.ts";
 import type { LookupFailure, Rootfs } from "../oci/rootfs.ts";
 import type { SourceFile, TarDiffSource } from "../tardiff/apply.ts";
@@ -19,23 +19,73 @@ export interface SourceEntry {
   size: number;
 }
 
+/** A symbolic link of the source: its target, as the link says it. */
+export interface SourceLink {
+  link: string;
+}
+
 /**
  * Every path of a merged filesystem: regular files (hardlinks resolved) by their
- * content, anything else as "not a regular file". Paths not in it are missing.
- * A Map of plain values, so it crosses a Worker boundary by structured clone.
+ * content, symbolic links by their target, anything else as "not a regular
+ * file". Paths not in it are missing. A Map of plain values, so it crosses a
+ * Worker boundary by structured clone.
  */
-export type SourceIndex = Map<string, SourceEntry | "not a regular file">;
+export type SourceIndex = Map<string, SourceEntry | SourceLink | "not a regular file">;
 
 /** Builds the index of a merged filesystem. */
 export async function sourceIndex(rootfs: Rootfs): Promise<SourceIndex> {
   const index: SourceIndex = new Map();
   const yielder = new Yielder({ every: 256 }); // millions of paths, no I/O: let signals in
-  for (const [path] of rootfs.walk()) {
+  for (const [path, node] of rootfs.walk()) {
     await yielder.yieldIfDue();
+    if (node.entry.kind === "symlink") {
+      index.set(path, { link: node.entry.linkname });
+      continue;
+    }
     const file = rootfs.regularFile(path);
     index.set(path, typeof file === "string" ? "not a regular file" : file);
   }
   return index;
+}
+
+/** Most symbolic links followed resolving one Open path (as the rootfs model allows). */
+const MAX_LINKS = 255;
+
+/**
+ * Resolves `path` inside the source's root as the kernel would with that root
+ * as `/` (as Go's tar-patch opens files): symbolic links followed in every
+ * component, an absolute target starting again from the root and `..` stopping
+ * there, so nothing outside the source is ever reached. Returns the entry
+ * reached, or why there is none.
+ */
+export function resolveSource(index: SourceIndex, path: string): SourceEntry | LookupFailure {
+  const todo = path.split("/").reverse();
+  const at: string[] = [];
+  let links = 0;
+  let entry: SourceEntry | SourceLink | "not a regular file" | undefined;
+  while (todo.length > 0) {
+    const part = todo.pop()!;
+    if (part === "" || part === ".") continue;
+    if (part === "..") {
+      at.pop();
+      continue;
+    }
+    at.push(part);
+    entry = index.get(at.join("/"));
+    if (entry === undefined) return links > 0 ? "dangling symlink" : "missing";
+    if (typeof entry === "object" && "link" in entry) {
+      if (++links > MAX_LINKS) return "symlink loop";
+      at.pop();
+      if (entry.link.startsWith("/")) at.length = 0;
+      todo.push(...entry.link.split("/").reverse());
+      continue;
+    }
+    if (todo.some((p) => p !== "" && p !== ".") && entry !== "not a regular file") {
+      return links > 0 ? "dangling symlink" : "missing"; // a file where a directory should be
+    }
+  }
+  if (entry === undefined || at.length === 0 || typeof entry === "string") return "not a regular file";
+  return entry as SourceEntry;
 }
 
 const EMPTY_FILE: SourceFile = {
@@ -46,15 +96,23 @@ const EMPTY_FILE: SourceFile = {
   close(): void {},
 };
 
-/** Default for the bytes of source files that all the rebuilds of one pull may hold in memory at once. */
-export const SOURCE_MEMORY = 128 << 20;
+/**
+ * Default for the bytes of source files that all the rebuilds of one pull may
+ * hold in memory at once: 512 MiB, the largest dictionary (source file) a
+ * version-2 ZstdDict op may need, so that every delta the reference tools accept
+ * applies here. Files read at random use it only while there is room.
+ */
+export const SOURCE_MEMORY = 512 << 20;
 /** Out-of-order reads of one file after which it is read whole, when the memory budget allows. */
 const RANDOM_READS = 64;
+/** How long a waiting reservation sleeps between looks at the budget, at most (ms). */
+const WAIT_SLICE = 50;
 
 /**
  * A budget of bytes shared by every rebuild of a pull, in whichever worker it
- * runs: a SharedArrayBuffer counter (KiB), so that jobs × files never add up to
- * more than the budget. Created by the caller, sent with each task.
+ * runs: SharedArrayBuffer counters (KiB left, and the total), so that jobs ×
+ * files never add up to more than the budget. Created by the caller, sent with
+ * each task.
  */
 export class MemoryBudget {
   readonly #cell: Int32Array;
@@ -65,9 +123,16 @@ export class MemoryBudget {
 
   /** A fresh budget of `bytes`. */
   static create(bytes: number = SOURCE_MEMORY): MemoryBudget {
-    const budget = new MemoryBudget(new SharedArrayBuffer(4));
-    Atomics.store(budget.#cell, 0, Math.floor(bytes / 1024));
+    const budget = new MemoryBudget(new SharedArrayBuffer(8));
+    const kib = Math.floor(bytes / 1024);
+    Atomics.store(budget.#cell, 0, kib);
+    Atomics.store(budget.#cell, 1, kib);
     return budget;
+  }
+
+  /** The whole budget, in bytes (what is left when nothing is held). */
+  get total(): number {
+    return Atomics.load(this.#cell, 1) * 1024;
   }
 
   /** Takes `bytes` from the budget; false (taking nothing) when there is not that much left. */
@@ -80,16 +145,40 @@ export class MemoryBudget {
     }
   }
 
-  /** Gives back what {@link reserve} took. */
+  /**
+   * Takes `bytes` from the budget, waiting for other rebuilds to give some back
+   * when there is not that much left. The caller must hold nothing of the
+   * budget while it waits (so that two waiting jobs cannot block each other).
+   * Throws a LimitError, naming `what`, when `bytes` is more than the whole budget.
+   */
+  async reserveWaiting(bytes: number, what: string): Promise<void> {
+    if (Math.ceil(bytes / 1024) > Atomics.load(this.#cell, 1)) {
+      throw new LimitError(
+        `${what} needs ${bytes} bytes in memory, more than the ${this.total}-byte budget for source files`,
+      );
+    }
+    while (!this.reserve(bytes)) {
+      // Woken by a release, or after a slice at most (Deno's waitAsync timeout keeps no process alive).
+      const waited = Atomics.waitAsync(this.#cell, 0, Atomics.load(this.#cell, 0));
+      if (!waited.async) continue;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([waited.value, new Promise((resolve) => (timer = setTimeout(resolve, WAIT_SLICE)))]);
+      clearTimeout(timer);
+    }
+  }
+
+  /** Gives back what {@link reserve} or {@link reserveWaiting} took, and wakes waiting jobs. */
   release(bytes: number): void {
     Atomics.add(this.#cell, 0, Math.ceil(bytes / 1024));
+    Atomics.notify(this.#cell, 0);
   }
 }
 
 /**
  * One buffer, shared by the files a rebuild opens in turn, that holds the whole
- * content of the file being read at random. Grows as the budget allows and is
- * kept (with the name of the object it holds) for the next Open.
+ * content of the file being read at random or used as a dictionary. Grows as
+ * the budget allows and is kept (with the name of the object it holds) for the
+ * next Open.
  */
 class WholeFile {
   bytes = new Uint8Array(0);
@@ -102,7 +191,23 @@ class WholeFile {
   grow(size: number): boolean {
     if (this.bytes.length >= size) return true;
     if (!this.budget.reserve(size - this.bytes.length)) return false;
-    const had = this.bytes.length;
+    this.#allocate(size, this.bytes.length);
+    return true;
+  }
+
+  /**
+   * Makes room for `size` bytes, waiting for the budget when it has no room:
+   * what this buffer holds is given back first, so a waiting rebuild holds nothing.
+   */
+  async growWaiting(size: number, what: string): Promise<void> {
+    if (this.bytes.length >= size || this.grow(size)) return;
+    this.release();
+    await this.budget.reserveWaiting(size, what);
+    this.#allocate(size, 0);
+  }
+
+  /** Replaces the buffer by one of `size` bytes, of which `size - had` were just reserved. */
+  #allocate(size: number, had: number): void {
     this.bytes = new Uint8Array(0); // let the old buffer go before the new one is made
     this.hex = "";
     try {
@@ -112,7 +217,6 @@ class WholeFile {
       this.budget.release(had);
       throw e;
     }
-    return true;
   }
 
   /** Frees the buffer and returns its bytes to the budget. */
@@ -140,7 +244,13 @@ class ObjectFile implements SourceFile {
   #random = 0;
   #whole: Uint8Array | undefined;
 
-  constructor(readonly hex: string, path: string, readonly size: number, readonly shared: WholeFile) {
+  constructor(
+    readonly hex: string,
+    path: string,
+    readonly size: number,
+    readonly shared: WholeFile,
+    readonly name: string,
+  ) {
     try {
       this.#fd = fs.openSync(path, "r");
     } catch (e) {
@@ -195,6 +305,12 @@ class ObjectFile implements SourceFile {
     return this.#whole;
   }
 
+  async whole(): Promise<Uint8Array> {
+    if (this.#whole !== undefined) return this.#whole.subarray(0, this.size);
+    await this.shared.growWaiting(this.size, `source file ${JSON.stringify(this.name)}`);
+    return (this.#whole = this.#readWhole()).subarray(0, this.size);
+  }
+
   close(): void {
     fs.closeSync(this.#fd);
   }
@@ -221,10 +337,12 @@ export class ObjectSource implements TarDiffSource {
   }
 
   open(path: string): SourceFile | LookupFailure {
-    const entry = this.index.get(path);
-    if (entry === undefined) return "missing";
+    const found = this.index.get(path);
+    if (typeof found === "string") return found;
+    // A symbolic link, or a path through one: followed inside the source's root.
+    const entry = found === undefined || "link" in found ? resolveSource(this.index, path) : found;
     if (typeof entry === "string") return entry;
     if (entry.object === undefined || entry.size === 0) return EMPTY_FILE;
-    return new ObjectFile(entry.object, this.objects.path(entry.object), entry.size, this.#whole);
+    return new ObjectFile(entry.object, this.objects.path(entry.object), entry.size, this.#whole, path);
   }
 }

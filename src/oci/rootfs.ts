@@ -47,8 +47,11 @@ export interface RootfsNode {
 /** Most symlinks followed while resolving one path (as securejoin allows). */
 const MAX_LINKS = 255;
 
-/** Why a path is not a usable regular file. */
-export type LookupFailure = "missing" | "not a regular file";
+/**
+ * Why a path is not a usable regular file: nothing there, something else there,
+ * or a symbolic link that leads nowhere (dangling) or round in circles (a loop).
+ */
+export type LookupFailure = "missing" | "not a regular file" | "dangling symlink" | "symlink loop";
 
 function dirNode(path: string, layer: number, implicit = false): RootfsNode {
   return {

@@ -35,6 +35,8 @@ export interface ApplyToLayoutOptions {
   level?: number;
   progress?: ProgressSink;
   cleanups?: Cleanups;
+  /** The delta must embed a signature of its target that verifies with this key. */
+  verifyKey?: CryptoKey;
 }
 
 /** What apply-delta did. */
@@ -59,6 +61,7 @@ export async function applyDeltaToLayout(
     name: options.keep ? options.name : undefined,
     progress: options.progress,
     maxLayerSize: options.maxLayerSize,
+    verifyKey: options.verifyKey,
   };
   const isDelta = isDeltaManifest(resolved.manifest);
   if (!isDelta && !source.referrers) {

@@ -11,12 +11,16 @@
  */
 import { buildDeltaManifest, EMPTY_CONFIG_BYTES, type ShippedLayer } from "../delta/artifact.ts";
 import type { TarDiffFile } from "../delta/encode_layer.ts";
+import type { EncodeOptions } from "../tardiff/encode.ts";
 import { type Descriptor, EMPTY_CONFIG, type Platform } from "../oci/documents.ts";
 import { MediaType } from "../oci/media_types.ts";
 import { type BlobContent, type LayoutDest, type LayoutWriter, openLayoutWriter } from "../oci/layout_writer.ts";
 import type { Repository } from "../repo/repository.ts";
 import { TARDIFF_MEDIA_TYPE } from "../tardiff/format.ts";
-import type { ImageReference, OpenOptions } from "../transport/reference.ts";
+import { type ImageReference, type OpenOptions, openSource, type SourceReference } from "../transport/reference.ts";
+import { resolveManifest } from "../transport/source.ts";
+import { SignatureError, withContext } from "../errors.ts";
+import { payloadTarget, readSignatureArtifact, type SignatureArtifact, signatureLayers } from "../delta/signature.ts";
 import type { Cleanups } from "../util/cleanups.ts";
 import { type DiffId, type Digest, sha256 } from "../util/digest.ts";
 import type { ProgressSink } from "../util/progress.ts";
@@ -67,8 +71,18 @@ export interface CreateDeltaOptions {
   maxLayerSize?: number;
   /** zstd level of the tar-diffs. */
   level: number;
+  /**
+   * How changed files are diffed (`--binary-diff`, default bsdiff) and each
+   * method's settings (`--zstd-diff-level`, `--zstd-diff-window`, `--max-zstd-diff-size`, `--max-bsdiff-size`).
+   */
+  diff?: Omit<EncodeOptions, "level" | "progress">;
   /** Source paths under these prefixes are not used. */
   ignoredPrefixes: string[];
+  /**
+   * Cosign signature artifacts of the new image to embed (`--signature`), as
+   * oci-delta does; each must hold a payload that signs the new image.
+   */
+  signatures?: SourceReference[];
   /** Options for opening sources (credentials, TLS). */
   openOptions?: OpenOptions;
   progress?: ProgressSink;
@@ -157,6 +171,8 @@ export async function createDelta(
     const oldIds = old.record.layers.map((l) => l.diffId);
     for (const e of await encodeChangedLayers(repo, oldIds, target, options, tarDiffFiles)) encoded.set(e.diffId, e);
     const shipping = chooseShipping(target, new Set(oldIds), encoded, neu.source);
+    const signatures = [];
+    for (const ref of options.signatures ?? []) signatures.push(await loadSignature(ref, target, options));
     const deltaBytes = buildDeltaManifest({
       target: { mediaType: target.record.mediaType, digest: target.record.manifest, size: target.manifestBytes.length },
       targetConfig: {
@@ -168,6 +184,7 @@ export async function createDelta(
       sourceConfig: old.record.config,
       reused: shipping.reused,
       layers: shipping.layers,
+      extra: signatures.flatMap(signatureLayers),
     });
     const deltaDesc: Descriptor = {
       mediaType: MediaType.ociManifest,
@@ -180,6 +197,13 @@ export async function createDelta(
       { digest: target.record.manifest, size: target.manifestBytes.length, content: bytes(target.manifestBytes) },
       { digest: target.record.config, size: target.configBytes.length, content: bytes(target.configBytes) },
       ...shipping.blobs,
+      ...signatures.flatMap((sig) =>
+        [
+          { desc: sig.manifest, bytes: sig.manifestBytes },
+          { desc: sig.config, bytes: sig.configBytes },
+          ...sig.layers,
+        ].map(({ desc, bytes: b }) => ({ digest: desc.digest, size: desc.size, content: bytes(b) }))
+      ),
       { digest: deltaDesc.digest, size: deltaDesc.size, content: bytes(deltaBytes) },
     ];
     await writeArtifact(writer, blobs, deltaDesc, deltaBytes, out.tag);
@@ -199,6 +223,38 @@ export async function createDelta(
   } finally {
     await neu?.source?.close();
     for (const path of tarDiffFiles) await Deno.remove(path).catch(() => {});
+  }
+}
+
+/**
+ * Reads the cosign signature artifact `ref` names, and checks that it signs the
+ * new image (a payload naming its manifest digest): a signature of another
+ * image would only make every verifying client refuse the delta.
+ */
+async function loadSignature(
+  ref: SourceReference,
+  target: TargetImage,
+  options: CreateDeltaOptions,
+): Promise<SignatureArtifact> {
+  const what = `signature ${ref.text}`;
+  const source = await openSource(ref, options.openOptions);
+  try {
+    const resolved = await resolveManifest(source, options.platform);
+    const desc = { mediaType: resolved.mediaType, digest: resolved.digest, size: resolved.bytes.length };
+    const sig = await readSignatureArtifact(source, desc, resolved.bytes, what);
+    const signed = sig.layers.map((l) => {
+      try {
+        return payloadTarget(l.bytes);
+      } catch (e) {
+        throw withContext(e, `${what}: payload ${l.desc.digest}`);
+      }
+    });
+    if (!signed.includes(target.record.manifest)) {
+      throw new SignatureError(`${what} signs ${signed.join(", ")}, not the new image ${target.record.manifest}`);
+    }
+    return sig;
+  } finally {
+    await source.close();
   }
 }
 
@@ -248,6 +304,7 @@ async function encodeChangedLayers(
         target: diffId,
         out: path,
         level: options.level,
+        diff: options.diff,
       }), onBytes);
     return { ...file, diffId, path };
   });

@@ -18,6 +18,7 @@ import { TARDIFF_MEDIA_TYPE } from "../tardiff/format.ts";
 import type { ImageSource, ResolvedManifest } from "../transport/source.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { type DeltaArtifact, type DeltaTarget, fetchDeltaTarget, parseDeltaArtifact } from "../delta/artifact.ts";
+import { verifyEmbeddedSignature } from "../delta/signature.ts";
 import { MemoryBudget, type SourceIndex, sourceIndex } from "../delta/source_files.ts";
 import { fanOut } from "./fan_out.ts";
 import type { LayerPool } from "./layer_tasks.ts";
@@ -55,11 +56,22 @@ export async function applyDelta(
   const name = options.name ?? source.tag;
   const progress = options.progress ?? silentProgress;
   const artifact = parseDeltaArtifact(resolved.manifest, resolved.digest, what);
+  // Before anything is fetched or stored: a delta that must be signed and is not fails here.
+  if (options.verifyKey) {
+    await verifyEmbeddedSignature(source, artifact.signatures, artifact.target, options.verifyKey, what);
+  }
   const target = await fetchDeltaTarget(source, artifact, what);
   const { manifest } = target;
   checkImageLayers(manifest, target.config, `${what}: target ${artifact.target}`);
   const imageSize = manifest.layers.reduce((a, l) => a + l.size, 0);
-  const info: DeltaPullInfo = { manifest: resolved.digest, layersRebuilt: 0, layersImported: 0, imageSize };
+  const info: DeltaPullInfo = {
+    manifest: resolved.digest,
+    layersRebuilt: 0,
+    layersImported: 0,
+    imageSize,
+    signed: artifact.signatures.length > 0,
+    ...(options.verifyKey ? { verified: true } : {}),
+  };
   const result: PullResult & { delta: DeltaPullInfo } = {
     name,
     manifest: artifact.target,
@@ -182,9 +194,10 @@ async function runLayer(
       limits,
     }), onBytes);
   } else {
-    const { mediaType, digest, size } = w.shipped;
+    // Stored as the target manifest lists it; the bytes say how it is compressed (oci-delta labels all +gzip).
+    const { digest, size } = w.shipped;
     await pool.run("import", async () => ({
-      layer: { mediaType, digest, size, diffId: w.diffId },
+      layer: { mediaType: w.desc.mediaType, digest, size, diffId: w.diffId, sniff: true },
       blob: await source.blob(w.shipped),
       limits,
     }), onBytes);

@@ -7,6 +7,7 @@
  * @module
  */
 import { isDeltaManifest } from "../delta/artifact.ts";
+import { SignatureError } from "../errors.ts";
 import { type ImageSource, resolveManifest } from "../transport/source.ts";
 import type { Repository } from "../repo/repository.ts";
 import { applyDelta } from "./delta_pull.ts";
@@ -22,5 +23,10 @@ import type { PullOptions, PullResult } from "./pull_steps.ts";
 export async function pull(repo: Repository, source: ImageSource, options: PullOptions): Promise<PullResult> {
   const resolved = await resolveManifest(source, options.platform);
   if (isDeltaManifest(resolved.manifest)) return await applyDelta(repo, source, resolved, options);
+  if (options.verifyKey) {
+    throw new SignatureError(
+      `${source.description} (${resolved.digest}) is not an oci-delta artifact: --verify-key checks the signature a delta embeds`,
+    );
+  }
   return await pullDiscovering(repo, source, resolved, options);
 }

@@ -27,6 +27,8 @@ export interface PullOptions {
   delta?: DeltaMode;
   /** Told, in one line, why a pull that looked for a delta pulls the full image. */
   onNote?: (line: string) => void | Promise<void>;
+  /** A delta must embed a signature of its target that verifies with this key (`--verify-key`). */
+  verifyKey?: CryptoKey;
 }
 
 /**
@@ -65,6 +67,9 @@ export interface DeltaPullInfo {
   layersImported: number;
   /** Compressed size of the target image's layers: what a full pull would have fetched. */
   imageSize: number;
+  /** The delta embeds a signature; and (with `--verify-key`) it verified. */
+  signed: boolean;
+  verified?: boolean;
 }
 
 /** What a pull did. */

@@ -8,7 +8,7 @@
 import { DeltashipError, FormatError } from "../errors.ts";
 import { layerCompression } from "../oci/media_types.ts";
 import { type DiffId, type Digest, Verifier, verifying } from "../util/digest.ts";
-import { coalesce, decompressor } from "../util/streams.ts";
+import { coalesce, decompressor, sniffCompression } from "../util/streams.ts";
 import type { RecordFooter } from "./layer_record.ts";
 import type { Repository } from "./repository.ts";
 import { type LayerLimits, storeLayerTar } from "./layer_writer.ts";
@@ -21,6 +21,11 @@ export interface LayerBlob {
   digest: Digest;
   size: number;
   diffId: DiffId;
+  /**
+   * Tell the compression from the blob's first bytes instead of its media type
+   * (for the original layers oci-delta ships, all labelled `tar+gzip`).
+   */
+  sniff?: boolean;
 }
 
 /** Smallest piece of compressed input handed to the decompressor. */
@@ -47,9 +52,10 @@ export async function importLayerBlob(
   onProgress?: OnBytes,
 ): Promise<RecordFooter> {
   const what = `layer ${layer.digest}`;
-  const compression = layerCompression(layer.mediaType, layer.digest);
+  let compression = layerCompression(layer.mediaType, layer.digest);
   const verifier = new Verifier(what, layer.digest, layer.size);
-  const checked = blob.pipeThrough(verifying(verifier, onProgress));
+  let checked = blob.pipeThrough(verifying(verifier, onProgress));
+  if (layer.sniff) ({ compression, stream: checked } = await sniffCompression(checked));
   // Network reads come in 16-64 KiB pieces; node:zlib costs a thread-pool round trip per write.
   const tar = checked.pipeThrough(coalesce(DECOMPRESS_INPUT)).pipeThrough(decompressor(compression));
   // A blob corrupted in transit often breaks its compression's own check (gzip's CRC at

@@ -4,6 +4,11 @@
  * chunks of one reusable buffer. Memory is bounded by the buffer sizes, never by
  * the size of the delta, of an operation or of the layer.
  *
+ * Version 2's ZstdDict op needs the whole current source file in memory, as the
+ * dictionary of its zstd frame: the source gives it ({@link SourceFile.whole}),
+ * from a budget it may have to wait for; the frame's output streams like any
+ * other op's.
+ *
  * The hot paths are the byte plumbing (each output byte is written once, into the
  * output buffer: source bytes by positional reads straight into it, data bytes by
  * one copy from the decoder's buffer) and AddData's sum, done four bytes at a time
@@ -11,14 +16,14 @@
  *
  * @module
  */
-import { DeltashipError, TarDiffError } from "../errors.ts";
+import { DeltashipError, TarDiffError, withContext } from "../errors.ts";
 import type { LookupFailure } from "../oci/rootfs.ts";
 import { decodeName } from "../tar/header.ts";
 import { cleanRootedPath } from "../tar/path.ts";
-import { MAX_VARINT_BYTES } from "../util/varint.ts";
 import { Yielder } from "../util/yielder.ts";
-import { ZstdDecoder } from "../util/zstd.ts";
-import { MAX_ADD_DATA, MAX_OPEN_NAME, Op, TARDIFF_MAGIC } from "./format.ts";
+import { MAX_DICTIONARY_SIZE, ZstdDictDecoder } from "../util/zstd_dict.ts";
+import { MAX_OPEN_NAME, Op } from "./format.ts";
+import { OpInput } from "./op_input.ts";
 
 /** A regular file of the source, read at positions. */
 export interface SourceFile {
@@ -36,6 +41,13 @@ export interface SourceFile {
    * part way through); lets the interpreter add and copy without a read call.
    */
   readonly bytes?: Uint8Array;
+  /**
+   * The whole content in memory, for a ZstdDict op's dictionary: a source that
+   * counts its memory may wait here until there is room (and throws when there
+   * can never be). Kept until the file is closed. Without it, the interpreter
+   * reads the file into a buffer of its own.
+   */
+  whole?(): Promise<Uint8Array>;
 }
 
 /**
@@ -52,9 +64,24 @@ export interface ApplyOptions {
   outputSize?: number;
   /** Size of the zstd decoder's output buffer (default 512 KiB). */
   decodeSize?: number;
+  /**
+   * Largest AddData accepted (default 64 GiB, the default layer size limit):
+   * AddData streams in bounded chunks, so this guards only against nonsense.
+   */
+  maxAddData?: number;
 }
 
-const OP_NAMES = ["Data", "Open", "Copy", "AddData", "Seek"];
+const OP_NAMES = ["Data", "Open", "Copy", "AddData", "Seek", "ZstdDict"];
+const DEFAULT_MAX_ADD_DATA = 64 * 2 ** 30;
+
+/** The whole content of `file`: from the source when it can give it, else read into a new buffer. */
+async function wholeFile(file: SourceFile): Promise<Uint8Array> {
+  if (file.whole) return await file.whole();
+  if (file.bytes) return file.bytes;
+  const bytes = new Uint8Array(file.size);
+  file.read(0, bytes, 0, file.size);
+  return bytes;
+}
 const LOW7 = 0x7f7f7f7f;
 const HIGH1 = 0x80808080 | 0;
 
@@ -103,148 +130,6 @@ function addInto(
   for (; o < end; o++, d++) out[o] += data[d];
 }
 
-/** Reads the decompressed op stream: the current piece of it, and the ops' headers. */
-class OpInput {
-  /** The current decompressed piece (a view of the decoder's buffer). */
-  buf: Uint8Array = new Uint8Array(0);
-  /** Position in `buf`. */
-  pos = 0;
-  /** Offset of `buf[0]` in the decompressed stream. */
-  base = 0;
-  /** The header just read. */
-  op = 0;
-  size = 0;
-  #reader: ReadableStreamDefaultReader<Uint8Array>;
-  #decoder: ZstdDecoder;
-  #magic = 0;
-  #done = false;
-
-  constructor(stream: ReadableStream<Uint8Array>, decodeSize: number) {
-    this.#reader = stream.getReader();
-    this.#decoder = new ZstdDecoder(decodeSize);
-  }
-
-  /** Offset of the next unread byte in the decompressed stream. */
-  get offset(): number {
-    return this.base + this.pos;
-  }
-
-  /** Replaces `buf` (which must be used up) with the next piece; false at the end of the stream. */
-  async more(): Promise<boolean> {
-    this.base += this.buf.length;
-    this.buf = this.buf.subarray(0, 0);
-    this.pos = 0;
-    for (;;) {
-      const piece = this.#decode(() => this.#decoder.pull());
-      if (piece !== null) {
-        this.buf = piece;
-        return true;
-      }
-      if (this.#done) return false;
-      const r = await this.#reader.read();
-      if (r.done) {
-        this.#done = true;
-        if (this.#magic < TARDIFF_MAGIC.length) throw new TarDiffError("tar-diff is too short to hold its magic");
-        this.#decode(() => this.#decoder.finish());
-        return false;
-      }
-      let chunk = r.value;
-      if (this.#magic < TARDIFF_MAGIC.length) chunk = this.#checkMagic(chunk);
-      if (chunk.length > 0) this.#decode(() => this.#decoder.push(chunk));
-    }
-  }
-
-  /** Runs a decoder step, naming zstd failures as tar-diff ones. */
-  #decode<T>(step: () => T): T {
-    try {
-      return step();
-    } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      throw new TarDiffError(`tar-diff: ${msg} (compressed byte ${this.#magic + this.#decoder.consumed})`);
-    }
-  }
-
-  #checkMagic(chunk: Uint8Array): Uint8Array {
-    const n = Math.min(TARDIFF_MAGIC.length - this.#magic, chunk.length);
-    for (let i = 0; i < n; i++) {
-      if (chunk[i] !== TARDIFF_MAGIC[this.#magic + i]) {
-        const v2 = this.#magic + i === 5 && chunk[i] === 0x32; // "tardf2"
-        throw new TarDiffError(
-          v2
-            ? "tar-diff version 2 (tardf2) is not supported; ask for a version 1 delta"
-            : 'not a tar-diff: wrong magic (expected "tardf1\\n\\0")',
-        );
-      }
-    }
-    this.#magic += n;
-    return chunk.subarray(n);
-  }
-
-  /** Reads an op header when the current piece surely holds it; false to take the slow path. */
-  header(): boolean {
-    const buf = this.buf;
-    let p = this.pos;
-    if (buf.length - p < 1 + MAX_VARINT_BYTES) return false;
-    const at = this.base + p;
-    this.op = buf[p++];
-    let b = buf[p++];
-    let size = b & 0x7f;
-    if (b & 0x80) {
-      let scale = 128;
-      let i = 1;
-      do {
-        if (i++ === MAX_VARINT_BYTES) this.#overlong(at);
-        b = buf[p++];
-        size += (b & 0x7f) * scale;
-        scale *= 128;
-      } while (b & 0x80);
-      if (!Number.isSafeInteger(size)) this.#tooLarge(size, at);
-    }
-    this.size = size;
-    this.pos = p;
-    return true;
-  }
-
-  /** Reads an op header byte by byte, across pieces. */
-  async headerSlow(): Promise<void> {
-    const at = this.offset;
-    this.op = await this.#byte(at);
-    let size = 0;
-    let scale = 1;
-    for (let i = 0;; i++) {
-      if (i === MAX_VARINT_BYTES) this.#overlong(at);
-      const b = await this.#byte(at);
-      size += (b & 0x7f) * scale;
-      scale *= 128;
-      if ((b & 0x80) === 0) break;
-    }
-    if (!Number.isSafeInteger(size)) this.#tooLarge(size, at);
-    this.size = size;
-  }
-
-  async #byte(at: number): Promise<number> {
-    if (this.pos >= this.buf.length && !(await this.more())) {
-      throw new TarDiffError(`tar-diff is truncated: the op at byte ${at} has an incomplete header`, at);
-    }
-    return this.buf[this.pos++];
-  }
-
-  #overlong(at: number): never {
-    throw new TarDiffError(`tar-diff: overlong varint (over 10 bytes) in the op at byte ${at}`, at);
-  }
-
-  #tooLarge(size: number, at: number): never {
-    throw new TarDiffError(`tar-diff: the op at byte ${at} has a size (${size}) past 2^53`, at);
-  }
-
-  /** Releases the decoder and the input stream. */
-  async close(): Promise<void> {
-    this.#decoder.close();
-    if (!this.#done) await this.#reader.cancel().catch(() => {});
-    this.#reader.releaseLock();
-  }
-}
-
 /**
  * Applies the tar-diff streamed in `delta` (the blob, magic included) against
  * `source`, yielding the rebuilt tar. Each chunk is a view of one reusable buffer,
@@ -264,6 +149,7 @@ export async function* applyTarDiff(
   const scratch = new Uint8Array(outSize);
   const scratch32 = new Int32Array(scratch.buffer);
   const name = new Uint8Array(MAX_OPEN_NAME);
+  const maxAddData = options.maxAddData ?? DEFAULT_MAX_ADD_DATA;
   let outLen = 0;
 
   const input = new OpInput(delta, options.decodeSize ?? 1 << 19);
@@ -335,7 +221,7 @@ export async function* applyTarDiff(
           break;
         }
         case Op.AddData: {
-          if (size > MAX_ADD_DATA) fail(`${size} bytes is over the limit of ${MAX_ADD_DATA}`);
+          if (size > maxAddData) fail(`${size} bytes is over the limit of ${maxAddData}`);
           const f = sourceRange(size);
           let left = size;
           while (left > 0) {
@@ -382,6 +268,10 @@ export async function* applyTarDiff(
             fail(`${shown} is not in the source image (missing, or deleted by a whiteout)`);
           } else if (opened === "not a regular file") {
             fail(`${shown} is not a regular file in the source image`);
+          } else if (opened === "dangling symlink") {
+            fail(`${shown} is a symbolic link that leads to nothing in the source image (dangling)`);
+          } else if (opened === "symlink loop") {
+            fail(`${shown} is a symbolic link loop in the source image (too many levels of links)`);
           } else {
             file = opened;
             position = 0;
@@ -394,8 +284,56 @@ export async function* applyTarDiff(
           position = size;
           break;
         }
+        case Op.ZstdDict: {
+          if (input.version !== 2) fail("ZstdDict (op 5) in a version 1 tar-diff (tardf1); only tardf2 may use it");
+          const f = openFile();
+          if (f.size > MAX_DICTIONARY_SIZE) {
+            fail(`the source file (${f.size} bytes) is over the ${MAX_DICTIONARY_SIZE}-byte limit for a dictionary`);
+          }
+          const dictionary = await wholeFile(f).catch((e) => {
+            throw withContext(e, `tar-diff: ZstdDict at byte ${opAt} (source ${JSON.stringify(path)})`);
+          });
+          const decoder = new ZstdDictDecoder(dictionary, { allowTrailing: true, outSize: outSize >>> 1 });
+          const frame = (step: () => Uint8Array | null): Uint8Array | null => {
+            try {
+              return step();
+            } catch (e) {
+              return fail(`zstd frame: ${(e as Error).message ?? String(e)}`);
+            }
+          };
+          try {
+            let left = size;
+            while (left > 0) {
+              if (input.pos >= input.buf.length && !(await input.more())) truncated(left);
+              const n = Math.min(left, input.buf.length - input.pos);
+              const part = input.buf.subarray(input.pos, input.pos + n);
+              input.pos += n;
+              left -= n;
+              if (decoder.done) continue; // bytes after the frame, inside the op: skipped
+              decoder.push(part);
+              for (let piece = frame(() => decoder.pull()); piece !== null; piece = frame(() => decoder.pull())) {
+                let at = 0;
+                while (at < piece.length) {
+                  const k = Math.min(piece.length - at, outSize - outLen);
+                  copyInto(out, outLen, piece, at, k);
+                  at += k;
+                  outLen += k;
+                  if (outLen === outSize) {
+                    yield out;
+                    outLen = 0;
+                  }
+                }
+              }
+            }
+            frame(() => (decoder.finish(), null));
+          } finally {
+            decoder.close();
+          }
+          position = f.size;
+          break;
+        }
         default:
-          fail(`unknown op ${op} (not a version 1 tar-diff, or corrupt)`);
+          fail(`unknown op ${op} (not a tar-diff op, or corrupt)`);
       }
     }
     if (outLen > 0) yield out.subarray(0, outLen);

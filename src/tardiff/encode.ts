@@ -9,9 +9,15 @@
  * - content the source has anywhere: Open + Copy, nothing read;
  * - a changed file with a source found by name ({@link SourceCatalog.byNameFor}),
  *   or else by content (a sketch of sampled rolling hashes, {@link SimilarFinder}):
- *   both files are read, the source is suffix-sorted, and the bsdiff-style
- *   matcher's plan goes out as Copy/AddData/Seek/Data;
+ *   both files are read and diffed as {@link EncodeOptions.binaryDiff} says:
+ *   bsdiff (the source suffix-sorted, the bsdiff-style matcher's plan out as
+ *   Copy/AddData/Seek/Data), zstd (one ZstdDict frame against the whole source
+ *   file, `util/zstd_dict_encode.ts`: much faster, somewhat larger), or auto
+ *   (both tried, the smaller once compressed kept), each within its size limits;
  * - anything else: Data, streamed from its object.
+ *
+ * zstd and auto write version 2 (`tardf2`), even when no ZstdDict op comes out,
+ * as oci-delta does; bsdiff writes version 1.
  *
  * The op stream is zstd-compressed as it is produced. Memory is bounded by the
  * largest source/target pair (their bytes, 4 bytes per sorted source position,
@@ -20,11 +26,14 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import zlib from "node:zlib";
 import { Duplex } from "node:stream";
 import type { TarEntry } from "../tar/header.ts";
+import { MAX_DICTIONARY_SIZE } from "../util/zstd_dict.ts";
+import { zstdPatchJoined } from "../util/zstd_dict_encode.ts";
 import { MatchIndex, type Plan, planDiff } from "./bsdiff.ts";
-import { TARDIFF_MAGIC } from "./format.ts";
+import { TARDIFF_MAGIC, TARDIFF_MAGIC_V2 } from "./format.ts";
 import { type OpCounts, OpWriter } from "./op_writer.ts";
 import {
   isDeltaCandidate,
@@ -65,10 +74,30 @@ const SIMILAR_THRESHOLD = 0.3;
 /** Bytes read for sketches per layer, at most: the search stops when they are spent. */
 const SIMILAR_BUDGET = 256 << 20;
 
+/** How changed files are diffed against their source (oci-delta's `--binary-diff`). */
+export type BinaryDiff = "bsdiff" | "zstd" | "auto";
+
+/** Default of {@link EncodeOptions.maxZstdSize}: 128 MiB, as oci-delta. */
+export const DEFAULT_MAX_ZSTD_DIFF_SIZE = 128 << 20;
+/** Default of {@link EncodeOptions.maxBsdiffSize}: 192 MiB, as oci-delta. */
+export const DEFAULT_MAX_BSDIFF_SIZE = 192 << 20;
+/** Default zstd level of ZstdDict frames (oci-delta's default). */
+export const DEFAULT_ZSTD_DIFF_LEVEL = 3;
+
 /** How to encode. */
 export interface EncodeOptions {
-  /** zstd level (1 to 19). */
+  /** zstd level (1 to 19) of the tar-diff's op stream. */
   level?: number;
+  /** How changed files are diffed (default bsdiff). */
+  binaryDiff?: BinaryDiff;
+  /** Level (1 to 19) of ZstdDict frames (default 3). */
+  zstdLevel?: number;
+  /** Window log of ZstdDict frames (10 to 29); default: per file pair, one that holds both files. */
+  zstdWindowLog?: number;
+  /** Files (old or new) this size or larger are not zstd-diffed; 0: no cap but the 512 MiB window (default 128 MiB). */
+  maxZstdSize?: number;
+  /** Files (old or new) this size or larger are not bsdiffed; 0: no cap but 512 MiB (default 192 MiB). */
+  maxBsdiffSize?: number;
   /** Called with the number of target bytes just encoded. */
   progress?: (bytes: number) => void;
 }
@@ -81,8 +110,10 @@ export interface EncodeStats {
   opsSize: number;
   /** Files copied whole from an identical source file. */
   filesCopied: number;
-  /** Files diffed against a similar source file. */
+  /** Files diffed against a similar source file (with bsdiff). */
   filesDiffed: number;
+  /** Files sent as a ZstdDict frame against a similar source file. */
+  filesZstd: number;
   /** Files sent as literal data. */
   filesLiteral: number;
   ops: OpCounts;
@@ -187,7 +218,33 @@ export function sortStep(size: number): number {
   return size <= FULL_SORT_LIMIT ? 1 : 4;
 }
 
-/** Diffs one target file against one source file into `ops`. */
+/** Sends the target as the matcher's `plan` against `source` (whose bytes `src` are): Copy/AddData/Seek/Data. */
+async function emitPlan(ops: OpWriter, path: string, plan: Plan, src: Uint8Array, tgt: Uint8Array): Promise<void> {
+  await ops.sourceAt(path, 0);
+  const p = plan.entries;
+  for (let i = 0; i < plan.length; i += 4) {
+    const t = p[i];
+    const s = p[i + 1];
+    const add = p[i + 2];
+    const extra = p[i + 3];
+    if (add > 0) {
+      await ops.seek(s);
+      await ops.approximate(tgt, t, src, s, add);
+    }
+    if (extra > 0) await ops.data(tgt.subarray(t + add, t + add + extra));
+  }
+}
+
+/** The bsdiff-style plan of `tgt` against `src` (suffix-sorted here). */
+function planOf(src: Uint8Array, tgt: Uint8Array, buffers: Buffers): Plan {
+  const step = sortStep(src.length);
+  const sorted = Math.ceil(src.length / step);
+  const ranks = step > 1 ? buffers.ints("ranks", sorted) : undefined;
+  const sa = sparseSuffixArray(src, step, buffers.ints("sa", sorted), ranks);
+  return planDiff(new MatchIndex(src, sa, step), tgt);
+}
+
+/** Diffs one target file against one source file into `ops`, bsdiff-style. */
 async function diffFile(
   input: EncoderInput,
   source: SourceFile,
@@ -208,20 +265,64 @@ async function diffFile(
     ? new Uint8Array(ranks.buffer, ranks.byteOffset, target.size)
     : buffers.bytes("target", target.size);
   const tgt = await input.read(target.object, tgtBuf);
-  const plan: Plan = planDiff(index, tgt);
-  await ops.sourceAt(source.path, 0);
-  const p = plan.entries;
-  for (let i = 0; i < plan.length; i += 4) {
-    const t = p[i];
-    const s = p[i + 1];
-    const add = p[i + 2];
-    const extra = p[i + 3];
-    if (add > 0) {
-      await ops.seek(s);
-      await ops.approximate(tgt, t, src, s, add);
-    }
-    if (extra > 0) await ops.data(tgt.subarray(t + add, t + add + extra));
+  await emitPlan(ops, source.path, planDiff(index, tgt), src, tgt);
+}
+
+/** Whether a file pair is within a method's limit (`max` 0: only the hard cap). */
+function within(a: number, b: number, max: number, cap: number): boolean {
+  return a <= cap && b <= cap && (max === 0 || (a < max && b < max));
+}
+
+/**
+ * Diffs a changed file against its source as `options.binaryDiff` says, within
+ * each method's limits; returns what went out ("literal": nothing, the caller
+ * sends the file as Data).
+ */
+async function diffChanged(
+  input: EncoderInput,
+  source: SourceFile,
+  target: { object: string; size: number },
+  ops: OpWriter,
+  buffers: Buffers,
+  options: EncodeOptions,
+): Promise<"bsdiff" | "zstd" | "literal"> {
+  const mode = options.binaryDiff ?? "bsdiff";
+  const zstdMax = options.maxZstdSize ?? DEFAULT_MAX_ZSTD_DIFF_SIZE;
+  const bsdiffMax = options.maxBsdiffSize ?? DEFAULT_MAX_BSDIFF_SIZE;
+  const zstdOk = mode !== "bsdiff" && within(target.size, source.size, zstdMax, MAX_DICTIONARY_SIZE);
+  const bsdiffOk = mode !== "zstd" && within(target.size, source.size, bsdiffMax, MAX_DIFF_SIZE);
+  if (!zstdOk) {
+    if (!bsdiffOk) return "literal";
+    await diffFile(input, source, target, ops, buffers);
+    return "bsdiff";
   }
+  // Both files back to back: the frame's history, and (auto) bsdiff's input.
+  const joined = buffers.bytes("joined", source.size + target.size);
+  await input.read(source.object, joined.subarray(0, source.size));
+  await input.read(target.object, joined.subarray(source.size));
+  const frame = zstdPatchJoined(joined, source.size, { level: options.zstdLevel, windowLog: options.zstdWindowLog });
+  const useful = frame.length < target.size; // a patch not smaller than the file goes out as Data
+  if (bsdiffOk) {
+    const src = joined.subarray(0, source.size), tgt = joined.subarray(source.size);
+    const plan = planOf(src, tgt, buffers);
+    // Compare what each costs in the tar-diff: compressed, as the op stream will be.
+    const level = Math.min(options.level ?? DEFAULT_TARDIFF_LEVEL, 3);
+    const planned: Uint8Array[] = [];
+    const scratch = new OpWriter((chunk) => Promise.resolve(void planned.push(chunk)));
+    await emitPlan(scratch, source.path, plan, src, tgt);
+    await scratch.end();
+    const cost = (parts: Uint8Array[]) =>
+      parts.length === 0 ? 0 : zlib.zstdCompressSync(Buffer.concat(parts), {
+        params: { [zlib.constants.ZSTD_c_compressionLevel]: level },
+      }).length;
+    if (!useful || cost(planned) < cost([frame])) {
+      await emitPlan(ops, source.path, plan, src, tgt);
+      return "bsdiff";
+    }
+  }
+  if (!useful) return "literal";
+  await ops.zstdDict(source.path, source.size, frame, target.size);
+  return "zstd";
 }
 
 /** A zstd compression stage with the given level and a content checksum. */
@@ -250,7 +351,7 @@ export async function encodeLayer(
   options: EncodeOptions = {},
 ): Promise<EncodeStats> {
   const level = options.level ?? DEFAULT_TARDIFF_LEVEL;
-  await out(TARDIFF_MAGIC.slice());
+  await out((options.binaryDiff ?? "bsdiff") === "bsdiff" ? TARDIFF_MAGIC.slice() : TARDIFF_MAGIC_V2.slice());
   const stage = zstdStage(level);
   const pump = (async () => {
     for await (const chunk of stage.readable) await out(chunk);
@@ -265,6 +366,7 @@ export async function encodeLayer(
     opsSize: 0,
     filesCopied: 0,
     filesDiffed: 0,
+    filesZstd: 0,
     filesLiteral: 0,
     ops: ops.counts,
   };
@@ -297,10 +399,12 @@ export async function encodeLayer(
         const source = entry.kind === "file" && size <= MAX_DIFF_SIZE
           ? catalog.byNameFor(entry.path, size) ?? await similar.find(entry.path, object, size)
           : undefined;
-        if (source && source.size <= MAX_DIFF_SIZE) {
-          await diffFile(input, source, { object, size }, ops, buffers);
-          stats.filesDiffed++;
-        } else {
+        const how = source && source.size <= MAX_DIFF_SIZE
+          ? await diffChanged(input, source, { object, size }, ops, buffers, options)
+          : "literal";
+        if (how === "bsdiff") stats.filesDiffed++;
+        else if (how === "zstd") stats.filesZstd++;
+        else {
           await literal(input, object, size, ops);
           stats.filesLiteral++;
         }

@@ -38,6 +38,8 @@ export interface OpCounts {
   addData: number;
   opens: number;
   seeks: number;
+  /** ZstdDict ops (version 2). */
+  zstdDict: number;
 }
 
 /** Builds an op stream into a sink. */
@@ -54,7 +56,7 @@ export class OpWriter {
   outputSize = 0;
   /** Bytes the op stream is long so far. */
   written = 0;
-  readonly counts: OpCounts = { data: 0, copy: 0, addData: 0, opens: 0, seeks: 0 };
+  readonly counts: OpCounts = { data: 0, copy: 0, addData: 0, opens: 0, seeks: 0, zstdDict: 0 };
 
   constructor(sink: OpSink) {
     this.#sink = sink;
@@ -92,19 +94,39 @@ export class OpWriter {
    * file is current, then Seek when the position differs.
    */
   async sourceAt(path: string, pos: number): Promise<void> {
-    if (this.#file !== path) {
-      const name = encoder.encode(path);
-      if (name.length === 0 || name.length > MAX_OPEN_NAME) {
-        throw new RangeError(`source path of ${name.length} bytes cannot be opened by tar-diff readers`);
-      }
-      await this.#flushData();
-      await this.#op(Op.Open, name.length);
-      await this.#raw(name);
-      this.#file = path;
-      this.#pos = 0;
-      this.counts.opens++;
-    }
+    await this.#open(path);
     await this.seek(pos);
+  }
+
+  /** Opens `path` unless it is the current file (the position is then wherever it is). */
+  async #open(path: string): Promise<void> {
+    if (this.#file === path) return;
+    const name = encoder.encode(path);
+    if (name.length === 0 || name.length > MAX_OPEN_NAME) {
+      throw new RangeError(`source path of ${name.length} bytes cannot be opened by tar-diff readers`);
+    }
+    await this.#flushData();
+    await this.#op(Op.Open, name.length);
+    await this.#raw(name);
+    this.#file = path;
+    this.#pos = 0;
+    this.counts.opens++;
+  }
+
+  /**
+   * Emits `targetSize` bytes as a ZstdDict op (version 2 only): `frame` is one
+   * zstd frame made against the whole of source file `path` (`sourceSize`
+   * bytes), which is opened if it is not current. The position is then the
+   * file's end, as readers leave it.
+   */
+  async zstdDict(path: string, sourceSize: number, frame: Uint8Array, targetSize: number): Promise<void> {
+    await this.#open(path);
+    await this.#flushData();
+    await this.#op(Op.ZstdDict, frame.length);
+    await this.#raw(frame);
+    this.#pos = sourceSize;
+    this.outputSize += targetSize;
+    this.counts.zstdDict++;
   }
 
   /** Moves the source position (no op when it is already there). */

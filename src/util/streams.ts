@@ -107,6 +107,46 @@ export function decompressor(format: Compression): TransformStream<Uint8Array, U
   }
 }
 
+/**
+ * The compression of a stream told from its first bytes (gzip `1f 8b`, zstd
+ * `28 b5 2f fd`, anything else taken as plain tar), and the same stream with
+ * those bytes put back. For blobs whose label cannot be trusted: oci-delta
+ * labels every shipped original layer `tar+gzip`, whatever its compression.
+ */
+export async function sniffCompression(
+  stream: ReadableStream<Uint8Array>,
+): Promise<{ compression: Compression; stream: ReadableStream<Uint8Array> }> {
+  const reader = stream.getReader();
+  const head: Uint8Array[] = [];
+  let have = 0;
+  let ended = false;
+  while (have < 4) {
+    const r = await reader.read();
+    if (r.done) {
+      ended = true;
+      break;
+    }
+    head.push(r.value);
+    have += r.value.length;
+  }
+  const first = concat(head);
+  const is = (magic: number[]) => magic.every((b, i) => first[i] === b);
+  const compression: Compression = is([0x1f, 0x8b]) ? "gzip" : is([0x28, 0xb5, 0x2f, 0xfd]) ? "zstd" : "none";
+  const rest = new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (first.length > 0) controller.enqueue(first);
+      if (ended) controller.close();
+    },
+    async pull(controller) {
+      const r = await reader.read();
+      if (r.done) controller.close();
+      else controller.enqueue(r.value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
+  return { compression, stream: rest };
+}
+
 /** A stream stage that compresses to `format` (`level` as the format understands it). */
 export function compressor(format: Compression, level?: number): TransformStream<Uint8Array, Uint8Array> {
   switch (format) {

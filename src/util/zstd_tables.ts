@@ -12,25 +12,25 @@ import { FseTable, readDistribution, ZstdCorruption } from "./zstd_entropy.ts";
 // What the literal length, match length and offset codes stand for (RFC 8878 3.1.1.3.2.1).
 // deno-fmt-ignore
 /** Baseline of each literal length code. */
-const LL_BASE: readonly number[] = [
+export const LL_BASE: readonly number[] = [
   0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
   16, 18, 20, 22, 24, 28, 32, 40, 48, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536,
 ];
 // deno-fmt-ignore
 /** Extra bits read after each literal length code. */
-const LL_BITS: readonly number[] = [
+export const LL_BITS: readonly number[] = [
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   1, 1, 1, 1, 2, 2, 3, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
 ];
 // deno-fmt-ignore
 /** Baseline of each match length code. */
-const ML_BASE: readonly number[] = [
+export const ML_BASE: readonly number[] = [
   3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34,
   35, 37, 39, 41, 43, 47, 51, 59, 67, 83, 99, 131, 259, 515, 1027, 2051, 4099, 8195, 16387, 32771, 65539,
 ];
 // deno-fmt-ignore
 /** Extra bits read after each match length code. */
-const ML_BITS: readonly number[] = [
+export const ML_BITS: readonly number[] = [
   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
 ];
@@ -48,21 +48,27 @@ function predefined(dist: number[], log: number, base: readonly number[], bits: 
   return new FseTable(log).build(Int16Array.from(dist), dist.length, log).withValues(base, bits);
 }
 // deno-fmt-ignore
-/** The predefined literal length table. */
-const LL_DEFAULT: FseTable = predefined([
+/** The predefined literal length distribution (accuracy log 6), which encoders use too. */
+export const LL_PREDEFINED: readonly number[] = [
   4, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 2, 1, 1, 1, 1, 1, -1, -1, -1, -1,
-], 6, LL_BASE, LL_BITS);
+];
 // deno-fmt-ignore
-/** The predefined match length table. */
-const ML_DEFAULT: FseTable = predefined([
+/** The predefined match length distribution (accuracy log 6). */
+export const ML_PREDEFINED: readonly number[] = [
   1, 4, 3, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
   1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1,
-], 6, ML_BASE, ML_BITS);
+];
 // deno-fmt-ignore
-/** The predefined offset table. */
-const OF_DEFAULT: FseTable = predefined([
+/** The predefined offset code distribution (accuracy log 5): codes 0 to 28. */
+export const OF_PREDEFINED: readonly number[] = [
   1, 1, 1, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1,
-], 5, OF_BASE, OF_BITS);
+];
+/** The predefined literal length table. */
+const LL_DEFAULT: FseTable = predefined([...LL_PREDEFINED], 6, LL_BASE, LL_BITS);
+/** The predefined match length table. */
+const ML_DEFAULT: FseTable = predefined([...ML_PREDEFINED], 6, ML_BASE, ML_BITS);
+/** The predefined offset table. */
+const OF_DEFAULT: FseTable = predefined([...OF_PREDEFINED], 5, OF_BASE, OF_BITS);
 
 /**
  * The literal length, offset and match length tables of the current block, and

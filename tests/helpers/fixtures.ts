@@ -10,6 +10,10 @@ import { deltaship } from "./cli.ts";
 export const FIXTURES = new URL("../../testdata/oci-delta/", import.meta.url).pathname;
 /** The reference cases. */
 export const CASES = ["basic", "edits", "whiteouts", "fallback"];
+/** Directory of the tar-diff version 2 cases in testdata/oci-delta-v2 (ZstdDict ops made with `zstd --patch-from`). */
+export const FIXTURES_V2 = new URL("../../testdata/oci-delta-v2/", import.meta.url).pathname;
+/** The version 2 cases. */
+export const CASES_V2 = ["basic", "edits", "whiteouts", "midfile"];
 
 /** A case's expected.json. */
 export interface Expected {
@@ -20,8 +24,8 @@ export interface Expected {
 }
 
 /** Reads a case's expected digests. */
-export async function expected(name: string): Promise<Expected> {
-  return JSON.parse(await Deno.readTextFile(`${FIXTURES}${name}/expected.json`));
+export async function expected(name: string, dir: string = FIXTURES): Promise<Expected> {
+  return JSON.parse(await Deno.readTextFile(`${dir}${name}/expected.json`));
 }
 
 /** Every layer of the image rebuilds to its diff_id, and the repository checks out. */

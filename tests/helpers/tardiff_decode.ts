@@ -1,34 +1,44 @@
 /**
  * Test helper: a small, strict reference decoder for tar-diff blobs, used to
  * check the encoder's output independently of deltaship's own engine. Beyond
- * applying the ops it checks the rules other readers rely on: version-1 magic
- * and ops only, minimal varints, Open paths relative and at most 4 KiB, AddData
- * at most 100 MiB, source reads and seeks inside the current file.
+ * applying the ops it checks the rules other readers rely on: version-1 ops
+ * only under the version-1 magic, minimal varints, Open paths relative and at
+ * most 4 KiB, AddData at most 100 MiB, source reads and seeks inside the
+ * current file. Version 2's ZstdDict frames are decoded by the real
+ * `zstd -d --patch-from` (window log at most 29, as reference readers require).
  */
 import zlib from "node:zlib";
 import { loadRootfs } from "../../src/repo/layer_reader.ts";
 import type { Repository } from "../../src/repo/repository.ts";
 import { cleanRootedPath } from "../../src/tar/path.ts";
-import { MAX_ADD_DATA, MAX_OPEN_NAME, TARDIFF_MAGIC } from "../../src/tardiff/format.ts";
+import { MAX_ADD_DATA, MAX_OPEN_NAME, TARDIFF_MAGIC, TARDIFF_MAGIC_V2 } from "../../src/tardiff/format.ts";
 import { type DiffId, type Digest, sha256 } from "../../src/util/digest.ts";
 import { concat } from "../../src/util/streams.ts";
+import { unpatch } from "./zstd_patch.ts";
 
 /** What a decoded blob held, besides its output. */
 export interface Decoded {
   output: Uint8Array;
-  ops: { data: number; open: number; copy: number; addData: number; seek: number };
+  ops: { data: number; open: number; copy: number; addData: number; seek: number; zstdDict: number };
   opens: string[];
+  /** 1 or 2, from the magic. */
+  version: number;
+  /** Window log of each ZstdDict frame (its content size's, for a single-segment frame). */
+  windowLogs: number[];
 }
 
 /** Decodes `blob` against the merged filesystem of `sourceDiffIds` in `repo`. */
 export async function decodeTarDiff(repo: Repository, sourceDiffIds: DiffId[], blob: Uint8Array): Promise<Decoded> {
   const magic = blob.subarray(0, 8);
-  if (magic.length !== 8 || magic.some((b, i) => b !== TARDIFF_MAGIC[i])) throw new Error("bad tar-diff magic");
+  const is = (m: Uint8Array) => magic.length === 8 && magic.every((b, i) => b === m[i]);
+  const version = is(TARDIFF_MAGIC) ? 1 : is(TARDIFF_MAGIC_V2) ? 2 : 0;
+  if (version === 0) throw new Error("bad tar-diff magic");
   const stream = new Uint8Array(zlib.zstdDecompressSync(blob.subarray(8)));
   const rootfs = await loadRootfs(repo, sourceDiffIds);
   const out: Uint8Array[] = [];
-  const ops = { data: 0, open: 0, copy: 0, addData: 0, seek: 0 };
+  const ops = { data: 0, open: 0, copy: 0, addData: 0, seek: 0, zstdDict: 0 };
   const opens: string[] = [];
+  const windowLogs: number[] = [];
   let src: Uint8Array | undefined;
   let pos = 0;
   let i = 0;
@@ -95,11 +105,25 @@ export async function decodeTarDiff(repo: Repository, sourceDiffIds: DiffId[], b
         pos = size;
         ops.seek++;
         break;
+      case 5: {
+        if (version !== 2) throw new Error("ZstdDict in a version 1 tar-diff");
+        if (!src) throw new Error("ZstdDict with no open file");
+        const frame = stream.subarray(i, i + size);
+        const descriptor = frame[4];
+        const windowLog = (descriptor & 0x20) === 0 ? (frame[5] >> 3) + 10 : Math.ceil(Math.log2(src.length + 1));
+        if (windowLog > 29) throw new Error("ZstdDict window log over 29");
+        windowLogs.push(windowLog);
+        out.push(await unpatch(src, frame));
+        i += size;
+        pos = src.length;
+        ops.zstdDict++;
+        break;
+      }
       default:
         throw new Error(`unknown op ${op}`);
     }
   }
-  return { output: concat(out), ops, opens };
+  return { output: concat(out), ops, opens, version, windowLogs };
 }
 
 /** Decodes and checks that the output hashes to `diffId`; returns the decode. */

@@ -9,6 +9,7 @@ import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
 import { checkTagName } from "../../oci/tag_name.ts";
 import { openSource, parseDestination } from "../../transport/reference.ts";
 import { defineCommand } from "../command.ts";
+import { readVerifyKey, VERIFY_KEY_OPTION } from "../signature_options.ts";
 import { COMPRESSION_OPTIONS, compressionOptions } from "../compression_options.ts";
 import { formatBytes, plural } from "../format.ts";
 import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../transport_options.ts";
@@ -30,12 +31,17 @@ naming them, the config byte for byte (same image ID).
 
 The rebuilt image also stays in the repository (tagged --name, else the
 delta's tag) unless --no-keep is given; nothing is written to DEST unless
-everything succeeded.`,
+everything succeeded.
+
+With --verify-key KEY.pub the delta must embed a cosign signature of its
+target that verifies with that ECDSA P-256 public key (PEM), checked before
+anything is fetched or stored.`,
   options: [
     ...COMPRESSION_OPTIONS,
     { name: "name", type: "string", arg: "NAME", help: "tag for the rebuilt image in the repository" },
     { name: "no-keep", type: "boolean", help: "do not keep the rebuilt image in the repository" },
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick if DELTA is an index" },
+    VERIFY_KEY_OPTION,
     MAX_LAYER_SIZE_OPTION,
     ...SOURCE_OPTIONS,
   ],
@@ -48,6 +54,7 @@ everything succeeded.`,
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
+    const verifyKey = await readVerifyKey(values["verify-key"]);
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const source = await openSource(deltaArg, openOptions);
@@ -63,6 +70,7 @@ everything succeeded.`,
         level,
         progress: ctx.progress(),
         cleanups: ctx.cleanups,
+        verifyKey,
       });
       ctx.endProgress();
       const { pulled, exported } = result;

@@ -13,7 +13,13 @@ import type { DockerTarget } from "../../transport/docker/target.ts";
 import { parseDockerReference } from "../../transport/docker/reference.ts";
 import { type ImageReference, openTarget, parseDestination, parseReference } from "../../transport/reference.ts";
 import type { ProgressSink } from "../../util/progress.ts";
-import { DEFAULT_TARDIFF_LEVEL } from "../../tardiff/encode.ts";
+import {
+  DEFAULT_MAX_BSDIFF_SIZE,
+  DEFAULT_MAX_ZSTD_DIFF_SIZE,
+  DEFAULT_TARDIFF_LEVEL,
+  DEFAULT_ZSTD_DIFF_LEVEL,
+  type EncodeOptions,
+} from "../../tardiff/encode.ts";
 import { DEFAULT_IGNORED_PREFIXES } from "../../tardiff/source_catalog.ts";
 import { defineCommand } from "../command.ts";
 import { formatBytes, plural, shortDigest, table } from "../format.ts";
@@ -26,13 +32,48 @@ import {
   targetOpenOptions,
 } from "../transport_options.ts";
 
-function level(v: string | undefined): number {
-  if (v === undefined) return DEFAULT_TARDIFF_LEVEL;
+function level(v: string | undefined, option = "--zstd-level", fallback = DEFAULT_TARDIFF_LEVEL): number {
+  if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 19) {
-    throw new UsageError(`--zstd-level must be an integer from 1 to 19, got ${JSON.stringify(v)}`);
+  if (!/^[0-9]+$/.test(v) || n < 1 || n > 19) {
+    throw new UsageError(`${option} must be an integer from 1 to 19, got ${JSON.stringify(v)}`);
   }
   return n;
+}
+
+/** A size in MiB (a whole number from 0 to `max`), in bytes. */
+function mebibytes(option: string, v: string | undefined, fallback: number, max = 1 << 20): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!/^[0-9]+$/.test(v) || n > max) {
+    throw new UsageError(`${option} must be a whole number of MiB from 0 to ${max}, got ${JSON.stringify(v)}`);
+  }
+  return n * 2 ** 20;
+}
+
+/** The binary-diff settings of create-delta's options, as oci-delta takes them. */
+function diffOptions(values: {
+  "binary-diff"?: string;
+  "zstd-diff-level"?: string;
+  "zstd-diff-window"?: string;
+  "max-zstd-diff-size"?: string;
+  "max-bsdiff-size"?: string;
+}): Omit<EncodeOptions, "level" | "progress"> {
+  const binaryDiff = values["binary-diff"] ?? "bsdiff";
+  if (binaryDiff !== "bsdiff" && binaryDiff !== "zstd" && binaryDiff !== "auto") {
+    throw new UsageError(`--binary-diff must be bsdiff, zstd or auto, got ${JSON.stringify(binaryDiff)}`);
+  }
+  const window = mebibytes("--zstd-diff-window", values["zstd-diff-window"], 0, 512);
+  if (window !== 0 && (window & (window - 1)) !== 0) {
+    throw new UsageError(`--zstd-diff-window must be a power of two (MiB), got ${values["zstd-diff-window"]}`);
+  }
+  return {
+    binaryDiff,
+    zstdLevel: level(values["zstd-diff-level"], "--zstd-diff-level", DEFAULT_ZSTD_DIFF_LEVEL),
+    zstdWindowLog: window === 0 ? undefined : Math.log2(window),
+    maxZstdSize: mebibytes("--max-zstd-diff-size", values["max-zstd-diff-size"], DEFAULT_MAX_ZSTD_DIFF_SIZE),
+    maxBsdiffSize: mebibytes("--max-bsdiff-size", values["max-bsdiff-size"], DEFAULT_MAX_BSDIFF_SIZE),
+  };
 }
 
 function statsText(r: CreateDeltaResult): string {
@@ -129,7 +170,25 @@ byte, so applying the delta yields exactly NEW.
 Layers are encoded in parallel, --jobs at a time. Memory per job is bounded by
 the largest pair of files diffed, not by the layer size: about 6 times the
 larger file for sources up to 32 MiB (full suffix array), about 4 times above
-(every 4th suffix sorted); files over 512 MiB are sent whole.`,
+(every 4th suffix sorted); files over 512 MiB are sent whole.
+
+--binary-diff says how a changed file is diffed against its source, as in
+oci-delta: bsdiff (the default: smallest, slowest), zstd (a zstd frame made
+with the whole old file as dictionary, as zstd --patch-from does: several times
+faster, somewhat larger), or auto (both tried per file, the smaller kept).
+zstd and auto write tar-diff version 2 (tardf2), which needs a reader that
+knows it (oci-delta 0.6, composefs-rs, deltaship). Files at least
+--max-zstd-diff-size MiB (default 128) are not zstd-diffed, nor files at least
+--max-bsdiff-size MiB (default 192) bsdiffed (0: no limit but 512 MiB); with
+zstd they go out whole, with auto by the other method when it fits.
+--zstd-diff-window caps the frames' window (MiB, a power of two up to 512;
+default: one that holds both files); --zstd-diff-level (1-19, default 3)
+trades time for size.
+
+--signature embeds a cosign signature of NEW (a signature artifact in an OCI
+layout or archive, as cosign and oci-delta write them; a bare path is an
+oci-archive), so that clients can check it with --verify-key; it must sign
+NEW's manifest digest.`,
   options: [
     { name: "stats", short: "s", type: "boolean", help: "show layer counts, sizes and bytes saved" },
     {
@@ -147,6 +206,33 @@ larger file for sources up to 32 MiB (full suffix array), about 4 times above
       arg: "N",
       help: `zstd level of the tar-diffs, 1 (fast) to 19 (small); default ${DEFAULT_TARDIFF_LEVEL}`,
     },
+    {
+      name: "binary-diff",
+      type: "string",
+      arg: "bsdiff|zstd|auto",
+      help: "how changed files are diffed (default bsdiff)",
+    },
+    { name: "zstd-diff-level", type: "string", arg: "N", help: "zstd level of zstd diffs, 1 to 19 (default 3)" },
+    {
+      name: "zstd-diff-window",
+      type: "string",
+      arg: "MiB",
+      help: "window of zstd diffs, a power of two up to 512 (default: both files)",
+    },
+    {
+      name: "max-zstd-diff-size",
+      type: "string",
+      arg: "MiB",
+      help: "largest file zstd-diffed, exclusive (default 128)",
+    },
+    { name: "max-bsdiff-size", type: "string", arg: "MiB", help: "largest file bsdiffed, exclusive (default 192)" },
+    {
+      name: "signature",
+      type: "string",
+      multiple: true,
+      arg: "REF",
+      help: "embed this cosign signature artifact of NEW (oci:DIR[:REF] or oci-archive:FILE[:REF]; repeatable)",
+    },
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
     MAX_LAYER_SIZE_OPTION,
     ...SOURCE_OPTIONS,
@@ -157,6 +243,10 @@ larger file for sources up to 32 MiB (full suffix array), about 4 times above
     const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
     const ignored = values["ignore-source-prefix"] ?? [...DEFAULT_IGNORED_PREFIXES];
     const zstdLevel = level(values["zstd-level"]);
+    const diff = diffOptions(values);
+    const signatures = (values.signature ?? []).map((s) =>
+      parseReference(/^(oci|oci-archive):/.test(s) ? s : `oci-archive:${s}`)
+    );
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const oldRef = parseReference(oldSpec, { repo: true });
@@ -175,6 +265,8 @@ larger file for sources up to 32 MiB (full suffix array), about 4 times above
       jobs: ctx.jobs,
       maxLayerSize: layerLimit,
       level: zstdLevel,
+      diff,
+      signatures,
       ignoredPrefixes: ignored,
       openOptions,
       progress: ctx.progress(),

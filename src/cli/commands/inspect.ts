@@ -3,26 +3,72 @@
  *
  * @module
  */
-import { UsageError } from "../../errors.ts";
+import { UnsupportedError, UsageError } from "../../errors.ts";
+import { isDeltaManifest, parseDeltaArtifact } from "../../delta/artifact.ts";
 import { parseImageConfig, parseManifest } from "../../oci/documents.ts";
+import { hostPlatform } from "../../oci/platform.ts";
+import { TARDIFF_MEDIA_TYPE } from "../../tardiff/format.ts";
+import { openSource } from "../../transport/reference.ts";
+import { resolveManifest } from "../../transport/source.ts";
 import { defineCommand } from "../command.ts";
+import { SOURCE_OPTIONS, sourceOpenOptions } from "../transport_options.ts";
 
 export const inspectCommand = defineCommand({
   name: "inspect",
   summary: "Show an image, or its manifest or config bytes",
-  usage: "IMAGE",
+  usage: "IMAGE | DELTA",
   description: `
 IMAGE is a tag or @sha256:<hex> (a manifest digest, or a unique prefix of one).
 With --manifest or --config, writes that document's raw bytes exactly as stored
 (on a terminal, with control characters escaped);
-otherwise a JSON summary: digests, tags, platform and layers.`,
+otherwise a JSON summary: digests, tags, platform and layers.
+
+DELTA is an oci-delta artifact as oci:DIR[:REF], oci-archive:FILE[:REF] or
+docker://...: a JSON summary of what it ships (target, source, layers) and
+whether it embeds a signature (check it with pull or apply-delta --verify-key);
+--manifest writes the delta manifest's bytes.`,
   options: [
     { name: "manifest", type: "boolean", help: "write the raw manifest" },
     { name: "config", type: "boolean", help: "write the raw config" },
+    ...SOURCE_OPTIONS,
   ],
   args: { min: 1, max: 1 },
   async run(ctx, args, values) {
     if (values.manifest && values.config) throw new UsageError("inspect: give --manifest or --config, not both");
+    if (/^(oci|oci-archive):|^docker:\/\//.test(args[0])) {
+      const source = await openSource(args[0], sourceOpenOptions(values, ctx.io.env));
+      try {
+        const resolved = await resolveManifest(source, hostPlatform());
+        if (!isDeltaManifest(resolved.manifest)) {
+          throw new UnsupportedError(
+            `${source.description} (${resolved.digest}) is not an oci-delta artifact; to inspect an image, pull it first`,
+          );
+        }
+        if (values.config) throw new UsageError("inspect: a delta has no config of its own; give --manifest");
+        if (values.manifest) {
+          if (ctx.io.stdout.isTerminal) return void await ctx.print(new TextDecoder().decode(resolved.bytes));
+          return void await ctx.io.stdout.write(resolved.bytes);
+        }
+        const delta = parseDeltaArtifact(resolved.manifest, resolved.digest, `delta ${source.description}`);
+        return void await ctx.printJson({
+          delta: delta.digest,
+          target: delta.target,
+          source: delta.source,
+          sourceConfig: delta.sourceConfig,
+          layers: [...delta.layers].map(([to, d]) => ({
+            to,
+            shipped: d.mediaType === TARDIFF_MEDIA_TYPE ? "tar-diff" : "original",
+            mediaType: d.mediaType,
+            digest: d.digest,
+            size: d.size,
+          })),
+          signed: delta.signatures.length > 0,
+          signatures: delta.signatures.map((d) => d.digest),
+        });
+      } finally {
+        await source.close();
+      }
+    }
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const image = await repo.resolveImage(args[0]);

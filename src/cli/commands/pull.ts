@@ -9,6 +9,7 @@ import { checkTagName } from "../../oci/tag_name.ts";
 import { openSource } from "../../transport/reference.ts";
 import { UsageError } from "../../errors.ts";
 import { defineCommand } from "../command.ts";
+import { readVerifyKey, VERIFY_KEY_OPTION } from "../signature_options.ts";
 import { formatBytes, plural, shortDigest } from "../format.ts";
 import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../transport_options.ts";
 
@@ -44,7 +45,12 @@ referrers of the oci-delta type: the referrers API, else the sha256-<hex>
 fallback tag) that start from an image the repository holds, and applies the
 one with the fewest bytes to download. When none fits, or applying it fails,
 the full image is pulled, with one line saying why. --delta never does not
-look; --delta require fails instead of pulling the full image.`,
+look; --delta require fails instead of pulling the full image.
+
+With --verify-key KEY.pub a delta must embed a cosign signature of its target
+that verifies with that ECDSA P-256 public key (PEM, as cosign writes it);
+otherwise the pull fails before anything is stored. Without it, signatures are
+carried but not required.`,
   options: [
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
     { name: "name", type: "string", arg: "NAME", help: "tag for the image (same as the NAME argument)" },
@@ -54,6 +60,7 @@ look; --delta require fails instead of pulling the full image.`,
       arg: "auto|never|require",
       help: "docker://: use a delta published for the image (default auto: when one fits, else the full image)",
     },
+    VERIFY_KEY_OPTION,
     MAX_LAYER_SIZE_OPTION,
     ...SOURCE_OPTIONS,
   ],
@@ -71,6 +78,7 @@ look; --delta require fails instead of pulling the full image.`,
     if (delta !== "auto" && delta !== "never" && delta !== "require") {
       throw new UsageError(`--delta must be auto, never or require, got ${JSON.stringify(delta)}`);
     }
+    const verifyKey = await readVerifyKey(values["verify-key"]);
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const source = await openSource(args[0], openOptions);
@@ -83,6 +91,7 @@ look; --delta require fails instead of pulling the full image.`,
         maxLayerSize: layerLimit,
         delta,
         onNote: (line) => ctx.note(line),
+        verifyKey,
       });
       ctx.endProgress();
       if (ctx.json) return void await ctx.printJson(result);
