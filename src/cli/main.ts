@@ -23,6 +23,7 @@ import { inspectCommand } from "./commands/inspect.ts";
 import { layerCommand } from "./commands/layer.ts";
 import { pullCommand } from "./commands/pull.ts";
 import { rmCommand, tagCommand, untagCommand } from "./commands/tags.ts";
+import { upgradeCommand } from "./commands/upgrade.ts";
 
 /** Every command, in the order `--help` lists them. */
 export const COMMANDS: Command[] = [
@@ -38,6 +39,7 @@ export const COMMANDS: Command[] = [
   checkoutCommand,
   gcCommand,
   fsckCommand,
+  upgradeCommand,
   createDeltaCommand,
 ];
 

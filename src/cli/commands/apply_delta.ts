@@ -46,7 +46,7 @@ everything succeeded.`,
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
-    const repo = await ctx.repo();
+    const repo = await ctx.repo({ write: true });
     using _lock = await repo.lock(false);
     const source = await openSource(deltaArg, openOptions);
     try {

@@ -106,7 +106,7 @@ larger file for sources up to 32 MiB (full suffix array), about 4 times above
     const oldRef = parseReference(oldSpec, { repo: true });
     const newRef = parseReference(newSpec, { repo: true });
     const out = parseDestination(outSpec, { what: "output", bareIsArchive: true, unsupportedRegistry: "a delta" });
-    const repo = await ctx.repo();
+    const repo = await ctx.repo({ write: true });
     using _lock = await repo.lock(false);
     const result = await createDelta(repo, oldRef, newRef, out, {
       platform,

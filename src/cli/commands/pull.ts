@@ -54,7 +54,7 @@ with its exact manifest and config. NAME defaults as for any pull.`,
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
-    const repo = await ctx.repo();
+    const repo = await ctx.repo({ write: true });
     using _lock = await repo.lock(false);
     const source = await openSource(args[0], openOptions);
     try {
