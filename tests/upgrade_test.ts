@@ -9,7 +9,8 @@
 import assert from "node:assert/strict";
 import { deltaship, deltashipCommand, deltashipProcess, tempDir } from "./helpers/cli.ts";
 import { haveTools, run } from "./helpers/interop.ts";
-import { downgradeToV1, objectFiles, unpackFixtureV1 } from "./helpers/repo_v1.ts";
+import { downgradeToV1, unpackFixtureV1 } from "./helpers/repo_v1.ts";
+import { objectFiles } from "./helpers/objects.ts";
 import { writeImage } from "./helpers/oci.ts";
 import { buildTar } from "./helpers/tar.ts";
 import { noise } from "./helpers/data.ts";

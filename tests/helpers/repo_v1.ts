@@ -63,15 +63,3 @@ export async function downgradeToV1(repo: string): Promise<void> {
     JSON.stringify({ format: "deltaship-repo", version: 1 }) + "\n",
   );
 }
-
-/** Every object file of a version-2 repository, as [fs-verity hex from its path, path]. */
-export function objectFiles(repo: string): [string, string][] {
-  const out: [string, string][] = [];
-  for (const fan of Deno.readDirSync(`${repo}/objects`)) {
-    if (!/^[0-9a-f]{2}$/.test(fan.name)) continue;
-    for (const e of Deno.readDirSync(`${repo}/objects/${fan.name}`)) {
-      out.push([fan.name + e.name, `${repo}/objects/${fan.name}/${e.name}`]);
-    }
-  }
-  return out.sort();
-}
