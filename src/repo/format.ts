@@ -18,6 +18,11 @@ export const FORMAT_NAME = "deltaship-repo";
 export const FORMAT_VERSION = 2;
 /** The version before fs-verity object names, which {@link FORMAT_VERSION} replaces by upgrade. */
 export const LEGACY_VERSION = 1;
+/**
+ * The directory under `objects/` where version 1 kept its objects: the upgrade
+ * removes it last, so a version-2 repository may still have it for a while.
+ */
+export const LEGACY_OBJECTS_DIR = "sha256";
 
 /** What the format file says. */
 export interface RepositoryFormat {

@@ -13,6 +13,7 @@ import { parseImageConfig, parseManifest } from "../oci/documents.ts";
 import { asDiffId, type DiffId, type Digest, Hasher, isDigest, parseDigest, toHex } from "../util/digest.ts";
 import { type FsVerity, openFsVerity } from "../util/posix.ts";
 import { Yielder } from "../util/yielder.ts";
+import { LEGACY_OBJECTS_DIR } from "./format.ts";
 import { readRecord } from "./layer_record.ts";
 import { objectName } from "./objects.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
@@ -237,13 +238,10 @@ class Checker {
   }
 }
 
-/** The remains of a version-1 object store, which the upgrade removes last (see upgrade.ts). */
-const LEGACY_OBJECTS = "sha256";
-
 /** Verifies every file under `objects/`: each must be `XX/<62 hex>` and hold what its name says. */
 async function scanObjects(c: Checker, root: string): Promise<void> {
   for await (const fan of Deno.readDir(root)) {
-    if (fan.name === LEGACY_OBJECTS && fan.isDirectory) continue;
+    if (fan.name === LEGACY_OBJECTS_DIR && fan.isDirectory) continue;
     if (!fan.isDirectory || !/^[0-9a-f]{2}$/.test(fan.name)) {
       c.report(`objects/${fan.name}`, "is not an object directory (objects/XX/<62 hex digits>)");
       continue;

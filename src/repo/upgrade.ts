@@ -33,7 +33,7 @@ import { treeSize } from "../util/fs.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { Yielder } from "../util/yielder.ts";
 import { objectFans } from "./create.ts";
-import { encodeFormat, FORMAT_FILE, FORMAT_VERSION, readFormat } from "./format.ts";
+import { encodeFormat, FORMAT_FILE, FORMAT_VERSION, LEGACY_OBJECTS_DIR, readFormat } from "./format.ts";
 import { LayerRecordWriter, readRecord, type RecordFooter, type RecordItem, recordVersion } from "./layer_record.ts";
 import { objectName, objectPath } from "./objects.ts";
 import { Repository, type RepositoryOptions } from "./repository.ts";
@@ -61,8 +61,6 @@ export interface WriteOpenOptions extends RepositoryOptions {
   progress?: ProgressSink;
 }
 
-/** The old object store's directory under `objects/`. */
-const LEGACY_OBJECTS = "sha256";
 /** The progress unit of the upgrade. */
 const PROGRESS_ID = "repository";
 /** Old names remembered (for objects many layers share); past this, the memory is cleared and objects read again. */
@@ -91,7 +89,7 @@ export async function openForWriting(
 
 /** True when the old object store is still there (an upgrade killed while removing it). */
 async function hasLeftovers(repo: Repository): Promise<boolean> {
-  return (await Deno.lstat(`${repo.objects.root}/${LEGACY_OBJECTS}`).catch(() => undefined)) !== undefined;
+  return (await Deno.lstat(`${repo.objects.root}/${LEGACY_OBJECTS_DIR}`).catch(() => undefined)) !== undefined;
 }
 
 /**
@@ -111,7 +109,7 @@ export async function upgradeRepository(
   }
   const started = performance.now();
   const upgrade = new Upgrade(repo, await probeVerity(repo.tempDir), progress);
-  progress.start(PROGRESS_ID, "upgrade", await treeSize(`${repo.objects.root}/${LEGACY_OBJECTS}`));
+  progress.start(PROGRESS_ID, "upgrade", await treeSize(`${repo.objects.root}/${LEGACY_OBJECTS_DIR}`));
   try {
     for (const fan of objectFans(repo.objects.root)) await Deno.mkdir(fan, { recursive: true });
     for await (const alg of Deno.readDir(`${repo.root}/layers`)) {
@@ -136,7 +134,7 @@ export async function upgradeRepository(
 
 /** Removes the old object store, once the format file says version 2. */
 async function removeLeftovers(repo: Repository): Promise<void> {
-  await Deno.remove(`${repo.objects.root}/${LEGACY_OBJECTS}`, { recursive: true }).catch((e) => {
+  await Deno.remove(`${repo.objects.root}/${LEGACY_OBJECTS_DIR}`, { recursive: true }).catch((e) => {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   });
   await repo.sync(repo.objects.root);
@@ -221,7 +219,7 @@ class Upgrade {
   async #object(sha: string, size: number, fans: Set<string>): Promise<string | null> {
     const known = this.#memo.get(sha);
     if (known !== undefined) return known;
-    const old = `${this.repo.objects.root}/${LEGACY_OBJECTS}/${sha.slice(0, 2)}/${sha}`;
+    const old = `${this.repo.objects.root}/${LEGACY_OBJECTS_DIR}/${sha.slice(0, 2)}/${sha}`;
     const renamed = await this.#hash(old, sha, size);
     if (renamed !== null) {
       const path = objectPath(this.repo.objects.root, renamed);
