@@ -28,7 +28,7 @@
 import { createHash } from "node:crypto";
 import { FsVerityHasher } from "../composefs/fsverity.ts";
 import { DeltashipError } from "../errors.ts";
-import { type DiffId, fromHex, toHex } from "../util/digest.ts";
+import { asDiffId, type DiffId, fromHex, isDigest, toHex } from "../util/digest.ts";
 import { treeSize } from "../util/fs.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { Yielder } from "../util/yielder.ts";
@@ -115,9 +115,10 @@ export async function upgradeRepository(
     for await (const alg of Deno.readDir(`${repo.root}/layers`)) {
       if (!alg.isDirectory) continue;
       const dir = `${repo.root}/layers/${alg.name}`;
-      for await (const e of Deno.readDir(dir)) {
-        if (e.isFile) await upgrade.record(`${dir}/${e.name}`, `${alg.name}:${e.name}` as DiffId);
-      }
+      // Listed first: records are renamed over and dropped as the upgrade goes.
+      const names = [];
+      for await (const e of Deno.readDir(dir)) if (e.isFile && isDigest(`${alg.name}:${e.name}`)) names.push(e.name);
+      for (const name of names) await upgrade.record(`${dir}/${name}`, asDiffId(`${alg.name}:${name}`));
       upgrade.layerDirs.add(dir);
     }
     await repo.sync(...upgrade.layerDirs); // every rewritten record in place, durably
