@@ -7,6 +7,7 @@ import { writeImage } from "./helpers/oci.ts";
 import { buildTar, type TarSpec } from "./helpers/tar.ts";
 import { describeTree, listXattrs } from "./helpers/tree.ts";
 import { isRoot, referenceOptions, umociUnpack } from "./helpers/unpack.ts";
+import { objectHex, objectPathOf } from "./helpers/objects.ts";
 
 const T = 1_600_000_000;
 
@@ -174,8 +175,7 @@ Deno.test("checkout --hardlink links files to repository objects, which stay int
   assert.equal((await deltaship(repo, "pull", `oci:${tmp.path}/l:t`, "app")).code, 0);
   const r = await deltaship(repo, "checkout", "--hardlink", "app", `${tmp.path}/co`);
   assert.equal(r.code, 0, r.stderr);
-  const hex = sha256("content a").slice(7);
-  const object = Deno.statSync(`${repo}/objects/sha256/${hex.slice(0, 2)}/${hex}`);
+  const object = Deno.statSync(objectPathOf(repo, "content a"));
   for (const name of ["a", "b", "c"]) {
     assert.equal(Deno.statSync(`${tmp.path}/co/${name}`).ino, object.ino, name);
   }
@@ -188,11 +188,10 @@ Deno.test("a failed checkout removes the directory it made", async () => {
   await image(`${tmp.path}/l`, [[{ path: "dir/", type: "dir" }, { path: "dir/f", content: "will vanish" }]]);
   const repo = `${tmp.path}/repo`;
   assert.equal((await deltaship(repo, "pull", `oci:${tmp.path}/l:t`, "app")).code, 0);
-  const hex = sha256("will vanish").slice(7);
-  await Deno.remove(`${repo}/objects/sha256/${hex.slice(0, 2)}/${hex}`);
+  await Deno.remove(objectPathOf(repo, "will vanish"));
   const r = await deltaship(repo, "checkout", "app", `${tmp.path}/co`);
   assert.equal(r.code, 1);
-  assert.equal(r.stderr, `deltaship: object sha256:${hex} is missing from the repository; run fsck\n`);
+  assert.equal(r.stderr, `deltaship: object ${objectHex("will vanish")} is missing from the repository; run fsck\n`);
   assert.equal(await Deno.lstat(`${tmp.path}/co`).catch(() => null), null);
   await Deno.mkdir(`${tmp.path}/empty`);
   assert.equal((await deltaship(repo, "checkout", "app", `${tmp.path}/empty`)).code, 1);

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { FsVerityHasher, fsverityHex } from "../src/composefs/fsverity.ts";
+import { blockHashImplementation, nodeBlockHasher } from "../src/util/sha256_blocks.ts";
 import { noise } from "./helpers/data.ts";
 import { haveTools, run } from "./helpers/interop.ts";
 
@@ -57,4 +58,21 @@ Deno.test("fsverity: digest() is once only, and update() after it is refused", (
   h.digest();
   assert.throws(() => h.digest());
   assert.throws(() => h.update(new Uint8Array(1)));
+});
+
+Deno.test("fsverity: libcrypto's and node:crypto's block hashing give the same digests; libcrypto is used where it loads", () => {
+  const data = noise(3 * MiB + 123, 0xb10c);
+  for (const size of [0, 1, 4095, 4096, 4097, MiB + 1, 3 * MiB + 123]) {
+    const fast = new FsVerityHasher();
+    const node = new FsVerityHasher(nodeBlockHasher());
+    fast.update(data.subarray(0, size));
+    node.update(data.subarray(0, size));
+    assert.equal(fast.hexDigest(), node.hexDigest(), `${size} bytes`);
+  }
+  let loads = false;
+  try {
+    Deno.dlopen("libcrypto.so.3", { SHA256_Init: { parameters: ["buffer"], result: "i32" } }).close();
+    loads = true;
+  } catch { /* not installed here */ }
+  if (loads) assert.equal(blockHashImplementation(), "libcrypto");
 });

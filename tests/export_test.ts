@@ -9,6 +9,7 @@ import { concat } from "../src/util/streams.ts";
 import { deltaship, tempDir } from "./helpers/cli.ts";
 import { sampleTar, writeImage } from "./helpers/oci.ts";
 import { buildTar } from "./helpers/tar.ts";
+import { objectPathOf } from "./helpers/objects.ts";
 
 const dec = new TextDecoder();
 
@@ -240,8 +241,7 @@ Deno.test("a failed export leaves no output: new layout, existing layout, archiv
   const repo = `${tmp.path}/repo`;
   assert.equal((await deltaship(repo, "pull", `oci:${tmp.path}/src:v1`, "app")).code, 0);
   // Damage one object in the repository: the rebuilt layer no longer hashes to its diff_id.
-  const hex = sha256(noise(2 << 20, 5)).slice(7);
-  const object = `${repo}/objects/sha256/${hex.slice(0, 2)}/${hex}`;
+  const object = objectPathOf(repo, noise(2 << 20, 5));
   const bytes = Deno.readFileSync(object);
   bytes[12345] ^= 1;
   Deno.writeFileSync(object, bytes);

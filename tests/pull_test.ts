@@ -3,6 +3,7 @@ import { sha256 } from "../src/util/digest.ts";
 import { deltaship, tempDir } from "./helpers/cli.ts";
 import { packArchive, sampleTar, writeImage, writeIndex } from "./helpers/oci.ts";
 import { buildTar } from "./helpers/tar.ts";
+import { objectFiles, objectHex } from "./helpers/objects.ts";
 
 Deno.test("pull from oci: by tag, then layer rebuilds each diff_id byte for byte", async () => {
   await using tmp = await tempDir();
@@ -156,11 +157,8 @@ Deno.test("identical file contents are stored once across layers and images", as
   });
   const repo = `${tmp.path}/repo`;
   assert.equal((await deltaship(repo, "pull", `oci:${tmp.path}/l:x`)).code, 0);
-  const objects: string[] = [];
-  for (const fan of Deno.readDirSync(`${repo}/objects/sha256`)) {
-    for (const e of Deno.readDirSync(`${repo}/objects/sha256/${fan.name}`)) objects.push(e.name);
-  }
-  assert.deepEqual(objects.sort(), [sha256(big).slice(7), sha256("other").slice(7)].sort());
+  const objects = objectFiles(repo).map(([hex]) => hex);
+  assert.deepEqual(objects, [objectHex(big), objectHex("other")].sort());
 });
 
 Deno.test("tag, untag and rm manage names; images lists them", async () => {

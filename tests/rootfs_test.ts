@@ -5,6 +5,7 @@ import { storeLayerTar } from "../src/repo/layer_writer.ts";
 import { asDiffId, type DiffId, sha256 } from "../src/util/digest.ts";
 import { tempDir } from "./helpers/cli.ts";
 import { buildTar, type TarSpec } from "./helpers/tar.ts";
+import { objectHex } from "./helpers/objects.ts";
 
 async function stack(repo: Repository, layers: TarSpec[][]): Promise<DiffId[]> {
   const ids = [];
@@ -43,8 +44,8 @@ Deno.test("rootfs applies whiteouts, opaque directories and replacements across 
   const fs = await loadRootfs(repo, ids);
   const paths = [...fs.walk()].map(([p]) => p).sort();
   assert.deepEqual(paths, ["dir-then-file", "etc", "etc/keep", "etc/replaced", "link", "opq", "opq/upper"]);
-  assert.deepEqual(fs.regularFile("etc/replaced"), { object: sha256("new").slice(7), size: 3 });
-  assert.deepEqual(fs.regularFile("link"), { object: sha256("keep").slice(7), size: 4 });
+  assert.deepEqual(fs.regularFile("etc/replaced"), { object: objectHex("new"), size: 3 });
+  assert.deepEqual(fs.regularFile("link"), { object: objectHex("keep"), size: 4 });
   assert.equal(fs.regularFile("etc/gone"), "missing");
   assert.equal(fs.regularFile("opq/lower"), "missing");
   assert.equal(fs.regularFile("etc"), "not a regular file");
@@ -88,6 +89,6 @@ Deno.test("rootfs follows symlinks inside entry paths the way unpackers do, neve
   assert.equal(fs.lookup("lib/libnew.so"), fs.get("usr/lib/libnew.so"));
   assert.equal(fs.lookup("up/up/usr/lib"), fs.get("usr/lib"));
   assert.equal(fs.get("link-to-new")?.inode, fs.get("usr/lib/libnew.so"));
-  assert.deepEqual(fs.regularFile("link-to-new"), { object: sha256("new").slice(7), size: 3 });
+  assert.deepEqual(fs.regularFile("link-to-new"), { object: objectHex("new"), size: 3 });
   await repo.close();
 });

@@ -375,7 +375,7 @@ function record(items: Uint8Array[], tarSize: number | bigint, entries = 0): Uin
   view.setBigUint64(1, BigInt(tarSize), true);
   view.setBigUint64(9, BigInt(entries), true);
   footer.set(enc.encode("DSLEND01"), 17);
-  return concat([enc.encode("DSLAYER1"), ...items, footer]);
+  return concat([enc.encode("DSLAYER2"), ...items, footer]);
 }
 
 function item(tag: string, length: number, bytes = new Uint8Array(0)): Uint8Array {

@@ -7,11 +7,13 @@
 import { UsageError } from "../errors.ts";
 import { Repository } from "../repo/repository.ts";
 import type { SyncMode } from "../repo/durability.ts";
+import { openForWriting, type UpgradeSummary } from "../repo/upgrade.ts";
 import { Cleanups } from "../util/cleanups.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { escapeControl } from "../util/text.ts";
 import type { OptionSpec, ValuesOf } from "./args.ts";
 import { TerminalProgress } from "./progress.ts";
+import { formatBytes, plural } from "./format.ts";
 
 /** An output stream of the CLI. */
 export interface Output {
@@ -73,6 +75,29 @@ export function positiveInt(v: string, what: string): number {
   return n;
 }
 
+/** How a command uses the repository. */
+export interface RepoUse {
+  /**
+   * The command writes to it: a version-1 repository is upgraded first (a
+   * command that only reads is refused one, with what to run).
+   */
+  write?: boolean;
+  /** Whether a note on stderr reports the upgrade, if one ran (default true). */
+  reportUpgrade?: boolean;
+}
+
+/** The one-line summary of an upgrade. */
+export function describeUpgrade(u: UpgradeSummary): string {
+  const dropped = u.dropped.length
+    ? `; ${plural(u.dropped.length, "damaged layer")} dropped (deltaship fsck names the images that need ${
+      u.dropped.length === 1 ? "it" : "them"
+    })`
+    : "";
+  return `Upgraded the repository to format version 2 in ${u.seconds.toFixed(1)} s: ` +
+    `${plural(u.layers, "layer record")} rewritten, ${plural(u.objects, "object")} (${formatBytes(u.bytes)}) ` +
+    `renamed by fs-verity digest${u.verity ? ", fs-verity enabled on each" : ""}${dropped}`;
+}
+
 /** Global settings and services for one CLI invocation. */
 export class Context {
   readonly repoPath: string;
@@ -84,6 +109,8 @@ export class Context {
   readonly sync: SyncMode | undefined;
   #repo: Repository | undefined;
   #progress: TerminalProgress | undefined;
+  /** What the upgrade of the repository did, when opening it ran one. */
+  upgraded: UpgradeSummary | undefined;
   /** Undo actions for partial output, run if the command is interrupted. */
   readonly cleanups = new Cleanups();
 
@@ -106,10 +133,22 @@ export class Context {
       (mode === "auto" && io.stderr.isTerminal && !this.quiet && !this.json);
   }
 
-  /** The repository, opened (and created) on first use. */
-  async repo(): Promise<Repository> {
-    this.#repo ??= await Repository.open(this.repoPath, { sync: this.sync });
-    return this.#repo;
+  /**
+   * The repository, opened (and created) on first use. A command that writes
+   * says so (`use.write`): a version-1 repository is then upgraded in place,
+   * with a progress line and a one-line note.
+   */
+  async repo(use: RepoUse = {}): Promise<Repository> {
+    if (this.#repo) return this.#repo;
+    if (!use.write) return this.#repo = await Repository.open(this.repoPath, { sync: this.sync });
+    const { repo, upgraded } = await openForWriting(this.repoPath, { sync: this.sync, progress: this.progress() });
+    this.#repo = repo;
+    if (upgraded) {
+      this.upgraded = upgraded;
+      this.endProgress();
+      if (use.reportUpgrade !== false) await this.note(describeUpgrade(upgraded));
+    }
+    return repo;
   }
 
   /** Releases the repository's temporary files. */

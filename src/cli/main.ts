@@ -24,6 +24,7 @@ import { layerCommand } from "./commands/layer.ts";
 import { pullCommand } from "./commands/pull.ts";
 import { pushCommand } from "./commands/push.ts";
 import { rmCommand, tagCommand, untagCommand } from "./commands/tags.ts";
+import { upgradeCommand } from "./commands/upgrade.ts";
 
 /** Every command, in the order `--help` lists them. */
 export const COMMANDS: Command[] = [
@@ -40,6 +41,7 @@ export const COMMANDS: Command[] = [
   checkoutCommand,
   gcCommand,
   fsckCommand,
+  upgradeCommand,
   createDeltaCommand,
 ];
 

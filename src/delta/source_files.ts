@@ -8,7 +8,7 @@
  */
 import fs from "node:fs";
 import { LimitError, RepositoryError } from "../errors.ts";
-import type { ObjectStore } from "../repo/objects.ts";
+import { objectName, type ObjectStore } from "../repo/objects.ts";
 import type { LookupFailure, Rootfs } from "../oci/rootfs.ts";
 import type { SourceFile, TarDiffSource } from "../tardiff/apply.ts";
 import { Yielder } from "../util/yielder.ts";
@@ -255,7 +255,7 @@ class ObjectFile implements SourceFile {
       this.#fd = fs.openSync(path, "r");
     } catch (e) {
       if ((e as { code?: string }).code === "ENOENT") {
-        throw new RepositoryError(`object sha256:${hex} is missing from the repository; run fsck`);
+        throw new RepositoryError(`${objectName(hex)} is missing from the repository; run fsck`);
       }
       throw e;
     }
@@ -294,7 +294,7 @@ class ObjectFile implements SourceFile {
   #pread(position: number, into: Uint8Array, offset: number, length: number): void {
     while (length > 0) {
       const n = fs.readSync(this.#fd, into, offset, length, position);
-      if (n <= 0) throw new RepositoryError(`object sha256:${this.hex} is shorter than recorded; run fsck`);
+      if (n <= 0) throw new RepositoryError(`${objectName(this.hex)} is shorter than recorded; run fsck`);
       position += n;
       offset += n;
       length -= n;

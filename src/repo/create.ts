@@ -8,16 +8,20 @@
 import { RepositoryError } from "../errors.ts";
 import { exists } from "../util/fs.ts";
 import { Durability, type SyncMode } from "./durability.ts";
+import { encodeFormat, FORMAT_FILE, FORMAT_VERSION } from "./format.ts";
+import { probeVerity } from "./verity.ts";
 
-/** The file that marks a directory as a deltaship repository, and says its format. */
-export const FORMAT_FILE = "deltaship-repo.json";
-/** The format this deltaship writes and reads. */
-export const FORMAT = { format: "deltaship-repo", version: 1 };
+/** The 256 fan directories of `objects/` (`00` to `ff`), by path under `objectsDir`. */
+export function objectFans(objectsDir: string): string[] {
+  return Array.from({ length: 256 }, (_, i) => `${objectsDir}/${i.toString(16).padStart(2, "0")}`);
+}
 
 /**
  * Creates the layout in a sibling directory and renames it into place, so that
  * concurrent first uses agree and nobody sees a half-made repository. The
- * layout is made durable before the rename, and the rename after it.
+ * layout is made durable before the rename, and the rename after it. Whether
+ * the filesystem gives files fs-verity is probed there and recorded in the
+ * format file.
  */
 export async function createRepository(root: string, sync: SyncMode | undefined): Promise<void> {
   const staging = `${root}.init-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
@@ -26,13 +30,11 @@ export async function createRepository(root: string, sync: SyncMode | undefined)
   try {
     const dirs = ["tmp", "layers/sha256", "blobs/sha256", "images/sha256", "tags"];
     for (const dir of dirs) await Deno.mkdir(`${staging}/${dir}`, { recursive: true });
-    const fans = [];
-    for (let i = 0; i < 256; i++) {
-      fans.push(`${staging}/objects/sha256/${i.toString(16).padStart(2, "0")}`);
-      await Deno.mkdir(fans[i], { recursive: true });
-    }
+    const fans = objectFans(`${staging}/objects`);
+    for (const fan of fans) await Deno.mkdir(fan, { recursive: true });
     await Deno.writeTextFile(`${staging}/lock`, "");
-    await Deno.writeTextFile(`${staging}/${FORMAT_FILE}`, JSON.stringify(FORMAT) + "\n");
+    const verity = await probeVerity(`${staging}/tmp`);
+    await Deno.writeFile(`${staging}/${FORMAT_FILE}`, encodeFormat({ version: FORMAT_VERSION, verity }));
     const format = await Deno.open(`${staging}/${FORMAT_FILE}`, { read: true });
     try {
       await durability.fileWritten(format);
@@ -46,7 +48,6 @@ export async function createRepository(root: string, sync: SyncMode | undefined)
       `${staging}/blobs`,
       `${staging}/images`,
       `${staging}/objects`,
-      `${staging}/objects/sha256`,
       ...fans,
     ]);
     try {

@@ -1,16 +1,21 @@
 /**
- * Checking a repository: every object re-hashed, every layer rebuilt and hashed
- * against its diff_id, every manifest and config re-hashed, and every reference
- * (tag → image → manifest, config, layers → objects) followed.
+ * Checking a repository: every object re-hashed to its fs-verity digest (and,
+ * where the repository records fs-verity on its objects, the kernel's own
+ * measurement compared), every layer rebuilt and hashed against its diff_id,
+ * every manifest and config re-hashed, and every reference (tag → image →
+ * manifest, config, layers → objects) followed.
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { FsVerityHasher } from "../composefs/fsverity.ts";
 import { DeltashipError } from "../errors.ts";
 import { parseImageConfig, parseManifest } from "../oci/documents.ts";
-import { asDiffId, type DiffId, type Digest, Hasher, isDigest, parseDigest } from "../util/digest.ts";
+import { asDiffId, type DiffId, type Digest, Hasher, isDigest, parseDigest, toHex } from "../util/digest.ts";
+import { type FsVerity, openFsVerity } from "../util/posix.ts";
 import { Yielder } from "../util/yielder.ts";
+import { LEGACY_OBJECTS_DIR } from "./format.ts";
 import { readRecord } from "./layer_record.ts";
+import { objectName } from "./objects.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
 
 /** One thing found wrong. */
@@ -28,55 +33,29 @@ export interface FsckReport {
 
 const CHUNK = 1 << 20;
 
-/** Re-hashes a file; returns its SHA-256 and size. */
-async function hashFile(path: string): Promise<{ digest: Digest; size: number }> {
-  const h = new Hasher();
-  const file = await Deno.open(path);
-  try {
-    const buf = new Uint8Array(CHUNK);
-    for (;;) {
-      const n = await file.read(buf);
-      if (n === null) break;
-      h.update(buf.subarray(0, n));
-    }
-  } finally {
-    file.close();
-  }
-  return { size: h.size, digest: h.digest() };
-}
-
 class Checker {
   problems: Problem[] = [];
   verifiedObjects = new Set<string>();
   badObjects = new Set<string>();
   checkedLayers = new Map<DiffId, boolean>();
   checkedBlobs = new Set<Digest>();
+  /** The kernel's fs-verity, asked when the repository records it on every object. */
+  verity: FsVerity | undefined;
+  readonly #buffer = new Uint8Array(CHUNK);
 
-  constructor(readonly repo: Repository) {}
+  constructor(readonly repo: Repository) {
+    if (repo.format.verity) this.verity = openFsVerity();
+  }
 
   report(subject: string, message: string): void {
     this.problems.push({ subject, message });
   }
 
-  async object(hex: string, size?: number): Promise<boolean> {
+  /** Verifies an object found in `objects/` (no layer asking for a size). */
+  async object(hex: string): Promise<boolean> {
     if (this.verifiedObjects.has(hex)) return true;
     if (this.badObjects.has(hex)) return false;
-    const subject = `object sha256:${hex}`;
-    try {
-      const actual = await hashFile(this.repo.objects.path(hex));
-      if (actual.digest !== `sha256:${hex}`) {
-        this.report(subject, `content hashes to ${actual.digest}`);
-      } else if (size !== undefined && actual.size !== size) {
-        this.report(subject, `is ${actual.size} bytes, layer record says ${size}`);
-      } else {
-        this.verifiedObjects.add(hex);
-        return true;
-      }
-    } catch (e) {
-      this.report(subject, e instanceof Deno.errors.NotFound ? "is missing" : (e as Error).message);
-    }
-    this.badObjects.add(hex);
-    return false;
+    return await this.#verify(hex);
   }
 
   /** Replays a layer record, hashing the tar it rebuilds and each object it reads. */
@@ -125,43 +104,86 @@ class Checker {
     return ok;
   }
 
-  /** Feeds an object into a layer hash while verifying the object itself. */
+  /**
+   * Feeds an object's first `size` bytes into a layer hash, verifying the object
+   * itself (once per run) in the same read.
+   */
   async objectInto(hex: string, size: number, tar: Hasher): Promise<boolean> {
-    const subject = `object sha256:${hex}`;
+    if (this.badObjects.has(hex)) return false;
+    return await this.#verify(hex, { size, tar });
+  }
+
+  /**
+   * Reads an object once: its fs-verity digest checked against its name (unless
+   * verified already), the kernel's measurement compared where the repository
+   * records fs-verity, its size against the layer's, and its bytes fed to the
+   * layer's hash. Reports and returns false on any fault.
+   */
+  async #verify(hex: string, layer?: { size: number; tar: Hasher }): Promise<boolean> {
+    const subject = objectName(hex);
+    const path = this.repo.objects.path(hex);
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(this.repo.objects.path(hex));
+      file = await Deno.open(path);
     } catch (e) {
       this.report(subject, e instanceof Deno.errors.NotFound ? "is missing" : (e as Error).message);
       this.badObjects.add(hex);
       return false;
     }
-    const own = this.verifiedObjects.has(hex) ? undefined : createHash("sha256");
+    const own = this.verifiedObjects.has(hex) ? undefined : new FsVerityHasher();
     let n = 0;
     try {
-      const buf = new Uint8Array(CHUNK);
+      const buf = this.#buffer;
       for (;;) {
         const r = await file.read(buf);
         if (r === null) break;
         const chunk = buf.subarray(0, r);
         own?.update(chunk);
-        if (n < size) tar.update(r <= size - n ? chunk : chunk.subarray(0, size - n));
+        if (layer && n < layer.size) layer.tar.update(r <= layer.size - n ? chunk : chunk.subarray(0, layer.size - n));
         n += r;
       }
     } finally {
       file.close();
     }
     if (own) {
-      const actual = `sha256:${own.digest("hex")}`;
-      if (actual !== `sha256:${hex}`) {
-        this.report(subject, `content hashes to ${actual}`);
+      const actual = own.hexDigest();
+      if (actual !== hex) {
+        this.report(subject, `content's fs-verity digest is ${actual}`);
+        this.badObjects.add(hex);
+        return false;
+      }
+      if (!this.#kernelAgrees(hex, path)) {
         this.badObjects.add(hex);
         return false;
       }
       this.verifiedObjects.add(hex);
     }
-    if (n !== size) {
-      this.report(subject, `is ${n} bytes, layer record says ${size}`);
+    if (layer && n !== layer.size) {
+      this.report(subject, `is ${n} bytes, layer record says ${layer.size}`);
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Where the repository records fs-verity on every object, the kernel's
+   * measurement of the object must be its name; elsewhere there is nothing to ask.
+   */
+  #kernelAgrees(hex: string, path: string): boolean {
+    if (!this.verity) return true;
+    const measured = this.verity.measure(path);
+    if (measured === "unsupported") {
+      this.report("repository", "records fs-verity on its objects, but its filesystem has no fs-verity");
+      this.verity.close();
+      this.verity = undefined;
+      return true;
+    }
+    if (measured === "none") {
+      this.report(objectName(hex), "has no fs-verity, though the repository records it on every object");
+      return false;
+    }
+    if (toHex(measured) !== hex) {
+      this.report(objectName(hex), `the kernel measures its fs-verity digest as ${toHex(measured)}`);
       return false;
     }
     return true;
@@ -216,6 +238,24 @@ class Checker {
   }
 }
 
+/** Verifies every file under `objects/`: each must be `XX/<62 hex>` and hold what its name says. */
+async function scanObjects(c: Checker, root: string): Promise<void> {
+  for await (const fan of Deno.readDir(root)) {
+    if (fan.name === LEGACY_OBJECTS_DIR && fan.isDirectory) continue;
+    if (!fan.isDirectory || !/^[0-9a-f]{2}$/.test(fan.name)) {
+      c.report(`objects/${fan.name}`, "is not an object directory (objects/XX/<62 hex digits>)");
+      continue;
+    }
+    for await (const e of Deno.readDir(`${root}/${fan.name}`)) {
+      if (!/^[0-9a-f]{62}$/.test(e.name)) {
+        c.report(`objects/${fan.name}/${e.name}`, "is not named by an fs-verity digest");
+        continue;
+      }
+      await c.object(fan.name + e.name);
+    }
+  }
+}
+
 /**
  * Checks the whole repository, or only what `image` needs. Reads everything it
  * checks; changes nothing.
@@ -248,13 +288,9 @@ export async function fsck(repo: Repository, image?: ImageRecord): Promise<FsckR
     for await (const alg of Deno.readDir(`${repo.root}/blobs`)) {
       for await (const e of Deno.readDir(`${repo.root}/blobs/${alg.name}`)) await c.blob(`${alg.name}:${e.name}`);
     }
-    for await (const fan of Deno.readDir(`${repo.root}/objects/sha256`)) {
-      for await (const e of Deno.readDir(`${repo.root}/objects/sha256/${fan.name}`)) {
-        if (!e.name.startsWith(fan.name)) c.report(`object ${fan.name}/${e.name}`, "is in the wrong directory");
-        await c.object(e.name);
-      }
-    }
+    await scanObjects(c, `${repo.root}/objects`);
   }
+  c.verity?.close();
   return {
     problems: c.problems,
     checked: {

@@ -122,9 +122,10 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
       }
     }
   }
-  for await (const fan of subdirs(`${repo.root}/objects/sha256`)) {
-    for await (const name of files(`${repo.root}/objects/sha256/${fan}`)) {
-      if (!objects.has(name)) await drop(`${repo.root}/objects/sha256/${fan}/${name}`, "objects");
+  for await (const fan of subdirs(`${repo.root}/objects`)) {
+    if (!/^[0-9a-f]{2}$/.test(fan)) continue; // not an object directory (fsck reports it)
+    for await (const name of files(`${repo.root}/objects/${fan}`)) {
+      if (!objects.has(fan + name)) await drop(`${repo.root}/objects/${fan}/${name}`, "objects");
     }
   }
   const temp = await repo.temp.sweep(dryRun);

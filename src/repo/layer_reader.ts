@@ -12,6 +12,7 @@ import type { DiffId } from "../util/digest.ts";
 import { readRecord, type RecordItem } from "./layer_record.ts";
 import { Rootfs } from "../oci/rootfs.ts";
 import { Yielder } from "../util/yielder.ts";
+import { objectName } from "./objects.ts";
 import type { Repository } from "./repository.ts";
 
 const CHUNK = 1 << 20;
@@ -32,7 +33,7 @@ export async function openObject(repo: Repository, hex: string): Promise<Deno.Fs
     return await Deno.open(repo.objects.path(hex));
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
-      throw new RepositoryError(`object sha256:${hex} is missing from the repository; run fsck`);
+      throw new RepositoryError(`${objectName(hex)} is missing from the repository; run fsck`);
     }
     throw e;
   }
@@ -67,7 +68,7 @@ export async function readObject(repo: Repository, hex: string, into: Uint8Array
 }
 
 function shorterThanRecorded(hex: string): RepositoryError {
-  return new RepositoryError(`object sha256:${hex} is shorter than recorded; run fsck`);
+  return new RepositoryError(`${objectName(hex)} is shorter than recorded; run fsck`);
 }
 
 /** Yields the layer's uncompressed tar, byte for byte, in chunks. */
@@ -96,7 +97,7 @@ export function layerTarStream(repo: Repository, diffId: DiffId): ReadableStream
 /** A tar entry of a stored layer, with the object that holds its content (if any). */
 export interface StoredEntry {
   entry: TarEntry;
-  /** SHA-256 hex of the content object, when the entry has content. */
+  /** fs-verity digest (hex) of the content object, when the entry has content. */
   object?: string;
 }
 

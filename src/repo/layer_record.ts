@@ -15,8 +15,13 @@ import { readFull, writeAll } from "../util/fs.ts";
 import { MAX_HEADER_GROUP } from "../tar/header.ts";
 import type { Durability } from "./durability.ts";
 
-/** First bytes of every layer record. */
-export const RECORD_MAGIC = new TextEncoder().encode("DSLAYER1");
+/**
+ * First bytes of every layer record of repository format 2, whose object items
+ * name objects by fs-verity digest.
+ */
+export const RECORD_MAGIC = new TextEncoder().encode("DSLAYER2");
+/** The magic of format 1, whose object items named objects by SHA-256: read (and written) only by the upgrade. */
+export const LEGACY_RECORD_MAGIC = new TextEncoder().encode("DSLAYER1");
 const FOOTER_MAGIC = new TextEncoder().encode("DSLEND01");
 const FOOTER_SIZE = 1 + 8 + 8 + 8;
 
@@ -36,6 +41,13 @@ export type RecordItem =
   | { type: "zero"; length: number }
   | { type: "object"; size: number; hex: string };
 
+/** Which record format: 2 (fs-verity object names), or 1 (SHA-256, for the upgrade from it). */
+export type RecordVersion = 1 | 2;
+
+function magicOf(version: RecordVersion): Uint8Array {
+  return version === 2 ? RECORD_MAGIC : LEGACY_RECORD_MAGIC;
+}
+
 /** Totals stored at the end of a record. */
 export interface RecordFooter {
   /** Length of the uncompressed tar. */
@@ -51,18 +63,21 @@ export class LayerRecordWriter {
   #len = 0;
   #zeros = 0;
 
-  private constructor(file: Deno.FsFile, readonly durability?: Durability) {
+  private constructor(file: Deno.FsFile, readonly durability: Durability | undefined, version: RecordVersion) {
     this.#file = file;
-    this.#buf.set(RECORD_MAGIC);
-    this.#len = RECORD_MAGIC.length;
+    const magic = magicOf(version);
+    this.#buf.set(magic);
+    this.#len = magic.length;
   }
 
   /**
    * Creates the record file at `path` (a temporary path; the caller renames it).
    * With `durability`, its data is synced as that asks when it is finished.
+   * `version` 1 writes a record of the format before fs-verity names (tests
+   * make version-1 repositories with it, to upgrade).
    */
-  static async create(path: string, durability?: Durability): Promise<LayerRecordWriter> {
-    return new LayerRecordWriter(await Deno.open(path, { write: true, createNew: true }), durability);
+  static async create(path: string, durability?: Durability, version: RecordVersion = 2): Promise<LayerRecordWriter> {
+    return new LayerRecordWriter(await Deno.open(path, { write: true, createNew: true }), durability, version);
   }
 
   /** Appends a header group. */
@@ -84,6 +99,29 @@ export class LayerRecordWriter {
         await this.#tagged(RAW, bytes.subarray(o, Math.min(k, o + MAX_RAW)));
       }
       i = k;
+    }
+  }
+
+  /** Appends a run of `length` zero bytes. */
+  zeros(length: number): void {
+    this.#zeros += length;
+  }
+
+  /**
+   * Appends an item read from another record, unchanged but for an object item's
+   * digest, which is `digest` (a record being rewritten with new object names).
+   */
+  async copy(item: RecordItem, digest?: Uint8Array): Promise<void> {
+    switch (item.type) {
+      case "header":
+        return await this.header(item.bytes);
+      case "raw":
+        return await this.#tagged(RAW, item.bytes);
+      case "zero":
+        return this.zeros(item.length);
+      case "object":
+        if (!digest) throw new RangeError("LayerRecordWriter.copy: an object item needs its digest");
+        return await this.object(item.size, digest);
     }
   }
 
@@ -190,13 +228,28 @@ export async function readFooter(path: string): Promise<RecordFooter> {
 /** Largest H item a reader accepts: a header group as the splitter bounds it. */
 const MAX_HEADER_ITEM = MAX_HEADER_GROUP;
 
+/** The format version of the record at `path`, by its magic; undefined when it is not a record. */
+export async function recordVersion(path: string): Promise<RecordVersion | undefined> {
+  const file = await Deno.open(path);
+  try {
+    const magic = new Uint8Array(RECORD_MAGIC.length);
+    if ((await readFull(file, magic)) < magic.length) return undefined;
+    if (toHex(magic) === toHex(RECORD_MAGIC)) return 2;
+    if (toHex(magic) === toHex(LEGACY_RECORD_MAGIC)) return 1;
+    return undefined;
+  } finally {
+    file.close();
+  }
+}
+
 /**
- * Reads the items of a record in order. Checks the magic and that the footer ends
- * it. The footer is read first, so that no item can claim more of the tar than
- * the record says it holds: lengths are checked before anything is allocated or
+ * Reads the items of a record in order. Checks the magic (of `version`: 2, the
+ * current format, unless the upgrade asks for 1) and that the footer ends it.
+ * The footer is read first, so that no item can claim more of the tar than the
+ * record says it holds: lengths are checked before anything is allocated or
  * replayed, and the items must add up to the footer's tar size exactly.
  */
-export async function* readRecord(path: string): AsyncGenerator<RecordItem, RecordFooter> {
+export async function* readRecord(path: string, version: RecordVersion = 2): AsyncGenerator<RecordItem, RecordFooter> {
   const file = await Deno.open(path);
   try {
     const what = `layer record ${path}`;
@@ -204,7 +257,10 @@ export async function* readRecord(path: string): AsyncGenerator<RecordItem, Reco
     await file.seek(0, Deno.SeekMode.Start);
     const r = new ByteReader(fileSource(file, 1 << 18), what);
     const magic = await r.bytes(RECORD_MAGIC.length);
-    if (toHex(magic) !== toHex(RECORD_MAGIC)) throw new FormatError(`${what}: not a layer record`);
+    if (toHex(magic) !== toHex(magicOf(version))) {
+      const other = toHex(magic) === toHex(magicOf(version === 2 ? 1 : 2));
+      throw new FormatError(`${what}: ${other ? `a record of format ${version === 2 ? 1 : 2}` : "not a layer record"}`);
+    }
     /** Bytes of the tar the items so far stand for. */
     let covered = 0;
     /** Checks an item of `length` tar bytes (at most `max`) that starts at record byte `at`. */

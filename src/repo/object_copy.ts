@@ -1,14 +1,15 @@
 /**
  * Copying an object out of the store, verified: its bytes are read, hashed
  * and written in one pass, and the copy counts only once they hashed to the
- * object's name (its SHA-256) and had its recorded size.
+ * object's name (its fs-verity digest) and had its recorded size.
  *
  * @module
  */
 import { DigestMismatchError, RepositoryError, SizeMismatchError } from "../errors.ts";
-import { Hasher } from "../util/digest.ts";
+import { FsVerityHasher, fsverityHex } from "../composefs/fsverity.ts";
 import { readFullSync, writeAll } from "../util/fs.ts";
 import { ellipsize } from "../util/text.ts";
+import { objectName } from "./objects.ts";
 
 /** Bytes read, hashed and written at a time. */
 export const COPY_CHUNK = 1 << 20;
@@ -17,7 +18,7 @@ export const COPY_CHUNK = 1 << 20;
 export interface ObjectCopy {
   /** The object's path in the store. */
   object: string;
-  /** Its SHA-256, hex: its name. */
+  /** Its fs-verity digest, hex: its name. */
   hex: string;
   /** Its size, as recorded in the layer. */
   size: number;
@@ -95,9 +96,7 @@ function readSmall(copy: ObjectCopy, buffer: Uint8Array): Uint8Array {
     file.close();
   }
   const bytes = buffer.subarray(0, n);
-  const hasher = new Hasher("sha256");
-  hasher.update(bytes);
-  checkDigest(hasher, copy);
+  checkDigest(fsverityHex(bytes), copy);
   return bytes;
 }
 
@@ -121,7 +120,7 @@ async function hashStream(
   source: Deno.FsFile,
   sink?: (chunk: Uint8Array) => Promise<void>,
 ): Promise<void> {
-  const hasher = new Hasher("sha256");
+  const hasher = new FsVerityHasher();
   let [current, next]: Uint8Array[] = [buffers.first, buffers.second];
   let n = await source.read(current);
   while (n !== null) {
@@ -140,7 +139,7 @@ async function hashStream(
     }
   }
   if (hasher.size !== copy.size) throw new SizeMismatchError(damaged(copy.path), copy.size, hasher.size);
-  checkDigest(hasher, copy);
+  checkDigest(hasher.hexDigest(), copy);
 }
 
 /** What a damaged object is called in errors: by the image path that needs it. */
@@ -148,13 +147,12 @@ function damaged(path: string): string {
   return `object for /${ellipsize(path, 121)} is damaged (run deltaship fsck)`;
 }
 
-/** Throws unless `hasher` saw exactly the bytes of the object. */
-function checkDigest(hasher: Hasher, copy: ObjectCopy): void {
-  const actual = hasher.digest();
-  if (actual !== `sha256:${copy.hex}`) throw new DigestMismatchError(damaged(copy.path), `sha256:${copy.hex}`, actual);
+/** Throws unless the bytes read hashed to the object's name (`actual`: their fs-verity digest, hex). */
+function checkDigest(actual: string, copy: ObjectCopy): void {
+  if (actual !== copy.hex) throw new DigestMismatchError(damaged(copy.path), copy.hex, actual);
 }
 
 /** The error for an object the store should have and does not. */
 export function missingObject(hex: string): RepositoryError {
-  return new RepositoryError(`object sha256:${hex} is missing from the repository; run fsck`);
+  return new RepositoryError(`${objectName(hex)} is missing from the repository; run fsck`);
 }

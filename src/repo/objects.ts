@@ -1,24 +1,39 @@
 /**
- * The object store: regular-file contents kept once each, named by their SHA-256.
+ * The object store: regular-file contents kept once each, named by their
+ * fs-verity digest (SHA-256, 4096-byte blocks, no salt) at `objects/XX/<62 hex>`,
+ * the layout of a composefs object store, so `objects/` is directly the basedir
+ * of a composefs mount.
  *
  * Objects are written for one layer at a time into a {@link ObjectStaging} area
  * under the process's temporary directory, and become visible in `objects/`
  * only when that layer commits ({@link ObjectStaging.commit}: data made durable,
  * then renamed into place, then the renames made durable). A layer that fails
  * (a wrong diff_id, a decompression bomb stopped by the size limit, an
- * interrupt) leaves no object behind, and an object that exists is complete.
+ * interrupt) leaves no object behind, and an object that exists is complete
+ * (and has fs-verity enabled where the filesystem supports it: see verity.ts).
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { fsverityDigest, FsVerityHasher } from "../composefs/fsverity.ts";
 import { toHex } from "../util/digest.ts";
 import { lstatOrUndefined, writeAll } from "../util/fs.ts";
 import type { Durability } from "./durability.ts";
+import type { ObjectVerity } from "./verity.ts";
 
 /** Contents up to this size are gathered in memory and written in one go. */
 export const SMALL_OBJECT = 1 << 20;
 
-/** Objects under `<root>/sha256/xx/<hex>`. */
+/** How objects are named in messages: by their fs-verity digest. */
+export function objectName(hex: string): string {
+  return `object ${hex}`;
+}
+
+/** Path of the object with fs-verity digest `hex` under the `objects` directory `root`. */
+export function objectPath(root: string, hex: string): string {
+  return `${root}/${hex.slice(0, 2)}/${hex.slice(2)}`;
+}
+
+/** Objects under `<root>/XX/<62 hex>` (XX: the digest's first byte). */
 export class ObjectStore {
   constructor(
     /** The `objects` directory. */
@@ -26,11 +41,13 @@ export class ObjectStore {
     /** Where temporary files go (same filesystem, so rename is atomic). */
     readonly tempPath: () => string,
     readonly durability: Durability,
+    /** fs-verity for new objects, as the repository has it. */
+    readonly verity: ObjectVerity,
   ) {}
 
-  /** Path of the object with SHA-256 `hex`. */
+  /** Path of the object with fs-verity digest `hex`. */
   path(hex: string): string {
-    return `${this.root}/sha256/${hex.slice(0, 2)}/${hex}`;
+    return objectPath(this.root, hex);
   }
 
   /** True when the object is present. */
@@ -69,9 +86,9 @@ export class ObjectStaging {
     }
   }
 
-  /** Stores bytes held in memory; returns their raw SHA-256. */
+  /** Stores bytes held in memory; returns their raw fs-verity digest. */
   putSmall(bytes: Uint8Array): Uint8Array {
-    const digest = new Uint8Array(createHash("sha256").update(bytes).digest());
+    const digest = fsverityDigest(bytes);
     const hex = toHex(digest);
     if (this.#has(hex)) return digest;
     // Written under its final name in the area: a failed write fails the layer, and the area goes with it.
@@ -101,22 +118,26 @@ export class ObjectStaging {
   }
 
   /**
-   * Makes the staged objects durable and visible: a barrier for their data (and
-   * whatever else was written before, such as the layer record), the renames
-   * into `objects/`, and a barrier for the renames. Returns how many were added.
+   * Makes the staged objects durable and visible: fs-verity enabled on each
+   * (where the repository has it), a barrier for their data (and whatever else
+   * was written before, such as the layer record), the renames into
+   * `objects/`, and a barrier for the renames. Returns how many were added.
    */
   async commit(): Promise<number> {
     const durability = this.store.durability;
+    const staged: string[] = [];
+    for await (const e of Deno.readDir(this.dir)) {
+      if (!e.name.startsWith("w-")) staged.push(e.name); // "w-": an abandoned streamed object
+    }
+    for (const hex of staged) await this.store.verity.seal(`${this.dir}/${hex}`, objectName(hex));
     await durability.barrier();
     const fans = new Set<string>();
-    let added = 0;
-    for await (const e of Deno.readDir(this.dir)) {
-      if (e.name.startsWith("w-")) continue; // an abandoned streamed object
-      const path = this.store.path(e.name);
-      await Deno.rename(`${this.dir}/${e.name}`, path);
+    for (const hex of staged) {
+      const path = this.store.path(hex);
+      await Deno.rename(`${this.dir}/${hex}`, path);
       fans.add(path.slice(0, path.lastIndexOf("/")));
-      added++;
     }
+    const added = staged.length;
     if (added > 0) await durability.barrier(fans);
     await Deno.remove(this.dir, { recursive: true });
     return added;
@@ -128,9 +149,9 @@ export class ObjectStaging {
   }
 }
 
-/** A large object being written: bytes in, digest out. */
+/** A large object being written: bytes in, fs-verity digest out. */
 export class ObjectWriter {
-  #hash = createHash("sha256");
+  #hash = new FsVerityHasher();
   size = 0;
 
   constructor(
@@ -147,14 +168,14 @@ export class ObjectWriter {
     this.staging.store.durability.wrote(chunk.length);
   }
 
-  /** Completes the object in the staging area; returns its raw SHA-256. */
+  /** Completes the object in the staging area; returns its raw fs-verity digest. */
   async finish(): Promise<Uint8Array> {
     try {
       await this.staging.store.durability.fileWritten(this.file);
     } finally {
       this.file.close();
     }
-    const digest = new Uint8Array(this.#hash.digest());
+    const digest = this.#hash.digest();
     await this.staging.finished(this.tmp, toHex(digest));
     return digest;
   }

@@ -24,8 +24,18 @@ import { readFooter, type RecordFooter } from "./layer_record.ts";
 import { exists, writeAll } from "../util/fs.ts";
 import { Durability, type SyncMode } from "./durability.ts";
 import { TempArea } from "./temp_area.ts";
-import { createRepository, FORMAT, FORMAT_FILE } from "./create.ts";
+import { createRepository } from "./create.ts";
+import {
+  encodeFormat,
+  FORMAT_FILE,
+  FORMAT_VERSION,
+  LEGACY_VERSION,
+  legacyFormatError,
+  readFormat,
+  type RepositoryFormat,
+} from "./format.ts";
 import { TagStore } from "./tag_store.ts";
+import { ObjectVerity } from "./verity.ts";
 import { checkTagName } from "../oci/tag_name.ts";
 
 /** What the repository knows of one image: kept at `images/<alg>/<hex>.json`. */
@@ -50,6 +60,11 @@ export interface RepositoryOptions {
   tempDir?: string;
   /** How commits are made durable (default: syncfs where available; see durability.ts). */
   sync?: SyncMode;
+  /**
+   * Open a version-1 repository too, for the upgrade (`upgrade.ts`) to work on;
+   * otherwise opening one fails saying what to run.
+   */
+  legacy?: boolean;
 }
 
 function digestPath(base: string, digest: Digest, suffix = ""): string {
@@ -69,39 +84,47 @@ export class Repository {
   #closed = false;
   #ownsTemp: boolean;
 
-  private constructor(readonly root: string, tempDir: string | undefined, sync: SyncMode | undefined) {
+  private constructor(
+    readonly root: string,
+    tempDir: string | undefined,
+    sync: SyncMode | undefined,
+    /** What the format file said when the repository was opened. */
+    readonly format: Readonly<RepositoryFormat>,
+  ) {
     this.temp = new TempArea(`${root}/tmp`, tempDir);
     this.tags = new TagStore(`${root}/tags`, (path, bytes) => this.writeAtomic(path, bytes), (dir) => this.sync(dir));
     this.#ownsTemp = tempDir === undefined;
     this.durability = Durability.open(root, sync);
-    this.objects = new ObjectStore(`${root}/objects`, () => this.tempPath(), this.durability);
+    const verity = new ObjectVerity(format.version === FORMAT_VERSION && format.verity, () => this.#verityLost());
+    this.objects = new ObjectStore(`${root}/objects`, () => this.tempPath(), this.durability, verity);
   }
 
-  /** Opens (and by default creates) the repository at `root`. */
+  /**
+   * Opens (and by default creates) the repository at `root`. A version-1
+   * repository is refused with what to run, unless `options.legacy`.
+   */
   static async open(root: string, options: RepositoryOptions = {}): Promise<Repository> {
     const clean = root.replace(/\/+$/, "") || "/";
-    if (options.tempDir) return new Repository(clean, options.tempDir, options.sync);
-    if (!(await exists(`${clean}/${FORMAT_FILE}`))) {
+    if (!options.tempDir && !(await exists(`${clean}/${FORMAT_FILE}`))) {
       if (options.create === false) throw new NotFoundError(`no deltaship repository at ${clean}`);
       await createRepository(clean, options.sync);
     }
-    const repo = new Repository(clean, undefined, options.sync);
-    let format: unknown;
-    try {
-      format = JSON.parse(await Deno.readTextFile(`${repo.root}/${FORMAT_FILE}`));
-    } catch (e) {
-      repo.durability.close();
-      throw new RepositoryError(`${repo.root}/${FORMAT_FILE} is unreadable`, { cause: e });
-    }
-    const f = format as { format?: string; version?: number };
-    if (f?.format !== FORMAT.format || f?.version !== FORMAT.version) {
-      repo.durability.close();
-      throw new RepositoryError(
-        `${repo.root} holds a repository in a format this deltaship does not know (${JSON.stringify(format)})`,
-      );
-    }
-    await repo.temp.sweep();
+    const format = await readFormat(clean);
+    if (format.version === LEGACY_VERSION && !options.legacy) throw legacyFormatError(clean);
+    const repo = new Repository(clean, options.tempDir, options.sync, format);
+    if (!options.tempDir) await repo.temp.sweep();
     return repo;
+  }
+
+  /**
+   * Records, durably, that not every object has fs-verity (the filesystem gave
+   * an object none): a later composefs mount must not require it.
+   */
+  async #verityLost(): Promise<void> {
+    const current = await readFormat(this.root);
+    if (!current.verity) return;
+    await this.writeAtomic(`${this.root}/${FORMAT_FILE}`, encodeFormat({ ...current, verity: false }));
+    await this.sync(this.root);
   }
 
   // ---- temporary files ----
@@ -123,6 +146,7 @@ export class Repository {
     this.#closed = true;
     await this.temp.close();
     this.durability.close();
+    this.objects.verity.close();
   }
 
   /**

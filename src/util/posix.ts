@@ -1,8 +1,9 @@
 /**
- * The few POSIX calls a checkout needs that Deno has no API for (`mknod` for
- * device nodes and fifos, `lsetxattr` for extended attributes), made through
- * FFI into the C library. Linux only: elsewhere, or without FFI permission,
- * {@link openPosix} returns undefined and callers report what they could not do.
+ * The few POSIX calls Deno has no API for, made through FFI into the C library:
+ * `mknod` and `lsetxattr` for a checkout's device nodes, fifos and extended
+ * attributes, `syncfs` for the repository's barriers, and the fs-verity ioctls
+ * for its objects. Linux only: elsewhere, or without FFI permission, the
+ * `open*` functions return undefined and callers do without.
  *
  * @module
  */
@@ -21,7 +22,9 @@ const ERRNO_NAMES: Record<number, string> = {
   13: "EACCES (permission denied)",
   17: "EEXIST (file exists)",
   22: "EINVAL (invalid argument)",
+  25: "ENOTTY (inappropriate ioctl for device)",
   28: "ENOSPC (no space left on device)",
+  30: "EROFS (read-only file system)",
   95: "EOPNOTSUPP (not supported by the filesystem)",
 };
 
@@ -134,6 +137,128 @@ export function openFilesystemSync(dir: string): FilesystemSync | undefined {
         lib.symbols.close(fd);
         lib.close();
       },
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** What enabling fs-verity on a file came to. */
+export type VerityEnabled = "enabled" | "unsupported";
+
+/** What the kernel says of a file's fs-verity. */
+export type VerityMeasure = Uint8Array | "none" | "unsupported";
+
+/**
+ * fs-verity through the kernel (Documentation/filesystems/fsverity.rst): enabling
+ * it on a file (SHA-256, 4096-byte blocks, no salt: the digest composefs names
+ * objects by) and reading back the kernel's measurement.
+ */
+export interface FsVerity {
+  /**
+   * Enables fs-verity on the regular file at `path` (opened read-only, as the
+   * kernel requires; nobody may hold it open for writing). "enabled" also when
+   * it already was; "unsupported" where the filesystem or kernel cannot (ENOTTY,
+   * EOPNOTSUPP, ENOPKG, or EINVAL for the 4096-byte block size). Any other
+   * failure (ENOSPC for the Merkle tree, EROFS, ...) is a {@link PosixError}.
+   */
+  enable(path: string): Promise<VerityEnabled>;
+  /**
+   * The kernel's fs-verity SHA-256 digest of `path` (`FS_IOC_MEASURE_VERITY`);
+   * "none" when the file has no fs-verity, "unsupported" where the filesystem
+   * has none at all.
+   */
+  measure(path: string): VerityMeasure;
+  /** Releases the library. */
+  close(): void;
+}
+
+const VERITY_SYMBOLS = {
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  // The same call on a thread of its own: enabling reads the whole file to build its Merkle tree.
+  ioctlAsync: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32", nonblocking: true },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+/** `_IOW('f', 133, struct fsverity_enable_arg)` and `_IOWR('f', 134, struct fsverity_digest)` (linux/fsverity.h). */
+const FS_IOC_ENABLE_VERITY = 0x40806685n;
+const FS_IOC_MEASURE_VERITY = 0xc0046686n;
+const O_RDONLY_CLOEXEC = 0o2000000;
+const FS_VERITY_HASH_ALG_SHA256 = 1;
+const ENOENT = 2;
+const EEXIST = 17;
+const EINVAL = 22;
+const ENOTTY = 25;
+const ENODATA = 61;
+const ENOPKG = 65;
+const EOPNOTSUPP = 95;
+const VERITY_UNSUPPORTED = new Set([ENOTTY, EOPNOTSUPP, ENOPKG, EINVAL]);
+
+/**
+ * Opens the C library for fs-verity calls, or undefined where they cannot be
+ * made (not Linux, no FFI permission): callers then treat fs-verity as
+ * unsupported.
+ */
+export function openFsVerity(): FsVerity | undefined {
+  if (Deno.build.os !== "linux") return undefined;
+  try {
+    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
+    const lib = Deno.dlopen("libc.so.6", VERITY_SYMBOLS);
+    const errno = () => {
+      const p = lib.symbols.__errno_location();
+      return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+    };
+    const openFd = (path: string, call: string): number => {
+      const fd = lib.symbols.open(cString(path), O_RDONLY_CLOEXEC);
+      if (fd < 0) {
+        const e = errno();
+        if (e === ENOENT) throw new Deno.errors.NotFound(`${call} ${path}: no such file`);
+        throw new PosixError(`${call} ${path}`, e);
+      }
+      return fd;
+    };
+    return {
+      async enable(path) {
+        const arg = new Uint8Array(128); // struct fsverity_enable_arg
+        const view = new DataView(arg.buffer);
+        view.setUint32(0, 1, true); // version
+        view.setUint32(4, FS_VERITY_HASH_ALG_SHA256, true);
+        view.setUint32(8, 4096, true); // block size
+        const fd = openFd(path, "FS_IOC_ENABLE_VERITY");
+        try {
+          if ((await lib.symbols.ioctlAsync(fd, FS_IOC_ENABLE_VERITY, arg)) === 0) return "enabled";
+          // errno is per thread and the call ran on another: ask again here, where it fails (or
+          // finds verity already enabled) at once.
+          if (lib.symbols.ioctl(fd, FS_IOC_ENABLE_VERITY, arg) === 0) return "enabled";
+          const e = errno();
+          if (e === EEXIST) return "enabled";
+          if (VERITY_UNSUPPORTED.has(e)) return "unsupported";
+          throw new PosixError(`FS_IOC_ENABLE_VERITY ${path}`, e);
+        } finally {
+          lib.symbols.close(fd);
+        }
+      },
+      measure(path) {
+        const buf = new Uint8Array(4 + 64); // struct fsverity_digest with room for the largest digest
+        new DataView(buf.buffer).setUint16(2, 64, true);
+        const fd = openFd(path, "FS_IOC_MEASURE_VERITY");
+        try {
+          if (lib.symbols.ioctl(fd, FS_IOC_MEASURE_VERITY, buf) !== 0) {
+            const e = errno();
+            if (e === ENODATA) return "none";
+            if (VERITY_UNSUPPORTED.has(e)) return "unsupported";
+            throw new PosixError(`FS_IOC_MEASURE_VERITY ${path}`, e);
+          }
+          const view = new DataView(buf.buffer);
+          if (view.getUint16(0, true) !== FS_VERITY_HASH_ALG_SHA256) return "none"; // another algorithm: not ours
+          return buf.slice(4, 4 + view.getUint16(2, true));
+        } finally {
+          lib.symbols.close(fd);
+        }
+      },
+      close: () => lib.close(),
     };
   } catch {
     return undefined;

@@ -39,7 +39,8 @@ export async function strayObjects(repo: string): Promise<string[]> {
     const path = `${repo}/${line.slice(0, line.lastIndexOf(" "))}`;
     for await (const item of readRecord(path)) if (item.type === "object") named.add(item.hex);
   }
-  return repoFiles(repo, ["objects"]).map((l) => l.slice(l.lastIndexOf("/") + 1, l.lastIndexOf(" ")))
+  // objects/XX/<62 hex> <size>: the name is the fan and the file name together.
+  return repoFiles(repo, ["objects"]).map((l) => l.slice("objects/".length, l.lastIndexOf(" ")).replace("/", ""))
     .filter((hex) => !named.has(hex));
 }
 

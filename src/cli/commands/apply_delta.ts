@@ -55,7 +55,7 @@ anything is fetched or stored.`,
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
     const verifyKey = await readVerifyKey(values["verify-key"]);
-    const repo = await ctx.repo();
+    const repo = await ctx.repo({ write: true });
     using _lock = await repo.lock(false);
     const source = await openSource(deltaArg, openOptions);
     try {

@@ -252,7 +252,7 @@ NEW's manifest digest.`,
     const oldRef = parseReference(oldSpec, { repo: true });
     const newRef = parseReference(newSpec, { repo: true });
     const dest = parseDestination(outSpec, { what: "output", bareIsArchive: true, registry: true });
-    const repo = await ctx.repo();
+    const repo = await ctx.repo({ write: true });
     using _lock = await repo.lock(false);
     const target = dest.transport === "docker"
       ? await openTarget(dest, targetOpenOptions(values, ctx.io.env))

@@ -23,9 +23,10 @@ commands in flight to finish, and they wait for it.`,
   options: [{ name: "dry-run", short: "n", type: "boolean", help: "show what would be removed; remove nothing" }],
   args: { min: 0, max: 0 },
   async run(ctx, _args, values) {
-    const repo = await ctx.repo();
+    const dryRun = values["dry-run"] === true;
+    const repo = await ctx.repo({ write: !dryRun });
     using _lock = await repo.lock(true);
-    const result = await gc(repo, { dryRun: values["dry-run"] === true });
+    const result = await gc(repo, { dryRun });
     for (const m of result.malformedTags) await ctx.note(malformedTagWarning(m));
     if (ctx.json) return void await ctx.printJson(result);
     const r = result.removed;

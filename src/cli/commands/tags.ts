@@ -17,7 +17,7 @@ Points tag NAME at IMAGE (a tag or @sha256:<hex>), replacing what NAME named bef
   args: { min: 2, max: 2 },
   async run(ctx, [image, name]) {
     checkTagName(name);
-    const repo = await ctx.repo();
+    const repo = await ctx.repo({ write: true });
     using _lock = await repo.lock(false);
     const record = await repo.resolveImage(image);
     await repo.tagImage(name, record.manifest);
@@ -38,7 +38,7 @@ collected by gc.`,
   options: [],
   args: { min: 1, max: 1 },
   async run(ctx, [name]) {
-    const repo = await ctx.repo();
+    const repo = await ctx.repo({ write: true });
     using _lock = await repo.lock(false);
     const removed = await repo.untag(name);
     if (!removed) throw new NotFoundError(`no tag ${JSON.stringify(name)} in the repository`);
@@ -58,7 +58,7 @@ objects stay until gc reclaims what no image uses.`,
   options: [],
   args: { min: 1, max: 1 },
   async run(ctx, [image]) {
-    const repo = await ctx.repo();
+    const repo = await ctx.repo({ write: true });
     using _lock = await repo.lock(false);
     const record = await repo.resolveImage(image);
     const tags = await repo.removeImage(record.manifest);
