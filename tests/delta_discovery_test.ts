@@ -145,7 +145,7 @@ Deno.test({
     console.log(`discovered-delta pull of v2: ${JSON.stringify(viaDelta.counts)}`);
     console.log(`full pull of v2:            ${JSON.stringify(full.counts)}`);
     assert.ok(viaDelta.counts.bytesOut * 20 < full.counts.bytesOut, "the delta pull downloads a small fraction");
-    // Referrers API (404 on 2.8), the fallback tag, the delta manifest, its blobs: a handful of small requests.
+    // Referrers API (404 on 2.8: the first lookup at this registry), the fallback tag, the delta manifest, its blobs.
     assert.equal(viaDelta.counts.kinds["GET referrers"], 1);
     assert.equal(viaDelta.counts.kinds["GET manifest"], 3, "v2, the fallback tag, the delta");
 
@@ -197,13 +197,29 @@ Deno.test({
       { HOME: home },
     );
 
-    // No delta published for an image: at most the two small lookups (API 404, fallback tag 404), no line.
+    // No delta published for an image: the registry is remembered to lack the referrers API (since the first
+    // lookup), so the one extra small request is the fallback tag's 404; no line.
+    const facts = `${home}/.cache/deltaship/registries/${encodeURIComponent(proxy.host)}.json`;
+    assert.ok(JSON.parse(await Deno.readTextFile(facts)).noReferrersApiSince <= Date.now());
     const none = await countedPull(home, hostA, proxy, "v0");
     assert.equal(none.out.discovery.way, "full");
     assert.equal(none.out.discovery.listed, 0);
     assert.equal(none.stderr, "");
-    assert.equal(none.counts.kinds["GET referrers"], 1);
+    assert.equal(none.counts.kinds["GET referrers"], undefined);
     assert.equal(none.counts.kinds["GET manifest"], 2, "v0 and the fallback tag");
+    const fullV0 = await countedPull(home, `${tmp.path}/h`, proxy, "v0");
+    const documents = (c: typeof none.counts) => c.requests - (c.kinds["GET blob"] ?? 0);
+    assert.equal(
+      documents(none.counts),
+      documents(fullV0.counts) + 1,
+      "one request more than a pull that does not look",
+    );
+    // A day later the API is asked again (a registry may gain it).
+    await Deno.writeTextFile(facts, JSON.stringify({ noReferrersApiSince: Date.now() - 25 * 3600_000 }));
+    const again = await countedPull(home, `${tmp.path}/h`, proxy, "v1"); // h holds v0; v1 has no delta
+    assert.equal(again.out.discovery.way, "full");
+    assert.equal(again.counts.kinds["GET referrers"], 1);
+    assert.ok(Date.now() - JSON.parse(await Deno.readTextFile(facts)).noReferrersApiSince < 3600_000, "re-learned");
     // --delta never does not look.
     const hostF = `${tmp.path}/f`;
     await countedPull(home, hostF, proxy, "v1");
@@ -288,8 +304,13 @@ Deno.test({
     const home = tmp.path;
     const [, , v2] = await publishImages(tmp.path, reg);
     const v2Digest = sha256(await rawManifest(`${reg.host}/app:v2`));
+    // Remembered (wrongly, say from before an upgrade) to lack the API: the OCI-Subject answer to the push drops that.
+    const facts = `${home}/.cache/deltaship/registries/${encodeURIComponent(front.host)}.json`;
+    await Deno.mkdir(`${home}/.cache/deltaship/registries`, { recursive: true });
+    await Deno.writeTextFile(facts, JSON.stringify({ noReferrersApiSince: Date.now() }));
     const d1 = await publishDelta(home, `${tmp.path}/ci`, front.host, "v1", "v2");
     assert.equal(d1.published.referrer, "referrers-api");
+    await assert.rejects(Deno.stat(facts), Deno.errors.NotFound);
     assert.equal(front.referrers.get(`app ${v2Digest}`)?.[0].digest, d1.manifest);
     // The registry answered OCI-Subject: no fallback tag was written.
     const tags = await fetch(`${reg.url}/v2/app/tags/list`).then((r) => r.json());

@@ -14,6 +14,7 @@ import { MediaType } from "../../oci/media_types.ts";
 import { type Digest, parseDigest } from "../../util/digest.ts";
 import type { ReferrerList } from "../source.ts";
 import type { Fetched, RegistryClient } from "./client.ts";
+import type { RegistryFacts } from "./registry_facts.ts";
 import { withDeadline } from "./retry.ts";
 
 /** How to reach one repository. */
@@ -24,6 +25,8 @@ export interface RepositoryAccess {
   scope: string;
   /** Longest a document may take. */
   deadlineMs: number;
+  /** What is remembered of the registry (whether it lacks the referrers API), keyed by `registry`. */
+  facts?: { store: RegistryFacts; registry: string };
 }
 
 /** Largest index accepted. */
@@ -42,7 +45,9 @@ export function fallbackTag(subject: Digest): string {
 /**
  * The referrers of `subject` of type `artifactType` in the repository: from the
  * referrers API, else from the fallback tag. The type is filtered here too
- * (a registry need not apply the filter).
+ * (a registry need not apply the filter). A registry remembered to lack the API
+ * is asked for the fallback tag only (one request, not two); one found to lack
+ * it is remembered so.
  */
 export async function listReferrers(
   access: RepositoryAccess,
@@ -51,6 +56,14 @@ export async function listReferrers(
   what: string,
 ): Promise<ReferrerList> {
   const pick = (list: Descriptor[]) => list.filter((d) => d.artifactType === artifactType);
+  const fromTag = async (): Promise<ReferrerList> => {
+    const tagged = await getIndex(access, tagPath(access, subject), `${what}: referrers tag of ${subject}`, [404]);
+    return tagged === undefined
+      ? { descriptors: [], via: "none" }
+      : { descriptors: pick(tagged.index.manifests), via: "tag" };
+  };
+  const { facts } = access;
+  if (facts && await facts.store.lacksReferrersApi(facts.registry)) return await fromTag();
   let next: string | undefined = `/v2/${access.repository}/referrers/${subject}?${new URLSearchParams({
     artifactType,
   })}`;
@@ -59,9 +72,8 @@ export async function listReferrers(
     const answer = await getIndex(access, next, `${what}: referrers of ${subject}`, [400, 404, 405, 406, 501]);
     if (answer === undefined) {
       if (page > 0) break;
-      const tagged = await getIndex(access, tagPath(access, subject), `${what}: referrers tag of ${subject}`, [404]);
-      if (tagged === undefined) return { descriptors: [], via: "none" };
-      return { descriptors: pick(tagged.index.manifests), via: "tag" };
+      await facts?.store.recordNoReferrersApi(facts.registry);
+      return await fromTag();
     }
     found.push(...pick(answer.index.manifests));
     next = nextPage(answer.link);

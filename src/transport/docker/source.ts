@@ -18,6 +18,7 @@ import { failureText } from "./sanitize.ts";
 import { connect, type ConnectOptions } from "./connect.ts";
 import { type DockerReference, parseDockerReference } from "./reference.ts";
 import { listReferrers } from "./referrers.ts";
+import { RegistryFacts } from "./registry_facts.ts";
 import { backoffDelay, type RetryPolicy, sleep, withDeadline } from "./retry.ts";
 
 /** How to open a registry source. */
@@ -51,6 +52,7 @@ export class DockerSource implements ImageSource {
   readonly #retry: RetryPolicy;
   readonly #closed = new AbortController();
   readonly #scope: string;
+  readonly #facts: RegistryFacts | undefined;
 
   private constructor(
     readonly reference: DockerReference,
@@ -59,6 +61,7 @@ export class DockerSource implements ImageSource {
     retry: RetryPolicy,
     maxDownloads: number | undefined,
     deadlineMs: number,
+    facts: RegistryFacts | undefined,
   ) {
     this.description = `docker://${input}`;
     this.#client = client;
@@ -67,13 +70,15 @@ export class DockerSource implements ImageSource {
     this.#downloads = new Semaphore(maxDownloads ?? DEFAULT_MAX_DOWNLOADS);
     this.#downloadsChosen = maxDownloads !== undefined;
     this.#scope = `repository:${reference.repository}:pull`;
+    this.#facts = facts;
   }
 
   /** Opens `docker://INPUT` (INPUT without the scheme). Nothing is fetched yet. */
   static async open(input: string, options: DockerSourceOptions = {}): Promise<DockerSource> {
     const ref = parseDockerReference(input);
     const { client, retry, deadlineMs } = await connect(ref, options);
-    return new DockerSource(ref, input, client, retry, options.maxDownloads, deadlineMs);
+    const facts = RegistryFacts.fromEnv(options.env ?? {});
+    return new DockerSource(ref, input, client, retry, options.maxDownloads, deadlineMs, facts);
   }
 
   /**
@@ -172,6 +177,7 @@ export class DockerSource implements ImageSource {
       repository: this.reference.repository,
       scope: this.#scope,
       deadlineMs: this.#deadlineMs,
+      ...(this.#facts ? { facts: { store: this.#facts, registry: this.reference.host } } : {}),
     };
     return listReferrers(access, subject, artifactType, this.description);
   }

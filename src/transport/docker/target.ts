@@ -16,6 +16,7 @@ import type { RegistryClient } from "./client.ts";
 import { connect, type ConnectOptions, envInt } from "./connect.ts";
 import { type DockerReference, parseDockerReference } from "./reference.ts";
 import { addToFallbackIndex, type RepositoryAccess } from "./referrers.ts";
+import { RegistryFacts } from "./registry_facts.ts";
 import type { RetryPolicy } from "./retry.ts";
 import {
   blobExists,
@@ -63,13 +64,20 @@ export class DockerTarget {
     deadlineMs: number,
     maxUploads: number,
     chunkSize: number,
+    facts: RegistryFacts | undefined,
   ) {
     this.description = `docker://${input}`;
     this.#client = client;
     this.#uploads = new Semaphore(maxUploads);
     const scope = `repository:${reference.repository}:pull,push`;
     this.#upload = { client, repository: reference.repository, scope, retry, chunkSize };
-    this.#access = { client, repository: reference.repository, scope, deadlineMs };
+    this.#access = {
+      client,
+      repository: reference.repository,
+      scope,
+      deadlineMs,
+      ...(facts ? { facts: { store: facts, registry: reference.host } } : {}),
+    };
   }
 
   /**
@@ -98,6 +106,7 @@ export class DockerTarget {
       deadlineMs,
       options.maxUploads ?? DEFAULT_MAX_UPLOADS,
       chunk,
+      RegistryFacts.fromEnv(options.env ?? {}),
     );
   }
 
@@ -173,7 +182,11 @@ export class DockerTarget {
     manifest: Pick<Manifest, "artifactType" | "annotations" | "subject"> & { config?: Descriptor },
   ): Promise<ReferrerRecord> {
     if (!manifest.subject) throw new TypeError("recordReferrer: the manifest has no subject");
-    if (pushed.ociSubject) return "referrers-api";
+    if (pushed.ociSubject) {
+      // The registry has the referrers API: discovery must ask it again.
+      await this.#access.facts?.store.forget(this.#access.facts.registry);
+      return "referrers-api";
+    }
     const artifactType = manifest.artifactType ?? manifest.config?.mediaType;
     const entry: Descriptor = {
       mediaType,
