@@ -14,6 +14,7 @@ import { checkArity, type Command, commandHelp } from "./command.ts";
 import { type CliIO, Context, GLOBAL_OPTIONS } from "./context.ts";
 import { applyDeltaCommand } from "./commands/apply_delta.ts";
 import { checkoutCommand } from "./commands/checkout.ts";
+import { computeIdCommand, createImageCommand, dumpCommand } from "./commands/composefs.ts";
 import { createDeltaCommand } from "./commands/create_delta.ts";
 import { exportCommand } from "./commands/export.ts";
 import { fsckCommand } from "./commands/fsck.ts";
@@ -39,6 +40,9 @@ export const COMMANDS: Command[] = [
   layerCommand,
   exportCommand,
   checkoutCommand,
+  computeIdCommand,
+  createImageCommand,
+  dumpCommand,
   gcCommand,
   fsckCommand,
   upgradeCommand,
