@@ -22,6 +22,7 @@ import { gcCommand } from "./commands/gc.ts";
 import { imagesCommand } from "./commands/images.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { layerCommand } from "./commands/layer.ts";
+import { mountCommand, umountCommand } from "./commands/mount.ts";
 import { pullCommand } from "./commands/pull.ts";
 import { pushCommand } from "./commands/push.ts";
 import { rmCommand, tagCommand, untagCommand } from "./commands/tags.ts";
@@ -43,6 +44,8 @@ export const COMMANDS: Command[] = [
   computeIdCommand,
   createImageCommand,
   dumpCommand,
+  mountCommand,
+  umountCommand,
   gcCommand,
   fsckCommand,
   upgradeCommand,
