@@ -164,3 +164,56 @@ Deno.test("composefs commands: bad input gets one line and writes nothing", asyn
   assert.equal(missing.stderr.trim().split("\n").length, 1);
   assert.doesNotMatch(missing.stderr, /internal error|^\s+at /m);
 });
+
+Deno.test("fsck finds a damaged composefs image, and one that is not the image's", async () => {
+  await using dir = await tempDir();
+  const repo = `${dir.path}/repo`;
+  for (const name of ["basic", "edits"]) {
+    assert.equal((await deltaship(repo, "pull", `oci:${FIXTURES}${name}/new:new`, name)).code, 0);
+  }
+  const records = [...Deno.readDirSync(`${repo}/images/sha256`)].map((e) => {
+    const path = `${repo}/images/sha256/${e.name}`;
+    return { path, record: JSON.parse(Deno.readTextFileSync(path)) };
+  });
+  const [a, b] = records;
+  // b's record names a's composefs image: intact, but not b's.
+  const wrong = { ...b.record, composefs: a.record.composefs };
+  await Deno.writeTextFile(b.path, JSON.stringify(wrong));
+  let fsck = await deltaship(repo, "fsck");
+  assert.equal(fsck.code, 1);
+  assert.match(
+    fsck.stdout + fsck.stderr,
+    new RegExp(`composefs image ${a.record.composefs} differs from the one rebuilt, ${b.record.composefs}`),
+  );
+  await Deno.writeTextFile(b.path, JSON.stringify(b.record));
+  assert.equal((await deltaship(repo, "fsck")).code, 0);
+  // A damaged image object.
+  const id = a.record.composefs;
+  const path = `${repo}/objects/${id.slice(0, 2)}/${id.slice(2)}`;
+  const bytes = await Deno.readFile(path);
+  bytes[1500] ^= 1;
+  await Deno.chmod(path, 0o644);
+  await Deno.writeFile(path, bytes);
+  fsck = await deltaship(repo, "fsck");
+  assert.equal(fsck.code, 1);
+  assert.match(fsck.stdout + fsck.stderr, new RegExp(`composefs image ${id} is missing or damaged`));
+});
+
+Deno.test("an image whose tree EROFS cannot hold is pulled without a composefs image; compute-id says why", async () => {
+  await using dir = await tempDir();
+  const repo = `${dir.path}/repo`;
+  const long = "n".repeat(300);
+  await writeImage(`${dir.path}/img`, {
+    tag: "t",
+    layers: [{ tar: buildTar([{ path: `usr/${long}`, content: "x" }]) }],
+  });
+  const pulled = await deltaship(repo, "pull", `oci:${dir.path}/img:t`, "long");
+  assert.equal(pulled.code, 0, pulled.stderr);
+  const [file] = [...Deno.readDirSync(`${repo}/images/sha256`)];
+  assert.equal(JSON.parse(Deno.readTextFileSync(`${repo}/images/sha256/${file.name}`)).composefs, undefined);
+  const id = await deltaship(repo, "compute-id", "long");
+  assert.equal(id.code, 1);
+  assert.match(id.stderr, /longer than 255 bytes/);
+  assert.equal(id.stderr.trim().split("\n").length, 1);
+  assert.equal((await deltaship(repo, "fsck")).code, 0);
+});

@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { RepositoryError, withContext } from "../errors.ts";
+import { FormatError, RepositoryError, withContext } from "../errors.ts";
 import { fsverityHex } from "../composefs/fsverity.ts";
 import {
   device,
@@ -191,12 +191,17 @@ export async function composefsImage(
  * whose layers are `diffIds` and stores it as an object, durably; returns its
  * fs-verity digest (hex), by which the image record names it. The image is an
  * object like any other: `objects/` holds both the image and what it points to.
+ *
+ * A tree EROFS cannot hold (a name over 255 bytes, which a tar may carry) gives
+ * undefined: the image is stored without a composefs image, and `mount` or
+ * `compute-id` then says why.
  */
-export async function storeComposefsImage(repo: Repository, diffIds: readonly DiffId[]): Promise<string> {
+export async function storeComposefsImage(repo: Repository, diffIds: readonly DiffId[]): Promise<string | undefined> {
   let image;
   try {
     image = await composefsImage(repo, diffIds);
   } catch (e) {
+    if (e instanceof FormatError) return undefined;
     throw withContext(e, "making the composefs image");
   }
   if (repo.objects.has(image.id)) return image.id;
