@@ -30,12 +30,17 @@ function erofsVersion(command: string, value: string | undefined): ErofsVersion 
   throw new UsageError(`${command}: --erofs-version must be 0 or 1, not ${JSON.stringify(value)}`);
 }
 
-/** The composefs tree of the image argument `image`, read under the shared lock. */
+/** The composefs tree of the image argument `image`, read under the shared lock (a progress line meanwhile). */
 async function imageTree(ctx: Context, image: string) {
   const repo = await ctx.repo();
   using _lock = await repo.lock(false);
   const record = await repo.resolveImage(image);
-  return await composefsTree(repo, record.layers.map((l) => l.diffId));
+  const progress = ctx.progress();
+  progress.start(record.manifest, `composefs tree of ${image}`, 0);
+  const tree = await composefsTree(repo, record.layers.map((l) => l.diffId));
+  progress.finish(record.manifest, "built");
+  ctx.endProgress();
+  return tree;
 }
 
 export const computeIdCommand = defineCommand({
