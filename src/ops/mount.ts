@@ -37,14 +37,17 @@ export interface MountResult {
 }
 
 const ENOTBLK = 15;
+const EINVAL = 22;
 
-function needMountApi(): MountApi {
+function needMountApi(command: "mount" | "umount"): MountApi {
   if (Deno.build.os !== "linux") {
-    throw new UnsupportedError("mount works only on Linux (it mounts EROFS and overlayfs)");
+    throw new UnsupportedError(`${command} works only on Linux (composefs mounts are EROFS and overlayfs)`);
   }
-  if (Deno.uid() !== 0) throw new UnsupportedError("mount needs root (it mounts EROFS and overlayfs); run it as root");
+  if (Deno.uid() !== 0) {
+    throw new UnsupportedError(`${command} needs root (composefs mounts are EROFS and overlayfs); run it as root`);
+  }
   const api = openMountApi();
-  if (!api) throw new UnsupportedError("mount needs the C library's mount calls (FFI permission, glibc 2.36+)");
+  if (!api) throw new UnsupportedError(`${command} needs the C library's mount calls (FFI permission, glibc 2.36+)`);
   return api;
 }
 
@@ -119,7 +122,7 @@ function mountErofs(api: MountApi, path: string): { mfd: number; source: "file" 
   try {
     return { mfd: attempt(path), source: "file" };
   } catch (e) {
-    if (!(e instanceof PosixError) || (e.errno !== ENOTBLK && e.errno !== 22)) throw e;
+    if (!(e instanceof PosixError) || (e.errno !== ENOTBLK && e.errno !== EINVAL)) throw e;
   }
   const loop = api.loopDevice(path); // this kernel's EROFS mounts only block devices
   try {
@@ -137,7 +140,7 @@ function mountOverlay(api: MountApi, meta: number, objects: string, target: stri
       api.set(fd, "lowerdir+", `/proc/self/fd/${meta}`);
       api.set(fd, "datadir+", objects);
     } catch (e) {
-      if (!(e instanceof PosixError) || e.errno !== 22) throw e;
+      if (!(e instanceof PosixError) || e.errno !== EINVAL) throw e;
       api.set(fd, "lowerdir", `/proc/self/fd/${meta}::${objects}`); // kernels before 6.8
     }
     api.set(fd, "metacopy", "on");
@@ -161,7 +164,7 @@ export async function mountImage(
   target: string,
   mode: VerityMode,
 ): Promise<MountResult> {
-  const api = needMountApi();
+  const api = needMountApi("mount");
   try {
     await checkTarget(target);
     if (mode === "require" && !repo.format.verity) {
@@ -192,11 +195,11 @@ export async function mountImage(
 
 /** Unmounts what {@link mountImage} mounted at `target` (the overlay; the EROFS mount goes with it). */
 export function unmountImage(target: string): void {
-  const api = needMountApi();
+  const api = needMountApi("umount");
   try {
     api.unmount(target);
   } catch (e) {
-    if (e instanceof PosixError && e.errno === 22) throw new InvalidArgumentError(`${target} is not a mount point`);
+    if (e instanceof PosixError && e.errno === EINVAL) throw new InvalidArgumentError(`${target} is not a mount point`);
     if (e instanceof PosixError) throw new UnsupportedError(`umount ${target}: ${e.message}`, { cause: e });
     throw e;
   } finally {
