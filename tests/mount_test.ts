@@ -175,7 +175,7 @@ Deno.test({
     const image = await Deno.readFile(imagePath);
     image[2000] ^= 1;
     await Deno.writeFile(imagePath, image);
-    oneLine(await deltaship(repo, "mount", "new", target), 2, /composefs image .* is damaged; run deltaship fsck/);
+    oneLine(await deltaship(repo, "mount", "new", target), 1, /composefs image .* is damaged; run deltaship fsck/);
     assert.doesNotMatch(mountinfo(), new RegExp(` ${target} `));
   },
 });
@@ -226,5 +226,23 @@ Deno.test({
     } finally {
       api.close();
     }
+  },
+});
+
+Deno.test({
+  name: "mount: an image whose record names no composefs image (made before them) is mounted from one made for it",
+  ignore: why !== undefined,
+  async fn() {
+    await using dir = await tempDir();
+    const repo = `${dir.path}/repo`;
+    assert.equal((await deltaship(repo, "pull", `oci:${FIXTURES}basic/new:new`, "new")).code, 0);
+    for (const e of Deno.readDirSync(`${repo}/images/sha256`)) {
+      const path = `${repo}/images/sha256/${e.name}`;
+      const { composefs: _, ...old } = JSON.parse(Deno.readTextFileSync(path));
+      Deno.writeTextFileSync(path, JSON.stringify(old));
+    }
+    assert.equal((await deltaship(repo, "gc")).code, 0); // the composefs image object is gone now
+    await checkMounted(dir.path, repo, "new", [`${FIXTURES}basic/new`, "new"]);
+    assert.deepEqual([...Deno.readDirSync(`${repo}/tmp`)], [], "the image made for the mount is not left in tmp/");
   },
 });

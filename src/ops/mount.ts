@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { InvalidArgumentError, NotFoundError, UnsupportedError } from "../errors.ts";
+import { InvalidArgumentError, NotFoundError, RepositoryError, UnsupportedError } from "../errors.ts";
 import { fsverityHex } from "../composefs/fsverity.ts";
 import { composefsImage } from "../repo/composefs_image.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
@@ -81,7 +81,7 @@ async function imageFile(
     });
     if (bytes) {
       if (fsverityHex(bytes) !== record.composefs) {
-        throw new InvalidArgumentError(
+        throw new RepositoryError(
           `the composefs image ${record.composefs} of @${record.manifest} is damaged; run deltaship fsck`,
         );
       }
@@ -101,7 +101,7 @@ function checkKernelMeasure(path: string, id: string): void {
   try {
     const m = fv?.measure(path);
     if (m instanceof Uint8Array && toHex(m) === id) return;
-    throw new InvalidArgumentError(`the composefs image ${id} has no fs-verity, or not its own; run deltaship fsck`);
+    throw new RepositoryError(`the composefs image ${id} has no fs-verity, or not its own; run deltaship fsck`);
   } finally {
     fv?.close();
   }
