@@ -52,6 +52,13 @@ Deno.test("no module finds files through its own location, except worker entry p
   }
 });
 
+/** Root, with erofs and overlay: `mount` can run here. */
+function canMount(): boolean {
+  if (Deno.build.os !== "linux" || Deno.uid() !== 0) return false;
+  const fs = Deno.readTextFileSync("/proc/filesystems");
+  return /\serofs$/m.test(fs) && /\soverlay$/m.test(fs);
+}
+
 /** A `deno run` of main.ts with the compiled binary's permissions, file access limited to `read`. */
 function restricted(read: string[], write: string, args: string[]): Deno.Command {
   const perms = PERMISSIONS.map((p) =>
@@ -81,6 +88,7 @@ Deno.test("the CLI works with the compiled permissions and reads no file of its 
     }],
   });
   const repo = `${tmp.path}/repo`;
+  await Deno.mkdir(`${tmp.path}/mnt`);
   const steps = [
     ["--version"],
     ["pull", `oci:${tmp.path}/l:t`, "app"],
@@ -89,6 +97,10 @@ Deno.test("the CLI works with the compiled permissions and reads no file of its 
     ["export", "app", `oci-archive:${tmp.path}/out.tar`, "--compression", "zstd"],
     ["export", "app", `oci:${tmp.path}/out`],
     ["checkout", "nosym", `${tmp.path}/co`],
+    ["compute-id", "nosym"],
+    ["create-image", "nosym", `${tmp.path}/nosym.cfs`],
+    ["dump", "nosym"],
+    ...(canMount() ? [["mount", "nosym", `${tmp.path}/mnt`], ["umount", `${tmp.path}/mnt`]] : []),
     ["untag", "app"],
     ["gc"],
     ["fsck"],

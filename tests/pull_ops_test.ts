@@ -8,6 +8,7 @@ import { LimitError, NotFoundError, UnsupportedError } from "../src/errors.ts";
 import type { Manifest } from "../src/oci/documents.ts";
 import { pull } from "../src/ops/pull.ts";
 import { commitPulled, layerLimits, missingLayers, type PullOptions } from "../src/ops/pull_steps.ts";
+import { composefsImage } from "../src/repo/composefs_image.ts";
 import { DEFAULT_MAX_LAYER_SIZE } from "../src/repo/layer_writer.ts";
 import { layerTarChunks } from "../src/repo/layer_reader.ts";
 import { Repository } from "../src/repo/repository.ts";
@@ -305,7 +306,7 @@ Deno.test("pull ops: missingLayers: one per distinct missing diff_id; present on
   assert.deepEqual(await missingLayers(repo, manifestOf([]), [], all), []);
 });
 
-Deno.test("pull ops: commitPulled records layer sizes from the repository and writes the tag", async () => {
+Deno.test("pull ops: commitPulled records layer sizes from the repository, stores the composefs image and writes the tag", async () => {
   await using tmp = await tempDir();
   const layout = `${tmp.path}/layout`;
   const img = await writeImage(layout, { tag: "v1", layers: [{ tar: sampleTar("a") }, { tar: sampleTar("bb") }] });
@@ -342,7 +343,9 @@ Deno.test("pull ops: commitPulled records layer sizes from the repository and wr
       tarSize: img.tars[img.diffIds.indexOf(diffId)].length,
     })),
     created: "",
+    composefs: (await composefsImage(repo, diffIds)).id,
   });
+  assert.ok(repo.objects.has(record.composefs!), "the composefs image is stored as an object");
   const created = Date.parse(record.created);
   assert.ok(created >= before - 1000 && created <= Date.now() + 1000, `created ${record.created} is now`);
   assert.equal(await repo.tags.read("variant"), manifest);

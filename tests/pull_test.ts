@@ -157,8 +157,9 @@ Deno.test("identical file contents are stored once across layers and images", as
   });
   const repo = `${tmp.path}/repo`;
   assert.equal((await deltaship(repo, "pull", `oci:${tmp.path}/l:x`)).code, 0);
+  const image = JSON.parse((await deltaship(repo, "--json", "compute-id", "x")).stdout).id;
   const objects = objectFiles(repo).map(([hex]) => hex);
-  assert.deepEqual(objects, [objectHex(big), objectHex("other")].sort());
+  assert.deepEqual(objects, [objectHex(big), objectHex("other"), image].sort(), "and the composefs image");
 });
 
 Deno.test("tag, untag and rm manage names; images lists them", async () => {

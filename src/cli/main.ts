@@ -14,6 +14,7 @@ import { checkArity, type Command, commandHelp } from "./command.ts";
 import { type CliIO, Context, GLOBAL_OPTIONS } from "./context.ts";
 import { applyDeltaCommand } from "./commands/apply_delta.ts";
 import { checkoutCommand } from "./commands/checkout.ts";
+import { computeIdCommand, createImageCommand, dumpCommand } from "./commands/composefs.ts";
 import { createDeltaCommand } from "./commands/create_delta.ts";
 import { exportCommand } from "./commands/export.ts";
 import { fsckCommand } from "./commands/fsck.ts";
@@ -21,6 +22,7 @@ import { gcCommand } from "./commands/gc.ts";
 import { imagesCommand } from "./commands/images.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { layerCommand } from "./commands/layer.ts";
+import { mountCommand, umountCommand } from "./commands/mount.ts";
 import { pullCommand } from "./commands/pull.ts";
 import { pushCommand } from "./commands/push.ts";
 import { rmCommand, tagCommand, untagCommand } from "./commands/tags.ts";
@@ -39,6 +41,11 @@ export const COMMANDS: Command[] = [
   layerCommand,
   exportCommand,
   checkoutCommand,
+  computeIdCommand,
+  createImageCommand,
+  dumpCommand,
+  mountCommand,
+  umountCommand,
   gcCommand,
   fsckCommand,
   upgradeCommand,

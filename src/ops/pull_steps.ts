@@ -9,6 +9,7 @@
 import type { Manifest, Platform } from "../oci/documents.ts";
 import { DEFAULT_MAX_LAYER_SIZE, type LayerLimits } from "../repo/layer_writer.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
+import { storeComposefsImage } from "../repo/composefs_image.ts";
 import type { ConfigDigest, DiffId, ManifestDigest } from "../util/digest.ts";
 import type { ProgressSink } from "../util/progress.ts";
 
@@ -148,7 +149,11 @@ export interface PulledImage {
   name?: string;
 }
 
-/** Writes the image record (layers' sizes read from the repository) and commits the image and its tag. */
+/**
+ * Makes the image's composefs image (stored as an object), writes the image
+ * record (layers' sizes read from the repository, the composefs image named) and
+ * commits the image and its tag.
+ */
 export async function commitPulled(repo: Repository, image: PulledImage): Promise<void> {
   const layers = [];
   for (const diffId of image.diffIds) layers.push({ diffId, tarSize: (await repo.layerInfo(diffId)).tarSize });
@@ -158,6 +163,7 @@ export async function commitPulled(repo: Repository, image: PulledImage): Promis
     mediaType: image.mediaType,
     layers,
     created: new Date().toISOString(),
+    composefs: await storeComposefsImage(repo, image.diffIds),
   };
   await repo.commitImage(record, image.manifestBytes, image.configBytes, image.name);
 }

@@ -3,7 +3,8 @@
  * where the repository records fs-verity on its objects, the kernel's own
  * measurement compared), every layer rebuilt and hashed against its diff_id,
  * every manifest and config re-hashed, and every reference (tag → image →
- * manifest, config, layers → objects) followed.
+ * manifest, config, layers → objects; image → composefs image) followed, each
+ * image's composefs image rebuilt and compared.
  *
  * @module
  */
@@ -14,6 +15,7 @@ import { asDiffId, type DiffId, type Digest, Hasher, isDigest, parseDigest, toHe
 import { type FsVerity, openFsVerity } from "../util/posix.ts";
 import { Yielder } from "../util/yielder.ts";
 import { LEGACY_OBJECTS_DIR } from "./format.ts";
+import { composefsImage } from "./composefs_image.ts";
 import { readRecord } from "./layer_record.ts";
 import { objectName } from "./objects.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
@@ -232,8 +234,31 @@ class Checker {
         this.report(subject, (e as Error).message);
       }
     }
+    let layersOk = true;
     for (const { diffId } of record.layers) {
-      if (!(await this.layer(diffId))) this.report(subject, `layer ${diffId} is missing or damaged`);
+      if (!(await this.layer(diffId))) {
+        this.report(subject, `layer ${diffId} is missing or damaged`);
+        layersOk = false;
+      }
+    }
+    if (record.composefs) await this.composefs(record, layersOk);
+  }
+
+  /**
+   * The image's composefs image: its object present and intact, and (when the
+   * layers are) the image rebuilt from the layers hashing to the same digest.
+   */
+  async composefs(record: ImageRecord, layersOk: boolean): Promise<void> {
+    const subject = `image @${record.manifest}`;
+    const id = record.composefs!;
+    if (!/^[0-9a-f]{64}$/.test(id)) return this.report(subject, "record names a malformed composefs image digest");
+    if (!(await this.object(id))) return this.report(subject, `composefs image ${id} is missing or damaged`);
+    if (!layersOk) return;
+    try {
+      const rebuilt = await composefsImage(this.repo, record.layers.map((l) => l.diffId));
+      if (rebuilt.id !== id) this.report(subject, `composefs image ${id} differs from the one rebuilt, ${rebuilt.id}`);
+    } catch (e) {
+      this.report(subject, `composefs image cannot be rebuilt: ${(e as Error).message}`);
     }
   }
 }

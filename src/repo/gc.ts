@@ -1,8 +1,9 @@
 /**
  * Garbage collection: removing what no tag reaches. The roots are the tags; an
  * image no tag names is garbage together with its record, and so are the
- * manifests, configs, layers and objects that only unreachable images used, and
- * the temporary directories of processes that are gone.
+ * manifests, configs, layers and objects (composefs images included) that only
+ * unreachable images used, and the temporary directories of processes that are
+ * gone.
  *
  * The caller holds the repository lock exclusively (pulls hold it shared), so
  * nothing is being added while the sweep runs.
@@ -90,6 +91,7 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
     for (const l of image.layers) layers.add(l.diffId);
   }
   const objects = new Set<string>();
+  for (const image of keep) if (image.composefs) objects.add(image.composefs); // its composefs image
   const yielder = new Yielder({ every: 256 });
   for (const diffId of layers) {
     try {

@@ -50,6 +50,11 @@ export interface ImageRecord {
   layers: { diffId: DiffId; tarSize: number }[];
   /** When the image was first stored (ISO 8601). */
   created: string;
+  /**
+   * fs-verity digest (hex) of the image's composefs EROFS image (format version 1),
+   * an object in `objects/`: its composefs id. Absent in records made before images were.
+   */
+  composefs?: string;
 }
 
 /** Options for {@link Repository.open}. */

@@ -32,12 +32,16 @@ export function repoFiles(repo: string, tops = ["objects", "layers", "blobs", "i
   return out.sort();
 }
 
-/** Objects no layer record names: what a failed layer must never leave behind. */
+/** Objects no layer record or image record names: what a failed layer or pull must never leave behind. */
 export async function strayObjects(repo: string): Promise<string[]> {
   const named = new Set<string>();
   for (const line of repoFiles(repo, ["layers"])) {
     const path = `${repo}/${line.slice(0, line.lastIndexOf(" "))}`;
     for await (const item of readRecord(path)) if (item.type === "object") named.add(item.hex);
+  }
+  for (const line of repoFiles(repo, ["images"])) {
+    const record = JSON.parse(Deno.readTextFileSync(`${repo}/${line.slice(0, line.lastIndexOf(" "))}`));
+    if (typeof record.composefs === "string") named.add(record.composefs);
   }
   // objects/XX/<62 hex> <size>: the name is the fan and the file name together.
   return repoFiles(repo, ["objects"]).map((l) => l.slice("objects/".length, l.lastIndexOf(" ")).replace("/", ""))

@@ -58,6 +58,14 @@ export async function downgradeToV1(repo: string): Promise<void> {
   for (const e of [...Deno.readDirSync(objects)]) {
     if (e.name !== "sha256") await Deno.remove(`${objects}/${e.name}`, { recursive: true });
   }
+  // Version 1 had no composefs images (their objects went with the others above).
+  for (const alg of Deno.readDirSync(`${repo}/images`)) {
+    for (const e of Deno.readDirSync(`${repo}/images/${alg.name}`)) {
+      const path = `${repo}/images/${alg.name}/${e.name}`;
+      const { composefs: _, ...record } = JSON.parse(await Deno.readTextFile(path));
+      await Deno.writeTextFile(path, JSON.stringify(record, null, 1) + "\n");
+    }
+  }
   await Deno.writeTextFile(
     `${repo}/deltaship-repo.json`,
     JSON.stringify({ format: "deltaship-repo", version: 1 }) + "\n",

@@ -1,0 +1,75 @@
+/**
+ * `deltaship mount IMAGE DIR`: an image mounted in place, composefs-style;
+ * `deltaship umount DIR` undoes it.
+ *
+ * @module
+ */
+import { UsageError } from "../../errors.ts";
+import { mountImage, unmountImage, type VerityMode } from "../../ops/mount.ts";
+import { defineCommand } from "../command.ts";
+
+const MODES: readonly VerityMode[] = ["require", "auto", "off"];
+
+export const mountCommand = defineCommand({
+  name: "mount",
+  summary: "Mount an image read-only in place (composefs: EROFS + overlayfs)",
+  usage: "IMAGE DIR",
+  description: `
+Mounts IMAGE read-only at DIR, an empty directory, without copying anything:
+the image's composefs EROFS image (its metadata) is mounted, detached and never
+visible, and overlayfs is mounted at DIR with it as the lower layer and the
+repository's objects/ directory as a data-only layer (metacopy=on,
+redirect_dir=on): each file's bytes are read from the object that holds them,
+and shared in the page cache by every image that has them. Needs root and a
+kernel with erofs and overlayfs (6.5 or later for data-only layers).
+
+--verity require makes the kernel check every object's fs-verity digest against
+the one the image names (verity=require), and is refused when the repository's
+objects have no fs-verity (its filesystem has none); auto (the default) requires
+it when they have it; off never asks.
+
+'deltaship umount DIR' unmounts it. gc and rm do not know about mounts: keep a
+mounted image tagged, or gc removes the objects it reads.`,
+  options: [
+    {
+      name: "verity",
+      type: "string",
+      arg: "MODE",
+      help: "require, auto (default) or off: fs-verity checks of objects",
+    },
+  ],
+  args: { min: 2, max: 2 },
+  async run(ctx, [image, dir], values) {
+    const mode = (values.verity ?? "auto") as VerityMode;
+    if (!MODES.includes(mode)) {
+      throw new UsageError(`mount: --verity must be require, auto or off, not ${JSON.stringify(values.verity)}`);
+    }
+    const repo = await ctx.repo();
+    using _lock = await repo.lock(false);
+    const record = await repo.resolveImage(image);
+    const result = await mountImage(repo, record, dir, mode);
+    if (ctx.json) return void await ctx.printJson({ ...result, manifest: record.manifest });
+    await ctx.print(
+      `Mounted ${image} at ${dir} (composefs id ${result.id}, ${
+        result.verity ? "fs-verity required" : "no fs-verity"
+      })`,
+    );
+  },
+});
+
+export const umountCommand = defineCommand({
+  name: "umount",
+  summary: "Unmount an image mounted with deltaship mount",
+  usage: "DIR",
+  description: `
+Unmounts the image mounted at DIR by 'deltaship mount' (the overlay; its EROFS
+mount, never attached anywhere, goes with it). Needs root. Fails, leaving it
+mounted, while a process still uses it.`,
+  options: [],
+  args: { min: 1, max: 1 },
+  async run(ctx, [dir]) {
+    unmountImage(dir);
+    if (ctx.json) return void await ctx.printJson({ target: dir });
+    await ctx.print(`Unmounted ${dir}`);
+  },
+});

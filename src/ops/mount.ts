@@ -1,0 +1,208 @@
+/**
+ * Mounting a stored image in place, as composefs does: its composefs EROFS
+ * image mounted (detached, never visible: the new mount API), then overlayfs at
+ * the target with that mount as its only lower layer and the repository's
+ * `objects/` as a data-only lower layer (`metacopy=on`, `redirect_dir=on`),
+ * read-only, with `verity=require` when the objects have fs-verity. The kernel
+ * reads each file's bytes from the object its metacopy stub names; the page
+ * cache is shared by every image that has the object.
+ *
+ * @module
+ */
+import { InvalidArgumentError, NotFoundError, RepositoryError, UnsupportedError } from "../errors.ts";
+import { fsverityHex } from "../composefs/fsverity.ts";
+import { composefsImage } from "../repo/composefs_image.ts";
+import type { ImageRecord, Repository } from "../repo/repository.ts";
+import { type MountApi, openMountApi } from "../util/mount.ts";
+import { openFsVerity, PosixError } from "../util/posix.ts";
+import { toHex } from "../util/digest.ts";
+
+/**
+ * What fs-verity a mount asks of the objects: `require` (the kernel refuses any
+ * object without it or whose digest is not the one the image names; refused
+ * when the repository's objects have none), `auto` (require it when the objects
+ * have it), `off` (never asked).
+ */
+export type VerityMode = "require" | "auto" | "off";
+
+/** What a mount did. */
+export interface MountResult {
+  target: string;
+  /** The composefs id (fs-verity digest, hex) of the image mounted. */
+  id: string;
+  /** The overlay was mounted with `verity=require`. */
+  verity: boolean;
+  /** How the EROFS image was mounted: the file itself, or a loop device on it (older kernels). */
+  erofsSource: "file" | "loop";
+}
+
+const ENOTBLK = 15;
+const EINVAL = 22;
+
+function needMountApi(command: "mount" | "umount"): MountApi {
+  if (Deno.build.os !== "linux") {
+    throw new UnsupportedError(`${command} works only on Linux (composefs mounts are EROFS and overlayfs)`);
+  }
+  if (Deno.uid() !== 0) {
+    throw new UnsupportedError(`${command} needs root (composefs mounts are EROFS and overlayfs); run it as root`);
+  }
+  const api = openMountApi();
+  if (!api) throw new UnsupportedError(`${command} needs the C library's mount calls (FFI permission, glibc 2.36+)`);
+  return api;
+}
+
+async function checkTarget(target: string): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(target);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new NotFoundError(`${target} does not exist; create an empty directory to mount on`);
+    }
+    throw e;
+  }
+  if (!info.isDirectory) throw new InvalidArgumentError(`${target} is not a directory`);
+  for await (const _ of Deno.readDir(target)) {
+    throw new InvalidArgumentError(`${target} is not empty; mount on an empty directory`);
+  }
+}
+
+/** The image's EROFS file: its stored object (checked against its digest), or a fresh temporary one. */
+async function imageFile(
+  repo: Repository,
+  record: ImageRecord,
+  verity: boolean,
+): Promise<{ path: string; id: string }> {
+  if (record.composefs) {
+    const path = repo.objects.path(record.composefs);
+    const bytes = await Deno.readFile(path).catch((e) => {
+      if (e instanceof Deno.errors.NotFound) return undefined;
+      throw e;
+    });
+    if (bytes) {
+      if (fsverityHex(bytes) !== record.composefs) {
+        throw new RepositoryError(
+          `the composefs image ${record.composefs} of @${record.manifest} is damaged; run deltaship fsck`,
+        );
+      }
+      if (verity) checkKernelMeasure(path, record.composefs);
+      return { path, id: record.composefs };
+    }
+  }
+  // A record made before composefs images were, or an image lost: made now, in the temporary area.
+  const image = await composefsImage(repo, record.layers.map((l) => l.diffId));
+  const path = repo.tempPath();
+  await Deno.writeFile(path, image.bytes);
+  return { path, id: image.id };
+}
+
+function checkKernelMeasure(path: string, id: string): void {
+  const fv = openFsVerity();
+  try {
+    const m = fv?.measure(path);
+    if (m instanceof Uint8Array && toHex(m) === id) return;
+    throw new RepositoryError(`the composefs image ${id} has no fs-verity, or not its own; run deltaship fsck`);
+  } finally {
+    fv?.close();
+  }
+}
+
+/** Mounts the EROFS image at `path`, detached: the mount's descriptor. */
+function mountErofs(api: MountApi, path: string): { mfd: number; source: "file" | "loop" } {
+  const attempt = (source: string) => {
+    const fd = api.fsopen("erofs");
+    try {
+      api.set(fd, "source", source);
+      api.set(fd, "ro");
+      return api.create(fd, "EROFS");
+    } finally {
+      api.closeFd(fd);
+    }
+  };
+  try {
+    return { mfd: attempt(path), source: "file" };
+  } catch (e) {
+    if (!(e instanceof PosixError) || (e.errno !== ENOTBLK && e.errno !== EINVAL)) throw e;
+  }
+  const loop = api.loopDevice(path); // this kernel's EROFS mounts only block devices
+  try {
+    return { mfd: attempt(loop.path), source: "loop" };
+  } finally {
+    api.closeFd(loop.fd);
+  }
+}
+
+/** Mounts the overlay of `meta` (a detached mount's descriptor) over `objects` at `target`. */
+function mountOverlay(api: MountApi, meta: number, objects: string, target: string, verity: boolean): void {
+  const fd = api.fsopen("overlay");
+  try {
+    try {
+      api.set(fd, "lowerdir+", `/proc/self/fd/${meta}`);
+      api.set(fd, "datadir+", objects);
+    } catch (e) {
+      if (!(e instanceof PosixError) || e.errno !== EINVAL) throw e;
+      api.set(fd, "lowerdir", `/proc/self/fd/${meta}::${objects}`); // kernels before 6.8
+    }
+    api.set(fd, "metacopy", "on");
+    api.set(fd, "redirect_dir", "on");
+    if (verity) api.set(fd, "verity", "require");
+    const mfd = api.create(fd, "overlay");
+    try {
+      api.attach(mfd, target);
+    } finally {
+      api.closeFd(mfd);
+    }
+  } finally {
+    api.closeFd(fd);
+  }
+}
+
+/** Mounts `record`'s image read-only at `target` (an empty directory). Needs root. */
+export async function mountImage(
+  repo: Repository,
+  record: ImageRecord,
+  target: string,
+  mode: VerityMode,
+): Promise<MountResult> {
+  const api = needMountApi("mount");
+  try {
+    await checkTarget(target);
+    if (mode === "require" && !repo.format.verity) {
+      throw new UnsupportedError(
+        "--verity require: the repository's objects have no fs-verity (its filesystem has none); use --verity auto or off",
+      );
+    }
+    const verity = mode === "require" || (mode === "auto" && repo.format.verity);
+    const image = await imageFile(repo, record, verity);
+    try {
+      const erofs = mountErofs(api, image.path);
+      try {
+        mountOverlay(api, erofs.mfd, repo.objects.root, target, verity);
+      } finally {
+        api.closeFd(erofs.mfd); // the overlay holds the EROFS mount now; nothing else does
+      }
+      return { target, id: image.id, verity, erofsSource: erofs.source };
+    } finally {
+      if (image.path.startsWith(repo.temp.root)) await Deno.remove(image.path).catch(() => {});
+    }
+  } catch (e) {
+    if (e instanceof PosixError) throw new UnsupportedError(`mount ${target}: ${e.message}`, { cause: e });
+    throw e;
+  } finally {
+    api.close();
+  }
+}
+
+/** Unmounts what {@link mountImage} mounted at `target` (the overlay; the EROFS mount goes with it). */
+export function unmountImage(target: string): void {
+  const api = needMountApi("umount");
+  try {
+    api.unmount(target);
+  } catch (e) {
+    if (e instanceof PosixError && e.errno === EINVAL) throw new InvalidArgumentError(`${target} is not a mount point`);
+    if (e instanceof PosixError) throw new UnsupportedError(`umount ${target}: ${e.message}`, { cause: e });
+    throw e;
+  } finally {
+    api.close();
+  }
+}
