@@ -5,6 +5,7 @@
  *
  *   deno task bench [--runs N] [--warmup N] [--case NAME]... [--check] [--bin PATH] [--out DIR]
  */
+import { V8_FLAGS } from "../scripts/compile.ts";
 import { CASES } from "./cases.ts";
 import type { BenchCase, BenchEnv, Measured } from "./harness.ts";
 import { measureAll, type Sample, summarize, type Summary } from "./measure.ts";
@@ -233,7 +234,10 @@ export async function bench(args: string[]): Promise<number> {
     cache,
     corpus: `${cache}/corpus`,
     shared: Deno.env.get("DELTASHIP_SHARED_BENCH") ?? `${root}/../shared/bench`,
-    deltaship: opts.bin ? [opts.bin] : [Deno.execPath(), "run", "--allow-all", "--quiet", `${root}/main.ts`],
+    // As the executable runs: with the V8 flags it is compiled with.
+    deltaship: opts.bin
+      ? [opts.bin]
+      : [Deno.execPath(), "run", "--allow-all", "--quiet", `--v8-flags=${V8_FLAGS.join(",")}`, `${root}/main.ts`],
   };
   for (const c of opts.cases) if (!CASES.some((k) => k.name === c)) throw new Error(`no case ${c}`);
   const selected = opts.cases.length

@@ -8,6 +8,7 @@
  */
 import fs from "node:fs";
 import { LimitError, RepositoryError } from "../errors.ts";
+import { formatSize } from "../repo/layer_writer.ts";
 import { objectName, type ObjectStore } from "../repo/objects.ts";
 import type { LookupFailure, Rootfs } from "../oci/rootfs.ts";
 import type { SourceFile, TarDiffSource } from "../tardiff/apply.ts";
@@ -109,7 +110,8 @@ const WAIT_SLICE = 50;
 
 /**
  * A budget of bytes shared by every rebuild of a pull, in whichever worker it
- * runs: SharedArrayBuffer counters (KiB left, and the total), so that jobs ×
+ * runs: SharedArrayBuffer counters (KiB left, the total, and the `--memory-limit`
+ * it was derived from, 0 for none, for errors to name), so that jobs ×
  * files never add up to more than the budget. Created by the caller, sent with
  * each task.
  */
@@ -120,12 +122,13 @@ export class MemoryBudget {
     this.#cell = new Int32Array(buffer);
   }
 
-  /** A fresh budget of `bytes`. */
-  static create(bytes: number = SOURCE_MEMORY): MemoryBudget {
-    const budget = new MemoryBudget(new SharedArrayBuffer(8));
+  /** A fresh budget of `bytes`, left of a memory limit of `limit` bytes when there is one. */
+  static create(bytes: number = SOURCE_MEMORY, limit?: number): MemoryBudget {
+    const budget = new MemoryBudget(new SharedArrayBuffer(12));
     const kib = Math.floor(bytes / 1024);
     Atomics.store(budget.#cell, 0, kib);
     Atomics.store(budget.#cell, 1, kib);
+    Atomics.store(budget.#cell, 2, Math.min(2 ** 31 - 1, Math.ceil((limit ?? 0) / 1024)));
     return budget;
   }
 
@@ -152,8 +155,10 @@ export class MemoryBudget {
    */
   async reserveWaiting(bytes: number, what: string): Promise<void> {
     if (Math.ceil(bytes / 1024) > Atomics.load(this.#cell, 1)) {
+      const limit = Atomics.load(this.#cell, 2);
       throw new LimitError(
-        `${what} needs ${bytes} bytes in memory, more than the ${this.total}-byte budget for source files`,
+        `${what} needs ${bytes} bytes in memory, more than the ${this.total}-byte budget for source files` +
+          (limit > 0 ? ` that --memory-limit ${formatSize(limit * 1024)} leaves; raise the limit or drop it` : ""),
       );
     }
     while (!this.reserve(bytes)) {
