@@ -160,6 +160,31 @@ async function sampleCase(
   }
 }
 
+/** Applies the targets that compare a case with another of the same run (see `RelativeTarget`). */
+export function checkRelative(results: CaseResult[]): void {
+  for (const r of results) {
+    if (r.skipped) continue;
+    for (const t of r.targets?.relative ?? []) {
+      const o = results.find((x) => x.name === t.case && !x.skipped);
+      if (!o) {
+        r.missed.push(`needs case ${t.case} in the same run`);
+        continue;
+      }
+      const above = r.deltaship.rssMiB.median - o.deltaship.rssMiB.median;
+      if (t.rssMiBAbove !== undefined && above > t.rssMiBAbove) {
+        r.missed.push(`memory ${above.toFixed(0)} MiB above ${t.case} > ${t.rssMiBAbove} MiB`);
+      }
+      if (t.secondsPerByteRatio !== undefined) {
+        if (!r.throughputMBs || !o.throughputMBs) r.missed.push(`throughput of ${r.name} or ${t.case} not measured`);
+        else if (o.throughputMBs / r.throughputMBs > t.secondsPerByteRatio) {
+          const ratio = (o.throughputMBs / r.throughputMBs).toFixed(2);
+          r.missed.push(`time per byte ${ratio}x ${t.case}'s > ${t.secondsPerByteRatio}x`);
+        }
+      }
+    }
+  }
+}
+
 const f2 = (n: number) => n.toFixed(2);
 const f0 = (n: number) => n.toFixed(0);
 
@@ -252,6 +277,7 @@ export async function bench(args: string[]): Promise<number> {
     console.error(`case ${c.name}: ${c.description}`);
     results.push(await runCase(c, env, opts.runs, opts.warmup));
   }
+  checkRelative(results);
   const text = table(results);
   console.log(text);
   const out = opts.out || `${root}/bench`;
