@@ -1,15 +1,27 @@
 /**
- * `--memory-limit` (and DELTASHIP_MEMORY_LIMIT) on pull and apply-delta: sizes
+ * `--memory-limit` (and DELTASHIP_MEMORY_LIMIT) on pull, apply-delta and create-delta: sizes
  * parse as --max-layer-size's do, the limit turns into fewer layer threads and a
  * smaller dictionary budget (ops/memory_plan.ts), a pull under it gives the
  * right digests, and a version-2 tar-diff whose dictionary does not fit fails
- * in one line naming the file and the limit, leaving the repository as it was.
+ * in one line naming the file and the limit, leaving the repository as it was;
+ * create-delta diffs no file too large for the limit.
  */
 import assert from "node:assert/strict";
 import { deltaship, deltashipProcess, runCli, tempDir } from "./helpers/cli.ts";
 import { expectCleanFailure } from "./helpers/failure.ts";
 import { checkLayers, expected, FIXTURES, FIXTURES_V2 } from "./helpers/fixtures.ts";
-import { memoryPlan, TASK_MEMORY, WORKER_MEMORY } from "../src/ops/memory_plan.ts";
+import {
+  ENCODE_MEMORY_PER_BYTE,
+  ENCODE_TASK_MEMORY,
+  encodePlan,
+  memoryPlan,
+  TASK_MEMORY,
+  WORKER_MEMORY,
+} from "../src/ops/memory_plan.ts";
+import { checkDelta, pullDelta } from "./helpers/delta.ts";
+import { noise } from "./helpers/data.ts";
+import { writeImage } from "./helpers/oci.ts";
+import { buildTar } from "./helpers/tar.ts";
 import { SOURCE_MEMORY } from "../src/delta/source_files.ts";
 
 const MIB = 1 << 20;
@@ -93,4 +105,59 @@ Deno.test("memory limit: a version-2 dictionary that does not fit fails in one l
   );
   const ok = await deltaship(repo, "pull", "--memory-limit", "25MiB", `oci:${dir}/delta`, "new");
   assert.equal(ok.code, 0, ok.stderr);
+});
+
+Deno.test("memory limit: create-delta diffs no file whose pair would not fit; it goes out whole and the delta applies", async () => {
+  await using tmp = await tempDir();
+  const repo = `${tmp.path}/repo`;
+  const big = noise(300_000, 7);
+  const edited = big.slice();
+  edited.fill(1, 150_000, 150_100);
+  const small = new TextEncoder().encode("small file, changed\n".repeat(10));
+  const same = noise(600_000, 8); // unchanged: a Copy, so the tar-diff stays smaller than the original blob
+  await writeImage(`${tmp.path}/img`, {
+    tag: "old",
+    layers: [{
+      tar: buildTar([{ path: "big.bin", content: big }, { path: "small.txt", content: small.subarray(9) }, {
+        path: "same.bin",
+        content: same,
+      }]),
+    }],
+  });
+  const target = await writeImage(`${tmp.path}/img`, {
+    tag: "new",
+    layers: [{
+      tar: buildTar([{ path: "big.bin", content: edited }, { path: "small.txt", content: small }, {
+        path: "same.bin",
+        content: same,
+      }]),
+    }],
+  });
+  // Room for pairs up to 100 KiB: the 300 KB file is carried as data, the small one still diffed.
+  const limit = `${ENCODE_TASK_MEMORY + ENCODE_MEMORY_PER_BYTE.full * 100 * 1024}`;
+  const sizes: number[] = [];
+  for (const args of [[], ["--memory-limit", limit]]) {
+    const out = `oci:${tmp.path}/d${sizes.length}`;
+    const r = await deltaship(
+      repo,
+      "--json",
+      "create-delta",
+      ...args,
+      `oci:${tmp.path}/img:old`,
+      `oci:${tmp.path}/img:new`,
+      out,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    sizes.push(JSON.parse(r.stdout).layers[0].tarDiffSize);
+    const decoded = [...(await checkDelta(repo, out)).decoded.values()][0];
+    assert.deepEqual(
+      decoded.opens.sort(),
+      args.length ? ["same.bin", "small.txt"] : ["big.bin", "same.bin", "small.txt"],
+    );
+    await pullDelta(`${tmp.path}/check${sizes.length}`, `oci:${tmp.path}/img:old`, out, target);
+  }
+  assert.ok(sizes[0] < 10_000, `unlimited: big.bin bsdiffed (${sizes[0]} bytes)`);
+  assert.ok(sizes[1] > 300_000, `limited: big.bin carried whole (${sizes[1]} bytes)`);
+  assert.deepEqual(encodePlan(64 * MIB, 2), { jobs: 1, maxDiffSize: Math.floor(16 * MIB / 17) });
+  assert.equal(encodePlan(undefined, 2).maxDiffSize, undefined);
 });
