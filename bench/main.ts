@@ -235,6 +235,12 @@ async function machine(): Promise<Record<string, string | number>> {
   };
 }
 
+/** The machine's load averages (1, 5 and 15 minutes), as /proc/loadavg gives them ("unknown" elsewhere). */
+async function loadAverage(): Promise<string> {
+  const text = await Deno.readTextFile("/proc/loadavg").catch(() => "");
+  return text ? text.split(" ").slice(0, 3).join(", ") : "unknown";
+}
+
 async function ensureCorpus(env: BenchEnv): Promise<void> {
   try {
     await Deno.stat(`${env.corpus}/new/index.json`);
@@ -272,6 +278,7 @@ export async function bench(args: string[]): Promise<number> {
     throw new Error("bench needs GNU time (/usr/bin/time; Debian package 'time')");
   }
   if (selected.some((c) => c.corpus)) await ensureCorpus(env);
+  const loadBefore = await loadAverage();
   const results: CaseResult[] = [];
   for (const c of selected) {
     console.error(`case ${c.name}: ${c.description}`);
@@ -282,7 +289,7 @@ export async function bench(args: string[]): Promise<number> {
   console.log(text);
   const out = opts.out || `${root}/bench`;
   await Deno.mkdir(out, { recursive: true });
-  const info = await machine();
+  const info: Record<string, string | number> = { ...(await machine()), loadBefore, loadAfter: await loadAverage() };
   await Deno.writeTextFile(
     `${out}/results.json`,
     JSON.stringify({ date: new Date().toISOString(), machine: info, runs: opts.runs, results }, null, 2) + "\n",
@@ -295,7 +302,8 @@ export async function bench(args: string[]): Promise<number> {
       `Run ${new Date().toISOString().slice(0, 10)} on ${info.cpu}, ${info.cores} cores (SHA-NI: ${info.shaNi}), ` +
       `Deno ${info.deno}, ${info.os}; ${opts.runs} runs per case after ${opts.warmup} warm-up. ` +
       "Times are wall-clock seconds, memory is peak RSS. Floors and peers were measured in the same run; " +
-      "compare the ratios, not the absolute seconds.",
+      "compare the ratios, not the absolute seconds. " +
+      `Load average (1, 5, 15 min) before the run ${info.loadBefore}, after it ${info.loadAfter}.`,
       "",
       text,
       "",
