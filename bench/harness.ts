@@ -35,6 +35,18 @@ export interface Targets {
   floorRatio?: number;
   /** Upper bounds on numbers the case reports in `extra` (e.g. delta size ratios). */
   extra?: Record<string, number>;
+  /** Bounds relative to other cases of the same run (issue 15's scaling targets). */
+  relative?: RelativeTarget[];
+}
+
+/** A bound against another case measured in the same run (which must be selected too). */
+export interface RelativeTarget {
+  /** The other case's name. */
+  case: string;
+  /** Median peak memory at most the other's plus this many MiB. */
+  rssMiBAbove?: number;
+  /** Median seconds per byte (of `bytes`) at most this times the other's. */
+  secondsPerByteRatio?: number;
 }
 
 /** Commands measured as one sample (times add up, memory is the largest). */

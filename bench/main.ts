@@ -5,6 +5,7 @@
  *
  *   deno task bench [--runs N] [--warmup N] [--case NAME]... [--check] [--bin PATH] [--out DIR]
  */
+import { V8_FLAGS } from "../scripts/compile.ts";
 import { CASES } from "./cases.ts";
 import type { BenchCase, BenchEnv, Measured } from "./harness.ts";
 import { measureAll, type Sample, summarize, type Summary } from "./measure.ts";
@@ -159,6 +160,31 @@ async function sampleCase(
   }
 }
 
+/** Applies the targets that compare a case with another of the same run (see `RelativeTarget`). */
+export function checkRelative(results: CaseResult[]): void {
+  for (const r of results) {
+    if (r.skipped) continue;
+    for (const t of r.targets?.relative ?? []) {
+      const o = results.find((x) => x.name === t.case && !x.skipped);
+      if (!o) {
+        r.missed.push(`needs case ${t.case} in the same run`);
+        continue;
+      }
+      const above = r.deltaship.rssMiB.median - o.deltaship.rssMiB.median;
+      if (t.rssMiBAbove !== undefined && above > t.rssMiBAbove) {
+        r.missed.push(`memory ${above.toFixed(0)} MiB above ${t.case} > ${t.rssMiBAbove} MiB`);
+      }
+      if (t.secondsPerByteRatio !== undefined) {
+        if (!r.throughputMBs || !o.throughputMBs) r.missed.push(`throughput of ${r.name} or ${t.case} not measured`);
+        else if (o.throughputMBs / r.throughputMBs > t.secondsPerByteRatio) {
+          const ratio = (o.throughputMBs / r.throughputMBs).toFixed(2);
+          r.missed.push(`time per byte ${ratio}x ${t.case}'s > ${t.secondsPerByteRatio}x`);
+        }
+      }
+    }
+  }
+}
+
 const f2 = (n: number) => n.toFixed(2);
 const f0 = (n: number) => n.toFixed(0);
 
@@ -209,6 +235,12 @@ async function machine(): Promise<Record<string, string | number>> {
   };
 }
 
+/** The machine's load averages (1, 5 and 15 minutes), as /proc/loadavg gives them ("unknown" elsewhere). */
+async function loadAverage(): Promise<string> {
+  const text = await Deno.readTextFile("/proc/loadavg").catch(() => "");
+  return text ? text.split(" ").slice(0, 3).join(", ") : "unknown";
+}
+
 async function ensureCorpus(env: BenchEnv): Promise<void> {
   try {
     await Deno.stat(`${env.corpus}/new/index.json`);
@@ -233,7 +265,10 @@ export async function bench(args: string[]): Promise<number> {
     cache,
     corpus: `${cache}/corpus`,
     shared: Deno.env.get("DELTASHIP_SHARED_BENCH") ?? `${root}/../shared/bench`,
-    deltaship: opts.bin ? [opts.bin] : [Deno.execPath(), "run", "--allow-all", "--quiet", `${root}/main.ts`],
+    // As the executable runs: with the V8 flags it is compiled with.
+    deltaship: opts.bin
+      ? [opts.bin]
+      : [Deno.execPath(), "run", "--allow-all", "--quiet", `--v8-flags=${V8_FLAGS.join(",")}`, `${root}/main.ts`],
   };
   for (const c of opts.cases) if (!CASES.some((k) => k.name === c)) throw new Error(`no case ${c}`);
   const selected = opts.cases.length
@@ -243,16 +278,18 @@ export async function bench(args: string[]): Promise<number> {
     throw new Error("bench needs GNU time (/usr/bin/time; Debian package 'time')");
   }
   if (selected.some((c) => c.corpus)) await ensureCorpus(env);
+  const loadBefore = await loadAverage();
   const results: CaseResult[] = [];
   for (const c of selected) {
     console.error(`case ${c.name}: ${c.description}`);
     results.push(await runCase(c, env, opts.runs, opts.warmup));
   }
+  checkRelative(results);
   const text = table(results);
   console.log(text);
   const out = opts.out || `${root}/bench`;
   await Deno.mkdir(out, { recursive: true });
-  const info = await machine();
+  const info: Record<string, string | number> = { ...(await machine()), loadBefore, loadAfter: await loadAverage() };
   await Deno.writeTextFile(
     `${out}/results.json`,
     JSON.stringify({ date: new Date().toISOString(), machine: info, runs: opts.runs, results }, null, 2) + "\n",
@@ -265,7 +302,8 @@ export async function bench(args: string[]): Promise<number> {
       `Run ${new Date().toISOString().slice(0, 10)} on ${info.cpu}, ${info.cores} cores (SHA-NI: ${info.shaNi}), ` +
       `Deno ${info.deno}, ${info.os}; ${opts.runs} runs per case after ${opts.warmup} warm-up. ` +
       "Times are wall-clock seconds, memory is peak RSS. Floors and peers were measured in the same run; " +
-      "compare the ratios, not the absolute seconds.",
+      "compare the ratios, not the absolute seconds. " +
+      `Load average (1, 5, 15 min) before the run ${info.loadBefore}, after it ${info.loadAfter}.`,
       "",
       text,
       "",

@@ -55,6 +55,26 @@ export const MAX_LAYER_SIZE_OPTION = {
     "default $DELTASHIP_MAX_LAYER_SIZE, else 64GiB)",
 } as const satisfies OptionSpec;
 
+/** The option that bounds the memory a command's own buffers and threads take (pull, apply-delta). */
+export const MEMORY_LIMIT_OPTION = {
+  name: "memory-limit",
+  type: "string",
+  arg: "SIZE",
+  help: "keep deltaship's buffers, layer threads and dictionaries within SIZE beyond the runtime's own ~50 MiB " +
+    "(slower; default $DELTASHIP_MEMORY_LIMIT, else no limit)",
+} as const satisfies OptionSpec;
+
+/** The memory limit from `--memory-limit` or `DELTASHIP_MEMORY_LIMIT` (undefined: none). */
+export function memoryLimit(
+  values: ValuesOf<[typeof MEMORY_LIMIT_OPTION]>,
+  env: Record<string, string | undefined>,
+): number | undefined {
+  const v = values["memory-limit"];
+  if (typeof v === "string") return parseSize(v, "--memory-limit");
+  const e = env.DELTASHIP_MEMORY_LIMIT;
+  return e ? parseSize(e, "DELTASHIP_MEMORY_LIMIT") : undefined;
+}
+
 const SIZE_UNITS: Record<string, number> = { "": 1, B: 1, KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 };
 
 /** Parses a size as `--max-layer-size` takes it: `1048576`, `512MiB`, `64 GiB`, `1.5GiB`. */

@@ -14,6 +14,7 @@ import type { Repository } from "../repo/repository.ts";
 import { applyTarDiff } from "../tardiff/apply.ts";
 import { type DiffId, type Digest, Verifier, verifying } from "../util/digest.ts";
 import { MemoryBudget, ObjectSource, type SourceIndex } from "./source_files.ts";
+import { traceMemory } from "../util/memory_trace.ts";
 
 /** A target layer to rebuild and the tar-diff blob it is rebuilt from. */
 export interface RebuildLayer {
@@ -64,10 +65,12 @@ export async function rebuildLayer(
   const verifier = new Verifier(`tar-diff ${layer.delta.digest}`, layer.delta.digest, layer.delta.size);
   const checked = blob.pipeThrough(verifying(verifier, onProgress));
   const files = new ObjectSource(repo.objects, source, new MemoryBudget(memory));
+  traceMemory(`rebuild start ${layer.digest.slice(7, 19)}`);
   try {
     // An AddData is bounded by its source file, and its output by the layer size limit, as every op's.
     return await storeLayerTar(repo, applyTarDiff(checked, files), layer.diffId, what, limits);
   } finally {
+    traceMemory(`rebuild end ${layer.digest.slice(7, 19)}`);
     files.release();
   }
 }

@@ -8,6 +8,7 @@
  */
 import fs from "node:fs";
 import { LimitError, RepositoryError } from "../errors.ts";
+import { formatSize } from "../repo/layer_writer.ts";
 import { objectName, type ObjectStore } from "../repo/objects.ts";
 import type { LookupFailure, Rootfs } from "../oci/rootfs.ts";
 import type { SourceFile, TarDiffSource } from "../tardiff/apply.ts";
@@ -100,17 +101,17 @@ const EMPTY_FILE: SourceFile = {
  * Default for the bytes of source files that all the rebuilds of one pull may
  * hold in memory at once: 512 MiB, the largest dictionary (source file) a
  * version-2 ZstdDict op may need, so that every delta the reference tools accept
- * applies here. Files read at random use it only while there is room.
+ * applies here. It is a ceiling, not an allocation: only dictionaries take from
+ * it, so a version-1 delta holds none of it.
  */
 export const SOURCE_MEMORY = 512 << 20;
-/** Out-of-order reads of one file after which it is read whole, when the memory budget allows. */
-const RANDOM_READS = 64;
 /** How long a waiting reservation sleeps between looks at the budget, at most (ms). */
 const WAIT_SLICE = 50;
 
 /**
  * A budget of bytes shared by every rebuild of a pull, in whichever worker it
- * runs: SharedArrayBuffer counters (KiB left, and the total), so that jobs ×
+ * runs: SharedArrayBuffer counters (KiB left, the total, and the `--memory-limit`
+ * it was derived from, 0 for none, for errors to name), so that jobs ×
  * files never add up to more than the budget. Created by the caller, sent with
  * each task.
  */
@@ -121,12 +122,13 @@ export class MemoryBudget {
     this.#cell = new Int32Array(buffer);
   }
 
-  /** A fresh budget of `bytes`. */
-  static create(bytes: number = SOURCE_MEMORY): MemoryBudget {
-    const budget = new MemoryBudget(new SharedArrayBuffer(8));
+  /** A fresh budget of `bytes`, left of a memory limit of `limit` bytes when there is one. */
+  static create(bytes: number = SOURCE_MEMORY, limit?: number): MemoryBudget {
+    const budget = new MemoryBudget(new SharedArrayBuffer(12));
     const kib = Math.floor(bytes / 1024);
     Atomics.store(budget.#cell, 0, kib);
     Atomics.store(budget.#cell, 1, kib);
+    Atomics.store(budget.#cell, 2, Math.min(2 ** 31 - 1, Math.ceil((limit ?? 0) / 1024)));
     return budget;
   }
 
@@ -153,8 +155,10 @@ export class MemoryBudget {
    */
   async reserveWaiting(bytes: number, what: string): Promise<void> {
     if (Math.ceil(bytes / 1024) > Atomics.load(this.#cell, 1)) {
+      const limit = Atomics.load(this.#cell, 2);
       throw new LimitError(
-        `${what} needs ${bytes} bytes in memory, more than the ${this.total}-byte budget for source files`,
+        `${what} needs ${bytes} bytes in memory, more than the ${this.total}-byte budget for source files` +
+          (limit > 0 ? ` that --memory-limit ${formatSize(limit * 1024)} leaves; raise the limit or drop it` : ""),
       );
     }
     while (!this.reserve(bytes)) {
@@ -176,7 +180,7 @@ export class MemoryBudget {
 
 /**
  * One buffer, shared by the files a rebuild opens in turn, that holds the whole
- * content of the file being read at random or used as a dictionary. Grows as
+ * content of the file used as a ZstdDict dictionary. Grows as
  * the budget allows and is kept (with the name of the object it holds) for the
  * next Open.
  */
@@ -231,17 +235,14 @@ class WholeFile {
  * A content object opened for positional reads. tar-diffs of binaries interleave
  * tens of thousands of tiny Seek/AddData pairs that jump all over a file (the
  * real-world deno delta: 80,000 reads, two thirds of them over a megabyte from the
- * one before). Reads start as `pread`s (node:fs readSync with a position: one
- * system call, where Deno's FsFile needs a seek and a read), and a file read out
- * of order more than {@link RANDOM_READS} times is then read whole into the shared
- * {@link WholeFile} buffer (one pass) when the memory budget allows: every read
- * after that is a memory copy. Sequential readers (Copy of whole files) never take
- * that path.
+ * one before). Every read is a `pread` (node:fs readSync with a position: one
+ * system call, where Deno's FsFile needs a seek and a read) served from the page
+ * cache. Files used to be read whole after 64 out-of-order reads: on the deno
+ * delta that held 95 MiB for no measurable gain in time (issue 15), so only a
+ * ZstdDict dictionary ({@link whole}) is held in memory, from the budget.
  */
 class ObjectFile implements SourceFile {
   #fd: number;
-  #next = 0;
-  #random = 0;
   #whole: Uint8Array | undefined;
 
   constructor(
@@ -264,23 +265,12 @@ class ObjectFile implements SourceFile {
 
   read(position: number, into: Uint8Array, offset: number, length: number): void {
     const whole = this.#whole;
-    if (whole !== undefined) {
-      if (length < 48) {
-        for (let i = 0; i < length; i++) into[offset + i] = whole[position + i];
-      } else {
-        into.set(whole.subarray(position, position + length), offset);
-      }
-      return;
+    if (whole === undefined) return this.#pread(position, into, offset, length);
+    if (length < 48) {
+      for (let i = 0; i < length; i++) into[offset + i] = whole[position + i];
+    } else {
+      into.set(whole.subarray(position, position + length), offset);
     }
-    if (position !== this.#next && ++this.#random > RANDOM_READS) {
-      if (this.shared.grow(this.size)) {
-        this.#whole = this.#readWhole();
-        return this.read(position, into, offset, length);
-      }
-      this.#random = -Infinity; // no room: stay with pread for this file
-    }
-    this.#pread(position, into, offset, length);
-    this.#next = position + length;
   }
 
   #readWhole(): Uint8Array {

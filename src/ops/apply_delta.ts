@@ -29,6 +29,10 @@ export interface ApplyToLayoutOptions {
   name?: string;
   /** Largest uncompressed layer accepted. */
   maxLayerSize?: number;
+  /** Bytes of source files the rebuilds may hold at once (see ops/memory_plan.ts). */
+  sourceMemory?: number;
+  /** The `--memory-limit` that `sourceMemory` and `jobs` were planned for. */
+  memoryLimit?: number;
   /** Keep the target image in the repository (default true). */
   keep: boolean;
   compression: Compression;
@@ -61,6 +65,8 @@ export async function applyDeltaToLayout(
     name: options.keep ? options.name : undefined,
     progress: options.progress,
     maxLayerSize: options.maxLayerSize,
+    sourceMemory: options.sourceMemory,
+    memoryLimit: options.memoryLimit,
     verifyKey: options.verifyKey,
   };
   const isDelta = isDeltaManifest(resolved.manifest);

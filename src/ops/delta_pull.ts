@@ -110,7 +110,7 @@ export async function applyDelta(
 
   source.defaultMaxDownloads?.(DELTA_MAX_DOWNLOADS);
   let index: SourceIndex | undefined;
-  const memory = MemoryBudget.create().buffer;
+  const memory = MemoryBudget.create(options.sourceMemory, options.memoryLimit).buffer;
   await fanOut(repo, work, {
     jobs: options.jobs,
     progress,

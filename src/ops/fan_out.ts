@@ -9,6 +9,7 @@
  */
 import type { OnBytes, ProgressSink } from "../util/progress.ts";
 import { silentProgress } from "../util/progress.ts";
+import { traceMemory } from "../util/memory_trace.ts";
 import { type PoolOptions, type TaskKinds, WorkerPool } from "../util/worker_pool.ts";
 import type { Repository } from "../repo/repository.ts";
 import { type LayerPool, type LayerTaskContext, layerTaskKinds, type LayerTasks } from "./layer_tasks.ts";
@@ -74,11 +75,13 @@ export async function fanOut<T, R>(
 ): Promise<R[]> {
   const progress = options.progress ?? silentProgress;
   const slots = Math.max(1, Math.min(options.jobs, items.length));
+  traceMemory(`fan-out of ${items.length} on ${slots} slots`);
   const pool = openLayerPool(repo, slots, options.pool);
   try {
     if (options.prepare) {
       pool.warm();
       await options.prepare();
+      traceMemory("fan-out prepared");
     }
     const units = items.map((item) => options.unit(item));
     const order = items.map((_, i) => i);
@@ -108,6 +111,7 @@ export async function fanOut<T, R>(
       await pool.stop(e);
       throw e;
     }
+    traceMemory("fan-out done");
     return results;
   } finally {
     pool.close();

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { encodeTaskKind } from "../delta/encode_layer.ts";
+import type { EncodeTask, TarDiffFile } from "../delta/encode_layer.ts";
 import { rebuildTaskKind } from "../delta/rebuild.ts";
 import { importTaskKind } from "../repo/layer_import.ts";
 import type { SyncMode } from "../repo/durability.ts";
@@ -20,8 +20,23 @@ export function layerTaskKinds(repo: Repository) {
   return {
     import: importTaskKind(repo),
     rebuild: rebuildTaskKind(repo),
-    encode: encodeTaskKind(repo),
+    encode: lazyEncodeKind(repo),
     compress: compressTaskKind,
+  };
+}
+
+/**
+ * The "encode" kind, its module (the tar-diff encoder: suffix sorting, bsdiff,
+ * the zstd encoders) imported on the first encode task: a worker that only
+ * imports or rebuilds layers never loads it (~3 MiB per worker, issue 15).
+ */
+function lazyEncodeKind(repo: Repository): TaskKind<EncodeTask, TarDiffFile> {
+  let kind: Promise<TaskKind<EncodeTask, TarDiffFile>> | undefined;
+  return {
+    async run(task, progress) {
+      kind ??= import("../delta/encode_layer.ts").then((m) => m.encodeTaskKind(repo));
+      return await (await kind).run(task, progress);
+    },
   };
 }
 

@@ -24,6 +24,10 @@ export interface PullOptions {
   progress?: ProgressSink;
   /** Largest uncompressed layer accepted (default {@link DEFAULT_MAX_LAYER_SIZE}). */
   maxLayerSize?: number;
+  /** Bytes of source files a delta's rebuilds may hold at once (default `SOURCE_MEMORY`; see ops/memory_plan.ts). */
+  sourceMemory?: number;
+  /** The `--memory-limit` that `sourceMemory` and `jobs` were planned for, named in errors. */
+  memoryLimit?: number;
   /** Whether to look for a published delta to the image (registries; default auto). */
   delta?: DeltaMode;
   /** Told, in one line, why a pull that looked for a delta pulls the full image. */

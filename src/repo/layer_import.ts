@@ -14,6 +14,7 @@ import type { Repository } from "./repository.ts";
 import { type LayerLimits, storeLayerTar } from "./layer_writer.ts";
 import type { OnBytes } from "../util/progress.ts";
 import type { TaskKind } from "../util/worker_pool.ts";
+import { traceMemory } from "../util/memory_trace.ts";
 
 /** A layer blob to import: its descriptor fields and the diff_id the config gives it. */
 export interface LayerBlob {
@@ -64,7 +65,12 @@ export async function importLayerBlob(
   const onDecompressError = () => {
     if (verifier.size === layer.size) verifier.finish();
   };
-  return await storeLayerTar(repo, decompressErrors(tar, compression, onDecompressError), layer.diffId, what, limits);
+  traceMemory(`import start ${layer.digest.slice(7, 19)}`);
+  try {
+    return await storeLayerTar(repo, decompressErrors(tar, compression, onDecompressError), layer.diffId, what, limits);
+  } finally {
+    traceMemory(`import end ${layer.digest.slice(7, 19)}`);
+  }
 }
 
 /**

@@ -134,7 +134,7 @@ export class WorkerPool<C extends TaskCatalogue> {
     this.#maxWorkers = this.#inlineFree ? this.#size - 1 : this.#size;
     this.#kinds = options.kinds;
     this.#context = options.context;
-    this.#startWorker = options.startWorker ?? (() => new Worker(options.worker, { type: "module" }));
+    this.#startWorker = options.startWorker ?? (() => new Worker(options.worker, { type: "module", name: "worker" }));
   }
 
   /** True when every task runs on the calling thread. */

@@ -12,7 +12,15 @@ import { defineCommand } from "../command.ts";
 import { readVerifyKey, VERIFY_KEY_OPTION } from "../signature_options.ts";
 import { COMPRESSION_OPTIONS, compressionOptions } from "../compression_options.ts";
 import { formatBytes, plural } from "../format.ts";
-import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../transport_options.ts";
+import { memoryPlan } from "../../ops/memory_plan.ts";
+import {
+  MAX_LAYER_SIZE_OPTION,
+  maxLayerSize,
+  MEMORY_LIMIT_OPTION,
+  memoryLimit,
+  SOURCE_OPTIONS,
+  sourceOpenOptions,
+} from "../transport_options.ts";
 
 export const applyDeltaCommand = defineCommand({
   name: "apply-delta",
@@ -43,6 +51,7 @@ anything is fetched or stored.`,
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick if DELTA is an index" },
     VERIFY_KEY_OPTION,
     MAX_LAYER_SIZE_OPTION,
+    MEMORY_LIMIT_OPTION,
     ...SOURCE_OPTIONS,
   ],
   args: { min: 2, max: 2 },
@@ -53,6 +62,7 @@ anything is fetched or stored.`,
     if (name !== undefined) checkTagName(name);
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
+    const memory = memoryPlan(memoryLimit(values, ctx.io.env), ctx.jobs);
     const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
     const verifyKey = await readVerifyKey(values["verify-key"]);
     const repo = await ctx.repo({ write: true });
@@ -62,7 +72,9 @@ anything is fetched or stored.`,
       const keep = values["no-keep"] !== true;
       const result = await applyDeltaToLayout(repo, source, dest, {
         platform,
-        jobs: ctx.jobs,
+        jobs: memory.jobs,
+        sourceMemory: memory.sourceMemory,
+        memoryLimit: memory.limit,
         name: name ?? source.tag,
         keep,
         maxLayerSize: layerLimit,

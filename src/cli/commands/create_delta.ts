@@ -23,9 +23,12 @@ import {
 import { DEFAULT_IGNORED_PREFIXES } from "../../tardiff/source_catalog.ts";
 import { defineCommand } from "../command.ts";
 import { formatBytes, plural, shortDigest, table } from "../format.ts";
+import { encodePlan } from "../../ops/memory_plan.ts";
 import {
   MAX_LAYER_SIZE_OPTION,
   maxLayerSize,
+  MEMORY_LIMIT_OPTION,
+  memoryLimit,
   SOURCE_OPTIONS,
   sourceOpenOptions,
   TARGET_OPTIONS,
@@ -74,6 +77,13 @@ function diffOptions(values: {
     maxZstdSize: mebibytes("--max-zstd-diff-size", values["max-zstd-diff-size"], DEFAULT_MAX_ZSTD_DIFF_SIZE),
     maxBsdiffSize: mebibytes("--max-bsdiff-size", values["max-bsdiff-size"], DEFAULT_MAX_BSDIFF_SIZE),
   };
+}
+
+/** The diff settings with no file diffed at `max` bytes or more (a `--memory-limit`'s cap; undefined: as they are). */
+function capDiffSizes(diff: ReturnType<typeof diffOptions>, max: number | undefined): ReturnType<typeof diffOptions> {
+  if (max === undefined) return diff;
+  const cap = (n: number | undefined) => (n === undefined || n === 0 ? max : Math.min(n, max));
+  return { ...diff, maxBsdiffSize: cap(diff.maxBsdiffSize), maxZstdSize: cap(diff.maxZstdSize) };
 }
 
 function statsText(r: CreateDeltaResult): string {
@@ -181,6 +191,9 @@ knows it (oci-delta 0.6, composefs-rs, deltaship). Files at least
 --max-zstd-diff-size MiB (default 128) are not zstd-diffed, nor files at least
 --max-bsdiff-size MiB (default 192) bsdiffed (0: no limit but 512 MiB); with
 zstd they go out whole, with auto by the other method when it fits.
+--memory-limit SIZE (or $DELTASHIP_MEMORY_LIMIT) encodes one layer at a time
+and diffs no file whose pair would not fit in SIZE (about six times the file):
+those go out whole, so the delta is larger but the same image.
 --zstd-diff-window caps the frames' window (MiB, a power of two up to 512;
 default: one that holds both files); --zstd-diff-level (1-19, default 3)
 trades time for size.
@@ -235,6 +248,7 @@ NEW's manifest digest.`,
     },
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
     MAX_LAYER_SIZE_OPTION,
+    MEMORY_LIMIT_OPTION,
     ...SOURCE_OPTIONS,
     TARGET_OPTIONS[2],
   ],
@@ -243,7 +257,8 @@ NEW's manifest digest.`,
     const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
     const ignored = values["ignore-source-prefix"] ?? [...DEFAULT_IGNORED_PREFIXES];
     const zstdLevel = level(values["zstd-level"]);
-    const diff = diffOptions(values);
+    const memory = encodePlan(memoryLimit(values, ctx.io.env), ctx.jobs);
+    const diff = capDiffSizes(diffOptions(values), memory.maxDiffSize);
     const signatures = (values.signature ?? []).map((s) =>
       parseReference(/^(oci|oci-archive):/.test(s) ? s : `oci-archive:${s}`)
     );
@@ -262,7 +277,7 @@ NEW's manifest digest.`,
     const out = sink ?? dest as LayoutDest;
     const result = await createDelta(repo, oldRef, newRef, out, {
       platform,
-      jobs: ctx.jobs,
+      jobs: memory.jobs,
       maxLayerSize: layerLimit,
       level: zstdLevel,
       diff,

@@ -11,7 +11,15 @@ import { UsageError } from "../../errors.ts";
 import { defineCommand } from "../command.ts";
 import { readVerifyKey, VERIFY_KEY_OPTION } from "../signature_options.ts";
 import { formatBytes, plural, shortDigest } from "../format.ts";
-import { MAX_LAYER_SIZE_OPTION, maxLayerSize, SOURCE_OPTIONS, sourceOpenOptions } from "../transport_options.ts";
+import { memoryPlan } from "../../ops/memory_plan.ts";
+import {
+  MAX_LAYER_SIZE_OPTION,
+  maxLayerSize,
+  MEMORY_LIMIT_OPTION,
+  memoryLimit,
+  SOURCE_OPTIONS,
+  sourceOpenOptions,
+} from "../transport_options.ts";
 
 export const pullCommand = defineCommand({
   name: "pull",
@@ -62,6 +70,7 @@ carried but not required.`,
     },
     VERIFY_KEY_OPTION,
     MAX_LAYER_SIZE_OPTION,
+    MEMORY_LIMIT_OPTION,
     ...SOURCE_OPTIONS,
   ],
   args: { min: 1, max: 2 },
@@ -73,6 +82,7 @@ carried but not required.`,
     if (name !== undefined) checkTagName(name);
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
+    const memory = memoryPlan(memoryLimit(values, ctx.io.env), ctx.jobs);
     const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
     const delta = values.delta ?? "auto";
     if (delta !== "auto" && delta !== "never" && delta !== "require") {
@@ -85,7 +95,9 @@ carried but not required.`,
     try {
       const result = await pull(repo, source, {
         platform,
-        jobs: ctx.jobs,
+        jobs: memory.jobs,
+        sourceMemory: memory.sourceMemory,
+        memoryLimit: memory.limit,
         name,
         progress: ctx.progress(),
         maxLayerSize: layerLimit,
