@@ -37,7 +37,7 @@ import {
 import { writeErofs } from "../composefs/erofs_writer.ts";
 import type { Rootfs, RootfsNode } from "../oci/rootfs.ts";
 import type { TarEntry } from "../tar/header.ts";
-import type { DiffId } from "../util/digest.ts";
+import { type DiffId, fromHex } from "../util/digest.ts";
 import { Yielder } from "../util/yielder.ts";
 import { loadRootfs } from "./layer_reader.ts";
 import { objectName } from "./objects.ts";
@@ -50,12 +50,6 @@ export type ErofsVersion = 0 | 1;
 export const DEFAULT_EROFS_VERSION: ErofsVersion = 1;
 
 const utf8 = new TextEncoder();
-
-function hexBytes(hex: string): Uint8Array {
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  return out;
-}
 
 function metaOf(entry: TarEntry): Meta {
   const xattrs = new Xattrs();
@@ -110,7 +104,7 @@ class TreeBuilder {
       case "hardlink": {
         if (node.size === 0) return inlineFile(m, new Uint8Array(0));
         if (!node.object) throw new RepositoryError(`${JSON.stringify(e.path)} has content but no object; run fsck`);
-        if (node.size > INLINE_CONTENT_MAX) return externalFile(m, node.size, hexBytes(node.object));
+        if (node.size > INLINE_CONTENT_MAX) return externalFile(m, node.size, fromHex(node.object));
         return inlineFile(m, this.#readSmall(node.object, node.size));
       }
       case "symlink":

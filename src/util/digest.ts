@@ -197,6 +197,15 @@ export function toHex(bytes: Uint8Array): string {
 /** Bytes of a lowercase hex string. */
 export function fromHex(hex: string): Uint8Array {
   const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  for (let i = 0; i < out.length; i++) {
+    out[i] = (nibble(hex.charCodeAt(2 * i)) << 4) | nibble(hex.charCodeAt(2 * i + 1));
+  }
   return out;
+}
+
+/** The value of one hex digit's char code (0 for anything else: callers pass checked hex). */
+function nibble(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  const lower = c | 0x20;
+  return lower >= 97 && lower <= 102 ? lower - 87 : 0;
 }
