@@ -8,8 +8,8 @@
  *
  *     deno run --allow-all scripts/composefs_timing.ts [OCI_LAYOUT TAG] [RUNS]
  *
- * (Kept out of bench/, which another change is reworking; a bench case can call
- * the same functions.)
+ * The bench case `composefs-image` measures one build in a fresh process
+ * (`bench/composefs_image.ts`); this script shows the warm builds beside it.
  *
  * @module
  */
