@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { PosixError } from "./posix.ts";
+import { cString, errnoOf, openLibc, PosixError } from "./posix.ts";
 
 /** A mount being configured or made: a file descriptor the caller closes. */
 export interface MountApi {
@@ -70,24 +70,12 @@ const LO_FLAGS_AUTOCLEAR = 4;
 const LOOP_CONFIG_SIZE = 304;
 const LOOP_CONFIG_FLAGS = 8 + 52;
 
-const enc = new TextEncoder();
-const cString = (s: string) => enc.encode(s + "\0");
-
 /** Opens the C library for mounting, or undefined where it cannot be used here. */
 export function openMountApi(): MountApi | undefined {
-  if (Deno.build.os !== "linux") return undefined;
-  let lib;
-  try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
-    lib = Deno.dlopen("libc.so.6", SYMBOLS);
-  } catch {
-    return undefined;
-  }
+  const lib = openLibc(SYMBOLS);
+  if (!lib) return undefined;
   const s = lib.symbols;
-  const errno = () => {
-    const p = s.__errno_location();
-    return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
-  };
+  const errno = errnoOf(lib);
   const check = (r: number, call: string) => {
     if (r < 0) throw new PosixError(call, errno());
     return r;

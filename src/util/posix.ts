@@ -52,7 +52,33 @@ const SYMBOLS = {
 } as const;
 
 const enc = new TextEncoder();
-const cString = (s: string) => enc.encode(s + "\0");
+
+/** `s` as a C string: UTF-8 with a terminating NUL. */
+export function cString(s: string): Uint8Array {
+  return enc.encode(s + "\0");
+}
+
+/**
+ * The C library with `symbols`, or undefined where FFI cannot be used here (not
+ * Linux, no FFI permission, no `libc.so.6`): callers then do without the calls.
+ */
+export function openLibc<const S extends Deno.ForeignLibraryInterface>(symbols: S): Deno.DynamicLibrary<S> | undefined {
+  if (Deno.build.os !== "linux") return undefined;
+  try {
+    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
+    return Deno.dlopen("libc.so.6", symbols);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads the calling thread's `errno` through a library that has `__errno_location`. */
+export function errnoOf(lib: { symbols: { __errno_location(): Deno.PointerValue } }): () => number {
+  return () => {
+    const p = lib.symbols.__errno_location();
+    return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+  };
+}
 
 /** Linux's makedev(3). */
 function makedev(major: number, minor: number): bigint {
@@ -63,30 +89,22 @@ function makedev(major: number, minor: number): bigint {
 
 /** Opens the C library, or undefined when it cannot be used here. */
 export function openPosix(): Posix | undefined {
-  if (Deno.build.os !== "linux") return undefined;
-  try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
-    const lib = Deno.dlopen("libc.so.6", SYMBOLS);
-    const errno = () => {
-      const p = lib.symbols.__errno_location();
-      return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
-    };
-    return {
-      mknod(path, type, mode, major, minor) {
-        if (lib.symbols.mknod(cString(path), type | (mode & 0o7777), makedev(major, minor)) !== 0) {
-          throw new PosixError(`mknod ${path}`, errno());
-        }
-      },
-      lsetxattr(path, name, value) {
-        if (lib.symbols.lsetxattr(cString(path), cString(name), value, BigInt(value.length), 0) !== 0) {
-          throw new PosixError(`lsetxattr ${path} ${name}`, errno());
-        }
-      },
-      close: () => lib.close(),
-    };
-  } catch {
-    return undefined;
-  }
+  const lib = openLibc(SYMBOLS);
+  if (!lib) return undefined;
+  const errno = errnoOf(lib);
+  return {
+    mknod(path, type, mode, major, minor) {
+      if (lib.symbols.mknod(cString(path), type | (mode & 0o7777), makedev(major, minor)) !== 0) {
+        throw new PosixError(`mknod ${path}`, errno());
+      }
+    },
+    lsetxattr(path, name, value) {
+      if (lib.symbols.lsetxattr(cString(path), cString(name), value, BigInt(value.length), 0) !== 0) {
+        throw new PosixError(`lsetxattr ${path} ${name}`, errno());
+      }
+    },
+    close: () => lib.close(),
+  };
 }
 
 /** A handle on one filesystem whose pending writes can be flushed with `syncfs(2)`. */
@@ -113,34 +131,27 @@ const O_RDONLY_DIRECTORY = 0o200000;
  * written, which is what makes per-layer durability cheap.
  */
 export function openFilesystemSync(dir: string): FilesystemSync | undefined {
-  if (Deno.build.os !== "linux") return undefined;
-  try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
-    const lib = Deno.dlopen("libc.so.6", SYNC_SYMBOLS);
-    const fd = lib.symbols.open(cString(dir), O_RDONLY_DIRECTORY);
-    if (fd < 0) {
-      lib.close();
-      return undefined;
-    }
-    let closed = false;
-    return {
-      async sync() {
-        if (closed) throw new Error("syncfs after close");
-        if ((await lib.symbols.syncfs(fd)) !== 0) {
-          const p = lib.symbols.__errno_location();
-          throw new PosixError(`syncfs ${dir}`, p ? new Deno.UnsafePointerView(p).getInt32() : 0);
-        }
-      },
-      close() {
-        if (closed) return;
-        closed = true;
-        lib.symbols.close(fd);
-        lib.close();
-      },
-    };
-  } catch {
+  const lib = openLibc(SYNC_SYMBOLS);
+  if (!lib) return undefined;
+  const fd = lib.symbols.open(cString(dir), O_RDONLY_DIRECTORY);
+  if (fd < 0) {
+    lib.close();
     return undefined;
   }
+  const errno = errnoOf(lib);
+  let closed = false;
+  return {
+    async sync() {
+      if (closed) throw new Error("syncfs after close");
+      if ((await lib.symbols.syncfs(fd)) !== 0) throw new PosixError(`syncfs ${dir}`, errno());
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      lib.symbols.close(fd);
+      lib.close();
+    },
+  };
 }
 
 /** What enabling fs-verity on a file came to. */
@@ -202,65 +213,57 @@ const VERITY_UNSUPPORTED = new Set([ENOTTY, EOPNOTSUPP, ENOPKG, EINVAL]);
  * unsupported.
  */
 export function openFsVerity(): FsVerity | undefined {
-  if (Deno.build.os !== "linux") return undefined;
-  try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
-    const lib = Deno.dlopen("libc.so.6", VERITY_SYMBOLS);
-    const errno = () => {
-      const p = lib.symbols.__errno_location();
-      return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
-    };
-    const openFd = (path: string, call: string): number => {
-      const fd = lib.symbols.open(cString(path), O_RDONLY_CLOEXEC);
-      if (fd < 0) {
+  const lib = openLibc(VERITY_SYMBOLS);
+  if (!lib) return undefined;
+  const errno = errnoOf(lib);
+  const openFd = (path: string, call: string): number => {
+    const fd = lib.symbols.open(cString(path), O_RDONLY_CLOEXEC);
+    if (fd < 0) {
+      const e = errno();
+      if (e === ENOENT) throw new Deno.errors.NotFound(`${call} ${path}: no such file`);
+      throw new PosixError(`${call} ${path}`, e);
+    }
+    return fd;
+  };
+  return {
+    async enable(path) {
+      const arg = new Uint8Array(128); // struct fsverity_enable_arg
+      const view = new DataView(arg.buffer);
+      view.setUint32(0, 1, true); // version
+      view.setUint32(4, FS_VERITY_HASH_ALG_SHA256, true);
+      view.setUint32(8, 4096, true); // block size
+      const fd = openFd(path, "FS_IOC_ENABLE_VERITY");
+      try {
+        if ((await lib.symbols.ioctlAsync(fd, FS_IOC_ENABLE_VERITY, arg)) === 0) return "enabled";
+        // errno is per thread and the call ran on another: ask again here, where it fails (or
+        // finds verity already enabled) at once.
+        if (lib.symbols.ioctl(fd, FS_IOC_ENABLE_VERITY, arg) === 0) return "enabled";
         const e = errno();
-        if (e === ENOENT) throw new Deno.errors.NotFound(`${call} ${path}: no such file`);
-        throw new PosixError(`${call} ${path}`, e);
+        if (e === EEXIST) return "enabled";
+        if (VERITY_UNSUPPORTED.has(e)) return "unsupported";
+        throw new PosixError(`FS_IOC_ENABLE_VERITY ${path}`, e);
+      } finally {
+        lib.symbols.close(fd);
       }
-      return fd;
-    };
-    return {
-      async enable(path) {
-        const arg = new Uint8Array(128); // struct fsverity_enable_arg
-        const view = new DataView(arg.buffer);
-        view.setUint32(0, 1, true); // version
-        view.setUint32(4, FS_VERITY_HASH_ALG_SHA256, true);
-        view.setUint32(8, 4096, true); // block size
-        const fd = openFd(path, "FS_IOC_ENABLE_VERITY");
-        try {
-          if ((await lib.symbols.ioctlAsync(fd, FS_IOC_ENABLE_VERITY, arg)) === 0) return "enabled";
-          // errno is per thread and the call ran on another: ask again here, where it fails (or
-          // finds verity already enabled) at once.
-          if (lib.symbols.ioctl(fd, FS_IOC_ENABLE_VERITY, arg) === 0) return "enabled";
+    },
+    measure(path) {
+      const buf = new Uint8Array(4 + 64); // struct fsverity_digest with room for the largest digest
+      new DataView(buf.buffer).setUint16(2, 64, true);
+      const fd = openFd(path, "FS_IOC_MEASURE_VERITY");
+      try {
+        if (lib.symbols.ioctl(fd, FS_IOC_MEASURE_VERITY, buf) !== 0) {
           const e = errno();
-          if (e === EEXIST) return "enabled";
+          if (e === ENODATA) return "none";
           if (VERITY_UNSUPPORTED.has(e)) return "unsupported";
-          throw new PosixError(`FS_IOC_ENABLE_VERITY ${path}`, e);
-        } finally {
-          lib.symbols.close(fd);
+          throw new PosixError(`FS_IOC_MEASURE_VERITY ${path}`, e);
         }
-      },
-      measure(path) {
-        const buf = new Uint8Array(4 + 64); // struct fsverity_digest with room for the largest digest
-        new DataView(buf.buffer).setUint16(2, 64, true);
-        const fd = openFd(path, "FS_IOC_MEASURE_VERITY");
-        try {
-          if (lib.symbols.ioctl(fd, FS_IOC_MEASURE_VERITY, buf) !== 0) {
-            const e = errno();
-            if (e === ENODATA) return "none";
-            if (VERITY_UNSUPPORTED.has(e)) return "unsupported";
-            throw new PosixError(`FS_IOC_MEASURE_VERITY ${path}`, e);
-          }
-          const view = new DataView(buf.buffer);
-          if (view.getUint16(0, true) !== FS_VERITY_HASH_ALG_SHA256) return "none"; // another algorithm: not ours
-          return buf.slice(4, 4 + view.getUint16(2, true));
-        } finally {
-          lib.symbols.close(fd);
-        }
-      },
-      close: () => lib.close(),
-    };
-  } catch {
-    return undefined;
-  }
+        const view = new DataView(buf.buffer);
+        if (view.getUint16(0, true) !== FS_VERITY_HASH_ALG_SHA256) return "none"; // another algorithm: not ours
+        return buf.slice(4, 4 + view.getUint16(2, true));
+      } finally {
+        lib.symbols.close(fd);
+      }
+    },
+    close: () => lib.close(),
+  };
 }
