@@ -49,8 +49,16 @@ import {
   xattrEntrySize,
   xattrFilterBit,
 } from "./erofs_format.ts";
-import { type DumpEntry, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from "./dumpfile.ts";
-import { byteKey, compareBytes, type Directory, type Inode, type Timespec, type Xattr } from "./tree.ts";
+import type { DumpEntry } from "./dumpfile.ts";
+import {
+  byteKey,
+  compareBytes,
+  type Directory,
+  type Inode,
+  INODE_TYPE_BITS,
+  type Timespec,
+  type Xattr,
+} from "./tree.ts";
 import { treeToDump } from "./tree_dump.ts";
 import { collectInodes, type Dirent, type Node, nodePath, XATTR } from "./erofs_inodes.ts";
 
@@ -63,16 +71,6 @@ export interface ErofsOptions {
    */
   version?: 0 | 1;
 }
-
-const TYPE_BITS: Record<Inode["type"], number> = {
-  file: S_IFREG,
-  directory: S_IFDIR,
-  symlink: S_IFLNK,
-  chardev: S_IFCHR,
-  blockdev: S_IFBLK,
-  fifo: S_IFIFO,
-  socket: S_IFSOCK,
-};
 
 /**
  * The EROFS composefs image of the tree `root`, as bytes. Throws a
@@ -319,7 +317,7 @@ function emit(
       compact: n.compact,
       layout: dataLayout,
       xattrIcount,
-      mode: TYPE_BITS[n.type] | i.meta.mode,
+      mode: INODE_TYPE_BITS[n.type] | i.meta.mode,
       nlink: n.nlink,
       size: n.size,
       u,

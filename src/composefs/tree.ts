@@ -21,6 +21,7 @@
  * @module
  */
 import { FormatError } from "../errors.ts";
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from "./dumpfile.ts";
 import { fsverityDigest, toHex } from "./fsverity.ts";
 
 /** A point in time: whole seconds since the epoch (may be negative) and nanoseconds (0..999999999). */
@@ -170,6 +171,17 @@ export interface SpecialNode {
 export type Leaf = RegularFile | Symlink | DeviceNode | SpecialNode;
 /** Any inode. */
 export type Inode = Directory | Leaf;
+
+/** The `st_mode` file-type bits of each kind of inode (what EROFS inodes and dumpfiles carry). */
+export const INODE_TYPE_BITS: Readonly<Record<Inode["type"], number>> = {
+  file: S_IFREG,
+  directory: S_IFDIR,
+  symlink: S_IFLNK,
+  chardev: S_IFCHR,
+  blockdev: S_IFBLK,
+  fifo: S_IFIFO,
+  socket: S_IFSOCK,
+};
 
 /** A file stored in the image itself. */
 export function inlineFile(m: Meta, content: Uint8Array | string): RegularFile {

@@ -7,13 +7,14 @@
  * @module
  */
 import { FormatError } from "../errors.ts";
-import { type DumpEntry, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from "./dumpfile.ts";
+import { type DumpEntry, S_IFDIR, S_IFMT } from "./dumpfile.ts";
 import {
   byteKey,
   device,
   Directory,
   inlineFile,
   type Inode,
+  INODE_TYPE_BITS,
   type Meta,
   quotePath,
   symlink,
@@ -59,7 +60,7 @@ export function* treeToDump(root: Directory, options: TreeToDumpOptions = {}): G
         : inode.type === "symlink"
         ? inode.target.length
         : 0,
-      mode: DUMP_TYPE_BITS[inode.type] | m.mode,
+      mode: INODE_TYPE_BITS[inode.type] | m.mode,
       hardlink: first !== undefined,
       nlink,
       uid: m.uid,
@@ -74,25 +75,10 @@ export function* treeToDump(root: Directory, options: TreeToDumpOptions = {}): G
   }
 }
 
-const DUMP_TYPE_BITS: Record<Inode["type"], number> = {
-  file: S_IFREG,
-  directory: S_IFDIR,
-  symlink: S_IFLNK,
-  chardev: S_IFCHR,
-  blockdev: S_IFBLK,
-  fifo: S_IFIFO,
-  socket: S_IFSOCK,
-};
-
-const TYPES: Record<number, Inode["type"]> = {
-  [S_IFREG]: "file",
-  [S_IFDIR]: "directory",
-  [S_IFLNK]: "symlink",
-  [S_IFCHR]: "chardev",
-  [S_IFBLK]: "blockdev",
-  [S_IFIFO]: "fifo",
-  [S_IFSOCK]: "socket",
-};
+/** The kind of inode each file-type value of a mode names. */
+const TYPES = new Map<number, Inode["type"]>(
+  (Object.entries(INODE_TYPE_BITS) as [Inode["type"], number][]).map(([type, bits]) => [bits, type]),
+);
 
 /**
  * Builds the tree a dumpfile describes. The first entry must be the root directory
@@ -172,7 +158,7 @@ function metaOf(e: DumpEntry): Meta {
 
 function inodeOf(e: DumpEntry, at: string): Inode {
   const m = metaOf(e);
-  const type = TYPES[e.mode & S_IFMT];
+  const type = TYPES.get(e.mode & S_IFMT)!; // the dumpfile reader admits only these types
   if (type !== "file") {
     if (e.content) throw new FormatError(`${at}, field CONTENT: only regular files have content`);
     if (e.digest) throw new FormatError(`${at}, field DIGEST: only regular files have a digest`);
