@@ -100,9 +100,8 @@ export async function writeImage(
   const progress = options.progress ?? silentProgress;
   const mediaType = layerTypeFor(options.compression);
 
-  // Each distinct layer once, in order; the calling thread reads layers and writes
-  // the output while compression runs in workers.
-  const distinct = [...new Map(record.layers.map((l, i) => [l.diffId, { ...l, index: i }])).values()];
+  // The calling thread reads layers and writes the output while compression runs in workers.
+  const distinct = distinctLayers(record);
   const written = await fanOut(repo, distinct, {
     jobs: isBlockFormat(options.compression) ? options.jobs : 1,
     parallel: 1,
@@ -133,6 +132,11 @@ export async function writeImage(
     layers,
     size: manifest.size + config.size + layerBytes,
   };
+}
+
+/** Each distinct layer of `record` once, with the index of its first use: what an export or push writes. */
+export function distinctLayers(record: ImageRecord): (ImageRecord["layers"][number] & { index: number })[] {
+  return [...new Map(record.layers.map((l, i) => [l.diffId, { ...l, index: i }])).values()];
 }
 
 /**

@@ -31,7 +31,7 @@ import { type Digest, sha256 } from "../util/digest.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import type { Compression } from "../util/streams.ts";
 import type { ArtifactBlob, ArtifactSink } from "./create_delta.ts";
-import { exportedLayer, exportedLayers, exportedManifest } from "./export.ts";
+import { distinctLayers, exportedLayer, exportedLayers, exportedManifest } from "./export.ts";
 import { fanOut } from "./fan_out.ts";
 
 /** How to push. */
@@ -96,7 +96,7 @@ export async function pushStoredImage(
   const blobs: PushedBlob[] = [];
   const outcomes = new Map<Digest, UploadOutcome>();
   let sent = 0;
-  const distinct = [...new Map(record.layers.map((l, i) => [l.diffId, { ...l, index: i }])).values()];
+  const distinct = distinctLayers(record);
   const n = record.layers.length;
   const written = await fanOut(repo, distinct, {
     jobs: isBlockFormat(options.compression) ? options.jobs : 1,
