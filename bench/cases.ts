@@ -12,6 +12,7 @@ import {
   type BenchCase,
   type BenchEnv,
   ds,
+  dsPull,
   type Expected,
   expectManifest,
   fileBytes,
@@ -56,16 +57,7 @@ function pullCase(name: string, image: "old" | "new", transport: "oci" | "oci-ar
     },
     setup: (_env, scratch) => fresh(scratch),
     run: (env, scratch) => [
-      ds(
-        env,
-        "--repo",
-        `${scratch}/repo`,
-        "-q",
-        "pull",
-        ...(limit ? ["--memory-limit", limit] : []),
-        source(env),
-        image,
-      ),
+      dsPull(env, `${scratch}/repo`, ...(limit ? ["--memory-limit", limit] : []), source(env), image),
     ],
     verify: (env, scratch) => expectManifest(env, `${scratch}/repo`, image, `${env.corpus}/${image}`, image),
     bytes: () => Promise.resolve({ count: layers.reduce((a, l) => a + l.size, 0), label: "compressed" }),
@@ -131,16 +123,7 @@ function deltaCase(name: string, transport: "oci" | "oci-archive" | "docker", li
     },
     setup: withCorpusImage("old"),
     run: (env, scratch) => [
-      ds(
-        env,
-        "--repo",
-        `${scratch}/repo`,
-        "-q",
-        "pull",
-        ...(limit ? ["--memory-limit", limit] : []),
-        delta(env),
-        "new",
-      ),
+      dsPull(env, `${scratch}/repo`, ...(limit ? ["--memory-limit", limit] : []), delta(env), "new"),
     ],
     async verify(env, scratch) {
       const got = await manifestOf(env, `${scratch}/repo`, "new");
@@ -182,7 +165,7 @@ function registryPullCase(): BenchCase {
     },
     finish: async () => await registry?.stop(),
     setup: (_env, scratch) => fresh(scratch),
-    run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `docker://${ref()}`, "new")],
+    run: (env, scratch) => [dsPull(env, `${scratch}/repo`, `docker://${ref()}`, "new")],
     verify: (env, scratch) => expectManifest(env, `${scratch}/repo`, "new", `${env.corpus}/new`, "new"),
     bytes: () => Promise.resolve({ count: layers.reduce((a, l) => a + l.size, 0), label: "compressed" }),
     floor: {
@@ -282,7 +265,7 @@ function createDeltaCase(mode: "bsdiff" | "zstd" | "auto"): BenchCase {
     },
     async setup(env, scratch) {
       await withCorpusImage("old")(env, scratch);
-      await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.corpus}/new:new`));
+      await sh(dsPull(env, `${scratch}/repo`, `oci:${env.corpus}/new:new`));
     },
     run: (env, scratch) => [
       ds(
@@ -303,8 +286,8 @@ function createDeltaCase(mode: "bsdiff" | "zstd" | "auto"): BenchCase {
     async verify(env, scratch) {
       const check = `${scratch}/check`;
       await fresh(check);
-      await sh(ds(env, "--repo", `${check}/repo`, "-q", "pull", `oci:${env.corpus}/old:old`));
-      await sh(ds(env, "--repo", `${check}/repo`, "-q", "pull", `oci:${scratch}/delta`, "new"));
+      await sh(dsPull(env, `${check}/repo`, `oci:${env.corpus}/old:old`));
+      await sh(dsPull(env, `${check}/repo`, `oci:${scratch}/delta`, "new"));
       const got = await manifestOf(env, `${check}/repo`, "new");
       if (got !== expected.new_manifest) throw new Error(`the created delta applies to ${got}`);
     },
@@ -316,8 +299,8 @@ function createDeltaCase(mode: "bsdiff" | "zstd" | "auto"): BenchCase {
       // Applying it: a fresh repository holding the old image pulls the delta.
       const check = `${scratch}/apply`;
       await fresh(check);
-      await sh(ds(env, "--repo", `${check}/repo`, "-q", "pull", `oci:${env.corpus}/old:old`));
-      const apply = await measure(ds(env, "--repo", `${check}/repo`, "-q", "pull", `oci:${scratch}/delta`, "new"));
+      await sh(dsPull(env, `${check}/repo`, `oci:${env.corpus}/old:old`));
+      const apply = await measure(dsPull(env, `${check}/repo`, `oci:${scratch}/delta`, "new"));
       return {
         "delta bytes": layers.reduce((a, l) => a + l.size, 0),
         "apply s": Number(apply.wall.toFixed(2)),
@@ -512,7 +495,7 @@ function scalingCases(label: string, size: number): BenchCase[] {
       corpus: false,
       prepare,
       setup: (_env, scratch) => fresh(scratch),
-      run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${s.old}:old`)],
+      run: (env, scratch) => [dsPull(env, `${scratch}/repo`, `oci:${s.old}:old`)],
       bytes: () => Promise.resolve({ count: s.tarSize, label: "stored" }),
       floor: {
         label: "zstd -dc + sha256sum",
@@ -529,9 +512,9 @@ function scalingCases(label: string, size: number): BenchCase[] {
       prepare,
       async setup(env, scratch) {
         await fresh(scratch);
-        await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${s.old}:old`));
+        await sh(dsPull(env, `${scratch}/repo`, `oci:${s.old}:old`));
       },
-      run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${s.delta}`, "new")],
+      run: (env, scratch) => [dsPull(env, `${scratch}/repo`, `oci:${s.delta}`, "new")],
       async verify(env, scratch) {
         const index = JSON.parse(await Deno.readTextFile(`${s.old}/index.json`));
         const want =
@@ -559,7 +542,7 @@ export const smokeCase: BenchCase = {
     await writeImage(dir, { tag: "smoke", layers: [{ tar: sampleTar("a") }, { tar: sampleTar("b") }] });
   },
   setup: (_env, scratch) => fresh(scratch),
-  run: (env, scratch) => [ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.cache}/smoke:smoke`)],
+  run: (env, scratch) => [dsPull(env, `${scratch}/repo`, `oci:${env.cache}/smoke:smoke`)],
   verify: (env, scratch) => expectManifest(env, `${scratch}/repo`, "smoke", `${env.cache}/smoke`, "smoke"),
   floor: {
     label: "cat of the layout",

@@ -124,6 +124,10 @@ export async function manifestOf(env: BenchEnv, repo: string, tag: string): Prom
 /** The deltaship command (as `BenchEnv.deltaship` starts it) with `args`. */
 export const ds = (env: BenchEnv, ...args: string[]): string[] => [...env.deltaship, ...args];
 
+/** The deltaship command that quietly pulls `args` (REF [NAME], options first) into the repository `repo`. */
+export const dsPull = (env: BenchEnv, repo: string, ...args: string[]): string[] =>
+  ds(env, "--repo", repo, "-q", "pull", ...args);
+
 /** Throws unless the repository's `tag` is the manifest that layout `dir` tags `ref`. */
 export async function expectManifest(
   env: BenchEnv,
@@ -185,6 +189,6 @@ export function fileBytes(
 export function withCorpusImage(image: "old" | "new"): (env: BenchEnv, scratch: string) => Promise<void> {
   return async (env: BenchEnv, scratch: string) => {
     await fresh(scratch);
-    await sh(ds(env, "--repo", `${scratch}/repo`, "-q", "pull", `oci:${env.corpus}/${image}:${image}`));
+    await sh(dsPull(env, `${scratch}/repo`, `oci:${env.corpus}/${image}:${image}`));
   };
 }
