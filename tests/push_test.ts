@@ -14,7 +14,7 @@ import { countRequests, startDropProxy, startProxy } from "./helpers/fault_proxy
 import { FIXTURES } from "./helpers/fixtures.ts";
 import { haveTools, run } from "./helpers/interop.ts";
 import { packArchive, sampleTar, writeImage, writeIndex, type WrittenImage } from "./helpers/oci.ts";
-import { rawManifest, startRegistry } from "./helpers/registry.ts";
+import { copyFromRegistry, rawManifest, startRegistry } from "./helpers/registry.ts";
 import { buildTar } from "./helpers/tar.ts";
 import { startTokenIssuer } from "./helpers/token_issuer.ts";
 
@@ -97,15 +97,7 @@ Deno.test({
     );
     assert.deepEqual(await rawManifest(`${reg.host}/arch:v1`), img.manifestBytes);
     // skopeo copies it back out whole (every blob verified).
-    await run(
-      "skopeo",
-      "--insecure-policy",
-      "copy",
-      "-q",
-      "--src-tls-verify=false",
-      `docker://${reg.host}/arch:v1`,
-      `oci:${tmp.path}/back:v1`,
-    );
+    await copyFromRegistry(`docker://${reg.host}/arch:v1`, `oci:${tmp.path}/back:v1`);
 
     // A multi-platform index: the images by digest first, then the index under the tag, all byte for byte.
     const amd = await writeImage(layout, { layers: [{ tar: sampleTar("amd") }], noIndexEntry: true });
@@ -317,15 +309,7 @@ Deno.test({
       }
     }
     // skopeo reads the resumed blob back whole.
-    await run(
-      "skopeo",
-      "--insecure-policy",
-      "copy",
-      "-q",
-      "--src-tls-verify=false",
-      `docker://${reg.host}/resumed:v1`,
-      `oci:${tmp.path}/copy:v1`,
-    );
+    await copyFromRegistry(`docker://${reg.host}/resumed:v1`, `oci:${tmp.path}/copy:v1`);
   },
 });
 
@@ -381,17 +365,9 @@ Deno.test({
       assert.doesNotMatch(wrong.stderr, /nope/);
       const ok = await cli(home, [...args, "--creds", "ci:ci-Secret:1"]);
       assert.equal(ok.code, 0, ok.stderr);
-      await run(
-        "skopeo",
-        "--insecure-policy",
-        "copy",
-        "-q",
-        "--src-tls-verify=false",
-        "--src-creds",
-        "ci:ci-Secret:1",
-        `docker://${reg.host}/private/app:v1`,
-        `oci:${tmp.path}/basic-copy:v1`,
-      );
+      await copyFromRegistry(`docker://${reg.host}/private/app:v1`, `oci:${tmp.path}/basic-copy:v1`, {
+        creds: "ci:ci-Secret:1",
+      });
     }
     await using issuer = await startTokenIssuer(tmp.path, { users: { ci: "ci-Secret-2" } });
     await using reg = await startRegistry({ auth: issuer.registryAuth() });

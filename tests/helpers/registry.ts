@@ -168,6 +168,20 @@ export async function pushImage(source: string, dest: string, options: PushOptio
   );
 }
 
+/** Copies `source` (`docker://HOST/REPO:TAG`, plain HTTP) out to `dest` (e.g. `oci:DIR:TAG`) with skopeo, every blob verified. */
+export async function copyFromRegistry(source: string, dest: string, options: { creds?: string } = {}): Promise<void> {
+  await run(
+    "skopeo",
+    "--insecure-policy",
+    "copy",
+    "--quiet",
+    "--src-tls-verify=false",
+    ...(options.creds ? ["--src-creds", options.creds] : []),
+    source,
+    dest,
+  );
+}
+
 /** The path of a blob in a registry's filesystem storage. */
 export function storedBlobPath(storage: string, digest: string): string {
   const hex = digest.slice("sha256:".length);
