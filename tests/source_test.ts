@@ -10,6 +10,15 @@ function content(n: number): Uint8Array {
   return new Uint8Array(n).map((_, i) => (i * 131 + (i >> 8)) & 0xff);
 }
 
+/** A new repository at DIR/repo holding one object of `bytes`, named `hex`. */
+async function repoWithObject(dir: string, bytes: Uint8Array) {
+  const repo = await Repository.open(`${dir}/repo`);
+  const staging = await repo.objects.stage();
+  const hex = toHex(staging.putSmall(bytes));
+  await staging.commit();
+  return { repo, bytes, hex };
+}
+
 /** Reads `file` at scattered positions; returns what each read gave. */
 function scatter(file: SourceFile, reads: number): Uint8Array[] {
   const out: Uint8Array[] = [];
@@ -24,11 +33,7 @@ function scatter(file: SourceFile, reads: number): Uint8Array[] {
 
 Deno.test("source files: random reads are positional reads that take nothing from the budget", async () => {
   await using tmp = await tempDir();
-  const repo = await Repository.open(`${tmp.path}/repo`);
-  const bytes = content(300_000);
-  const staging = await repo.objects.stage();
-  const hex = toHex(staging.putSmall(bytes));
-  await staging.commit();
+  const { repo, bytes, hex } = await repoWithObject(tmp.path, content(300_000));
   const index: SourceIndex = new Map<string, SourceEntry | "not a regular file">([
     ["big", { object: hex, size: bytes.length }],
     ["empty", { size: 0 }],
@@ -84,11 +89,7 @@ Deno.test("source files: random reads are positional reads that take nothing fro
 
 Deno.test("source files: a dictionary comes whole out of the budget; a job waits for room, and one that can never fit fails", async () => {
   await using tmp = await tempDir();
-  const repo = await Repository.open(`${tmp.path}/repo`);
-  const bytes = content(300_000);
-  const staging = await repo.objects.stage();
-  const hex = toHex(staging.putSmall(bytes));
-  await staging.commit();
+  const { repo, bytes, hex } = await repoWithObject(tmp.path, content(300_000));
   const index: SourceIndex = new Map<string, SourceEntry>([["lib/big.so", { object: hex, size: bytes.length }]]);
 
   const budget = MemoryBudget.create(400 << 10);
