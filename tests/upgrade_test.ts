@@ -29,6 +29,17 @@ const FIXTURE_IMAGES = {
   "edits-old": "sha256:7d68915ab9d02ac5be2fbe3644a0e8926b5ac91d4e84e2f1f678b5aa75392e83",
 };
 
+/** Pulls the images FIXTURE_IMAGES names, the way testdata/repo-v1.tar.gz was made, into `repo`. */
+async function pullFixtureImages(repo: string): Promise<void> {
+  for (
+    const [source, name] of [
+      [`oci:${FIXTURES}/basic/old:old`, "basic-old"],
+      [`oci:${FIXTURES}/basic/delta`, "basic-new"],
+      [`oci:${FIXTURES}/edits/old:old`, "edits-old"],
+    ]
+  ) assert.equal((await deltaship(repo, "pull", source, name)).code, 0);
+}
+
 const UPGRADE_HINT = /format version 1 \(objects named by SHA-256\); run 'deltaship upgrade'/;
 
 /** Every file under `dir` (relative path → SHA-256 of its bytes), to tell whether anything changed. */
@@ -158,13 +169,7 @@ Deno.test("upgrade: tests/helpers/repo_v1.ts makes the version-1 repository that
   await using tmp = await tempDir();
   const fixture = await unpackFixtureV1(tmp.path);
   const repo = `${tmp.path}/made`;
-  for (
-    const [source, name] of [
-      [`oci:${FIXTURES}/basic/old:old`, "basic-old"],
-      [`oci:${FIXTURES}/basic/delta`, "basic-new"],
-      [`oci:${FIXTURES}/edits/old:old`, "edits-old"],
-    ]
-  ) assert.equal((await deltaship(repo, "pull", source, name)).code, 0);
+  await pullFixtureImages(repo);
   await downgradeToV1(repo);
   // Image records differ in their "created" time only.
   const content = (rel: string) => /^(objects|layers|blobs|tags)\//.test(rel) || rel === "deltaship-repo.json";
@@ -291,13 +296,7 @@ Deno.test("upgrade: layers whose objects are missing or damaged are dropped and 
   assert.deepEqual(named.map((m) => m[1]).sort(), Object.values(FIXTURE_IMAGES).sort(), "the images that need them");
   // Repair: remove the images, pull them again.
   for (const name of Object.keys(FIXTURE_IMAGES)) assert.equal((await deltaship(repo, "rm", name)).code, 0);
-  for (
-    const [source, name] of [
-      [`oci:${FIXTURES}/basic/old:old`, "basic-old"],
-      [`oci:${FIXTURES}/basic/delta`, "basic-new"],
-      [`oci:${FIXTURES}/edits/old:old`, "edits-old"],
-    ]
-  ) assert.equal((await deltaship(repo, "pull", source, name)).code, 0);
+  await pullFixtureImages(repo);
   const repaired = await deltaship(repo, "fsck");
   assert.equal(repaired.code, 0, repaired.stdout);
 });
