@@ -158,6 +158,6 @@ Deno.test("memory limit: create-delta diffs no file whose pair would not fit; it
   }
   assert.ok(sizes[0] < 10_000, `unlimited: big.bin bsdiffed (${sizes[0]} bytes)`);
   assert.ok(sizes[1] > 300_000, `limited: big.bin carried whole (${sizes[1]} bytes)`);
-  assert.deepEqual(encodePlan(64 * MIB, 2), { jobs: 1, maxDiffSize: Math.floor(16 * MIB / 17) });
+  assert.deepEqual(encodePlan(64 * MIB, 2), { jobs: 1, maxDiffSize: Math.floor(16 * MIB / 6) });
   assert.equal(encodePlan(undefined, 2).maxDiffSize, undefined);
 });

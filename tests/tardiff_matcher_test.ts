@@ -71,20 +71,42 @@ Deno.test("sparseSuffixArray sorts exactly the suffixes at multiples of the step
   assert.throws(() => sparseSuffixArray(new Uint8Array(10), 5), RangeError);
 });
 
-Deno.test("MatchIndex buckets bound every suffix by its first two or three bytes", () => {
+Deno.test("sparseSuffixArray that spends its text sorts as one that keeps it", () => {
+  // 2^20 four-byte blocks drawn from 150,000 values: more than 65,536 symbols, so
+  // the bucket tables are big enough to be put in the text's memory.
+  const rnd = prng(5);
+  const values = Uint32Array.from({ length: 150_000 }, () => Math.floor(rnd() * 2 ** 32));
+  const blocks = Uint32Array.from({ length: 1 << 20 }, () => values[Math.floor(rnd() * values.length)]);
+  const text = new Uint8Array(blocks.buffer, 0, blocks.byteLength - 3); // a short last block too
+  const kept = sparseSuffixArray(text.slice(), 4);
+  const spent = text.slice();
+  assert.deepEqual(sparseSuffixArray(spent, 4, undefined, undefined, true), kept);
+  assert.notDeepEqual(spent, text, "the text's memory was used");
+});
+
+Deno.test("MatchIndex buckets bound every suffix by its first two bytes, and by three in the large buckets", () => {
   const rnd = prng(3);
-  for (const [n, t] of texts(rnd, 100).entries()) {
+  for (const t of texts(rnd, 100)) {
     for (const step of [1, 3, 4]) {
       const sa = sparseSuffixArray(t, step);
-      for (const depth of n < 12 ? [2, 3] : [2]) { // a three-byte index is 64 MiB: a few will do
-        const index = new MatchIndex(t, sa, step, depth);
+      for (const subtableMin of [0, 3, Infinity]) {
+        const index = new MatchIndex(t, sa, step, subtableMin);
+        const what = `step ${step}, tables past ${subtableMin}, text ${Array.from(t)}`;
+        let tables = 0;
         for (let i = 0; i < sa.length; i++) {
           const p = sa[i];
-          if (p + depth > t.length) continue;
-          let key = 0;
-          for (let j = 0; j < depth; j++) key = (key << 8) | t[p + j];
-          assert.ok(index.buckets[key] <= i && i < index.buckets[key + 1], `step ${step} depth ${depth} slot ${i}`);
+          if (p + 2 > t.length) continue;
+          const key = (t[p] << 8) | t[p + 1];
+          assert.ok(index.buckets[key] <= i && i < index.buckets[key + 1], `slot ${i}, ${what}`);
+          const size = index.buckets[key + 1] - index.buckets[key];
+          assert.equal(index.subOf[key] >= 0, size > subtableMin, `a table exactly for large buckets, ${what}`);
+          if (index.subOf[key] < 0 || p + 3 > t.length) continue;
+          const at = index.subOf[key] + t[p + 2];
+          assert.ok(index.sub[at] <= i && i < index.sub[at + 1], `slot ${i} by three bytes, ${what}`);
+          tables++;
         }
+        if (subtableMin === Infinity) assert.equal(index.sub.length, 0);
+        else if (subtableMin === 0 && sa.length > 3) assert.ok(tables > 0, `some table used, ${what}`);
       }
     }
   }
@@ -128,11 +150,15 @@ Deno.test("planDiff plans cover the target exactly and mostly reuse the source",
     const source = Uint8Array.from({ length: n }, (_, i) => (i % 16 < 4 ? (i >> 4) & 0xff : Math.floor(rnd() * 40)));
     const target = edit(source, rnd);
     for (const step of [1, 2, 4]) {
-      const plan = planDiff(new MatchIndex(source, sparseSuffixArray(source, step), step), target);
-      assert.deepEqual(replay(source, target, plan), target);
-      let extra = 0;
-      for (let i = 0; i < plan.length; i += 4) extra += plan.entries[i + 3];
-      assert.ok(extra < target.length / 4, `step ${step}: ${extra} of ${target.length} bytes sent as new data`);
+      // Third-byte tables (the default where buckets are large) for every bucket, and for none.
+      for (const subtableMin of [undefined, 0, Infinity]) {
+        const index = new MatchIndex(source, sparseSuffixArray(source, step), step, subtableMin);
+        const plan = planDiff(index, target);
+        assert.deepEqual(replay(source, target, plan), target);
+        let extra = 0;
+        for (let i = 0; i < plan.length; i += 4) extra += plan.entries[i + 3];
+        assert.ok(extra < target.length / 4, `step ${step}: ${extra} of ${target.length} bytes sent as new data`);
+      }
     }
   }
   // Repetitive and incompressible inputs (where match extension and search
@@ -146,8 +172,10 @@ Deno.test("planDiff plans cover the target exactly and mostly reuse the source",
   noise2.set(new Uint8Array(5000).map(() => Math.floor(rnd() * 256)), 100_000); // a new stretch
   for (const [source, target] of [[periodic, shifted], [noise, noise2], [new Uint8Array(n), noise]]) {
     for (const step of [1, 4]) {
-      const plan = planDiff(new MatchIndex(source, sparseSuffixArray(source, step), step), target);
-      assert.deepEqual(replay(source, target, plan), target);
+      for (const subtableMin of [undefined, 0]) {
+        const plan = planDiff(new MatchIndex(source, sparseSuffixArray(source, step), step, subtableMin), target);
+        assert.deepEqual(replay(source, target, plan), target);
+      }
     }
   }
   const plan = planDiff(new MatchIndex(noise, suffixArray(noise)), noise2);

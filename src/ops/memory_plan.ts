@@ -53,12 +53,13 @@ export function memoryPlan(limit: number | undefined, jobs: number): MemoryPlan 
 
 /**
  * Resident bytes the tar-diff encoder holds per byte of the larger file of a
- * pair it diffs, measured on the corpus: 17 for a file it sorts fully (up to
- * FULL_SORT_LIMIT, 32 MiB: the full suffix array, the sort's work arrays, both
- * files; typescript.js, 9 MB, took 154 MiB), 6 for a larger one whose suffix
- * array is sampled (the 95 MB deno binary: 5.5).
+ * pair it diffs, measured on the corpus: 6 for a file it sorts fully (up to
+ * FULL_SORT_LIMIT, 32 MiB: both files and the suffix array, 4 bytes per byte;
+ * _tsc.js, 6.2 MB, took 35 MB), 4 for a larger one whose suffix array is
+ * sampled (both files, the array and the block ranks the target then reuses:
+ * the 95 MB deno binary took 344 MB, 3.6 per byte).
  */
-export const ENCODE_MEMORY_PER_BYTE = { full: 17, sampled: 6 } as const;
+export const ENCODE_MEMORY_PER_BYTE = { full: 6, sampled: 4 } as const;
 /** What an encode task holds besides the file pair: the op stream's zstd compressor (level 9) and buffers. */
 export const ENCODE_TASK_MEMORY = 48 * MIB;
 

@@ -50,57 +50,79 @@ const MAX_BACKWARD = 1 << 16;
 /** Longest match the search measures; longer ones are used in pieces. */
 const MAX_MATCH = 1 << 22;
 
-/** Sources with at least this many sorted positions get a three-byte prefix index. */
-const DEEP_INDEX_MIN = 1 << 22;
+/**
+ * Two-byte buckets holding more than this many sorted suffixes get a table by
+ * their third byte. A 24-bit table for all keys would cost 64 MiB; on the 95 MB
+ * deno binary (24 million sampled suffixes) 10,139 buckets pass this, 20 million
+ * suffixes between them, for 10 MiB of tables and the same narrowing of searches.
+ */
+const SUBTABLE_MIN = 256;
 
 /**
  * A source file prepared for matching: its bytes, (possibly sparse) suffix array,
  * and a prefix index that narrows each search to the suffixes sharing the
- * target's first two bytes (three for large sources, where it saves about eight
- * binary-search steps per search for 64 MiB of table).
+ * target's first two bytes, or its first three where that two-byte bucket is
+ * large (which saves about eight binary-search steps there).
  */
 export class MatchIndex {
-  /** Bytes of prefix the index resolves (2 or 3). */
-  readonly depth: number;
-  /** `buckets[k]` is the first suffix-array slot whose suffix starts with the `depth` bytes `k`. */
+  /** `buckets[k]` is the first suffix-array slot whose suffix starts with the two bytes `k`. */
   readonly buckets: Int32Array;
+  /**
+   * For a large two-byte bucket `k`, `subOf[k]` is where its third-byte table
+   * starts in {@link sub}: `sub[subOf[k] + c]` is the first slot whose suffix
+   * starts with `k` then byte `c` (`c` = 256: the bucket's end); -1 for others.
+   */
+  readonly subOf: Int32Array;
+  /** The third-byte tables, 257 entries each. */
+  readonly sub: Int32Array;
   /** Where the last {@link longestMatch} found its match (a field, so the hot loop allocates nothing). */
   foundPos = 0;
 
-  /** `depth` is chosen by size unless given (tests use both). */
-  constructor(readonly source: Uint8Array, readonly sa: Int32Array, readonly step = 1, depth?: number) {
+  /** `subtableMin` is {@link SUBTABLE_MIN} unless given (tests use 0, a table for every bucket, and Infinity, none). */
+  constructor(
+    readonly source: Uint8Array,
+    readonly sa: Int32Array,
+    readonly step = 1,
+    subtableMin = SUBTABLE_MIN,
+  ) {
     const n = source.length;
-    depth ??= sa.length >= DEEP_INDEX_MIN ? 3 : 2;
-    const keys = 1 << (8 * depth);
-    const counts = new Int32Array(keys + 1);
-    if (depth === 2) {
-      for (let i = 0; i + 1 < n; i += step) counts[(source[i] << 8) | source[i + 1]]++;
-    } else {
-      for (let i = 0; i + 2 < n; i += step) counts[(source[i] << 16) | (source[i + 1] << 8) | source[i + 2]]++;
-    }
-    // Suffixes shorter than `depth` (at most two) sort first among those they are
-    // a prefix of: before every suffix whose first `depth` bytes are theirs padded with zeros.
-    const short: number[] = [];
-    for (let len = 1; len < depth; len++) {
-      const at = n - len;
-      if (at < 0 || at % step !== 0) continue;
-      let key = 0;
-      for (let j = 0; j < depth; j++) key = (key << 8) | (j < len ? source[at + j] : 0);
-      short.push(key);
-    }
-    const s0 = short[0] ?? -1;
-    const s1 = short[1] ?? -1;
+    const counts = new Int32Array(65537);
+    for (let i = 0; i + 1 < n; i += step) counts[(source[i] << 8) | source[i + 1]]++;
+    // The one-byte suffix (if sampled) sorts first among those starting with its byte.
+    const short = n >= 1 && (n - 1) % step === 0 ? source[n - 1] << 8 : -1;
+    const subOf = new Int32Array(65536).fill(-1);
+    let tables = 0;
     let sum = 0;
-    for (let key = 0; key < keys; key++) {
+    for (let key = 0; key < 65536; key++) {
       const c = counts[key];
-      if (key === s0) sum++;
-      if (key === s1) sum++;
+      if (key === short) sum++;
       counts[key] = sum;
       sum += c;
+      if (c > subtableMin) subOf[key] = 257 * tables++;
     }
-    counts[keys] = sum;
-    this.depth = depth;
+    counts[65536] = sum;
+    // Third-byte counts of the large buckets, then their starts. In a bucket, the
+    // two-byte suffix (if sampled) sorts first.
+    const sub = new Int32Array(257 * tables);
+    for (let i = 0; i + 2 < n; i += step) {
+      const at = subOf[(source[i] << 8) | source[i + 1]];
+      if (at >= 0) sub[at + source[i + 2]]++;
+    }
+    for (let key = 0; key < 65536; key++) {
+      const at = subOf[key];
+      if (at < 0) continue;
+      const twoByte = n >= 2 && (n - 2) % step === 0 && ((source[n - 2] << 8) | source[n - 1]) === key;
+      let slot = counts[key] + (twoByte ? 1 : 0);
+      for (let c = 0; c < 256; c++) {
+        const k = sub[at + c];
+        sub[at + c] = slot;
+        slot += k;
+      }
+      sub[at + 256] = slot;
+    }
     this.buckets = counts;
+    this.subOf = subOf;
+    this.sub = sub;
   }
 }
 
@@ -109,32 +131,40 @@ export class MatchIndex {
  * `index.foundPos` and returns its length.
  */
 function longestMatch(index: MatchIndex, target: Uint8Array, at: number): number {
-  const { source, sa, buckets, depth } = index;
+  const { source, sa, buckets, subOf, sub } = index;
   const n = source.length;
   const rest = Math.min(target.length - at, MAX_MATCH);
-  if (rest < depth) {
+  if (rest < 2) {
     index.foundPos = 0;
     return 0;
   }
-  const key = depth === 2
-    ? (target[at] << 8) | target[at + 1]
-    : (target[at] << 16) | (target[at + 1] << 8) | target[at + 2];
-  let lo = buckets[key];
-  let hi = buckets[key + 1] - 1;
+  const key = (target[at] << 8) | target[at + 1];
+  let lo: number;
+  let hi: number;
+  // Every suffix in [lo, hi] shares the first `known` bytes.
+  let known = 2;
+  const table = subOf[key];
+  if (table >= 0 && rest >= 3) {
+    lo = sub[table + target[at + 2]];
+    hi = sub[table + target[at + 2] + 1] - 1;
+    known = 3;
+  } else {
+    lo = buckets[key];
+    hi = buckets[key + 1] - 1;
+  }
   if (lo > hi) {
     index.foundPos = 0;
     return 0;
   }
-  // Every suffix in [lo, hi] shares the first `depth` bytes.
   let s = sa[lo];
-  let llo = depth;
+  let llo = known;
   while (llo < rest && s + llo < n && source[s + llo] === target[at + llo]) llo++;
   if (lo === hi || llo === rest) {
     index.foundPos = s;
     return llo;
   }
   s = sa[hi];
-  let lhi = depth;
+  let lhi = known;
   while (lhi < rest && s + lhi < n && source[s + lhi] === target[at + lhi]) lhi++;
   if (lhi === rest) {
     index.foundPos = s;

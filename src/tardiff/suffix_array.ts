@@ -41,14 +41,18 @@ export function suffixArray(text: Uint8Array, out?: Int32Array): Int32Array {
  * in lexicographic order. Built by ranking the `step`-byte blocks of the text and
  * sorting the suffixes of the block string, so it costs about 1/`step` of the full
  * array in time and memory: besides the text, two arrays of `ceil(n / step)`
- * entries. `out` and `work`, when given (each at least that long), are those two;
- * the result is a view of `out`, and `work` holds nothing useful afterwards.
+ * entries and bucket tables of up to twice that. `out` and `work`, when given
+ * (each at least that long), are those two; the result is a view of `out`, and
+ * `work` holds nothing useful afterwards. With `spendText`, the text is not
+ * needed once its blocks are ranked, and its memory serves for the bucket tables
+ * where they fit: the text's bytes are then garbage when this returns.
  */
 export function sparseSuffixArray(
   text: Uint8Array,
   step: number,
   out?: Int32Array,
   work?: Int32Array,
+  spendText = false,
 ): Int32Array {
   if (step === 1) return suffixArray(text, out);
   if (!Number.isInteger(step) || step < 1 || step > 4) throw new RangeError(`suffix array step ${step} is not 1 to 4`);
@@ -58,7 +62,10 @@ export function sparseSuffixArray(
   if (blocks <= 1) return sa;
   const ranks = work && work.length >= blocks ? work.subarray(0, blocks) : new Int32Array(blocks);
   const k = rankBlocks(text, step, ranks, sa);
-  sais(ranks, sa, blocks, k, new Int32Array(2 * k));
+  const spent = spendText && text.byteOffset % 4 === 0
+    ? new Int32Array(text.buffer, text.byteOffset, text.byteLength >> 2)
+    : undefined;
+  sais(ranks, sa, blocks, k, spent && spent.length >= k ? spent : new Int32Array(2 * k));
   for (let i = 0; i < blocks; i++) sa[i] *= step;
   return sa;
 }
