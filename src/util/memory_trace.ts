@@ -1,7 +1,8 @@
 /**
  * A probe of where memory goes, for measuring (issue 15): with
  * `DELTASHIP_MEMORY_TRACE=1` in the environment, {@link traceMemory} writes one
- * line per phase to stderr: the process's resident set now and at its peak so
+ * line per phase to stderr: the wall-clock second (ss.mmm, to line phases of
+ * threads up), the process's resident set now and at its peak so
  * far (`VmRSS`, `VmHWM` from /proc/self/status: every thread, so every worker),
  * and this thread's V8 heap (used / total) and external memory (ArrayBuffers
  * and the like) from `Deno.memoryUsage()`. Without the variable it does nothing
@@ -41,7 +42,9 @@ export function traceMemory(phase: string): void {
   const thread = (globalThis as { name?: string }).name || "main";
   const f = (n: number) => (n / MIB).toFixed(1);
   console.error(
-    `memory ${thread} ${phase}: rss ${f(rss)} peak ${f(peak)} heap ${f(m.heapUsed)}/${f(m.heapTotal)} ` +
+    `memory ${new Date().toISOString().slice(17, 23)} ${thread} ${phase}: rss ${f(rss)} peak ${f(peak)} heap ${
+      f(m.heapUsed)
+    }/${f(m.heapTotal)} ` +
       `external ${f(m.external)} MiB`,
   );
 }
