@@ -61,7 +61,7 @@ Deno.test("memory limit: pulls and delta pulls under 64MiB run on one thread and
     const env = { DELTASHIP_MEMORY_TRACE: "1", DELTASHIP_MEMORY_LIMIT: "64MiB" };
     const old = await deltashipProcess(["--repo", repo, "-j", "2", "pull", `oci:${fixtures}${name}/old:old`], env);
     assert.equal(old.code, 0, old.stderr);
-    assert.match(old.stderr, /memory main fan-out of \d+ on 1 slots/);
+    assert.match(old.stderr, /memory \d\d\.\d{3} main fan-out of \d+ on 1 slots/);
     assert.doesNotMatch(old.stderr, /on 2 slots/);
     const r = await deltashipProcess(
       ["--repo", repo, "-j", "2", "--json", "pull", "--memory-limit", "64MiB", `oci:${fixtures}${name}/delta`, "new"],
