@@ -205,12 +205,14 @@ function sais(t: Text, sa: Int32Array, n: number, k: number, scratch: Int32Array
   let c: Int32Array;
   let b: Int32Array;
   let recount = false;
+  let used = 0; // of scratch, by this level's tables; the rest is free for the recursion
   if (k <= 1 << 16) {
     c = new Int32Array(k);
     b = new Int32Array(k);
   } else if (k <= scratch.length) {
     c = scratch.subarray(0, k);
     b = 2 * k <= scratch.length ? scratch.subarray(k, 2 * k) : new Int32Array(k);
+    used = 2 * k <= scratch.length ? 2 * k : k;
   } else {
     // Short of memory: one table, counts recomputed whenever they are needed.
     c = b = new Int32Array(k);
@@ -306,7 +308,10 @@ function sais(t: Text, sa: Int32Array, n: number, k: number, scratch: Int32Array
         const v = sa[i];
         if (v !== 0) ra[w--] = v - 1;
       }
-      sais(ra, sa.subarray(0, m), m, names, sa.subarray(m, n - m));
+      // Its tables go in the larger of the free middle of sa and what this level left of its scratch.
+      const free = sa.subarray(m, n - m);
+      const left = scratch.subarray(used);
+      sais(ra, sa.subarray(0, m), m, names, left.length > free.length ? left : free);
       // Map ranks of the reduced problem back to text positions.
       w = m - 1;
       let sType = false;
