@@ -60,7 +60,11 @@ export function memoryPlan(limit: number | undefined, jobs: number): MemoryPlan 
  * the 95 MB deno binary took 344 MB, 3.6 per byte).
  */
 export const ENCODE_MEMORY_PER_BYTE = { full: 6, sampled: 4 } as const;
-/** What an encode task holds besides the file pair: the op stream's zstd compressor (level 9) and buffers. */
+/**
+ * What an encode task holds besides the file pair: its worker, the op stream's
+ * zstd compressor (level 9) and buffers (with a 128 MiB limit the corpus
+ * create-delta peaked at 190 MiB: the runtime's ~60 plus the limit).
+ */
 export const ENCODE_TASK_MEMORY = 48 * MIB;
 
 /** How create-delta runs within a memory limit. */
