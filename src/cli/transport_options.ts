@@ -69,10 +69,19 @@ export function memoryLimit(
   values: ValuesOf<[typeof MEMORY_LIMIT_OPTION]>,
   env: Record<string, string | undefined>,
 ): number | undefined {
-  const v = values["memory-limit"];
-  if (typeof v === "string") return parseSize(v, "--memory-limit");
-  const e = env.DELTASHIP_MEMORY_LIMIT;
-  return e ? parseSize(e, "DELTASHIP_MEMORY_LIMIT") : undefined;
+  return sizeSetting(values["memory-limit"], "--memory-limit", env, "DELTASHIP_MEMORY_LIMIT");
+}
+
+/** A size from its option's value, else from its environment variable (undefined: neither is set). */
+function sizeSetting(
+  value: unknown,
+  option: string,
+  env: Record<string, string | undefined>,
+  variable: string,
+): number | undefined {
+  if (typeof value === "string") return parseSize(value, option);
+  const e = env[variable];
+  return e ? parseSize(e, variable) : undefined;
 }
 
 const SIZE_UNITS: Record<string, number> = { "": 1, B: 1, KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 };
@@ -93,10 +102,7 @@ export function maxLayerSize(
   values: ValuesOf<[typeof MAX_LAYER_SIZE_OPTION]>,
   env: Record<string, string | undefined>,
 ): number | undefined {
-  const v = values["max-layer-size"];
-  if (typeof v === "string") return parseSize(v, "--max-layer-size");
-  const e = env.DELTASHIP_MAX_LAYER_SIZE;
-  return e ? parseSize(e, "DELTASHIP_MAX_LAYER_SIZE") : undefined;
+  return sizeSetting(values["max-layer-size"], "--max-layer-size", env, "DELTASHIP_MAX_LAYER_SIZE");
 }
 
 /** The {@link OpenOptions} the parsed source options and the environment give. */
