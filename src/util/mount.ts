@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { cString, errnoOf, openLibc, PosixError } from "./posix.ts";
+import { cString, errnoOf, O_RDONLY_CLOEXEC, openLibc, PosixError } from "./posix.ts";
 
 /** A mount being configured or made: a file descriptor the caller closes. */
 export interface MountApi {
@@ -60,7 +60,6 @@ const MOUNT_ATTR_RDONLY = 1;
 const AT_FDCWD = -100;
 const MOVE_MOUNT_F_EMPTY_PATH = 4;
 const MNT_DETACH = 2;
-const O_RDONLY_CLOEXEC = 0o2000000;
 const O_RDWR_CLOEXEC = 0o2000002;
 const LOOP_CTL_GET_FREE = 0x4c82n;
 const LOOP_CONFIGURE = 0x4c0an;

@@ -53,6 +53,9 @@ const SYMBOLS = {
 
 const enc = new TextEncoder();
 
+/** `open(2)` flags `O_RDONLY | O_CLOEXEC`, for the FFI callers here and in mount.ts. */
+export const O_RDONLY_CLOEXEC = 0o2000000;
+
 /** `s` as a C string: UTF-8 with a terminating NUL. */
 export function cString(s: string): Uint8Array {
   return enc.encode(s + "\0");
@@ -196,7 +199,6 @@ const VERITY_SYMBOLS = {
 /** `_IOW('f', 133, struct fsverity_enable_arg)` and `_IOWR('f', 134, struct fsverity_digest)` (linux/fsverity.h). */
 const FS_IOC_ENABLE_VERITY = 0x40806685n;
 const FS_IOC_MEASURE_VERITY = 0xc0046686n;
-const O_RDONLY_CLOEXEC = 0o2000000;
 const FS_VERITY_HASH_ALG_SHA256 = 1;
 const ENOENT = 2;
 const EEXIST = 17;
