@@ -108,11 +108,11 @@ export class MatchIndex {
       const at = subOf[(source[i] << 8) | source[i + 1]];
       if (at >= 0) sub[at + source[i + 2]]++;
     }
+    const twoByte = n >= 2 && (n - 2) % step === 0 ? (source[n - 2] << 8) | source[n - 1] : -1;
     for (let key = 0; key < 65536; key++) {
       const at = subOf[key];
       if (at < 0) continue;
-      const twoByte = n >= 2 && (n - 2) % step === 0 && ((source[n - 2] << 8) | source[n - 1]) === key;
-      let slot = counts[key] + (twoByte ? 1 : 0);
+      let slot = counts[key] + (key === twoByte ? 1 : 0);
       for (let c = 0; c < 256; c++) {
         const k = sub[at + c];
         sub[at + c] = slot;

@@ -242,7 +242,7 @@ async function diffFile(
   ops: OpWriter,
   buffers: PairBuffers,
 ): Promise<void> {
-  traceMemory(`diff ${escapeControl(source.path)} ${source.size} start`);
+  traceMemory(() => `diff ${escapeControl(source.path)} ${source.size} start`);
   // Sort the source before reading the target, so the two never peak together.
   const src = await input.read(source.object, buffers.bytes("source", source.size));
   const step = sortStep(src.length);
@@ -253,7 +253,7 @@ async function diffFile(
   // memory for its bucket tables (45 MB on the deno binary); they are read again.
   const sa = sparseSuffixArray(src, step, buffers.ints("sa", sorted), ranks, step > 1);
   if (step > 1) await input.read(source.object, src);
-  traceMemory(`diff ${escapeControl(source.path)} sorted`);
+  traceMemory(() => `diff ${escapeControl(source.path)} sorted`);
   const index = new MatchIndex(src, sa, step);
   // The block ranks are spent once the array is sorted: the target can live in their memory.
   const tgtBuf = ranks && ranks.byteLength >= target.size
@@ -261,7 +261,7 @@ async function diffFile(
     : buffers.bytes("target", target.size);
   const tgt = await input.read(target.object, tgtBuf);
   const plan = planDiff(index, tgt);
-  traceMemory(`diff ${escapeControl(source.path)} planned`);
+  traceMemory(() => `diff ${escapeControl(source.path)} planned`);
   await emitPlan(ops, source.path, plan, src, tgt);
 }
 

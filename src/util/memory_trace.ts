@@ -34,9 +34,13 @@ export function processMemory(): { rss: number; peak: number } {
   }
 }
 
-/** Writes one trace line for `phase` (see the module doc) when tracing is on. */
-export function traceMemory(phase: string): void {
+/**
+ * Writes one trace line for `phase` (see the module doc) when tracing is on; a
+ * function is called for the text only then (for phases named per file).
+ */
+export function traceMemory(phase: string | (() => string)): void {
   if (!memoryTraceEnabled()) return;
+  if (typeof phase === "function") phase = phase();
   const { rss, peak } = processMemory();
   const m = Deno.memoryUsage();
   const thread = (globalThis as { name?: string }).name || "main";
