@@ -58,16 +58,12 @@ Deno.test({
     const home = tmp.path;
     const layout = `${tmp.path}/layout`;
     const img = await sampleImage(layout, "v1");
+    const r = `${tmp.path}/r`;
+    const push = (repo: string, json: boolean, ...args: string[]) =>
+      cli(home, ["--repo", repo, ...(json ? ["--json"] : []), "push", ...args]);
 
     // An image from a directory layout, and from an archive of it.
-    const a = await cli(home, [
-      "--repo",
-      `${tmp.path}/r`,
-      "--json",
-      "push",
-      `oci:${layout}:v1`,
-      `docker://${reg.host}/app:v1`,
-    ]);
+    const a = await push(r, true, `oci:${layout}:v1`, `docker://${reg.host}/app:v1`);
     assert.equal(a.code, 0, a.stderr);
     const pushed = JSON.parse(a.stdout);
     assert.equal(pushed.manifest, img.manifest);
@@ -82,13 +78,7 @@ Deno.test({
     assert.deepEqual(await rawManifest(`${reg.host}/app:v1`), img.manifestBytes);
     assert.deepEqual(await rawConfig(`${reg.host}/app:v1`), img.configBytes);
     await packArchive(layout, `${tmp.path}/app.tar`);
-    const b = await cli(home, [
-      "--repo",
-      `${tmp.path}/r`,
-      "push",
-      `oci-archive:${tmp.path}/app.tar:v1`,
-      `docker://${reg.host}/arch`,
-    ]);
+    const b = await push(r, false, `oci-archive:${tmp.path}/app.tar:v1`, `docker://${reg.host}/arch`);
     assert.equal(b.code, 0, b.stderr);
     assert.match(
       b.stdout,
@@ -106,14 +96,7 @@ Deno.test({
       { image: amd, platform: { os: "linux", architecture: "amd64" } },
       { image: arm, platform: { os: "linux", architecture: "arm64" } },
     ]);
-    const m = await cli(home, [
-      "--repo",
-      `${tmp.path}/r`,
-      "--json",
-      "push",
-      `oci:${layout}:multi`,
-      `docker://${reg.host}/multi`,
-    ]);
+    const m = await push(r, true, `oci:${layout}:multi`, `docker://${reg.host}/multi`);
     assert.equal(m.code, 0, m.stderr);
     assert.equal(JSON.parse(m.stdout).manifest, index);
     assert.equal(JSON.parse(m.stdout).manifests, 3);
@@ -125,14 +108,7 @@ Deno.test({
     const deltaDesc = JSON.parse(await Deno.readTextFile(`${deltaLayout}/index.json`)).manifests[0];
     const deltaBytes = await Deno.readFile(`${deltaLayout}/blobs/sha256/${deltaDesc.digest.slice(7)}`);
     const delta = JSON.parse(dec.decode(deltaBytes));
-    const d = await cli(home, [
-      "--repo",
-      `${tmp.path}/r`,
-      "--json",
-      "push",
-      `oci:${deltaLayout}`,
-      `docker://${reg.host}/app:basic-delta`,
-    ]);
+    const d = await push(r, true, `oci:${deltaLayout}`, `docker://${reg.host}/app:basic-delta`);
     assert.equal(d.code, 0, d.stderr);
     assert.equal(JSON.parse(d.stdout).referrer, "fallback-tag");
     assert.deepEqual(await rawManifest(`${reg.host}/app:basic-delta`), deltaBytes);
@@ -149,13 +125,7 @@ Deno.test({
     }]);
     // Pushing it again adds no second entry.
     assert.equal(
-      (await cli(home, [
-        "--repo",
-        `${tmp.path}/r`,
-        "push",
-        `oci:${deltaLayout}`,
-        `docker://${reg.host}/app:basic-delta`,
-      ])).code,
+      (await push(r, false, `oci:${deltaLayout}`, `docker://${reg.host}/app:basic-delta`)).code,
       0,
     );
     const again = JSON.parse(dec.decode(await rawManifest(`${reg.host}/app:sha256-${delta.subject.digest.slice(7)}`)));
@@ -164,16 +134,7 @@ Deno.test({
     // From the repository: rebuilt, compressed, config byte for byte (same image ID); the same output every time.
     const repo = `${tmp.path}/repo`;
     assert.equal((await cli(home, ["--repo", repo, "pull", `oci:${layout}:v1`, "app"])).code, 0);
-    const z = await cli(home, [
-      "--repo",
-      repo,
-      "--json",
-      "push",
-      "app",
-      `docker://${reg.host}/fromrepo`,
-      "--compression",
-      "zstd",
-    ]);
+    const z = await push(repo, true, "app", `docker://${reg.host}/fromrepo`, "--compression", "zstd");
     assert.equal(z.code, 0, z.stderr);
     const fromRepo = JSON.parse(z.stdout);
     assert.equal(fromRepo.tag, "app");
@@ -185,18 +146,7 @@ Deno.test({
       Array(3).fill("application/vnd.oci.image.layer.v1.tar+zstd"),
     );
     assert.deepEqual(await rawConfig(`${reg.host}/fromrepo:app`), img.configBytes);
-    const z2 = await cli(home, [
-      "--repo",
-      repo,
-      "--json",
-      "push",
-      "app",
-      `docker://${reg.host}/fromrepo:again`,
-      "--compression",
-      "zstd",
-      "-j",
-      "1",
-    ]);
+    const z2 = await push(repo, true, "app", `docker://${reg.host}/fromrepo:again`, "--compression", "zstd", "-j", "1");
     assert.equal(JSON.parse(z2.stdout).manifest, fromRepo.manifest, "the same bytes whatever -j");
     // Pulled back into a fresh repository, every layer is the original tar.
     const back = `${tmp.path}/back-repo`;
