@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { ZstdDictDecoder } from "../src/util/zstd_dict.ts";
+import { ZstdDictDecoder } from "../src/compression/zstd/dict.ts";
 
 function noise(size: number, seed: number): Uint8Array {
   const out = new Uint8Array(size);

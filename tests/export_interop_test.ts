@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { compressBlock, compressInBlocks } from "../src/util/block_compress.ts";
+import { compressBlock, compressInBlocks } from "../src/compression/block_compress.ts";
 import { sha256 } from "../src/util/digest.ts";
 import { concat } from "../src/util/streams.ts";
 import { deltaship, tempDir } from "./helpers/cli.ts";

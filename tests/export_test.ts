@@ -3,7 +3,7 @@ import zlib from "node:zlib";
 import { parseHeaderBlock } from "../src/tar/header.ts";
 import { parseHeaderGroup } from "../src/tar/header_group.ts";
 import { encodeHeader } from "../src/tar/header_writer.ts";
-import { compressBlock, compressInBlocks, GZIP_BLOCK, ZSTD_BLOCK } from "../src/util/block_compress.ts";
+import { compressBlock, compressInBlocks, GZIP_BLOCK, ZSTD_BLOCK } from "../src/compression/block_compress.ts";
 import { sha256 } from "../src/util/digest.ts";
 import { concat } from "../src/util/streams.ts";
 import { deltaship, tempDir } from "./helpers/cli.ts";

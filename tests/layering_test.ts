@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 /** The layers from the bottom; a module may import only from its own layer or below. */
 export const LAYERS: string[][] = [
   ["util", "errors.ts", "version.ts"],
+  ["compression"],
   ["tar"],
   ["oci"],
   ["tardiff", "composefs"],

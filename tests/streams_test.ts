@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
-import { coalesce, decompressor } from "../src/util/streams.ts";
+import { coalesce } from "../src/util/streams.ts";
+import { decompressor } from "../src/compression/stages.ts";
 import { Hasher, sha256 } from "../src/util/digest.ts";
 
 /** A stream over `bytes` in `chunk`-sized pieces that counts how much was pulled. */

@@ -6,7 +6,7 @@ import { cleanRootedPath } from "../src/tar/path.ts";
 import { applyTarDiff, type SourceFile, type TarDiffSource } from "../src/tardiff/apply.ts";
 import { MAX_ADD_DATA, MAX_OPEN_NAME, TARDIFF_MAGIC, TARDIFF_MAGIC_V2 } from "../src/tardiff/format.ts";
 import { concat } from "../src/util/streams.ts";
-import { ZstdDecoder } from "../src/util/zstd.ts";
+import { ZstdDecoder } from "../src/compression/zstd/decoder.ts";
 import { encodeOps, opHeader, tarDiff, type TarDiffOp, zstd, zstdFrame } from "./helpers/tardiff.ts";
 import { noise } from "./helpers/data.ts";
 

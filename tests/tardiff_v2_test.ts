@@ -4,7 +4,7 @@ import type { LookupFailure } from "../src/oci/rootfs.ts";
 import { applyTarDiff, type SourceFile, type TarDiffSource } from "../src/tardiff/apply.ts";
 import { TARDIFF_MAGIC_V2 } from "../src/tardiff/format.ts";
 import { concat } from "../src/util/streams.ts";
-import { MAX_DICTIONARY_SIZE, ZstdDictDecoder } from "../src/util/zstd_dict.ts";
+import { MAX_DICTIONARY_SIZE, ZstdDictDecoder } from "../src/compression/zstd/dict.ts";
 import { noise } from "./helpers/data.ts";
 import { haveTools } from "./helpers/interop.ts";
 import { encodeOps, tarDiff, type TarDiffOp } from "./helpers/tardiff.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 import { UsageError } from "../errors.ts";
-import type { Compression } from "../util/streams.ts";
+import type { Compression } from "../compression/stages.ts";
 import type { OptionSpec, ValuesOf } from "./args.ts";
 
 const LEVELS: Record<Compression, [number, number]> = { gzip: [1, 9], zstd: [1, 19], none: [0, 0] };

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Compression } from "../util/streams.ts";
+import type { Compression } from "../compression/stages.ts";
 import { UnsupportedError } from "../errors.ts";
 
 /** OCI and Docker document media types. */

@@ -16,7 +16,7 @@ import type { Repository } from "../repo/repository.ts";
 import { type ImageSource, resolveManifest } from "../transport/source.ts";
 import type { Cleanups } from "../util/cleanups.ts";
 import type { ProgressSink } from "../util/progress.ts";
-import type { Compression } from "../util/streams.ts";
+import type { Compression } from "../compression/stages.ts";
 import { applyDelta } from "./delta_pull.ts";
 import { isDeltaManifest, parseDeltaArtifact } from "../delta/artifact.ts";
 import { pullDiscovering } from "./delta_discovery.ts";

@@ -6,7 +6,7 @@
  * new layer blobs.
  *
  * Layers are compressed on all workers at once, block by block (see
- * util/block_compress.ts), one layer after another: that keeps every core busy
+ * compression/block_compress.ts), one layer after another: that keeps every core busy
  * even for an image with one big layer, writes an archive member by member,
  * and makes the output the same whatever the number of workers.
  *
@@ -20,10 +20,10 @@ import { DigestMismatchError } from "../errors.ts";
 import { type Descriptor, encodeJson, type Manifest, parseManifest } from "../oci/documents.ts";
 import { type LayoutDest, type LayoutWriter, openLayoutWriter, type WrittenBlob } from "../oci/layout_writer.ts";
 import { layerTypeFor, MediaType } from "../oci/media_types.ts";
-import { compressInBlocks, isBlockFormat } from "../util/block_compress.ts";
+import { compressInBlocks, isBlockFormat } from "../compression/block_compress.ts";
 import { type DiffId, type Digest, Hasher, parseDigest } from "../util/digest.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
-import type { Compression } from "../util/streams.ts";
+import type { Compression } from "../compression/stages.ts";
 import { fanOut } from "./fan_out.ts";
 import type { LayerPool } from "./layer_tasks.ts";
 import { layerTarChunks } from "../repo/layer_reader.ts";

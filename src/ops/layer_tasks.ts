@@ -12,7 +12,7 @@ import { rebuildTaskKind } from "../delta/rebuild.ts";
 import { importTaskKind } from "../repo/layer_import.ts";
 import type { SyncMode } from "../repo/durability.ts";
 import { Repository } from "../repo/repository.ts";
-import { compressTaskKind } from "../util/block_compress.ts";
+import { compressTaskKind } from "../compression/block_compress.ts";
 import type { TaskKind, TaskKinds, WorkerPool } from "../util/worker_pool.ts";
 
 /** Every layer task kind, run against `repo`. */

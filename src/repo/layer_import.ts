@@ -8,7 +8,8 @@
 import { DeltashipError, FormatError } from "../errors.ts";
 import { layerCompression } from "../oci/media_types.ts";
 import { type DiffId, type Digest, Verifier, verifying } from "../util/digest.ts";
-import { coalesce, decompressor, sniffCompression } from "../util/streams.ts";
+import { coalesce } from "../util/streams.ts";
+import { decompressor, sniffCompression } from "../compression/stages.ts";
 import type { RecordFooter } from "./layer_record.ts";
 import type { Repository } from "./repository.ts";
 import { type LayerLimits, storeLayerTar } from "./layer_writer.ts";

@@ -21,7 +21,7 @@ import type { LookupFailure } from "../oci/rootfs.ts";
 import { decodeName } from "../tar/header.ts";
 import { cleanRootedPath } from "../tar/path.ts";
 import { Yielder } from "../util/yielder.ts";
-import { MAX_DICTIONARY_SIZE, ZstdDictDecoder } from "../util/zstd_dict.ts";
+import { MAX_DICTIONARY_SIZE, ZstdDictDecoder } from "../compression/zstd/dict.ts";
 import { MAX_OPEN_NAME, Op } from "./format.ts";
 import { OpInput } from "./op_input.ts";
 

@@ -12,7 +12,7 @@
  *   both files are read and diffed as {@link EncodeOptions.binaryDiff} says:
  *   bsdiff (the source suffix-sorted, the bsdiff-style matcher's plan out as
  *   Copy/AddData/Seek/Data), zstd (one ZstdDict frame against the whole source
- *   file, `util/zstd_dict_encode.ts`: much faster, somewhat larger), or auto
+ *   file, `compression/zstd/dict_encode.ts`: much faster, somewhat larger), or auto
  *   (both tried, the smaller once compressed kept), each within its size limits;
  * - anything else: Data, streamed from its object.
  *
@@ -30,8 +30,8 @@ import { Buffer } from "node:buffer";
 import zlib from "node:zlib";
 import { Duplex } from "node:stream";
 import type { TarEntry } from "../tar/header.ts";
-import { MAX_DICTIONARY_SIZE } from "../util/zstd_dict.ts";
-import { zstdPatchJoined } from "../util/zstd_dict_encode.ts";
+import { MAX_DICTIONARY_SIZE } from "../compression/zstd/dict.ts";
+import { zstdPatchJoined } from "../compression/zstd/dict_encode.ts";
 import { MatchIndex, type Plan, planDiff } from "./bsdiff.ts";
 import { TARDIFF_MAGIC, TARDIFF_MAGIC_V2 } from "./format.ts";
 import { type OpCounts, OpWriter } from "./op_writer.ts";

@@ -8,7 +8,7 @@
  */
 import { TarDiffError } from "../errors.ts";
 import { MAX_VARINT_BYTES } from "../util/varint.ts";
-import { ZstdDecoder } from "../util/zstd.ts";
+import { ZstdDecoder } from "../compression/zstd/decoder.ts";
 import { TARDIFF_MAGIC } from "./format.ts";
 
 /** Reads the decompressed op stream: the current piece of it, and the ops' headers. */

@@ -9,7 +9,8 @@
  * Usage: deno run --allow-read --v8-flags=--expose-gc slow_reader.ts FILE FORMAT
  */
 import { Hasher } from "../../src/util/digest.ts";
-import { type Compression, decompressor, fileRangeStream } from "../../src/util/streams.ts";
+import { fileRangeStream } from "../../src/util/streams.ts";
+import { type Compression, decompressor } from "../../src/compression/stages.ts";
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error("run with --v8-flags=--expose-gc");

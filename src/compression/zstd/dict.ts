@@ -21,15 +21,15 @@
  *   a FormatError saying where.
  *
  * This module is the frame layer (frame header, block headers, checksum, the
- * push/pull state machine); blocks are decoded by `zstd_block.ts`, with the
- * code tables of `zstd_tables.ts` and the entropy decoders of `zstd_entropy.ts`.
+ * push/pull state machine); blocks are decoded by `block.ts`, with the
+ * code tables of `tables.ts` and the entropy decoders of `entropy.ts`.
  *
  * @module
  */
-import { FormatError, LimitError } from "../errors.ts";
+import { FormatError, LimitError } from "../../errors.ts";
 import { Xxh64 } from "./xxh64.ts";
-import { BlockDecoder, MAX_BLOCK } from "./zstd_block.ts";
-import { PAD, ZstdCorruption } from "./zstd_entropy.ts";
+import { BlockDecoder, MAX_BLOCK } from "./block.ts";
+import { PAD, ZstdCorruption } from "./entropy.ts";
 
 /** Largest window log (and so window, 512 MiB) a frame may ask for. */
 export const MAX_WINDOW_LOG = 29;

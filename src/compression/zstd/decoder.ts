@@ -13,8 +13,8 @@
  * @module
  */
 import zlib from "node:zlib";
-import { FormatError } from "../errors.ts";
-import { Yielder } from "./yielder.ts";
+import { FormatError } from "../../errors.ts";
+import { Yielder } from "../../util/yielder.ts";
 
 const FRAME_MAGIC = 0xfd2fb528;
 const SKIPPABLE_MASK = 0xfffffff0;

@@ -9,12 +9,12 @@
  * The entropy state a block may reuse from the one before (the Huffman table,
  * the three sequence tables, the repeat offsets) lives here for the length of
  * one frame. Errors are {@link ZstdCorruption}s, which the frame layer
- * (`zstd_dict.ts`) turns into FormatErrors saying which block was at fault.
+ * (`dict.ts`) turns into FormatErrors saying which block was at fault.
  *
  * @module
  */
-import { backwardStart, bitsAt, HuffmanTable, PAD, ZstdCorruption } from "./zstd_entropy.ts";
-import { SequenceTables } from "./zstd_tables.ts";
+import { backwardStart, bitsAt, HuffmanTable, PAD, ZstdCorruption } from "./entropy.ts";
+import { SequenceTables } from "./tables.ts";
 
 /** Largest block content, compressed or not (RFC 8878 3.1.1.2.4). */
 export const MAX_BLOCK = 128 << 10;

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
-import { FormatError } from "../src/errors.ts";
-import { concat, decompressor } from "../src/util/streams.ts";
-import { deltaship, tempDir } from "./helpers/cli.ts";
-import { sampleTar, writeImage } from "./helpers/oci.ts";
+import { FormatError } from "../../src/errors.ts";
+import { concat } from "../../src/util/streams.ts";
+import { decompressor } from "../../src/compression/stages.ts";
+import { deltaship, tempDir } from "../helpers/cli.ts";
+import { sampleTar, writeImage } from "../helpers/oci.ts";
 
 const data = new Uint8Array(300_000).map((_, i) => (i * 13 + (i >> 9)) & 0xff);
 const good = new Uint8Array(zlib.zstdCompressSync(data));

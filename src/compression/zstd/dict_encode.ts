@@ -3,7 +3,7 @@
  * (dictionary ID 0, the kind `zstd --patch-from=OLD` writes and tar-diff
  * version 2's ZstdDict op carries): the new file is matched against the old one
  * and against itself, and written as one frame that `zstd -d --patch-from=OLD`,
- * oci-delta's readers and `zstd_dict.ts` decode.
+ * oci-delta's readers and `dict.ts` decode.
  *
  * Why our own: Deno's node:zlib zstd takes no dictionary, and the npm builds of
  * libzstd either have no dictionary or prefix compression, a fixed heap too
@@ -20,7 +20,7 @@
  * not shrink are stored raw. The frame names its content size, its window, and
  * a content checksum.
  *
- * Blocks are written by `zstd_block_encode.ts`.
+ * Blocks are written by `block_encode.ts`.
  *
  * Memory: the caller's buffer (old and new file, back to back), two hash
  * tables of at most 64 MiB each, one block's work buffers, and the frame.
@@ -28,7 +28,7 @@
  * @module
  */
 import { Xxh64 } from "./xxh64.ts";
-import { Output, writeBlock } from "./zstd_block_encode.ts";
+import { Output, writeBlock } from "./block_encode.ts";
 
 /** Largest window log written (and the reference readers' limit). */
 export const MAX_PATCH_WINDOW_LOG = 29;

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { FseTable, readDistribution, ZstdCorruption } from "./zstd_entropy.ts";
+import { FseTable, readDistribution, ZstdCorruption } from "./entropy.ts";
 
 // What the literal length, match length and offset codes stand for (RFC 8878 3.1.1.3.2.1).
 // deno-fmt-ignore

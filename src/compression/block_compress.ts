@@ -16,8 +16,8 @@
  * @module
  */
 import zlib from "node:zlib";
-import type { Compression } from "./streams.ts";
-import type { TaskKind } from "./worker_pool.ts";
+import type { Compression } from "./stages.ts";
+import type { TaskKind } from "../util/worker_pool.ts";
 
 /** Uncompressed bytes per gzip block. */
 export const GZIP_BLOCK = 1 << 20;

@@ -9,12 +9,12 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
-import { FormatError } from "../src/errors.ts";
-import { concat } from "../src/util/streams.ts";
-import { MAX_DICTIONARY_SIZE, ZstdDictDecoder, type ZstdDictDecoderOptions } from "../src/util/zstd_dict.ts";
-import { tempDir } from "./helpers/cli.ts";
-import { noise } from "./helpers/data.ts";
-import { tarFiles } from "./helpers/tardiff.ts";
+import { FormatError } from "../../src/errors.ts";
+import { concat } from "../../src/util/streams.ts";
+import { MAX_DICTIONARY_SIZE, ZstdDictDecoder, type ZstdDictDecoderOptions } from "../../src/compression/zstd/dict.ts";
+import { tempDir } from "../helpers/cli.ts";
+import { noise } from "../helpers/data.ts";
+import { tarFiles } from "../helpers/tardiff.ts";
 
 const MiB = 1 << 20;
 
@@ -305,7 +305,7 @@ Deno.test("zstd dict decoder: a frame without a dictionary decodes with an empty
   const binary = await Deno.open(Deno.execPath());
   const code = new Uint8Array(MiB);
   await binary.read(code).finally(() => binary.close());
-  const data = concat([...sources(new URL("../src", import.meta.url).pathname), noise(300_000, 6), code]);
+  const data = concat([...sources(new URL("../../src", import.meta.url).pathname), noise(300_000, 6), code]);
   Deno.writeFileSync(`${tmp.path}/d`, data);
   // A 128 or 256 KiB window over megabytes: history wraps around the ring many times.
   for (
@@ -414,7 +414,7 @@ function varint(b: Uint8Array, at: number): [number, number] {
 }
 
 Deno.test("oci-delta-v2 midfile: op 5 frames decode with the whole source file, from offset 0, as dictionary", async () => {
-  const shared = new URL("../testdata/oci-delta-v2/midfile/", import.meta.url).pathname;
+  const shared = new URL("../../testdata/oci-delta-v2/midfile/", import.meta.url).pathname;
   const blobs = (image: string) => `${shared}${image}/blobs/sha256/`;
   const manifest = (image: string) => {
     const index = JSON.parse(Deno.readTextFileSync(`${shared}${image}/index.json`));

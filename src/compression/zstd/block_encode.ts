@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { LL_BASE, LL_BITS, LL_PREDEFINED, ML_BASE, ML_BITS, ML_PREDEFINED, OF_PREDEFINED } from "./zstd_tables.ts";
+import { LL_BASE, LL_BITS, LL_PREDEFINED, ML_BASE, ML_BITS, ML_PREDEFINED, OF_PREDEFINED } from "./tables.ts";
 
 /** The FSE encoding table of a normalized distribution (RFC 8878 4.1), as libzstd builds it. */
 class FseEncoder {

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { concat } from "../src/util/streams.ts";
-import { patchWindowLog, zstdPatch, zstdPatchJoined } from "../src/util/zstd_dict_encode.ts";
-import { ZstdDictDecoder } from "../src/util/zstd_dict.ts";
-import { noise } from "./helpers/data.ts";
-import { haveTools } from "./helpers/interop.ts";
-import { unpatch } from "./helpers/zstd_patch.ts";
+import { concat } from "../../src/util/streams.ts";
+import { patchWindowLog, zstdPatch, zstdPatchJoined } from "../../src/compression/zstd/dict_encode.ts";
+import { ZstdDictDecoder } from "../../src/compression/zstd/dict.ts";
+import { noise } from "../helpers/data.ts";
+import { haveTools } from "../helpers/interop.ts";
+import { unpatch } from "../helpers/zstd_patch.ts";
 
 /** Decodes `frame` against `dict` with deltaship's decoder, in 1000-byte pushes. */
 function decode(dict: Uint8Array, frame: Uint8Array): Uint8Array {
