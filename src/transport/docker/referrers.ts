@@ -15,6 +15,7 @@ import { type Digest, parseDigest } from "../../util/digest.ts";
 import type { ReferrerList } from "../source.ts";
 import type { Fetched, RegistryClient } from "./client.ts";
 import type { RegistryFacts } from "./registry_facts.ts";
+import { type RegistryUrl, registryUrl } from "./registry_url.ts";
 import { withDeadline } from "./retry.ts";
 
 /** How to reach one repository. */
@@ -64,19 +65,23 @@ export async function listReferrers(
   };
   const { facts } = access;
   if (facts && await facts.store.lacksReferrersApi(facts.registry)) return await fromTag();
-  let next: string | undefined = `/v2/${access.repository}/referrers/${subject}?${new URLSearchParams({
+  let next: string | RegistryUrl | undefined = `/v2/${access.repository}/referrers/${subject}?${new URLSearchParams({
     artifactType,
   })}`;
   const found: Descriptor[] = [];
+  const label = `${what}: referrers of ${subject}`;
   for (let page = 0; next !== undefined && page < MAX_PAGES; page++) {
-    const answer = await getIndex(access, next, `${what}: referrers of ${subject}`, [400, 404, 405, 406, 501]);
+    const answer = await getIndex(access, next, label, [400, 404, 405, 406, 501]);
     if (answer === undefined) {
       if (page > 0) break;
       await facts?.store.recordNoReferrersApi(facts.registry);
       return await fromTag();
     }
     found.push(...pick(answer.index.manifests));
-    next = nextPage(answer.link);
+    const link = nextPage(answer.link);
+    next = link === undefined
+      ? undefined
+      : registryUrl(link, { kind: "next-page Link", base: answer.url, origin: access.client.origin }, label);
   }
   return { descriptors: found, via: "api" };
 }
@@ -130,6 +135,8 @@ function tagPath(access: RepositoryAccess, subject: Digest): string {
 interface FetchedIndex {
   index: ReturnType<typeof parseIndex>;
   raw: Record<string, unknown>;
+  /** The URL that answered (after redirects): what a relative next-page Link is resolved against. */
+  url: URL;
   etag?: string;
   link?: string;
 }
@@ -137,7 +144,7 @@ interface FetchedIndex {
 /** GETs an image index, or undefined when the answer is one of `absent`. Must be an OCI image index. */
 async function getIndex(
   access: RepositoryAccess,
-  path: string,
+  path: string | RegistryUrl,
   what: string,
   absent: number[],
 ): Promise<FetchedIndex | undefined> {
@@ -163,7 +170,13 @@ async function getIndex(
     const index = parseIndex(bytes, what);
     const etag = f.headers.get("etag") ?? undefined;
     const link = f.headers.get("link") ?? undefined;
-    return { index, raw: raw as Record<string, unknown>, ...(etag ? { etag } : {}), ...(link ? { link } : {}) };
+    return {
+      index,
+      raw: raw as Record<string, unknown>,
+      url: f.url,
+      ...(etag ? { etag } : {}),
+      ...(link ? { link } : {}),
+    };
   });
 }
 
