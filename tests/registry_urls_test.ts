@@ -20,10 +20,14 @@ import {
 import { type CliResult, runCli, tempDir } from "./helpers/cli.ts";
 import { expectCleanFailure } from "./helpers/failure.ts";
 import { countRequests, startProxy } from "./helpers/fault_proxy.ts";
-import { type HostileFront, indexBytes, startHostileFront } from "./helpers/hostile_front.ts";
+import {
+  type HostileFront,
+  indexBytes,
+  startHostileFront,
+  type TwoVersions,
+  twoVersions,
+} from "./helpers/hostile_front.ts";
 import { haveTools, run } from "./helpers/interop.ts";
-import { sampleTar, writeImage, type WrittenImage } from "./helpers/oci.ts";
-import { pushImage, type Registry, startRegistry } from "./helpers/registry.ts";
 import { sha256 } from "../src/util/digest.ts";
 
 const TOOLS = ["docker-registry", "skopeo"];
@@ -80,35 +84,20 @@ Deno.test("registry URLs: a token realm that is not http(s) is refused before an
   assert.equal(calls, 0);
 });
 
-interface Setup {
+interface Setup extends TwoVersions {
   home: string;
-  reg: Registry;
-  v1: WrittenImage;
-  v2: WrittenImage;
-  /** A repository holding v1, so a pull of v2 looks for deltas. */
-  repo: string;
   secret: string;
   fifo: string;
 }
 
-/** A registry with v1 and v2, a repository holding v1, a secret file and a FIFO on this host. */
+/** Two versions in a registry, a repository holding v1, a secret file and a FIFO on this host. */
 async function setUp(dir: string): Promise<Setup> {
-  const reg = await startRegistry();
-  const v1 = await writeImage(`${dir}/layout`, { tag: "v1", layers: [{ tar: sampleTar("base") }] });
-  const v2 = await writeImage(`${dir}/layout`, {
-    tag: "v2",
-    layers: [{ tar: sampleTar("base") }, { tar: sampleTar("next") }],
-  });
-  await pushImage(`oci:${dir}/layout:v1`, `docker://${reg.host}/app:v1`);
-  await pushImage(`oci:${dir}/layout:v2`, `docker://${reg.host}/app:v2`);
-  const repo = `${dir}/repo`;
-  const r = await cli(dir, ["--repo", repo, "pull", `docker://${reg.host}/app:v1`]);
-  assert.equal(r.code, 0, r.stderr);
+  const versions = await twoVersions(dir);
   const secret = `${dir}/secret.txt`;
   await Deno.writeTextFile(secret, SECRET);
   const fifo = `${dir}/fifo`;
   await run("mkfifo", fifo);
-  return { home: dir, reg, v1, v2, repo, secret, fifo };
+  return { ...versions, home: dir, secret, fifo };
 }
 
 function cli(home: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {

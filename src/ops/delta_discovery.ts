@@ -21,7 +21,13 @@ import { type DeltaArtifact, parseDeltaArtifact } from "../delta/artifact.ts";
 import { type Descriptor, parseImageConfig, parseManifest } from "../oci/documents.ts";
 import type { Repository } from "../repo/repository.ts";
 import { DEFAULT_MAX_DOWNLOADS } from "../transport/docker/source.ts";
-import type { FetchedDocument, ImageSource, ReferrerList, ResolvedManifest } from "../transport/source.ts";
+import type {
+  FetchedDocument,
+  ImageSource,
+  ReferrerList,
+  ReferrerOptions,
+  ResolvedManifest,
+} from "../transport/source.ts";
 import { asManifestDigest, type DiffId, type Digest } from "../util/digest.ts";
 import { applyDelta } from "./delta_pull.ts";
 import { pullImage } from "./pull_image.ts";
@@ -97,18 +103,24 @@ async function chooseDelta(repo: Repository, source: DocumentCache, resolved: Re
 
   let list: ReferrerList;
   try {
-    list = await source.referrers(resolved.digest, DELTA_ARTIFACT_TYPE);
+    list = await source.referrers(resolved.digest, DELTA_ARTIFACT_TYPE, {
+      annotations: [DeltaAnnotation.sourceConfig],
+    });
   } catch (e) {
     return fail(`could not list deltas: ${errorText(e)}`);
   }
   discovery.via = list.via;
   discovery.listed = list.descriptors.length;
+  const cut = list.truncated ? ` (the listing was cut short: ${list.truncated})` : "";
+  if (list.truncated) discovery.truncated = list.truncated;
   // Most images have no delta: that is the common case, not worth a line.
-  if (list.descriptors.length === 0) return fail(`no delta to ${resolved.digest} is published`, true);
+  if (list.descriptors.length === 0) return fail(`no delta to ${resolved.digest} is published${cut}`, !cut);
   const fitting = list.descriptors.filter((d) => held.has(d.annotations?.[DeltaAnnotation.sourceConfig] ?? ""));
   discovery.fitting = fitting.length;
   if (fitting.length === 0) {
-    return fail(`none of the ${list.descriptors.length} deltas to ${resolved.digest} starts from an image held here`);
+    return fail(
+      `none of the ${list.descriptors.length} deltas to ${resolved.digest} starts from an image held here${cut}`,
+    );
   }
 
   let best: { resolved: ResolvedManifest; bytes: number } | undefined;
@@ -126,7 +138,7 @@ async function chooseDelta(repo: Repository, source: DocumentCache, resolved: Re
       skipped ||= `delta ${desc.digest} is not usable: ${errorText(e)}`;
     }
   }
-  if (!best) return fail(skipped || "no delta fits");
+  if (!best) return fail((skipped || "no delta fits") + cut);
   if (best.bytes >= discovery.missingBytes) {
     return fail(
       `the full image is no larger: its missing layers are ${discovery.missingBytes} bytes, ` +
@@ -208,8 +220,9 @@ class DocumentCache implements ImageSource {
   blob(desc: Descriptor): Promise<ReadableStream<Uint8Array>> {
     return this.inner.blob(desc);
   }
-  referrers(subject: Digest, artifactType: string): Promise<ReferrerList> {
-    return this.inner.referrers?.(subject, artifactType) ?? Promise.resolve({ descriptors: [], via: "none" });
+  referrers(subject: Digest, artifactType: string, options?: ReferrerOptions): Promise<ReferrerList> {
+    return this.inner.referrers?.(subject, artifactType, options) ??
+      Promise.resolve({ descriptors: [], via: "none" });
   }
   defaultMaxDownloads(n: number): void {
     this.inner.defaultMaxDownloads?.(n);

@@ -58,6 +58,8 @@ export interface DiscoveryInfo {
   delta?: ManifestDigest;
   /** Compressed bytes of the image's layers the repository lacks: what the full pull fetches. */
   missingBytes: number;
+  /** Why the listing was cut short (too many pages, bytes or deltas), when it was. */
+  truncated?: string;
 }
 
 /** What a delta pull did, beyond what every pull reports. */

@@ -10,8 +10,10 @@ import { buildDeltaManifest } from "../../src/delta/artifact.ts";
 import { DELTA_ARTIFACT_TYPE, DeltaAnnotation } from "../../src/delta/annotations.ts";
 import { TARDIFF_MEDIA_TYPE } from "../../src/tardiff/format.ts";
 import { sha256 } from "../../src/util/digest.ts";
+import { runCli } from "./cli.ts";
 import { type FaultProxy, startProxy } from "./fault_proxy.ts";
-import type { WrittenImage } from "./oci.ts";
+import { sampleTar, writeImage, type WrittenImage } from "./oci.ts";
+import { pushImage, type Registry, startRegistry } from "./registry.ts";
 
 export const INDEX_TYPE = "application/vnd.oci.image.index.v1+json";
 const MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json";
@@ -153,4 +155,29 @@ export function deltaManifestTo(
       to: l.digest,
     })),
   });
+}
+
+/** A registry holding `app:v1` and `app:v2` (v2 adds a layer to v1's), and a repository holding v1. */
+export interface TwoVersions {
+  reg: Registry;
+  v1: WrittenImage;
+  v2: WrittenImage;
+  /** Holds v1, so a pull of v2 looks for deltas. */
+  repo: string;
+}
+
+/** Starts a registry under `dir` with v1 and v2 pushed, and pulls v1 into `dir/repo` (HOME is `dir`). */
+export async function twoVersions(dir: string): Promise<TwoVersions> {
+  const reg = await startRegistry();
+  const v1 = await writeImage(`${dir}/layout`, { tag: "v1", layers: [{ tar: sampleTar("base") }] });
+  const v2 = await writeImage(`${dir}/layout`, {
+    tag: "v2",
+    layers: [{ tar: sampleTar("base") }, { tar: sampleTar("next") }],
+  });
+  await pushImage(`oci:${dir}/layout:v1`, `docker://${reg.host}/app:v1`);
+  await pushImage(`oci:${dir}/layout:v2`, `docker://${reg.host}/app:v2`);
+  const repo = `${dir}/repo`;
+  const r = await runCli(["--repo", repo, "pull", `docker://${reg.host}/app:v1`], { HOME: dir });
+  if (r.code !== 0) throw new Error(`pull v1: ${r.stderr}`);
+  return { reg, v1, v2, repo };
 }
