@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { TransportError } from "../src/errors.ts";
 import { Authenticator } from "../src/transport/docker/auth.ts";
+import { DockerSource } from "../src/transport/docker/source.ts";
 import {
   pathUrl,
   registryUrl,
@@ -240,4 +241,49 @@ Deno.test({
       await s.reg.stop();
     }
   },
+});
+
+Deno.test("registry URLs: credentials never follow a redirect to another origin, for the registry or its token realm", async () => {
+  const seen: string[] = [];
+  const manifest = new TextEncoder().encode(JSON.stringify({ schemaVersion: 2, config: {}, layers: [] }));
+  // Another origin: where the token realm and the registry both redirect to.
+  const other = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const u = new URL(req.url);
+    seen.push(`other ${u.pathname} ${req.headers.get("authorization") ?? "-"}`);
+    if (u.pathname === "/token") return Response.json({ token: "tok-77" });
+    return new Response(manifest);
+  });
+  const registry = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const u = new URL(req.url);
+    const auth = req.headers.get("authorization");
+    seen.push(`registry ${u.pathname} ${auth ?? "-"}`);
+    const otherUrl = `http://127.0.0.1:${other.addr.port}`;
+    if (u.pathname === "/token") return new Response(null, { status: 307, headers: { location: `${otherUrl}/token` } });
+    if (auth !== "Bearer tok-77") {
+      const realm = `http://${req.headers.get("host")}/token`;
+      return new Response(null, { status: 401, headers: { "www-authenticate": `Bearer realm="${realm}"` } });
+    }
+    return new Response(null, { status: 302, headers: { location: `${otherUrl}/manifest` } });
+  });
+  try {
+    const source = await DockerSource.open(`127.0.0.1:${registry.addr.port}/app:v1`, {
+      creds: "alice:pw-9",
+      env: { DELTASHIP_RETRY_BASE_MS: "5" },
+    });
+    try {
+      assert.deepEqual((await source.root()).bytes, manifest);
+    } finally {
+      await source.close();
+    }
+    assert.deepEqual(seen, [
+      "registry /v2/app/manifests/v1 -",
+      `registry /token Basic ${btoa("alice:pw-9")}`, // the realm gets the credentials, as the protocol has it
+      "other /token -", // not where it redirects to
+      "registry /v2/app/manifests/v1 Bearer tok-77",
+      "other /manifest -", // nor does the registry's token go where the registry redirects to
+    ]);
+  } finally {
+    await registry.shutdown();
+    await other.shutdown();
+  }
 });

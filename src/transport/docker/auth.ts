@@ -12,6 +12,7 @@
 import { TransportError } from "../../errors.ts";
 import type { Credentials } from "./credentials.ts";
 import { isLoopbackHost } from "./reference.ts";
+import { ellipsize } from "../../util/text.ts";
 import { registryUrl } from "./registry_url.ts";
 
 /** One challenge of a `WWW-Authenticate` header. */
@@ -155,7 +156,7 @@ export class Authenticator {
       this.#scheme = "basic";
       return;
     }
-    const schemes = challenges.map((c) => c.scheme).join(", ") || "none";
+    const schemes = ellipsize(challenges.map((c) => c.scheme).join(", "), 80) || "none";
     throw new TransportError(
       `${this.registry} answered 401 Unauthorized without a challenge deltaship supports (offered: ${schemes})`,
     );

@@ -13,6 +13,7 @@ import { type Descriptor, encodeJson } from "../../oci/documents.ts";
 import { MediaType } from "../../oci/media_types.ts";
 import { type Digest, parseDigest } from "../../util/digest.ts";
 import { concat } from "../../util/streams.ts";
+import { ellipsize } from "../../util/text.ts";
 import type { ReferrerList, ReferrerOptions } from "../source.ts";
 import type { Fetched, RegistryClient } from "./client.ts";
 import { type ListingFilter, type ListingPage, readListing } from "./referrer_listing.ts";
@@ -225,7 +226,8 @@ async function getIndex(
     const type = f.headers.get("content-type")?.split(";")[0].trim();
     const mediaType = page.mediaType ?? type;
     if (mediaType !== MediaType.ociIndex) {
-      throw new FormatError(`${what} is not an OCI image index (media type ${JSON.stringify(mediaType ?? "none")})`);
+      const shown = ellipsize(JSON.stringify(mediaType ?? "none"), 80);
+      throw new FormatError(`${what} is not an OCI image index (media type ${shown})`);
     }
     const etag = f.headers.get("etag") ?? undefined;
     const link = f.headers.get("link") ?? undefined;

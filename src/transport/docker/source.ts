@@ -11,6 +11,7 @@ import type { Descriptor } from "../../oci/documents.ts";
 import { INDEX_TYPES, MANIFEST_TYPES, MediaType } from "../../oci/media_types.ts";
 import { type Digest, Hasher, parseDigest, sha256, verifyBytes } from "../../util/digest.ts";
 import { Semaphore } from "../../util/semaphore.ts";
+import { ellipsize } from "../../util/text.ts";
 import {
   checkDocument,
   type FetchedDocument,
@@ -122,7 +123,7 @@ export class DockerSource implements ImageSource {
         algorithm = parseDigest(claimed.trim()).algorithm;
       } catch {
         throw new FormatError(
-          `${what}: the registry sent a malformed Docker-Content-Digest ${JSON.stringify(claimed)}`,
+          `${what}: the registry sent a malformed Docker-Content-Digest ${ellipsize(JSON.stringify(claimed), 80)}`,
         );
       }
       const h = new Hasher(algorithm);
