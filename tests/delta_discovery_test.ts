@@ -12,14 +12,17 @@ import { sha256 } from "../src/util/digest.ts";
 import { type CliResult, runCli, tempDir } from "./helpers/cli.ts";
 import { noise } from "./helpers/data.ts";
 import { expectCleanFailure } from "./helpers/failure.ts";
-import { countRequests, editBody, type FaultProxy, isBlobGet, startProxy } from "./helpers/fault_proxy.ts";
-import { haveTools } from "./helpers/interop.ts";
+import { DeltaAnnotation } from "../src/delta/annotations.ts";
+import { countRequests, editBody, type FaultProxy, isBlobGet, requestKind, startProxy } from "./helpers/fault_proxy.ts";
+import { deltaEntry, deltaManifestTo, indexBytes, startHostileFront, twoVersions } from "./helpers/hostile_front.ts";
+import { haveTools, run } from "./helpers/interop.ts";
 import { sampleTar, writeImage, type WrittenImage } from "./helpers/oci.ts";
 import { startReferrersServer } from "./helpers/referrers_server.ts";
 import { pushImage, rawManifest, type Registry, startRegistry } from "./helpers/registry.ts";
 import { buildTar } from "./helpers/tar.ts";
 
 const TOOLS = ["docker-registry", "skopeo"];
+const isBlobGetPath = (method: string, path: string) => requestKind(method, path) === "GET blob";
 
 function cli(home: string, repo: string, args: string[]): Promise<CliResult> {
   return runCli(["--repo", repo, ...args], { HOME: home, DELTASHIP_RETRY_BASE_MS: "5" });
@@ -333,5 +336,143 @@ Deno.test({
     assert.equal(none.counts.requests, countRequests(front.requests).requests);
     assert.equal(none.counts.kinds["GET referrers"], 1);
     assert.equal(none.counts.kinds["GET manifest"], 1);
+  },
+});
+
+/** A delta manifest's JSON, changed by `edit`, as bytes. */
+function edited(bytes: Uint8Array, edit: (doc: DeltaDoc) => void): Uint8Array {
+  const doc = JSON.parse(new TextDecoder().decode(bytes));
+  edit(doc);
+  return new TextEncoder().encode(JSON.stringify(doc));
+}
+
+interface DeltaDoc {
+  annotations: Record<string, string>;
+  layers: { mediaType: string; size: number; digest: string }[];
+}
+
+const tarDiffOf = (doc: DeltaDoc) => doc.layers.find((l) => l.mediaType === "application/vnd.tar-diff")!;
+
+Deno.test({
+  name: "registry round trip: lying deltas are found out before choosing, or after failing, and the honest one is used",
+  ignore: !haveTools("delta discovery candidates", ...TOOLS),
+  async fn() {
+    await using tmp = await tempDir();
+    await using reg = await startRegistry();
+    const home = tmp.path;
+    const [v0, v1, v2] = await publishImages(tmp.path, reg);
+    const ci = `${tmp.path}/ci`;
+    const honest = await publishDelta(home, ci, reg.host, "v1", "v2");
+    const toV0 = await publishDelta(home, ci, reg.host, "v1", "v0"); // from what the host holds, to another image
+    const honestBytes = await rawManifest(`${reg.host}/app:v1-to-v2`);
+    const tarDiff = tarDiffOf(JSON.parse(new TextDecoder().decode(honestBytes)));
+    const otherSource = (d: DeltaDoc) => (d.annotations[DeltaAnnotation.sourceConfig] = v0.config);
+    // The issue's sample: a 1-byte tar-diff from a config the host does not hold; and one cheaper by a byte.
+    const tiny = edited(honestBytes, (d) => (otherSource(d), tarDiffOf(d).size = 1));
+    const fromV0 = edited(honestBytes, (d) => (otherSource(d), tarDiffOf(d).size = tarDiff.size - 1));
+    // From v1 indeed, but its tar-diff is a byte shorter than it says: it fails when applied.
+    const short = edited(honestBytes, (d) => void (tarDiffOf(d).size = tarDiff.size - 1));
+    const documents = new Map([tiny, fromV0, short].map((b) => [sha256(b), b]));
+    const entry = (bytes: Uint8Array) => deltaEntry(bytes, v1.config); // every entry claims v1's config
+    const otherBytes = await rawManifest(`${reg.host}/app:v1-to-v0`);
+
+    const pullV2 = async (listed: Uint8Array[], ...extra: string[]) => {
+      await using front = startHostileFront(reg.url, {
+        listing: () => ({ body: indexBytes(listed.map(entry)) }),
+        documents,
+      });
+      const host = `${tmp.path}/host-${crypto.randomUUID()}`;
+      assert.equal((await cli(home, host, ["pull", `docker://${reg.host}/app:v1`])).code, 0);
+      const r = await cli(home, host, ["--json", "pull", ...extra, `docker://${front.host}/app:v2`]);
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout);
+      assert.equal(out.manifest, v2.manifest);
+      return { out, stderr: r.stderr, blobs: front.requests.filter((q) => isBlobGetPath(q.method, q.path)) };
+    };
+
+    // Deltas whose own manifest starts from a config not held are skipped, whatever the listing said.
+    for (const mode of ["auto", "require"]) {
+      const { out, stderr } = await pullV2([tiny, fromV0, honestBytes], "--delta", mode);
+      assert.equal(out.discovery.way, "delta", mode);
+      assert.equal(out.discovery.delta, honest.manifest);
+      assert.equal(out.discovery.fitting, 3);
+      assert.equal(stderr, "");
+    }
+    // A delta that fails when applied: the next one within the budget is tried.
+    for (const mode of ["auto", "require"]) {
+      const { out, stderr } = await pullV2([short, honestBytes], "--delta", mode);
+      assert.equal(out.discovery.way, "delta", mode);
+      assert.equal(out.discovery.delta, honest.manifest);
+      assert.match(
+        stderr,
+        new RegExp(
+          `^delta ${sha256(short)} could not be applied: .*${tarDiff.digest}.*; trying delta ${honest.manifest}\n$`,
+        ),
+      );
+    }
+    // A delta that builds another image is never applied: not a byte of it is fetched.
+    const { out, stderr, blobs } = await pullV2([otherBytes]);
+    assert.equal(out.discovery.way, "full");
+    assert.equal(
+      out.discovery.reason,
+      `delta ${toV0.manifest} is not usable: delta ${toV0.manifest} builds ${v0.manifest} (${v0.manifestSize} bytes), ` +
+        `not ${v2.manifest} (${v2.manifestSize} bytes)`,
+    );
+    assert.match(stderr, /^no delta used: delta sha256:\w+ is not usable: .*; pulling the full image\n$/);
+    const toV0Blobs = JSON.parse(new TextDecoder().decode(otherBytes)).layers.map((l: { digest: string }) => l.digest);
+    assert.deepEqual(blobs.filter((q) => toV0Blobs.some((d: string) => q.path.endsWith(d))), []);
+  },
+});
+
+Deno.test({
+  name: "registry round trip: looking for deltas has one deadline, then the full image (requests counted)",
+  ignore: !haveTools("delta discovery deadline", ...TOOLS),
+  async fn() {
+    await using tmp = await tempDir();
+    const s = await twoVersions(tmp.path);
+    try {
+      // Eight pages of one fitting delta each, and each delta's manifest, every one answered just within its deadline.
+      const documents = new Map<string, Uint8Array>();
+      const pages = Array.from({ length: 8 }, (_, i) => {
+        const m = deltaManifestTo(s.v2, s.v1.config, { size: 100 + i, salt: String(i) });
+        documents.set(sha256(m), m);
+        return indexBytes([deltaEntry(m, s.v1.config)]);
+      });
+      await using front = startHostileFront(s.reg.url, {
+        listing: (n) => ({
+          body: pages[n % 8],
+          link: `</v2/app/referrers/${s.v2.manifest}?page=${n + 1}>; rel="next"`,
+        }),
+        documents,
+        delayMs: 1200,
+      });
+      const env = { HOME: tmp.path, DELTASHIP_HTTP_DEADLINE_MS: "1500", DELTASHIP_RETRY_BASE_MS: "5" };
+      const reason = "looking for deltas took longer than 3 s (twice DELTASHIP_HTTP_DEADLINE_MS)";
+      await run("cp", "-a", s.repo, `${tmp.path}/second`);
+      const started = performance.now();
+      const r = await runCli(["--repo", s.repo, "--json", "pull", `docker://${front.host}/app:v2`], env);
+      const ms = performance.now() - started;
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout);
+      assert.equal(out.manifest, s.v2.manifest);
+      assert.equal(out.discovery.way, "full");
+      assert.equal(out.discovery.reason, reason);
+      assert.equal(r.stderr, `no delta used: ${reason}; pulling the full image\n`);
+      assert.ok(ms >= 3000, `took ${ms} ms: discovery has its deadline, not less`);
+      // Each answer takes 1.2 s: in 3 s at most three were asked for, where there are 16 to drip.
+      assert.ok(
+        front.listings() + front.documentsServed() <= 3,
+        `${front.listings()} pages, ${front.documentsServed()}`,
+      );
+
+      await expectCleanFailure(
+        `${tmp.path}/second`,
+        ["pull", "--delta", "require", `docker://${front.host}/app:v2`],
+        new RegExp(`app:v2 \\(${s.v2.manifest}\\): ${reason.replace(/[()]/g, "\\$&")}\n$`),
+        env,
+      );
+    } finally {
+      await s.reg.stop();
+    }
   },
 });

@@ -4,8 +4,9 @@
  * dispatch of a delta to the delta path, and the shared steps on their own.
  */
 import assert from "node:assert/strict";
-import { LimitError, NotFoundError, UnsupportedError } from "../src/errors.ts";
+import { FormatError, LimitError, NotFoundError, UnsupportedError } from "../src/errors.ts";
 import type { Manifest } from "../src/oci/documents.ts";
+import { applyDelta } from "../src/ops/delta_pull.ts";
 import { pull } from "../src/ops/pull.ts";
 import { commitPulled, layerLimits, missingLayers, type PullOptions } from "../src/ops/pull_steps.ts";
 import { composefsImage } from "../src/repo/composefs_image.ts";
@@ -13,6 +14,7 @@ import { DEFAULT_MAX_LAYER_SIZE } from "../src/repo/layer_writer.ts";
 import { layerTarChunks } from "../src/repo/layer_reader.ts";
 import { Repository } from "../src/repo/repository.ts";
 import { OciLayoutSource } from "../src/transport/oci.ts";
+import { resolveManifest } from "../src/transport/source.ts";
 import {
   asConfigDigest,
   asDiffId,
@@ -227,6 +229,33 @@ Deno.test("pull ops: a delta is dispatched to the delta path and yields its targ
   assert.equal(again.bytesFetched, 0);
 });
 
+Deno.test("pull ops: a delta's target is stored or tagged only when it is the image asked for", async () => {
+  await using tmp = await tempDir();
+  const want = await expected("basic");
+  await using repo = await openRepo(tmp.path);
+  const old = await pullLayout(repo, `${FIXTURES}basic/old`, "old");
+  const source = await OciLayoutSource.open(`${FIXTURES}basic/delta`, undefined, false);
+  try {
+    const resolved = await resolveManifest(source, PLATFORM);
+    const asked = asManifestDigest(sha256("the image the pull was asked for"));
+    const options = { platform: PLATFORM, jobs: 1 };
+    const refusal = (name: string) => (e: unknown) =>
+      e instanceof FormatError &&
+      e.message === `refusing to store image ${want.new_manifest} as ${name}: the pull asked for ${asked}`;
+    // Not stored yet: every layer is rebuilt, and then the commit refuses.
+    const before = visible(repo);
+    await assert.rejects(applyDelta(repo, source, resolved, { ...options, name: "new" }, asked), refusal("new"));
+    assert.deepEqual(visible(repo), before);
+    assert.equal(await repo.hasImage(asManifestDigest(want.new_manifest)), false);
+    // Stored: a pull asked for another image does not tag it either.
+    assert.equal((await applyDelta(repo, source, resolved, { ...options, name: "new" })).manifest, want.new_manifest);
+    await assert.rejects(applyDelta(repo, source, resolved, { ...options, name: "old" }, asked), refusal("old"));
+    assert.equal(await repo.tags.read("old"), old.manifest);
+  } finally {
+    await source.close();
+  }
+});
+
 Deno.test("pull ops: the layer size limit applies; a refused pull makes nothing visible", async () => {
   await using tmp = await tempDir();
   const layout = `${tmp.path}/layout`;
@@ -325,6 +354,7 @@ Deno.test("pull ops: commitPulled records layer sizes from the repository, store
   const diffIds = [...img.diffIds, img.diffIds[0]].map(asDiffId); // a layer may appear twice
   const before = Date.now();
   await commitPulled(repo, {
+    requested: manifest,
     manifest,
     manifestBytes,
     mediaType: "application/vnd.oci.image.manifest.v1+json",
@@ -355,6 +385,7 @@ Deno.test("pull ops: commitPulled records layer sizes from the repository, store
   const before2 = (await repo.tags.list()).length;
   const bytes3 = new TextEncoder().encode(JSON.stringify({ ...manifestDoc, annotations: { x: "y" } }));
   await commitPulled(repo, {
+    requested: asManifestDigest(sha256(bytes3)),
     manifest: asManifestDigest(sha256(bytes3)),
     manifestBytes: bytes3,
     mediaType: "application/vnd.oci.image.manifest.v1+json",
@@ -376,6 +407,7 @@ Deno.test("pull ops: commitPulled refuses an image whose layer is not stored, ma
   await assert.rejects(
     () =>
       commitPulled(repo, {
+        requested: asManifestDigest(sha256(manifestBytes)),
         manifest: asManifestDigest(sha256(manifestBytes)),
         manifestBytes,
         mediaType: "application/vnd.oci.image.manifest.v1+json",

@@ -123,10 +123,12 @@ Deno.test({
       artifactType: delta.artifactType,
       annotations: delta.annotations,
     }]);
-    // Pushing it again adds no second entry.
-    assert.equal(
-      (await push(r, false, `oci:${deltaLayout}`, `docker://${reg.host}/app:basic-delta`)).code,
-      0,
+    // Pushing it again adds no second entry, and says so.
+    const d2 = await push(r, false, `oci:${deltaLayout}`, `docker://${reg.host}/app:basic-delta`);
+    assert.equal(d2.code, 0, d2.stderr);
+    assert.match(
+      d2.stdout,
+      /\nreferrer: already in the subject's fallback index \(the registry has no referrers API\)\n/,
     );
     const again = JSON.parse(dec.decode(await rawManifest(`${reg.host}/app:sha256-${delta.subject.digest.slice(7)}`)));
     assert.equal(again.manifests.length, 1);

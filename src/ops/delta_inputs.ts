@@ -44,8 +44,11 @@ class UntaggedSource implements ImageSource {
   root(): ReturnType<ImageSource["root"]> {
     return this.inner.root();
   }
-  document(desc: Descriptor): Promise<Uint8Array> {
-    return this.inner.document(desc);
+  document(desc: Descriptor, signal?: AbortSignal): Promise<Uint8Array> {
+    return this.inner.document(desc, signal);
+  }
+  get documentDeadlineMs(): number | undefined {
+    return this.inner.documentDeadlineMs;
   }
   blob(desc: Descriptor): Promise<ReadableStream<Uint8Array>> {
     return this.inner.blob(desc);

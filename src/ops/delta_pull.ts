@@ -16,6 +16,7 @@ import { loadRootfs } from "../repo/layer_reader.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
 import { TARDIFF_MEDIA_TYPE } from "../tardiff/format.ts";
 import type { ImageSource, ResolvedManifest } from "../transport/source.ts";
+import type { ManifestDigest } from "../util/digest.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { type DeltaArtifact, type DeltaTarget, fetchDeltaTarget, parseDeltaArtifact } from "../delta/artifact.ts";
 import { verifyEmbeddedSignature } from "../delta/signature.ts";
@@ -23,6 +24,7 @@ import { MemoryBudget, type SourceIndex, sourceIndex } from "../delta/source_fil
 import { fanOut } from "./fan_out.ts";
 import type { LayerPool } from "./layer_tasks.ts";
 import {
+  checkRequested,
   commitPulled,
   type DeltaPullInfo,
   type ImageLayer,
@@ -44,13 +46,16 @@ interface Work extends ImageLayer {
 
 /**
  * Applies the delta `resolved` (a manifest whose artifactType is oci-delta) from
- * `source` to the repository, as part of a pull.
+ * `source` to the repository, as part of a pull. `requested` is the image the
+ * caller asked for, when it asked for one (a delta found for it); otherwise
+ * the delta's own target is.
  */
 export async function applyDelta(
   repo: Repository,
   source: ImageSource,
   resolved: ResolvedManifest,
   options: PullOptions,
+  requested?: ManifestDigest,
 ): Promise<PullResult & { delta: DeltaPullInfo }> {
   const what = `delta ${source.description} (${resolved.digest})`;
   const name = options.name ?? source.tag;
@@ -84,6 +89,7 @@ export async function applyDelta(
   };
 
   if (await repo.hasImage(artifact.target)) {
+    checkRequested(requested ?? artifact.target, artifact.target, name);
     if (name) await repo.tagImage(name, artifact.target);
     return { ...result, alreadyPresent: true, layersSkipped: manifest.layers.length };
   }
@@ -135,6 +141,7 @@ export async function applyDelta(
   });
 
   await commitPulled(repo, {
+    requested: requested ?? artifact.target,
     manifest: artifact.target,
     manifestBytes: target.manifestBytes,
     mediaType: target.mediaType,

@@ -77,6 +77,7 @@ export async function pullImage(
     }));
 
   await commitPulled(repo, {
+    requested: digest,
     manifest: digest,
     manifestBytes: resolved.bytes,
     mediaType: resolved.mediaType,

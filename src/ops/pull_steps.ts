@@ -10,7 +10,8 @@ import type { Manifest, Platform } from "../oci/documents.ts";
 import { DEFAULT_MAX_LAYER_SIZE, type LayerLimits } from "../repo/layer_writer.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
 import { storeComposefsImage } from "../repo/composefs_image.ts";
-import type { ConfigDigest, DiffId, ManifestDigest } from "../util/digest.ts";
+import { FormatError } from "../errors.ts";
+import { type ConfigDigest, type DiffId, type ManifestDigest, sha256 } from "../util/digest.ts";
 import type { ProgressSink } from "../util/progress.ts";
 
 /** How to pull. */
@@ -58,6 +59,8 @@ export interface DiscoveryInfo {
   delta?: ManifestDigest;
   /** Compressed bytes of the image's layers the repository lacks: what the full pull fetches. */
   missingBytes: number;
+  /** Why the listing was cut short (too many pages, bytes or deltas), when it was. */
+  truncated?: string;
 }
 
 /** What a delta pull did, beyond what every pull reports. */
@@ -142,6 +145,11 @@ export function layerLabel(index: number, manifest: Manifest): string {
 
 /** An image whose layers are all stored, to be made visible. */
 export interface PulledImage {
+  /**
+   * The image the pull was asked for: the manifest digest a reference
+   * resolved to, or the target a delta names. What is committed must be it.
+   */
+  requested: ManifestDigest;
   manifest: ManifestDigest;
   manifestBytes: Uint8Array;
   /** The manifest's media type. */
@@ -154,11 +162,31 @@ export interface PulledImage {
 }
 
 /**
+ * Throws unless `manifest`, the image a pull is about to store or tag (and
+ * `bytes`, its manifest, when given), is `requested`, the one it was asked for:
+ * whatever path led there, no tag ever names another image (a second check
+ * behind discovery's choice of delta).
+ */
+export function checkRequested(
+  requested: ManifestDigest,
+  manifest: ManifestDigest,
+  name?: string,
+  bytes?: Uint8Array,
+): void {
+  const actual = bytes ? sha256(bytes) : manifest;
+  if (manifest === requested && actual === requested) return;
+  throw new FormatError(
+    `refusing to store image ${actual}${name ? ` as ${name}` : ""}: the pull asked for ${requested}`,
+  );
+}
+
+/**
  * Makes the image's composefs image (stored as an object), writes the image
  * record (layers' sizes read from the repository, the composefs image named) and
- * commits the image and its tag.
+ * commits the image and its tag, once {@link checkRequested} says it is the image asked for.
  */
 export async function commitPulled(repo: Repository, image: PulledImage): Promise<void> {
+  checkRequested(image.requested, image.manifest, image.name, image.manifestBytes);
   const layers = [];
   for (const diffId of image.diffIds) layers.push({ diffId, tarSize: (await repo.layerInfo(diffId)).tarSize });
   const record: ImageRecord = {

@@ -35,27 +35,42 @@ export interface ImageSource {
   readonly tag?: string;
   /** The manifest or index the reference names, verified when named by digest. */
   root(): Promise<FetchedDocument>;
-  /** A manifest, index or config by descriptor; verified against it. */
-  document(desc: Descriptor): Promise<Uint8Array>;
+  /** A manifest, index or config by descriptor; verified against it. `signal` stops the fetch (network sources). */
+  document(desc: Descriptor, signal?: AbortSignal): Promise<Uint8Array>;
   /** A blob's bytes as a stream; the consumer verifies them. */
   blob(desc: Descriptor): Promise<ReadableStream<Uint8Array>>;
   /** Releases connections and files. */
   close(): Promise<void>;
   /** For network sources: blob downloads in flight when the user did not choose a number. */
   defaultMaxDownloads?(n: number): void;
+  /** For network sources: the longest one document (manifest, config, listing page) may take, retries included. */
+  readonly documentDeadlineMs?: number;
   /**
    * For registries: the manifests of type `artifactType` whose subject is the
    * manifest `subject` (how published deltas are found).
    */
-  referrers?(subject: Digest, artifactType: string): Promise<ReferrerList>;
+  referrers?(subject: Digest, artifactType: string, options?: ReferrerOptions): Promise<ReferrerList>;
+}
+
+/** How to list referrers. */
+export interface ReferrerOptions {
+  /** Annotation keys kept on each listed descriptor (all others are dropped as the listing is read). */
+  annotations?: readonly string[];
+  /** Stops the listing (a deadline over more than one request). */
+  signal?: AbortSignal;
 }
 
 /** The referrers of a subject, and how they were found. */
 export interface ReferrerList {
-  /** Descriptors of the referring manifests (with `artifactType` and annotations, as listed). */
+  /**
+   * Descriptors of the referring manifests: mediaType, digest, size,
+   * artifactType and the annotations asked for, as listed.
+   */
   descriptors: Descriptor[];
   /** `api`: the referrers API answered; `tag`: the fallback tag; `none`: neither lists any. */
   via: "api" | "tag" | "none";
+  /** Why the listing was cut short (too many pages, bytes or entries), when it was: `descriptors` is a prefix. */
+  truncated?: string;
 }
 
 /** Options shared by every source. */

@@ -21,6 +21,7 @@ import { concat } from "../../src/util/streams.ts";
 import { writeVarint } from "../../src/util/varint.ts";
 import { packArchive, sampleTar, writeImage } from "./oci.ts";
 import { base256, buildTar, FIELDS, fixChecksum, headerBlock, paxRecords } from "./tar.ts";
+import { listingTarget } from "./fuzz_listing.ts";
 import { diffTar, tarFiles, zstd } from "./tardiff.ts";
 
 const enc = new TextEncoder();
@@ -425,6 +426,7 @@ export async function fuzzTargets(dir: string): Promise<Record<string, FuzzCase>
   const source = memorySource(oldFiles);
 
   return {
+    listing: listingTarget(),
     async splitter(rng) {
       const tar = mutate(rng, rng.pick(tars), 0.5);
       await splitChecked(chunked(rng, tar), tar.length);

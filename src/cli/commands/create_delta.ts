@@ -303,7 +303,9 @@ NEW's manifest digest.`,
         `pushed ${published.destination}${published.tag ? `:${published.tag}` : `@${published.manifest}`}; ${
           published.referrer === "referrers-api"
             ? "listed by the registry's referrers API"
-            : "added to the target's fallback referrers index"
+            : published.referrer === "fallback-tag"
+            ? "added to the target's fallback referrers index"
+            : "already in the target's fallback referrers index"
         }`,
       );
     }

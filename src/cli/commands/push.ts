@@ -6,6 +6,7 @@
  */
 import { UnsupportedError, UsageError } from "../../errors.ts";
 import { pushFromSource, type PushResult, pushStoredImage } from "../../ops/push.ts";
+import type { ReferrerRecord } from "../../transport/docker/target.ts";
 import { openSource, openTarget, parseDestination, parseReference, REPO_PREFIX } from "../../transport/reference.ts";
 import { COMPRESSION_OPTIONS, compressionOptions } from "../compression_options.ts";
 import { defineCommand } from "../command.ts";
@@ -19,6 +20,13 @@ function summary(what: string, r: PushResult): string {
     count("uploaded")
   } uploaded, ${count("exists")} already there, ${count("mounted")} mounted; ${formatBytes(r.bytesUploaded)} sent)`;
 }
+
+/** What push says about a pushed manifest's subject. */
+const REFERRER_LINES: Record<ReferrerRecord, string> = {
+  "referrers-api": "listed by the registry's referrers API",
+  "fallback-tag": "added to the subject's fallback index (the registry has no referrers API)",
+  "fallback-tag-present": "already in the subject's fallback index (the registry has no referrers API)",
+};
 
 export const pushCommand = defineCommand({
   name: "push",
@@ -98,13 +106,7 @@ manifest is pushed by digest only. Credentials as for pull.`,
       if (ctx.json) return void await ctx.printJson(result);
       await ctx.print(summary(sourceArg, result));
       await ctx.print(`manifest ${result.manifest}${result.config ? `\nconfig   ${result.config}` : ""}`);
-      if (result.referrer) {
-        await ctx.print(
-          result.referrer === "referrers-api"
-            ? "referrer: listed by the registry's referrers API"
-            : "referrer: added to the subject's fallback index (the registry has no referrers API)",
-        );
-      }
+      if (result.referrer) await ctx.print(`referrer: ${REFERRER_LINES[result.referrer]}`);
       if (!result.tag) await ctx.note(`pushed by digest only: ${result.destination}@${result.manifest}`);
     } finally {
       await target.close();

@@ -12,7 +12,8 @@
 import { TransportError } from "../../errors.ts";
 import type { Credentials } from "./credentials.ts";
 import { isLoopbackHost } from "./reference.ts";
-import { sanitizeUrls } from "./sanitize.ts";
+import { ellipsize } from "../../util/text.ts";
+import { registryUrl } from "./registry_url.ts";
 
 /** One challenge of a `WWW-Authenticate` header. */
 export interface Challenge {
@@ -155,7 +156,7 @@ export class Authenticator {
       this.#scheme = "basic";
       return;
     }
-    const schemes = challenges.map((c) => c.scheme).join(", ") || "none";
+    const schemes = ellipsize(challenges.map((c) => c.scheme).join(", "), 80) || "none";
     throw new TransportError(
       `${this.registry} answered 401 Unauthorized without a challenge deltaship supports (offered: ${schemes})`,
     );
@@ -193,15 +194,7 @@ export class Authenticator {
 
   async #fetch(scope: string): Promise<Token> {
     const { realm, service } = this.#bearer!;
-    let url: URL;
-    try {
-      url = new URL(realm);
-    } catch {
-      throw new TransportError(`${this.registry} names an invalid token realm ${JSON.stringify(sanitizeUrls(realm))}`);
-    }
-    if (url.protocol !== "https:" && url.protocol !== "http:") {
-      throw new TransportError(`${this.registry} names a token realm that is not HTTP(S): ${url.protocol}`);
-    }
+    const url: URL = registryUrl(realm, { kind: "token realm" }, `authentication to ${this.registry}`);
     const where = `token server ${url.origin}${url.pathname}`;
     if (this.#credentials && url.protocol === "http:" && !this.insecure && !isLoopbackHost(url.host)) {
       throw new TransportError(

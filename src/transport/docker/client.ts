@@ -18,6 +18,7 @@ import { concat } from "../../util/streams.ts";
 import { Authenticator } from "./auth.ts";
 import type { Credentials } from "./credentials.ts";
 import { backoffDelay, retryAfterMs, type RetryPolicy, sleep, withDeadline } from "./retry.ts";
+import { pathUrl, type RegistryUrl, registryUrl, sendsCredentials } from "./registry_url.ts";
 import { failureText, sanitizeUrls } from "./sanitize.ts";
 
 /** How to reach one registry. */
@@ -214,32 +215,33 @@ export class RegistryClient {
   }
 
   /**
-   * GETs `path` (a path on the registry, or an absolute URL it gave) with
+   * GETs `path` (a path on the registry, or a URL it gave, checked) with
    * {@link request}.
    */
-  get(path: string | URL, request: RequestOptions): Promise<Fetched> {
+  get(path: string | RegistryUrl, request: RequestOptions): Promise<Fetched> {
     return this.request(path, request);
   }
 
   /**
-   * Sends a request to `path` (a path on the registry, or an absolute URL it
-   * gave, such as an upload's `Location`): authenticates as the registry asks,
-   * retries what may pass (unless `once`), and returns a 2xx response (or one of
-   * `pass`). Other answers are errors naming `what`, the method, URL and status.
+   * Sends a request to `path` (a path on the registry, starting with `/`, or a
+   * URL it gave, such as an upload's `Location`, checked by `registryUrl`):
+   * authenticates as the registry asks, retries what may pass (unless `once`),
+   * and returns a 2xx response (or one of `pass`). Other answers are errors
+   * naming `what`, the method, URL and status.
    */
-  async request(path: string | URL, request: RequestOptions): Promise<Fetched> {
-    const url = new URL(path, this.origin);
+  async request(path: string | RegistryUrl, request: RequestOptions): Promise<Fetched> {
+    const url = typeof path === "string" ? pathUrl(path, this.origin) : path;
     const method = request.method ?? "GET";
     const attempts = request.once ? 1 : this.#options.retry.attempts;
     const signal = this.#signal(request.signal);
-    // The registry's credentials go to the registry only, not to another host a Location names.
-    const ours = url.origin === this.origin;
+    // The registry's credentials go to the registry only.
+    const ours = sendsCredentials(url, this.origin);
     let authRounds = 0;
     for (let attempt = 1;; attempt++) {
       const authorization = ours ? await this.auth.header(request.scope) : undefined;
       let fetched: Fetched;
       try {
-        fetched = await this.#send(url, method, request, authorization, signal);
+        fetched = await this.#send(url, method, request, { authorization, for: this.origin }, signal);
       } catch (thrown) {
         const { e, at } = unwrap(thrown, url);
         if (signal.aborted || !isRetryable(e)) throw this.#wrap(e, url, at, request, attempt);
@@ -292,7 +294,8 @@ export class RegistryClient {
       for (let attempt = 1;; attempt++) {
         let fetched: Fetched;
         try {
-          fetched = await this.#send(url, "GET", { headers: h }, authorization, signal);
+          // The realm's credentials go to the realm's origin only.
+          fetched = await this.#send(url, "GET", { what, headers: h }, { authorization, for: url.origin }, signal);
         } catch (thrown) {
           const { e, at } = unwrap(thrown, url);
           if (attempt >= this.#options.retry.attempts || !isRetryable(e)) {
@@ -322,17 +325,17 @@ export class RegistryClient {
   }
 
   /**
-   * One try: follows redirects by hand, sending `authorization` only to the
-   * origin of `url` (never to a host it redirects to), with a timeout for each
-   * response's headers (longer for a request with a body: its upload cannot be
-   * watched). A failed fetch is thrown as a {@link SendFailure} naming the URL
-   * it failed at.
+   * One try: follows redirects by hand (each checked by `registryUrl`),
+   * sending `credentials.authorization` only to the origin it is `for` (never
+   * to another host a redirect leads to), with a timeout for each response's
+   * headers (longer for a request with a body: its upload cannot be watched).
+   * A failed fetch is thrown as a {@link SendFailure} naming the URL it failed at.
    */
   async #send(
     url: URL,
     method: string,
-    request: { headers?: Record<string, string> | Headers; body?: Uint8Array },
-    authorization: string | undefined,
+    request: { what: string; headers?: Record<string, string> | Headers; body?: Uint8Array },
+    credentials: { authorization: string | undefined; for: string },
     stop: AbortSignal,
   ): Promise<Fetched> {
     const controller = new AbortController();
@@ -342,7 +345,8 @@ export class RegistryClient {
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
       const h = new Headers(request.headers);
       if (!h.has("accept-encoding")) h.set("accept-encoding", "identity");
-      if (authorization && current.origin === url.origin) h.set("authorization", authorization);
+      const { authorization } = credentials;
+      if (authorization && sendsCredentials(current, credentials.for)) h.set("authorization", authorization);
       else h.delete("authorization");
       const timeoutMs = this.#options.idleTimeoutMs + Math.ceil((1000 * (body?.length ?? 0)) / SLOWEST_UPLOAD);
       const timer = setTimeout(
@@ -368,10 +372,7 @@ export class RegistryClient {
       const location = res.headers.get("location");
       if (REDIRECTS.has(res.status) && location !== null) {
         await res.body?.cancel();
-        const next = new URL(location, current);
-        if (next.protocol !== "http:" && next.protocol !== "https:") {
-          throw new TransportError(`${displayUrl(current)} redirected to a ${next.protocol} URL`);
-        }
+        const next = registryUrl(location, { kind: "redirect", base: current }, request.what);
         if (res.status === 303 && method !== "HEAD") {
           method = "GET";
           body = undefined;

@@ -11,7 +11,14 @@ import type { Descriptor } from "../../oci/documents.ts";
 import { INDEX_TYPES, MANIFEST_TYPES, MediaType } from "../../oci/media_types.ts";
 import { type Digest, Hasher, parseDigest, sha256, verifyBytes } from "../../util/digest.ts";
 import { Semaphore } from "../../util/semaphore.ts";
-import { checkDocument, type FetchedDocument, type ImageSource, type ReferrerList } from "../source.ts";
+import { ellipsize } from "../../util/text.ts";
+import {
+  checkDocument,
+  type FetchedDocument,
+  type ImageSource,
+  type ReferrerList,
+  type ReferrerOptions,
+} from "../source.ts";
 import { resumableBlobStream } from "./blob_stream.ts";
 import { isRetryable, type RegistryClient } from "./client.ts";
 import { failureText } from "./sanitize.ts";
@@ -116,7 +123,7 @@ export class DockerSource implements ImageSource {
         algorithm = parseDigest(claimed.trim()).algorithm;
       } catch {
         throw new FormatError(
-          `${what}: the registry sent a malformed Docker-Content-Digest ${JSON.stringify(claimed)}`,
+          `${what}: the registry sent a malformed Docker-Content-Digest ${ellipsize(JSON.stringify(claimed), 80)}`,
         );
       }
       const h = new Hasher(algorithm);
@@ -129,7 +136,12 @@ export class DockerSource implements ImageSource {
     return { bytes, digest: sha256(bytes), ...(mediaType ? { mediaType } : {}) };
   }
 
-  async document(desc: Descriptor): Promise<Uint8Array> {
+  /** The longest a document may take (`DELTASHIP_HTTP_DEADLINE_MS`). */
+  get documentDeadlineMs(): number {
+    return this.#deadlineMs;
+  }
+
+  async document(desc: Descriptor, signal?: AbortSignal): Promise<Uint8Array> {
     const isManifest = MANIFEST_TYPES.includes(desc.mediaType) || INDEX_TYPES.includes(desc.mediaType);
     const kind = isManifest ? "manifest" : "blob";
     const what = `${this.description}: ${kind} ${desc.digest}`;
@@ -142,6 +154,7 @@ export class DockerSource implements ImageSource {
       isManifest ? MANIFEST_ACCEPT : undefined,
       what,
       limit,
+      signal,
     );
     return checkDocument(what, bytes, desc);
   }
@@ -171,7 +184,7 @@ export class DockerSource implements ImageSource {
   }
 
   /** The referrers of `subject` of `artifactType` here: the referrers API, else the fallback tag. */
-  referrers(subject: Digest, artifactType: string): Promise<ReferrerList> {
+  referrers(subject: Digest, artifactType: string, options?: ReferrerOptions): Promise<ReferrerList> {
     const access = {
       client: this.#client,
       repository: this.reference.repository,
@@ -179,7 +192,7 @@ export class DockerSource implements ImageSource {
       deadlineMs: this.#deadlineMs,
       ...(this.#facts ? { facts: { store: this.#facts, registry: this.reference.host } } : {}),
     };
-    return listReferrers(access, subject, artifactType, this.description);
+    return listReferrers(access, subject, artifactType, this.description, options);
   }
 
   close(): Promise<void> {
@@ -191,22 +204,24 @@ export class DockerSource implements ImageSource {
   /**
    * GETs a small document whole, trying again when the body is cut off, all
    * within the document deadline (a body trickled a byte at a time never
-   * trips the idle timeout).
+   * trips the idle timeout), or until `stop` aborts.
    */
   #document(
     path: string,
     accept: string | undefined,
     what: string,
     limit: number,
+    stop?: AbortSignal,
   ): Promise<{ bytes: Uint8Array; headers: Headers }> {
     return withDeadline(what, this.#deadlineMs, async (deadline) => {
-      const signal = AbortSignal.any([this.#closed.signal, deadline]);
+      const request = stop ? AbortSignal.any([deadline, stop]) : deadline;
+      const signal = AbortSignal.any([this.#closed.signal, request]);
       for (let attempt = 1;; attempt++) {
         const f = await this.#client.get(path, {
           what,
           scope: this.#scope,
           headers: accept ? { accept } : undefined,
-          signal: deadline,
+          signal: request,
         });
         try {
           return { bytes: await f.bytes(limit, what), headers: f.headers };

@@ -44,8 +44,11 @@ export interface PushedManifest {
   ociSubject?: string;
 }
 
-/** How a manifest with a subject was made discoverable. */
-export type ReferrerRecord = "referrers-api" | "fallback-tag";
+/**
+ * How a manifest with a subject is discoverable: listed by the registry's
+ * referrers API, added to the subject's fallback index, or found there already.
+ */
+export type ReferrerRecord = "referrers-api" | "fallback-tag" | "fallback-tag-present";
 
 /** A repository of a registry, pushed to. */
 export class DockerTarget {
@@ -174,7 +177,7 @@ export class DockerTarget {
   /**
    * Keeps a pushed manifest with a subject discoverable: nothing to do when the
    * registry said `OCI-Subject`; else its descriptor (with artifactType and
-   * annotations) goes into the subject's fallback index.
+   * annotations) goes into the subject's fallback index, unless it is there.
    */
   async recordReferrer(
     pushed: PushedManifest,
@@ -195,8 +198,8 @@ export class DockerTarget {
       ...(artifactType ? { artifactType } : {}),
       ...(manifest.annotations ? { annotations: manifest.annotations } : {}),
     };
-    await addToFallbackIndex(this.#access, manifest.subject.digest, entry, this.description);
-    return "fallback-tag";
+    const added = await addToFallbackIndex(this.#access, manifest.subject.digest, entry, this.description);
+    return added ? "fallback-tag" : "fallback-tag-present";
   }
 
   /** Releases connections. */

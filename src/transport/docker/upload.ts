@@ -14,13 +14,15 @@
  * and the rest of the chunk is sent again. A registry that lost the session
  * (404; distribution 2.8 drops a session a cut-off chunk was written to) gets a
  * new one and the blob from its start: the content is opened again.
- * `Location` headers may be relative or absolute, and the latest one is used.
+ * `Location` headers may be relative or absolute, and the latest one is used;
+ * each must be an http(s) URL on the registry's origin (registry_url.ts).
  *
  * @module
  */
 import { DigestMismatchError, FormatError, SizeMismatchError, TransportError } from "../../errors.ts";
 import { type Digest, Hasher, parseDigest } from "../../util/digest.ts";
 import { type Fetched, isRetryable, type RegistryClient } from "./client.ts";
+import { type RegistryUrl, registryUrl, withParam } from "./registry_url.ts";
 import { backoffDelay, retryAfterMs, type RetryPolicy, sleep } from "./retry.ts";
 
 /** Where blobs are uploaded to: one repository of one registry. */
@@ -72,7 +74,7 @@ class SessionLost extends Error {}
 /** An open upload session. */
 interface Session {
   /** The latest `Location` the registry gave. */
-  location: URL;
+  location: RegistryUrl;
   /** Bytes the registry has confirmed. */
   offset: number;
 }
@@ -159,7 +161,7 @@ async function openSession(
       }
       await settle(f);
       if (f.status === 201) return "mounted";
-      if (f.status === 202) return { location: location(f, blob.what), offset: 0 };
+      if (f.status === 202) return { location: location(target, f, blob.what), offset: 0 };
     }
   }
   const f = await target.client.request(base, { method: "POST", what: blob.what, scope: target.scope });
@@ -167,7 +169,7 @@ async function openSession(
   if (f.status !== 202) {
     throw new TransportError(`${blob.what}: POST ${base} answered HTTP ${f.status}, expected 202 Accepted`);
   }
-  return { location: location(f, blob.what), offset: 0 };
+  return { location: location(target, f, blob.what), offset: 0 };
 }
 
 /** Streams the blob into the session chunk by chunk, then closes it with its digest. */
@@ -229,8 +231,7 @@ async function sendChunk(
   let from = start;
   for (let failures = 0;;) {
     const data = chunk.subarray(from - start);
-    const url = new URL(session.location);
-    if (digest !== undefined) url.searchParams.set("digest", digest);
+    const url = digest === undefined ? session.location : withParam(session.location, "digest", digest);
     const headers: Record<string, string> = { "content-type": "application/octet-stream" };
     if (data.length > 0) headers["content-range"] = `${from}-${from + data.length - 1}`;
     let f: Fetched | undefined;
@@ -264,7 +265,7 @@ async function sendChunk(
         session.offset = end;
         return;
       }
-      session.location = location(f, blob.what, session.location);
+      session.location = location(target, f, blob.what, session.location);
       const confirmed = rangeEnd(f.headers.get("range")) ?? end;
       if (confirmed === end) {
         session.offset = end;
@@ -326,7 +327,7 @@ async function uploadStatus(
     if (digest !== undefined && await blobExists(target, digest, blob.what)) return "complete";
     throw new SessionLost();
   }
-  session.location = location(f, blob.what, session.location);
+  session.location = location(target, f, blob.what, session.location);
   return rangeEnd(f.headers.get("range")) ?? 0;
 }
 
@@ -344,18 +345,17 @@ function rangeEnd(header: string | null): number | undefined {
   return last === 0 ? 0 : last + 1;
 }
 
-/** The session URL a response gives (relative to the response's URL, or absolute), else `fallback`. */
-function location(f: Fetched, what: string, fallback?: URL): URL {
+/**
+ * The session URL a response gives (relative to the response's URL, or
+ * absolute; on the registry's origin), else `fallback`.
+ */
+function location(target: UploadTarget, f: Fetched, what: string, fallback?: RegistryUrl): RegistryUrl {
   const value = f.headers.get("location");
   if (value === null || value === "") {
     if (fallback) return fallback;
     throw new FormatError(`${what}: the registry opened an upload without a Location header`);
   }
-  try {
-    return new URL(value, f.url);
-  } catch {
-    throw new FormatError(`${what}: the registry sent an upload Location that is not a URL`);
-  }
+  return registryUrl(value, { kind: "upload Location", base: f.url, origin: target.client.origin }, what);
 }
 
 /** Tells the registry to drop a session (best effort: the upload has failed already). */
