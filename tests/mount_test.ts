@@ -5,32 +5,20 @@
  * link targets, file mtimes, user xattrs, hardlink groups); a corrupted object
  * is detected as the verity mode promises (here, without fs-verity: not by the
  * kernel, by fsck; `--verity require` refused); unmounting leaves nothing
- * mounted. Needs root and erofs and overlay in /proc/filesystems: skipped
- * visibly otherwise (failing under REQUIRE_INTEROP=1).
+ * mounted. Needs root, erofs and overlay, and Linux 6.5 or later (data-only
+ * overlay layers): skipped visibly otherwise (failing under REQUIRE_INTEROP=1).
  */
 import assert from "node:assert/strict";
 import { deltaship, tempDir } from "./helpers/cli.ts";
 import { CASES, FIXTURES } from "./helpers/fixtures.ts";
-import { haveTools } from "./helpers/interop.ts";
+import { canMount, haveTools, whyNoMounts } from "./helpers/interop.ts";
 import { writeImage } from "./helpers/oci.ts";
 import { randomPair } from "./helpers/random_images.ts";
 import { describeTree, type TreeOptions } from "./helpers/tree.ts";
 import { umociUnpack } from "./helpers/unpack.ts";
 import { openMountApi } from "../src/util/mount.ts";
 
-function whyNot(): string | undefined {
-  if (Deno.build.os !== "linux") return "not Linux";
-  if (Deno.uid() !== 0) return "not root";
-  const fs = Deno.readTextFileSync("/proc/filesystems");
-  for (const name of ["erofs", "overlay"]) if (!new RegExp(`\\s${name}$`, "m").test(fs)) return `no ${name}`;
-  return undefined;
-}
-
-const why = whyNot();
-if (why) {
-  if (Deno.env.get("REQUIRE_INTEROP") === "1") throw new Error(`mount tests: ${why}, and REQUIRE_INTEROP=1`);
-  console.log(`SKIPPED deltaship mount: ${why}`);
-}
+const why = canMount("deltaship mount") ? undefined : whyNoMounts();
 const umoci = !why && haveTools("deltaship mount vs umoci", "umoci");
 
 const OPTIONS: TreeOptions = { owner: true, mtime: "nondir", links: true, xattrs: true };
