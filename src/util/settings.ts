@@ -61,7 +61,7 @@ export function describeRange(range: SettingRange): string {
 export function parseSetting(name: string, text: string, range: SettingRange): number {
   let n = NaN;
   if ((range.unit ?? "count") === "bytes") {
-    const m = /^([0-9]+(?:\.[0-9]+)?) ?([A-Za-z]*)$/.exec(text.trim());
+    const m = /^([0-9]+(?:\.[0-9]+)?) ?([A-Za-z]*)$/.exec(text);
     const scale = m ? SIZE_UNITS[m[2]] : undefined;
     if (m && scale) n = Math.floor(Number(m[1]) * scale);
   } else if (/^[0-9]+$/.test(text)) {
