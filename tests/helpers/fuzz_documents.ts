@@ -99,6 +99,7 @@ function tokenEnd(text: string, at: number): number {
 
 /** One JSON-aware mutation: a value replaced, duplicated or removed, a structural byte inserted. */
 function mutateJson(rng: Rng, bytes: Uint8Array): Uint8Array {
+  if (bytes.length > 64 << 10) return mutateBytes(rng, bytes, 64); // a bomb already: not walked token by token
   const text = new TextDecoder().decode(bytes);
   const starts = tokenStarts(text);
   if (starts.length === 0) return mutateBytes(rng, bytes, 64);
