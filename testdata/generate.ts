@@ -194,35 +194,64 @@ async function createWithOciDelta(binary: string, dir: string): Promise<void> {
   if (!out.success) throw new Error(`${binary} create failed for ${dir}: ${new TextDecoder().decode(out.stderr)}`);
 }
 
+/** The tool {@link generate} makes deltas with: an oci-delta binary, else deltaship's create-delta. */
+export function deltaTool(): { binary?: string; name: string } {
+  const binary = ociDeltaBinary();
+  return binary ? { binary, name: `oci-delta (${binary})` } : { name: "deltaship create-delta" };
+}
+
+/** The single image a layout's index.json lists last: its manifest digest and bytes. */
+async function layoutImage(dir: string): Promise<{ digest: string; doc: { config: { digest: string } } }> {
+  const index = JSON.parse(await Deno.readTextFile(`${dir}/index.json`));
+  const digest: string = index.manifests.at(-1).digest;
+  return { digest, doc: JSON.parse(await Deno.readTextFile(`${dir}/blobs/sha256/${digest.slice(7)}`)) };
+}
+
+/**
+ * Makes one case's delta: `dir/delta` from the images in `dir/old` (tag `old`)
+ * and `dir/new` (tag `new`), with `tool` (deltaship's needs a repository
+ * directory, `repo`), and writes `dir/expected.json` from the layouts as they
+ * are on disk: the new image's manifest, config and diff_ids, and the delta's
+ * manifest. Returns what it wrote.
+ */
+export async function makeDelta(
+  dir: string,
+  tool: ReturnType<typeof deltaTool>,
+  repo: string,
+): Promise<Record<string, unknown>> {
+  if (tool.binary) await createWithOciDelta(tool.binary, dir);
+  else await createWithDeltaship(dir, repo);
+  const neu = await layoutImage(`${dir}/new`);
+  const config = JSON.parse(await Deno.readTextFile(`${dir}/new/blobs/sha256/${neu.doc.config.digest.slice(7)}`));
+  const expected = {
+    new_manifest: neu.digest,
+    new_config: neu.doc.config.digest,
+    diff_ids: config.rootfs.diff_ids,
+    delta_manifest: (await layoutImage(`${dir}/delta`)).digest,
+    made_with: tool.name,
+  };
+  await Deno.writeFile(`${dir}/expected.json`, enc.encode(JSON.stringify(expected, null, 1) + "\n"));
+  return expected;
+}
+
 /** Builds every case under `out`; returns the tool used ("oci-delta PATH" or "deltaship create-delta"). */
 export async function generate(out: string, log: (line: string) => void = () => {}): Promise<string> {
-  const binary = ociDeltaBinary();
-  const tool = binary ? `oci-delta (${binary})` : "deltaship create-delta";
-  log(`making deltas with ${tool}`);
+  const tool = deltaTool();
+  log(`making deltas with ${tool.name}`);
   const repo = await Deno.makeTempDir({ prefix: "deltaship-fixtures-" });
   try {
     for (const c of cases()) {
       const dir = `${out}/${c.name}`;
       await Deno.remove(dir, { recursive: true }).catch(() => {});
       await writeImage(`${dir}/old`, { tag: "old", layers: c.old });
-      const neu = await writeImage(`${dir}/new`, { tag: "new", layers: c.new });
-      if (binary) await createWithOciDelta(binary, dir);
-      else await createWithDeltaship(dir, `${repo}/repo`);
-      const index = JSON.parse(await Deno.readTextFile(`${dir}/delta/index.json`));
-      const expected = {
-        new_manifest: neu.manifest,
-        new_config: neu.config,
-        diff_ids: neu.diffIds,
-        delta_manifest: index.manifests[0].digest,
-        made_with: tool,
-      };
-      await Deno.writeFile(`${dir}/expected.json`, enc.encode(JSON.stringify(expected, null, 1) + "\n"));
+      await writeImage(`${dir}/new`, { tag: "new", layers: c.new });
+      await makeDelta(dir, tool, `${repo}/repo`);
       log(`${c.name}: ${c.what}`);
     }
   } finally {
     await Deno.remove(repo, { recursive: true }).catch(() => {});
   }
-  return tool;
+  return tool.name;
 }
 
 if (import.meta.main) {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { rootlessOwner } from "../src/ops/checkout_metadata.ts";
 import { sha256 } from "../src/util/digest.ts";
 import { deltaship, tempDir } from "./helpers/cli.ts";
-import { haveTools } from "./helpers/interop.ts";
+import { haveRoot, haveTools } from "./helpers/interop.ts";
 import { writeImage } from "./helpers/oci.ts";
 import { buildTar, type TarSpec } from "./helpers/tar.ts";
 import { describeTree, listXattrs } from "./helpers/tree.ts";
@@ -311,7 +311,7 @@ Deno.test({
 
 Deno.test({
   name: "checkout as root: owners, device nodes and security xattrs",
-  ignore: !isRoot(),
+  ignore: !haveRoot("checkout as root: owners, device nodes and security xattrs"),
   async fn() {
     await using tmp = await tempDir();
     const cap = "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";

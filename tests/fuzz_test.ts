@@ -1,9 +1,11 @@
 /**
  * Seeded, bounded fuzzing of the parsers: the tar splitter, the oci-archive
- * indexer, the layer-record reader, the tar-diff reader and the referrers-listing reader. Every
+ * indexer, the layer-record reader, the tar-diff reader, the JSON document
+ * readers (manifests, indexes, configs) and the referrers-listing reader. Every
  * case must succeed or fail with a DeltashipError, within a time bound, and the
- * run must not grow memory. `FUZZ_SEED` and `FUZZ_CASES` (cases per target)
- * override the defaults, `FUZZ_TARGET` runs one target only; a failure names the seed, target and case to replay.
+ * run must not grow memory.
+ * `FUZZ_SEED` and `FUZZ_CASES` (cases per target) override the defaults,
+ * `FUZZ_TARGET` runs one target only; a failure names the seed, target and case to replay.
  */
 import assert from "node:assert/strict";
 import { tempDir } from "./helpers/cli.ts";
@@ -15,7 +17,14 @@ const perTarget = Number(Deno.env.get("FUZZ_CASES") ?? 0);
 const only = Deno.env.get("FUZZ_TARGET");
 
 /** Cases per target by default: the cheap in-memory parsers get more. */
-const CASES: Record<string, number> = { splitter: 1500, archive: 600, record: 700, tardiff: 1200, listing: 3000 };
+const CASES: Record<string, number> = {
+  splitter: 1500,
+  archive: 600,
+  record: 700,
+  tardiff: 1200,
+  listing: 3000,
+  document: 1500,
+};
 /** Longest a single case may take (generous: the machine is shared). */
 const CASE_MS = 2000;
 /**

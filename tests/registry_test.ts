@@ -193,7 +193,7 @@ Deno.test({
     for (
       const [args, msg] of [
         [["--tls-verify=maybe"], /--tls-verify must be true or false/],
-        [["--max-downloads", "0"], /--max-downloads must be a positive integer/],
+        [["--max-downloads", "0"], /--max-downloads must be an integer from 1 to 64, got "0"/],
         [["--creds", "nocolon"], /--creds must be USER:PASS/],
       ] as const
     ) {

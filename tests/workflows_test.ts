@@ -41,7 +41,7 @@ function steps(w: Workflow): Step[] {
 
 const runs = (all: Step[]) => all.map((s) => s.run ?? "").join("\n");
 
-Deno.test("ci.yml: check, test with the interop tools required, compile, smoke-run the binary", () => {
+Deno.test("ci.yml: check, test as root with the interop tools required, compile, smoke-run the binary", () => {
   const w = workflow("ci.yml");
   assert.deepEqual(Object.keys(w.on).sort(), ["pull_request", "push"]);
   const all = steps(w);
@@ -59,6 +59,10 @@ Deno.test("ci.yml: check, test with the interop tools required, compile, smoke-r
   const at = order.map((cmd) => all.findIndex((s) => s.run?.includes(cmd)));
   assert.ok(at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1])), `steps in order: ${order.join(", ")}`);
   assert.equal(all[at[1]].env?.REQUIRE_INTEROP, "1");
+  // As root, as .ci/run runs (CI images run it as root): the root-only tests run, and fail under
+  // REQUIRE_INTEROP=1 rather than skip. sudo resets the environment: PATH and REQUIRE_INTEROP are passed on,
+  // and -H gives root its own HOME (Deno's cache), so the later steps, as the runner, own theirs.
+  assert.match(all[at[1]].run!, /^sudo -H env "PATH=\$PATH" REQUIRE_INTEROP="\$REQUIRE_INTEROP" deno task test$/);
   assert.match(script, /scripts\/demo\.ts --bin \.\/dist\/deltaship/);
 });
 

@@ -6,6 +6,7 @@
  */
 import { UsageError } from "../errors.ts";
 import type { Compression } from "../compression/stages.ts";
+import { parseSetting } from "../util/settings.ts";
 import type { OptionSpec, ValuesOf } from "./args.ts";
 
 const LEVELS: Record<Compression, [number, number]> = { gzip: [1, 9], zstd: [1, 19], none: [0, 0] };
@@ -25,16 +26,9 @@ export function compressionOptions(
     throw new UsageError(`--compression must be gzip, zstd or none, got ${JSON.stringify(compression)}`);
   }
   if (values.level === undefined) return { compression };
-  const [lo, hi] = LEVELS[compression];
-  const level = Number(values.level);
-  if (!Number.isInteger(level) || level < lo || level > hi) {
-    throw new UsageError(
-      compression === "none"
-        ? "--level needs --compression gzip or zstd"
-        : `--level for ${compression} must be an integer from ${lo} to ${hi}, got ${JSON.stringify(values.level)}`,
-    );
-  }
-  return { compression, level };
+  if (compression === "none") throw new UsageError("--level needs --compression gzip or zstd");
+  const [min, max] = LEVELS[compression];
+  return { compression, level: parseSetting(`--level for ${compression}`, values.level, { min, max }) };
 }
 
 function isCompression(s: string): s is Compression {

@@ -9,6 +9,7 @@ import { Repository } from "../repo/repository.ts";
 import type { SyncMode } from "../repo/durability.ts";
 import { openForWriting, type UpgradeSummary } from "../repo/upgrade.ts";
 import { Cleanups } from "../util/cleanups.ts";
+import { envSetting, parseSetting, type SettingRange } from "../util/settings.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { escapeControl } from "../util/text.ts";
 import type { OptionSpec, ValuesOf } from "./args.ts";
@@ -66,14 +67,8 @@ export function defaultRepoPath(values: GlobalValues, env: Record<string, string
   throw new UsageError("no repository: pass --repo DIR or set DELTASHIP_REPO");
 }
 
-/** Parses a positive integer option. */
-export function positiveInt(v: string, what: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) {
-    throw new UsageError(`${what} must be a positive integer, got ${JSON.stringify(v)}`);
-  }
-  return n;
-}
+/** `-j/--jobs` and `DELTASHIP_JOBS`: layers processed at once. */
+const JOBS_RANGE: SettingRange = { min: 1, max: 1024 };
 
 /** How a command uses the repository. */
 export interface RepoUse {
@@ -116,8 +111,10 @@ export class Context {
 
   constructor(readonly io: CliIO, values: GlobalValues) {
     this.repoPath = defaultRepoPath(values, io.env);
-    const jobs = typeof values.jobs === "string" ? values.jobs : io.env.DELTASHIP_JOBS;
-    this.jobs = jobs ? positiveInt(jobs, "--jobs") : navigator.hardwareConcurrency || 1;
+    const jobs = typeof values.jobs === "string"
+      ? parseSetting("--jobs", values.jobs, JOBS_RANGE)
+      : envSetting(io.env, "DELTASHIP_JOBS", JOBS_RANGE, undefined);
+    this.jobs = jobs ?? Math.min(JOBS_RANGE.max, navigator.hardwareConcurrency || 1);
     this.json = values.json === true;
     this.quiet = values.quiet === true;
     const mode = values.progress ?? "auto";

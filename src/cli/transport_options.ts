@@ -8,8 +8,8 @@
  */
 import { UsageError } from "../errors.ts";
 import type { OpenOptions, TargetOptions } from "../transport/reference.ts";
+import { envSetting, parseSetting, type SettingRange } from "../util/settings.ts";
 import type { OptionSpec, ValuesOf } from "./args.ts";
-import { positiveInt } from "./context.ts";
 
 /** Option specs to add to a command that opens sources. */
 export const SOURCE_OPTIONS = [
@@ -64,6 +64,11 @@ export const MEMORY_LIMIT_OPTION = {
     "(slower; default $DELTASHIP_MEMORY_LIMIT, else no limit)",
 } as const satisfies OptionSpec;
 
+/** `--max-layer-size`, `--memory-limit` and their variables: 1 byte to 1024 TiB. */
+const SIZE_RANGE: SettingRange = { min: 1, max: 2 ** 50, unit: "bytes" };
+/** `--max-downloads` and `--max-uploads`: blobs in flight at once. */
+const TRANSFERS_RANGE: SettingRange = { min: 1, max: 64 };
+
 /** The memory limit from `--memory-limit` or `DELTASHIP_MEMORY_LIMIT` (undefined: none). */
 export function memoryLimit(
   values: ValuesOf<[typeof MEMORY_LIMIT_OPTION]>,
@@ -79,22 +84,8 @@ function sizeSetting(
   env: Record<string, string | undefined>,
   variable: string,
 ): number | undefined {
-  if (typeof value === "string") return parseSize(value, option);
-  const e = env[variable];
-  return e ? parseSize(e, variable) : undefined;
-}
-
-const SIZE_UNITS: Record<string, number> = { "": 1, B: 1, KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 };
-
-/** Parses a size as `--max-layer-size` takes it: `1048576`, `512MiB`, `64 GiB`, `1.5GiB`. */
-export function parseSize(text: string, what: string): number {
-  const m = /^([0-9]+(?:\.[0-9]+)?) ?([A-Za-z]*)$/.exec(text.trim());
-  const unit = m ? SIZE_UNITS[m[2]] : undefined;
-  const n = m && unit ? Math.floor(Number(m[1]) * unit) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1) {
-    throw new UsageError(`${what} must be a size in bytes or with KiB, MiB, GiB or TiB, got ${JSON.stringify(text)}`);
-  }
-  return n;
+  if (typeof value === "string") return parseSetting(option, value, SIZE_RANGE);
+  return envSetting(env, variable, SIZE_RANGE, undefined);
 }
 
 /** The layer size limit from `--max-layer-size` or `DELTASHIP_MAX_LAYER_SIZE` (undefined: the default). */
@@ -120,7 +111,7 @@ export function sourceOpenOptions(
     options.tlsVerify = tls === "true";
   }
   const max = values["max-downloads"];
-  if (typeof max === "string") options.maxDownloads = positiveInt(max, "--max-downloads");
+  if (typeof max === "string") options.maxDownloads = parseSetting("--max-downloads", max, TRANSFERS_RANGE);
   return options;
 }
 
@@ -131,5 +122,7 @@ export function targetOpenOptions(
 ): TargetOptions {
   const { maxDownloads: _, ...options } = sourceOpenOptions(values, env);
   const max = values["max-uploads"];
-  return typeof max === "string" ? { ...options, maxUploads: positiveInt(max, "--max-uploads") } : options;
+  return typeof max === "string"
+    ? { ...options, maxUploads: parseSetting("--max-uploads", max, TRANSFERS_RANGE) }
+    : options;
 }

@@ -14,7 +14,7 @@
  * @module
  */
 import { FormatError, SignatureError } from "../errors.ts";
-import { type Descriptor, parseManifest } from "../oci/documents.ts";
+import { checkJsonCost, type Descriptor, parseManifest } from "../oci/documents.ts";
 import type { ImageSource } from "../transport/source.ts";
 import type { Digest } from "../util/digest.ts";
 import { DeltaAnnotation, DeltaContent } from "./annotations.ts";
@@ -59,6 +59,7 @@ export function signatureLayers(sig: SignatureArtifact): Descriptor[] {
 /** The image a simple-signing payload signs (`critical.image.docker-manifest-digest`), or why there is none. */
 export function payloadTarget(payload: Uint8Array): string {
   let doc: { critical?: { type?: unknown; image?: { "docker-manifest-digest"?: unknown } } };
+  checkJsonCost(payload, "the signature payload");
   try {
     doc = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
   } catch {

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { FormatError } from "../errors.ts";
+import { FormatError, LimitError } from "../errors.ts";
 import { type ConfigDigest, type DiffId, type ManifestDigest, parseDigest } from "../util/digest.ts";
 import { escapeBytes } from "../util/text.ts";
 import { INDEX_TYPES, layerCompression, MANIFEST_TYPES, MediaType } from "./media_types.ts";
@@ -61,8 +61,84 @@ export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** Parses JSON bytes; `what` names the document in errors. */
+/**
+ * Most bytes of a JSON document deltaship parses (manifest, index, config,
+ * layout file). Registries' manifests and indexes are held to 4 MiB before
+ * this (`transport/docker/source.ts`).
+ */
+export const MAX_DOCUMENT = 32 << 20;
+/**
+ * Most JSON values (objects, arrays, strings, numbers, literals, object keys)
+ * a document may hold. What `JSON.parse` allocates grows with this count more
+ * than with the bytes: an empty object costs 3 bytes of input and ~90 bytes of
+ * heap, a value in objects of new keys up to ~260 (measured, Deno 2.9), so 33 MB
+ * of `{},` took 1.2 GB. 100,000 values (at most ~26 MiB) is far beyond any real
+ * document: a config with 1,000 history entries holds ~6,000, a manifest of
+ * 1,000 annotated layers ~12,000.
+ */
+export const MAX_JSON_VALUES = 100_000;
+/** Deepest nesting of objects and arrays in a document (OCI documents nest 4 or 5 deep). */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * Checks, before anything is allocated for it, that parsing `bytes` stays
+ * within {@link MAX_DOCUMENT}, {@link MAX_JSON_VALUES} and
+ * {@link MAX_JSON_DEPTH}: one pass over the bytes counting the structural
+ * characters outside strings (every value but the first follows a `[`, `{`,
+ * `,` or `:`), so the count bounds the values of any valid document. Invalid
+ * JSON is left to the parser.
+ */
+export function checkJsonCost(bytes: Uint8Array, what: string): void {
+  if (bytes.length > MAX_DOCUMENT) {
+    throw new LimitError(`${what} is ${bytes.length} bytes, more than the ${MAX_DOCUMENT} deltaship parses`);
+  }
+  let values = 1;
+  let depth = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    switch (bytes[i]) {
+      case 0x22: // '"': skip the string, escapes included
+        i = stringEnd(bytes, i + 1);
+        break;
+      case 0x5b: // '['
+      case 0x7b: // '{'
+        values++;
+        if (++depth > MAX_JSON_DEPTH) {
+          throw new LimitError(
+            `${what} nests objects and arrays more than ${MAX_JSON_DEPTH} deep; deltaship refuses it`,
+          );
+        }
+        break;
+      case 0x5d: // ']'
+      case 0x7d: // '}'
+        depth--;
+        break;
+      case 0x2c: // ','
+      case 0x3a: // ':'
+        if (++values > MAX_JSON_VALUES) {
+          throw new LimitError(
+            `${what} holds more than ${MAX_JSON_VALUES} JSON values (objects, arrays, strings, numbers); ` +
+              "deltaship refuses it, since parsing it would take too much memory",
+          );
+        }
+    }
+  }
+}
+
+/** The index of the quote that closes the string whose content starts at `start` (the length if none does). */
+function stringEnd(bytes: Uint8Array, start: number): number {
+  for (let from = start;;) {
+    const quote = bytes.indexOf(0x22, from);
+    if (quote < 0) return bytes.length;
+    let backslashes = 0;
+    while (quote - backslashes - 1 >= start && bytes[quote - backslashes - 1] === 0x5c) backslashes++;
+    if (backslashes % 2 === 0) return quote;
+    from = quote + 1;
+  }
+}
+
+/** Parses JSON bytes, within the bounds of {@link checkJsonCost}; `what` names the document in errors. */
 export function parseJson(bytes: Uint8Array, what: string): unknown {
+  checkJsonCost(bytes, what);
   let text: string;
   try {
     text = decoder.decode(bytes);
@@ -173,7 +249,11 @@ export function parseImageConfig(bytes: Uint8Array, what: string): ImageConfig {
     if (typeof d !== "string") throw new FormatError(`${what} diff_id ${i} is not a string`);
     parseDigest(d, `${what} diff_id ${i}`);
   });
-  return v as unknown as ImageConfig;
+  // Only what is read is kept: the rest of the parsed document can be collected at once.
+  const config: ImageConfig = { rootfs: { type: rootfs.type, diff_ids: rootfs.diff_ids as DiffId[] } };
+  if (typeof v.architecture === "string") config.architecture = v.architecture;
+  if (typeof v.os === "string") config.os = v.os;
+  return config;
 }
 
 /** Encodes a document as JSON bytes (compact, as deltaship writes new documents). */

@@ -8,10 +8,7 @@
 import { FormatError, NotFoundError } from "../errors.ts";
 import { parseDigest } from "../util/digest.ts";
 import { fileRangeStream, readAll } from "../util/streams.ts";
-import { type Descriptor, type Index, parseIndex, parseJson, REF_NAME_ANNOTATION } from "./documents.ts";
-
-/** Largest JSON document (index, manifest, config) read into memory. */
-export const MAX_DOCUMENT = 64 << 20;
+import { type Descriptor, type Index, MAX_DOCUMENT, parseIndex, parseJson, REF_NAME_ANNOTATION } from "./documents.ts";
 
 /** Read access to the files of a layout, wherever they are kept. */
 export interface LayoutFiles {

@@ -7,13 +7,19 @@
  * reads each file's bytes from the object its metacopy stub names; the page
  * cache is shared by every image that has the object.
  *
+ * Each mount is recorded in the repository as a root (`repo/mount_roots.ts`),
+ * so gc keeps what it reads until `umount`; the overlay's source,
+ * `deltaship:<composefs id>`, marks it as deltaship's, and `umount` refuses any
+ * other mount.
+ *
  * @module
  */
-import { InvalidArgumentError, NotFoundError, RepositoryError, UnsupportedError } from "../errors.ts";
+import { FileSystemError, InvalidArgumentError, NotFoundError, RepositoryError, UnsupportedError } from "../errors.ts";
 import { fsverityHex } from "../composefs/fsverity.ts";
 import { composefsImage } from "../repo/composefs_image.ts";
+import { addMountRoot, isDeltashipSource, mountSource, removeMountRoot, removeRootFile } from "../repo/mount_roots.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
-import { type MountApi, openMountApi } from "../util/mount.ts";
+import { type MountApi, openMountApi, readMountTable, topMountAt } from "../util/mount.ts";
 import { openFsVerity, PosixError } from "../util/posix.ts";
 import { toHex } from "../util/digest.ts";
 
@@ -37,6 +43,7 @@ export interface MountResult {
 }
 
 const ENOTBLK = 15;
+const EBUSY = 16;
 const EINVAL = 22;
 
 function needMountApi(command: "mount" | "umount"): MountApi {
@@ -132,10 +139,18 @@ function mountErofs(api: MountApi, path: string): { mfd: number; source: "file" 
   }
 }
 
-/** Mounts the overlay of `meta` (a detached mount's descriptor) over `objects` at `target`. */
-function mountOverlay(api: MountApi, meta: number, objects: string, target: string, verity: boolean): void {
+/** Mounts the overlay of `meta` (a detached mount's descriptor) over `objects` at `target`, with `source`. */
+function mountOverlay(
+  api: MountApi,
+  meta: number,
+  objects: string,
+  target: string,
+  verity: boolean,
+  source: string,
+): void {
   const fd = api.fsopen("overlay");
   try {
+    api.set(fd, "source", source);
     try {
       api.set(fd, "lowerdir+", `/proc/self/fd/${meta}`);
       api.set(fd, "datadir+", objects);
@@ -175,13 +190,25 @@ export async function mountImage(
     const verity = mode === "require" || (mode === "auto" && repo.format.verity);
     const image = await imageFile(repo, record, verity);
     try {
-      const erofs = mountErofs(api, image.path);
+      const source = mountSource(image.id);
+      const root = await addMountRoot(repo, {
+        target: await Deno.realPath(target),
+        source,
+        namespace: readMountTable()?.namespace,
+        image: { ...record, composefs: image.id },
+      });
       try {
-        mountOverlay(api, erofs.mfd, repo.objects.root, target, verity);
-      } finally {
-        api.closeFd(erofs.mfd); // the overlay holds the EROFS mount now; nothing else does
+        const erofs = mountErofs(api, image.path);
+        try {
+          mountOverlay(api, erofs.mfd, repo.objects.root, target, verity, source);
+        } finally {
+          api.closeFd(erofs.mfd); // the overlay holds the EROFS mount now; nothing else does
+        }
+        return { target, id: image.id, verity, erofsSource: erofs.source };
+      } catch (e) {
+        await removeRootFile(root);
+        throw e;
       }
-      return { target, id: image.id, verity, erofsSource: erofs.source };
     } finally {
       if (image.path.startsWith(repo.temp.root)) await Deno.remove(image.path).catch(() => {});
     }
@@ -193,15 +220,53 @@ export async function mountImage(
   }
 }
 
-/** Unmounts what {@link mountImage} mounted at `target` (the overlay; the EROFS mount goes with it). */
-export function unmountImage(target: string): void {
+/** What an unmount did. */
+export interface UnmountResult {
+  target: string;
+  /** The repository held the mount's root (false: it was made with another repository, whose gc drops it). */
+  rootRemoved: boolean;
+}
+
+/**
+ * Unmounts what {@link mountImage} mounted at `target` (the overlay; the EROFS
+ * mount goes with it) and removes its root from the repository at `repoRoot`.
+ * Anything else mounted there is refused, and a mount in use is left mounted,
+ * with what to do.
+ */
+export async function unmountImage(repoRoot: string, target: string): Promise<UnmountResult> {
   const api = needMountApi("umount");
   try {
-    api.unmount(target);
-  } catch (e) {
-    if (e instanceof PosixError && e.errno === EINVAL) throw new InvalidArgumentError(`${target} is not a mount point`);
-    if (e instanceof PosixError) throw new UnsupportedError(`umount ${target}: ${e.message}`, { cause: e });
-    throw e;
+    const path = await Deno.realPath(target).catch((e) => {
+      if (e instanceof Deno.errors.NotFound) throw new NotFoundError(`${target} does not exist`);
+      throw e;
+    });
+    const table = readMountTable();
+    if (!table) throw new UnsupportedError("umount needs to read /proc/self/mountinfo (FFI permission, /proc mounted)");
+    const top = topMountAt(table.mounts, path);
+    if (!top) throw new NotFoundError(`${target} is not a mount point`);
+    if (top.fsType !== "overlay" || !isDeltashipSource(top.source)) {
+      throw new NotFoundError(
+        `${target} holds a ${top.fsType} mount (source ${JSON.stringify(top.source)}) that deltaship mount did not ` +
+          "make; deltaship umount leaves it alone (umount(8) unmounts anything)",
+      );
+    }
+    try {
+      api.unmount(path);
+    } catch (e) {
+      if (e instanceof PosixError && e.errno === EBUSY) {
+        throw new FileSystemError(
+          `${target} is busy: a process has a file open or its working directory under it; stop it ` +
+            `(fuser -vm ${target} lists them), then run deltaship umount again`,
+          target,
+          "EBUSY",
+          { cause: e },
+        );
+      }
+      if (e instanceof PosixError && e.errno === EINVAL) throw new NotFoundError(`${target} is not a mount point`);
+      if (e instanceof PosixError) throw new UnsupportedError(`umount ${target}: ${e.message}`, { cause: e });
+      throw e;
+    }
+    return { target, rootRemoved: await removeMountRoot(repoRoot, path, top.source) };
   } finally {
     api.close();
   }

@@ -1,6 +1,7 @@
 /**
- * Garbage collection: removing what no tag reaches. The roots are the tags; an
- * image no tag names is garbage together with its record, and so are the
+ * Garbage collection: removing what no tag reaches. The roots are the tags and
+ * the images live mounts read (`mount_roots.ts`); an image no root names is
+ * garbage together with its record, and so are the
  * manifests, configs, layers and objects (composefs images included) that only
  * unreachable images used, and the temporary directories of processes that are
  * gone.
@@ -13,6 +14,7 @@
 import { type DiffId, type Digest, parseDigest } from "../util/digest.ts";
 import { Yielder } from "../util/yielder.ts";
 import { readRecord } from "./layer_record.ts";
+import { liveMountRoots } from "./mount_roots.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
 import type { MalformedTag } from "./tag_store.ts";
 import { treeSize } from "../util/fs.ts";
@@ -79,19 +81,20 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
 
   // Mark: tags -> images -> manifests, configs, layers -> objects.
   const scan = await repo.tags.scan();
-  const tagged = new Set(scan.tags.map((t) => t.manifest));
+  const mounted = await liveMountRoots(repo, { dryRun }); // the images live mounts read are roots too
+  const tagged = new Set([...scan.tags, ...mounted].map((t) => t.manifest));
   const keep: ImageRecord[] = [];
   const garbage: ImageRecord[] = [];
   for (const image of await repo.listImages()) (tagged.has(image.manifest) ? keep : garbage).push(image);
   const blobs = new Set<Digest>();
   const layers = new Set<DiffId>();
-  for (const image of keep) {
+  for (const image of [...keep, ...mounted]) {
     blobs.add(image.manifest);
     blobs.add(image.config);
     for (const l of image.layers) layers.add(l.diffId);
   }
   const objects = new Set<string>();
-  for (const image of keep) if (image.composefs) objects.add(image.composefs); // its composefs image
+  for (const image of [...keep, ...mounted]) if (image.composefs) objects.add(image.composefs); // its composefs image
   const yielder = new Yielder({ every: 256 });
   for (const diffId of layers) {
     try {

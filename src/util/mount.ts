@@ -4,12 +4,15 @@
  * made with `fsmount` is detached until `move_mount` attaches it, so a mount that
  * only serves as another's layer (a composefs image's EROFS) is never visible in
  * any directory. Loop devices (`LOOP_CTL_GET_FREE`, `LOOP_CONFIGURE`, autoclear)
- * for a kernel whose EROFS cannot mount a regular file. Linux only: elsewhere, or
- * without FFI permission, {@link openMountApi} returns undefined.
+ * for a kernel whose EROFS cannot mount a regular file. The mount table
+ * (`/proc/self/mountinfo`), to tell which mounts are there and what made them.
+ * Linux only: elsewhere, or without FFI permission, {@link openMountApi} and
+ * {@link readMountTable} return undefined.
  *
  * @module
  */
 import { cString, errnoOf, O_RDONLY_CLOEXEC, openLibc, PosixError } from "./posix.ts";
+import { concat } from "./streams.ts";
 
 /** A mount being configured or made: a file descriptor the caller closes. */
 export interface MountApi {
@@ -127,4 +130,109 @@ export function openMountApi(): MountApi | undefined {
     closeFd: (fd) => void s.close(fd),
     close: () => lib.close(),
   };
+}
+
+/** One mount as the kernel lists it in `/proc/self/mountinfo` (proc(5)). */
+export interface MountEntry {
+  /** The mount's ID (unique while it is mounted). */
+  id: number;
+  /** The ID of the mount it is mounted on (itself for the root). */
+  parent: number;
+  /** Where it is mounted, absolute in this process's root, unescaped. */
+  mountPoint: string;
+  /** The filesystem type (`overlay`, `tmpfs`, ...). */
+  fsType: string;
+  /** Its source as the filesystem reports it (`tmpfs`, `/dev/sda1`, what `fsconfig source` set), unescaped. */
+  source: string;
+}
+
+/** The mounts a process sees, and the mount namespace they belong to. */
+export interface MountTable {
+  mounts: MountEntry[];
+  /** `mnt:[INODE]`, from `/proc/self/ns/mnt`. */
+  namespace: string;
+}
+
+/** Mountinfo's escapes (`\040` for a space, `\134` for a backslash, ...) undone. */
+function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, octal) => String.fromCharCode(parseInt(octal, 8)));
+}
+
+/**
+ * Parses mountinfo text: per line the mount ID, the parent ID, the mount point
+ * (fifth field) and, after the ` - ` separator (optional fields come before it),
+ * the filesystem type and source. Lines that do not parse are skipped.
+ */
+export function parseMountInfo(text: string): MountEntry[] {
+  const out: MountEntry[] = [];
+  for (const line of text.split("\n")) {
+    const [head, tail] = line.split(" - ", 2);
+    if (tail === undefined) continue;
+    const f = head.split(" ");
+    const [fsType, source] = tail.split(" ");
+    if (f.length < 6 || source === undefined) continue;
+    out.push({
+      id: Number(f[0]),
+      parent: Number(f[1]),
+      mountPoint: unescapeMountField(f[4]),
+      fsType: unescapeMountField(fsType),
+      source: unescapeMountField(source),
+    });
+  }
+  return out;
+}
+
+/** The topmost of the mounts at `path` (the one no other mount there is mounted on), if any. */
+export function topMountAt(mounts: readonly MountEntry[], path: string): MountEntry | undefined {
+  const here = mounts.filter((m) => m.mountPoint === path);
+  return here.find((m) => !here.some((o) => o.parent === m.id && o !== m));
+}
+
+const TABLE_SYMBOLS = {
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  close: { parameters: ["i32"], result: "i32" },
+} as const;
+
+/** Most bytes of mountinfo read (about 100,000 mounts). */
+const MAX_MOUNTINFO = 16 << 20;
+
+/**
+ * The mounts this process sees, read from `/proc/self/mountinfo` through the C
+ * library (Deno lets a program read `/proc/self` only with every permission,
+ * which the executable does not have); undefined where that cannot be done
+ * (not Linux, no FFI permission, no `/proc`).
+ */
+export function readMountTable(): MountTable | undefined {
+  const lib = openLibc(TABLE_SYMBOLS);
+  if (!lib) return undefined;
+  const s = lib.symbols;
+  try {
+    const link = new Uint8Array(256);
+    const n = Number(s.readlink(cString("/proc/self/ns/mnt"), link, BigInt(link.length)));
+    const fd = s.open(cString("/proc/self/mountinfo"), O_RDONLY_CLOEXEC);
+    if (n <= 0 || fd < 0) {
+      if (fd >= 0) s.close(fd);
+      return undefined;
+    }
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    try {
+      for (;;) {
+        const buf = new Uint8Array(64 << 10);
+        const got = Number(s.read(fd, buf, BigInt(buf.length)));
+        if (got < 0) return undefined;
+        if (got === 0) break;
+        chunks.push(buf.subarray(0, got));
+        if ((total += got) > MAX_MOUNTINFO) return undefined;
+      }
+    } finally {
+      s.close(fd);
+    }
+    const text = new TextDecoder().decode(concat(chunks, total));
+    return { mounts: parseMountInfo(text), namespace: new TextDecoder().decode(link.subarray(0, n)) };
+  } finally {
+    lib.close();
+  }
 }

@@ -23,6 +23,7 @@ import { packArchive, sampleTar, writeImage } from "./oci.ts";
 import { base256, buildTar, FIELDS, fixChecksum, headerBlock, paxRecords } from "./tar.ts";
 import { listingTarget } from "./fuzz_listing.ts";
 import { diffTar, tarFiles, zstd } from "./tardiff.ts";
+import { documentTarget } from "./fuzz_documents.ts";
 
 const enc = new TextEncoder();
 
@@ -156,7 +157,7 @@ function hostileVarint(rng: Rng): Uint8Array {
 }
 
 /** One generic mutation: bit flips, special bytes, truncation, duplication, insertion, deletion. */
-function mutateBytes(rng: Rng, bytes: Uint8Array, blockSize = 512): Uint8Array {
+export function mutateBytes(rng: Rng, bytes: Uint8Array, blockSize = 512): Uint8Array {
   if (bytes.length === 0) return new Uint8Array([rng.int(256)]);
   const out = bytes.slice();
   switch (rng.int(7)) {
@@ -424,9 +425,11 @@ export async function fuzzTargets(dir: string): Promise<Record<string, FuzzCase>
   const delta = await diffTar(oldFiles, newTar);
   const ops: Uint8Array = new Uint8Array(zlib.zstdDecompressSync(delta.subarray(TARDIFF_MAGIC.length)));
   const source = memorySource(oldFiles);
+  const document = await documentTarget(dir);
 
   return {
     listing: listingTarget(),
+    document,
     async splitter(rng) {
       const tar = mutate(rng, rng.pick(tars), 0.5);
       await splitChecked(chunked(rng, tar), tar.length);

@@ -23,16 +23,70 @@ export function which(tool: string): string | undefined {
 }
 
 /**
+ * What a test does when this host lacks what it needs (`why`): with
+ * REQUIRE_INTEROP=1 throw (the test fails: CI has everything, so a test must
+ * not pass there by not running); otherwise say that it is skipped, and why.
+ */
+function lacking(why: string): false {
+  if (Deno.env.get("REQUIRE_INTEROP") === "1") throw new Error(`${why}, and REQUIRE_INTEROP=1`);
+  console.log(`SKIPPED ${why}`);
+  return false;
+}
+
+/**
  * True when every tool is available. When one is missing: with REQUIRE_INTEROP=1
  * this throws (the test fails); otherwise it prints why the test is skipped.
  */
 export function haveTools(test: string, ...tools: string[]): boolean {
   const missing = tools.filter((t) => !which(t));
-  if (missing.length === 0) return true;
-  const msg = `${test}: needs ${missing.join(", ")} (not on PATH)`;
-  if (Deno.env.get("REQUIRE_INTEROP") === "1") throw new Error(`${msg}, and REQUIRE_INTEROP=1`);
-  console.log(`SKIPPED ${msg}`);
-  return false;
+  return missing.length === 0 || lacking(`${test}: needs ${missing.join(", ")} (not on PATH)`);
+}
+
+/** True when the tests run as root; otherwise as {@link haveTools} for a missing tool. */
+export function haveRoot(test: string): boolean {
+  return Deno.uid() === 0 || lacking(`${test}: needs root`);
+}
+
+/** What a host offers kernel mounts: its system, whether it is root, its kernel release and filesystems. */
+export interface MountHost {
+  os: string;
+  root: boolean;
+  /** `uname -r`, e.g. `6.1.0-18-amd64`. */
+  release: string;
+  /** The contents of /proc/filesystems. */
+  filesystems: string;
+}
+
+function thisHost(): MountHost {
+  let filesystems = "";
+  try {
+    filesystems = Deno.readTextFileSync("/proc/filesystems");
+  } catch { /* not Linux, or no /proc */ }
+  return { os: Deno.build.os, root: Deno.uid() === 0, release: Deno.osRelease(), filesystems };
+}
+
+/**
+ * Why composefs mounts cannot be tested on `host`, or undefined when they can:
+ * Linux, root, erofs and overlay, and a kernel of 6.5 or later (overlayfs
+ * data-only lower layers, which composefs mounts use for the object store).
+ */
+export function whyNoMounts(host: MountHost = thisHost()): string | undefined {
+  if (host.os !== "linux") return "not Linux";
+  if (!host.root) return "not root";
+  for (const name of ["erofs", "overlay"]) {
+    if (!new RegExp(`\\s${name}$`, "m").test(host.filesystems)) return `the kernel has no ${name}`;
+  }
+  const m = /^(\d+)\.(\d+)/.exec(host.release);
+  if (!m || Number(m[1]) * 1000 + Number(m[2]) < 6005) {
+    return `Linux ${host.release} is older than 6.5 (no overlayfs data-only layers)`;
+  }
+  return undefined;
+}
+
+/** True when composefs mounts can be tested here; otherwise as {@link haveTools} for a missing tool. */
+export function canMount(test: string): boolean {
+  const why = whyNoMounts();
+  return why === undefined || lacking(`${test}: ${why}`);
 }
 
 /** Runs a command, failing with its stderr when it fails; returns stdout. */

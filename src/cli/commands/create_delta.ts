@@ -21,6 +21,7 @@ import {
   type EncodeOptions,
 } from "../../tardiff/encode.ts";
 import { DEFAULT_IGNORED_PREFIXES } from "../../tardiff/source_catalog.ts";
+import { parseSetting } from "../../util/settings.ts";
 import { defineCommand } from "../command.ts";
 import { formatBytes, plural, shortDigest, table } from "../format.ts";
 import { encodePlan } from "../../ops/memory_plan.ts";
@@ -35,23 +36,14 @@ import {
   targetOpenOptions,
 } from "../transport_options.ts";
 
+/** A zstd level (1 to 19). */
 function level(v: string | undefined, option = "--zstd-level", fallback = DEFAULT_TARDIFF_LEVEL): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!/^[0-9]+$/.test(v) || n < 1 || n > 19) {
-    throw new UsageError(`${option} must be an integer from 1 to 19, got ${JSON.stringify(v)}`);
-  }
-  return n;
+  return v === undefined ? fallback : parseSetting(option, v, { min: 1, max: 19 });
 }
 
 /** A size in MiB (a whole number from 0 to `max`), in bytes. */
 function mebibytes(option: string, v: string | undefined, fallback: number, max = 1 << 20): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!/^[0-9]+$/.test(v) || n > max) {
-    throw new UsageError(`${option} must be a whole number of MiB from 0 to ${max}, got ${JSON.stringify(v)}`);
-  }
-  return n * 2 ** 20;
+  return v === undefined ? fallback : parseSetting(option, v, { min: 0, max, unit: "MiB" }) * 2 ** 20;
 }
 
 /** The binary-diff settings of create-delta's options, as oci-delta takes them. */

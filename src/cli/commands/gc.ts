@@ -13,8 +13,9 @@ export const gcCommand = defineCommand({
   summary: "Remove images, layers and objects no tag reaches",
   usage: "",
   description: `
-Tags are the roots: an image no tag names is removed with its record (name it
-with 'deltaship tag' to keep it), and so are the manifests, configs, layers and
+Tags are the roots, and so are mounted images (until deltaship umount): an
+image no tag names is removed with its record (name it with 'deltaship tag' to
+keep it), and so are the manifests, configs, layers and
 file objects that no remaining image uses, and temporary files left by killed
 processes. Prints what was freed (count and bytes).
 

@@ -28,8 +28,9 @@ the one the image names (verity=require), and is refused when the repository's
 objects have no fs-verity (its filesystem has none); auto (the default) requires
 it when they have it; off never asks.
 
-'deltaship umount DIR' unmounts it. gc and rm do not know about mounts: keep a
-mounted image tagged, or gc removes the objects it reads.`,
+'deltaship umount DIR' unmounts it. While it is mounted, the repository holds
+a root for it (mounts/): gc keeps everything the mount reads, even once rm has
+removed the image's names.`,
   options: [
     {
       name: "verity",
@@ -63,13 +64,15 @@ export const umountCommand = defineCommand({
   usage: "DIR",
   description: `
 Unmounts the image mounted at DIR by 'deltaship mount' (the overlay; its EROFS
-mount, never attached anywhere, goes with it). Needs root. Fails, leaving it
-mounted, while a process still uses it.`,
+mount, never attached anywhere, goes with it) and removes its root from the
+repository, so gc may collect what only it kept. Needs root. Refuses any mount
+deltaship mount did not make; fails, leaving it mounted, while a process still
+uses it (busy).`,
   options: [],
   args: { min: 1, max: 1 },
   async run(ctx, [dir]) {
-    unmountImage(dir);
-    if (ctx.json) return void await ctx.printJson({ target: dir });
+    const result = await unmountImage(ctx.repoPath, dir);
+    if (ctx.json) return void await ctx.printJson(result);
     await ctx.print(`Unmounted ${dir}`);
   },
 });

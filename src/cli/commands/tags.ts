@@ -5,6 +5,7 @@
  */
 import { NotFoundError } from "../../errors.ts";
 import { checkTagName } from "../../oci/tag_name.ts";
+import { mountedAt } from "../../repo/mount_roots.ts";
 import { defineCommand } from "../command.ts";
 
 export const tagCommand = defineCommand({
@@ -62,7 +63,14 @@ objects stay until gc reclaims what no image uses.`,
     using _lock = await repo.lock(false);
     const record = await repo.resolveImage(image);
     const tags = await repo.removeImage(record.manifest);
-    if (ctx.json) return void await ctx.printJson({ removed: record.manifest, tags });
+    const mounted = await mountedAt(repo, record.manifest);
+    if (ctx.json) return void await ctx.printJson({ removed: record.manifest, tags, mounted });
     await ctx.print(`Removed @${record.manifest}${tags.length ? ` (${tags.join(", ")})` : ""}`);
+    if (mounted.length) {
+      await ctx.note(
+        `it is mounted at ${mounted.join(", ")}: what it holds stays in the repository until it is unmounted ` +
+          `(deltaship umount ${mounted[0]}), and the next gc after that removes it`,
+      );
+    }
   },
 });

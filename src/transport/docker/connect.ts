@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { InvalidArgumentError } from "../../errors.ts";
+import { envSetting, type SettingRange } from "../../util/settings.ts";
 import { RegistryClient } from "./client.ts";
 import { type Env, lookupCredentials, parseCredsOption } from "./credentials.ts";
 import { type DockerReference, isLoopbackHost } from "./reference.ts";
@@ -20,8 +20,9 @@ export interface ConnectOptions {
   /**
    * Environment: auth file locations, `DELTASHIP_HTTP_TIMEOUT_MS` (idle
    * timeout, default 30000), `DELTASHIP_HTTP_DEADLINE_MS` (total time for a
-   * manifest, config or token, retries included, default 60000) and
-   * `DELTASHIP_RETRY_BASE_MS` (first retry delay, default 250).
+   * manifest, config or token, retries included, default 60000), both 1 to
+   * 86400000, and `DELTASHIP_RETRY_BASE_MS` (first retry delay, default 250, 0
+   * to 30000).
    */
   env?: Env;
 }
@@ -35,6 +36,14 @@ export interface Connection {
 }
 
 const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+/**
+ * `DELTASHIP_HTTP_TIMEOUT_MS` and `DELTASHIP_HTTP_DEADLINE_MS`: a millisecond to
+ * a day. A timer takes at most 2^31-1 ms (more fires at once, with a warning);
+ * a day leaves room for a deadline derived from these, twice one included.
+ */
+const TIME_RANGE: SettingRange = { min: 1, max: 86_400_000, unit: "ms" };
+/** `DELTASHIP_RETRY_BASE_MS`: up to the longest delay between tries (`DEFAULT_RETRY.maxMs`). */
+const RETRY_BASE_RANGE: SettingRange = { min: 0, max: DEFAULT_RETRY.maxMs, unit: "ms" };
 /** Longest a whole document (manifest, config, token) may take, retries included. */
 const DEFAULT_DEADLINE_MS = 60_000;
 
@@ -43,28 +52,18 @@ export async function connect(ref: DockerReference, options: ConnectOptions = {}
   const env = options.env ?? {};
   const explicit = options.creds !== undefined ? parseCredsOption(options.creds) : undefined;
   const credentials = await lookupCredentials(ref.domain, ref.repository, env, explicit);
-  const retry = { ...DEFAULT_RETRY, baseMs: envInt(env, "DELTASHIP_RETRY_BASE_MS", DEFAULT_RETRY.baseMs, 0) };
-  const deadlineMs = envInt(env, "DELTASHIP_HTTP_DEADLINE_MS", DEFAULT_DEADLINE_MS, 1);
+  const baseMs = envSetting(env, "DELTASHIP_RETRY_BASE_MS", RETRY_BASE_RANGE, DEFAULT_RETRY.baseMs);
+  const retry = { ...DEFAULT_RETRY, baseMs };
+  const deadlineMs = envSetting(env, "DELTASHIP_HTTP_DEADLINE_MS", TIME_RANGE, DEFAULT_DEADLINE_MS);
   const client = new RegistryClient({
     host: ref.host,
     registry: ref.domain,
     https: options.tlsVerify ?? !isLoopbackHost(ref.host),
     credentials,
     retry,
-    idleTimeoutMs: envInt(env, "DELTASHIP_HTTP_TIMEOUT_MS", DEFAULT_IDLE_TIMEOUT_MS, 1),
+    idleTimeoutMs: envSetting(env, "DELTASHIP_HTTP_TIMEOUT_MS", TIME_RANGE, DEFAULT_IDLE_TIMEOUT_MS),
     deadlineMs,
     insecure: options.tlsVerify === false,
   });
   return { client, retry, deadlineMs };
-}
-
-/** An integer setting from the environment, at least `min`; `fallback` when unset. */
-export function envInt(env: Env, name: string, fallback: number, min: number): number {
-  const v = env[name];
-  if (v === undefined || v === "") return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) {
-    throw new InvalidArgumentError(`${name} must be an integer of at least ${min}, got ${JSON.stringify(v)}`);
-  }
-  return n;
 }

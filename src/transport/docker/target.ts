@@ -13,7 +13,8 @@ import { type Descriptor, EMPTY_CONFIG, type Manifest } from "../../oci/document
 import { type Digest, sha256 } from "../../util/digest.ts";
 import { Semaphore } from "../../util/semaphore.ts";
 import type { RegistryClient } from "./client.ts";
-import { connect, type ConnectOptions, envInt } from "./connect.ts";
+import { envSetting, type SettingRange } from "../../util/settings.ts";
+import { connect, type ConnectOptions } from "./connect.ts";
 import { type DockerReference, parseDockerReference } from "./reference.ts";
 import { addToFallbackIndex, type RepositoryAccess } from "./referrers.ts";
 import { RegistryFacts } from "./registry_facts.ts";
@@ -35,6 +36,8 @@ export interface DockerTargetOptions extends ConnectOptions {
 
 /** Default for `--max-uploads`. */
 export const DEFAULT_MAX_UPLOADS = 2;
+/** `DELTASHIP_UPLOAD_CHUNK_SIZE`: each upload in flight holds one chunk. */
+const CHUNK_SIZE_RANGE: SettingRange = { min: 1024, max: 256 << 20, unit: "bytes" };
 
 /** A manifest in the registry. */
 export interface PushedManifest {
@@ -100,7 +103,7 @@ export class DockerTarget {
     const explicitTag = colon > input.lastIndexOf("/");
     const reference = explicitTag ? ref : { ...ref, tag: undefined };
     const { client, retry, deadlineMs } = await connect(ref, options);
-    const chunk = envInt(options.env ?? {}, "DELTASHIP_UPLOAD_CHUNK_SIZE", DEFAULT_CHUNK_SIZE, 1024);
+    const chunk = envSetting(options.env ?? {}, "DELTASHIP_UPLOAD_CHUNK_SIZE", CHUNK_SIZE_RANGE, DEFAULT_CHUNK_SIZE);
     return new DockerTarget(
       reference,
       input,
