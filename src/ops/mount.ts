@@ -12,6 +12,7 @@
 import { InvalidArgumentError, NotFoundError, RepositoryError, UnsupportedError } from "../errors.ts";
 import { fsverityHex } from "../composefs/fsverity.ts";
 import { composefsImage } from "../repo/composefs_image.ts";
+import { readRepoFile } from "../repo/repo_file.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
 import { type MountApi, openMountApi } from "../util/mount.ts";
 import { openFsVerity, PosixError } from "../util/posix.ts";
@@ -67,6 +68,9 @@ async function checkTarget(target: string): Promise<void> {
   }
 }
 
+/** Largest stored composefs image read (whole, to check it; never through a symbolic link: see repo_file.ts). */
+const MAX_IMAGE_FILE = 1 << 30;
+
 /** The image's EROFS file: its stored object (checked against its digest), or a fresh temporary one. */
 async function imageFile(
   repo: Repository,
@@ -75,7 +79,7 @@ async function imageFile(
 ): Promise<{ path: string; id: string }> {
   if (record.composefs) {
     const path = repo.objects.path(record.composefs);
-    const bytes = await Deno.readFile(path).catch((e) => {
+    const bytes = await readRepoFile(path, MAX_IMAGE_FILE).catch((e) => {
       if (e instanceof Deno.errors.NotFound) return undefined;
       throw e;
     });

@@ -14,6 +14,7 @@ import { MAX_VARINT_BYTES, writeVarint } from "../util/varint.ts";
 import { readFull, writeAll } from "../util/fs.ts";
 import { MAX_HEADER_GROUP } from "../tar/header.ts";
 import type { Durability } from "./durability.ts";
+import { RepoFile } from "./repo_file.ts";
 
 /**
  * First bytes of every layer record of repository format 2, whose object items
@@ -204,9 +205,9 @@ function decodeFooter(bytes: Uint8Array, what: string): RecordFooter {
 }
 
 /** Reads and checks the footer of an open record of `size` bytes (moves the file position). */
-async function footerOf(file: Deno.FsFile, size: number, what: string): Promise<RecordFooter> {
+async function footerOf(file: RepoFile, size: number, what: string): Promise<RecordFooter> {
   if (size < RECORD_MAGIC.length + FOOTER_SIZE) throw new FormatError(`${what} is truncated`);
-  await file.seek(size - FOOTER_SIZE, Deno.SeekMode.Start);
+  file.seek(size - FOOTER_SIZE);
   const buf = new Uint8Array(FOOTER_SIZE);
   if ((await readFull(file, buf)) < FOOTER_SIZE) throw new FormatError(`${what} is truncated`);
   if (buf[0] !== END || toHex(buf.subarray(17)) !== toHex(FOOTER_MAGIC)) {
@@ -217,9 +218,9 @@ async function footerOf(file: Deno.FsFile, size: number, what: string): Promise<
 
 /** Reads the totals at the end of a record, checking that it is complete. */
 export async function readFooter(path: string): Promise<RecordFooter> {
-  const file = await Deno.open(path);
+  const file = await RepoFile.open(path);
   try {
-    return await footerOf(file, (await file.stat()).size, `layer record ${path}`);
+    return await footerOf(file, file.regularSize(), `layer record ${path}`);
   } finally {
     file.close();
   }
@@ -230,7 +231,7 @@ const MAX_HEADER_ITEM = MAX_HEADER_GROUP;
 
 /** The format version of the record at `path`, by its magic; undefined when it is not a record. */
 export async function recordVersion(path: string): Promise<RecordVersion | undefined> {
-  const file = await Deno.open(path);
+  const file = await RepoFile.open(path);
   try {
     const magic = new Uint8Array(RECORD_MAGIC.length);
     if ((await readFull(file, magic)) < magic.length) return undefined;
@@ -250,11 +251,11 @@ export async function recordVersion(path: string): Promise<RecordVersion | undef
  * replayed, and the items must add up to the footer's tar size exactly.
  */
 export async function* readRecord(path: string, version: RecordVersion = 2): AsyncGenerator<RecordItem, RecordFooter> {
-  const file = await Deno.open(path);
+  const file = await RepoFile.open(path);
   try {
     const what = `layer record ${path}`;
-    const footer = await footerOf(file, (await file.stat()).size, what);
-    await file.seek(0, Deno.SeekMode.Start);
+    const footer = await footerOf(file, file.regularSize(), what);
+    file.seek(0);
     const r = new ByteReader(fileSource(file, 1 << 18), what);
     const magic = await r.bytes(RECORD_MAGIC.length);
     if (toHex(magic) !== toHex(magicOf(version))) {

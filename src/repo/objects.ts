@@ -18,6 +18,7 @@ import { fsverityDigest, FsVerityHasher } from "../composefs/fsverity.ts";
 import { toHex } from "../util/digest.ts";
 import { lstatOrUndefined, writeAll } from "../util/fs.ts";
 import type { Durability } from "./durability.ts";
+import { isRegularFileSync } from "./repo_file.ts";
 import type { ObjectVerity } from "./verity.ts";
 
 /** Contents up to this size are gathered in memory and written in one go. */
@@ -50,14 +51,13 @@ export class ObjectStore {
     return objectPath(this.root, hex);
   }
 
-  /** True when the object is present. */
+  /**
+   * True when the object is present: a regular file. Anything else at its path
+   * (a symbolic link, a directory...) is not the object: content written again
+   * replaces it at the layer's commit, or the commit fails naming the path.
+   */
   has(hex: string): boolean {
-    try {
-      Deno.lstatSync(this.path(hex));
-      return true;
-    } catch {
-      return false;
-    }
+    return isRegularFileSync(this.path(hex));
   }
 
   /** Starts the staging area for the objects of one layer. */
