@@ -13,6 +13,7 @@ import { toHex } from "../util/digest.ts";
 import { MAX_VARINT_BYTES, writeVarint } from "../util/varint.ts";
 import { readFull, writeAll } from "../util/fs.ts";
 import { MAX_HEADER_GROUP } from "../tar/header.ts";
+import { osErrorAt } from "../util/os_error.ts";
 import type { Durability } from "./durability.ts";
 import { RepoFile } from "./repo_file.ts";
 
@@ -64,7 +65,13 @@ export class LayerRecordWriter {
   #len = 0;
   #zeros = 0;
 
-  private constructor(file: Deno.FsFile, readonly durability: Durability | undefined, version: RecordVersion) {
+  private constructor(
+    file: Deno.FsFile,
+    /** The file being written, named in errors. */
+    readonly path: string,
+    readonly durability: Durability | undefined,
+    version: RecordVersion,
+  ) {
     this.#file = file;
     const magic = magicOf(version);
     this.#buf.set(magic);
@@ -78,7 +85,7 @@ export class LayerRecordWriter {
    * make version-1 repositories with it, to upgrade).
    */
   static async create(path: string, durability?: Durability, version: RecordVersion = 2): Promise<LayerRecordWriter> {
-    return new LayerRecordWriter(await Deno.open(path, { write: true, createNew: true }), durability, version);
+    return new LayerRecordWriter(await Deno.open(path, { write: true, createNew: true }), path, durability, version);
   }
 
   /** Appends a header group. */
@@ -149,6 +156,8 @@ export class LayerRecordWriter {
     await this.#flush();
     try {
       await this.durability?.fileWritten(this.#file);
+    } catch (e) {
+      throw osErrorAt(e, this.path);
     } finally {
       this.#file.close();
     }
@@ -168,7 +177,7 @@ export class LayerRecordWriter {
     this.#len = writeVarint(this.#buf, this.#len, bytes.length);
     if (bytes.length > this.#buf.length - this.#len) {
       await this.#flush();
-      await writeAll(this.#file, bytes);
+      await this.#write(bytes);
       return;
     }
     this.#buf.set(bytes, this.#len);
@@ -188,8 +197,16 @@ export class LayerRecordWriter {
   }
 
   async #flush(): Promise<void> {
-    await writeAll(this.#file, this.#buf.subarray(0, this.#len));
+    await this.#write(this.#buf.subarray(0, this.#len));
     this.#len = 0;
+  }
+
+  async #write(bytes: Uint8Array): Promise<void> {
+    try {
+      await writeAll(this.#file, bytes);
+    } catch (e) {
+      throw osErrorAt(e, this.path);
+    }
   }
 }
 

@@ -22,6 +22,7 @@ import {
 import { ObjectStore } from "./objects.ts";
 import { readFooter, type RecordFooter } from "./layer_record.ts";
 import { exists, writeAll } from "../util/fs.ts";
+import { osErrorAt } from "../util/os_error.ts";
 import { MAX_DOCUMENT } from "../oci/layout.ts";
 import { Durability, type SyncMode } from "./durability.ts";
 import { TempArea } from "./temp_area.ts";
@@ -157,6 +158,8 @@ export class Repository {
     try {
       await writeAll(file, bytes);
       await this.durability.fileWritten(file);
+    } catch (e) {
+      throw osErrorAt(e, path);
     } finally {
       file.close();
     }

@@ -27,7 +27,7 @@
  */
 import { createHash } from "node:crypto";
 import { FsVerityHasher } from "../composefs/fsverity.ts";
-import { DeltashipError, RepositoryError } from "../errors.ts";
+import { DeltashipError, FileSystemError, RepositoryError } from "../errors.ts";
 import { asDiffId, type DiffId, fromHex, isDigest, toHex } from "../util/digest.ts";
 import { treeSize } from "../util/fs.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
@@ -145,12 +145,18 @@ async function removeLeftovers(repo: Repository): Promise<void> {
   await repo.sync(repo.objects.root);
 }
 
+/** The new object names one record's rewrite made: their directories (for its barrier), and the links it added. */
+interface NewNames {
+  fans: Set<string>;
+  linked: string[];
+}
+
 /**
- * Hard-links the old object `old` under its new name `path`. A link an
- * earlier, interrupted run made is kept; anything else there (a symbolic link
- * put in its place) is replaced.
+ * Hard-links the old object `old` under its new name `path`, adding the link
+ * to `made`. A link an earlier, interrupted run made is kept; anything else
+ * there (a symbolic link put in its place) is replaced.
  */
-async function link(old: string, path: string): Promise<void> {
+async function link(old: string, path: string, made: NewNames): Promise<void> {
   try {
     await Deno.link(old, path);
   } catch (e) {
@@ -160,6 +166,7 @@ async function link(old: string, path: string): Promise<void> {
     await Deno.remove(path);
     await Deno.link(old, path);
   }
+  made.linked.push(path);
 }
 
 /** The state of one upgrade run. */
@@ -192,13 +199,18 @@ class Upgrade {
     const tmp = this.repo.tempPath();
     const writer = await LayerRecordWriter.create(tmp, this.repo.durability);
     const fans = new Set<string>();
+    const linked: string[] = [];
     const items = readRecord(path, 1);
     let intact = version === 1;
     try {
-      if (intact) intact = await this.#rewrite(items, writer, fans);
+      if (intact) intact = await this.#rewrite(items, writer, { fans, linked });
     } catch (e) {
-      if (!(e instanceof DeltashipError)) throw e; // a record that does not parse (FormatError) is dropped
-      intact = false;
+      if (!(e instanceof DeltashipError) || e instanceof FileSystemError) {
+        // A full disk fails the upgrade, leaving no new name that this record made.
+        for (const p of linked) await Deno.remove(p).catch(() => {});
+        throw e;
+      }
+      intact = false; // a record that does not parse (FormatError) is dropped
     } finally {
       writer.abort();
       await items.return(undefined as never); // closes the record (a no-op once it was read to its end)
@@ -218,7 +230,7 @@ class Upgrade {
   async #rewrite(
     items: AsyncGenerator<RecordItem, RecordFooter>,
     writer: LayerRecordWriter,
-    fans: Set<string>,
+    made: NewNames,
   ): Promise<boolean> {
     for (;;) {
       const next = await items.next();
@@ -231,7 +243,7 @@ class Upgrade {
         await writer.copy(item);
         continue;
       }
-      const renamed = await this.#object(item.hex, item.size, fans);
+      const renamed = await this.#object(item.hex, item.size, made);
       if (renamed === null) return false;
       await writer.copy(item, fromHex(renamed));
     }
@@ -241,18 +253,18 @@ class Upgrade {
    * The new name of the old object `sha` (of `size` bytes): read once, checked
    * against its old name and size, hard-linked under its fs-verity digest (with
    * fs-verity enabled where the repository gets it). Null when it is missing
-   * or damaged.
+   * or damaged. The new name is added to `made`.
    */
-  async #object(sha: string, size: number, fans: Set<string>): Promise<string | null> {
+  async #object(sha: string, size: number, made: NewNames): Promise<string | null> {
     const known = this.#memo.get(sha);
     if (known !== undefined) return known;
     const old = `${this.repo.objects.root}/${LEGACY_OBJECTS_DIR}/${sha.slice(0, 2)}/${sha}`;
     const renamed = await this.#hash(old, sha, size);
     if (renamed !== null) {
       const path = objectPath(this.repo.objects.root, renamed);
-      await link(old, path);
+      await link(old, path, made);
       await this.verity.seal(path, objectName(renamed));
-      fans.add(path.slice(0, path.lastIndexOf("/")));
+      made.fans.add(path.slice(0, path.lastIndexOf("/")));
       this.counts.objects++;
       this.counts.bytes += size;
     }
