@@ -32,7 +32,7 @@ export interface ImageRecord {
 }
 
 /** Largest image record read: no larger than the manifest it is made from can be. */
-export const MAX_IMAGE_RECORD = MAX_DOCUMENT;
+const MAX_IMAGE_RECORD = MAX_DOCUMENT;
 
 /** An entry of `images/` that is not a usable image record. */
 export interface DamagedImageRecord {

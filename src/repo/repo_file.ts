@@ -23,7 +23,7 @@ import { osErrorAt } from "../util/os_error.ts";
 const FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0) | (fs.constants.O_NONBLOCK ?? 0);
 
 /** What a file system entry is, in words, when it is not a regular file ("a symbolic link", ...). */
-export function kindOf(
+function kindOf(
   info: Pick<Deno.FileInfo, "isFile" | "isDirectory" | "isSymlink"> & Partial<Deno.FileInfo>,
 ): string | undefined {
   if (info.isFile) return undefined;
@@ -40,7 +40,7 @@ export function kindOf(
  * What is at `path` when it is not a regular file ("a directory", ...), without
  * following a symbolic link; undefined for a regular file or nothing at all.
  */
-export function notRegularSync(path: string): string | undefined {
+function notRegularSync(path: string): string | undefined {
   try {
     return kindOf(Deno.lstatSync(path));
   } catch (e) {
