@@ -86,6 +86,12 @@ Deno.test("a damaged image record: fsck names every problem, listings skip it, r
   assert.match(fsck.stdout, /^blob sha256:e{64}: blobs\/sha256\/e{64} is a directory, not a regular file$/m);
   assert.equal(lines.at(-1), "4 problems found; 2 images, 4 layers, 7 objects, 6 manifests and configs checked");
 
+  // fsck of that one image reports its record as a problem (it does not say to run fsck).
+  const one = await deltaship(repo, "fsck", "b");
+  assert.deepEqual([one.code, one.stderr], [1, ""]);
+  assert.match(one.stdout, new RegExp(`^${escape(b.record)}: is not JSON .*\n1 problems found; 0 images`));
+  assert.equal((await deltaship(repo, "fsck", "a")).code, 0);
+
   const warning = new RegExp(
     `^warning: skipping image record ${
       escape(b.record)
@@ -147,6 +153,20 @@ Deno.test("rm removes a damaged image record, whatever it is, and its tags", asy
   Deno.writeTextFileSync(`${repo}/${a.record}`, '{"manifest": 5}');
   Deno.removeSync(`${repo}/${b.record}`);
   Deno.mkdirSync(`${repo}/${b.record}`); // a directory where the record belongs
+  // A name that is no digest, with control characters: named, escaped, on one line.
+  const evil = `${repo}/images/sha256/evil\x1b]0;title\x07\n.json`;
+  Deno.writeTextFileSync(evil, "{}");
+  const images = await deltaship(repo, "images");
+  assert.equal(images.code, 0, images.stderr);
+  const warnings = images.stderr.trimEnd().split("\n");
+  assert.equal(warnings.length, 3, images.stderr);
+  assert.ok(warnings.every((w) => w.startsWith("warning: skipping image record images/sha256/")), images.stderr);
+  assert.ok(!images.stderr.includes("\x1b") && !images.stderr.includes("\x07"), "control characters escaped");
+  assert.match(
+    warnings.find((w) => w.includes("evil"))!,
+    /: it is not named by a manifest digest .*; see deltaship fsck$/,
+  );
+  Deno.removeSync(evil);
   const fsck = await deltaship(repo, "fsck");
   assert.match(fsck.stdout, new RegExp(`^${escape(a.record)}: names another manifest digest than its file name;`, "m"));
   assert.match(fsck.stdout, new RegExp(`^${escape(b.record)}: is a directory, not a regular file;`, "m"));

@@ -11,13 +11,23 @@
 import { FsVerityHasher } from "../composefs/fsverity.ts";
 import { NotFoundError } from "../errors.ts";
 import { parseImageConfig, parseManifest } from "../oci/documents.ts";
-import { asDiffId, type DiffId, type Digest, Hasher, isDigest, parseDigest, toHex } from "../util/digest.ts";
+import {
+  asDiffId,
+  type DiffId,
+  type Digest,
+  Hasher,
+  isDigest,
+  type ManifestDigest,
+  parseDigest,
+  toHex,
+} from "../util/digest.ts";
 import { type FsVerity, openFsVerity } from "../util/posix.ts";
 import { Yielder } from "../util/yielder.ts";
 import { LEGACY_OBJECTS_DIR } from "./format.ts";
 import { composefsImage } from "./composefs_image.ts";
 import { readRecord } from "./layer_record.ts";
 import { objectName } from "./objects.ts";
+import { type ImageScan, scanImageRecord } from "./image_record.ts";
 import { problemOf, RepoFile } from "./repo_file.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
 
@@ -289,6 +299,16 @@ class Checker {
   }
 }
 
+/** The record of the image `manifest`, usable or damaged; a NotFoundError when it is not stored. */
+async function oneImage(repo: Repository, manifest: ManifestDigest): Promise<ImageScan> {
+  try {
+    return await scanImageRecord(repo.root, manifest);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new NotFoundError(`image @${manifest} is not in the repository`);
+    throw e;
+  }
+}
+
 /** Verifies every file under `objects/`: each must be `XX/<62 hex>` and hold what its name says. */
 async function scanObjects(c: Checker): Promise<void> {
   for (const fan of await c.entries("objects")) {
@@ -308,12 +328,12 @@ async function scanObjects(c: Checker): Promise<void> {
 }
 
 /**
- * Checks the whole repository, or only what `image` needs. Reads everything it
- * checks; changes nothing.
+ * Checks the whole repository, or only what the image of manifest `image`
+ * needs (its record first). Reads everything it checks; changes nothing.
  */
-export async function fsck(repo: Repository, image?: ImageRecord): Promise<FsckReport> {
+export async function fsck(repo: Repository, image?: ManifestDigest): Promise<FsckReport> {
   const c = new Checker(repo);
-  const { images, damaged } = image ? { images: [image], damaged: [] } : await repo.scanImages();
+  const { images, damaged } = image ? await oneImage(repo, image) : await repo.scanImages();
   for (const d of damaged) {
     c.report(d.path, `${d.problem}${d.manifest ? `; remove it with: deltaship rm @${d.manifest}` : ""}`);
   }

@@ -138,6 +138,21 @@ export async function imageRecordNames(root: string): Promise<ManifestDigest[]> 
 }
 
 /**
+ * The record of `manifest` in the repository at `root`, as {@link scanImageRecords}
+ * lists it: usable or damaged; Deno's NotFound when there is none.
+ */
+export async function scanImageRecord(root: string, manifest: ManifestDigest): Promise<ImageScan> {
+  const path = imageRecordPath(root, manifest);
+  try {
+    return { images: [await readImageRecord(path, manifest)], damaged: [] };
+  } catch (e) {
+    const problem = problemOf(e);
+    if (problem === undefined) throw e;
+    return { images: [], damaged: [{ path: path.slice(root.length + 1), manifest, problem }] };
+  }
+}
+
+/**
  * Every image record of the repository at `root`, read and checked: the usable
  * ones sorted by creation time (then manifest digest), the damaged ones by path.
  */

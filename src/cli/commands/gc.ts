@@ -4,6 +4,7 @@
  * @module
  */
 import { gc } from "../../repo/gc.ts";
+import { escapeControl } from "../../util/text.ts";
 import { defineCommand } from "../command.ts";
 import { malformedTagWarning } from "./images.ts";
 import { formatBytes, plural } from "../format.ts";
@@ -33,7 +34,7 @@ commands in flight to finish, and they wait for it.`,
     using _lock = await repo.lock(true);
     const result = await gc(repo, { dryRun });
     for (const m of result.malformedTags) await ctx.note(malformedTagWarning(m));
-    for (const p of result.problems) await ctx.note(`warning: ${p.path} ${p.problem}`);
+    for (const p of result.problems) await ctx.note(escapeControl(`warning: ${p.path} ${p.problem}`)); // one line
     if (ctx.json) return void await ctx.printJson(result);
     const r = result.removed;
     const what = [

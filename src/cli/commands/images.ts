@@ -5,6 +5,7 @@
  */
 import type { DamagedImageRecord } from "../../repo/image_record.ts";
 import type { MalformedTag } from "../../repo/tag_store.ts";
+import { escapeControl } from "../../util/text.ts";
 import { defineCommand } from "../command.ts";
 import { formatBytes, shortDigest, table } from "../format.ts";
 
@@ -45,10 +46,12 @@ digest, uncompressed size and layer count.`,
   },
 });
 
-/** The warning printed for an image record that cannot be used, with how to remove it. */
+/** The warning printed for an image record that cannot be used, with how to remove it: one line, escaped. */
 export function damagedRecordWarning(d: DamagedImageRecord): string {
-  return `warning: skipping image record ${d.path}: it ${d.problem}` +
-    (d.manifest ? `; remove it with: deltaship rm @${d.manifest}` : "; see deltaship fsck");
+  return escapeControl(
+    `warning: skipping image record ${d.path}: it ${d.problem}` +
+      (d.manifest ? `; remove it with: deltaship rm @${d.manifest}` : "; see deltaship fsck"),
+  );
 }
 
 /** The warning printed for a tag file that cannot be used, with how to remove it. */
