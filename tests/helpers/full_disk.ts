@@ -31,7 +31,9 @@ export async function withTmpfs(
   try {
     await fn(mnt);
   } finally {
-    await new Deno.Command("umount", { args: [mnt] }).output();
+    // Lazily when busy: a worker of an in-process run may still hold the repository's syncfs descriptor.
+    const umount = await new Deno.Command("umount", { args: [mnt], stderr: "null" }).output();
+    if (!umount.success) await new Deno.Command("umount", { args: ["-l", mnt] }).output();
   }
   return true;
 }
