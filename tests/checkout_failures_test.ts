@@ -8,7 +8,7 @@ import { type CliResult, deltaship, deltashipProcess, tempDir } from "./helpers/
 import { noise } from "./helpers/data.ts";
 import { writeImage } from "./helpers/oci.ts";
 import { buildTar, type TarSpec } from "./helpers/tar.ts";
-import { isRoot } from "./helpers/unpack.ts";
+import { withTmpfs } from "./helpers/full_disk.ts";
 import { objectHex, objectPathOf } from "./helpers/objects.ts";
 
 /** Pulls an image of one layer of `entries` as `app` into a new repository; returns the repository. */
@@ -145,26 +145,12 @@ Deno.test("a 5,000-character symlink target: one short line naming the entry, no
 });
 
 Deno.test("ENOSPC: checkout into a full filesystem gives one line and leaves nothing in it", async (t) => {
-  if (!isRoot()) {
-    if (Deno.env.get("REQUIRE_INTEROP") === "1") throw new Error("ENOSPC test needs root, and REQUIRE_INTEROP=1");
-    console.log("SKIPPED ENOSPC checkout test: needs root to mount a tmpfs");
-    return;
-  }
   await using tmp = await tempDir();
   const entries: TarSpec[] = [];
   for (let i = 0; i < 6; i++) entries.push({ path: `data/f${i}`, content: noise(400 << 10, 10 + i) });
   entries.push({ path: "data/f9", content: noise(5 << 20, 19) }); // streamed in chunks
   const repo = await pulled(tmp.path, entries);
-  const mnt = `${tmp.path}/mnt`;
-  await Deno.mkdir(mnt);
-  const mount = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt] }).output();
-  if (!mount.success) {
-    const why = new TextDecoder().decode(mount.stderr).trim();
-    if (Deno.env.get("REQUIRE_INTEROP") === "1") throw new Error(`mount failed (${why}), and REQUIRE_INTEROP=1`);
-    console.log(`SKIPPED ENOSPC checkout test: mount -t tmpfs failed: ${why}`);
-    return;
-  }
-  try {
+  await withTmpfs("ENOSPC checkout test", tmp.path, "1m", async (mnt) => {
     for (const dest of [`${mnt}/co`, mnt]) {
       await t.step(dest === mnt ? "into the mount itself" : "into a new directory", async () => {
         const r = await deltashipProcess(["--repo", repo, "checkout", "app", dest]);
@@ -172,9 +158,7 @@ Deno.test("ENOSPC: checkout into a full filesystem gives one line and leaves not
         assert.deepEqual([...Deno.readDirSync(mnt)], [], "nothing left in the mount");
       });
     }
-  } finally {
-    await new Deno.Command("umount", { args: [mnt] }).output();
-  }
+  });
 });
 
 Deno.test("a known OS error anywhere is one short line, the over-long path shortened, no internal error", async () => {

@@ -13,6 +13,7 @@ import { encodeLayer, type EncodeOptions, type EncoderInput, type EncodeStats } 
 import { SourceCatalog } from "../tardiff/source_catalog.ts";
 import { type DiffId, Hasher } from "../util/digest.ts";
 import { writeAll } from "../util/fs.ts";
+import { osErrorAt } from "../util/os_error.ts";
 import type { TaskKind } from "../util/worker_pool.ts";
 
 /** A tar-diff written to a file. */
@@ -51,7 +52,7 @@ export async function encodeLayerToFile(
   try {
     const stats = await encodeLayer(storedLayerInput(repo, target), catalog, async (chunk) => {
       hasher.update(chunk);
-      await writeAll(file, chunk);
+      await writeAll(file, chunk).catch((e) => Promise.reject(osErrorAt(e, path))); // a write names no path itself
     }, options);
     done = true;
     return { digest: hasher.digest(), size: hasher.size, stats };

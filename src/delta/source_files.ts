@@ -6,10 +6,10 @@
  *
  * @module
  */
-import fs from "node:fs";
 import { LimitError, RepositoryError } from "../errors.ts";
 import { formatSize } from "../repo/layer_writer.ts";
 import { objectName, type ObjectStore } from "../repo/objects.ts";
+import { RepoFile } from "../repo/repo_file.ts";
 import type { LookupFailure, Rootfs } from "../oci/rootfs.ts";
 import type { SourceFile, TarDiffSource } from "../tardiff/apply.ts";
 import { Yielder } from "../util/yielder.ts";
@@ -242,7 +242,7 @@ class WholeFile {
  * ZstdDict dictionary ({@link whole}) is held in memory, from the budget.
  */
 class ObjectFile implements SourceFile {
-  #fd: number;
+  #file: RepoFile;
   #whole: Uint8Array | undefined;
 
   constructor(
@@ -253,9 +253,9 @@ class ObjectFile implements SourceFile {
     readonly name: string,
   ) {
     try {
-      this.#fd = fs.openSync(path, "r");
+      this.#file = RepoFile.openSync(path);
     } catch (e) {
-      if ((e as { code?: string }).code === "ENOENT") {
+      if (e instanceof Deno.errors.NotFound) {
         throw new RepositoryError(`${objectName(hex)} is missing from the repository; run fsck`);
       }
       throw e;
@@ -283,7 +283,7 @@ class ObjectFile implements SourceFile {
 
   #pread(position: number, into: Uint8Array, offset: number, length: number): void {
     while (length > 0) {
-      const n = fs.readSync(this.#fd, into, offset, length, position);
+      const n = this.#file.preadSync(into, offset, length, position);
       if (n <= 0) throw new RepositoryError(`${objectName(this.hex)} is shorter than recorded; run fsck`);
       position += n;
       offset += n;
@@ -302,7 +302,7 @@ class ObjectFile implements SourceFile {
   }
 
   close(): void {
-    fs.closeSync(this.#fd);
+    this.#file.close();
   }
 }
 

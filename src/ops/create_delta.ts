@@ -27,6 +27,7 @@ import type { ProgressSink } from "../util/progress.ts";
 import { fileRangeStream } from "../util/streams.ts";
 import { type DeltaInput, deltaInput, loadTarget, type TargetImage } from "./delta_inputs.ts";
 import { fanOut } from "./fan_out.ts";
+import { osErrorAt } from "../util/os_error.ts";
 
 /** One blob of the artifact: its digest and size, and where its bytes come from (as often as asked). */
 export interface ArtifactBlob {
@@ -47,16 +48,25 @@ export interface ArtifactSink {
   abort(): Promise<void>;
 }
 
-/** An {@link ArtifactSink} writing into an OCI layout or archive. */
+/** An {@link ArtifactSink} writing into an OCI layout or archive (naming it when a write fails: see os_error.ts). */
 function layoutSink(writer: LayoutWriter, out: LayoutDest): ArtifactSink {
+  const description = `${out.transport}:${out.path}`;
+  const named = async (write: () => Promise<void>) => {
+    try {
+      await write();
+    } catch (e) {
+      throw osErrorAt(e, out.path, `cannot write ${description}`);
+    }
+  };
   return {
-    description: `${out.transport}:${out.path}`,
-    putBlob: async (blob) => void await writer.putBlob(await blob.content(), blob.digest),
-    commit: async (manifest, bytes, tag) => {
-      await writer.putBlob(bytes, manifest.digest);
-      writer.addManifest(manifest, tag);
-      await writer.commit();
-    },
+    description,
+    putBlob: (blob) => named(async () => void await writer.putBlob(await blob.content(), blob.digest)),
+    commit: (manifest, bytes, tag) =>
+      named(async () => {
+        await writer.putBlob(bytes, manifest.digest);
+        writer.addManifest(manifest, tag);
+        await writer.commit();
+      }),
     abort: () => writer.abort(),
   };
 }

@@ -28,6 +28,7 @@ import { fanOut } from "./fan_out.ts";
 import type { LayerPool } from "./layer_tasks.ts";
 import { layerTarChunks } from "../repo/layer_reader.ts";
 import type { Cleanups } from "../util/cleanups.ts";
+import { osErrorAt } from "../util/os_error.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
 
 /** How to export. */
@@ -80,7 +81,7 @@ export async function exportImage(
     return result;
   } catch (e) {
     await writer.abort();
-    throw e;
+    throw osErrorAt(e, dest.path, `cannot export to ${dest.transport}:${dest.path}`); // a write names no path itself
   }
 }
 

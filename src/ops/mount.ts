@@ -18,6 +18,7 @@ import { FileSystemError, InvalidArgumentError, NotFoundError, RepositoryError, 
 import { fsverityHex } from "../composefs/fsverity.ts";
 import { composefsImage } from "../repo/composefs_image.ts";
 import { addMountRoot, isDeltashipSource, mountSource, removeMountRoot, removeRootFile } from "../repo/mount_roots.ts";
+import { readRepoFile } from "../repo/repo_file.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
 import { type MountApi, openMountApi, readMountTable, topMountAt } from "../util/mount.ts";
 import { openFsVerity, PosixError } from "../util/posix.ts";
@@ -74,6 +75,9 @@ async function checkTarget(target: string): Promise<void> {
   }
 }
 
+/** Largest stored composefs image read (whole, to check it; never through a symbolic link: see repo_file.ts). */
+const MAX_IMAGE_FILE = 1 << 30;
+
 /** The image's EROFS file: its stored object (checked against its digest), or a fresh temporary one. */
 async function imageFile(
   repo: Repository,
@@ -82,7 +86,7 @@ async function imageFile(
 ): Promise<{ path: string; id: string }> {
   if (record.composefs) {
     const path = repo.objects.path(record.composefs);
-    const bytes = await Deno.readFile(path).catch((e) => {
+    const bytes = await readRepoFile(path, MAX_IMAGE_FILE).catch((e) => {
       if (e instanceof Deno.errors.NotFound) return undefined;
       throw e;
     });

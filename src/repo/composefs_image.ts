@@ -41,6 +41,7 @@ import { type DiffId, fromHex } from "../util/digest.ts";
 import { Yielder } from "../util/yielder.ts";
 import { loadRootfs } from "./layer_reader.ts";
 import { objectName } from "./objects.ts";
+import { RepoFile } from "./repo_file.ts";
 import type { Repository } from "./repository.ts";
 
 /** The composefs format versions a composefs image can be written in. */
@@ -120,9 +121,9 @@ class TreeBuilder {
   }
 
   #readSmall(hex: string, size: number): Uint8Array {
-    let file: Deno.FsFile;
+    let file: RepoFile;
     try {
-      file = Deno.openSync(this.repo.objects.path(hex));
+      file = RepoFile.openSync(this.repo.objects.path(hex));
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) {
         throw new RepositoryError(`${objectName(hex)} is missing from the repository; run fsck`);

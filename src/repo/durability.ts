@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { osErrorAt } from "../util/os_error.ts";
 import { type FilesystemSync, openFilesystemSync } from "../util/posix.ts";
 
 /** How barriers are made. */
@@ -34,7 +35,7 @@ export class Durability {
   /** A writeback started ahead of a barrier and not finished yet. */
   #flushing: Promise<void> | undefined;
 
-  private constructor(fs: FilesystemSync | undefined) {
+  private constructor(fs: FilesystemSync | undefined, readonly root: string) {
     this.#fs = fs;
   }
 
@@ -43,7 +44,7 @@ export class Durability {
    * `DELTASHIP_SYNC`); syncfs is used when it is available.
    */
   static open(root: string, mode?: SyncMode): Durability {
-    return new Durability(mode === "fsync" ? undefined : openFilesystemSync(root));
+    return new Durability(mode === "fsync" ? undefined : openFilesystemSync(root), root);
   }
 
   /** The mode in use. */
@@ -79,17 +80,24 @@ export class Durability {
   /**
    * Everything written and renamed so far reaches stable storage before this
    * returns. `dirs` are the directories whose entries changed since the last
-   * barrier (needed only without syncfs).
+   * barrier (needed only without syncfs). A failure (a full disk found at
+   * writeback) names the repository, or the directory synced.
    */
   async barrier(dirs: Iterable<string> = []): Promise<void> {
     if (this.#fs) {
       this.#unflushed = 0;
-      return await this.#fs.sync();
+      try {
+        return await this.#fs.sync();
+      } catch (e) {
+        throw osErrorAt(e, this.root, `cannot sync the repository at ${this.root}`);
+      }
     }
     for (const dir of new Set(dirs)) {
       const handle = await Deno.open(dir, { read: true });
       try {
         await handle.sync();
+      } catch (e) {
+        throw osErrorAt(e, dir, `cannot sync ${dir}`);
       } finally {
         handle.close();
       }

@@ -9,6 +9,7 @@
  * @module
  */
 import { RepositoryError } from "../errors.ts";
+import { problemOf, readRepoFile } from "./repo_file.ts";
 
 /** The file that marks a directory as a deltaship repository, and says its format. */
 export const FORMAT_FILE = "deltaship-repo.json";
@@ -23,6 +24,9 @@ export const LEGACY_VERSION = 1;
  * removes it last, so a version-2 repository may still have it for a while.
  */
 export const LEGACY_OBJECTS_DIR = "sha256";
+
+/** Largest format file read (it holds one short JSON object). */
+const MAX_FORMAT_FILE = 4096;
 
 /** What the format file says. */
 export interface RepositoryFormat {
@@ -51,9 +55,10 @@ export function encodeFormat(format: RepositoryFormat): Uint8Array {
 export async function readFormat(root: string): Promise<RepositoryFormat> {
   let doc: unknown;
   try {
-    doc = JSON.parse(await Deno.readTextFile(`${root}/${FORMAT_FILE}`));
+    doc = JSON.parse(new TextDecoder().decode(await readRepoFile(`${root}/${FORMAT_FILE}`, MAX_FORMAT_FILE)));
   } catch (e) {
-    throw new RepositoryError(`${root}/${FORMAT_FILE} is unreadable`, { cause: e });
+    const problem = problemOf(e);
+    throw new RepositoryError(`${root}/${FORMAT_FILE} is unreadable${problem ? ` (it ${problem})` : ""}`, { cause: e });
   }
   return parseFormat(doc, root);
 }

@@ -9,15 +9,26 @@
  * @module
  */
 import { FsVerityHasher } from "../composefs/fsverity.ts";
-import { DeltashipError } from "../errors.ts";
+import { NotFoundError } from "../errors.ts";
 import { parseImageConfig, parseManifest } from "../oci/documents.ts";
-import { asDiffId, type DiffId, type Digest, Hasher, isDigest, parseDigest, toHex } from "../util/digest.ts";
+import {
+  asDiffId,
+  type DiffId,
+  type Digest,
+  Hasher,
+  isDigest,
+  type ManifestDigest,
+  parseDigest,
+  toHex,
+} from "../util/digest.ts";
 import { type FsVerity, openFsVerity } from "../util/posix.ts";
 import { Yielder } from "../util/yielder.ts";
 import { LEGACY_OBJECTS_DIR } from "./format.ts";
 import { composefsImage } from "./composefs_image.ts";
 import { readRecord } from "./layer_record.ts";
 import { objectName } from "./objects.ts";
+import { type ImageScan, scanImageRecord } from "./image_record.ts";
+import { problemOf, RepoFile } from "./repo_file.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
 
 /** One thing found wrong. */
@@ -51,6 +62,33 @@ class Checker {
 
   report(subject: string, message: string): void {
     this.problems.push({ subject, message });
+  }
+
+  /**
+   * What a failure to read a repository file says: a file that is not as it must
+   * be (a symbolic link, a directory...) by its path in the repository and the
+   * problem, anything else by its message.
+   */
+  describe(e: unknown): string {
+    const problem = problemOf(e);
+    if (problem === undefined) return (e as Error).message;
+    const path = (e as { path: string }).path;
+    return `${path.startsWith(`${this.repo.root}/`) ? path.slice(this.repo.root.length + 1) : path} ${problem}`;
+  }
+
+  /**
+   * The entries of the directory `rel` of the repository, sorted by name; a
+   * directory that cannot be listed is reported (naming it) and lists nothing.
+   */
+  async entries(rel: string): Promise<Deno.DirEntry[]> {
+    try {
+      const out = await Array.fromAsync(Deno.readDir(`${this.repo.root}/${rel}`));
+      return out.sort((a, b) => a.name.localeCompare(b.name));
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return [];
+      this.report(rel, e instanceof Deno.errors.NotADirectory ? "is not a directory" : (e as Error).message);
+      return [];
+    }
   }
 
   /** Verifies an object found in `objects/` (no layer asking for a size). */
@@ -99,7 +137,7 @@ class Checker {
       }
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) this.report(subject, "is missing");
-      else this.report(subject, (e as Error).message);
+      else this.report(subject, this.describe(e));
       ok = false;
     }
     this.checkedLayers.set(diffId, ok);
@@ -124,17 +162,12 @@ class Checker {
   async #verify(hex: string, layer?: { size: number; tar: Hasher }): Promise<boolean> {
     const subject = objectName(hex);
     const path = this.repo.objects.path(hex);
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(path);
-    } catch (e) {
-      this.report(subject, e instanceof Deno.errors.NotFound ? "is missing" : (e as Error).message);
-      this.badObjects.add(hex);
-      return false;
-    }
     const own = this.verifiedObjects.has(hex) ? undefined : new FsVerityHasher();
     let n = 0;
+    let file: RepoFile | undefined;
     try {
+      file = await RepoFile.open(path);
+      file.regularSize(); // a regular file, so reading it ends
       const buf = this.#buffer;
       for (;;) {
         const r = await file.read(buf);
@@ -144,8 +177,12 @@ class Checker {
         if (layer && n < layer.size) layer.tar.update(r <= layer.size - n ? chunk : chunk.subarray(0, layer.size - n));
         n += r;
       }
+    } catch (e) {
+      this.report(subject, e instanceof Deno.errors.NotFound ? "is missing" : this.describe(e));
+      this.badObjects.add(hex);
+      return false;
     } finally {
-      file.close();
+      file?.close();
     }
     if (own) {
       const actual = own.hexDigest();
@@ -207,7 +244,7 @@ class Checker {
       }
       return bytes;
     } catch (e) {
-      this.report(subject, e instanceof DeltashipError ? "is missing" : (e as Error).message);
+      this.report(subject, e instanceof NotFoundError ? "is missing" : this.describe(e));
       return undefined;
     }
   }
@@ -251,7 +288,6 @@ class Checker {
   async composefs(record: ImageRecord, layersOk: boolean): Promise<void> {
     const subject = `image @${record.manifest}`;
     const id = record.composefs!;
-    if (!/^[0-9a-f]{64}$/.test(id)) return this.report(subject, "record names a malformed composefs image digest");
     if (!(await this.object(id))) return this.report(subject, `composefs image ${id} is missing or damaged`);
     if (!layersOk) return;
     try {
@@ -263,15 +299,25 @@ class Checker {
   }
 }
 
+/** The record of the image `manifest`, usable or damaged; a NotFoundError when it is not stored. */
+async function oneImage(repo: Repository, manifest: ManifestDigest): Promise<ImageScan> {
+  try {
+    return await scanImageRecord(repo.root, manifest);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new NotFoundError(`image @${manifest} is not in the repository`);
+    throw e;
+  }
+}
+
 /** Verifies every file under `objects/`: each must be `XX/<62 hex>` and hold what its name says. */
-async function scanObjects(c: Checker, root: string): Promise<void> {
-  for await (const fan of Deno.readDir(root)) {
+async function scanObjects(c: Checker): Promise<void> {
+  for (const fan of await c.entries("objects")) {
     if (fan.name === LEGACY_OBJECTS_DIR && fan.isDirectory) continue;
     if (!fan.isDirectory || !/^[0-9a-f]{2}$/.test(fan.name)) {
       c.report(`objects/${fan.name}`, "is not an object directory (objects/XX/<62 hex digits>)");
       continue;
     }
-    for await (const e of Deno.readDir(`${root}/${fan.name}`)) {
+    for (const e of await c.entries(`objects/${fan.name}`)) {
       if (!/^[0-9a-f]{62}$/.test(e.name)) {
         c.report(`objects/${fan.name}/${e.name}`, "is not named by an fs-verity digest");
         continue;
@@ -282,15 +328,18 @@ async function scanObjects(c: Checker, root: string): Promise<void> {
 }
 
 /**
- * Checks the whole repository, or only what `image` needs. Reads everything it
- * checks; changes nothing.
+ * Checks the whole repository, or only what the image of manifest `image`
+ * needs (its record first). Reads everything it checks; changes nothing.
  */
-export async function fsck(repo: Repository, image?: ImageRecord): Promise<FsckReport> {
+export async function fsck(repo: Repository, image?: ManifestDigest): Promise<FsckReport> {
   const c = new Checker(repo);
-  const images = image ? [image] : await repo.listImages();
+  const { images, damaged } = image ? await oneImage(repo, image) : await repo.scanImages();
+  for (const d of damaged) {
+    c.report(d.path, `${d.problem}${d.manifest ? `; remove it with: deltaship rm @${d.manifest}` : ""}`);
+  }
   let tags = 0;
   if (!image) {
-    const imageSet = new Set(images.map((i) => i.manifest));
+    const imageSet = new Set([...images, ...damaged].map((i) => i.manifest));
     const scan = await repo.tags.scan();
     for (const m of scan.malformed) {
       tags++;
@@ -303,17 +352,21 @@ export async function fsck(repo: Repository, image?: ImageRecord): Promise<FsckR
   }
   for (const record of images) await c.image(record);
   if (!image) {
-    for await (const alg of Deno.readDir(`${repo.root}/layers`)) {
-      for await (const e of Deno.readDir(`${repo.root}/layers/${alg.name}`)) {
+    for (const alg of await c.entries("layers")) {
+      for (const e of await c.entries(`layers/${alg.name}`)) {
         const name = `${alg.name}:${e.name}`;
         if (isDigest(name)) await c.layer(asDiffId(name));
-        else c.report(`layer file ${name}`, "is not named by a digest");
+        else c.report(`layers/${alg.name}/${e.name}`, "is not named by a digest");
       }
     }
-    for await (const alg of Deno.readDir(`${repo.root}/blobs`)) {
-      for await (const e of Deno.readDir(`${repo.root}/blobs/${alg.name}`)) await c.blob(`${alg.name}:${e.name}`);
+    for (const alg of await c.entries("blobs")) {
+      for (const e of await c.entries(`blobs/${alg.name}`)) {
+        const name = `${alg.name}:${e.name}`;
+        if (isDigest(name)) await c.blob(name);
+        else c.report(`blobs/${alg.name}/${e.name}`, "is not named by a digest");
+      }
     }
-    await scanObjects(c, `${repo.root}/objects`);
+    await scanObjects(c);
   }
   c.verity?.close();
   return {

@@ -9,12 +9,20 @@
  * The caller holds the repository lock exclusively (pulls hold it shared), so
  * nothing is being added while the sweep runs.
  *
+ * What gc cannot read it cannot prove unused (`docs/design.md`, "Damaged
+ * records"): a damaged image record that a tag names keeps every manifest,
+ * config, layer and object; a damaged layer record that a kept image names
+ * keeps every object. Anything but a regular file where one belongs is named
+ * and left in place (fsck says more).
+ *
  * @module
  */
+import { DeltashipError } from "../errors.ts";
 import { type DiffId, type Digest, parseDigest } from "../util/digest.ts";
 import { Yielder } from "../util/yielder.ts";
 import { readRecord } from "./layer_record.ts";
 import { liveMountRoots } from "./mount_roots.ts";
+import { entryKind, notRegularProblem, problemOf } from "./repo_file.ts";
 import type { ImageRecord, Repository } from "./repository.ts";
 import type { MalformedTag } from "./tag_store.ts";
 import { treeSize } from "../util/fs.ts";
@@ -46,11 +54,25 @@ export interface GcResult {
   kept: number;
   /** Tag files that name nothing usable: they protect nothing (see `fsck`, `untag`). */
   malformedTags: MalformedTag[];
+  /** Paths gc could not read or judge, left in place, and what it kept because of them. */
+  problems: GcProblem[];
 }
 
-async function* files(dir: string): AsyncGenerator<string> {
+/** A repository path gc could not read or judge. */
+export interface GcProblem {
+  /** Its path in the repository (`images/sha256/<hex>.json`, `objects/ab/<62 hex>`, ...). */
+  path: string;
+  problem: string;
+}
+
+/** The regular files of `dir`; anything else there is added to `problems` (by its path under `rel`). */
+async function* files(dir: string, rel: string, problems: GcProblem[]): AsyncGenerator<string> {
   try {
-    for await (const e of Deno.readDir(dir)) if (e.isFile) yield e.name;
+    for await (const e of Deno.readDir(dir)) {
+      const kind = entryKind(`${dir}/${e.name}`, e);
+      if (kind === undefined) yield e.name;
+      else problems.push({ path: `${rel}/${e.name}`, problem: `${notRegularProblem(kind)}; left in place` });
+    }
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
@@ -85,7 +107,24 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
   const tagged = new Set([...scan.tags, ...mounted].map((t) => t.manifest));
   const keep: ImageRecord[] = [];
   const garbage: ImageRecord[] = [];
-  for (const image of await repo.listImages()) (tagged.has(image.manifest) ? keep : garbage).push(image);
+  const records = await repo.scanImages();
+  for (const image of records.images) (tagged.has(image.manifest) ? keep : garbage).push(image);
+  const problems: GcProblem[] = [];
+  /** Damaged records no tag names: garbage like any untagged image, whatever they hold. */
+  const damagedGarbage: string[] = [];
+  /** A damaged record a tag names could name anything: then nothing it could name is removed. */
+  let keepAll = false;
+  for (const d of records.damaged) {
+    if (d.manifest && !tagged.has(d.manifest)) damagedGarbage.push(d.path);
+    else if (d.manifest) {
+      keepAll = true;
+      problems.push({
+        path: d.path,
+        problem: `${d.problem}; a tag names it, so no manifest, config, layer or object is removed`,
+      });
+    } else problems.push({ path: d.path, problem: `${d.problem}; left in place` });
+  }
+  let keepObjects = keepAll;
   const blobs = new Set<Digest>();
   const layers = new Set<DiffId>();
   for (const image of [...keep, ...mounted]) {
@@ -103,18 +142,26 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
         await yielder.yieldIfDue();
       }
     } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e; // a missing layer is fsck's business
+      if (e instanceof Deno.errors.NotFound) continue; // a missing layer is fsck's business
+      if (!(e instanceof DeltashipError)) throw e;
+      keepObjects = true; // the objects it names are unknown
+      const { algorithm, hex } = parseDigest(diffId);
+      const problem = problemOf(e) ?? `cannot be read (${e.message})`;
+      problems.push({ path: `layers/${algorithm}/${hex}`, problem: `${problem}; so no object is removed` });
     }
   }
 
   // Sweep: image records first, so that no record ever names something already gone.
   const imageDirs = new Set<string>();
-  for (const image of garbage) {
+  const garbagePaths = garbage.map((image) => {
     const { algorithm, hex } = parseDigest(image.manifest);
-    imageDirs.add(`${repo.root}/images/${algorithm}`);
-    await drop(`${repo.root}/images/${algorithm}/${hex}.json`, "images");
+    return `images/${algorithm}/${hex}.json`;
+  });
+  for (const path of [...garbagePaths, ...damagedGarbage]) {
+    imageDirs.add(`${repo.root}/${path.slice(0, path.lastIndexOf("/"))}`);
+    await drop(`${repo.root}/${path}`, "images");
   }
-  if (!dryRun && garbage.length) await repo.sync(...imageDirs);
+  if (!dryRun && imageDirs.size) await repo.sync(...imageDirs);
   const kept: [keyof GcCounts, string, ReadonlySet<string>][] = [["blobs", "blobs", blobs], [
     "layers",
     "layers",
@@ -122,20 +169,20 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
   ]];
   for (const [kind, base, keepSet] of kept) {
     for await (const alg of subdirs(`${repo.root}/${base}`)) {
-      for await (const name of files(`${repo.root}/${base}/${alg}`)) {
-        if (!keepSet.has(`${alg}:${name}`)) await drop(`${repo.root}/${base}/${alg}/${name}`, kind);
+      for await (const name of files(`${repo.root}/${base}/${alg}`, `${base}/${alg}`, problems)) {
+        if (!keepAll && !keepSet.has(`${alg}:${name}`)) await drop(`${repo.root}/${base}/${alg}/${name}`, kind);
       }
     }
   }
   for await (const fan of subdirs(`${repo.root}/objects`)) {
     if (!/^[0-9a-f]{2}$/.test(fan)) continue; // not an object directory (fsck reports it)
-    for await (const name of files(`${repo.root}/objects/${fan}`)) {
-      if (!objects.has(fan + name)) await drop(`${repo.root}/objects/${fan}/${name}`, "objects");
+    for await (const name of files(`${repo.root}/objects/${fan}`, `objects/${fan}`, problems)) {
+      if (!keepObjects && !objects.has(fan + name)) await drop(`${repo.root}/objects/${fan}/${name}`, "objects");
     }
   }
   const temp = await repo.temp.sweep(dryRun);
   removed.tempDirs = temp.dirs;
   bytes += temp.bytes;
   if (!dryRun) await repo.sync(); // what was removed stays removed
-  return { dryRun, removed, bytes, kept: keep.length, malformedTags: scan.malformed };
+  return { dryRun, removed, bytes, kept: keep.length, malformedTags: scan.malformed, problems };
 }

@@ -13,6 +13,7 @@ import { readRecord, type RecordItem } from "./layer_record.ts";
 import { Rootfs } from "../oci/rootfs.ts";
 import { Yielder } from "../util/yielder.ts";
 import { objectName } from "./objects.ts";
+import { RepoFile } from "./repo_file.ts";
 import type { Repository } from "./repository.ts";
 
 const CHUNK = 1 << 20;
@@ -27,10 +28,13 @@ async function* records(repo: Repository, diffId: DiffId): AsyncGenerator<Record
   }
 }
 
-/** Opens an object for reading; a missing object is a repository fault naming it. */
-export async function openObject(repo: Repository, hex: string): Promise<Deno.FsFile> {
+/**
+ * Opens an object for reading (never through a symbolic link: see repo_file.ts);
+ * a missing object is a repository fault naming it.
+ */
+export async function openObject(repo: Repository, hex: string): Promise<RepoFile> {
   try {
-    return await Deno.open(repo.objects.path(hex));
+    return await RepoFile.open(repo.objects.path(hex));
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       throw new RepositoryError(`${objectName(hex)} is missing from the repository; run fsck`);

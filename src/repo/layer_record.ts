@@ -13,7 +13,9 @@ import { toHex } from "../util/digest.ts";
 import { MAX_VARINT_BYTES, writeVarint } from "../util/varint.ts";
 import { readFull, writeAll } from "../util/fs.ts";
 import { MAX_HEADER_GROUP } from "../tar/header.ts";
+import { osErrorAt } from "../util/os_error.ts";
 import type { Durability } from "./durability.ts";
+import { RepoFile } from "./repo_file.ts";
 
 /**
  * First bytes of every layer record of repository format 2, whose object items
@@ -63,7 +65,13 @@ export class LayerRecordWriter {
   #len = 0;
   #zeros = 0;
 
-  private constructor(file: Deno.FsFile, readonly durability: Durability | undefined, version: RecordVersion) {
+  private constructor(
+    file: Deno.FsFile,
+    /** The file being written, named in errors. */
+    readonly path: string,
+    readonly durability: Durability | undefined,
+    version: RecordVersion,
+  ) {
     this.#file = file;
     const magic = magicOf(version);
     this.#buf.set(magic);
@@ -77,7 +85,7 @@ export class LayerRecordWriter {
    * make version-1 repositories with it, to upgrade).
    */
   static async create(path: string, durability?: Durability, version: RecordVersion = 2): Promise<LayerRecordWriter> {
-    return new LayerRecordWriter(await Deno.open(path, { write: true, createNew: true }), durability, version);
+    return new LayerRecordWriter(await Deno.open(path, { write: true, createNew: true }), path, durability, version);
   }
 
   /** Appends a header group. */
@@ -148,6 +156,8 @@ export class LayerRecordWriter {
     await this.#flush();
     try {
       await this.durability?.fileWritten(this.#file);
+    } catch (e) {
+      throw osErrorAt(e, this.path);
     } finally {
       this.#file.close();
     }
@@ -167,7 +177,7 @@ export class LayerRecordWriter {
     this.#len = writeVarint(this.#buf, this.#len, bytes.length);
     if (bytes.length > this.#buf.length - this.#len) {
       await this.#flush();
-      await writeAll(this.#file, bytes);
+      await this.#write(bytes);
       return;
     }
     this.#buf.set(bytes, this.#len);
@@ -187,8 +197,16 @@ export class LayerRecordWriter {
   }
 
   async #flush(): Promise<void> {
-    await writeAll(this.#file, this.#buf.subarray(0, this.#len));
+    await this.#write(this.#buf.subarray(0, this.#len));
     this.#len = 0;
+  }
+
+  async #write(bytes: Uint8Array): Promise<void> {
+    try {
+      await writeAll(this.#file, bytes);
+    } catch (e) {
+      throw osErrorAt(e, this.path);
+    }
   }
 }
 
@@ -204,9 +222,9 @@ function decodeFooter(bytes: Uint8Array, what: string): RecordFooter {
 }
 
 /** Reads and checks the footer of an open record of `size` bytes (moves the file position). */
-async function footerOf(file: Deno.FsFile, size: number, what: string): Promise<RecordFooter> {
+async function footerOf(file: RepoFile, size: number, what: string): Promise<RecordFooter> {
   if (size < RECORD_MAGIC.length + FOOTER_SIZE) throw new FormatError(`${what} is truncated`);
-  await file.seek(size - FOOTER_SIZE, Deno.SeekMode.Start);
+  file.seek(size - FOOTER_SIZE);
   const buf = new Uint8Array(FOOTER_SIZE);
   if ((await readFull(file, buf)) < FOOTER_SIZE) throw new FormatError(`${what} is truncated`);
   if (buf[0] !== END || toHex(buf.subarray(17)) !== toHex(FOOTER_MAGIC)) {
@@ -217,9 +235,9 @@ async function footerOf(file: Deno.FsFile, size: number, what: string): Promise<
 
 /** Reads the totals at the end of a record, checking that it is complete. */
 export async function readFooter(path: string): Promise<RecordFooter> {
-  const file = await Deno.open(path);
+  const file = await RepoFile.open(path);
   try {
-    return await footerOf(file, (await file.stat()).size, `layer record ${path}`);
+    return await footerOf(file, file.regularSize(), `layer record ${path}`);
   } finally {
     file.close();
   }
@@ -230,7 +248,7 @@ const MAX_HEADER_ITEM = MAX_HEADER_GROUP;
 
 /** The format version of the record at `path`, by its magic; undefined when it is not a record. */
 export async function recordVersion(path: string): Promise<RecordVersion | undefined> {
-  const file = await Deno.open(path);
+  const file = await RepoFile.open(path);
   try {
     const magic = new Uint8Array(RECORD_MAGIC.length);
     if ((await readFull(file, magic)) < magic.length) return undefined;
@@ -250,11 +268,11 @@ export async function recordVersion(path: string): Promise<RecordVersion | undef
  * replayed, and the items must add up to the footer's tar size exactly.
  */
 export async function* readRecord(path: string, version: RecordVersion = 2): AsyncGenerator<RecordItem, RecordFooter> {
-  const file = await Deno.open(path);
+  const file = await RepoFile.open(path);
   try {
     const what = `layer record ${path}`;
-    const footer = await footerOf(file, (await file.stat()).size, what);
-    await file.seek(0, Deno.SeekMode.Start);
+    const footer = await footerOf(file, file.regularSize(), what);
+    file.seek(0);
     const r = new ByteReader(fileSource(file, 1 << 18), what);
     const magic = await r.bytes(RECORD_MAGIC.length);
     if (toHex(magic) !== toHex(magicOf(version))) {

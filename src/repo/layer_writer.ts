@@ -9,6 +9,7 @@ import type { TarEntry } from "../tar/header.ts";
 import { type TarSink, TarSplitter } from "../tar/splitter.ts";
 import { type DiffId, Hasher, parseDigest } from "../util/digest.ts";
 import { Yielder } from "../util/yielder.ts";
+import { knownOsCode } from "../util/os_error.ts";
 import { LayerRecordWriter, type RecordFooter } from "./layer_record.ts";
 import { type ObjectStaging, type ObjectWriter, SMALL_OBJECT } from "./objects.ts";
 import type { Repository } from "./repository.ts";
@@ -144,11 +145,13 @@ export function formatSize(n: number): string {
 
 /**
  * Names the layer in our errors; foreign ones from the decoders (zlib, a broken
- * stream) become format errors naming it. File-system errors pass unchanged.
+ * stream) become format errors naming it. Known OS errors (a full disk, where
+ * the writers have not named the path already) pass unchanged: they are not
+ * format errors, and their message names the path.
  */
 function layerError(e: unknown, what: string): unknown {
   if (e instanceof DeltashipError) return withContext(e, what);
-  if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.PermissionDenied) return e;
+  if (knownOsCode(e) !== undefined) return e;
   const msg = e instanceof Error ? e.message : String(e);
   return new FormatError(`${what}: ${msg}`, { cause: e });
 }

@@ -10,6 +10,7 @@ import { FsVerityHasher, fsverityHex } from "../composefs/fsverity.ts";
 import { readFullSync, writeAll } from "../util/fs.ts";
 import { ellipsize } from "../util/text.ts";
 import { objectName } from "./objects.ts";
+import { RepoFile } from "./repo_file.ts";
 
 /** Bytes read, hashed and written at a time. */
 export const COPY_CHUNK = 1 << 20;
@@ -24,7 +25,10 @@ export interface ObjectCopy {
   size: number;
   /** The image path it is the content of, to name in errors. */
   path: string;
-  /** The file to create; none to check the object only (before hard-linking it). */
+  /**
+   * The file to create; none to check the object only, before hard-linking it
+   * (the object itself must then be a regular file, not only hold the right bytes).
+   */
   target?: string;
 }
 
@@ -58,7 +62,10 @@ export async function copyObject(copy: ObjectCopy, buffers: CopyBuffers): Promis
   }
   const source = await openObject(copy);
   try {
-    if (copy.target === undefined) return await hashStream(copy, buffers, source);
+    if (copy.target === undefined) {
+      source.regularSize();
+      return await hashStream(copy, buffers, source);
+    }
     const out = await Deno.open(copy.target, { write: true, createNew: true, mode: 0o600 });
     try {
       await hashStream(copy, buffers, source, (chunk) => writeAll(out, chunk));
@@ -79,18 +86,19 @@ export async function copyObject(copy: ObjectCopy, buffers: CopyBuffers): Promis
  * copy of the same files).
  */
 function readSmall(copy: ObjectCopy, buffer: Uint8Array): Uint8Array {
-  let file: Deno.FsFile;
+  let file: RepoFile;
   try {
-    file = Deno.openSync(copy.object);
+    file = RepoFile.openSync(copy.object);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) throw missingObject(copy.hex);
     throw e;
   }
   let n: number;
   try {
+    if (copy.target === undefined) file.regularSize();
     n = readFullSync(file, buffer);
     if (n !== copy.size) {
-      throw new SizeMismatchError(damaged(copy.path), copy.size, n < buffer.length ? n : file.statSync().size);
+      throw new SizeMismatchError(damaged(copy.path), copy.size, n < buffer.length ? n : file.regularSize());
     }
   } finally {
     file.close();
@@ -100,9 +108,9 @@ function readSmall(copy: ObjectCopy, buffer: Uint8Array): Uint8Array {
   return bytes;
 }
 
-async function openObject(copy: ObjectCopy): Promise<Deno.FsFile> {
+async function openObject(copy: ObjectCopy): Promise<RepoFile> {
   try {
-    return await Deno.open(copy.object);
+    return await RepoFile.open(copy.object);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) throw missingObject(copy.hex);
     throw e;
@@ -117,7 +125,7 @@ async function openObject(copy: ObjectCopy): Promise<Deno.FsFile> {
 async function hashStream(
   copy: ObjectCopy,
   buffers: CopyBuffers,
-  source: Deno.FsFile,
+  source: RepoFile,
   sink?: (chunk: Uint8Array) => Promise<void>,
 ): Promise<void> {
   const hasher = new FsVerityHasher();
@@ -135,7 +143,7 @@ async function hashStream(
     n = r.value;
     [current, next] = [next, current];
     if (hasher.size > copy.size) {
-      throw new SizeMismatchError(damaged(copy.path), copy.size, (await source.stat()).size);
+      throw new SizeMismatchError(damaged(copy.path), copy.size, source.regularSize());
     }
   }
   if (hasher.size !== copy.size) throw new SizeMismatchError(damaged(copy.path), copy.size, hasher.size);

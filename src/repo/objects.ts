@@ -17,7 +17,9 @@
 import { fsverityDigest, FsVerityHasher } from "../composefs/fsverity.ts";
 import { toHex } from "../util/digest.ts";
 import { lstatOrUndefined, writeAll } from "../util/fs.ts";
+import { osErrorAt } from "../util/os_error.ts";
 import type { Durability } from "./durability.ts";
+import { isRegularFileSync } from "./repo_file.ts";
 import type { ObjectVerity } from "./verity.ts";
 
 /** Contents up to this size are gathered in memory and written in one go. */
@@ -50,14 +52,13 @@ export class ObjectStore {
     return objectPath(this.root, hex);
   }
 
-  /** True when the object is present. */
+  /**
+   * True when the object is present: a regular file. Anything else at its path
+   * (a symbolic link, a directory...) is not the object: content written again
+   * replaces it at the layer's commit, or the commit fails naming the path.
+   */
   has(hex: string): boolean {
-    try {
-      Deno.lstatSync(this.path(hex));
-      return true;
-    } catch {
-      return false;
-    }
+    return isRegularFileSync(this.path(hex));
   }
 
   /** Starts the staging area for the objects of one layer. */
@@ -92,12 +93,15 @@ export class ObjectStaging {
     const hex = toHex(digest);
     if (this.#has(hex)) return digest;
     // Written under its final name in the area: a failed write fails the layer, and the area goes with it.
-    const file = Deno.openSync(`${this.dir}/${hex}`, { write: true, createNew: true });
+    const path = `${this.dir}/${hex}`;
+    const file = Deno.openSync(path, { write: true, createNew: true });
     try {
       let off = 0;
       while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
       this.store.durability.fileWrittenSync(file);
       this.store.durability.wrote(bytes.length);
+    } catch (e) {
+      throw osErrorAt(e, path);
     } finally {
       file.close();
     }
@@ -164,7 +168,11 @@ export class ObjectWriter {
   async write(chunk: Uint8Array): Promise<void> {
     this.#hash.update(chunk);
     this.size += chunk.length;
-    await writeAll(this.file, chunk);
+    try {
+      await writeAll(this.file, chunk);
+    } catch (e) {
+      throw osErrorAt(e, this.tmp);
+    }
     this.staging.store.durability.wrote(chunk.length);
   }
 
@@ -172,6 +180,8 @@ export class ObjectWriter {
   async finish(): Promise<Uint8Array> {
     try {
       await this.staging.store.durability.fileWritten(this.file);
+    } catch (e) {
+      throw osErrorAt(e, this.tmp);
     } finally {
       this.file.close();
     }

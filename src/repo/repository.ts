@@ -22,6 +22,8 @@ import {
 import { ObjectStore } from "./objects.ts";
 import { readFooter, type RecordFooter } from "./layer_record.ts";
 import { exists, writeAll } from "../util/fs.ts";
+import { osErrorAt } from "../util/os_error.ts";
+import { MAX_DOCUMENT } from "../oci/documents.ts";
 import { Durability, type SyncMode } from "./durability.ts";
 import { TempArea } from "./temp_area.ts";
 import { createRepository } from "./create.ts";
@@ -37,25 +39,17 @@ import {
 import { TagStore } from "./tag_store.ts";
 import { ObjectVerity } from "./verity.ts";
 import { checkTagName } from "../oci/tag_name.ts";
+import {
+  type ImageRecord,
+  imageRecordNames,
+  imageRecordPath,
+  type ImageScan,
+  readImageRecord,
+  scanImageRecords,
+} from "./image_record.ts";
+import { isRegularFile, problemOf, readRepoFile } from "./repo_file.ts";
 
-/** What the repository knows of one image: kept at `images/<alg>/<hex>.json`. */
-export interface ImageRecord {
-  /** Digest of the manifest (the image's identity here). */
-  manifest: ManifestDigest;
-  /** Digest of the image config. */
-  config: ConfigDigest;
-  /** The manifest's media type. */
-  mediaType: string;
-  /** The image's layers, bottom first. */
-  layers: { diffId: DiffId; tarSize: number }[];
-  /** When the image was first stored (ISO 8601). */
-  created: string;
-  /**
-   * fs-verity digest (hex) of the image's composefs EROFS image (format version 1),
-   * an object in `objects/`: its composefs id. Absent in records made before images were.
-   */
-  composefs?: string;
-}
+export type { ImageRecord } from "./image_record.ts";
 
 /** Options for {@link Repository.open}. */
 export interface RepositoryOptions {
@@ -72,9 +66,9 @@ export interface RepositoryOptions {
   legacy?: boolean;
 }
 
-function digestPath(base: string, digest: Digest, suffix = ""): string {
+function digestPath(base: string, digest: Digest): string {
   const { algorithm, hex } = parseDigest(digest);
-  return `${base}/${algorithm}/${hex}${suffix}`;
+  return `${base}/${algorithm}/${hex}`;
 }
 
 /** A repository on local disk. Holds no global state; open one per root. */
@@ -164,6 +158,8 @@ export class Repository {
     try {
       await writeAll(file, bytes);
       await this.durability.fileWritten(file);
+    } catch (e) {
+      throw osErrorAt(e, path);
     } finally {
       file.close();
     }
@@ -211,15 +207,15 @@ export class Repository {
     return digestPath(`${this.root}/blobs`, digest);
   }
 
-  /** True when the blob is stored. */
+  /** True when the blob is stored (a regular file: anything else there is replaced when the blob is stored again). */
   async hasBlob(digest: Digest): Promise<boolean> {
-    return await exists(this.blobPath(digest));
+    return await isRegularFile(this.blobPath(digest));
   }
 
-  /** The raw bytes of a stored manifest or config. */
+  /** The raw bytes of a stored manifest or config (at most the largest document any source accepts). */
   async readBlob(digest: Digest): Promise<Uint8Array> {
     try {
-      return await Deno.readFile(this.blobPath(digest));
+      return await readRepoFile(this.blobPath(digest), MAX_DOCUMENT);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) throw new NotFoundError(`blob ${digest} is not in the repository`);
       throw e;
@@ -242,9 +238,9 @@ export class Repository {
     return digestPath(`${this.root}/layers`, diffId);
   }
 
-  /** True when the layer with this diff_id is stored. */
+  /** True when the layer with this diff_id is stored (its record a regular file: see {@link hasBlob}). */
   async hasLayer(diffId: DiffId): Promise<boolean> {
-    return await exists(this.layerPath(diffId));
+    return await isRegularFile(this.layerPath(diffId));
   }
 
   /** The totals of a stored layer; a clear error when it is missing. */
@@ -271,27 +267,30 @@ export class Repository {
   // ---- images ----
 
   #imagePath(manifest: ManifestDigest): string {
-    return digestPath(`${this.root}/images`, manifest, ".json");
+    return imageRecordPath(this.root, manifest);
   }
 
-  /** True when an image with this manifest digest is stored. */
+  /**
+   * True when an image with this manifest digest is stored: its record is there,
+   * damaged or not (so that `rm` can remove a damaged one).
+   */
   async hasImage(manifest: ManifestDigest): Promise<boolean> {
     return await exists(this.#imagePath(manifest));
   }
 
-  /** The record of a stored image. */
+  /** The record of a stored image; a RepositoryError naming its path when it is damaged. */
   async readImage(manifest: ManifestDigest): Promise<ImageRecord> {
-    let text: string;
     try {
-      text = await Deno.readTextFile(this.#imagePath(manifest));
+      return await readImageRecord(this.#imagePath(manifest), manifest);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) throw new NotFoundError(`image @${manifest} is not in the repository`);
-      throw e;
-    }
-    try {
-      return JSON.parse(text);
-    } catch (e) {
-      throw new RepositoryError(`the record of image @${manifest} is damaged; run fsck`, { cause: e });
+      const problem = problemOf(e);
+      if (problem === undefined) throw e;
+      throw new RepositoryError(
+        `the record of image @${manifest} (images/${manifest.replace(":", "/")}.json) ${problem}; ` +
+          `run fsck, then rm it and pull it again`,
+        { cause: e },
+      );
     }
   }
 
@@ -337,7 +336,8 @@ export class Repository {
       const tags = (await this.tags.list()).filter((t) => t.manifest === manifest).map((t) => t.name);
       for (const t of tags) await this.tags.remove(t, { sync: false });
       if (tags.length) await this.sync(this.tags.dir);
-      await Deno.remove(this.#imagePath(manifest)).catch(ignoreNotFound);
+      // Recursive: a directory where the record belongs goes too (a damaged record is removed whatever it is).
+      await Deno.remove(this.#imagePath(manifest), { recursive: true }).catch(ignoreNotFound);
       await this.sync(dirOf(this.#imagePath(manifest)));
       return tags;
     });
@@ -358,16 +358,17 @@ export class Repository {
     await Deno.remove(this.#imagePath(manifest)).catch(ignoreNotFound);
   }
 
-  /** Every stored image. */
+  /**
+   * Every stored image whose record can be read, sorted by creation time; damaged
+   * records are left out (see {@link scanImages} for them).
+   */
   async listImages(): Promise<ImageRecord[]> {
-    const out: ImageRecord[] = [];
-    for await (const alg of Deno.readDir(`${this.root}/images`)) {
-      for await (const e of Deno.readDir(`${this.root}/images/${alg.name}`)) {
-        if (!e.name.endsWith(".json")) continue;
-        out.push(await this.readImage(asManifestDigest(`${alg.name}:${e.name.slice(0, -5)}`)));
-      }
-    }
-    return out.sort((a, b) => a.created.localeCompare(b.created) || a.manifest.localeCompare(b.manifest));
+    return (await this.scanImages()).images;
+  }
+
+  /** Every entry of `images/`: the usable records, and the damaged ones with their paths. */
+  async scanImages(): Promise<ImageScan> {
+    return await scanImageRecords(this.root);
   }
 
   /** Stored images whose config has this digest (how a delta finds its source). */
@@ -392,16 +393,25 @@ export class Repository {
    * unique prefix of at least 4 hex digits) or a tag name.
    */
   async resolveImage(arg: string): Promise<ImageRecord> {
+    return await this.readImage(await this.resolveManifest(arg));
+  }
+
+  /**
+   * The manifest digest an image argument names (as {@link resolveImage}), found
+   * without reading its record, so that a damaged one can be named (and removed).
+   * A full digest is returned as it is, stored or not.
+   */
+  async resolveManifest(arg: string): Promise<ManifestDigest> {
     if (arg.startsWith("@")) {
       const want = arg.slice(1);
-      if (isDigest(want)) return await this.readImage(asManifestDigest(want));
+      if (isDigest(want)) return asManifestDigest(want);
       const m = /^(sha256|sha512):([0-9a-f]{4,})$/.exec(want);
       if (!m) {
         throw new InvalidArgumentError(
           `invalid image reference ${JSON.stringify(arg)}: expected @sha256:<hex> or a tag`,
         );
       }
-      const hits = (await this.listImages()).filter((i) => i.manifest.startsWith(want));
+      const hits = (await imageRecordNames(this.root)).filter((manifest) => manifest.startsWith(want));
       if (hits.length === 1) return hits[0];
       if (hits.length === 0) throw new NotFoundError(`no image with manifest digest ${want}... in the repository`);
       throw new InvalidArgumentError(`${arg} is ambiguous (${hits.length} images); give more digits`);
@@ -416,7 +426,7 @@ export class Repository {
       }
       throw new RepositoryError(`tag ${JSON.stringify(arg)} names ${manifest}, which is not stored; run fsck`);
     }
-    return await this.readImage(manifest);
+    return manifest;
   }
 }
 

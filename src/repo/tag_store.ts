@@ -10,6 +10,15 @@ import { RepositoryError } from "../errors.ts";
 import { checkTagName } from "../oci/tag_name.ts";
 import { isDigest, type ManifestDigest } from "../util/digest.ts";
 import { lstatOrUndefined } from "../util/fs.ts";
+import { readRepoFile } from "./repo_file.ts";
+
+/** Largest tag file read: one digest line is at most 136 bytes (sha512). */
+const MAX_TAG_FILE = 4096;
+
+/** The text of the tag file at `path` (a regular file of at most {@link MAX_TAG_FILE} bytes). */
+async function readTagFile(path: string): Promise<string> {
+  return new TextDecoder().decode(await readRepoFile(path, MAX_TAG_FILE));
+}
 
 /** A tag and the manifest it names. */
 export interface Tag {
@@ -52,7 +61,7 @@ export class TagStore {
     checkTagName(name);
     let text: string;
     try {
-      text = await Deno.readTextFile(this.#path(name));
+      text = await readTagFile(this.#path(name));
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return undefined;
       throw e;
@@ -87,7 +96,7 @@ export class TagStore {
       const path = `${this.dir}/${file}`;
       const st = await lstatOrUndefined(path);
       if (!st) continue;
-      const text = st.isFile ? (await Deno.readTextFile(path).catch(() => "")).trim() : "";
+      const text = st.isFile ? (await readTagFile(path).catch(() => "")).trim() : "";
       try {
         await Deno.remove(path, { recursive: true });
       } catch (e) {

@@ -27,7 +27,7 @@
  */
 import { createHash } from "node:crypto";
 import { FsVerityHasher } from "../composefs/fsverity.ts";
-import { DeltashipError } from "../errors.ts";
+import { DeltashipError, FileSystemError, RepositoryError } from "../errors.ts";
 import { asDiffId, type DiffId, fromHex, isDigest, toHex } from "../util/digest.ts";
 import { treeSize } from "../util/fs.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
@@ -36,6 +36,7 @@ import { objectFans } from "./create.ts";
 import { encodeFormat, FORMAT_FILE, FORMAT_VERSION, LEGACY_OBJECTS_DIR, readFormat } from "./format.ts";
 import { LayerRecordWriter, readRecord, type RecordFooter, type RecordItem, recordVersion } from "./layer_record.ts";
 import { objectName, objectPath } from "./objects.ts";
+import { RepoFile } from "./repo_file.ts";
 import { Repository, type RepositoryOptions } from "./repository.ts";
 import { ObjectVerity, probeVerity } from "./verity.ts";
 
@@ -117,7 +118,10 @@ export async function upgradeRepository(
       const dir = `${repo.root}/layers/${alg.name}`;
       // Listed first: records are renamed over and dropped as the upgrade goes.
       const names = [];
-      for await (const e of Deno.readDir(dir)) if (e.isFile && isDigest(`${alg.name}:${e.name}`)) names.push(e.name);
+      // Whatever is not a directory: a symbolic link or FIFO where a record belongs is dropped like a damaged record.
+      for await (const e of Deno.readDir(dir)) {
+        if (!e.isDirectory && isDigest(`${alg.name}:${e.name}`)) names.push(e.name);
+      }
       for (const name of names) await upgrade.record(`${dir}/${name}`, asDiffId(`${alg.name}:${name}`));
       upgrade.layerDirs.add(dir);
     }
@@ -141,6 +145,30 @@ async function removeLeftovers(repo: Repository): Promise<void> {
   await repo.sync(repo.objects.root);
 }
 
+/** The new object names one record's rewrite made: their directories (for its barrier), and the links it added. */
+interface NewNames {
+  fans: Set<string>;
+  linked: string[];
+}
+
+/**
+ * Hard-links the old object `old` under its new name `path`, adding the link
+ * to `made`. A link an earlier, interrupted run made is kept; anything else
+ * there (a symbolic link put in its place) is replaced.
+ */
+async function link(old: string, path: string, made: NewNames): Promise<void> {
+  try {
+    await Deno.link(old, path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+    const [was, is] = await Promise.all([Deno.lstat(old), Deno.lstat(path)]);
+    if (is.isFile && is.ino === was.ino && is.dev === was.dev) return;
+    await Deno.remove(path);
+    await Deno.link(old, path);
+  }
+  made.linked.push(path);
+}
+
 /** The state of one upgrade run. */
 class Upgrade {
   readonly counts = { layers: 0, objects: 0, bytes: 0, dropped: [] as DiffId[] };
@@ -161,18 +189,28 @@ class Upgrade {
    * new names, or drops it when it cannot be carried over intact.
    */
   async record(path: string, diffId: DiffId): Promise<void> {
-    const version = await recordVersion(path);
+    let version;
+    try {
+      version = await recordVersion(path);
+    } catch (e) {
+      if (!(e instanceof DeltashipError)) throw e; // not a regular file: dropped below
+    }
     if (version === 2) return; // rewritten by an earlier run that was interrupted
     const tmp = this.repo.tempPath();
     const writer = await LayerRecordWriter.create(tmp, this.repo.durability);
     const fans = new Set<string>();
+    const linked: string[] = [];
     const items = readRecord(path, 1);
     let intact = version === 1;
     try {
-      if (intact) intact = await this.#rewrite(items, writer, fans);
+      if (intact) intact = await this.#rewrite(items, writer, { fans, linked });
     } catch (e) {
-      if (!(e instanceof DeltashipError)) throw e; // a record that does not parse (FormatError) is dropped
-      intact = false;
+      if (!(e instanceof DeltashipError) || e instanceof FileSystemError) {
+        // A full disk fails the upgrade, leaving no new name that this record made.
+        for (const p of linked) await Deno.remove(p).catch(() => {});
+        throw e;
+      }
+      intact = false; // a record that does not parse (FormatError) is dropped
     } finally {
       writer.abort();
       await items.return(undefined as never); // closes the record (a no-op once it was read to its end)
@@ -192,7 +230,7 @@ class Upgrade {
   async #rewrite(
     items: AsyncGenerator<RecordItem, RecordFooter>,
     writer: LayerRecordWriter,
-    fans: Set<string>,
+    made: NewNames,
   ): Promise<boolean> {
     for (;;) {
       const next = await items.next();
@@ -205,7 +243,7 @@ class Upgrade {
         await writer.copy(item);
         continue;
       }
-      const renamed = await this.#object(item.hex, item.size, fans);
+      const renamed = await this.#object(item.hex, item.size, made);
       if (renamed === null) return false;
       await writer.copy(item, fromHex(renamed));
     }
@@ -215,20 +253,18 @@ class Upgrade {
    * The new name of the old object `sha` (of `size` bytes): read once, checked
    * against its old name and size, hard-linked under its fs-verity digest (with
    * fs-verity enabled where the repository gets it). Null when it is missing
-   * or damaged.
+   * or damaged. The new name is added to `made`.
    */
-  async #object(sha: string, size: number, fans: Set<string>): Promise<string | null> {
+  async #object(sha: string, size: number, made: NewNames): Promise<string | null> {
     const known = this.#memo.get(sha);
     if (known !== undefined) return known;
     const old = `${this.repo.objects.root}/${LEGACY_OBJECTS_DIR}/${sha.slice(0, 2)}/${sha}`;
     const renamed = await this.#hash(old, sha, size);
     if (renamed !== null) {
       const path = objectPath(this.repo.objects.root, renamed);
-      await Deno.link(old, path).catch((e) => {
-        if (!(e instanceof Deno.errors.AlreadyExists)) throw e; // linked by an earlier, interrupted run
-      });
+      await link(old, path, made);
       await this.verity.seal(path, objectName(renamed));
-      fans.add(path.slice(0, path.lastIndexOf("/")));
+      made.fans.add(path.slice(0, path.lastIndexOf("/")));
       this.counts.objects++;
       this.counts.bytes += size;
     }
@@ -237,20 +273,30 @@ class Upgrade {
     return renamed;
   }
 
-  /** The fs-verity digest (hex) of the file `path`, or null unless it is `size` bytes that hash to `sha`. */
+  /**
+   * The fs-verity digest (hex) of the file `path`, or null unless it is a
+   * regular file (not a symbolic link, a FIFO, a device...) of `size` bytes that
+   * hash to `sha`. No more than `size` bytes are read.
+   */
   async #hash(path: string, sha: string, size: number): Promise<string | null> {
-    let file: Deno.FsFile;
+    let file: RepoFile;
     try {
-      file = await Deno.open(path);
+      file = await RepoFile.open(path);
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return null;
+      if (e instanceof Deno.errors.NotFound || e instanceof RepositoryError) return null;
       throw e;
     }
     const verity = new FsVerityHasher();
     const sha256 = createHash("sha256");
     try {
-      for (;;) {
-        const n = await file.read(this.#buffer);
+      try {
+        if (file.regularSize() !== size) return null;
+      } catch (e) {
+        if (e instanceof RepositoryError) return null;
+        throw e;
+      }
+      while (verity.size <= size) { // one byte past `size` is enough to tell a file that grew
+        const n = await file.read(this.#buffer.subarray(0, Math.min(CHUNK, size + 1 - verity.size)));
         if (n === null) break;
         const chunk = this.#buffer.subarray(0, n);
         verity.update(chunk);

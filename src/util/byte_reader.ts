@@ -5,6 +5,7 @@
  * @module
  */
 import { FormatError } from "../errors.ts";
+import type { Reader } from "./fs.ts";
 import { MAX_VARINT_BYTES } from "./varint.ts";
 
 /** A source of byte chunks: `null` at the end. */
@@ -23,7 +24,7 @@ export function streamSource(stream: ReadableStream<Uint8Array>): { next: ChunkS
 }
 
 /** Adapts an open file to a {@link ChunkSource} reading `chunkSize` at a time. */
-export function fileSource(file: Deno.FsFile, chunkSize = 1 << 16): ChunkSource {
+export function fileSource(file: Reader, chunkSize = 1 << 16): ChunkSource {
   return async () => {
     const buf = new Uint8Array(chunkSize);
     const n = await file.read(buf);

@@ -19,6 +19,18 @@ export async function exists(path: string): Promise<boolean> {
   return (await lstatOrUndefined(path)) !== undefined;
 }
 
+/** What {@link readFull} reads from: a Deno file, or anything that reads the same way. */
+export interface Reader {
+  /** Reads into `into`; the number of bytes read, or null at the end. */
+  read(into: Uint8Array): Promise<number | null>;
+}
+
+/** What {@link readFullSync} reads from. */
+export interface SyncReader {
+  /** Reads into `into`; the number of bytes read, or null at the end. */
+  readSync(into: Uint8Array): number | null;
+}
+
 /** Writes all of `bytes` to a file (a single write may take only part). */
 export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   let off = 0;
@@ -29,7 +41,7 @@ export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<vo
  * Reads from the file's position until `into` is full or the file ends; returns
  * how many bytes were read (less than `into.length` only at the end of the file).
  */
-export async function readFull(file: Deno.FsFile, into: Uint8Array): Promise<number> {
+export async function readFull(file: Reader, into: Uint8Array): Promise<number> {
   let n = 0;
   while (n < into.length) {
     const r = await file.read(into.subarray(n));
@@ -40,7 +52,7 @@ export async function readFull(file: Deno.FsFile, into: Uint8Array): Promise<num
 }
 
 /** The synchronous form of {@link readFull}. */
-export function readFullSync(file: Deno.FsFile, into: Uint8Array): number {
+export function readFullSync(file: SyncReader, into: Uint8Array): number {
   let n = 0;
   while (n < into.length) {
     const r = file.readSync(into.subarray(n));

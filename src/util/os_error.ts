@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { DeltashipError, FileSystemError } from "../errors.ts";
 
 /** What each known error code means, in the words a user needs. */
 const CONDITIONS: Record<string, string> = {
@@ -49,6 +50,29 @@ export function osCondition(code: string): string {
 export function describeOsError(err: unknown): string | undefined {
   const code = knownOsCode(err);
   if (code === undefined) return undefined;
-  const detail = /\(os error \d+\)(?::\s*(.*))?$/s.exec((err as Error).message)?.[1];
+  const detail = osDetail(err);
   return detail ? `${osCondition(code)}: ${detail}` : osCondition(code);
+}
+
+/** The operation and paths Deno names in an OS error's message (`write '/x'`), if any. */
+function osDetail(err: unknown): string | undefined {
+  return /\(os error \d+\)(?::\s*(.*))?$/s.exec((err as Error).message)?.[1];
+}
+
+/**
+ * A known operating-system error as a {@link FileSystemError} naming `path`:
+ * `${doing}: ${condition}` (and the operation Deno named, if any), where
+ * `doing` says what was done to which path (default `cannot write PATH`). A
+ * failed write or sync names no path of its own, so whoever knows which file
+ * or directory was being written names it here. Our own errors, and errors
+ * that are not known OS conditions, come back unchanged.
+ */
+export function osErrorAt(err: unknown, path: string, doing = `cannot write ${path}`): unknown {
+  if (err instanceof DeltashipError) return err;
+  const code = knownOsCode(err);
+  if (code === undefined) return err;
+  const detail = osDetail(err);
+  return new FileSystemError(`${doing}: ${osCondition(code)}${detail ? ` (${detail})` : ""}`, path, code, {
+    cause: err,
+  });
 }

@@ -11,8 +11,11 @@
 /** A failed call, with the C library's error number. */
 export class PosixError extends Error {
   override name = "PosixError";
+  /** The error's name (`ENOSPC`, ...) where it is one of the known ones, as Deno's own errors carry it. */
+  readonly code: string | undefined;
   constructor(readonly call: string, readonly errno: number) {
     super(`${call}: ${ERRNO_NAMES[errno] ?? `errno ${errno}`}`);
+    this.code = ERRNO_NAMES[errno]?.split(" ")[0];
   }
 }
 

@@ -4,6 +4,7 @@
  * @module
  */
 import { fsck } from "../../repo/fsck.ts";
+import { escapeControl } from "../../util/text.ts";
 import { defineCommand } from "../command.ts";
 
 export const fsckCommand = defineCommand({
@@ -20,13 +21,14 @@ lists the problems when anything is wrong.`,
   async run(ctx, [image]) {
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
-    const record = image === undefined ? undefined : await repo.resolveImage(image);
-    const report = await fsck(repo, record);
+    // By manifest digest: a damaged record is one of the problems fsck reports, not an error.
+    const manifest = image === undefined ? undefined : await repo.resolveManifest(image);
+    const report = await fsck(repo, manifest);
     const ok = report.problems.length === 0;
     if (ctx.json) {
       await ctx.printJson({ ok, ...report });
     } else {
-      for (const p of report.problems) await ctx.print(`${p.subject}: ${p.message}`);
+      for (const p of report.problems) await ctx.print(escapeControl(`${p.subject}: ${p.message}`)); // one line each
       const c = report.checked;
       const summary =
         `${c.images} images, ${c.layers} layers, ${c.objects} objects, ${c.blobs} manifests and configs checked`;

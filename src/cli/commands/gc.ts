@@ -4,6 +4,7 @@
  * @module
  */
 import { gc } from "../../repo/gc.ts";
+import { escapeControl } from "../../util/text.ts";
 import { defineCommand } from "../command.ts";
 import { malformedTagWarning } from "./images.ts";
 import { formatBytes, plural } from "../format.ts";
@@ -19,6 +20,11 @@ keep it), and so are the manifests, configs, layers and
 file objects that no remaining image uses, and temporary files left by killed
 processes. Prints what was freed (count and bytes).
 
+What gc cannot read it keeps, and names: while an image record that a tag names
+is damaged, no manifest, config, layer or object is removed (run fsck, then rm
+the image and pull it again); a damaged layer record keeps every object; a
+symbolic link, directory or other non-file where a file belongs is left in place.
+
 gc takes the repository lock exclusively: it waits for pulls and other
 commands in flight to finish, and they wait for it.`,
   options: [{ name: "dry-run", short: "n", type: "boolean", help: "show what would be removed; remove nothing" }],
@@ -29,6 +35,7 @@ commands in flight to finish, and they wait for it.`,
     using _lock = await repo.lock(true);
     const result = await gc(repo, { dryRun });
     for (const m of result.malformedTags) await ctx.note(malformedTagWarning(m));
+    for (const p of result.problems) await ctx.note(escapeControl(`warning: ${p.path} ${p.problem}`)); // one line
     if (ctx.json) return void await ctx.printJson(result);
     const r = result.removed;
     const what = [

@@ -3,7 +3,9 @@
  *
  * @module
  */
+import type { DamagedImageRecord } from "../../repo/image_record.ts";
 import type { MalformedTag } from "../../repo/tag_store.ts";
+import { escapeControl } from "../../util/text.ts";
 import { defineCommand } from "../command.ts";
 import { formatBytes, shortDigest, table } from "../format.ts";
 
@@ -19,9 +21,10 @@ digest, uncompressed size and layer count.`,
   async run(ctx) {
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
-    const images = await repo.listImages();
+    const { images, damaged } = await repo.scanImages();
     const { tags, malformed } = await repo.tags.scan();
     for (const m of malformed) await ctx.note(malformedTagWarning(m));
+    for (const d of damaged) await ctx.note(damagedRecordWarning(d));
     const namesOf = (m: string) => tags.filter((t) => t.manifest === m).map((t) => t.name);
     const rows = images.map((i) => ({
       names: namesOf(i.manifest),
@@ -42,6 +45,14 @@ digest, uncompressed size and layer count.`,
     await ctx.print(table(["NAME", "MANIFEST", "CONFIG", "SIZE", "LAYERS"], lines));
   },
 });
+
+/** The warning printed for an image record that cannot be used, with how to remove it: one line, escaped. */
+export function damagedRecordWarning(d: DamagedImageRecord): string {
+  return escapeControl(
+    `warning: skipping image record ${d.path}: it ${d.problem}` +
+      (d.manifest ? `; remove it with: deltaship rm @${d.manifest}` : "; see deltaship fsck"),
+  );
+}
 
 /** The warning printed for a tag file that cannot be used, with how to remove it. */
 export function malformedTagWarning(m: MalformedTag): string {

@@ -54,18 +54,19 @@ export const rmCommand = defineCommand({
   summary: "Remove an image and its tags",
   usage: "IMAGE",
   description: `
-Removes IMAGE (a tag or @sha256:<hex>) and every tag naming it. Its layers and
-objects stay until gc reclaims what no image uses.`,
+Removes IMAGE (a tag or @sha256:<hex>) and every tag naming it, whatever its
+record holds (a damaged record, which images, gc and fsck name, is removed the
+same way). Its layers and objects stay until gc reclaims what no image uses.`,
   options: [],
   args: { min: 1, max: 1 },
   async run(ctx, [image]) {
     const repo = await ctx.repo({ write: true });
     using _lock = await repo.lock(false);
-    const record = await repo.resolveImage(image);
-    const tags = await repo.removeImage(record.manifest);
-    const mounted = await mountedAt(repo, record.manifest);
-    if (ctx.json) return void await ctx.printJson({ removed: record.manifest, tags, mounted });
-    await ctx.print(`Removed @${record.manifest}${tags.length ? ` (${tags.join(", ")})` : ""}`);
+    const manifest = await repo.resolveManifest(image); // its record is not read: a damaged one can be removed
+    const tags = await repo.removeImage(manifest);
+    const mounted = await mountedAt(repo, manifest);
+    if (ctx.json) return void await ctx.printJson({ removed: manifest, tags, mounted });
+    await ctx.print(`Removed @${manifest}${tags.length ? ` (${tags.join(", ")})` : ""}`);
     if (mounted.length) {
       await ctx.note(
         `it is mounted at ${mounted.join(", ")}: what it holds stays in the repository until it is unmounted ` +
