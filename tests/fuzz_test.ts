@@ -15,7 +15,7 @@ const perTarget = Number(Deno.env.get("FUZZ_CASES") ?? 0);
 const only = Deno.env.get("FUZZ_TARGET");
 
 /** Cases per target by default: the cheap in-memory parsers get more. */
-const CASES: Record<string, number> = { splitter: 1500, archive: 600, record: 700, tardiff: 1200 };
+const CASES: Record<string, number> = { splitter: 1500, archive: 600, record: 700, tardiff: 1200, toc: 800 };
 /** Longest a single case may take (generous: the machine is shared). */
 const CASE_MS = 2000;
 /**

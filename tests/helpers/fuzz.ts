@@ -22,6 +22,7 @@ import { writeVarint } from "../../src/util/varint.ts";
 import { packArchive, sampleTar, writeImage } from "./oci.ts";
 import { base256, buildTar, FIELDS, fixChecksum, headerBlock, paxRecords } from "./tar.ts";
 import { diffTar, tarFiles, zstd } from "./tardiff.ts";
+import { chunkedFuzzTargets } from "./fuzz_chunked.ts";
 
 const enc = new TextEncoder();
 
@@ -423,8 +424,10 @@ export async function fuzzTargets(dir: string): Promise<Record<string, FuzzCase>
   const delta = await diffTar(oldFiles, newTar);
   const ops: Uint8Array = new Uint8Array(zlib.zstdDecompressSync(delta.subarray(TARDIFF_MAGIC.length)));
   const source = memorySource(oldFiles);
+  const chunkedTargets = await chunkedFuzzTargets();
 
   return {
+    ...chunkedTargets,
     async splitter(rng) {
       const tar = mutate(rng, rng.pick(tars), 0.5);
       await splitChecked(chunked(rng, tar), tar.length);
