@@ -21,6 +21,7 @@ import type { HeaderExtensions } from "../tar/header_group.ts";
 import type { TarEntry } from "../tar/header.ts";
 import { TarSplitter } from "../tar/splitter.ts";
 import { Hasher } from "../util/digest.ts";
+import { concat } from "../util/streams.ts";
 import { type ChunkSink, ContentChunker } from "../compression/content_chunks.ts";
 import { type BlobRange, chunkedFooterFrame, skippableHeader } from "../compression/chunked_footer.ts";
 import type { FramesJob, FrameSpec, FramesResult } from "../compression/frames.ts";
@@ -40,7 +41,7 @@ import {
 import { TarSplitWriter } from "./tar_split.ts";
 
 /** Uncompressed bytes per job, and the most a frame holds (a longer chunk is cut there). */
-export const JOB_SIZE = 2 << 20;
+const JOB_SIZE = 2 << 20;
 /** The TOC and tar-split are compressed at most at this level (level 19 would take ~90 MiB per stream). */
 const METADATA_LEVEL_MAX = 9;
 
@@ -104,13 +105,7 @@ class CompressedText {
   finish(): { bytes: Uint8Array; digest: string; uncompressedLength: number } {
     this.#flush();
     this.#encoder.end((p) => this.#add(p));
-    const bytes = new Uint8Array(this.#parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of this.#parts) {
-      bytes.set(p, at);
-      at += p.length;
-    }
-    return { bytes, digest: this.#hasher.digest(), uncompressedLength: this.#uncompressed };
+    return { bytes: concat(this.#parts), digest: this.#hasher.digest(), uncompressedLength: this.#uncompressed };
   }
 
   close(): void {

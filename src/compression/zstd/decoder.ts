@@ -334,19 +334,22 @@ export function zstdDecompressStream(outSize = 1 << 18): TransformStream<Uint8Ar
  */
 export function* zstdPieces(compressed: Uint8Array, length: number, what: string): Generator<Uint8Array> {
   const decoder = new ZstdDecoder(1 << 16);
+  const step = <T>(f: () => T): T => {
+    try {
+      return f();
+    } catch (e) {
+      throw new FormatError(`${what}: ${(e as Error).message}`, { cause: e });
+    }
+  };
   try {
     let total = 0;
-    try {
-      decoder.push(compressed);
-    } catch (e) {
-      throw new FormatError(`${what}: ${(e as Error).message}`);
-    }
-    for (let piece = decoder.pull(); piece !== null; piece = decoder.pull()) {
+    step(() => decoder.push(compressed));
+    for (let piece = step(() => decoder.pull()); piece !== null; piece = step(() => decoder.pull())) {
       total += piece.length;
       if (total > length) throw new FormatError(`${what}: decompresses to more than the ${length} bytes announced`);
       yield piece;
     }
-    decoder.finish();
+    step(() => decoder.finish());
     if (total !== length) {
       throw new FormatError(`${what}: decompresses to ${total} bytes, not the ${length} announced`);
     }
