@@ -285,7 +285,7 @@ Deno.test("export refuses bad destinations with one clear line", async () => {
   const cases: [string[], number, RegExp][] = [
     [["app", `docker://example.com/x`], 2, /invalid destination "docker:\/\/example.com\/x"/],
     [["app", `oci:${tmp.path}/o:sha256:${"0".repeat(64)}`], 2, /name a tag, not a digest/],
-    [["app", `oci:${tmp.path}/o`, "--compression", "lz4"], 2, /--compression must be gzip, zstd or none/],
+    [["app", `oci:${tmp.path}/o`, "--compression", "lz4"], 2, /--compression must be gzip, zstd, zstd:chunked or none/],
     [["app", `oci:${tmp.path}/o`, "--level", "10"], 2, /--level for gzip must be an integer from 1 to 9/],
     [["app", `oci:${tmp.path}/notlayout`], 2, /is a non-empty directory that is not an OCI layout/],
     [["app", `oci:${tmp.path}/broken`], 1, /index.json is not valid JSON/],

@@ -1,9 +1,9 @@
 /**
  * Seeded, bounded fuzzing of the parsers: the tar splitter, the oci-archive
  * indexer, the layer-record reader, the tar-diff reader, the JSON document
- * readers (manifests, indexes, configs) and the referrers-listing reader. Every
- * case must succeed or fail with a DeltashipError, within a time bound, and the
- * run must not grow memory.
+ * readers (manifests, indexes, configs), the referrers-listing reader and the
+ * zstd:chunked TOC reader. Every case must succeed or fail with a
+ * DeltashipError, within a time bound, and the run must not grow memory.
  * `FUZZ_SEED` and `FUZZ_CASES` (cases per target) override the defaults,
  * `FUZZ_TARGET` runs one target only; a failure names the seed, target and case to replay.
  */
@@ -24,6 +24,7 @@ const CASES: Record<string, number> = {
   tardiff: 1200,
   listing: 3000,
   document: 1500,
+  toc: 800,
 };
 /** Longest a single case may take (generous: the machine is shared). */
 const CASE_MS = 2000;

@@ -11,7 +11,7 @@ export const LAYERS: string[][] = [
   ["compression"],
   ["tar"],
   ["oci"],
-  ["tardiff", "composefs"],
+  ["tardiff", "composefs", "chunked"],
   ["transport", "repo"],
   ["delta"],
   ["ops"],

@@ -398,7 +398,7 @@ Deno.test({
         [["app", `docker://${reg.host}/x@sha256:${"0".repeat(64)}`], /name a tag, not a digest/],
         [["app", `oci:${tmp.path}/out`], /the destination must be docker:\/\//],
         [["app", `docker://${reg.host}/x:v1`, "--max-uploads", "0"], /--max-uploads must be an integer from 1 to 64/],
-        [["app", `docker://${reg.host}/x:v1`, "--compression", "lz4"], /--compression must be gzip, zstd or none/],
+        [["app", `docker://${reg.host}/x:v1`, "--compression", "lz4"], /--compression must be gzip, zstd, .* or none/],
       ] as const
     ) {
       const r = await runCli(["--repo", repo, "push", ...args], env);

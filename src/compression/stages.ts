@@ -14,6 +14,12 @@ import { zstdDecompressStream } from "./zstd/decoder.ts";
 export type Compression = "gzip" | "zstd" | "none";
 
 /**
+ * How export and push write layers: a compression format, or zstd:chunked
+ * (zstd with a frame per file and a table of contents; see `chunked/writer.ts`).
+ */
+export type LayerCompression = Compression | "zstd:chunked";
+
+/**
  * A Node transform (zlib) as a Web Stream stage that keeps backpressure both
  * ways: output is read from the Node stream only while the reader wants more
  * (it is paused otherwise), and a write waits for `drain` once Node's buffer is

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Compression } from "../compression/stages.ts";
+import type { Compression, LayerCompression } from "../compression/stages.ts";
 import { UnsupportedError } from "../errors.ts";
 
 /** OCI and Docker document media types. */
@@ -57,10 +57,10 @@ export function layerCompression(mediaType: string, digest: string): Compression
 }
 
 /** The layer media type (OCI) for a compression, as export and apply-delta write it. */
-export function layerTypeFor(compression: Compression): string {
+export function layerTypeFor(compression: LayerCompression): string {
   return compression === "gzip"
     ? MediaType.ociLayerGzip
-    : compression === "zstd"
+    : compression === "zstd" || compression === "zstd:chunked"
     ? MediaType.ociLayerZstd
     : MediaType.ociLayerTar;
 }

@@ -16,7 +16,7 @@ import type { Repository } from "../repo/repository.ts";
 import { type ImageSource, resolveManifest } from "../transport/source.ts";
 import type { Cleanups } from "../util/cleanups.ts";
 import type { ProgressSink } from "../util/progress.ts";
-import type { Compression } from "../compression/stages.ts";
+import type { LayerCompression } from "../compression/stages.ts";
 import { applyDelta } from "./delta_pull.ts";
 import { isDeltaManifest, parseDeltaArtifact } from "../delta/artifact.ts";
 import { pullDiscovering } from "./delta_discovery.ts";
@@ -35,7 +35,7 @@ export interface ApplyToLayoutOptions {
   memoryLimit?: number;
   /** Keep the target image in the repository (default true). */
   keep: boolean;
-  compression: Compression;
+  compression: LayerCompression;
   level?: number;
   progress?: ProgressSink;
   cleanups?: Cleanups;

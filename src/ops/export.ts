@@ -20,10 +20,12 @@ import { DigestMismatchError } from "../errors.ts";
 import { type Descriptor, encodeJson, type Manifest, parseManifest } from "../oci/documents.ts";
 import { type LayoutDest, type LayoutWriter, openLayoutWriter, type WrittenBlob } from "../oci/layout_writer.ts";
 import { layerTypeFor, MediaType } from "../oci/media_types.ts";
-import { compressInBlocks, isBlockFormat } from "../compression/block_compress.ts";
+import { compressInBlocks, DEFAULT_COMPRESSION_LEVEL, isBlockFormat } from "../compression/block_compress.ts";
 import { type DiffId, type Digest, Hasher, parseDigest } from "../util/digest.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
-import type { Compression } from "../compression/stages.ts";
+import type { LayerCompression } from "../compression/stages.ts";
+import { withoutBlobAnnotations } from "../chunked/annotations.ts";
+import { writeZstdChunked } from "../chunked/writer.ts";
 import { fanOut } from "./fan_out.ts";
 import type { LayerPool } from "./layer_tasks.ts";
 import { layerTarChunks } from "../repo/layer_reader.ts";
@@ -34,7 +36,7 @@ import type { ImageRecord, Repository } from "../repo/repository.ts";
 /** How to export. */
 export interface ExportOptions {
   /** Layer compression. */
-  compression: Compression;
+  compression: LayerCompression;
   /** Compression level (gzip 1-9, zstd 1-19); default the format's own. */
   level?: number;
   /** Threads compressing at once. */
@@ -104,7 +106,7 @@ export async function writeImage(
   // The calling thread reads layers and writes the output while compression runs in workers.
   const distinct = distinctLayers(record);
   const written = await fanOut(repo, distinct, {
-    jobs: isBlockFormat(options.compression) ? options.jobs : 1,
+    jobs: options.compression !== "none" ? options.jobs : 1,
     parallel: 1,
     inOrder: true,
     progress,
@@ -115,8 +117,10 @@ export async function writeImage(
     }),
     pool: { useCallingThread: false },
   }, async (pool, { diffId }, onBytes) => {
-    const { digest, size } = await writer.putBlob(exportedLayer(repo, diffId, pool, options, onBytes));
-    return { mediaType, digest, size } as Descriptor;
+    let annotations: Record<string, string> | undefined;
+    const layer = exportedLayer(repo, diffId, pool, options, onBytes, (a) => (annotations = a));
+    const { digest, size } = await writer.putBlob(layer);
+    return { mediaType, digest, size, ...(annotations ? { annotations } : {}) } as Descriptor;
   });
   const done = new Map<Digest, Descriptor>(distinct.map((l, i) => [l.diffId, written[i]]));
   const layers = exportedLayers(record, source, done);
@@ -142,9 +146,11 @@ export function distinctLayers(record: ImageRecord): (ImageRecord["layers"][numb
 
 /**
  * A stored layer as an export writes it: rebuilt from the repository (failing
- * at its end unless it hashed to its diff_id) and compressed in blocks on
- * `pool`. The same layer and options always give the same bytes, so the
- * stream can be made again (a push that must start an upload over).
+ * at its end unless it hashed to its diff_id) and compressed in blocks, or as
+ * zstd:chunked frames, on `pool`. The same layer and options always give the
+ * same bytes, so the stream can be made again (a push that must start an
+ * upload over). `annotate` receives the blob's descriptor annotations (for
+ * zstd:chunked) once the stream has ended.
  */
 export function exportedLayer(
   repo: Repository,
@@ -152,8 +158,18 @@ export function exportedLayer(
   pool: LayerPool,
   options: Pick<ExportOptions, "compression" | "level" | "jobs">,
   onBytes: (n: number) => void,
+  annotate: (annotations: Record<string, string>) => void = () => {},
 ): AsyncIterable<Uint8Array> {
   const tar = verifiedTar(repo, diffId, onBytes);
+  if (options.compression === "zstd:chunked") {
+    return writeZstdChunked(tar, {
+      what: `layer ${diffId}`,
+      level: options.level ?? DEFAULT_COMPRESSION_LEVEL.zstd,
+      inFlight: options.jobs * 2,
+      run: (job) => pool.run("frames", () => Promise.resolve({ job })),
+      annotate,
+    });
+  }
   if (!isBlockFormat(options.compression)) return tar;
   return compressInBlocks(tar, {
     format: options.compression,
@@ -163,12 +179,18 @@ export function exportedLayer(
   });
 }
 
-/** The exported image's layers in manifest order, from the blobs written per diff_id (`done`). */
+/**
+ * The exported image's layers in manifest order, from the blobs written per
+ * diff_id (`done`): the source's layer annotations kept, except those that
+ * described the source's blob bytes (a TOC's position and digest), with the
+ * new blob's own.
+ */
 export function exportedLayers(record: ImageRecord, source: Manifest, done: Map<Digest, Descriptor>): ExportedLayer[] {
   const oci = source.mediaType !== MediaType.dockerManifest;
   return record.layers.map(({ diffId }, i) => {
-    const annotations = oci ? source.layers[i]?.annotations : undefined;
-    return { ...done.get(diffId)!, ...(annotations ? { annotations } : {}), diffId };
+    const { annotations: written, ...blob } = done.get(diffId)!;
+    const annotations = { ...withoutBlobAnnotations(oci ? source.layers[i]?.annotations : undefined), ...written };
+    return { ...blob, ...(Object.keys(annotations).length > 0 ? { annotations } : {}), diffId };
   });
 }
 

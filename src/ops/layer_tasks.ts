@@ -1,6 +1,6 @@
 /**
  * The task catalogue of layer work: the CPU-heavy units (import a layer blob,
- * rebuild a layer from a tar-diff, compress a block of an exported layer,
+ * rebuild a layer from a tar-diff, compress a block or the frames of an exported layer,
  * encode a tar-diff) that run in Web Workers, or inline when only one runs at a
  * time. Each kind lives beside its implementation; this module only gathers
  * them (fan_out.ts opens pools of them, layer_worker.ts serves them).
@@ -13,6 +13,7 @@ import { importTaskKind } from "../repo/layer_import.ts";
 import type { SyncMode } from "../repo/durability.ts";
 import { Repository } from "../repo/repository.ts";
 import { compressTaskKind } from "../compression/block_compress.ts";
+import { framesTaskKind } from "../compression/frames.ts";
 import type { TaskKind, TaskKinds, WorkerPool } from "../util/worker_pool.ts";
 
 /** Every layer task kind, run against `repo`. */
@@ -22,6 +23,7 @@ export function layerTaskKinds(repo: Repository) {
     rebuild: rebuildTaskKind(repo),
     encode: lazyEncodeKind(repo),
     compress: compressTaskKind,
+    frames: framesTaskKind,
   };
 }
 

@@ -26,10 +26,9 @@ import type { ImageRecord, Repository } from "../repo/repository.ts";
 import type { DockerTarget, ReferrerRecord } from "../transport/docker/target.ts";
 import type { UploadOutcome } from "../transport/docker/upload.ts";
 import type { ImageSource } from "../transport/source.ts";
-import { isBlockFormat } from "../compression/block_compress.ts";
 import { type Digest, sha256 } from "../util/digest.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
-import type { Compression } from "../compression/stages.ts";
+import type { LayerCompression } from "../compression/stages.ts";
 import type { ArtifactBlob, ArtifactSink } from "./create_delta.ts";
 import { distinctLayers, exportedLayer, exportedLayers, exportedManifest } from "./export.ts";
 import { fanOut } from "./fan_out.ts";
@@ -37,7 +36,7 @@ import { fanOut } from "./fan_out.ts";
 /** How to push. */
 export interface PushOptions {
   /** Layer compression of a repository image (default gzip). */
-  compression: Compression;
+  compression: LayerCompression;
   level?: number;
   /** Threads compressing at once. */
   jobs: number;
@@ -99,7 +98,7 @@ export async function pushStoredImage(
   const distinct = distinctLayers(record);
   const n = record.layers.length;
   const written = await fanOut(repo, distinct, {
-    jobs: isBlockFormat(options.compression) ? options.jobs : 1,
+    jobs: options.compression !== "none" ? options.jobs : 1,
     parallel: options.maxUploads ?? 2,
     inOrder: true,
     progress,
@@ -108,6 +107,7 @@ export async function pushStoredImage(
     pool: { useCallingThread: false },
   }, async (pool, { diffId, tarSize, index }, onBytes) => {
     let reported = 0;
+    let annotations: Record<string, string> | undefined;
     const up = await target.pushBlob({
       what: `${target.description}: layer ${index + 1}/${n} (diff_id ${diffId})`,
       // Uncompressed, the blob is the tar itself: its digest is known, so the registry can be asked first.
@@ -120,13 +120,13 @@ export async function pushStoredImage(
           if (read <= reported) return;
           onBytes(read - reported);
           reported = read;
-        }));
+        }, (a) => (annotations = a)));
       },
     });
     sent += up.sent;
     blobs.push({ digest: up.digest, size: up.size, outcome: up.outcome });
     outcomes.set(diffId, up.outcome);
-    return { mediaType, digest: up.digest, size: up.size } as Descriptor;
+    return { mediaType, digest: up.digest, size: up.size, ...(annotations ? { annotations } : {}) } as Descriptor;
   });
   const done = new Map<Digest, Descriptor>(distinct.map((l, i) => [l.diffId, written[i]]));
   const layers = exportedLayers(record, source, done);

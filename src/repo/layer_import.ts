@@ -8,8 +8,9 @@
 import { DeltashipError, FormatError } from "../errors.ts";
 import { layerCompression } from "../oci/media_types.ts";
 import { type DiffId, type Digest, Verifier, verifying } from "../util/digest.ts";
-import { coalesce } from "../util/streams.ts";
+import { coalesce, concat } from "../util/streams.ts";
 import { decompressor, sniffCompression } from "../compression/stages.ts";
+import { FOOTER_TAIL, parseChunkedFooter } from "../compression/chunked_footer.ts";
 import type { RecordFooter } from "./layer_record.ts";
 import type { Repository } from "./repository.ts";
 import { type LayerLimits, storeLayerTar } from "./layer_writer.ts";
@@ -32,6 +33,13 @@ export interface LayerBlob {
 
 /** Smallest piece of compressed input handed to the decompressor. */
 const DECOMPRESS_INPUT = 256 * 1024;
+
+/**
+ * Most zero bytes a zstd:chunked layer may lack at its end: containers/storage
+ * before 1.52 (skopeo 1.9, podman 4) left out the zero blocks past the tar's
+ * end-of-archive marker (docs/design.md, "Deployed writers' quirks").
+ */
+const CHUNKED_MISSING_ZEROS = 10240;
 
 /** Import a (compressed) layer blob streamed in `blob`: the "import" task. */
 export interface ImportTask {
@@ -58,8 +66,13 @@ export async function importLayerBlob(
   const verifier = new Verifier(what, layer.digest, layer.size);
   let checked = blob.pipeThrough(verifying(verifier, onProgress));
   if (layer.sniff) ({ compression, stream: checked } = await sniffCompression(checked));
+  const tail = blobTail(FOOTER_TAIL);
   // Network reads come in 16-64 KiB pieces; node:zlib costs a thread-pool round trip per write.
-  const tar = checked.pipeThrough(coalesce(DECOMPRESS_INPUT)).pipeThrough(decompressor(compression));
+  const tar = checked.pipeThrough(tail.stage).pipeThrough(coalesce(DECOMPRESS_INPUT)).pipeThrough(
+    decompressor(compression),
+  );
+  // Asked once the blob has been read whole: only a zstd:chunked blob (it ends in a footer) may lack zeros.
+  const missingZeros = () => compression === "zstd" && parseChunkedFooter(tail.bytes()) ? CHUNKED_MISSING_ZEROS : 0;
   // A blob corrupted in transit often breaks its compression's own check (gzip's CRC at
   // the end) before the stream's end reaches the digest check: once every byte has been
   // seen, the digest decides which error the user sees.
@@ -68,7 +81,8 @@ export async function importLayerBlob(
   };
   traceMemory(`import start ${layer.digest.slice(7, 19)}`);
   try {
-    return await storeLayerTar(repo, decompressErrors(tar, compression, onDecompressError), layer.diffId, what, limits);
+    const stored = decompressErrors(tar, compression, onDecompressError);
+    return await storeLayerTar(repo, stored, layer.diffId, what, { ...limits, missingZeros });
   } finally {
     traceMemory(`import end ${layer.digest.slice(7, 19)}`);
   }
@@ -90,4 +104,16 @@ async function* decompressErrors(
     before();
     throw new FormatError(`corrupt or truncated ${compression} data (${(e as Error).message})`);
   }
+}
+
+/** A stage that passes a stream through and keeps its last `n` bytes. */
+function blobTail(n: number): { stage: TransformStream<Uint8Array, Uint8Array>; bytes(): Uint8Array } {
+  let last = new Uint8Array(0);
+  const stage = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      last = chunk.length >= n ? chunk.slice(chunk.length - n) : concat([last, chunk]).slice(-n);
+      controller.enqueue(chunk);
+    },
+  });
+  return { stage, bytes: () => last };
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { DeltashipError, DigestMismatchError, FormatError, LimitError, withContext } from "../errors.ts";
-import type { TarEntry } from "../tar/header.ts";
+import { BLOCK, type TarEntry } from "../tar/header.ts";
 import { type TarSink, TarSplitter } from "../tar/splitter.ts";
 import { type DiffId, Hasher, parseDigest } from "../util/digest.ts";
 import { Yielder } from "../util/yielder.ts";
@@ -73,6 +73,11 @@ class RecordSink implements TarSink {
 export interface LayerLimits {
   /** Largest uncompressed size accepted, in bytes (a decompression bomb stops here). */
   maxLayerSize: number;
+  /**
+   * Asked when the tar has ended short of its diff_id: the most zero bytes it
+   * may lack at its end (a deployed writer's quirk, see docs/design.md).
+   */
+  missingZeros?: () => number;
 }
 
 /** The default for `--max-layer-size`: 64 GiB. */
@@ -114,6 +119,11 @@ export async function storeLayerTar(
       await splitter.write(chunk);
       await yielder.yieldIfDue();
     }
+    const missing = limits.missingZeros ? zeroPadding(hasher, diffId, limits.missingZeros()) : undefined;
+    if (missing) {
+      hasher.update(missing);
+      await splitter.write(missing);
+    }
     splitter.close();
     const footer = { tarSize: hasher.size, entries: sink.entries };
     await record.finish(footer);
@@ -129,6 +139,21 @@ export async function storeLayerTar(
     await Deno.remove(tmp).catch(() => {});
     throw layerError(e, what);
   }
+}
+
+/**
+ * The whole zero blocks, at most `max` bytes of them, that make what `hasher`
+ * has seen hash to `diffId`; undefined when it does already, or when none do.
+ */
+function zeroPadding(hasher: Hasher, diffId: DiffId, max: number): Uint8Array | undefined {
+  const running = hasher.copy();
+  if (running.copy().digest() === diffId) return undefined;
+  const block = new Uint8Array(BLOCK);
+  for (let n = BLOCK; n <= max; n += BLOCK) {
+    running.update(block);
+    if (running.copy().digest() === diffId) return new Uint8Array(n);
+  }
+  return undefined;
 }
 
 /** A byte count in binary units, as `--max-layer-size` takes them (`64 GiB`, `1.5 MiB`, `300 B`). */

@@ -141,7 +141,7 @@ function octal(f: Uint8Array, field: string): number {
  * (big-endian two's complement, the next bit the sign), else octal. Values that
  * are not safe integers are refused, and so are negative ones unless `signed`.
  */
-function numeric(block: Uint8Array, offset: number, length: number, field: string, signed = false): number {
+export function numeric(block: Uint8Array, offset: number, length: number, field: string, signed = false): number {
   const f = block.subarray(offset, offset + length);
   if ((f[0] & 0x80) === 0) return octal(f, field);
   // Negative numbers are read inverted (~x == -x - 1), so both signs count up from zero.

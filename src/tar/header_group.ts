@@ -56,8 +56,24 @@ export type GroupStep =
   | { type: "more" }
   /** A zero block where a group would start: the end-of-archive marker, `bytes` the block. */
   | { type: "end"; bytes: Uint8Array }
-  /** The group is complete: the entry, and the group's exact bytes (a view, valid until `begin`). */
-  | { type: "entry"; entry: TarEntry; group: Uint8Array };
+  /**
+   * The group is complete: the entry, the group's exact bytes and its extensions
+   * (views, valid until `begin`).
+   */
+  | { type: "entry"; entry: TarEntry; group: Uint8Array; extensions: HeaderExtensions };
+
+/**
+ * What a header group's extension headers said, as they said it: for readers
+ * that must see an entry as another tar reader does (the name bytes before
+ * decoding, the PAX records of this entry alone, without the globals).
+ */
+export interface HeaderExtensions {
+  /** The PAX records of the entry's own `x` headers. */
+  pax: ReadonlyMap<string, Uint8Array>;
+  /** The GNU long name (`L`) and long link (`K`), up to their first NUL. */
+  longName?: Uint8Array;
+  longLink?: Uint8Array;
+}
 
 const MORE: GroupStep = { type: "more" };
 
@@ -83,8 +99,8 @@ export class HeaderGroupReader {
   /** The extension header whose data is being read. */
   #ext: RawHeader | undefined;
   #pax = new Map<string, Uint8Array>();
-  #longName: string | undefined;
-  #longLink: string | undefined;
+  #longName: Uint8Array | undefined;
+  #longLink: Uint8Array | undefined;
 
   /** `globals` holds the archive's PAX global records (shared with the caller). */
   constructor(globals: Map<string, Uint8Array> = new Map()) {
@@ -168,17 +184,17 @@ export class HeaderGroupReader {
       if (h.typeflag === "g") {
         for (const [k, v] of parsePax(data)) this.#globals.set(k, v.slice());
         const entry = { ...entryFrom(h, new Map(), "", undefined, undefined), size: 0 };
-        return { type: "entry", entry, group: this.#buf.subarray(0, this.#len) };
+        return { type: "entry", entry, group: this.#buf.subarray(0, this.#len), extensions: { pax: new Map() } };
       }
       switch (h.typeflag) {
         case "x":
           for (const [k, v] of parsePax(data)) this.#pax.set(k, v.slice());
           break;
         case "L":
-          this.#longName = decodeName(cString(data, 0, data.length));
+          this.#longName = cString(data, 0, data.length);
           break;
         default: // "K"
-          this.#longLink = decodeName(cString(data, 0, data.length));
+          this.#longLink = cString(data, 0, data.length);
       }
     } catch (e) {
       this.#fail(e, undefined, what);
@@ -189,20 +205,23 @@ export class HeaderGroupReader {
 
   #finish(h: RawHeader): GroupStep {
     const pax = this.#globals.size ? new Map([...this.#globals, ...this.#pax]) : this.#pax;
+    const longName = this.#longName && decodeName(this.#longName);
+    const longLink = this.#longLink && decodeName(this.#longLink);
     let entry: TarEntry;
     try {
-      entry = entryFrom(h, pax, h.name, this.#longName, this.#longLink);
+      entry = entryFrom(h, pax, h.name, longName, longLink);
     } catch (e) {
       this.#fail(e, this.#mainName(blockName(this.#buf.subarray(this.#len - BLOCK, this.#len))));
     }
-    return { type: "entry", entry, group: this.#buf.subarray(0, this.#len) };
+    const extensions = { pax: this.#pax, longName: this.#longName, longLink: this.#longLink };
+    return { type: "entry", entry, group: this.#buf.subarray(0, this.#len), extensions };
   }
 
   /** The entry's name as far as the extensions read so far say. */
   #mainName(fromBlock: string): string {
     const paxPath = this.#pax.get("path") ?? this.#globals.get("path");
     if (paxPath?.length) return decodeName(paxPath);
-    return this.#longName ?? fromBlock;
+    return this.#longName ? decodeName(this.#longName) : fromBlock;
   }
 
   #offset(at: number): number | string {

@@ -8,12 +8,12 @@
  */
 import { FormatError } from "../errors.ts";
 import { padded, type TarEntry } from "./header.ts";
-import { HeaderGroupReader } from "./header_group.ts";
+import { type HeaderExtensions, HeaderGroupReader } from "./header_group.ts";
 
 /** Receives the parts of a tar stream in order. Chunks are views: copy to keep them. */
 export interface TarSink {
-  /** A new entry: its metadata and its exact header group bytes. */
-  entry(entry: TarEntry, headerGroup: Uint8Array): void | Promise<void>;
+  /** A new entry: its metadata, its exact header group bytes and what its extension headers said. */
+  entry(entry: TarEntry, headerGroup: Uint8Array, extensions: HeaderExtensions): void | Promise<void>;
   /** A piece of the current entry's content. */
   content(chunk: Uint8Array): void | Promise<void>;
   /** The current entry's content is complete (also called for empty content). */
@@ -65,7 +65,7 @@ export class TarSplitter {
       switch (this.#state) {
         case State.Header: {
           const step = this.#groups.push(piece);
-          if (step.type === "entry") await this.#entry(step.entry, step.group);
+          if (step.type === "entry") await this.#entry(step.entry, step.group, step.extensions);
           else if (step.type === "end") {
             this.#state = State.Trailer;
             this.#want = Infinity;
@@ -105,11 +105,11 @@ export class TarSplitter {
     this.#groups.begin(this.#offset);
   }
 
-  async #entry(entry: TarEntry, group: Uint8Array): Promise<void> {
+  async #entry(entry: TarEntry, group: Uint8Array, extensions: HeaderExtensions): Promise<void> {
     if (!Number.isSafeInteger(entry.size) || entry.size < 0) {
       throw new FormatError(`tar entry at byte ${this.#entryOffset}: invalid size ${entry.size}`);
     }
-    await this.#sink.entry(entry, group);
+    await this.#sink.entry(entry, group, extensions);
     this.#entrySize = entry.size;
     this.#state = State.Content;
     this.#want = entry.size;

@@ -95,6 +95,14 @@ export class Hasher {
     this.size += chunk.length;
   }
 
+  /** An independent hasher that has seen what this one has. */
+  copy(): Hasher {
+    const copy = new Hasher(this.#algorithm as "sha256" | "sha512");
+    copy.#hash = this.#hash.copy();
+    copy.size = this.size;
+    return copy;
+  }
+
   /** The digest of everything added, as `algorithm:hex`. Call once. */
   digest(): Digest {
     return `${this.#algorithm}:${this.#hash.digest("hex")}`;

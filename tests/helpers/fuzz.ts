@@ -24,6 +24,7 @@ import { base256, buildTar, FIELDS, fixChecksum, headerBlock, paxRecords } from 
 import { listingTarget } from "./fuzz_listing.ts";
 import { diffTar, tarFiles, zstd } from "./tardiff.ts";
 import { documentTarget } from "./fuzz_documents.ts";
+import { chunkedFuzzTargets } from "./fuzz_chunked.ts";
 
 const enc = new TextEncoder();
 
@@ -426,8 +427,10 @@ export async function fuzzTargets(dir: string): Promise<Record<string, FuzzCase>
   const ops: Uint8Array = new Uint8Array(zlib.zstdDecompressSync(delta.subarray(TARDIFF_MAGIC.length)));
   const source = memorySource(oldFiles);
   const document = await documentTarget(dir);
+  const chunkedTargets = await chunkedFuzzTargets();
 
   return {
+    ...chunkedTargets,
     listing: listingTarget(),
     document,
     async splitter(rng) {

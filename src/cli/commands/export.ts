@@ -23,7 +23,13 @@ is a tag. Nothing is written unless the export completes.
 Layers are rebuilt from the repository (each checked against its diff_id) and
 compressed with --compression; the manifest is a new OCI manifest naming the
 new layer blobs; the config is written byte for byte, so the image ID (config
-digest) is unchanged. Docker schema 2 images are written as OCI images.`,
+digest) is unchanged. Docker schema 2 images are written as OCI images.
+
+--compression zstd:chunked writes each file's content in zstd frames of its
+own, with a table of contents, as containers/storage does: the blob is still
+plain zstd to every reader, and clients that know the format can fetch only
+the files they lack. Layers that format cannot hold (PAX global headers,
+sparse files, the same path twice) are refused, naming the entry.`,
   options: COMPRESSION_OPTIONS,
   args: { min: 2, max: 2 },
   async run(ctx, [image, destArg], values) {

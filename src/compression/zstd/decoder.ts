@@ -137,8 +137,8 @@ export class ZstdFrameChecker {
   }
 }
 
-/** The undocumented parts of a node:zlib stream this decoder drives. */
-interface NativeZstd {
+/** The undocumented parts of a node:zlib zstd stream that deltaship drives (here and in `native_encoder.ts`). */
+export interface NativeZstd {
   _handle: {
     writeSync(
       flush: number,
@@ -323,4 +323,37 @@ export function zstdDecompressStream(outSize = 1 << 18): TransformStream<Uint8Ar
     },
   });
   return { readable, writable } as TransformStream<Uint8Array, Uint8Array>;
+}
+
+/**
+ * The pieces a whole zstd blob (frames and skippable frames) decompresses to,
+ * each a view valid until the next is asked for; a FormatError naming `what`
+ * when it is corrupt, truncated, or does not decompress to exactly `length`
+ * bytes (it stops as soon as it goes past). For documents held compressed in
+ * memory and read once.
+ */
+export function* zstdPieces(compressed: Uint8Array, length: number, what: string): Generator<Uint8Array> {
+  const decoder = new ZstdDecoder(1 << 16);
+  const step = <T>(f: () => T): T => {
+    try {
+      return f();
+    } catch (e) {
+      throw new FormatError(`${what}: ${(e as Error).message}`, { cause: e });
+    }
+  };
+  try {
+    let total = 0;
+    step(() => decoder.push(compressed));
+    for (let piece = step(() => decoder.pull()); piece !== null; piece = step(() => decoder.pull())) {
+      total += piece.length;
+      if (total > length) throw new FormatError(`${what}: decompresses to more than the ${length} bytes announced`);
+      yield piece;
+    }
+    step(() => decoder.finish());
+    if (total !== length) {
+      throw new FormatError(`${what}: decompresses to ${total} bytes, not the ${length} announced`);
+    }
+  } finally {
+    decoder.close();
+  }
 }
