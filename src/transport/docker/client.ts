@@ -13,10 +13,12 @@
  *
  * @module
  */
-import { DeltashipError, FormatError, NotFoundError, TransportError } from "../../errors.ts";
+import { DeltashipError, FormatError, InvalidArgumentError, NotFoundError, TransportError } from "../../errors.ts";
 import { concat } from "../../util/streams.ts";
 import { Authenticator } from "./auth.ts";
-import type { Credentials } from "./credentials.ts";
+import type { TlsFiles } from "./certs_dir.ts";
+import type { CredentialLookup } from "./credentials.ts";
+import { InsecureHttps } from "./insecure_https.ts";
 import { backoffDelay, retryAfterMs, type RetryPolicy, sleep, withDeadline } from "./retry.ts";
 import { pathUrl, type RegistryUrl, registryUrl, sendsCredentials } from "./registry_url.ts";
 import { failureText, sanitizeUrls } from "./sanitize.ts";
@@ -29,7 +31,8 @@ export interface ClientOptions {
   registry: string;
   /** HTTPS (true) or plain HTTP (false). */
   https: boolean;
-  credentials?: Credentials;
+  /** Credentials, or the helper that keeps them (named when the registry asks for them). */
+  credentials?: CredentialLookup;
   retry: RetryPolicy;
   /** Longest wait for response headers, and for each further body chunk. */
   idleTimeoutMs: number;
@@ -38,8 +41,14 @@ export interface ClientOptions {
    * (see `withDeadline` in retry.ts), token responses, error bodies.
    */
   deadlineMs: number;
-  /** Whether the user relaxed transport security (`--tls-verify=false`). */
+  /**
+   * Transport security relaxed (`--tls-verify=false`, registries.conf's
+   * `insecure`): server certificates are not checked, and credentials may go
+   * to a plain-HTTP token server.
+   */
   insecure?: boolean;
+  /** CA certificates and a client certificate for HTTPS (a certificates directory's). */
+  tls?: TlsFiles;
 }
 
 /** One request. */
@@ -92,7 +101,7 @@ const ERROR_BODY_LIMIT = 64 * 1024;
 /** The slowest a request body is assumed to go out (bytes a second): added to the wait for its response. */
 const SLOWEST_UPLOAD = 64 * 1024;
 /** fetch() failures that are about TLS (certificates, or TLS spoken to a plain-HTTP server). */
-const TLS_FAILURE = /certificate|tls|handshake|corrupt message|InvalidContentType/i;
+const TLS_FAILURE = /certificate|tls|handshake|corrupt message|InvalidContentType|wrong version number/i;
 
 /** A URL for messages: scheme, host and path, never the query, fragment or user info. */
 export function displayUrl(url: URL | string): string {
@@ -198,6 +207,8 @@ export class RegistryClient {
   readonly origin: string;
   readonly auth: Authenticator;
   readonly #http: Deno.HttpClient;
+  /** HTTPS without certificate checks (insecure registries), through node:https: see insecure_https.ts. */
+  readonly #unverified: InsecureHttps | undefined;
   readonly #closed = new AbortController();
 
   readonly #options: ClientOptions;
@@ -205,13 +216,47 @@ export class RegistryClient {
   constructor(options: ClientOptions) {
     this.#options = options;
     this.origin = `${options.https ? "https" : "http"}://${options.host}`;
-    this.#http = Deno.createHttpClient({});
+    const client = options.tls?.client;
+    try {
+      this.#http = Deno.createHttpClient({ caCerts: options.tls?.caCerts ?? [], ...client });
+    } catch (e) {
+      throw new InvalidArgumentError(
+        `certificates in ${options.tls?.dir}: ${e instanceof Error ? e.message : String(e)} ` +
+          `(*.crt: CA certificates, NAME.cert and NAME.key: a client certificate, all PEM)`,
+      );
+    }
+    this.#unverified = options.insecure ? new InsecureHttps(client) : undefined;
     this.auth = new Authenticator(
       options.registry,
       options.credentials,
       (url, headers) => this.#tokenRequest(url, headers),
       options.insecure ?? false,
     );
+  }
+
+  /**
+   * Asks `GET /v2/` without credentials, as containers/image pings a registry
+   * to learn whether it speaks HTTPS: a 200 or 401 answer is a registry; any
+   * other answer, or a failure, is an error.
+   */
+  async ping(): Promise<void> {
+    const url = pathUrl("/v2/", this.origin);
+    const what = `${this.#options.registry}: registry check`;
+    let fetched: Fetched;
+    try {
+      fetched = await this.#send(
+        url,
+        "GET",
+        { what },
+        { authorization: undefined, for: this.origin },
+        this.#closed.signal,
+      );
+    } catch (thrown) {
+      const { e, at } = unwrap(thrown, url);
+      throw this.#wrap(e, url, at, { what }, 1);
+    }
+    if (fetched.status === 200 || fetched.status === 401) return fetched.cancel();
+    throw await this.#statusError(fetched, "GET", what, 1);
   }
 
   /**
@@ -278,6 +323,7 @@ export class RegistryClient {
   close(): void {
     this.#closed.abort(new TransportError("registry source closed"));
     this.#http.close();
+    this.#unverified?.close();
   }
 
   /**
@@ -356,14 +402,16 @@ export class RegistryClient {
       );
       let res: Response;
       try {
-        res = await fetch(current, {
-          method,
-          headers: h,
-          body: body as Uint8Array<ArrayBuffer> | undefined,
-          redirect: "manual",
-          signal,
-          client: this.#http,
-        });
+        res = this.#unverified && current.protocol === "https:"
+          ? await this.#unverified.fetch(current, { method, headers: h, body, signal })
+          : await fetch(current, {
+            method,
+            headers: h,
+            body: body as Uint8Array<ArrayBuffer> | undefined,
+            redirect: "manual",
+            signal,
+            client: this.#http,
+          });
       } catch (e) {
         throw new SendFailure(e, current);
       } finally {
@@ -396,12 +444,7 @@ export class RegistryClient {
     const text = failureText(e);
     const detail = this.auth.redact(text.replace(SENDING_PREAMBLE, ""));
     const tries = attempts > 1 ? ` (${attempts} tries)` : "";
-    let hint = "";
-    if (TLS_FAILURE.test(text)) {
-      hint = this.#options.https
-        ? "; if the registry serves plain HTTP, pass --tls-verify=false"
-        : "; the registry may require HTTPS: drop --tls-verify=false";
-    }
+    const hint = TLS_FAILURE.test(text) ? tlsHint(text, at, this.#options) : "";
     const where = at.href === url.href ? displayUrl(url) : `${displayUrl(url)} (redirected to ${displayUrl(at)})`;
     const message = `${request.what}: ${request.method ?? "GET"} ${where} failed${tries}: ${detail}${hint}`;
     return isRetryable(e) ? new ConnectionError(message) : new TransportError(message);
@@ -432,4 +475,38 @@ export class RegistryClient {
     if (fetched.status === 403) return new TransportError(`${what}: access denied: ${where}: ${detail}`);
     return new TransportError(`${what}: ${where}: ${detail}`);
   }
+}
+
+/**
+ * What to do about a failed TLS handshake with `at`, from the runtime's
+ * wording of it (rustls's, or node:https's for insecure registries).
+ */
+function tlsHint(text: string, at: URL, options: ClientOptions): string {
+  const host = at.host;
+  const skip = "or pass --tls-verify=false (no certificate check)";
+  const trusted = options.tls?.caCerts.length ? ` (the CA certificates of ${options.tls.dir} were trusted)` : "";
+  if (/InvalidContentType|corrupt message|wrong version number/i.test(text)) {
+    return `; ${host} does not speak TLS there: pass --tls-verify=false to reach it over plain HTTP ` +
+      `(or set insecure = true for it in registries.conf)`;
+  }
+  if (/CaUsedAsEndEntity/i.test(text)) {
+    return `; ${host}'s certificate is a CA certificate used as its own (as openssl req -x509 makes them), which ` +
+      `Deno's TLS library (rustls) refuses even when it is trusted: issue the registry a certificate signed by a ` +
+      `CA (basicConstraints CA:FALSE) and trust that CA in /etc/containers/certs.d/${host}/, ${skip}`;
+  }
+  if (/UnknownIssuer|self.signed|unable to get local issuer/i.test(text)) {
+    return `; ${host}'s certificate is not signed by a CA trusted here${trusted}: put the CA certificate in ` +
+      `/etc/containers/certs.d/${host}/ca.crt (or a directory passed as --cert-dir), ${skip}`;
+  }
+  if (/NotValidForName|altname|does not match/i.test(text)) {
+    return `; ${host}'s certificate does not name ${at.hostname}: reach the registry by a name its certificate has, ${skip}`;
+  }
+  if (/Expired|NotValidYet/i.test(text)) {
+    return `; ${host}'s certificate has expired or is not valid yet (check this machine's clock), ${skip}`;
+  }
+  if (/CertificateRequired|certificate required|bad certificate/i.test(text)) {
+    return `; ${host} asks for a client certificate: put NAME.cert and NAME.key in /etc/containers/certs.d/${host}/ ` +
+      `or a directory passed as --cert-dir`;
+  }
+  return options.https ? `; TLS with ${host} failed${trusted}: see --cert-dir and --tls-verify` : "";
 }

@@ -1,26 +1,48 @@
 /**
- * Opening a registry connection the same way for reading and for writing:
- * credentials from `--creds` or the auth files, HTTPS or plain HTTP, and the
- * retry, idle-timeout and deadline settings from the environment.
+ * Opening a registry connection the same way for reading, writing and
+ * logging in: credentials from `--creds` or the auth files, TLS as the
+ * options, certs.d and registries.conf say, and the retry, idle-timeout and
+ * deadline settings from the environment.
+ *
+ * How a registry is reached:
+ * - `--tls-verify=true`: HTTPS, the certificate checked;
+ * - `--tls-verify=false`, or `insecure = true` in registries.conf (the flag
+ *   wins): HTTPS without checking the certificate, else plain HTTP when the
+ *   registry answers only that, as containers/image decides (it asks `GET /v2/`
+ *   over HTTPS first, then over HTTP);
+ * - otherwise HTTPS with the certificate checked, except for loopback hosts
+ *   (`localhost`, 127.0.0.0/8, `[::1]`) that have no certificates directory:
+ *   plain HTTP, as docker treats them.
  *
  * @module
  */
-import { InvalidArgumentError } from "../../errors.ts";
+import { InvalidArgumentError, TransportError } from "../../errors.ts";
+import { certsDirFor, readCertsDir, type TlsFiles } from "./certs_dir.ts";
 import { RegistryClient } from "./client.ts";
 import { type Env, lookupCredentials, parseCredsOption } from "./credentials.ts";
 import { type DockerReference, isLoopbackHost } from "./reference.ts";
+import { findRegistry, type RegistriesConf } from "./registries_conf.ts";
 import { DEFAULT_RETRY, type RetryPolicy } from "./retry.ts";
 
 /** How to reach a registry. */
 export interface ConnectOptions {
   /** `USER:PASS`; else credentials are looked up in auth files. */
   creds?: string;
-  /** true: HTTPS; false: plain HTTP; unset: HTTPS except for loopback hosts. */
+  /** The option that gave `creds`, for messages (default `--creds`). */
+  credsOption?: string;
+  /** `--authfile FILE`: the only auth file read. */
+  authfile?: string;
+  /** true: HTTPS, verified; false: HTTPS unverified, else plain HTTP; unset: see the module comment. */
   tlsVerify?: boolean;
+  /** `--cert-dir DIR`: the certificates directory, instead of certs.d's for the host. */
+  certDir?: string;
+  /** `--registries-conf FILE`: the registries.conf read instead of the default one. */
+  registriesConf?: string;
   /**
-   * Environment: auth file locations, `DELTASHIP_HTTP_TIMEOUT_MS` (idle
-   * timeout, default 30000), `DELTASHIP_HTTP_DEADLINE_MS` (total time for a
-   * manifest, config or token, retries included, default 60000) and
+   * Environment: auth files, registries.conf and certs.d locations
+   * (`DELTASHIP_SYSTEM_ROOT`), `DELTASHIP_HTTP_TIMEOUT_MS` (idle timeout,
+   * default 30000), `DELTASHIP_HTTP_DEADLINE_MS` (total time for a manifest,
+   * config or token, retries included, default 60000) and
    * `DELTASHIP_RETRY_BASE_MS` (first retry delay, default 250).
    */
   env?: Env;
@@ -34,28 +56,94 @@ export interface Connection {
   deadlineMs: number;
 }
 
+/** Which registry, and how registries.conf's table for it says to reach it. */
+export interface ConnectTarget {
+  /** The registry as the reference names it, and the host[:port] to connect to. */
+  domain: string;
+  host: string;
+  /** The repository, for the auth file lookup (namespaced entries); none for a login. */
+  repository?: string;
+  /** registries.conf's `insecure` for this endpoint. */
+  insecure?: boolean;
+  /**
+   * The registry the user named, when this is a mirror or a rewritten
+   * location: `--creds` are sent only to that registry (as containers/image).
+   */
+  logicalDomain?: string;
+}
+
 const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 /** Longest a whole document (manifest, config, token) may take, retries included. */
-const DEFAULT_DEADLINE_MS = 60_000;
+export const DEFAULT_DEADLINE_MS = 60_000;
 
-/** Opens a client for the registry of `ref`. Nothing is sent yet. */
-export async function connect(ref: DockerReference, options: ConnectOptions = {}): Promise<Connection> {
+/**
+ * Opens a client for a registry. Nothing is sent, except for an insecure
+ * registry: one `GET /v2/` (two when HTTPS fails) learns which scheme it speaks.
+ */
+export async function connect(target: ConnectTarget, options: ConnectOptions = {}): Promise<Connection> {
   const env = options.env ?? {};
-  const explicit = options.creds !== undefined ? parseCredsOption(options.creds) : undefined;
-  const credentials = await lookupCredentials(ref.domain, ref.repository, env, explicit);
+  const ownCreds = target.logicalDomain === undefined || target.logicalDomain === target.domain;
+  const explicit = options.creds !== undefined && ownCreds
+    ? parseCredsOption(options.creds, options.credsOption)
+    : undefined;
+  const credentials = explicit ??
+    await lookupCredentials(target.domain, target.repository ?? "", { env, authfile: options.authfile });
   const retry = { ...DEFAULT_RETRY, baseMs: envInt(env, "DELTASHIP_RETRY_BASE_MS", DEFAULT_RETRY.baseMs, 0) };
   const deadlineMs = envInt(env, "DELTASHIP_HTTP_DEADLINE_MS", DEFAULT_DEADLINE_MS, 1);
-  const client = new RegistryClient({
-    host: ref.host,
-    registry: ref.domain,
-    https: options.tlsVerify ?? !isLoopbackHost(ref.host),
+  const certsDir = await certsDirFor(env, target.domain, options.certDir);
+  const tls: TlsFiles | undefined = certsDir === undefined ? undefined : await readCertsDir(certsDir);
+  const base = {
+    host: target.host,
+    registry: target.domain,
     credentials,
     retry,
     idleTimeoutMs: envInt(env, "DELTASHIP_HTTP_TIMEOUT_MS", DEFAULT_IDLE_TIMEOUT_MS, 1),
     deadlineMs,
-    insecure: options.tlsVerify === false,
-  });
-  return { client, retry, deadlineMs };
+    ...(tls ? { tls } : {}),
+  };
+  const insecure = options.tlsVerify === false || (options.tlsVerify === undefined && target.insecure === true);
+  if (!insecure) {
+    const https = options.tlsVerify === true || tls !== undefined || !isLoopbackHost(target.host);
+    return { client: new RegistryClient({ ...base, https }), retry, deadlineMs };
+  }
+  const secure = new RegistryClient({ ...base, https: true, insecure: true });
+  try {
+    await secure.ping();
+    return { client: secure, retry, deadlineMs };
+  } catch (e) {
+    secure.close();
+    const plain = new RegistryClient({ ...base, https: false, insecure: true });
+    try {
+      await plain.ping();
+    } catch (p) {
+      plain.close();
+      const said = (x: unknown) => x instanceof Error ? x.message : String(x);
+      throw new TransportError(
+        `${target.domain} answers neither over HTTPS (${said(e)}) nor over plain HTTP (${said(p)})`,
+      );
+    }
+    return { client: plain, retry, deadlineMs };
+  }
+}
+
+/** The error for a registry that registries.conf blocks, or nothing. */
+export function checkNotBlocked(conf: RegistriesConf, name: string): void {
+  const entry = findRegistry(conf, name);
+  if (entry?.blocked) {
+    throw new TransportError(`${name}: registry ${entry.prefix} is blocked in ${entry.file} (blocked = true)`);
+  }
+}
+
+/** The {@link ConnectTarget} for a reference read or written where it is (no mirror). */
+export function targetOf(ref: DockerReference, conf: RegistriesConf): ConnectTarget {
+  const name = `${ref.domain}/${ref.repository}`;
+  checkNotBlocked(conf, name);
+  return {
+    domain: ref.domain,
+    host: ref.host,
+    repository: ref.repository,
+    insecure: findRegistry(conf, name)?.insecure,
+  };
 }
 
 /** An integer setting from the environment, at least `min`; `fallback` when unset. */

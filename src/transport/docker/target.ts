@@ -13,10 +13,11 @@ import { type Descriptor, EMPTY_CONFIG, type Manifest } from "../../oci/document
 import { type Digest, sha256 } from "../../util/digest.ts";
 import { Semaphore } from "../../util/semaphore.ts";
 import type { RegistryClient } from "./client.ts";
-import { connect, type ConnectOptions, envInt } from "./connect.ts";
+import { connect, type ConnectOptions, envInt, targetOf } from "./connect.ts";
 import { type DockerReference, parseDockerReference } from "./reference.ts";
 import { addToFallbackIndex, type RepositoryAccess } from "./referrers.ts";
 import { RegistryFacts } from "./registry_facts.ts";
+import { loadRegistriesConf } from "./registries_conf.ts";
 import type { RetryPolicy } from "./retry.ts";
 import {
   blobExists,
@@ -99,7 +100,9 @@ export class DockerTarget {
     const colon = input.lastIndexOf(":");
     const explicitTag = colon > input.lastIndexOf("/");
     const reference = explicitTag ? ref : { ...ref, tag: undefined };
-    const { client, retry, deadlineMs } = await connect(ref, options);
+    // registries.conf's mirrors and locations are for pulls; its blocked and insecure apply here too.
+    const conf = await loadRegistriesConf(options.env ?? {}, options.registriesConf);
+    const { client, retry, deadlineMs } = await connect(targetOf(ref, conf), options);
     const chunk = envInt(options.env ?? {}, "DELTASHIP_UPLOAD_CHUNK_SIZE", DEFAULT_CHUNK_SIZE, 1024);
     return new DockerTarget(
       reference,
