@@ -106,8 +106,13 @@ carried but not required.`,
         verifyKey,
       });
       ctx.endProgress();
-      if (ctx.json) return void await ctx.printJson(result);
+      const served = source.servedBy;
+      if (ctx.json) return void await ctx.printJson(served ? { ...result, servedBy: served } : result);
       const label = result.name ?? `@${result.manifest}`;
+      if (served && !served.asNamed) {
+        // registries.conf sent the pull elsewhere: say where blobs and delta lookups went.
+        await ctx.print(`from ${served.mirror ? "mirror " : ""}docker://${served.reference}`);
+      }
       if (result.alreadyPresent) {
         await ctx.print(`${label}: already present`);
       } else if (result.delta) {

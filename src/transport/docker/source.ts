@@ -50,13 +50,8 @@ const CONFIG_LIMIT = 32 << 20;
 /** Default for `--max-downloads`. */
 export const DEFAULT_MAX_DOWNLOADS = 2;
 
-/** Where a source reads from, once its manifest was found there. */
-export interface ServedBy {
-  /** The reference at the registry that answered: `HOST/REPO[:TAG][@DIGEST]`. */
-  reference: string;
-  /** A mirror of the registry the user named (registries.conf), not its primary location. */
-  mirror: boolean;
-}
+/** Where a source reads from, once its manifest was found there (see {@link ImageSource.servedBy}). */
+export type ServedBy = NonNullable<ImageSource["servedBy"]>;
 
 /** The registry endpoint a source reads from, connected. */
 interface Endpoint {
@@ -141,7 +136,9 @@ export class DockerSource implements ImageSource {
   /** Where the image was found: the registry reference that answered, and whether it is a mirror. */
   get servedBy(): ServedBy | undefined {
     const e = this.#endpoint;
-    return e ? { reference: formatDockerReference(e.ref), mirror: e.mirror } : undefined;
+    if (!e) return undefined;
+    const reference = formatDockerReference(e.ref);
+    return { reference, mirror: e.mirror, asNamed: reference === formatDockerReference(this.reference) };
   }
 
   /**
