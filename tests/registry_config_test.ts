@@ -188,3 +188,299 @@ Deno.test({
     assert.match(usage.stderr, /login: pass --username USER/);
   },
 });
+
+Deno.test({
+  name: "TLS: a private CA in certs.d needs no flag; a self-signed certificate needs --tls-verify=false and says so; " +
+    "--tls-verify=false reaches plain HTTP; a client certificate from --cert-dir",
+  ignore: !haveTools("registry TLS", ...TOOLS, "openssl"),
+  async fn() {
+    await using tmp = await tempDir();
+    const t = tmp.path;
+    await Deno.mkdir(`${t}/ca`);
+    const ca = await makeServerCertificate(`${t}/ca`);
+    const img = await writeImage(`${t}/layout`, { tag: "v1", layers: [{ tar: sampleTar("tls") }] });
+    const env = envIn(t);
+
+    // A private CA, trusted through certs.d for HOST:PORT, with no flag.
+    await using caReg = await startRegistry({ tls: ca });
+    await pushImage(`oci:${t}/layout:v1`, `docker://${caReg.host}/app:v1`);
+    const caSrc = `docker://${caReg.host}/app:v1`;
+    const untrusted = await expectCleanFailure(
+      `${t}/r0`,
+      ["pull", "--tls-verify=true", caSrc],
+      new RegExp(
+        `UnknownIssuer; 127\\.0\\.0\\.1:\\d+'s certificate is not signed by a CA trusted here: put the CA certificate ` +
+          `in /etc/containers/certs\\.d/${caReg.host}/ca\\.crt \\(or a directory passed as --cert-dir\\), or pass --tls-verify=false`,
+      ),
+      env,
+    );
+    assert.doesNotMatch(untrusted.stderr, /tries/);
+    const certsD = `${t}/root/etc/containers/certs.d/${caReg.host}`;
+    await Deno.mkdir(certsD, { recursive: true });
+    await Deno.copyFile(ca.ca, `${certsD}/ca.crt`);
+    assert.equal((await pullOk(t, "r1", caSrc, env)).manifest, img.manifest);
+
+    // A self-signed certificate (CA:TRUE): rustls refuses it even as a trusted CA, and the error says what to do.
+    await Deno.mkdir(`${t}/self`);
+    const self = await makeSelfSignedCertificate(`${t}/self`);
+    await using selfReg = await startRegistry({ tls: { ...self, ca: self.certificate } });
+    await pushImage(`oci:${t}/layout:v1`, `docker://${selfReg.host}/app:v1`);
+    const selfSrc = `docker://${selfReg.host}/app:v1`;
+    const selfD = `${t}/root/etc/containers/certs.d/${selfReg.host}`;
+    await Deno.mkdir(selfD, { recursive: true });
+    await Deno.copyFile(self.certificate, `${selfD}/self.crt`);
+    const refused = await expectCleanFailure(
+      `${t}/r2`,
+      ["pull", selfSrc],
+      /CaUsedAsEndEntity.*certificate is a CA certificate used as its own \(as openssl req -x509 makes them\), which Deno's TLS library \(rustls\) refuses even when it is trusted: issue the registry a certificate signed by a CA .* or pass --tls-verify=false/,
+      env,
+    );
+    assert.doesNotMatch(refused.stderr, /plain HTTP/);
+    assert.equal((await pullOk(t, "r3", selfSrc, env, "--tls-verify=false")).manifest, img.manifest);
+    // registries.conf's insecure = true does the same without the flag.
+    await Deno.writeTextFile(`${t}/insecure.conf`, `[[registry]]\nlocation = "${selfReg.host}"\ninsecure = true\n`);
+    const viaConf = await pullOk(t, "r3b", selfSrc, env, "--registries-conf", `${t}/insecure.conf`);
+    assert.equal(viaConf.manifest, img.manifest);
+
+    // --tls-verify=false on a registry that speaks only plain HTTP: HTTPS first, then HTTP.
+    await using plainReg = await startRegistry();
+    await pushImage(`oci:${t}/layout:v1`, `docker://${plainReg.host}/app:v1`);
+    const plain = await pullOk(t, "r4", `docker://${plainReg.host}/app:v1`, env, "--tls-verify=false");
+    assert.equal(plain.manifest, img.manifest);
+
+    // A registry that wants a client certificate: NAME.cert and NAME.key in --cert-dir.
+    const client = await makeClientCertificate(`${t}/ca`);
+    await using mtls = await startRegistry({ tls: { ...ca, clientCa: ca.ca } });
+    const certDir = `${t}/cert-dir`;
+    await Deno.mkdir(certDir);
+    await Deno.copyFile(ca.ca, `${certDir}/ca.crt`);
+    await Deno.copyFile(client.certificate, `${certDir}/client.cert`);
+    await Deno.copyFile(client.key, `${certDir}/client.key`);
+    await run(
+      "skopeo",
+      "--insecure-policy",
+      "copy",
+      "--quiet",
+      "--dest-cert-dir",
+      certDir,
+      `oci:${t}/layout:v1`,
+      `docker://${mtls.host}/app:v1`,
+    );
+    const mtlsSrc = `docker://${mtls.host}/app:v1`;
+    assert.equal((await pullOk(t, "r5", mtlsSrc, env, "--cert-dir", certDir)).manifest, img.manifest);
+    await Deno.remove(`${certDir}/client.key`);
+    await expectCleanFailure(
+      `${t}/r6`,
+      ["pull", "--cert-dir", certDir, mtlsSrc],
+      /client certificate .*client\.cert has no key client\.key beside it/,
+      env,
+    );
+  },
+});
+
+/** The app file of version `v`: noise with `v` small regions changed, so a delta between versions is small. */
+function appFile(v: number): Uint8Array {
+  const bytes = new Uint8Array(300_000);
+  let x = 12345;
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+  for (let r = 0; r < v; r++) bytes.fill(r + 1, 40_000 + r * 90_000, 40_000 + r * 90_000 + 64);
+  return bytes;
+}
+
+Deno.test({
+  name: "registries.conf: mirrors tried before the primary, pull-from-mirror, prefix to location, blocked; " +
+    "deltas looked up at the mirror that serves the image, and the output says which",
+  ignore: !haveTools("registries.conf mirrors", ...TOOLS),
+  async fn() {
+    await using tmp = await tempDir();
+    const t = tmp.path;
+    await using primary = await startRegistry();
+    await using mirror = await startRegistry();
+    const { buildTar } = await import("./helpers/tar.ts");
+    const images: WrittenImage[] = [];
+    for (const v of [1, 2]) {
+      images.push(
+        await writeImage(`${t}/layout`, {
+          tag: `v${v}`,
+          layers: [{ tar: sampleTar("base") }, { tar: buildTar([{ path: "opt/app.bin", content: appFile(v) }]) }],
+        }),
+      );
+      await pushImage(`oci:${t}/layout:v${v}`, `docker://${primary.host}/team/app:v${v}`);
+      await pushImage(`oci:${t}/layout:v${v}`, `docker://${mirror.host}/cache/team/app:v${v}`);
+    }
+    await pushImage(`oci:${t}/layout:v1`, `docker://${primary.host}/team/app:primary-only`);
+    // CI publishes the delta v1 -> v2 to the mirror only.
+    const ci = await cli([
+      "--repo",
+      `${t}/ci`,
+      "create-delta",
+      `docker://${mirror.host}/cache/team/app:v1`,
+      `docker://${mirror.host}/cache/team/app:v2`,
+      `docker://${mirror.host}/cache/team/app`,
+    ], envIn(t));
+    assert.equal(ci.code, 0, ci.stderr);
+
+    const conf = `${t}/registries.conf`;
+    await Deno.writeTextFile(
+      conf,
+      `[[registry]]
+prefix = "registry.example.com/team"
+location = "${primary.host}/team"
+
+[[registry.mirror]]
+location = "${mirror.host}/cache/team"
+
+[[registry]]
+location = "blocked.example.com"
+blocked = true
+`,
+    );
+    const env = envIn(t, { CONTAINERS_REGISTRIES_CONF: conf });
+    const repo = `${t}/host`;
+    const text = await cli(["--repo", repo, "pull", "docker://registry.example.com/team/app:v1"], env);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, new RegExp(`^from mirror docker://${mirror.host}/cache/team/app:v1\n`));
+    const v2 = await cli(["--repo", repo, "--json", "pull", "docker://registry.example.com/team/app:v2"], env);
+    assert.equal(v2.code, 0, v2.stderr);
+    const out = JSON.parse(v2.stdout);
+    assert.equal(out.manifest, images[1].manifest);
+    assert.deepEqual(out.servedBy, { reference: `${mirror.host}/cache/team/app:v2`, mirror: true, asNamed: false });
+    assert.equal(out.discovery.way, "delta", "the delta published on the mirror was found there");
+
+    // Not on the mirror: the primary location, the name rewritten from the prefix.
+    const fallback = await pullOk(t, "b", "docker://registry.example.com/team/app:primary-only", env);
+    assert.deepEqual(fallback.servedBy, {
+      reference: `${primary.host}/team/app:primary-only`,
+      mirror: false,
+      asNamed: false,
+    });
+
+    // A mirror for digests only is skipped by a pull by tag.
+    await Deno.writeTextFile(
+      conf,
+      (await Deno.readTextFile(conf)).replace(`/cache/team"`, `/cache/team"\npull-from-mirror = "digest-only"`),
+    );
+    const byTag = await pullOk(t, "c", "docker://registry.example.com/team/app:v1", env);
+    assert.equal(byTag.servedBy.mirror, false);
+    const byDigest = await pullOk(t, "d", `docker://registry.example.com/team/app@${images[0].manifest}`, env);
+    assert.equal(byDigest.servedBy.mirror, true);
+
+    await expectCleanFailure(
+      `${t}/e`,
+      ["pull", "docker://blocked.example.com/app:v1"],
+      /registry blocked\.example\.com is blocked in .*registries\.conf \(blocked = true\)/,
+      env,
+    );
+    // Everywhere missing: the primary's error, with what each mirror answered.
+    const missing = `sha256:${"0".repeat(64)}`;
+    await expectCleanFailure(
+      `${t}/e`,
+      ["pull", `docker://registry.example.com/team/none@${missing}`],
+      new RegExp(
+        `manifest: not found: GET http://${primary.host}/v2/team/none/manifests/${missing}: HTTP 404.*` +
+          `\\(mirrors also failed: ${mirror.host}/cache/team/none@${missing}: .*HTTP 404`,
+      ),
+      env,
+    );
+  },
+});
+
+Deno.test({
+  name: "proxies: HTTPS_PROXY tunnels registry requests through a CONNECT proxy; NO_PROXY bypasses it",
+  ignore: !haveTools("registry proxy", ...TOOLS, "openssl"),
+  async fn() {
+    await using tmp = await tempDir();
+    const t = tmp.path;
+    await Deno.mkdir(`${t}/ca`);
+    const ca = await makeServerCertificate(`${t}/ca`);
+    await using reg = await startRegistry({ tls: ca });
+    const img = await writeImage(`${t}/layout`, { tag: "v1", layers: [{ tar: sampleTar("proxied") }] });
+    await pushImage(`oci:${t}/layout:v1`, `docker://${reg.host}/app:v1`);
+    const certsD = `${t}/root/etc/containers/certs.d/${reg.host}`;
+    await Deno.mkdir(certsD, { recursive: true });
+    await Deno.copyFile(ca.ca, `${certsD}/ca.crt`);
+    await using proxy = startConnectProxy();
+    // The runtime reads the proxy variables from the process environment: a child process.
+    const denoDir = Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`;
+    const env = envIn(t, { DENO_DIR: denoDir, DENO_NO_UPDATE_CHECK: "1", HTTPS_PROXY: proxy.url, NO_PROXY: "" });
+    const toRegistry = () => proxy.tunnels.filter((h) => h === reg.host).length;
+    const src = `docker://${reg.host}/app:v1`;
+    const through = await deltashipProcess(["--repo", `${t}/a`, "--json", "pull", src], env);
+    assert.equal(through.code, 0, through.stderr);
+    assert.equal(JSON.parse(through.stdout).manifest, img.manifest);
+    assert.ok(toRegistry() >= 1, proxy.tunnels.join(" "));
+
+    proxy.tunnels.length = 0;
+    const direct = await deltashipProcess(["--repo", `${t}/b`, "--json", "pull", src], {
+      ...env,
+      NO_PROXY: "127.0.0.1",
+    });
+    assert.equal(direct.code, 0, direct.stderr);
+    assert.equal(toRegistry(), 0, proxy.tunnels.join(" "));
+  },
+});
+
+Deno.test({
+  name: "create-delta: --src-creds for OLD and NEW, --dest-creds for OUT, --creds for both",
+  ignore: !haveTools("create-delta creds", ...TOOLS, "htpasswd"),
+  async fn() {
+    await using tmp = await tempDir();
+    const t = tmp.path;
+    const registryFor = async (name: string, user: string, password: string) => {
+      await Deno.writeTextFile(`${t}/${name}.htpasswd`, await run("htpasswd", "-Bbn", user, password));
+      return await startRegistry({ auth: { htpasswd: { realm: name, path: `${t}/${name}.htpasswd` } } });
+    };
+    await using src = await registryFor("src", "reader", "read-Pass1");
+    await using dst = await registryFor("dst", "writer", "write-Pass2");
+    const { buildTar } = await import("./helpers/tar.ts");
+    for (const v of [1, 2]) {
+      await writeImage(`${t}/layout`, {
+        tag: `v${v}`,
+        layers: [{ tar: buildTar([{ path: "opt/app.bin", content: appFile(v) }]) }],
+      });
+      await pushImage(`oci:${t}/layout:v${v}`, `docker://${src.host}/app:v${v}`, { creds: "reader:read-Pass1" });
+    }
+    const env = envIn(t);
+    const args = [`docker://${src.host}/app:v1`, `docker://${src.host}/app:v2`, `docker://${dst.host}/app`];
+    const both = await cli(
+      [
+        "--repo",
+        `${t}/ci`,
+        "create-delta",
+        "--src-creds",
+        "reader:read-Pass1",
+        "--dest-creds",
+        "writer:write-Pass2",
+        ...args,
+      ],
+      env,
+    );
+    assert.equal(both.code, 0, both.stderr);
+    assert.match(both.stdout, new RegExp(`pushed docker://${dst.host}/app:v1-to-v2;`));
+    // --creds alone goes to both registries: the destination refuses the reader, and says which option it was.
+    const one = await cli(["--repo", `${t}/ci2`, "create-delta", "--creds", "reader:read-Pass1", ...args], env);
+    assert.equal(one.code, 1);
+    assert.match(one.stderr, /authentication to 127\.0\.0\.1:\d+ failed with the credentials from --creds/);
+    const dest = await cli(
+      [
+        "--repo",
+        `${t}/ci3`,
+        "create-delta",
+        "--creds",
+        "writer:write-Pass2",
+        "--src-creds",
+        "reader:read-Pass1",
+        ...args,
+      ],
+      env,
+    );
+    assert.equal(dest.code, 0, dest.stderr);
+    const wrong = await cli(
+      ["--repo", `${t}/ci4`, "create-delta", "--creds", "reader:read-Pass1", "--dest-creds", "writer:nope", ...args],
+      env,
+    );
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /failed with the credentials from --dest-creds/);
+    assert.doesNotMatch(wrong.stderr, /nope|read-Pass1/);
+  },
+});

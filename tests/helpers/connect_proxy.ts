@@ -1,7 +1,9 @@
 /**
  * Test helper: a forward proxy on 127.0.0.1 that speaks HTTP CONNECT, as
- * HTTPS_PROXY names one: each tunnel it opens is counted (with its target),
- * then bytes are copied both ways. Anything but CONNECT is answered 405.
+ * HTTPS_PROXY names one: each tunnel asked for is counted (with its target),
+ * then bytes are copied both ways. Tunnels go to this machine only (loopback
+ * targets; anything else is answered 403 and never connected to); anything
+ * but CONNECT is answered 405.
  */
 
 /** A running CONNECT proxy. */
@@ -28,6 +30,10 @@ export function startConnectProxy(): ConnectProxy {
         return;
       }
       tunnels.push(`${m[1]}:${m[2]}`);
+      if (!/^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/.test(m[1])) {
+        await client.write(new TextEncoder().encode("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n"));
+        return;
+      }
       upstream = await Deno.connect({ hostname: m[1].replace(/^\[|\]$/g, ""), port: Number(m[2]) });
       open.add(upstream);
       await client.write(new TextEncoder().encode("HTTP/1.1 200 Connection Established\r\n\r\n"));
