@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { main } from "../src/cli/main.ts";
 import { concat } from "../src/util/streams.ts";
-import { type CliResult, deltashipProcess, runCli, tempDir } from "./helpers/cli.ts";
+import { type CliResult, deltashipProcess, tempDir } from "./helpers/cli.ts";
 import { makeClientCertificate, makeSelfSignedCertificate, makeServerCertificate } from "./helpers/certs.ts";
 import { startConnectProxy } from "./helpers/connect_proxy.ts";
 import { expectCleanFailure } from "./helpers/failure.ts";
@@ -43,13 +43,13 @@ async function cli(args: string[], env: Record<string, string>, stdin?: string):
 }
 
 /** Pulls `src` into a fresh repository under `dir`; returns pull's JSON. */
-// deno-lint-ignore no-explicit-any
 async function pullOk(
   dir: string,
   name: string,
   src: string,
   env: Record<string, string>,
   ...extra: string[]
+  // deno-lint-ignore no-explicit-any
 ): Promise<any> {
   const r = await cli(["--repo", `${dir}/${name}`, "--json", "pull", ...extra, src], env);
   assert.equal(r.code, 0, r.stderr);
