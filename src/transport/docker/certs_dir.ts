@@ -83,6 +83,18 @@ export async function readCertsDir(dir: string): Promise<TlsFiles> {
   return files;
 }
 
+/** An HTTP client that trusts `tls`'s CA certificates and presents its client certificate (the runtime's defaults without). */
+export function httpClientFor(tls: TlsFiles | undefined): Deno.HttpClient {
+  try {
+    return Deno.createHttpClient({ caCerts: tls?.caCerts ?? [], ...tls?.client });
+  } catch (e) {
+    throw new InvalidArgumentError(
+      `certificates in ${tls?.dir}: ${e instanceof Error ? e.message : String(e)} ` +
+        `(*.crt: CA certificates, NAME.cert and NAME.key: a client certificate, all PEM)`,
+    );
+  }
+}
+
 async function isDirectory(path: string): Promise<boolean> {
   try {
     return (await Deno.stat(path)).isDirectory;

@@ -13,14 +13,15 @@
  *
  * @module
  */
-import { DeltashipError, FormatError, InvalidArgumentError, NotFoundError, TransportError } from "../../errors.ts";
+import { DeltashipError, FormatError, NotFoundError, TransportError } from "../../errors.ts";
 import { concat } from "../../util/streams.ts";
 import { Authenticator } from "./auth.ts";
-import type { TlsFiles } from "./certs_dir.ts";
+import { httpClientFor, type TlsFiles } from "./certs_dir.ts";
 import type { CredentialLookup } from "./credentials.ts";
 import { InsecureHttps } from "./insecure_https.ts";
 import { backoffDelay, retryAfterMs, type RetryPolicy, sleep, withDeadline } from "./retry.ts";
 import { pathUrl, type RegistryUrl, registryUrl, sendsCredentials } from "./registry_url.ts";
+import { TLS_FAILURE, tlsHint } from "./tls_hint.ts";
 import { failureText, sanitizeUrls } from "./sanitize.ts";
 
 /** How to reach one registry. */
@@ -100,8 +101,6 @@ const MAX_REDIRECTS = 10;
 const ERROR_BODY_LIMIT = 64 * 1024;
 /** The slowest a request body is assumed to go out (bytes a second): added to the wait for its response. */
 const SLOWEST_UPLOAD = 64 * 1024;
-/** fetch() failures that are about TLS (certificates, or TLS spoken to a plain-HTTP server). */
-const TLS_FAILURE = /certificate|tls|handshake|corrupt message|InvalidContentType|wrong version number/i;
 
 /** A URL for messages: scheme, host and path, never the query, fragment or user info. */
 export function displayUrl(url: URL | string): string {
@@ -216,47 +215,14 @@ export class RegistryClient {
   constructor(options: ClientOptions) {
     this.#options = options;
     this.origin = `${options.https ? "https" : "http"}://${options.host}`;
-    const client = options.tls?.client;
-    try {
-      this.#http = Deno.createHttpClient({ caCerts: options.tls?.caCerts ?? [], ...client });
-    } catch (e) {
-      throw new InvalidArgumentError(
-        `certificates in ${options.tls?.dir}: ${e instanceof Error ? e.message : String(e)} ` +
-          `(*.crt: CA certificates, NAME.cert and NAME.key: a client certificate, all PEM)`,
-      );
-    }
-    this.#unverified = options.insecure ? new InsecureHttps(client) : undefined;
+    this.#http = httpClientFor(options.tls);
+    this.#unverified = options.insecure ? new InsecureHttps(options.tls?.client) : undefined;
     this.auth = new Authenticator(
       options.registry,
       options.credentials,
       (url, headers) => this.#tokenRequest(url, headers),
       options.insecure ?? false,
     );
-  }
-
-  /**
-   * Asks `GET /v2/` without credentials, as containers/image pings a registry
-   * to learn whether it speaks HTTPS: a 200 or 401 answer is a registry; any
-   * other answer, or a failure, is an error.
-   */
-  async ping(): Promise<void> {
-    const url = pathUrl("/v2/", this.origin);
-    const what = `${this.#options.registry}: registry check`;
-    let fetched: Fetched;
-    try {
-      fetched = await this.#send(
-        url,
-        "GET",
-        { what },
-        { authorization: undefined, for: this.origin },
-        this.#closed.signal,
-      );
-    } catch (thrown) {
-      const { e, at } = unwrap(thrown, url);
-      throw this.#wrap(e, url, at, { what }, 1);
-    }
-    if (fetched.status === 200 || fetched.status === 401) return fetched.cancel();
-    throw await this.#statusError(fetched, "GET", what, 1);
   }
 
   /**
@@ -444,7 +410,7 @@ export class RegistryClient {
     const text = failureText(e);
     const detail = this.auth.redact(text.replace(SENDING_PREAMBLE, ""));
     const tries = attempts > 1 ? ` (${attempts} tries)` : "";
-    const hint = TLS_FAILURE.test(text) ? tlsHint(text, at, this.#options) : "";
+    const hint = TLS_FAILURE.test(text) ? tlsHint(text, at, this.#options.tls, this.#options.https) : "";
     const where = at.href === url.href ? displayUrl(url) : `${displayUrl(url)} (redirected to ${displayUrl(at)})`;
     const message = `${request.what}: ${request.method ?? "GET"} ${where} failed${tries}: ${detail}${hint}`;
     return isRetryable(e) ? new ConnectionError(message) : new TransportError(message);
@@ -475,38 +441,4 @@ export class RegistryClient {
     if (fetched.status === 403) return new TransportError(`${what}: access denied: ${where}: ${detail}`);
     return new TransportError(`${what}: ${where}: ${detail}`);
   }
-}
-
-/**
- * What to do about a failed TLS handshake with `at`, from the runtime's
- * wording of it (rustls's, or node:https's for insecure registries).
- */
-function tlsHint(text: string, at: URL, options: ClientOptions): string {
-  const host = at.host;
-  const skip = "or pass --tls-verify=false (no certificate check)";
-  const trusted = options.tls?.caCerts.length ? ` (the CA certificates of ${options.tls.dir} were trusted)` : "";
-  if (/InvalidContentType|corrupt message|wrong version number/i.test(text)) {
-    return `; ${host} does not speak TLS there: pass --tls-verify=false to reach it over plain HTTP ` +
-      `(or set insecure = true for it in registries.conf)`;
-  }
-  if (/CaUsedAsEndEntity/i.test(text)) {
-    return `; ${host}'s certificate is a CA certificate used as its own (as openssl req -x509 makes them), which ` +
-      `Deno's TLS library (rustls) refuses even when it is trusted: issue the registry a certificate signed by a ` +
-      `CA (basicConstraints CA:FALSE) and trust that CA in /etc/containers/certs.d/${host}/, ${skip}`;
-  }
-  if (/UnknownIssuer|self.signed|unable to get local issuer/i.test(text)) {
-    return `; ${host}'s certificate is not signed by a CA trusted here${trusted}: put the CA certificate in ` +
-      `/etc/containers/certs.d/${host}/ca.crt (or a directory passed as --cert-dir), ${skip}`;
-  }
-  if (/NotValidForName|altname|does not match/i.test(text)) {
-    return `; ${host}'s certificate does not name ${at.hostname}: reach the registry by a name its certificate has, ${skip}`;
-  }
-  if (/Expired|NotValidYet/i.test(text)) {
-    return `; ${host}'s certificate has expired or is not valid yet (check this machine's clock), ${skip}`;
-  }
-  if (/CertificateRequired|certificate required|bad certificate/i.test(text)) {
-    return `; ${host} asks for a client certificate: put NAME.cert and NAME.key in /etc/containers/certs.d/${host}/ ` +
-      `or a directory passed as --cert-dir`;
-  }
-  return options.https ? `; TLS with ${host} failed${trusted}: see --cert-dir and --tls-verify` : "";
 }

@@ -108,13 +108,13 @@ export async function connect(target: ConnectTarget, options: ConnectOptions = {
   }
   const secure = new RegistryClient({ ...base, https: true, insecure: true });
   try {
-    await secure.ping();
+    await ping(secure, target.domain);
     return { client: secure, retry, deadlineMs };
   } catch (e) {
     secure.close();
     const plain = new RegistryClient({ ...base, https: false, insecure: true });
     try {
-      await plain.ping();
+      await ping(plain, target.domain);
     } catch (p) {
       plain.close();
       const said = (x: unknown) => x instanceof Error ? x.message : String(x);
@@ -124,6 +124,16 @@ export async function connect(target: ConnectTarget, options: ConnectOptions = {
     }
     return { client: plain, retry, deadlineMs };
   }
+}
+
+/**
+ * Asks `GET /v2/` without credentials, once, as containers/image pings a
+ * registry to learn whether it speaks a scheme: a 200 or 401 answer is a
+ * registry; any other answer, or a failure, is an error.
+ */
+async function ping(client: RegistryClient, registry: string): Promise<void> {
+  const f = await client.request("/v2/", { what: `${registry}: registry check`, scope: "", pass: [401], once: true });
+  f.cancel();
 }
 
 /** The error for a registry that registries.conf blocks, or nothing. */

@@ -76,6 +76,8 @@ export class DockerSource implements ImageSource {
   readonly #options: DockerSourceOptions;
   /** The endpoint chosen: the first of the sources that served the manifest (the only one, when there is one). */
   #endpoint: Endpoint | undefined;
+  /** registries.conf, kept until an endpoint is chosen. */
+  #conf: RegistriesConf | undefined;
 
   private constructor(
     /** The reference as the user wrote it (the image's name; the tag). */
@@ -108,9 +110,6 @@ export class DockerSource implements ImageSource {
     else source.#conf = conf;
     return source;
   }
-
-  /** registries.conf, kept until an endpoint is chosen. */
-  #conf: RegistriesConf | undefined;
 
   /** Connects to one pull source. */
   async #connect(source: PullSource, conf: RegistriesConf): Promise<Endpoint> {
