@@ -6,7 +6,7 @@
  */
 import { main } from "./src/cli/main.ts";
 
-/** The real process's standard streams, environment, and an interrupt signal for SIGINT and SIGTERM. */
+/** The real process's standard streams (stdin read only by commands that take it), environment, and an interrupt signal for SIGINT and SIGTERM. */
 function processIO() {
   const interrupt = new AbortController();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -21,7 +21,13 @@ function processIO() {
       while (off < bytes.length) off += await s.write(bytes.subarray(off));
     },
   });
-  return { stdout: out(Deno.stdout), stderr: out(Deno.stderr), env: Deno.env.toObject(), interrupt: interrupt.signal };
+  return {
+    stdout: out(Deno.stdout),
+    stderr: out(Deno.stderr),
+    stdin: Deno.stdin.readable,
+    env: Deno.env.toObject(),
+    interrupt: interrupt.signal,
+  };
 }
 
 if (import.meta.main) {

@@ -37,7 +37,7 @@ Deno.test("credentials: --creds USER:PASS, the password may hold colons", () => 
   assert.throws(() => parseCredsOption(":pass"), InvalidArgumentError);
 });
 
-Deno.test("credentials: lookup order --creds, REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR, ~/.config, ~/.docker", async () => {
+Deno.test("credentials: containers-auth.json order; --authfile and REGISTRY_AUTH_FILE are the only file read", async () => {
   await using tmp = await tempDir();
   const t = tmp.path;
   const auth = (user: string, pass: string) => ({ auth: btoa(`${user}:${pass}`) });
@@ -46,56 +46,126 @@ Deno.test("credentials: lookup order --creds, REGISTRY_AUTH_FILE, XDG_RUNTIME_DI
     await Deno.writeTextFile(path, JSON.stringify(doc));
   };
   await write(`${t}/explicit.json`, { auths: { "reg.example.com": auth("file", "one") } });
+  await write(`${t}/flag.json`, { auths: { "reg.example.com": auth("flag", "one") } });
   await write(`${t}/run/containers/auth.json`, {
     auths: { "reg.example.com": auth("runtime", "two"), "other.example.com:5000": auth("runtime-other", "x") },
+  });
+  await write(`${t}/root/run/containers/${Deno.uid()}/auth.json`, {
+    auths: { "reg.example.com": auth("per-uid", "2") },
   });
   await write(`${t}/home/.config/containers/auth.json`, {
     auths: {
       "reg.example.com/team/app": auth("config-repo", "three"),
-      "third.example.com": { auth: "" }, // kept by a credential helper: skipped
+      "reg.example.com/team": auth("config-team", "three"),
+      "third.example.com": { auth: "" }, // kept by a credential helper: this file has none
     },
   });
   await write(`${t}/home/.docker/config.json`, {
     auths: { "https://index.docker.io/v1/": auth("hub", "four"), "third.example.com": auth("docker", "five") },
   });
-  const env = { REGISTRY_AUTH_FILE: `${t}/explicit.json`, XDG_RUNTIME_DIR: `${t}/run`, HOME: `${t}/home` };
-  assert.deepEqual(authFilePaths(env), [
-    `${t}/explicit.json`,
+  await Deno.writeTextFile(
+    `${t}/home/.dockercfg`,
+    JSON.stringify({ "https://legacy.example.com": auth("legacy", "6") }),
+  );
+  const env = {
+    REGISTRY_AUTH_FILE: `${t}/explicit.json`,
+    XDG_RUNTIME_DIR: `${t}/run`,
+    HOME: `${t}/home`,
+    DELTASHIP_SYSTEM_ROOT: `${t}/root`,
+  };
+  const paths = (e: Record<string, string>, authfile?: string) => authFilePaths(e, authfile).map((p) => p.path);
+  assert.deepEqual(paths(env), [`${t}/explicit.json`]);
+  assert.deepEqual(paths(env, `${t}/flag.json`), [`${t}/flag.json`]);
+  const { REGISTRY_AUTH_FILE: _, ...noExplicit } = env;
+  assert.deepEqual(paths(noExplicit), [
     `${t}/run/containers/auth.json`,
     `${t}/home/.config/containers/auth.json`,
     `${t}/home/.docker/config.json`,
+    `${t}/home/.dockercfg`,
   ]);
-  const who = async (domain: string, repo: string, e: Record<string, string> = env) =>
-    (await lookupCredentials(domain, repo, e))?.username;
+  const { XDG_RUNTIME_DIR: __, ...noRuntime } = noExplicit;
+  assert.equal(paths(noRuntime)[0], `${t}/root/run/containers/${Deno.uid()}/auth.json`);
+  assert.equal(paths({})[0], `/run/containers/${Deno.uid()}/auth.json`);
+
+  const found = async (domain: string, repo: string, e: Record<string, string>, authfile?: string) => {
+    const c = await lookupCredentials(domain, repo, { env: e, ...(authfile ? { authfile } : {}) });
+    return c && "username" in c ? `${c.username} ${c.source}` : c;
+  };
   const explicit = parseCredsOption("cli:pw");
-  assert.equal((await lookupCredentials("reg.example.com", "app", env, explicit))?.username, "cli");
-  assert.equal(await who("reg.example.com", "team/app"), "file");
-  assert.equal((await lookupCredentials("reg.example.com", "app", env))?.source, `${t}/explicit.json`);
-  const noExplicit = { XDG_RUNTIME_DIR: `${t}/run`, HOME: `${t}/home` };
-  assert.equal(await who("reg.example.com", "team/app", noExplicit), "runtime");
-  assert.equal(await who("other.example.com:5000", "x", noExplicit), "runtime-other");
-  const homeOnly = { HOME: `${t}/home` };
-  assert.equal(await who("reg.example.com", "team/app", homeOnly), "config-repo"); // most specific key
-  assert.equal(await who("reg.example.com", "team/other", homeOnly), undefined);
-  assert.equal(await who("docker.io", "library/alpine", homeOnly), "hub"); // legacy docker key
-  assert.equal(await who("third.example.com", "x", homeOnly), "docker"); // empty entry skipped
-  assert.equal(await who("reg.example.com", "app", { HOME: `${t}/nowhere` }), undefined);
-  const dockerConfig = { HOME: `${t}/nowhere`, DOCKER_CONFIG: `${t}/home/.docker` };
-  assert.equal(await who("third.example.com", "x", dockerConfig), "docker");
+  assert.equal(await lookupCredentials("reg.example.com", "app", { env, explicit }), explicit);
+  assert.equal(await found("reg.example.com", "team/app", env), `file ${t}/explicit.json`);
+  assert.equal(await found("reg.example.com", "team/app", env, `${t}/flag.json`), `flag ${t}/flag.json`);
+  // The explicit file is the only one: nothing there, nothing found.
+  assert.equal(await found("other.example.com:5000", "x", env), undefined);
+  assert.equal(await found("reg.example.com", "team/app", noExplicit), `runtime ${t}/run/containers/auth.json`);
+  assert.equal(
+    await found("reg.example.com", "team/app", noRuntime),
+    `per-uid ${t}/root/run/containers/${Deno.uid()}/auth.json`,
+  );
+  const homeOnly = { HOME: `${t}/home`, DELTASHIP_SYSTEM_ROOT: `${t}/nowhere` };
+  const config = `${t}/home/.config/containers/auth.json`;
+  assert.equal(await found("reg.example.com", "team/app/sub", homeOnly), `config-repo ${config}`); // most specific key
+  assert.equal(await found("reg.example.com", "team/other", homeOnly), `config-team ${config}`);
+  assert.equal(await found("reg.example.com", "solo", homeOnly), undefined);
+  assert.equal(await found("docker.io", "library/alpine", homeOnly), `hub ${t}/home/.docker/config.json`); // URL key
+  assert.equal(await found("third.example.com", "x", homeOnly), `docker ${t}/home/.docker/config.json`); // next file
+  assert.equal(await found("legacy.example.com", "x", homeOnly), `legacy ${t}/home/.dockercfg`);
+  const dockerConfig = {
+    HOME: `${t}/nowhere`,
+    DOCKER_CONFIG: `${t}/home/.docker`,
+    DELTASHIP_SYSTEM_ROOT: `${t}/nowhere`,
+  };
+  assert.equal(await found("third.example.com", "x", dockerConfig), `docker ${t}/home/.docker/config.json`);
+});
+
+Deno.test("credentials: credHelpers and credsStore name the helper, which is never run", async () => {
+  await using tmp = await tempDir();
+  const path = `${tmp.path}/auth.json`;
+  await Deno.writeTextFile(
+    path,
+    JSON.stringify({
+      auths: { "plain.example.com": { auth: btoa("u:p") }, "stored.example.com": {} },
+      credHelpers: { "helped.example.com": "secretservice" },
+      credsStore: "desktop",
+    }),
+  );
+  const env = { REGISTRY_AUTH_FILE: path };
+  assert.deepEqual(await lookupCredentials("helped.example.com", "a", { env }), {
+    program: "docker-credential-secretservice",
+    file: path,
+    field: "credHelpers",
+  });
+  assert.deepEqual(await lookupCredentials("stored.example.com", "a", { env }), {
+    program: "docker-credential-desktop",
+    file: path,
+    field: "credsStore",
+  });
+  assert.equal((await lookupCredentials("plain.example.com", "a", { env }) as { username: string }).username, "u");
+  // The registry's refusal names the helper in one line.
+  const auth = new Authenticator(
+    "helped.example.com",
+    await lookupCredentials("helped.example.com", "a", { env }),
+    () => Promise.reject(new Error("unused")),
+  );
+  assert.throws(
+    () => auth.unauthorized('Basic realm="r"', "repository:a:pull", undefined),
+    /helped\.example\.com requires authentication; its credentials are kept by the credential helper docker-credential-secretservice \(credHelpers in .*auth\.json\), which deltaship cannot run/,
+  );
 });
 
 Deno.test("credentials: broken auth files fail naming the file, never the secret", async () => {
   await using tmp = await tempDir();
   const path = `${tmp.path}/auth.json`;
+  const env = { REGISTRY_AUTH_FILE: path };
   await Deno.writeTextFile(path, `{"auths": {"reg.example.com": {"auth": "c2VjcmV0LXZhbHVl"`);
-  await assert.rejects(lookupCredentials("reg.example.com", "a", { REGISTRY_AUTH_FILE: path }), (e: unknown) => {
+  await assert.rejects(lookupCredentials("reg.example.com", "a", { env }), (e: unknown) => {
     assert.ok(e instanceof FormatError);
     assert.match(e.message, /auth\.json is not valid JSON/);
     assert.doesNotMatch(e.message, /c2VjcmV0/);
     return true;
   });
   await Deno.writeTextFile(path, JSON.stringify({ auths: { "reg.example.com": { auth: "!!not-base64-secret!!" } } }));
-  await assert.rejects(lookupCredentials("reg.example.com", "a", { REGISTRY_AUTH_FILE: path }), (e: unknown) => {
+  await assert.rejects(lookupCredentials("reg.example.com", "a", { env }), (e: unknown) => {
     assert.ok(e instanceof FormatError);
     assert.match(e.message, /"reg\.example\.com" is not base64 of USER:PASS/);
     assert.doesNotMatch(e.message, /secret/);

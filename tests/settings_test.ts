@@ -146,7 +146,7 @@ Deno.test("every numeric setting in the README's table is refused outside its ra
   let numeric = 0;
   for (const row of settingsTable()) {
     if (row.names.includes("--level")) {
-      for (const [compression, max] of [["gzip", 9], ["zstd", 19]] as const) {
+      for (const [compression, max] of [["gzip", 9], ["zstd", 19], ["zstd:chunked", 19]] as const) {
         assert.ok(row.range.includes(`${compression} 1 to ${max}`), row.range);
         for (const [v, ok] of [[0, false], [1, true], [max, true], [max + 1, false]] as const) {
           const args = ["export", "app", `oci:${tmp.path}/out`, "--compression", compression, "--level", String(v)];

@@ -28,6 +28,8 @@ export interface CliIO {
   stdout: Output;
   stderr: Output;
   env: Record<string, string | undefined>;
+  /** Standard input, for commands that read it (login --password-stdin). */
+  stdin?: ReadableStream<Uint8Array>;
   /** Aborted when the process is asked to stop (SIGINT, SIGTERM). */
   interrupt?: AbortSignal;
 }

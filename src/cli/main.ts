@@ -22,6 +22,7 @@ import { gcCommand } from "./commands/gc.ts";
 import { imagesCommand } from "./commands/images.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { layerCommand } from "./commands/layer.ts";
+import { loginCommand, logoutCommand } from "./commands/login.ts";
 import { mountCommand, umountCommand } from "./commands/mount.ts";
 import { pullCommand } from "./commands/pull.ts";
 import { pushCommand } from "./commands/push.ts";
@@ -50,6 +51,8 @@ export const COMMANDS: Command[] = [
   fsckCommand,
   upgradeCommand,
   createDeltaCommand,
+  loginCommand,
+  logoutCommand,
 ];
 
 const encoder = new TextEncoder();

@@ -1,31 +1,56 @@
 /**
- * The options of every command that reads an image source: registry
- * credentials, TLS, and the download limit, parsed into {@link OpenOptions};
- * and of the commands that push: the same credentials and TLS, and the upload
- * limit ({@link TargetOptions}).
+ * The options of every command that talks to a registry (credentials, auth
+ * file, TLS, registries.conf), with the download limit for those that read
+ * ({@link OpenOptions}) and the upload limit for those that push
+ * ({@link TargetOptions}).
  *
  * @module
  */
 import { UsageError } from "../errors.ts";
-import type { OpenOptions, TargetOptions } from "../transport/reference.ts";
+import type { OpenOptions, RegistryOptions, TargetOptions } from "../transport/reference.ts";
 import { envSetting, parseSetting, type SettingRange } from "../util/settings.ts";
 import type { OptionSpec, ValuesOf } from "./args.ts";
 
-/** Option specs to add to a command that opens sources. */
-export const SOURCE_OPTIONS = [
+/** The options of every command that talks to a registry: credentials, auth file, TLS, registries.conf. */
+export const REGISTRY_OPTIONS = [
   {
     name: "creds",
     type: "string",
     arg: "USER:PASS",
-    help: "registry credentials for docker:// (default: from auth files, see README)",
+    help: 'registry credentials for docker:// (default: from the auth files, see README "Registries")',
+  },
+  {
+    name: "authfile",
+    type: "string",
+    arg: "FILE",
+    help:
+      "docker://: read credentials from FILE only (default $REGISTRY_AUTH_FILE, else the containers-auth.json files)",
   },
   {
     name: "tls-verify",
     type: "string",
     arg: "true|false",
-    help: "docker://: false reaches the registry over plain HTTP; true forces HTTPS (default: HTTPS, " +
-      "plain HTTP for localhost and 127.0.0.0/8)",
+    help: "docker://: false skips certificate checks (plain HTTP where the registry speaks only that); true checks " +
+      "them (default: true, and plain HTTP for localhost and 127.0.0.0/8 without certificates in certs.d)",
   },
+  {
+    name: "cert-dir",
+    type: "string",
+    arg: "DIR",
+    help: "docker://: *.crt CA certificates and NAME.cert/NAME.key client certificate (default: certs.d for the host)",
+  },
+  {
+    name: "registries-conf",
+    type: "string",
+    arg: "FILE",
+    help:
+      "docker://: registries.conf to read (default $CONTAINERS_REGISTRIES_CONF, else /etc/containers/registries.conf)",
+  },
+] as const satisfies readonly OptionSpec[];
+
+/** Option specs to add to a command that opens sources. */
+export const SOURCE_OPTIONS = [
+  ...REGISTRY_OPTIONS,
   {
     name: "max-downloads",
     type: "string",
@@ -34,17 +59,16 @@ export const SOURCE_OPTIONS = [
   },
 ] as const satisfies readonly OptionSpec[];
 
+/** The option that bounds uploads in flight. */
+export const MAX_UPLOADS_OPTION = {
+  name: "max-uploads",
+  type: "string",
+  arg: "N",
+  help: "docker://: most blob uploads at once (default 2; independent of --jobs)",
+} as const satisfies OptionSpec;
+
 /** Option specs to add to a command that pushes to a registry. */
-export const TARGET_OPTIONS = [
-  SOURCE_OPTIONS[0],
-  SOURCE_OPTIONS[1],
-  {
-    name: "max-uploads",
-    type: "string",
-    arg: "N",
-    help: "docker://: most blob uploads at once (default 2; independent of --jobs)",
-  },
-] as const satisfies readonly OptionSpec[];
+export const TARGET_OPTIONS = [...REGISTRY_OPTIONS, MAX_UPLOADS_OPTION] as const satisfies readonly OptionSpec[];
 
 /** The option that bounds each layer a command stores (pull, apply-delta, create-delta). */
 export const MAX_LAYER_SIZE_OPTION = {
@@ -96,13 +120,23 @@ export function maxLayerSize(
   return sizeSetting(values["max-layer-size"], "--max-layer-size", env, "DELTASHIP_MAX_LAYER_SIZE");
 }
 
-/** The {@link OpenOptions} the parsed source options and the environment give. */
-export function sourceOpenOptions(
-  values: ValuesOf<typeof SOURCE_OPTIONS>,
+/** How to reach registries, from the parsed registry options and the environment. */
+export function registryOpenOptions(
+  values: ValuesOf<typeof REGISTRY_OPTIONS>,
   env: Record<string, string | undefined>,
-): OpenOptions {
-  const options: OpenOptions = { env };
+): RegistryOptions {
+  const options: RegistryOptions = { env };
   if (typeof values.creds === "string") options.creds = values.creds;
+  for (
+    const [name, key] of [["authfile", "authfile"], ["cert-dir", "certDir"], [
+      "registries-conf",
+      "registriesConf",
+    ]] as const
+  ) {
+    const v = values[name];
+    if (v === "") throw new UsageError(`--${name} needs a path`);
+    if (typeof v === "string") options[key] = v;
+  }
   const tls = values["tls-verify"];
   if (typeof tls === "string") {
     if (tls !== "true" && tls !== "false") {
@@ -110,6 +144,15 @@ export function sourceOpenOptions(
     }
     options.tlsVerify = tls === "true";
   }
+  return options;
+}
+
+/** The {@link OpenOptions} the parsed source options and the environment give. */
+export function sourceOpenOptions(
+  values: ValuesOf<typeof SOURCE_OPTIONS>,
+  env: Record<string, string | undefined>,
+): OpenOptions {
+  const options: OpenOptions = registryOpenOptions(values, env);
   const max = values["max-downloads"];
   if (typeof max === "string") options.maxDownloads = parseSetting("--max-downloads", max, TRANSFERS_RANGE);
   return options;
@@ -120,9 +163,8 @@ export function targetOpenOptions(
   values: ValuesOf<typeof TARGET_OPTIONS>,
   env: Record<string, string | undefined>,
 ): TargetOptions {
-  const { maxDownloads: _, ...options } = sourceOpenOptions(values, env);
+  const options: TargetOptions = registryOpenOptions(values, env);
   const max = values["max-uploads"];
-  return typeof max === "string"
-    ? { ...options, maxUploads: parseSetting("--max-uploads", max, TRANSFERS_RANGE) }
-    : options;
+  if (typeof max === "string") options.maxUploads = parseSetting("--max-uploads", max, TRANSFERS_RANGE);
+  return options;
 }

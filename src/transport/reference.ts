@@ -12,6 +12,7 @@
 import { InvalidArgumentError, UnsupportedError } from "../errors.ts";
 import type { LayoutDest } from "../oci/layout_writer.ts";
 import { checkTagName } from "../oci/tag_name.ts";
+import type { ConnectOptions } from "./docker/connect.ts";
 import { parseDockerReference } from "./docker/reference.ts";
 import { DockerSource } from "./docker/source.ts";
 import { DockerTarget } from "./docker/target.ts";
@@ -127,20 +128,17 @@ export function parseDestination(s: string, options: DestinationOptions = {}): D
     : { transport: ref.transport, path: ref.path, tag: ref.ref };
 }
 
+/** How to reach registries (docker://): see connect.ts. */
+export type RegistryOptions = ConnectOptions;
+
 /** Options a transport may need to open a source. */
-export interface OpenOptions {
-  /** Registry credentials `USER:PASS` (docker://). */
-  creds?: string;
-  /** HTTPS with verified certificates (true) or plain HTTP (false) (docker://); default HTTPS except for loopback hosts. */
-  tlsVerify?: boolean;
+export interface OpenOptions extends RegistryOptions {
   /** Most blob downloads in flight (docker://). */
   maxDownloads?: number;
-  /** Environment, for credential lookup (docker://). */
-  env?: Record<string, string | undefined>;
 }
 
 /** Options to open a registry destination. */
-export interface TargetOptions extends Omit<OpenOptions, "maxDownloads"> {
+export interface TargetOptions extends RegistryOptions {
   /** Most blob uploads in flight. */
   maxUploads?: number;
 }

@@ -46,6 +46,12 @@ export interface ImageSource {
   /** For network sources: the longest one document (manifest, config, listing page) may take, retries included. */
   readonly documentDeadlineMs?: number;
   /**
+   * For registries, once the manifest was fetched: the reference that served
+   * it (`HOST/REPO[:TAG][@DIGEST]`), which may be a mirror or another location
+   * (registries.conf; `asNamed` false); blobs and delta lookups go there too.
+   */
+  readonly servedBy?: { reference: string; mirror: boolean; asNamed: boolean };
+  /**
    * For registries: the manifests of type `artifactType` whose subject is the
    * manifest `subject` (how published deltas are found).
    */

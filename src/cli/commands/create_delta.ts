@@ -11,7 +11,13 @@ import type { LayoutDest } from "../../oci/layout_writer.ts";
 import { RegistryArtifactSink } from "../../ops/push.ts";
 import type { DockerTarget } from "../../transport/docker/target.ts";
 import { parseDockerReference } from "../../transport/docker/reference.ts";
-import { type ImageReference, openTarget, parseDestination, parseReference } from "../../transport/reference.ts";
+import {
+  type ImageReference,
+  openTarget,
+  parseDestination,
+  parseReference,
+  type RegistryOptions,
+} from "../../transport/reference.ts";
 import type { ProgressSink } from "../../util/progress.ts";
 import {
   DEFAULT_MAX_BSDIFF_SIZE,
@@ -27,12 +33,12 @@ import { formatBytes, plural, shortDigest, table } from "../format.ts";
 import { encodePlan } from "../../ops/memory_plan.ts";
 import {
   MAX_LAYER_SIZE_OPTION,
+  MAX_UPLOADS_OPTION,
   maxLayerSize,
   MEMORY_LIMIT_OPTION,
   memoryLimit,
   SOURCE_OPTIONS,
   sourceOpenOptions,
-  TARGET_OPTIONS,
   targetOpenOptions,
 } from "../transport_options.ts";
 
@@ -44,6 +50,11 @@ function level(v: string | undefined, option = "--zstd-level", fallback = DEFAUL
 /** A size in MiB (a whole number from 0 to `max`), in bytes. */
 function mebibytes(option: string, v: string | undefined, fallback: number, max = 1 << 20): number {
   return v === undefined ? fallback : parseSetting(option, v, { min: 0, max, unit: "MiB" }) * 2 ** 20;
+}
+
+/** `options` with the credentials of `--src-creds` or `--dest-creds` (`option`), when given, instead of `--creds`. */
+function withCreds<T extends RegistryOptions>(options: T, creds: string | undefined, option: string): T {
+  return creds === undefined ? options : { ...options, creds, credsOption: option };
 }
 
 /** The binary-diff settings of create-delta's options, as oci-delta takes them. */
@@ -242,7 +253,19 @@ NEW's manifest digest.`,
     MAX_LAYER_SIZE_OPTION,
     MEMORY_LIMIT_OPTION,
     ...SOURCE_OPTIONS,
-    TARGET_OPTIONS[2],
+    {
+      name: "src-creds",
+      type: "string",
+      arg: "USER:PASS",
+      help: "credentials for OLD and NEW in a registry (default: --creds, else the auth files)",
+    },
+    {
+      name: "dest-creds",
+      type: "string",
+      arg: "USER:PASS",
+      help: "credentials for OUT in a registry (default: --creds, else the auth files)",
+    },
+    MAX_UPLOADS_OPTION,
   ],
   args: { min: 3, max: 3 },
   async run(ctx, [oldSpec, newSpec, outSpec], values) {
@@ -254,7 +277,7 @@ NEW's manifest digest.`,
     const signatures = (values.signature ?? []).map((s) =>
       parseReference(/^(oci|oci-archive):/.test(s) ? s : `oci-archive:${s}`)
     );
-    const openOptions = sourceOpenOptions(values, ctx.io.env);
+    const openOptions = withCreds(sourceOpenOptions(values, ctx.io.env), values["src-creds"], "--src-creds");
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const oldRef = parseReference(oldSpec, { repo: true });
     const newRef = parseReference(newSpec, { repo: true });
@@ -262,7 +285,7 @@ NEW's manifest digest.`,
     const repo = await ctx.repo({ write: true });
     using _lock = await repo.lock(false);
     const target = dest.transport === "docker"
-      ? await openTarget(dest, targetOpenOptions(values, ctx.io.env))
+      ? await openTarget(dest, withCreds(targetOpenOptions(values, ctx.io.env), values["dest-creds"], "--dest-creds"))
       : undefined;
     await target?.check(); // a registry that cannot take the delta fails before any work
     const sink = target ? publishSink(target, oldRef, newRef, ctx.progress()) : undefined;

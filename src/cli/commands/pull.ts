@@ -32,9 +32,14 @@ docker://[HOST[:PORT]/]REPO[:TAG|@DIGEST]. For layouts, REF is a tag
 must hold exactly one manifest. The image is tagged NAME, which defaults to REF
 (or the layout entry's own tag, or the registry reference's tag).
 
-Registry credentials come from --creds, else from the first auth file with an
-entry for the registry: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,
-~/.config/containers/auth.json, ~/.docker/config.json.
+Registry credentials come from --creds, else from --authfile FILE or
+$REGISTRY_AUTH_FILE, else from the first auth file with an entry for the image:
+$XDG_RUNTIME_DIR/containers/auth.json (without XDG_RUNTIME_DIR:
+/run/containers/UID/auth.json), ~/.config/containers/auth.json,
+~/.docker/config.json, ~/.dockercfg (see deltaship login). TLS follows certs.d
+and --tls-verify; registries.conf's mirrors are tried before the registry, and
+the one that serves the image is also where deltas are looked up (README,
+"Registries").
 
 Layers already in the repository are not fetched again; pulling an image
 already present only updates the tag.
@@ -106,8 +111,13 @@ carried but not required.`,
         verifyKey,
       });
       ctx.endProgress();
-      if (ctx.json) return void await ctx.printJson(result);
+      const served = source.servedBy;
+      if (ctx.json) return void await ctx.printJson(served ? { ...result, servedBy: served } : result);
       const label = result.name ?? `@${result.manifest}`;
+      if (served && !served.asNamed) {
+        // registries.conf sent the pull elsewhere: say where blobs and delta lookups went.
+        await ctx.print(`from ${served.mirror ? "mirror " : ""}docker://${served.reference}`);
+      }
       if (result.alreadyPresent) {
         await ctx.print(`${label}: already present`);
       } else if (result.delta) {

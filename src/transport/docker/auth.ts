@@ -10,7 +10,7 @@
  * @module
  */
 import { TransportError } from "../../errors.ts";
-import type { Credentials } from "./credentials.ts";
+import { type CredentialHelper, type CredentialLookup, type Credentials, isCredentials } from "./credentials.ts";
 import { isLoopbackHost } from "./reference.ts";
 import { ellipsize } from "../../util/text.ts";
 import { registryUrl } from "./registry_url.ts";
@@ -95,14 +95,18 @@ export class Authenticator {
    * credentials to a plain-HTTP token realm that is not on this machine.
    */
   readonly #credentials: Credentials | undefined;
+  /** The credential helper that keeps this registry's credentials, when an auth file names one. */
+  readonly #helper: CredentialHelper | undefined;
 
   constructor(
     readonly registry: string,
-    credentials: Credentials | undefined,
+    found: CredentialLookup,
     readonly fetchToken: TokenFetch,
     readonly insecure = false,
   ) {
+    const credentials = isCredentials(found) ? found : undefined;
     this.#credentials = credentials;
+    this.#helper = isCredentials(found) ? undefined : found;
     if (credentials) {
       this.#secrets.add(credentials.password);
       this.#secrets.add(basicValue(credentials));
@@ -178,9 +182,14 @@ export class Authenticator {
   }
 
   #required(what?: string): TransportError {
+    const helper = this.#helper;
+    const kept = helper
+      ? `; its credentials are kept by the credential helper ${helper.program} (${helper.field} in ${helper.file}), ` +
+        `which deltaship cannot run (it starts no programs)`
+      : "";
     return new TransportError(
-      `${what ? `${what}: ` : ""}${this.registry} requires authentication: pass --creds USER:PASS, or log in ` +
-        `(an auth file: $REGISTRY_AUTH_FILE, ~/.config/containers/auth.json or ~/.docker/config.json)`,
+      `${what ? `${what}: ` : ""}${this.registry} requires authentication${kept}: pass --creds USER:PASS, ` +
+        `or log in with deltaship login ${this.registry} (or skopeo or podman login; see "Registries" in the README)`,
     );
   }
 

@@ -16,9 +16,12 @@
 import { DeltashipError, FormatError, NotFoundError, TransportError } from "../../errors.ts";
 import { concat } from "../../util/streams.ts";
 import { Authenticator } from "./auth.ts";
-import type { Credentials } from "./credentials.ts";
+import { httpClientFor, type TlsFiles } from "./certs_dir.ts";
+import type { CredentialLookup } from "./credentials.ts";
+import { InsecureHttps } from "./insecure_https.ts";
 import { backoffDelay, retryAfterMs, type RetryPolicy, sleep, withDeadline } from "./retry.ts";
 import { pathUrl, type RegistryUrl, registryUrl, sendsCredentials } from "./registry_url.ts";
+import { TLS_FAILURE, tlsHint } from "./tls_hint.ts";
 import { failureText, sanitizeUrls } from "./sanitize.ts";
 
 /** How to reach one registry. */
@@ -29,7 +32,8 @@ export interface ClientOptions {
   registry: string;
   /** HTTPS (true) or plain HTTP (false). */
   https: boolean;
-  credentials?: Credentials;
+  /** Credentials, or the helper that keeps them (named when the registry asks for them). */
+  credentials?: CredentialLookup;
   retry: RetryPolicy;
   /** Longest wait for response headers, and for each further body chunk. */
   idleTimeoutMs: number;
@@ -38,8 +42,14 @@ export interface ClientOptions {
    * (see `withDeadline` in retry.ts), token responses, error bodies.
    */
   deadlineMs: number;
-  /** Whether the user relaxed transport security (`--tls-verify=false`). */
+  /**
+   * Transport security relaxed (`--tls-verify=false`, registries.conf's
+   * `insecure`): server certificates are not checked, and credentials may go
+   * to a plain-HTTP token server.
+   */
   insecure?: boolean;
+  /** CA certificates and a client certificate for HTTPS (a certificates directory's). */
+  tls?: TlsFiles;
 }
 
 /** One request. */
@@ -91,8 +101,6 @@ const MAX_REDIRECTS = 10;
 const ERROR_BODY_LIMIT = 64 * 1024;
 /** The slowest a request body is assumed to go out (bytes a second): added to the wait for its response. */
 const SLOWEST_UPLOAD = 64 * 1024;
-/** fetch() failures that are about TLS (certificates, or TLS spoken to a plain-HTTP server). */
-const TLS_FAILURE = /certificate|tls|handshake|corrupt message|InvalidContentType/i;
 
 /** A URL for messages: scheme, host and path, never the query, fragment or user info. */
 export function displayUrl(url: URL | string): string {
@@ -198,6 +206,8 @@ export class RegistryClient {
   readonly origin: string;
   readonly auth: Authenticator;
   readonly #http: Deno.HttpClient;
+  /** HTTPS without certificate checks (insecure registries), through node:https: see insecure_https.ts. */
+  readonly #unverified: InsecureHttps | undefined;
   readonly #closed = new AbortController();
 
   readonly #options: ClientOptions;
@@ -205,7 +215,8 @@ export class RegistryClient {
   constructor(options: ClientOptions) {
     this.#options = options;
     this.origin = `${options.https ? "https" : "http"}://${options.host}`;
-    this.#http = Deno.createHttpClient({});
+    this.#http = httpClientFor(options.tls);
+    this.#unverified = options.insecure ? new InsecureHttps(options.tls?.client) : undefined;
     this.auth = new Authenticator(
       options.registry,
       options.credentials,
@@ -278,6 +289,7 @@ export class RegistryClient {
   close(): void {
     this.#closed.abort(new TransportError("registry source closed"));
     this.#http.close();
+    this.#unverified?.close();
   }
 
   /**
@@ -356,14 +368,16 @@ export class RegistryClient {
       );
       let res: Response;
       try {
-        res = await fetch(current, {
-          method,
-          headers: h,
-          body: body as Uint8Array<ArrayBuffer> | undefined,
-          redirect: "manual",
-          signal,
-          client: this.#http,
-        });
+        res = this.#unverified && current.protocol === "https:"
+          ? await this.#unverified.fetch(current, { method, headers: h, body, signal })
+          : await fetch(current, {
+            method,
+            headers: h,
+            body: body as Uint8Array<ArrayBuffer> | undefined,
+            redirect: "manual",
+            signal,
+            client: this.#http,
+          });
       } catch (e) {
         throw new SendFailure(e, current);
       } finally {
@@ -396,12 +410,7 @@ export class RegistryClient {
     const text = failureText(e);
     const detail = this.auth.redact(text.replace(SENDING_PREAMBLE, ""));
     const tries = attempts > 1 ? ` (${attempts} tries)` : "";
-    let hint = "";
-    if (TLS_FAILURE.test(text)) {
-      hint = this.#options.https
-        ? "; if the registry serves plain HTTP, pass --tls-verify=false"
-        : "; the registry may require HTTPS: drop --tls-verify=false";
-    }
+    const hint = TLS_FAILURE.test(text) ? tlsHint(text, at, this.#options.tls, this.#options.https) : "";
     const where = at.href === url.href ? displayUrl(url) : `${displayUrl(url)} (redirected to ${displayUrl(at)})`;
     const message = `${request.what}: ${request.method ?? "GET"} ${where} failed${tries}: ${detail}${hint}`;
     return isRetryable(e) ? new ConnectionError(message) : new TransportError(message);

@@ -138,3 +138,30 @@ export function isLoopbackHost(hostPort: string): boolean {
   const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
   return m !== null && m.slice(1).every((n) => Number(n) <= 255);
 }
+
+/** What `login` and `logout` name: a registry, or a namespace in one (an auth file's key). */
+export interface RegistryKey {
+  /** The key as auth files hold it: `HOST[:PORT][/NAMESPACE...]`. */
+  key: string;
+  /** The registry as references name it, and the host[:port] to connect to. */
+  domain: string;
+  host: string;
+}
+
+/**
+ * Parses `REGISTRY[/NAMESPACE...]` as login takes it (a leading `https://` or
+ * `http://` is dropped, as podman does, and so are trailing slashes).
+ */
+export function parseRegistryKey(input: string): RegistryKey {
+  const key = input.replace(/^https?:\/\//, "").replace(/\/+$/, "");
+  const bad = (why: string) => new InvalidArgumentError(`invalid registry ${JSON.stringify(input)}: ${why}`);
+  const [first, ...path] = key.split("/");
+  if (first === "") throw bad("expected HOST[:PORT][/NAMESPACE...]");
+  if (!HOST_RE.test(first)) throw bad(`invalid registry host ${JSON.stringify(first)}`);
+  if (/[@]/.test(key) || path.some((c) => c.includes(":"))) {
+    throw bad("name a registry or namespace, not an image tag or digest");
+  }
+  for (const c of path) if (!PATH_COMPONENT_RE.test(c)) throw bad(`invalid namespace component ${JSON.stringify(c)}`);
+  const domain = HUB_ALIASES.has(first) ? DOCKER_HUB : first;
+  return { key, domain, host: domain === DOCKER_HUB ? DOCKER_HUB_API : domain };
+}

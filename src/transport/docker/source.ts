@@ -22,8 +22,9 @@ import {
 import { resumableBlobStream } from "./blob_stream.ts";
 import { isRetryable, type RegistryClient } from "./client.ts";
 import { failureText } from "./sanitize.ts";
-import { connect, type ConnectOptions } from "./connect.ts";
-import { type DockerReference, parseDockerReference } from "./reference.ts";
+import { checkNotBlocked, connect, type ConnectOptions, deadlineSetting } from "./connect.ts";
+import { type DockerReference, formatDockerReference, parseDockerReference } from "./reference.ts";
+import { loadRegistriesConf, type PullSource, pullSources, type RegistriesConf } from "./registries_conf.ts";
 import { listReferrers } from "./referrers.ts";
 import { RegistryFacts } from "./registry_facts.ts";
 import { backoffDelay, type RetryPolicy, sleep, withDeadline } from "./retry.ts";
@@ -49,43 +50,94 @@ const CONFIG_LIMIT = 32 << 20;
 /** Default for `--max-downloads`. */
 export const DEFAULT_MAX_DOWNLOADS = 2;
 
+/** Where a source reads from, once its manifest was found there (see {@link ImageSource.servedBy}). */
+export type ServedBy = NonNullable<ImageSource["servedBy"]>;
+
+/** The registry endpoint a source reads from, connected. */
+interface Endpoint {
+  /** The reference there (rewritten by registries.conf's location, when it says so). */
+  ref: DockerReference;
+  client: RegistryClient;
+  retry: RetryPolicy;
+  scope: string;
+  mirror: boolean;
+}
+
 /** An image in a registry. */
 export class DockerSource implements ImageSource {
   readonly description: string;
-  readonly #client: RegistryClient;
   readonly #deadlineMs: number;
   #downloads: Semaphore;
   readonly #downloadsChosen: boolean;
-  readonly #retry: RetryPolicy;
   readonly #closed = new AbortController();
-  readonly #scope: string;
   readonly #facts: RegistryFacts | undefined;
+  /** Where the image may be read, in the order tried (registries.conf: mirrors, then the primary location). */
+  readonly #sources: PullSource[];
+  readonly #options: DockerSourceOptions;
+  /** The endpoint chosen: the first of the sources that served the manifest (the only one, when there is one). */
+  #endpoint: Endpoint | undefined;
+  /** registries.conf, kept until an endpoint is chosen. */
+  #conf: RegistriesConf | undefined;
 
   private constructor(
+    /** The reference as the user wrote it (the image's name; the tag). */
     readonly reference: DockerReference,
     input: string,
-    client: RegistryClient,
-    retry: RetryPolicy,
-    maxDownloads: number | undefined,
-    deadlineMs: number,
+    sources: PullSource[],
+    options: DockerSourceOptions,
     facts: RegistryFacts | undefined,
   ) {
     this.description = `docker://${input}`;
-    this.#client = client;
-    this.#deadlineMs = deadlineMs;
-    this.#retry = retry;
-    this.#downloads = new Semaphore(maxDownloads ?? DEFAULT_MAX_DOWNLOADS);
-    this.#downloadsChosen = maxDownloads !== undefined;
-    this.#scope = `repository:${reference.repository}:pull`;
+    this.#sources = sources;
+    this.#options = options;
+    this.#deadlineMs = deadlineSetting(options.env ?? {});
+    this.#downloads = new Semaphore(options.maxDownloads ?? DEFAULT_MAX_DOWNLOADS);
+    this.#downloadsChosen = options.maxDownloads !== undefined;
     this.#facts = facts;
   }
 
-  /** Opens `docker://INPUT` (INPUT without the scheme). Nothing is fetched yet. */
+  /**
+   * Opens `docker://INPUT` (INPUT without the scheme). Nothing is fetched yet
+   * (but see `connect` for insecure registries); with mirrors configured, the
+   * manifest's fetch chooses the endpoint.
+   */
   static async open(input: string, options: DockerSourceOptions = {}): Promise<DockerSource> {
     const ref = parseDockerReference(input);
-    const { client, retry, deadlineMs } = await connect(ref, options);
-    const facts = RegistryFacts.fromEnv(options.env ?? {});
-    return new DockerSource(ref, input, client, retry, options.maxDownloads, deadlineMs, facts);
+    const env = options.env ?? {};
+    const conf = await loadRegistriesConf(env, options.registriesConf);
+    const source = new DockerSource(ref, input, pullSources(conf, ref), options, RegistryFacts.fromEnv(env));
+    if (source.#sources.length === 1) source.#endpoint = await source.#connect(source.#sources[0], conf);
+    else source.#conf = conf;
+    return source;
+  }
+
+  /** Connects to one pull source. */
+  async #connect(source: PullSource, conf: RegistriesConf): Promise<Endpoint> {
+    const ref = source.reference;
+    checkNotBlocked(conf, `${ref.domain}/${ref.repository}`);
+    const target = {
+      domain: ref.domain,
+      host: ref.host,
+      repository: ref.repository,
+      insecure: source.endpoint.insecure,
+      logicalDomain: this.reference.domain,
+    };
+    const { client, retry } = await connect(target, this.#options);
+    return { ref, client, retry, scope: `repository:${ref.repository}:pull`, mirror: source.mirror };
+  }
+
+  /** The endpoint to read from; with several to try, the one that serves the manifest. */
+  async #chosen(): Promise<Endpoint> {
+    if (!this.#endpoint) await this.root();
+    return this.#endpoint!;
+  }
+
+  /** Where the image was found: the registry reference that answered, and whether it is a mirror. */
+  get servedBy(): ServedBy | undefined {
+    const e = this.#endpoint;
+    if (!e) return undefined;
+    const reference = formatDockerReference(e.ref);
+    return { reference, mirror: e.mirror, asNamed: reference === formatDockerReference(this.reference) };
   }
 
   /**
@@ -102,10 +154,44 @@ export class DockerSource implements ImageSource {
     return this.reference.tag;
   }
 
+  /**
+   * The manifest or index the reference names. With mirrors, each endpoint is
+   * tried in turn and the first that serves it is kept for everything after;
+   * when all fail, the primary location's error is reported, naming what each
+   * mirror answered (as containers/image's `newImageSource`).
+   */
   async root(): Promise<FetchedDocument> {
-    const { digest: pinned, tag, repository } = this.reference;
+    if (this.#endpoint) return await this.#rootAt(this.#endpoint);
+    const failures: { ref: DockerReference; error: unknown }[] = [];
+    for (const source of this.#sources) {
+      let endpoint: Endpoint | undefined;
+      try {
+        endpoint = await this.#connect(source, this.#conf!);
+        const doc = await this.#rootAt(endpoint);
+        this.#endpoint = endpoint;
+        this.#conf = undefined;
+        return doc;
+      } catch (e) {
+        endpoint?.client.close();
+        if (this.#closed.signal.aborted) throw e;
+        failures.push({ ref: source.reference, error: e });
+      }
+    }
+    const primary = failures.pop()!.error;
+    const tried = failures.map((f) => `${formatDockerReference(f.ref)}: ${errorLine(f.error)}`).join("; ");
+    if (primary instanceof DeltashipError) {
+      primary.message = `${primary.message} (mirrors also failed: ${tried})`;
+      throw primary;
+    }
+    throw new TransportError(`${this.description}: ${errorLine(primary)} (mirrors also failed: ${tried})`);
+  }
+
+  /** The manifest the reference names, fetched from `endpoint`. */
+  async #rootAt(endpoint: Endpoint): Promise<FetchedDocument> {
+    const { digest: pinned, tag, repository } = endpoint.ref;
     const what = `${this.description}: manifest`;
     const { bytes, headers } = await this.#document(
+      endpoint,
       `/v2/${repository}/manifests/${pinned ?? tag}`,
       MANIFEST_ACCEPT,
       what,
@@ -149,8 +235,10 @@ export class DockerSource implements ImageSource {
     if (desc.size > limit) {
       throw new FormatError(`${what} is ${desc.size} bytes, more than the ${limit} deltaship accepts for a document`);
     }
+    const endpoint = await this.#chosen();
     const { bytes } = await this.#document(
-      `/v2/${this.reference.repository}/${isManifest ? "manifests" : "blobs"}/${desc.digest}`,
+      endpoint,
+      `/v2/${endpoint.ref.repository}/${isManifest ? "manifests" : "blobs"}/${desc.digest}`,
       isManifest ? MANIFEST_ACCEPT : undefined,
       what,
       limit,
@@ -160,44 +248,49 @@ export class DockerSource implements ImageSource {
   }
 
   async blob(desc: Descriptor): Promise<ReadableStream<Uint8Array>> {
+    const endpoint = await this.#chosen();
     const release = await this.#downloads.acquire();
     if (this.#closed.signal.aborted) {
       release();
       throw new TransportError(`${this.description}: source closed`);
     }
     const what = `${this.description}: blob ${desc.digest}`;
-    const path = `/v2/${this.reference.repository}/blobs/${desc.digest}`;
+    const path = `/v2/${endpoint.ref.repository}/blobs/${desc.digest}`;
     return resumableBlobStream({
       what,
       size: desc.size,
       open: (offset) =>
-        this.#client.get(path, {
+        endpoint.client.get(path, {
           what,
-          scope: this.#scope,
+          scope: endpoint.scope,
           headers: offset > 0 ? { range: `bytes=${offset}-` } : undefined,
           pass: [416],
         }),
-      retry: this.#retry,
+      retry: endpoint.retry,
       signal: this.#closed.signal,
       onEnd: release,
     });
   }
 
-  /** The referrers of `subject` of `artifactType` here: the referrers API, else the fallback tag. */
-  referrers(subject: Digest, artifactType: string, options?: ReferrerOptions): Promise<ReferrerList> {
+  /**
+   * The referrers of `subject` of `artifactType`, listed by the endpoint that
+   * serves the image (a mirror, when one does): the referrers API, else the fallback tag.
+   */
+  async referrers(subject: Digest, artifactType: string, options?: ReferrerOptions): Promise<ReferrerList> {
+    const endpoint = await this.#chosen();
     const access = {
-      client: this.#client,
-      repository: this.reference.repository,
-      scope: this.#scope,
+      client: endpoint.client,
+      repository: endpoint.ref.repository,
+      scope: endpoint.scope,
       deadlineMs: this.#deadlineMs,
-      ...(this.#facts ? { facts: { store: this.#facts, registry: this.reference.host } } : {}),
+      ...(this.#facts ? { facts: { store: this.#facts, registry: endpoint.ref.host } } : {}),
     };
-    return listReferrers(access, subject, artifactType, this.description, options);
+    return await listReferrers(access, subject, artifactType, this.description, options);
   }
 
   close(): Promise<void> {
     this.#closed.abort(new TransportError(`${this.description}: source closed`));
-    this.#client.close();
+    this.#endpoint?.client.close();
     return Promise.resolve();
   }
 
@@ -207,6 +300,7 @@ export class DockerSource implements ImageSource {
    * trips the idle timeout), or until `stop` aborts.
    */
   #document(
+    endpoint: Endpoint,
     path: string,
     accept: string | undefined,
     what: string,
@@ -217,24 +311,29 @@ export class DockerSource implements ImageSource {
       const request = stop ? AbortSignal.any([deadline, stop]) : deadline;
       const signal = AbortSignal.any([this.#closed.signal, request]);
       for (let attempt = 1;; attempt++) {
-        const f = await this.#client.get(path, {
+        const f = await endpoint.client.get(path, {
           what,
-          scope: this.#scope,
+          scope: endpoint.scope,
           headers: accept ? { accept } : undefined,
           signal: request,
         });
         try {
           return { bytes: await f.bytes(limit, what), headers: f.headers };
         } catch (e) {
-          if (!isRetryable(e) || attempt >= this.#retry.attempts) {
+          if (!isRetryable(e) || attempt >= endpoint.retry.attempts) {
             if (e instanceof DeltashipError) throw e;
             throw new TransportError(`${what}: download failed: ${failureText(e)}`);
           }
-          await sleep(backoffDelay(this.#retry, attempt), signal);
+          await sleep(backoffDelay(endpoint.retry, attempt), signal);
         }
       }
     });
   }
+}
+
+/** An error's message, for a list of what mirrors answered. */
+function errorLine(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 /** The media type of a response, without parameters. */

@@ -14,10 +14,11 @@ import { type Digest, sha256 } from "../../util/digest.ts";
 import { Semaphore } from "../../util/semaphore.ts";
 import type { RegistryClient } from "./client.ts";
 import { envSetting, type SettingRange } from "../../util/settings.ts";
-import { connect, type ConnectOptions } from "./connect.ts";
+import { connect, type ConnectOptions, targetOf } from "./connect.ts";
 import { type DockerReference, parseDockerReference } from "./reference.ts";
 import { addToFallbackIndex, type RepositoryAccess } from "./referrers.ts";
 import { RegistryFacts } from "./registry_facts.ts";
+import { loadRegistriesConf } from "./registries_conf.ts";
 import type { RetryPolicy } from "./retry.ts";
 import {
   blobExists,
@@ -102,7 +103,9 @@ export class DockerTarget {
     const colon = input.lastIndexOf(":");
     const explicitTag = colon > input.lastIndexOf("/");
     const reference = explicitTag ? ref : { ...ref, tag: undefined };
-    const { client, retry, deadlineMs } = await connect(ref, options);
+    // registries.conf's mirrors and locations are for pulls; its blocked and insecure apply here too.
+    const conf = await loadRegistriesConf(options.env ?? {}, options.registriesConf);
+    const { client, retry, deadlineMs } = await connect(targetOf(ref, conf), options);
     const chunk = envSetting(options.env ?? {}, "DELTASHIP_UPLOAD_CHUNK_SIZE", CHUNK_SIZE_RANGE, DEFAULT_CHUNK_SIZE);
     return new DockerTarget(
       reference,
