@@ -78,11 +78,17 @@ export const latin1: TextDecoder = new TextDecoder("latin1");
 
 /** Decodes a path as tar names are: UTF-8 when valid, else Latin-1 (so no byte is lost). */
 export function decodeName(bytes: Uint8Array): string {
+  if (bytes.length <= 256 && isAscii(bytes)) return String.fromCharCode.apply(null, bytes as unknown as number[]);
   try {
     return utf8.decode(bytes);
   } catch {
     return latin1.decode(bytes);
   }
+}
+
+function isAscii(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] >= 0x80) return false;
+  return true;
 }
 
 export function cString(block: Uint8Array, offset: number, length: number): Uint8Array {
