@@ -131,10 +131,12 @@ Deno.test("the composefs tree: the root takes /usr's metadata, /run is emptied w
     { path: "run/stub", content: "x", mtime: 3000, pax: { mtime: "3000.75" } },
     { path: "etc/f", content: "small", mtime: 4000, pax: { mtime: "4000.5" } },
   ]);
-  assert.equal(withUsr[0], "/ 4096 40751 5 7 8 0 1000.0 - - - user.a=b");
+  assert.equal(withUsr[0], "/ 4096 40751 5 7 8 0 1000.0 - - -", "user.a dropped: allowlist-only");
   assert.ok(withUsr.includes("/run 27 40755 2 0 0 0 1000.0 - - -"), withUsr.join("\n"));
   assert.ok(!withUsr.some((l) => l.startsWith("/run/")), "run emptied");
-  assert.ok(withUsr.some((l) => l.startsWith("/etc/f 5 100644 1 0 0 0 4000.0 - small -")), "whole-second mtimes");
+  assert.ok(withUsr.some((l) => l.startsWith("/etc/f 5 100644 1 0 0 0 4000.500000000 - small -")), "PAX nanoseconds");
+  const keepUser = await deltaship(repo, "dump", "usr", "--xattrs", "keep-user-xattrs");
+  assert.equal(keepUser.stdout.split("\n")[0], "/ 4096 40751 5 7 8 0 1000.0 - - - user.a=b");
   const noUsr = await dumpOf(dir.path, repo, "nousr", [
     { path: "./", type: "dir", mode: 0o700, mtime: 5 },
     { path: "run/", type: "dir", mode: 0o755, mtime: 2000 },

@@ -45,8 +45,9 @@ export interface TreeToDumpOptions {
  * The dumpfile entries of a tree, depth-first in name order, as `composefs-info
  * dump` lists an image: NLINK counted (names of a leaf, 2 + subdirectories for a
  * directory), xattrs sorted by name. The first name of a hardlinked inode is its
- * entry; each later name is an `@` entry with PAYLOAD the first name's path and
- * the other fields those of the inode.
+ * entry; each later name is an `@` entry with PAYLOAD the first name's path, the
+ * inode's SIZE, MODE, NLINK, owner, RDEV and MTIME, and no CONTENT, DIGEST or
+ * xattrs (as `composefs-info dump` prints it).
  */
 export function* treeToDump(tree: PackedTree, options: TreeToDumpOptions = {}): Generator<DumpEntry> {
   const dirSize = options.directorySize ?? (() => 0);
@@ -74,10 +75,12 @@ export function* treeToDump(tree: PackedTree, options: TreeToDumpOptions = {}): 
       gid: tree.gid(inode),
       rdev: tree.rdev(inode),
       mtime: { sec: tree.sec(inode), nsec: tree.nsec(inode) },
+      // A later name of an inode gives its first name's path, and (as composefs-info prints it) no content,
+      // digest or xattrs.
       payload: first ?? (kind === "symlink" ? tree.target(inode) : kind === "file" ? tree.payload(inode) : null),
-      content: tree.content(inode)?.length ? tree.content(inode) : null,
-      digest: kind === "file" ? tree.digest(inode) : null,
-      xattrs: [...tree.xattrSet(tree.xattrs(inode))],
+      content: !first && tree.content(inode)?.length ? tree.content(inode) : null,
+      digest: !first && kind === "file" ? tree.digest(inode) : null,
+      xattrs: first ? [] : [...tree.xattrSet(tree.xattrs(inode))],
     };
   }
 }

@@ -38,8 +38,9 @@ export interface RootfsNode {
   /** A directory made only because a deeper path needed it (no layer has an entry for it). */
   implicit?: boolean;
   /**
-   * For a hardlink: the regular-file node it shares its inode with (content and
-   * metadata), which may since have been replaced or removed at its own path.
+   * For a hardlink: the node it shares its inode with (a regular file, symlink,
+   * device or fifo: content and metadata), which may since have been replaced
+   * or removed at its own path.
    */
   inode?: RootfsNode;
 }
@@ -100,10 +101,8 @@ export interface MergeTarget<N> {
   /** The names in directory `dir`. */
   names(dir: N): Iterable<string>;
   isDirectory(node: N): boolean;
-  /** A symlink's target; undefined for anything else. */
+  /** A symlink's target (also through a hardlink to one); undefined for anything else. */
   symlinkTarget(node: N): string | undefined;
-  /** True for a regular file, or a hardlink to one. */
-  isRegularFile(node: N): boolean;
   /** The index of the layer that put the node where it is (-1 for the root). */
   layerOf(node: N): number;
   /** The entry of a layer's `./`: the root's metadata. */
@@ -115,7 +114,7 @@ export interface MergeTarget<N> {
   directory(dir: N, name: string, existing: N | undefined, entry: TarEntry, layer: number): void;
   /**
    * Any other entry at `name` in `dir`, replacing what is there; a hardlink comes
-   * with `target`, the regular file whose inode it shares.
+   * with `target`, the node whose inode it shares (a file, symlink, device or fifo).
    */
   leaf(dir: N, name: string, entry: TarEntry, object: string | undefined, layer: number, target?: N): void;
 }
@@ -166,10 +165,14 @@ export class LayerMerger<N> {
     }
     let target: N | undefined;
     if (entry.kind === "hardlink") {
-      target = this.resolve(entry.linkname, { create: false, followLast: true, layer })?.node;
-      if (target === undefined || !tree.isRegularFile(target)) {
+      // As umoci and container engines link: symlinks followed in the target's directories, not in its last
+      // name (a hardlink to a symlink is one to the symlink itself), and anything but a directory linked.
+      target = this.resolve(entry.linkname, { create: false, followLast: false, layer })?.node;
+      if (target === undefined || tree.isDirectory(target)) {
         throw new FormatError(
-          `hardlink ${quote(entry.path)} points to ${quote(entry.linkname)}, which is not a regular file`,
+          `hardlink ${quote(entry.path)} points to ${quote(entry.linkname)}, which is ${
+            target === undefined ? "not there" : "a directory"
+          }`,
         );
       }
     }
@@ -240,8 +243,10 @@ export class Rootfs {
       child: (dir, name) => dir.children!.get(name),
       names: (dir) => dir.children!.keys(),
       isDirectory: (node) => node.children !== undefined,
-      symlinkTarget: (node) => node.entry.kind === "symlink" ? node.entry.linkname : undefined,
-      isRegularFile: (node) => node.entry.kind === "file" || node.entry.kind === "hardlink",
+      symlinkTarget: (node) => {
+        const inode = node.inode ?? node;
+        return inode.entry.kind === "symlink" ? inode.entry.linkname : undefined;
+      },
       layerOf: (node) => node.layer,
       setRoot: (entry) => {
         root.entry = entry;
@@ -290,8 +295,7 @@ export class Rootfs {
   regularFile(path: string): { object?: string; size: number } | LookupFailure {
     const node = this.get(path);
     if (!node) return "missing";
-    if (node.entry.kind !== "file" && node.entry.kind !== "hardlink") return "not a regular file";
-    if (node.entry.kind === "hardlink" && node.object === undefined && node.size !== 0) return "not a regular file";
+    if ((node.inode ?? node).entry.kind !== "file") return "not a regular file";
     return { object: node.object, size: node.size };
   }
 

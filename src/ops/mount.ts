@@ -11,7 +11,8 @@
  */
 import { InvalidArgumentError, NotFoundError, RepositoryError, UnsupportedError } from "../errors.ts";
 import { fsverityHex } from "../composefs/fsverity.ts";
-import { composefsImage } from "../repo/composefs_image.ts";
+import { composefsImage, DEFAULT_XATTRS, type XattrFiltering } from "../repo/composefs_image.ts";
+import { COMPOSEFS_RULES, composefsRules } from "../repo/composefs_upgrade.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
 import { type MountApi, openMountApi } from "../util/mount.ts";
 import { openFsVerity, PosixError } from "../util/posix.ts";
@@ -67,13 +68,18 @@ async function checkTarget(target: string): Promise<void> {
   }
 }
 
-/** The image's EROFS file: its stored object (checked against its digest), or a fresh temporary one. */
+/**
+ * The image's EROFS file: its stored object (checked against its digest), or a
+ * fresh temporary one (for other xattrs than the stored one's, or where the
+ * stored one follows older rules and the repository is still to be upgraded).
+ */
 async function imageFile(
   repo: Repository,
   record: ImageRecord,
   verity: boolean,
+  xattrs: XattrFiltering,
 ): Promise<{ path: string; id: string }> {
-  if (record.composefs) {
+  if (record.composefs && xattrs === DEFAULT_XATTRS && (await composefsRules(repo)) >= COMPOSEFS_RULES) {
     const path = repo.objects.path(record.composefs);
     const bytes = await Deno.readFile(path).catch((e) => {
       if (e instanceof Deno.errors.NotFound) return undefined;
@@ -90,7 +96,7 @@ async function imageFile(
     }
   }
   // A record made before composefs images were, or an image lost: made now, in the temporary area.
-  const image = await composefsImage(repo, record.layers.map((l) => l.diffId));
+  const image = await composefsImage(repo, record.layers.map((l) => l.diffId), { xattrs });
   const path = repo.tempPath();
   await Deno.writeFile(path, image.bytes);
   return { path, id: image.id };
@@ -157,12 +163,13 @@ function mountOverlay(api: MountApi, meta: number, objects: string, target: stri
   }
 }
 
-/** Mounts `record`'s image read-only at `target` (an empty directory). Needs root. */
+/** Mounts `record`'s image (its tree keeping `xattrs`) read-only at `target` (an empty directory). Needs root. */
 export async function mountImage(
   repo: Repository,
   record: ImageRecord,
   target: string,
   mode: VerityMode,
+  xattrs: XattrFiltering = DEFAULT_XATTRS,
 ): Promise<MountResult> {
   const api = needMountApi("mount");
   try {
@@ -173,7 +180,7 @@ export async function mountImage(
       );
     }
     const verity = mode === "require" || (mode === "auto" && repo.format.verity);
-    const image = await imageFile(repo, record, verity);
+    const image = await imageFile(repo, record, verity, xattrs);
     try {
       const erofs = mountErofs(api, image.path);
       try {

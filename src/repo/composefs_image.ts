@@ -8,15 +8,17 @@
  *
  * The rules (docs/design.md lists them with their sources):
  * - layers applied bottom first with the layer rules of `oci/rootfs.ts`
- *   (whiteouts hide lower layers only; hardlinks stay one inode); metadata from
- *   each path's topmost entry;
- * - owner, permission bits (`mode & 0o7777`), whole-second mtime (composefs-rs
- *   sets `st_mtim_nsec` 0) and `SCHILY.xattr.*` xattrs from the tar headers;
+ *   (whiteouts hide lower layers only; hardlinks stay one inode, whatever they
+ *   name but a directory); metadata from each path's topmost entry;
+ * - owner, permission bits (`mode & 0o7777`), mtime with a PAX fraction's
+ *   nanoseconds, and `SCHILY.xattr.*` xattrs from the tar headers; names as
+ *   their bytes;
  * - regular files of at most 64 bytes inline, larger ones external, named by the
  *   object that holds them;
- * - the root directory takes `/usr`'s mode, owner, mtime and xattrs, and `/run`
- *   is emptied and takes `/usr`'s mtime. An image without `/usr` (composefs-rs
- *   refuses it) keeps the root's own metadata and `/run`'s mtime.
+ * - the root directory takes `/usr`'s mode, owner, mtime and xattrs, `/run` is
+ *   emptied and takes `/usr`'s mtime, and only `security.capability` xattrs are
+ *   kept (`user.*` too with `keep-user-xattrs`). An image without `/usr`
+ *   (composefs-rs refuses it) keeps the root's own metadata and `/run`'s mtime.
  *
  * The tree is packed (`composefs/packed_tree.ts`) and built from the layer
  * records one entry at a time, each layer read twice (its whiteouts first), so
@@ -32,7 +34,7 @@ import { INLINE_CONTENT_MAX } from "../composefs/tree.ts";
 import { erofsChunks, type ErofsOptions } from "../composefs/erofs_writer.ts";
 import { isWhiteout, LayerMerger, type MergeTarget, WHITEOUT_PREFIX } from "../oci/rootfs.ts";
 import { parseHeaderGroup } from "../tar/header_group.ts";
-import { quote, type TarEntry } from "../tar/header.ts";
+import { decodeName, encodeName, quote, type TarEntry } from "../tar/header.ts";
 import { type DiffId, fromHex, toHex } from "../util/digest.ts";
 import { Yielder } from "../util/yielder.ts";
 import { layerEntries } from "./layer_reader.ts";
@@ -46,20 +48,40 @@ export type ErofsVersion = 0 | 1;
 /** The version an image is made in when it is pulled (composefs-rs's default). */
 export const DEFAULT_EROFS_VERSION: ErofsVersion = 1;
 
+/**
+ * Which xattrs the tree keeps (composefs-rs's `XattrFiltering`, cfsctl's
+ * `--xattrs`): `security.capability` only, or `user.*` too.
+ */
+export type XattrFiltering = "allowlist-only" | "keep-user-xattrs";
+
+/** The filtering composefs-rs uses by default, and the repository's stored images are made with. */
+export const DEFAULT_XATTRS: XattrFiltering = "allowlist-only";
+
+/** The names {@link XattrFiltering} takes. */
+export const XATTR_FILTERINGS: readonly XattrFiltering[] = ["allowlist-only", "keep-user-xattrs"];
+
 /** How to make a composefs image. */
 export interface ComposefsOptions {
   version?: ErofsVersion;
+  xattrs?: XattrFiltering;
   /** Bytes the tree and the writer may hold (`--memory-limit`); past it, a `LimitError`. */
   memoryLimit?: number;
+}
+
+const CAPABILITY = new TextEncoder().encode("security.capability");
+const USER = new TextEncoder().encode("user.");
+
+/** The names `filtering` keeps (composefs-rs's `CONTAINER_XATTR_ALLOWLIST`, and `user.*` with keep-user-xattrs). */
+function keeps(filtering: XattrFiltering): (name: Uint8Array) => boolean {
+  const capability = (n: Uint8Array) => n.length === CAPABILITY.length && CAPABILITY.every((x, i) => n[i] === x);
+  const user = (n: Uint8Array) => n.length >= USER.length && USER.every((x, i) => n[i] === x);
+  return filtering === "keep-user-xattrs" ? (n) => capability(n) || user(n) : capability;
 }
 
 /** glibc's makedev(3) for the 32 bits EROFS keeps (major < 4096, minor < 2^20). */
 function makedev(major: number, minor: number): number {
   return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & 0xfff00) << 12)) >>> 0;
 }
-
-const encodeName = (name: string) => new TextEncoder().encode(name);
-const decodeName = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
 /** A node of the tree being built: an entry of the packed tree, or the root. */
 type Node = number;
@@ -102,10 +124,6 @@ class PackedTarget implements MergeTarget<Node> {
   symlinkTarget(node: Node): string | undefined {
     const i = this.inode(node);
     return this.tree.kind(i) === "symlink" ? decodeName(this.tree.target(i)) : undefined;
-  }
-
-  isRegularFile(node: Node): boolean {
-    return this.tree.kind(this.inode(node)) === "file";
   }
 
   layerOf(node: Node): number {
@@ -171,7 +189,8 @@ class PackedTarget implements MergeTarget<Node> {
     const xattrs = names.length === 0
       ? 0
       : this.tree.internXattrs(names.map((name) => ({ name: encodeName(name), value: e.xattrs[name] })));
-    return { mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, sec: Math.floor(e.mtime), nsec: 0, xattrs };
+    const sec = e.mtimeExact?.sec ?? Math.floor(e.mtime);
+    return { mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, sec, nsec: e.mtimeExact?.nsec ?? 0, xattrs };
   }
 
   #readSmall(hex: string, size: number): Uint8Array {
@@ -243,7 +262,7 @@ export async function composefsTree(
       throw withContext(e, `layer ${diffIds[layer]}`);
     }
   }
-  transformForOci(tree);
+  transformForOci(tree, options.xattrs ?? DEFAULT_XATTRS);
   return tree;
 }
 
@@ -277,8 +296,8 @@ async function* whiteouts(repo: Repository, diffId: DiffId): AsyncGenerator<TarE
   }
 }
 
-/** composefs-rs's `transform_for_oci`: the root takes `/usr`'s metadata, `/run` is emptied. */
-function transformForOci(tree: PackedTree): void {
+/** composefs-rs's `transform_for_oci`: the root takes `/usr`'s metadata, `/run` is emptied, xattrs filtered. */
+function transformForOci(tree: PackedTree, xattrs: XattrFiltering): void {
   const enc = new TextEncoder();
   const usr = tree.child(PackedTree.ROOT, enc.encode("usr"));
   const run = tree.child(PackedTree.ROOT, enc.encode("run"));
@@ -288,6 +307,7 @@ function transformForOci(tree: PackedTree): void {
     tree.clear(run);
     if (usrDir) tree.setMeta(run, { ...tree.meta(run), sec: tree.sec(usr), nsec: tree.nsec(usr) });
   }
+  tree.filterXattrs(keeps(xattrs));
 }
 
 /** The writer's options (version, and the memory limit, named as the option) for `options`. */
@@ -330,12 +350,11 @@ export async function composefsId(
 export async function composefsImage(
   repo: Repository,
   diffIds: readonly DiffId[],
-  options: ComposefsOptions | ErofsVersion = {},
+  options: ComposefsOptions = {},
 ): Promise<{ bytes: Uint8Array; id: string }> {
-  const o = typeof options === "number" ? { version: options } : options;
   const parts: Uint8Array[] = [];
   const hasher = new FsVerityHasher();
-  for (const chunk of await composefsImageChunks(repo, diffIds, o)) {
+  for (const chunk of await composefsImageChunks(repo, diffIds, options)) {
     hasher.update(chunk);
     parts.push(chunk.slice());
   }
@@ -349,7 +368,8 @@ export async function composefsImage(
 }
 
 /**
- * Makes the composefs image (version {@link DEFAULT_EROFS_VERSION}) of the image whose layers are `diffIds` and stores it
+ * Makes the composefs image (version {@link DEFAULT_EROFS_VERSION}, xattrs
+ * {@link DEFAULT_XATTRS}) of the image whose layers are `diffIds` and stores it
  * as an object, durably, written out as it is made; returns its fs-verity
  * digest (hex), by which the image record names it. The image is an object like
  * any other: `objects/` holds both the image and what it points to.

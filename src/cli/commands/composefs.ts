@@ -16,7 +16,7 @@ import { type ComposefsOptions, composefsTree, writerOptions } from "../../repo/
 import { toHex } from "../../util/digest.ts";
 import { writeAll } from "../../util/fs.ts";
 import { defineCommand } from "../command.ts";
-import { EROFS_VERSION_OPTION, erofsVersion } from "../composefs_options.ts";
+import { EROFS_VERSION_OPTION, erofsVersion, xattrFiltering, XATTRS_OPTION } from "../composefs_options.ts";
 import type { Context } from "../context.ts";
 import { formatBytes } from "../format.ts";
 import { MEMORY_LIMIT_OPTION, memoryLimit } from "../transport_options.ts";
@@ -48,17 +48,19 @@ export const computeIdCommand = defineCommand({
 Builds the composefs image of IMAGE (its merged tree, by composefs-rs's rules:
 see docs/design.md) and prints its fs-verity digest in hex: the id
 'cfsctl --hash sha256 oci compute-id' gives the image, and the digest
-'deltaship mount' and the kernel know it by.`,
-  options: [EROFS_VERSION_OPTION, COMPOSEFS_MEMORY_LIMIT_OPTION],
+'deltaship mount' and the kernel know it by. --xattrs keep-user-xattrs keeps
+user.* xattrs too, as cfsctl's option of that name.`,
+  options: [EROFS_VERSION_OPTION, XATTRS_OPTION, COMPOSEFS_MEMORY_LIMIT_OPTION],
   args: { min: 1, max: 1 },
   async run(ctx, [image], values) {
     const version = erofsVersion("compute-id", values["erofs-version"]);
+    const xattrs = xattrFiltering("compute-id", values.xattrs);
     const limit = memoryLimit(values, ctx.io.env);
-    const tree = await imageTree(ctx, image, { memoryLimit: limit });
+    const tree = await imageTree(ctx, image, { xattrs, memoryLimit: limit });
     const hasher = new FsVerityHasher();
     for (const chunk of erofsChunks(tree, writerOptions({ version, memoryLimit: limit }))) hasher.update(chunk);
     const id = toHex(hasher.digest());
-    if (ctx.json) return void await ctx.printJson({ id, erofsVersion: version });
+    if (ctx.json) return void await ctx.printJson({ id, erofsVersion: version, xattrs });
     await ctx.print(id);
   },
 });
@@ -74,15 +76,18 @@ the repository's objects/ directory, byte for byte what C mkcomposefs writes for
 the same tree.
 
 With --from-dump, the tree is read from DUMPFILE, a composefs dumpfile
-(composefs-dump(5)), as 'mkcomposefs --from-file' does; no repository is used.`,
+(composefs-dump(5)), as 'mkcomposefs --from-file' does; no repository is used
+(and --xattrs does not apply: the dumpfile's xattrs are the tree's).`,
   options: [
     EROFS_VERSION_OPTION,
+    XATTRS_OPTION,
     COMPOSEFS_MEMORY_LIMIT_OPTION,
     { name: "from-dump", type: "boolean", help: "read the tree from a composefs dumpfile (the first argument)" },
   ],
   args: { min: 2, max: 2 },
   async run(ctx, [input, out], values) {
     const version = erofsVersion("create-image", values["erofs-version"]);
+    const xattrs = xattrFiltering("create-image", values.xattrs);
     const limit = memoryLimit(values, ctx.io.env);
     let tree;
     if (values["from-dump"]) {
@@ -91,7 +96,7 @@ With --from-dump, the tree is read from DUMPFILE, a composefs dumpfile
       for await (const e of readDumpfile(file.readable)) builder.add(e);
       tree = builder.finish();
     } else {
-      tree = await imageTree(ctx, input, { memoryLimit: limit });
+      tree = await imageTree(ctx, input, { xattrs, memoryLimit: limit });
     }
     const { bytes, id } = await writeReplacing(out, erofsChunks(tree, writerOptions({ version, memoryLimit: limit })));
     if (ctx.json) return void await ctx.printJson({ out, bytes, id, erofsVersion: version });
@@ -134,11 +139,12 @@ Prints the tree of IMAGE's composefs image as a composefs dumpfile
 (composefs-dump(5)): one line per path, what 'composefs-info dump' prints for
 the image 'deltaship create-image' writes. 'deltaship create-image --from-dump'
 turns it back into the same image.`,
-  options: [COMPOSEFS_MEMORY_LIMIT_OPTION],
+  options: [XATTRS_OPTION, COMPOSEFS_MEMORY_LIMIT_OPTION],
   args: { min: 1, max: 1 },
   async run(ctx, [image], values) {
+    const xattrs = xattrFiltering("dump", values.xattrs);
     const limit = memoryLimit(values, ctx.io.env);
-    const tree = await imageTree(ctx, image, { memoryLimit: limit });
+    const tree = await imageTree(ctx, image, { xattrs, memoryLimit: limit });
     const enc = new TextEncoder();
     let text = "";
     for (const e of imageDump(tree, writerOptions({ memoryLimit: limit }))) {
