@@ -12,7 +12,7 @@
  */
 import { roundUp, XATTR_ENTRY_SIZE, xattrFilterBit, xattrPrefix } from "./erofs_format.ts";
 import { type InodeTable, metacopyValue, XATTR } from "./erofs_inodes.ts";
-import { compareBytes, type Xattr } from "./tree.ts";
+import { byteKey, compareBytes, type Xattr } from "./tree.ts";
 
 /** Counts how many nodes have each value of a key kept in the tree's pool (a digest or a payload). */
 class KeyCounter {
@@ -95,17 +95,8 @@ interface Pair {
   offset: number;
 }
 
-/** One char per byte: a lossless Map key. */
-function bin(bytes: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 8192) {
-    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
-  }
-  return s;
-}
-
 function pairKey(x: Xattr): string {
-  return `${bin(x.name)}\0${bin(x.value)}`;
+  return `${byteKey(x.name)}\0${byteKey(x.value)}`;
 }
 
 function isAcl(name: Uint8Array): boolean {

@@ -6,7 +6,7 @@
  * @module
  */
 import { FormatError } from "../errors.ts";
-import { compareBytes, type Xattr } from "./tree.ts";
+import { byteKey, compareBytes, type Xattr } from "./tree.ts";
 
 /** Interned xattr sets; see the module documentation. */
 export class XattrSets {
@@ -37,7 +37,7 @@ export class XattrSets {
       if (x.value.length > 0xffff) throw new FormatError("an xattr value is longer than 65535 bytes");
     }
     let key = "";
-    for (const x of sorted) key += `${x.name.length}:${bin(x.name)}${x.value.length}:${bin(x.value)}`;
+    for (const x of sorted) key += `${x.name.length}:${byteKey(x.name)}${x.value.length}:${byteKey(x.value)}`;
     const known = this.#ids.get(key);
     if (known !== undefined) return known;
     let size = 2 * key.length + 64;
@@ -66,13 +66,4 @@ export class XattrSets {
     }
     return mapped;
   }
-}
-
-/** One char per byte: a lossless string key. */
-function bin(bytes: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 8192) {
-    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
-  }
-  return s;
 }
