@@ -90,7 +90,7 @@ const ROOT_NODE: Node = -1;
 /** The packed tree as the layer rules see it, with the layer each entry came from. */
 class PackedTarget implements MergeTarget<Node> {
   readonly root = ROOT_NODE;
-  #layers = new Uint16Array(1 << 10);
+  #layers = new Uint32Array(1 << 10);
   readonly #small = new Uint8Array(INLINE_CONTENT_MAX);
 
   constructor(readonly tree: PackedTree, readonly repo: Repository) {}
@@ -101,7 +101,7 @@ class PackedTarget implements MergeTarget<Node> {
 
   #setLayer(entry: number, layer: number): void {
     if (entry >= this.#layers.length) {
-      const grown = new Uint16Array(Math.max(entry + 1, this.#layers.length * 2));
+      const grown = new Uint32Array(Math.max(entry + 1, this.#layers.length * 2));
       grown.set(this.#layers);
       this.#layers = grown;
     }
@@ -282,10 +282,8 @@ function mayNameWhiteout(bytes: Uint8Array): boolean {
  * header is most of what reading a layer costs).
  */
 async function* whiteouts(repo: Repository, diffId: DiffId): AsyncGenerator<TarEntry> {
-  let items;
   try {
-    items = readRecord(repo.layerPath(diffId));
-    for await (const item of items) {
+    for await (const item of readRecord(repo.layerPath(diffId))) {
       if (item.type !== "header" || !mayNameWhiteout(item.bytes)) continue;
       const entry = parseHeaderGroup(item.bytes, new Map());
       if (isWhiteout(entry)) yield entry;
