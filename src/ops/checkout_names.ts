@@ -11,9 +11,10 @@
  *
  * @module
  */
-import { UnsupportedError } from "../errors.ts";
-import { encodeName } from "../tar/header.ts";
+import { FileSystemError, UnsupportedError } from "../errors.ts";
+import { encodeName, quote } from "../tar/header.ts";
 import { type BytePaths, openBytePaths } from "../util/byte_paths.ts";
+import { PosixError } from "../util/posix.ts";
 
 const SURROGATE = /[\ud800-\udfff]/;
 const enc = new TextEncoder();
@@ -61,7 +62,21 @@ export class DiskNames {
   /** Makes the symlink at `path` to `target`: a target that is not UTF-8 as its bytes. */
   async symlink(target: string, path: string): Promise<void> {
     if (target.isWellFormed()) return await Deno.symlink(target, this.disk(path));
-    this.#bytePaths(path).symlink(encodeName(target), enc.encode(this.disk(path)));
+    const calls = this.#bytePaths(path);
+    this.#named(path, () => calls.symlink(encodeName(target), enc.encode(this.disk(path))));
+  }
+
+  /** Runs a C library call for `path`; its failure is one line naming the path. */
+  #named(path: string, call: () => void): void {
+    try {
+      call();
+    } catch (e) {
+      if (!(e instanceof PosixError)) throw e;
+      const code = /: (E[A-Z]+)/.exec(e.message)?.[1] ?? "EIO";
+      throw new FileSystemError(`cannot check out ${quote(path)} into ${this.dir}: ${e.message}`, path, code, {
+        cause: e,
+      });
+    }
   }
 
   /**
@@ -73,13 +88,14 @@ export class DiskNames {
     const calls = this.#bytePaths(this.#renames[0].parent);
     const parents = new Set<string>();
     for (const r of [...this.#renames].reverse()) {
-      const to = [...enc.encode(`${r.parentDisk}/`), ...r.name];
-      calls.rename(enc.encode(r.from), Uint8Array.from(to));
+      const to = Uint8Array.from([...enc.encode(`${r.parentDisk}/`), ...r.name]);
+      this.#named(r.from, () => calls.rename(enc.encode(r.from), to));
       parents.add(r.parent);
     }
     for (const parent of parents) {
       const mtime = mtimeOf(parent);
-      if (mtime !== undefined) calls.setTimes(encodeName(parent === "" ? this.dir : `${this.dir}/${parent}`), mtime);
+      const path = encodeName(parent === "" ? this.dir : `${this.dir}/${parent}`);
+      if (mtime !== undefined) this.#named(parent, () => calls.setTimes(path, mtime));
     }
   }
 
