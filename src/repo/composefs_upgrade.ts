@@ -91,9 +91,11 @@ export async function upgradeComposefsImages(
     }
     progress.advance(PROGRESS_ID, size(record));
   }
-  await repo.sync(); // every new image and record, before the rules file says they are done
+  // Every new image and record durable before the rules file says they are done. When nothing changed (a new
+  // repository, or images the new rules give alike), losing the file costs only a look like this one again.
+  if (done.rebuilt > 0) await repo.sync();
   await repo.writeAtomic(`${repo.root}/${RULES_FILE}`, new TextEncoder().encode(`{"rules":${COMPOSEFS_RULES}}\n`));
-  await repo.sync(repo.root);
+  if (done.rebuilt > 0) await repo.sync(repo.root);
   if (images.length > 0) progress.finish(PROGRESS_ID, "rebuilt");
   return { ...done, seconds: (performance.now() - started) / 1000 };
 }
