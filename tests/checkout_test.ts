@@ -270,7 +270,7 @@ Deno.test("hostile layers: a hardlink to outside or a symlink loop fails cleanly
   }
   const hard = await deltaship(repo, "checkout", "hard", `${tmp.path}/co`);
   assert.equal(hard.code, 1);
-  assert.match(hard.stderr, /hardlink "h" points to "out\/canary", which is not a regular file/);
+  assert.match(hard.stderr, /hardlink "h" points to "out\/canary", which is not there/);
   const loop = await deltaship(repo, "checkout", "loop", `${tmp.path}/co`);
   assert.equal(loop.code, 1);
   assert.match(loop.stderr, /too many levels of symbolic links resolving "a\/x"/);

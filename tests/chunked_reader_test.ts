@@ -164,6 +164,8 @@ Deno.test("chunked reader: a TOC is refused for every way it can lie", () => {
     parse('{"Version":1,"ENTRIES":[{"Type":"dir","NAME":"x","future":{"a":[1,2,{"b":null}]}}]}').entries[0].path,
     "x",
   );
+  // A leading "/" is dropped, as the tar reader drops it from member names (container engines do the same).
+  assert.equal(parse(doc([f({ name: "/etc/passwd" })])).entries[0].path, "etc/passwd");
   const chunk = (o: number, co: number, cs: number, extra = {}) => ({
     type: "chunk",
     name: "f",
@@ -184,7 +186,6 @@ Deno.test("chunked reader: a TOC is refused for every way it can lie", () => {
     ["deep nesting", `{"version":1,"x":${"[".repeat(40)}${"]".repeat(40)},"entries":[]}`],
     ["unknown type", doc([f({ type: "socket" })])],
     ["no type", doc([{ name: "f" }])],
-    ["absolute name", doc([f({ name: "/etc/passwd" })])],
     ["name with ..", doc([f({ name: "a/../../x" })])],
     ["empty name", doc([f({ name: "" })])],
     ["name too long", doc([f({ name: "a".repeat(5000) })])],

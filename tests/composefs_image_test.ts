@@ -12,6 +12,7 @@ import { deltaship, tempDir } from "./helpers/cli.ts";
 import { expectedDigests, vectorNames, VECTORS } from "./helpers/composefs.ts";
 import { CASES, FIXTURES } from "./helpers/fixtures.ts";
 import { haveTools, run } from "./helpers/interop.ts";
+import { writeManyEntriesDumpfile, writeManyEntriesImage } from "./helpers/many_entries.ts";
 import { writeImage } from "./helpers/oci.ts";
 import { buildTar } from "./helpers/tar.ts";
 import { fsverityHex } from "../src/composefs/fsverity.ts";
@@ -130,10 +131,12 @@ Deno.test("the composefs tree: the root takes /usr's metadata, /run is emptied w
     { path: "run/stub", content: "x", mtime: 3000, pax: { mtime: "3000.75" } },
     { path: "etc/f", content: "small", mtime: 4000, pax: { mtime: "4000.5" } },
   ]);
-  assert.equal(withUsr[0], "/ 4096 40751 5 7 8 0 1000.0 - - - user.a=b");
+  assert.equal(withUsr[0], "/ 4096 40751 5 7 8 0 1000.0 - - -", "user.a dropped: allowlist-only");
   assert.ok(withUsr.includes("/run 27 40755 2 0 0 0 1000.0 - - -"), withUsr.join("\n"));
   assert.ok(!withUsr.some((l) => l.startsWith("/run/")), "run emptied");
-  assert.ok(withUsr.some((l) => l.startsWith("/etc/f 5 100644 1 0 0 0 4000.0 - small -")), "whole-second mtimes");
+  assert.ok(withUsr.some((l) => l.startsWith("/etc/f 5 100644 1 0 0 0 4000.500000000 - small -")), "PAX nanoseconds");
+  const keepUser = await deltaship(repo, "dump", "usr", "--xattrs", "keep-user-xattrs");
+  assert.equal(keepUser.stdout.split("\n")[0], "/ 4096 40751 5 7 8 0 1000.0 - - - user.a=b");
   const noUsr = await dumpOf(dir.path, repo, "nousr", [
     { path: "./", type: "dir", mode: 0o700, mtime: 5 },
     { path: "run/", type: "dir", mode: 0o755, mtime: 2000 },
@@ -216,4 +219,40 @@ Deno.test("an image whose tree EROFS cannot hold is pulled without a composefs i
   assert.match(id.stderr, /longer than 255 bytes/);
   assert.equal(id.stderr.trim().split("\n").length, 1);
   assert.equal((await deltaship(repo, "fsck")).code, 0);
+});
+
+Deno.test("composefs commands and pull keep the image's tree within --memory-limit, or fail in one line", async () => {
+  await using dir = await tempDir();
+  const repo = `${dir.path}/repo`;
+  await writeManyEntriesImage(`${dir.path}/many`, "many", { dirs: 20, files: 1000 });
+  await writeManyEntriesDumpfile(`${dir.path}/many.dump`, { dirs: 20, files: 1000 });
+  const tight = await deltaship(repo, "pull", "--memory-limit", "1MiB", `oci:${dir.path}/many:many`, "many");
+  assert.equal(tight.code, 1);
+  assert.match(tight.stderr, /composefs tree of \d+ inodes and \d+ entries needs more than --memory-limit \(1 MiB\)/);
+  assert.equal(tight.stderr.trim().split("\n").length, 1, tight.stderr);
+  assert.equal((await deltaship(repo, "images")).stdout.includes("many"), false, "no image recorded");
+  const pulled = await deltaship(repo, "pull", "--memory-limit", "64MiB", `oci:${dir.path}/many:many`, "many");
+  assert.equal(pulled.code, 0, pulled.stderr);
+  const id = (await deltaship(repo, "compute-id", "many")).stdout.trim();
+  for (const args of [["compute-id", "many"], ["dump", "many"], ["create-image", "many", `${dir.path}/o.img`]]) {
+    const r = await deltaship(repo, ...args, "--memory-limit", "1MiB");
+    assert.equal(r.code, 1, args.join(" "));
+    assert.match(r.stderr, /needs more than --memory-limit \(1 MiB\); raise it/);
+    assert.equal((await deltaship(repo, ...args, "--memory-limit", "64MiB")).code, 0, args.join(" "));
+  }
+  const fromDump = await deltaship(repo, "create-image", "--from-dump", `${dir.path}/many.dump`, `${dir.path}/d.img`);
+  assert.equal(fromDump.code, 0, fromDump.stderr);
+  assert.match(fromDump.stdout, new RegExp(`id ${id}`), "the dumpfile of the same tree gives the same image");
+  const tightDump = await deltaship(
+    repo,
+    "create-image",
+    "--memory-limit",
+    "1MiB",
+    "--from-dump",
+    `${dir.path}/many.dump`,
+    `${dir.path}/e.img`,
+  );
+  assert.equal(tightDump.code, 1);
+  assert.match(tightDump.stderr, /needs more than --memory-limit \(1 MiB\)/);
+  assert.throws(() => Deno.statSync(`${dir.path}/e.img`), Deno.errors.NotFound);
 });

@@ -92,3 +92,40 @@ Deno.test("rootfs follows symlinks inside entry paths the way unpackers do, neve
   assert.deepEqual(fs.regularFile("link-to-new"), { object: objectHex("new"), size: 3 });
   await repo.close();
 });
+
+Deno.test("rootfs: a hardlink is another name of its target, whatever leaf it is; the target's directories resolve", async () => {
+  await using tmp = await tempDir();
+  const repo = await Repository.open(`${tmp.path}/repo`);
+  const ids = await stack(repo, [
+    [
+      { path: "usr/", type: "dir" },
+      { path: "usr/lib/", type: "dir" },
+      { path: "usr/lib/libc.so", content: "libc" },
+      { path: "usr/lib/link", type: "symlink", linkname: "libc.so" },
+      { path: "usr/lib/pipe", type: "fifo" },
+      { path: "lib", type: "symlink", linkname: "usr/lib" },
+    ],
+    [
+      { path: "hl-link", type: "hardlink", linkname: "usr/lib/link" }, // the symlink itself, not libc.so
+      { path: "hl-pipe", type: "hardlink", linkname: "lib/pipe" }, // lib/ resolved, as umoci resolves it
+      { path: "/abs", type: "hardlink", linkname: "/usr/lib/libc.so" }, // leading slashes dropped
+    ],
+    [{ path: "usr/lib/.wh.link", content: "" }],
+  ]);
+  const fs = await loadRootfs(repo, ids);
+  const link = fs.get("hl-link")!;
+  assert.equal(link.inode?.entry.kind, "symlink", "the inode is the symlink, alive after its own name went");
+  assert.equal(link.inode?.entry.linkname, "libc.so");
+  assert.equal(fs.regularFile("hl-link"), "not a regular file");
+  assert.equal(fs.lookup("hl-link"), undefined, "followed as a symlink: libc.so next to it, which is not there");
+  assert.equal(fs.get("hl-pipe")?.inode, fs.get("usr/lib/pipe"));
+  assert.deepEqual(fs.regularFile("abs"), { object: objectHex("libc"), size: 4 });
+  await assert.rejects(
+    async () =>
+      await loadRootfs(repo, [
+        (await stack(repo, [[{ path: "d/", type: "dir" }, { path: "h", type: "hardlink", linkname: "d" }]]))[0],
+      ]),
+    /hardlink "h" points to "d", which is a directory/,
+  );
+  await repo.close();
+});

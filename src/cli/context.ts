@@ -7,6 +7,7 @@
 import { UsageError } from "../errors.ts";
 import { Repository } from "../repo/repository.ts";
 import type { SyncMode } from "../repo/durability.ts";
+import type { ComposefsUpgrade } from "../repo/composefs_upgrade.ts";
 import { openForWriting, type UpgradeSummary } from "../repo/upgrade.ts";
 import { Cleanups } from "../util/cleanups.ts";
 import { envSetting, parseSetting, type SettingRange } from "../util/settings.ts";
@@ -95,6 +96,17 @@ export function describeUpgrade(u: UpgradeSummary): string {
     `renamed by fs-verity digest${u.verity ? ", fs-verity enabled on each" : ""}${dropped}`;
 }
 
+/** The one-line summary of the composefs images made again by the current rules (repo/composefs_upgrade.ts). */
+export function describeComposefsUpgrade(u: ComposefsUpgrade): string {
+  const failed = u.failed
+    ? `; ${plural(u.failed, "image")} whose layers could not be read kept (see deltaship fsck)`
+    : "";
+  return `Made the composefs images of ${plural(u.images, "image")} by the current rules in ${
+    u.seconds.toFixed(1)
+  } s: ` +
+    `${u.rebuilt} changed${failed}`;
+}
+
 /** Global settings and services for one CLI invocation. */
 export class Context {
   readonly repoPath: string;
@@ -108,6 +120,8 @@ export class Context {
   #progress: TerminalProgress | undefined;
   /** What the upgrade of the repository did, when opening it ran one. */
   upgraded: UpgradeSummary | undefined;
+  /** What making its composefs images by the current rules did, when opening it did that. */
+  composefsUpgraded: ComposefsUpgrade | undefined;
   /** Undo actions for partial output, run if the command is interrupted. */
   readonly cleanups = new Cleanups();
 
@@ -140,12 +154,20 @@ export class Context {
   async repo(use: RepoUse = {}): Promise<Repository> {
     if (this.#repo) return this.#repo;
     if (!use.write) return this.#repo = await Repository.open(this.repoPath, { sync: this.sync });
-    const { repo, upgraded } = await openForWriting(this.repoPath, { sync: this.sync, progress: this.progress() });
+    const { repo, upgraded, composefs } = await openForWriting(this.repoPath, {
+      sync: this.sync,
+      progress: this.progress(),
+    });
     this.#repo = repo;
     if (upgraded) {
       this.upgraded = upgraded;
       this.endProgress();
       if (use.reportUpgrade !== false) await this.note(describeUpgrade(upgraded));
+    }
+    if (composefs && composefs.rebuilt + composefs.failed > 0) {
+      this.composefsUpgraded = composefs;
+      this.endProgress();
+      if (use.reportUpgrade !== false) await this.note(describeComposefsUpgrade(composefs));
     }
     return repo;
   }

@@ -20,11 +20,17 @@
  * inode is numbered at its first name in depth-first name order (where a dumpfile
  * lists it), and its other names point to that inode.
  *
+ * Everything is kept in typed arrays indexed by node (the image's inode number)
+ * or by the packed tree's inode and entry ids, so that a tree of millions of
+ * entries costs some tens of bytes per entry here. A node's xattrs are made when
+ * asked for ({@link InodeTable.xattrs}).
+ *
  * @module
  */
 import { FormatError } from "../errors.ts";
 import { startsWith } from "./erofs_format.ts";
-import { byteKey, childPath, compareBytes, type Directory, type Inode, quotePath, type Xattr, Xattrs } from "./tree.ts";
+import { PackedTree } from "./packed_tree.ts";
+import { type Inode, quotePath, type Xattr } from "./tree.ts";
 
 const te = new TextEncoder();
 const OVERLAY_PREFIX = te.encode("trusted.overlay.");
@@ -45,313 +51,356 @@ export const XATTR = {
   aclDefault: te.encode("system.posix_acl_default"),
 };
 const EMPTY = new Uint8Array(0);
-const DOT = te.encode(".");
-const DOTDOT = te.encode("..");
+const Y = te.encode("y");
+const X = te.encode("x");
+const WHITEOUT_XATTRS: Xattr[] = [
+  { name: XATTR.escapedWhiteout, value: EMPTY },
+  { name: XATTR.userWhiteout, value: EMPTY },
+];
+const DIR_WHITEOUT_XATTRS: Xattr[] = [
+  { name: XATTR.escapedWhiteouts, value: EMPTY },
+  { name: XATTR.userWhiteouts, value: EMPTY },
+  { name: XATTR.escapedOpaque, value: X },
+  { name: XATTR.userOpaque, value: X },
+];
+const ROOT_XATTRS: Xattr[] = [{ name: XATTR.opaque, value: Y }];
 
-/** A directory entry as the image stores it: a name and the node it names. */
-export interface Dirent {
-  name: Uint8Array;
-  /** The node named; null only while the first name of a hardlinked inode is not numbered yet. */
-  node: Node | null;
-  /** The tree's inode, to find `node` once it is numbered. */
-  inode: Inode;
-}
+const NONE = 0xffffffff;
+/** Node flags. */
+const STUB = 1;
+const WHITEOUT = 2;
+const HAS_WHITEOUTS = 4;
 
-/** One inode of the image: its source, what the rewrites made of it, and (set by the writer) its layout. */
-export interface Node {
-  /** Inode number: position in breadth-first order, written as `i_ino`. */
-  index: number;
-  inode: Inode;
-  /** Type after the rewrites (an escaped whiteout is a "file"). */
-  type: Inode["type"];
-  /** The directory of the name that numbered this inode (null for the root), for messages. */
-  parent: Node | null;
-  name: Uint8Array;
-  /** Link count: names of a leaf; 2 + subdirectories for a directory. */
-  nlink: number;
-  /** i_size: file size, symlink target length, or (set by the writer) directory size. */
-  size: number;
-  /** Xattrs after the rewrites, keyed by {@link byteKey} of the name. */
-  xattrs: Map<string, Xattr>;
-  /** The same, sorted by name: the order the image stores them in. */
-  sortedXattrs: Xattr[];
-  /** A directory's entries, `.` and `..` included, sorted by name. */
-  dirents: Dirent[];
-  /** Writer: offsets into the shared xattr table of the xattrs stored there. */
-  sharedRefs: number[];
-  /** Writer: the xattrs stored after the inode. */
-  localXattrs: Xattr[];
-  /** Writer: bytes of the xattr area after the inode (0 when none). */
-  xattrSize: number;
-  /** Writer: compact (32-byte) or extended (64-byte) inode. */
-  compact: boolean;
-  /** Writer: whole data blocks, and the bytes inline after the inode and its xattrs. */
-  nBlocks: number;
-  tailSize: number;
-  /** Writer: a symlink whose target is in a data block. */
-  promotedSymlink: boolean;
-  /** Writer: the inode's slot number, and its first data block. */
-  nid: number;
-  blkaddr: number;
-}
+/** The names of the root's whiteout devices, `00`..`ff`. */
+const STUB_NAMES = Array.from({ length: 256 }, (_, i) => te.encode(i.toString(16).padStart(2, "0")));
 
-function setXattr(n: Node, name: Uint8Array, value: Uint8Array): void {
-  n.xattrs.set(byteKey(name), { name, value });
-}
-
-/** The path of the name that numbered `n`, quoted for a message. */
-export function nodePath(n: Node): string {
-  const names: Uint8Array[] = [];
-  for (let p: Node | null = n; p?.parent; p = p.parent) names.unshift(p.name);
-  return quotePath(names.length ? names.reduce(childPath, new Uint8Array(0)) : Uint8Array.of(0x2f));
-}
-
-function isWhiteout(i: Inode): boolean {
-  return i.type === "chardev" && i.rdev === 0;
-}
-
-/** The inodes of an image in number order, and whether the tree held a whiteout. */
-export interface InodeTable {
-  nodes: Node[];
-  hasWhiteout: boolean;
+/** Bytewise comparison. */
+function compare(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
 }
 
 /**
- * Numbers the inodes of `root` and applies the overlayfs rewrites (see the module
- * doc). Throws a {@link FormatError} naming the path when the tree cannot be
- * written: a directory reachable twice, a field out of range, a hardlinked whiteout.
+ * The inodes of an image: what each node (image inode, numbered breadth-first)
+ * is, its link count, and each directory's entries in name order. Directory
+ * entries are the packed tree's entry ids; the root's whiteout devices are the
+ * ids from `tree.entryCount` on (entry `tree.entryCount + k` names device `k`).
  */
-export function collectInodes(root: Directory): InodeTable {
-  return collect(root, countLinks(root));
-}
+export class InodeTable {
+  /** Number of nodes (the image's inode count). */
+  readonly count: number;
+  /** True when the tree holds a whiteout (the image is then always format version 1). */
+  readonly hasWhiteout: boolean;
+  /** Node → packed tree inode (a whiteout device: `tree.inodeCount + k`). */
+  readonly #inodeOf: Uint32Array;
+  /** Packed inode (and device) → node, or -1. */
+  readonly #nodeOf: Int32Array;
+  /** Node → the entry that numbered it (NONE for the root). */
+  readonly #entryOf: Uint32Array;
+  readonly #nlink: Uint32Array;
+  readonly #flags: Uint8Array;
+  /** Packed directory inode → where its sorted entries start in {@link #children}, and how many. */
+  readonly #childStart: Uint32Array;
+  readonly #childCount: Uint32Array;
+  readonly #children: Uint32Array;
+  /** Escaped and sorted xattr sets, by set id. */
+  readonly #escaped = new Map<number, Xattr[]>();
 
-/** How many directory entries name each non-directory inode, and where it first appears. */
-interface LinkInfo {
-  counts: Map<Inode, number>;
-  /** The first occurrence of each leaf, depth-first in name order: its directory and name. */
-  first: Map<Inode, { dir: Directory; name: Uint8Array }>;
-}
+  constructor(readonly tree: PackedTree) {
+    const inodes = tree.inodeCount;
+    const entries = tree.entryCount;
+    const isDir = (i: number) => i < inodes && tree.isDirectory(i);
+    const name = (e: number) => (e >= entries ? STUB_NAMES[e - entries] : tree.entryName(e));
+    const target = (e: number) => (e >= entries ? inodes + e - entries : tree.entryInode(e));
 
-function countLinks(root: Directory): LinkInfo {
-  const counts = new Map<Inode, number>();
-  const first = new Map<Inode, { dir: Directory; name: Uint8Array }>();
-  const seenDirs = new Set<Directory>([root]);
-  const visit = (dir: Directory, path: Uint8Array) => {
-    for (const e of dir.entries()) {
-      const i = e.inode;
-      if (i.type === "directory") {
-        const p = childPath(path, e.name);
-        if (seenDirs.has(i)) throw new FormatError(`directory ${quotePath(p)} appears twice in the tree`);
-        seenDirs.add(i);
-        visit(i, p);
+    // Each directory's entries in name order, breadth-first from the root (the root with its whiteout devices).
+    this.#childStart = new Uint32Array(inodes);
+    this.#childCount = new Uint32Array(inodes);
+    let children = new Uint32Array(Math.max(16, entries + 256));
+    let filled = 0;
+    const seenDir = new Uint8Array(inodes);
+    seenDir[PackedTree.ROOT] = 1;
+    const queue: number[] = [PackedTree.ROOT];
+    for (let q = 0; q < queue.length; q++) {
+      const dir = queue[q];
+      let sorted = tree.sortedEntries(dir);
+      if (dir === PackedTree.ROOT) {
+        const stubs: number[] = [];
+        for (let k = 0; k < 256; k++) if (tree.lookup(dir, STUB_NAMES[k]) < 0) stubs.push(entries + k);
+        const all = new Uint32Array(sorted.length + stubs.length);
+        all.set(sorted);
+        all.set(stubs, sorted.length);
+        sorted = all.sort((a, b) => compare(name(a), name(b)));
+      }
+      if (filled + sorted.length > children.length) {
+        const bigger = new Uint32Array(Math.max(filled + sorted.length, children.length * 2));
+        bigger.set(children.subarray(0, filled));
+        children = bigger;
+      }
+      this.#childStart[dir] = filled;
+      this.#childCount[dir] = sorted.length;
+      children.set(sorted, filled);
+      filled += sorted.length;
+      for (const e of sorted) {
+        const i = target(e);
+        if (!isDir(i)) continue;
+        if (seenDir[i]) throw new FormatError(`directory ${this.#entryPath(e)} appears twice in the tree`);
+        seenDir[i] = 1;
+        queue.push(i);
+      }
+    }
+    this.#children = children;
+
+    // Link counts, and the first name of each leaf depth-first in name order (where a dumpfile lists it).
+    const links = new Uint32Array(inodes);
+    const first = new Uint32Array(inodes).fill(NONE);
+    const dirs: number[] = [PackedTree.ROOT];
+    const cursor: number[] = [this.#childStart[PackedTree.ROOT]];
+    while (dirs.length) {
+      const dir = dirs[dirs.length - 1];
+      const c = cursor[cursor.length - 1];
+      if (c >= this.#childStart[dir] + this.#childCount[dir]) {
+        dirs.pop();
+        cursor.pop();
         continue;
       }
-      const c = counts.get(i) ?? 0;
-      if (c === 0) first.set(i, { dir, name: e.name });
-      counts.set(i, c + 1);
+      cursor[cursor.length - 1]++;
+      const e = children[c];
+      if (e >= entries) continue;
+      const i = tree.entryInode(e);
+      if (tree.isDirectory(i)) {
+        dirs.push(i);
+        cursor.push(this.#childStart[i]);
+        continue;
+      }
+      if (links[i]++ === 0) first[i] = e;
     }
-  };
-  visit(root, new Uint8Array(0));
-  return { counts, first };
+
+    // Breadth-first numbering.
+    const maxNodes = inodes + 256;
+    this.#inodeOf = new Uint32Array(maxNodes);
+    this.#nodeOf = new Int32Array(maxNodes).fill(-1);
+    this.#entryOf = new Uint32Array(maxNodes);
+    this.#nlink = new Uint32Array(maxNodes);
+    this.#flags = new Uint8Array(maxNodes);
+    let count = 1;
+    this.#nodeOf[PackedTree.ROOT] = 0;
+    this.#entryOf[0] = NONE;
+    let hasWhiteout = false;
+    for (let node = 0; node < count; node++) {
+      const dir = this.#inodeOf[node];
+      if (!isDir(dir)) continue;
+      const start = this.#childStart[dir];
+      const end = start + this.#childCount[dir];
+      let subdirs = 0;
+      for (let c = start; c < end; c++) {
+        const e = children[c];
+        const i = target(e);
+        let nlink: number;
+        if (e >= entries) {
+          nlink = 1;
+        } else if (tree.isDirectory(i)) {
+          subdirs++;
+          nlink = 0; // set when the directory is numbered
+        } else if (first[i] === e) {
+          nlink = links[i];
+        } else {
+          continue; // another name of a hardlinked inode
+        }
+        const n = count++;
+        this.#inodeOf[n] = i;
+        this.#nodeOf[i] = n;
+        this.#entryOf[n] = e;
+        this.#nlink[n] = nlink;
+        if (e >= entries) {
+          this.#flags[n] = STUB;
+        } else if (tree.kind(i) === "chardev" && tree.rdev(i) === 0) {
+          if (nlink > 1) throw new FormatError(`whiteout ${this.path(n)} is hardlinked: it may have one name only`);
+          this.#flags[n] = WHITEOUT;
+          this.#flags[node] |= HAS_WHITEOUTS;
+          hasWhiteout = true;
+        }
+      }
+      this.#nlink[node] = 2 + subdirs;
+    }
+    this.count = count;
+    this.hasWhiteout = hasWhiteout;
+  }
+
+  /** Bytes of the table's arrays. */
+  get bytes(): number {
+    return this.#inodeOf.byteLength + this.#nodeOf.byteLength + this.#entryOf.byteLength + this.#nlink.byteLength +
+      this.#flags.byteLength + this.#childStart.byteLength + this.#childCount.byteLength + this.#children.byteLength;
+  }
+
+  /** The node of packed inode `i`, or -1 when it is not in the image. */
+  nodeOfInode(i: number): number {
+    return this.#nodeOf[i];
+  }
+
+  /** The node of the directory that holds the name that numbered node `n` (the root's is the root). */
+  parentNode(n: number): number {
+    const e = this.#entryOf[n];
+    if (e === NONE || e >= this.tree.entryCount) return 0;
+    return this.#nodeOf[this.tree.entryParent(e)];
+  }
+
+  /** The packed inode of node `n` (or, for a whiteout device, `tree.inodeCount + k`). */
+  inodeOf(n: number): number {
+    return this.#inodeOf[n];
+  }
+
+  /** The node of a directory entry's inode. */
+  nodeOfEntry(e: number): number {
+    const entries = this.tree.entryCount;
+    return this.#nodeOf[e >= entries ? this.tree.inodeCount + e - entries : this.tree.entryInode(e)];
+  }
+
+  /** Node `n`'s kind after the rewrites (a whiteout is a "file"). */
+  kind(n: number): Inode["type"] {
+    const f = this.#flags[n];
+    if (f & STUB) return "chardev";
+    if (f & WHITEOUT) return "file";
+    return this.tree.kind(this.#inodeOf[n]);
+  }
+
+  /** True for one of the root's whiteout devices. */
+  isStub(n: number): boolean {
+    return (this.#flags[n] & STUB) !== 0;
+  }
+
+  /** True for a whiteout rewritten as a file. */
+  isWhiteout(n: number): boolean {
+    return (this.#flags[n] & WHITEOUT) !== 0;
+  }
+
+  /** The link count: names of a leaf; 2 + subdirectories for a directory. */
+  nlink(n: number): number {
+    return this.#nlink[n];
+  }
+
+  /** The packed inode whose metadata node `n` has (a whiteout device has the root's). */
+  metaInode(n: number): number {
+    return this.isStub(n) ? PackedTree.ROOT : this.#inodeOf[n];
+  }
+
+  /** A directory node's entries in name order (entry ids, see the class documentation). */
+  entries(n: number): Uint32Array {
+    const dir = this.#inodeOf[n];
+    const start = this.#childStart[dir];
+    return this.#children.subarray(start, start + this.#childCount[dir]);
+  }
+
+  /** An entry's name (a whiteout device's included). */
+  entryName(e: number): Uint8Array {
+    const entries = this.tree.entryCount;
+    return e >= entries ? STUB_NAMES[e - entries] : this.tree.entryName(e);
+  }
+
+  /** The path of the name that numbered node `n`, quoted for a message. */
+  path(n: number): string {
+    return this.#entryOf[n] === NONE ? quotePath(Uint8Array.of(0x2f)) : this.#entryPath(this.#entryOf[n]);
+  }
+
+  #entryPath(e: number): string {
+    const names: Uint8Array[] = [];
+    const entries = this.tree.entryCount;
+    for (;;) {
+      names.unshift(this.entryName(e));
+      const dir = e >= entries ? PackedTree.ROOT : this.tree.entryParent(e);
+      if (dir === PackedTree.ROOT) break;
+      e = this.#entryOf[this.#nodeOf[dir]];
+    }
+    let length = 0;
+    for (const n of names) length += 1 + n.length;
+    const path = new Uint8Array(length);
+    let o = 0;
+    for (const n of names) {
+      path[o++] = 0x2f;
+      path.set(n, o);
+      o += n.length;
+    }
+    return quotePath(path);
+  }
+
+  /** Node `n`'s own xattrs, escaped, sorted by name (a whiteout device: the root's SELinux label). */
+  ownXattrs(n: number): Xattr[] {
+    const tree = this.tree;
+    if (this.isStub(n)) {
+      const selinux = tree.xattrSet(tree.xattrs(PackedTree.ROOT)).find((x) => compare(x.name, XATTR.selinux) === 0);
+      return selinux ? [selinux] : [];
+    }
+    const set = tree.xattrs(this.#inodeOf[n]);
+    let escaped = this.#escaped.get(set);
+    if (!escaped) {
+      escaped = tree.xattrSet(set).map((x) => {
+        if (!startsWith(x.name, OVERLAY_PREFIX)) return x;
+        const name = new Uint8Array(OVERLAY_ESCAPED_PREFIX.length + x.name.length - OVERLAY_PREFIX.length);
+        name.set(OVERLAY_ESCAPED_PREFIX);
+        name.set(x.name.subarray(OVERLAY_PREFIX.length), OVERLAY_ESCAPED_PREFIX.length);
+        return { name, value: x.value };
+      }).sort((a, b) => compare(a.name, b.name));
+      this.#escaped.set(set, escaped);
+    }
+    return escaped;
+  }
+
+  /** The markers the rewrites give node `n`: a whiteout's, a directory's with whiteouts, the root's opaque one. */
+  markerXattrs(n: number): Xattr[] {
+    const f = this.#flags[n];
+    if (f & WHITEOUT) return WHITEOUT_XATTRS;
+    if (f & HAS_WHITEOUTS) return n === 0 ? [...DIR_WHITEOUT_XATTRS, ...ROOT_XATTRS] : DIR_WHITEOUT_XATTRS;
+    return n === 0 ? ROOT_XATTRS : [];
+  }
+
+  /** True when node `n` is an external file: the rewrites make it a metacopy stub ({@link stubXattrs}). */
+  isExternal(n: number): boolean {
+    return !(this.#flags[n] & (STUB | WHITEOUT)) && this.tree.isExternal(this.#inodeOf[n]);
+  }
+
+  /** An external file's `trusted.overlay.metacopy` and `trusted.overlay.redirect` (when it has a payload). */
+  stubXattrs(n: number): Xattr[] {
+    const i = this.#inodeOf[n];
+    const out = [{ name: XATTR.metacopy, value: metacopyValue(this.tree.digest(i)) }];
+    const payload = this.tree.payload(i);
+    if (payload?.length) {
+      const redirect = new Uint8Array(payload.length + 1);
+      redirect[0] = 0x2f;
+      redirect.set(payload, 1);
+      out.push({ name: XATTR.redirect, value: redirect });
+    }
+    return out;
+  }
+
+  /**
+   * Node `n`'s xattrs after the rewrites, sorted by name: its own (escaped), with
+   * those the rewrites set (which win over its own of the same name).
+   */
+  xattrs(n: number): Xattr[] {
+    const own = this.ownXattrs(n);
+    const extra = this.isExternal(n) ? this.stubXattrs(n) : this.markerXattrs(n);
+    if (extra.length === 0) return own;
+    const out = own.filter((x) => !extra.some((y) => compare(x.name, y.name) === 0));
+    out.push(...extra);
+    return out.sort((a, b) => compare(a.name, b.name));
+  }
 }
 
-function newNode(index: number, inode: Inode, parent: Node | null, name: Uint8Array, nlink: number): Node {
-  return {
-    index,
-    inode,
-    type: inode.type,
-    parent,
-    name,
-    nlink,
-    size: 0,
-    xattrs: new Map(),
-    sortedXattrs: [],
-    sharedRefs: [],
-    localXattrs: [],
-    dirents: [],
-    compact: false,
-    nBlocks: 0,
-    tailSize: 0,
-    promotedSymlink: false,
-    xattrSize: 0,
-    nid: 0,
-    blkaddr: 0,
-  };
+/** The value of `trusted.overlay.metacopy` for a file with fs-verity digest `digest` (empty without one). */
+export function metacopyValue(digest: Uint8Array | null): Uint8Array {
+  if (!digest) return EMPTY;
+  const v = new Uint8Array(36);
+  v.set([0, 36, 0, 1]);
+  v.set(digest, 4);
+  return v;
 }
-
-const HEX = "0123456789abcdef";
 
 /**
- * Numbers the inodes breadth-first (directory entries in name order), builds each
- * directory's entries with `.` and `..`, and applies the overlayfs rewrites.
+ * Numbers the inodes of `tree` and works out the overlayfs rewrites (see the
+ * module doc). Throws a {@link FormatError} naming the path when the tree cannot
+ * be written: a directory reachable twice, a hardlinked whiteout.
  */
-function collect(root: Directory, links: LinkInfo): InodeTable {
-  const rootNode = newNode(0, root, null, EMPTY, 0);
-  const nodes: Node[] = [rootNode];
-  const byInode = new Map<Inode, Node>();
-  const deferred: Dirent[] = [];
-  let hasWhiteout = false;
-  prepare(rootNode);
-  setXattr(rootNode, XATTR.opaque, te.encode("y"));
-
-  for (let q = 0; q < nodes.length; q++) {
-    const dir = nodes[q];
-    if (dir.inode.type !== "directory") continue;
-    const entries: { name: Uint8Array; inode: Inode; stub?: boolean }[] = [...dir.inode.entries()];
-    if (dir === rootNode) entries.push(...whiteoutStubs(root));
-    entries.sort((a, b) => compareBytes(a.name, b.name));
-
-    const dirents: Dirent[] = [];
-    let subdirs = 0;
-    let whiteouts = false;
-    for (const e of entries) {
-      const i = e.inode;
-      let node: Node | null = null;
-      if (i.type === "directory") {
-        node = newNode(nodes.length, i, dir, e.name, 0);
-        subdirs++;
-      } else if (e.stub) {
-        node = newNode(nodes.length, i, dir, e.name, 1);
-      } else {
-        const f = links.first.get(i)!;
-        if (f.dir === dir.inode && compareBytes(f.name, e.name) === 0) {
-          node = newNode(nodes.length, i, dir, e.name, links.counts.get(i)!);
-        }
-      }
-      if (!node) {
-        // Another name of a hardlinked inode: it shares the inode of the first name.
-        const d: Dirent = { name: e.name, node: byInode.get(i) ?? null, inode: i };
-        dirents.push(d);
-        if (!d.node) deferred.push(d);
-        continue;
-      }
-      dirents.push({ name: e.name, node, inode: i });
-      nodes.push(node);
-      byInode.set(i, node);
-      if (e.stub) {
-        const selinux = root.meta.xattrs.get(XATTR.selinux);
-        if (selinux) setXattr(node, XATTR.selinux, selinux);
-        continue;
-      }
-      prepare(node);
-      if (isWhiteout(i)) {
-        if (node.nlink > 1) {
-          throw new FormatError(`whiteout ${nodePath(node)} is hardlinked: it may have one name only`);
-        }
-        node.type = "file";
-        setXattr(node, XATTR.escapedWhiteout, EMPTY);
-        setXattr(node, XATTR.userWhiteout, EMPTY);
-        whiteouts = true;
-      }
-    }
-    if (whiteouts) {
-      setXattr(dir, XATTR.escapedWhiteouts, EMPTY);
-      setXattr(dir, XATTR.userWhiteouts, EMPTY);
-      setXattr(dir, XATTR.escapedOpaque, te.encode("x"));
-      setXattr(dir, XATTR.userOpaque, te.encode("x"));
-      hasWhiteout = true;
-    }
-    dir.nlink = 2 + subdirs;
-    dirents.push({ name: DOT, node: dir, inode: dir.inode }, {
-      name: DOTDOT,
-      node: dir.parent ?? dir,
-      inode: dir.inode,
-    });
-    dirents.sort((a, b) => compareBytes(a.name, b.name));
-    dir.dirents = dirents;
-  }
-  for (const d of deferred) d.node = byInode.get(d.inode)!;
-  for (const n of nodes) n.sortedXattrs = [...n.xattrs.values()].sort((a, b) => compareBytes(a.name, b.name));
-  return { nodes, hasWhiteout };
-}
-
-/** The whiteout devices `00`..`ff` the root gets for the names it does not use. */
-function whiteoutStubs(root: Directory): { name: Uint8Array; inode: Inode; stub: true }[] {
-  const m = root.meta;
-  const stubs: { name: Uint8Array; inode: Inode; stub: true }[] = [];
-  for (let i = 0; i < 256; i++) {
-    const name = te.encode(HEX[i >> 4] + HEX[i & 15]);
-    if (root.get(name)) continue;
-    const inode: Inode = {
-      type: "chardev",
-      rdev: 0,
-      meta: { mode: 0o644, uid: m.uid, gid: m.gid, mtime: m.mtime, xattrs: new Xattrs() },
-    };
-    stubs.push({ name, inode, stub: true });
-  }
-  return stubs;
-}
-
-/** Checks a node's fields and sets its size and xattrs (escaped, plus the metacopy stub's). */
-function prepare(n: Node): void {
-  const i = n.inode;
-  const m = i.meta;
-  const where = () => nodePath(n);
-  const check = (ok: boolean, what: string) => {
-    if (!ok) throw new FormatError(`${where()}: ${what}`);
-  };
-  check(
-    Number.isInteger(m.mode) && m.mode >= 0 && m.mode <= 0o7777,
-    `mode ${m.mode} is not permission bits (0..0o7777)`,
-  );
-  check(Number.isInteger(m.uid) && m.uid >= 0 && m.uid <= 0xffffffff, `uid ${m.uid} is out of range`);
-  check(Number.isInteger(m.gid) && m.gid >= 0 && m.gid <= 0xffffffff, `gid ${m.gid} is out of range`);
-  check(
-    Number.isSafeInteger(m.mtime.sec) && Number.isInteger(m.mtime.nsec) && m.mtime.nsec >= 0 &&
-      m.mtime.nsec <= 999_999_999,
-    "mtime is out of range",
-  );
-  for (const x of m.xattrs) {
-    check(
-      x.name.length > 0 && x.name.length <= 255 && !x.name.includes(0),
-      "an xattr name is empty, too long or has NUL",
-    );
-    check(x.value.length <= 0xffff, "an xattr value is longer than 65535 bytes");
-    if (startsWith(x.name, OVERLAY_PREFIX)) {
-      const escaped = new Uint8Array(OVERLAY_ESCAPED_PREFIX.length + x.name.length - OVERLAY_PREFIX.length);
-      escaped.set(OVERLAY_ESCAPED_PREFIX);
-      escaped.set(x.name.subarray(OVERLAY_PREFIX.length), OVERLAY_ESCAPED_PREFIX.length);
-      check(escaped.length <= 255, "an escaped trusted.overlay xattr name is longer than 255 bytes");
-      setXattr(n, escaped, x.value);
-    } else {
-      setXattr(n, x.name, x.value);
-    }
-  }
-  switch (i.type) {
-    case "file":
-      check(Number.isSafeInteger(i.size) && i.size >= 0, `size ${i.size} is out of range`);
-      n.size = i.size;
-      if (i.content) {
-        check(i.content.length === i.size, `inline content is ${i.content.length} bytes, size says ${i.size}`);
-      } else if (i.size > 0) {
-        // One chunk covers at most 2^43 bytes; larger stubs would need a chunk table.
-        check(i.size <= 2 ** 43, `external files larger than 8 TiB are not supported (size ${i.size})`);
-        let metacopy = EMPTY;
-        if (i.digest) {
-          check(i.digest.length === 32, "the fs-verity digest is not 32 bytes");
-          metacopy = new Uint8Array(36);
-          metacopy.set([0, 36, 0, 1]);
-          metacopy.set(i.digest, 4);
-        }
-        setXattr(n, XATTR.metacopy, metacopy);
-        if (i.payload?.length) {
-          const redirect = new Uint8Array(i.payload.length + 1);
-          redirect[0] = 0x2f;
-          redirect.set(i.payload, 1);
-          setXattr(n, XATTR.redirect, redirect);
-        }
-      }
-      break;
-    case "symlink":
-      check(
-        i.target.length > 0 && i.target.length < 4096 && !i.target.includes(0),
-        "symlink target is empty, too long or has NUL",
-      );
-      n.size = i.target.length;
-      break;
-    case "chardev":
-    case "blockdev":
-      check(Number.isInteger(i.rdev) && i.rdev >= 0 && i.rdev <= 0xffffffff, `device number ${i.rdev} is out of range`);
-      break;
-  }
+export function collectInodes(tree: PackedTree): InodeTable {
+  return new InodeTable(tree);
 }

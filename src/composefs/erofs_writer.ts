@@ -19,13 +19,16 @@
  *   reach a whole block gets its target in a data block instead;
  * - then the shared xattrs, then the data blocks in inode order.
  *
+ * The layout is worked out first, in typed arrays (some tens of bytes per inode),
+ * then the image is produced front to back in chunks ({@link erofsChunks}), so a
+ * caller can hash it or write it out without ever holding it whole.
+ *
  * @module
  */
 import { FormatError } from "../errors.ts";
 import {
   BLOCK_BITS,
   BLOCK_SIZE,
-  CHUNK_FORMAT_BLKBITS_MASK,
   COMPACT_INODE_SIZE,
   COMPOSEFS_FLAGS_HAS_ACL,
   DIRENT_SIZE,
@@ -36,7 +39,6 @@ import {
   LAYOUT_FLAT_PLAIN,
   MAX_SHARED_PER_INODE,
   NULL_ADDR,
-  roundUp,
   SLOT_SIZE,
   SUPERBLOCK_OFFSET,
   SUPERBLOCK_SIZE,
@@ -46,24 +48,16 @@ import {
   writeSuperblock,
   writeXattrEntry,
   XATTR_IBODY_HEADER_SIZE,
-  xattrEntrySize,
-  xattrFilterBit,
 } from "./erofs_format.ts";
 import type { DumpEntry } from "./dumpfile.ts";
-import {
-  byteKey,
-  compareBytes,
-  type Directory,
-  type Inode,
-  INODE_TYPE_BITS,
-  type Timespec,
-  type Xattr,
-} from "./tree.ts";
+import { chunkBits, COMPACT, Dirents, type LayoutOptions, Plan } from "./erofs_layout.ts";
+import { entrySize, filterBit } from "./erofs_xattrs.ts";
+import { childPath, type Directory, type Inode, INODE_TYPE_BITS, type Meta, quotePath } from "./tree.ts";
+import { type InodeMeta, PackedTree } from "./packed_tree.ts";
 import { treeToDump } from "./tree_dump.ts";
-import { collectInodes, type Dirent, type Node, nodePath, XATTR } from "./erofs_inodes.ts";
 
-/** Options of {@link writeErofs}. */
-export interface ErofsOptions {
+/** Options of {@link writeErofs} and {@link erofsChunks}. */
+export interface ErofsOptions extends LayoutOptions {
   /**
    * The composefs format version. 1 (the default) is `mkcomposefs --min-version=1
    * --max-version=1`; 0 is plain `mkcomposefs`, which writes 1 anyway when the tree
@@ -72,320 +66,291 @@ export interface ErofsOptions {
   version?: 0 | 1;
 }
 
+/** A tree the writer takes: packed, or built by hand (packed first). */
+export type ImageTree = PackedTree | Directory;
+
 /**
- * The EROFS composefs image of the tree `root`, as bytes. Throws a
+ * The packed form of a tree (one built by hand is packed: a leaf object named
+ * several times is one inode, a hardlink; a directory reachable twice, or a
+ * field out of range, is a {@link FormatError} naming the path).
+ */
+export function packTree(tree: ImageTree): PackedTree {
+  if (tree instanceof PackedTree) return tree;
+  const root = tree;
+  const packed = new PackedTree({ mode: 0, uid: 0, gid: 0, sec: 0, nsec: 0, xattrs: 0 });
+  const sets = new Map<object, number>();
+  const metaOf = (m: Meta): InodeMeta => {
+    let xattrs = sets.get(m.xattrs);
+    if (xattrs === undefined) {
+      xattrs = packed.internXattrs(m.xattrs);
+      sets.set(m.xattrs, xattrs);
+    }
+    return { mode: m.mode, uid: m.uid, gid: m.gid, sec: m.mtime.sec, nsec: m.mtime.nsec, xattrs };
+  };
+  const at = <T>(path: Uint8Array, make: () => T): T => {
+    try {
+      return make();
+    } catch (e) {
+      if (e instanceof FormatError) throw new FormatError(`${quotePath(path)}: ${e.message}`, { cause: e });
+      throw e;
+    }
+  };
+  at(Uint8Array.of(0x2f), () => packed.setMeta(PackedTree.ROOT, metaOf(root.meta)));
+  const ids = new Map<Inode, number>([[root, PackedTree.ROOT]]);
+  const visit = (dir: Directory, dirId: number, prefix: Uint8Array) => {
+    for (const { name, inode } of dir.entries()) {
+      const path = childPath(prefix, name);
+      let id = ids.get(inode);
+      if (id !== undefined && inode.type === "directory") {
+        throw new FormatError(`directory ${quotePath(path)} appears twice in the tree`);
+      }
+      if (id === undefined) {
+        id = at(path, () => packInode(packed, inode, metaOf(inode.meta)));
+        ids.set(inode, id);
+      }
+      packed.link(dirId, name, id);
+      if (inode.type === "directory") visit(inode, id, path);
+    }
+  };
+  visit(root, PackedTree.ROOT, new Uint8Array(0));
+  return packed;
+}
+
+function packInode(tree: PackedTree, i: Inode, m: InodeMeta): number {
+  switch (i.type) {
+    case "directory":
+      return tree.addDirectory(m);
+    case "file":
+      if (i.content) {
+        if (i.content.length !== i.size) {
+          throw new FormatError(`inline content is ${i.content.length} bytes, size says ${i.size}`);
+        }
+        return tree.addInlineFile(m, i.content);
+      }
+      if (i.size === 0) return tree.addInlineFile(m, new Uint8Array(0));
+      return tree.addExternalFile(m, i.size, i.digest, i.payload);
+    case "symlink":
+      return tree.addSymlink(m, i.target);
+    case "chardev":
+    case "blockdev":
+      return tree.addDevice(m, i.type, i.rdev);
+    default:
+      return tree.addSpecial(m, i.type);
+  }
+}
+
+/**
+ * The EROFS composefs image of `tree`, front to back, in chunks of up to 1 MiB
+ * (each a view that is valid only until the next is asked for). Throws a
  * {@link FormatError} naming the path when the tree cannot be written (a directory
  * reachable twice, a field out of range, a hardlinked whiteout, an image too big).
  */
-export function writeErofs(root: Directory, options: ErofsOptions = {}): Uint8Array {
-  const { nodes, hasWhiteout } = collectInodes(root);
-  const version = hasWhiteout ? 1 : options.version ?? 1;
-  const hasAcl = nodes.some((n) => n.xattrs.has(byteKey(XATTR.aclAccess)) || n.xattrs.has(byteKey(XATTR.aclDefault)));
-  const minMtime = minimumMtime(nodes);
-  const shared = shareXattrs(nodes);
-  const layout = computeLayout(nodes, shared.size, minMtime);
-  return emit(nodes, shared, layout, {
-    flags: hasAcl ? COMPOSEFS_FLAGS_HAS_ACL : 0,
-    composefsVersion: version,
-    minMtime,
-  });
+export function erofsChunks(tree: PackedTree, options: ErofsOptions = {}): Generator<Uint8Array> {
+  return emit(new Plan(tree, options), options.version ?? 1);
 }
 
-/** The oldest mtime of all inodes: the image's build time, and the mtime of its compact inodes. */
-function minimumMtime(nodes: Node[]): Timespec {
-  let min: Timespec = nodes[0].inode.meta.mtime;
-  for (const n of nodes) {
-    const t = n.inode.meta.mtime;
-    if (t.sec < min.sec || (t.sec === min.sec && t.nsec < min.nsec)) min = t;
+/** The EROFS composefs image of `tree`, as bytes (see {@link erofsChunks}). */
+export function writeErofs(tree: ImageTree, options: ErofsOptions = {}): Uint8Array {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (const chunk of erofsChunks(packTree(tree), options)) {
+    parts.push(chunk.slice());
+    total += chunk.length;
   }
-  return min;
-}
-
-/** The shared xattr table: its entries in on-disk order and its size in bytes. */
-interface SharedXattrs {
-  entries: Xattr[];
-  size: number;
-}
-
-/**
- * Moves every (name, value) pair that more than one inode has to the shared table,
- * sorted descending by name, then value length, then value; each inode references at
- * most {@link MAX_SHARED_PER_INODE} of them, in its own (ascending name) order.
- */
-function shareXattrs(nodes: Node[]): SharedXattrs {
-  const counts = new Map<string, { x: Xattr; count: number; offset: number }>();
-  const pairKey = (x: Xattr) => `${byteKey(x.name)}\0${byteKey(x.value)}`;
-  for (const n of nodes) {
-    for (const x of n.sortedXattrs) {
-      const k = pairKey(x);
-      const c = counts.get(k);
-      if (c) c.count++;
-      else counts.set(k, { x, count: 1, offset: -1 });
-    }
-  }
-  const sharedList = [...counts.values()].filter((c) => c.count > 1).sort((a, b) =>
-    compareBytes(b.x.name, a.x.name) || b.x.value.length - a.x.value.length || compareBytes(b.x.value, a.x.value)
-  );
-  let offset = 0;
-  for (const c of sharedList) {
-    c.offset = offset;
-    offset += xattrEntrySize(c.x.name, c.x.value.length);
-  }
-  for (const n of nodes) {
-    for (const x of n.sortedXattrs) {
-      const c = counts.get(pairKey(x))!;
-      if (c.offset >= 0 && n.sharedRefs.length < MAX_SHARED_PER_INODE) n.sharedRefs.push(c.offset);
-      else n.localXattrs.push(x);
-    }
-    if (n.sortedXattrs.length > 0) {
-      let size = XATTR_IBODY_HEADER_SIZE + 4 * n.sharedRefs.length;
-      for (const x of n.localXattrs) size += xattrEntrySize(x.name, x.value.length);
-      n.xattrSize = roundUp(size, 4);
-      if (n.xattrSize > MAX_XATTR_AREA) {
-        throw new FormatError(`${nodePath(n)}: its xattrs take ${n.xattrSize} bytes, more than an inode holds`);
-      }
-    }
-  }
-  return { entries: sharedList.map((c) => c.x), size: offset };
-}
-
-/** The largest xattr area an inode can have: its size in 4-byte words (less one) is a u16. */
-const MAX_XATTR_AREA = XATTR_IBODY_HEADER_SIZE + 4 * (0xffff - 1);
-
-/** Where the regions of the image start, once every inode is placed. */
-interface Layout {
-  inodesEnd: number;
-  dataStart: number;
-  dataBlocks: number;
-}
-
-/** Bits of a chunk's size: the smallest power of two at least the file size, at least a block. */
-function chunkBits(size: number): number {
-  let bits = BLOCK_BITS;
-  while (bits < CHUNK_FORMAT_BLKBITS_MASK + BLOCK_BITS && 2 ** bits < size) bits++;
-  return bits;
-}
-
-/** Splits a directory's entries into full blocks (the dirent and name bytes of each). */
-function direntBlocks(dirents: Dirent[]): Dirent[][] {
-  const blocks: Dirent[][] = [[]];
-  let used = 0;
-  for (const d of dirents) {
-    const len = DIRENT_SIZE + d.name.length;
-    if (used + len > BLOCK_SIZE) {
-      blocks.push([]);
-      used = 0;
-    }
-    blocks[blocks.length - 1].push(d);
-    used += len;
-  }
-  return blocks;
-}
-
-function direntBytes(ds: Dirent[]): number {
-  return ds.reduce((a, d) => a + DIRENT_SIZE + d.name.length, 0);
-}
-
-function isExternal(n: Node): boolean {
-  return n.type === "file" && n.inode.type === "file" && n.inode.content === null && n.size > 0;
-}
-
-/** Decides each inode's size, data blocks, inline tail, padding and nid. */
-function computeLayout(nodes: Node[], sharedSize: number, minMtime: Timespec): Layout {
-  let pos = SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE;
-  const metaStart = Math.floor(pos / BLOCK_SIZE) * BLOCK_SIZE;
-  let dataBlocks = 0;
-  for (const n of nodes) {
-    const i = n.inode;
-    if (i.type === "directory") {
-      const blocks = direntBlocks(n.dirents);
-      let tail = direntBytes(blocks[blocks.length - 1]);
-      let full = blocks.length - 1;
-      if (tail > BLOCK_SIZE / 2) {
-        full++;
-        tail = 0;
-      }
-      n.nBlocks = full;
-      n.tailSize = tail;
-      n.size = full * BLOCK_SIZE + tail;
-    } else if (i.type === "symlink") {
-      n.tailSize = i.target.length;
-    } else if (n.type === "file" && n.size > 0) {
-      if (!isExternal(n)) {
-        n.nBlocks = Math.floor(n.size / BLOCK_SIZE);
-        n.tailSize = n.size % BLOCK_SIZE;
-        if (n.tailSize > BLOCK_SIZE / 2) {
-          n.nBlocks++;
-          n.tailSize = 0;
-        }
-      } else {
-        n.tailSize = 4; // one chunk (the inode table checked the size), a null address
-      }
-    }
-    const m = i.meta;
-    n.compact = m.mtime.sec === minMtime.sec && m.mtime.nsec === minMtime.nsec && n.nlink <= 0xffff &&
-      m.uid <= 0xffff && m.gid <= 0xffff && n.size <= 0xffffffff;
-    const inodeSize = n.compact ? COMPACT_INODE_SIZE : EXTENDED_INODE_SIZE;
-    if (i.type === "symlink" && inodeSize + n.xattrSize + n.tailSize >= BLOCK_SIZE) {
-      // The target does not fit in the inode's block: it goes to a data block.
-      n.promotedSymlink = true;
-      n.nBlocks = 1;
-      n.tailSize = 0;
-    }
-
-    pos = roundUp(pos, SLOT_SIZE);
-    const nonTail = inodeSize + n.xattrSize;
-    let pad = 0;
-    if (i.type === "symlink") {
-      const total = nonTail + (n.promotedSymlink ? i.target.length : n.tailSize);
-      if (Math.floor(pos / BLOCK_SIZE) !== Math.floor((pos + total - 1) / BLOCK_SIZE)) {
-        pad = roundUp(pos, BLOCK_SIZE) - pos;
-      }
-    } else if (n.tailSize > 0) {
-      // Start the tail in the next block if it would cross one. A tail is at most half a
-      // block, so after rounding up to the next slot (at most 31 bytes into the block) it fits.
-      const remainder = BLOCK_SIZE - ((pos + nonTail) % BLOCK_SIZE);
-      if (remainder < n.tailSize) pad = roundUp(remainder, SLOT_SIZE);
-    }
-    pos += pad;
-    n.nid = (pos - metaStart) / SLOT_SIZE;
-    pos += nonTail + n.tailSize;
-    dataBlocks += n.nBlocks;
-  }
-  if (nodes[0].nid > 0xffff) throw new FormatError("the root inode does not fit in the first 2 MiB of the image");
-  const inodesEnd = roundUp(pos, SLOT_SIZE);
-  const dataStart = roundUp(inodesEnd + sharedSize, BLOCK_SIZE);
-  let block = dataStart / BLOCK_SIZE;
-  for (const n of nodes) {
-    if (n.nBlocks > 0) {
-      n.blkaddr = block;
-      block += n.nBlocks;
-    }
-  }
-  return { inodesEnd, dataStart, dataBlocks };
-}
-
-/** Writes the entries of one directory block at `off`; returns the offset after the names. */
-function writeDirentBlock(out: Uint8Array, view: DataView, off: number, ds: Dirent[]): number {
-  let nameoff = ds.length * DIRENT_SIZE;
-  let o = off;
-  for (const d of ds) {
-    writeDirent(view, o, d.node!.nid, nameoff, FT[d.node!.type]);
-    nameoff += d.name.length;
-    o += DIRENT_SIZE;
-  }
-  for (const d of ds) {
-    out.set(d.name, o);
-    o += d.name.length;
-  }
-  return o;
-}
-
-function emit(
-  nodes: Node[],
-  shared: SharedXattrs,
-  layout: Layout,
-  h: { flags: number; composefsVersion: number; minMtime: Timespec },
-): Uint8Array {
-  const total = layout.dataStart + layout.dataBlocks * BLOCK_SIZE;
-  if (total / BLOCK_SIZE > 0xffffffff) throw new FormatError("the image would be larger than EROFS allows");
   const out = new Uint8Array(total);
-  const view = new DataView(out.buffer);
-  writeComposefsHeader(view, { flags: h.flags, composefsVersion: h.composefsVersion });
-  writeSuperblock(view, {
-    rootNid: nodes[0].nid,
-    inodes: nodes.length,
-    buildTime: h.minMtime,
-    blocks: total / BLOCK_SIZE,
-    metaBlkaddr: 0,
-    xattrBlkaddr: Math.floor(layout.inodesEnd / BLOCK_SIZE),
-  });
-  const sharedBase = layout.inodesEnd % BLOCK_SIZE;
-
-  for (const n of nodes) {
-    let off = n.nid * SLOT_SIZE;
-    const i = n.inode;
-    let dataLayout = n.tailSize > 0 ? LAYOUT_FLAT_INLINE : LAYOUT_FLAT_PLAIN;
-    let u = n.nBlocks > 0 ? n.blkaddr : 0;
-    if (i.type === "chardev" || i.type === "blockdev") u = n.type === "file" ? 0 : i.rdev;
-    if (isExternal(n)) {
-      dataLayout = LAYOUT_CHUNK_BASED;
-      u = chunkBits(n.size) - BLOCK_BITS;
-    }
-    const xattrIcount = n.xattrSize === 0 ? 0 : (n.xattrSize - XATTR_IBODY_HEADER_SIZE) / 4 + 1;
-    off += writeInode(view, off, {
-      compact: n.compact,
-      layout: dataLayout,
-      xattrIcount,
-      mode: INODE_TYPE_BITS[n.type] | i.meta.mode,
-      nlink: n.nlink,
-      size: n.size,
-      u,
-      ino: n.index,
-      uid: i.meta.uid,
-      gid: i.meta.gid,
-      mtime: i.meta.mtime,
-    });
-    if (n.xattrSize > 0) {
-      let filter = 0;
-      for (const x of n.sortedXattrs) filter |= 1 << xattrFilterBit(x.name);
-      view.setUint32(off, (~filter) >>> 0, true);
-      out[off + 4] = n.sharedRefs.length;
-      let o = off + XATTR_IBODY_HEADER_SIZE;
-      for (const ref of n.sharedRefs) {
-        view.setUint32(o, (sharedBase + ref) / 4, true);
-        o += 4;
-      }
-      for (const x of n.localXattrs) o = writeXattrEntry(out, o, x.name, x.value);
-      off += n.xattrSize;
-    }
-    if (n.tailSize > 0) {
-      if (i.type === "directory") {
-        const blocks = direntBlocks(n.dirents);
-        writeDirentBlock(out, view, off, blocks[blocks.length - 1]);
-      } else if (i.type === "symlink") {
-        out.set(i.target, off);
-      } else if (isExternal(n)) {
-        for (let c = 0; c < n.tailSize; c += 4) view.setUint32(off + c, NULL_ADDR, true);
-      } else if (i.type === "file" && i.content) {
-        out.set(i.content.subarray(n.size - n.tailSize), off);
-      }
-    }
-  }
-
-  let off = layout.inodesEnd;
-  for (const x of shared.entries) off = writeXattrEntry(out, off, x.name, x.value);
-
-  for (const n of nodes) {
-    if (n.nBlocks === 0) continue;
-    let off = n.blkaddr * BLOCK_SIZE;
-    const i = n.inode;
-    if (i.type === "directory") {
-      const blocks = direntBlocks(n.dirents);
-      const full = n.tailSize > 0 ? blocks.length - 1 : blocks.length;
-      for (let b = 0; b < full; b++) {
-        writeDirentBlock(out, view, off, blocks[b]);
-        off += BLOCK_SIZE;
-      }
-    } else if (i.type === "symlink") {
-      out.set(i.target, off);
-    } else if (i.type === "file" && i.content) {
-      out.set(i.content.subarray(0, Math.min(i.content.length, n.nBlocks * BLOCK_SIZE)), off);
-    }
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
   }
   return out;
 }
 
 /**
  * The dumpfile entries `composefs-info dump` prints for the image
- * {@link writeErofs} makes of `root`: {@link treeToDump} with each directory's size
+ * {@link writeErofs} makes of `tree`: {@link treeToDump} with each directory's size
  * in the image.
  */
-export function imageDump(root: Directory): Generator<DumpEntry> {
-  const { nodes } = collectInodes(root);
-  const shared = shareXattrs(nodes);
-  computeLayout(nodes, shared.size, minimumMtime(nodes));
-  const sizes = new Map<Inode, number>();
-  for (const n of nodes) if (n.inode.type === "directory") sizes.set(n.inode, n.size);
-  return treeToDump(root, { directorySize: (d) => sizes.get(d)! });
+export function imageDump(tree: ImageTree, options: ErofsOptions = {}): Generator<DumpEntry> {
+  const t = packTree(tree);
+  const plan = new Plan(t, options);
+  return treeToDump(t, { directorySize: (dir) => plan.size[plan.table.nodeOfInode(dir)] });
+}
+
+const CHUNK = 1 << 20;
+const ZEROS = new Uint8Array(CHUNK);
+
+/**
+ * The image's bytes front to back: writes land at increasing offsets into a
+ * 1 MiB window, and what lies before the window is handed out.
+ */
+class Emitter {
+  readonly buf = new Uint8Array(CHUNK);
+  readonly view = new DataView(this.buf.buffer);
+  /** The image offset of `buf[0]`. */
+  start = 0;
+
+  /** Makes [off, off + len) writable at `buf[off - start]` (len at most 1 MiB). */
+  *reach(off: number, len: number): Generator<Uint8Array> {
+    if (off + len > this.start + CHUNK) yield* this.flushTo(off);
+  }
+
+  /** Hands out everything before `off`, which becomes the window's start. */
+  *flushTo(off: number): Generator<Uint8Array> {
+    const filled = Math.min(off - this.start, CHUNK);
+    if (filled > 0) yield this.buf.subarray(0, filled);
+    for (let left = off - this.start - filled; left > 0; left -= CHUNK) yield ZEROS.subarray(0, Math.min(left, CHUNK));
+    this.buf.fill(0);
+    this.start = off;
+  }
+
+  /** Writes `bytes` at `off`, in pieces. */
+  *copy(off: number, bytes: Uint8Array): Generator<Uint8Array> {
+    for (let p = 0; p < bytes.length; p += CHUNK) {
+      const piece = bytes.subarray(p, p + CHUNK);
+      yield* this.reach(off + p, piece.length);
+      this.buf.set(piece, off + p - this.start);
+    }
+  }
+
+  at(off: number): number {
+    return off - this.start;
+  }
+}
+
+/** Writes the entries `from` to `to` of a directory as one block's worth at `off`. */
+function writeDirentBlock(plan: Plan, em: Emitter, off: number, d: Dirents, from: number, to: number): void {
+  let nameoff = (to - from) * DIRENT_SIZE;
+  let o = em.at(off);
+  for (let k = from; k < to; k++) {
+    const e = d.at(k);
+    const node = d.target(e);
+    writeDirent(em.view, o, plan.nid[node], nameoff, FT[plan.table.kind(node)]);
+    nameoff += d.name(e).length;
+    o += DIRENT_SIZE;
+  }
+  for (let k = from; k < to; k++) {
+    const name = d.name(d.at(k));
+    em.buf.set(name, o);
+    o += name.length;
+  }
+}
+
+function* emit(plan: Plan, requested: 0 | 1): Generator<Uint8Array> {
+  const { table, tree } = plan;
+  const version = table.hasWhiteout ? 1 : requested;
+  const total = plan.dataStart + plan.dataBlocks * BLOCK_SIZE;
+  const em = new Emitter();
+  yield* em.reach(0, SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE);
+  writeComposefsHeader(em.view, { flags: plan.shared.hasAcl ? COMPOSEFS_FLAGS_HAS_ACL : 0, composefsVersion: version });
+  writeSuperblock(em.view, {
+    rootNid: plan.nid[0],
+    inodes: table.count,
+    buildTime: plan.minMtime,
+    blocks: total / BLOCK_SIZE,
+    metaBlkaddr: 0,
+    xattrBlkaddr: Math.floor(plan.inodesEnd / BLOCK_SIZE),
+  });
+  const sharedBase = plan.inodesEnd % BLOCK_SIZE;
+
+  for (let n = 0; n < table.count; n++) {
+    const off = plan.nid[n] * SLOT_SIZE;
+    const compact = (plan.flags[n] & COMPACT) !== 0;
+    const inodeSize = compact ? COMPACT_INODE_SIZE : EXTENDED_INODE_SIZE;
+    const tail = plan.tail[n];
+    yield* em.reach(off, inodeSize + plan.xattrSize[n] + tail);
+    const kind = table.kind(n);
+    const i = table.metaInode(n);
+    let dataLayout = tail > 0 ? LAYOUT_FLAT_INLINE : LAYOUT_FLAT_PLAIN;
+    let u = plan.nBlocks[n] > 0 ? plan.blkaddr[n] : 0;
+    if (kind === "chardev" || kind === "blockdev") u = table.isStub(n) ? 0 : tree.rdev(i);
+    if (table.isExternal(n)) {
+      dataLayout = LAYOUT_CHUNK_BASED;
+      u = chunkBits(plan.size[n]) - BLOCK_BITS;
+    }
+    const xattrSize = plan.xattrSize[n];
+    let o = em.at(off);
+    o += writeInode(em.view, o, {
+      compact,
+      layout: dataLayout,
+      xattrIcount: xattrSize === 0 ? 0 : (xattrSize - XATTR_IBODY_HEADER_SIZE) / 4 + 1,
+      mode: INODE_TYPE_BITS[kind] | (table.isStub(n) ? 0o644 : tree.mode(i)),
+      nlink: table.nlink(n),
+      size: plan.size[n],
+      u,
+      ino: n,
+      uid: tree.uid(i),
+      gid: tree.gid(i),
+      mtime: { sec: tree.sec(i), nsec: tree.nsec(i) },
+    });
+    if (xattrSize > 0) {
+      const { list, offsets } = plan.shared.xattrs(n);
+      let filter = 0;
+      for (const x of list) filter |= 1 << filterBit(x.name);
+      em.view.setUint32(o, (~filter) >>> 0, true);
+      let refs = 0;
+      let w = o + XATTR_IBODY_HEADER_SIZE;
+      for (let k = 0; k < list.length && refs < MAX_SHARED_PER_INODE; k++) {
+        if (offsets[k] < 0) continue;
+        em.view.setUint32(w, (sharedBase + offsets[k]) / 4, true);
+        w += 4;
+        refs++;
+      }
+      em.buf[o + 4] = refs;
+      let counted = 0;
+      for (let k = 0; k < list.length; k++) {
+        if (offsets[k] >= 0 && counted < MAX_SHARED_PER_INODE) {
+          counted++;
+          continue;
+        }
+        w = writeXattrEntry(em.buf, w, list[k].name, list[k].value);
+      }
+      o += xattrSize;
+    }
+    if (tail > 0) {
+      if (kind === "directory") {
+        const d = new Dirents(table, n);
+        const blocks = d.blocks();
+        writeDirentBlock(plan, em, off + (o - em.at(off)), d, blocks[blocks.length - 2], blocks[blocks.length - 1]);
+      } else if (kind === "symlink") {
+        em.buf.set(tree.target(i), o);
+      } else if (table.isExternal(n)) {
+        for (let c = 0; c < tail; c += 4) em.view.setUint32(o + c, NULL_ADDR, true);
+      } else {
+        const content = tree.content(i)!;
+        em.buf.set(content.subarray(content.length - tail), o);
+      }
+    }
+  }
+
+  let off = plan.inodesEnd;
+  for (const x of plan.shared.entries) {
+    const size = entrySize(x);
+    yield* em.reach(off, size);
+    writeXattrEntry(em.buf, em.at(off), x.name, x.value);
+    off += size;
+  }
+
+  for (let n = 0; n < table.count; n++) {
+    if (plan.nBlocks[n] === 0) continue;
+    let off = plan.blkaddr[n] * BLOCK_SIZE;
+    const kind = table.kind(n);
+    const i = table.inodeOf(n);
+    if (kind === "directory") {
+      const d = new Dirents(table, n);
+      const blocks = d.blocks();
+      const full = plan.tail[n] > 0 ? blocks.length - 2 : blocks.length - 1;
+      for (let b = 0; b < full; b++) {
+        yield* em.reach(off, BLOCK_SIZE);
+        writeDirentBlock(plan, em, off, d, blocks[b], blocks[b + 1]);
+        off += BLOCK_SIZE;
+      }
+    } else if (kind === "symlink") {
+      yield* em.copy(off, tree.target(i));
+    } else {
+      const content = tree.content(i)!;
+      yield* em.copy(off, content.subarray(0, Math.min(content.length, plan.nBlocks[n] * BLOCK_SIZE)));
+    }
+  }
+  yield* em.flushTo(total);
 }

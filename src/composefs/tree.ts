@@ -228,6 +228,25 @@ export function objectPath(digest: Uint8Array): string {
   return `${hex.slice(0, 2)}/${hex.slice(2)}`;
 }
 
+/** The digest whose {@link objectPath} `path` is (lowercase hex), or null when it is not one. */
+export function digestOfObjectPath(path: Uint8Array): Uint8Array | null {
+  if (path.length !== 65 || path[2] !== 0x2f) return null;
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) {
+    const at = i === 0 ? 0 : 2 * i + 1; // the hex digits, skipping the "/" after the first two
+    const hi = HEX_DIGIT[path[at]];
+    const lo = HEX_DIGIT[path[at + 1]];
+    if (hi < 0 || lo < 0) return null;
+    out[i] = hi * 16 + lo;
+  }
+  return out;
+}
+
+const HEX_DIGIT = Int8Array.from(
+  { length: 256 },
+  (_, c) => c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1,
+);
+
 /** A symbolic link to `target`. */
 export function symlink(m: Meta, target: Name): Symlink {
   return { type: "symlink", meta: m, target: nameBytes(target) };

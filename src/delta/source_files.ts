@@ -39,8 +39,9 @@ export async function sourceIndex(rootfs: Rootfs): Promise<SourceIndex> {
   const yielder = new Yielder({ every: 256 }); // millions of paths, no I/O: let signals in
   for (const [path, node] of rootfs.walk()) {
     await yielder.yieldIfDue();
-    if (node.entry.kind === "symlink") {
-      index.set(path, { link: node.entry.linkname });
+    const inode = node.inode ?? node; // a hardlink to a symlink is that symlink, as on disk
+    if (inode.entry.kind === "symlink") {
+      index.set(path, { link: inode.entry.linkname });
       continue;
     }
     const file = rootfs.regularFile(path);

@@ -34,6 +34,7 @@ import { DeltashipError, FileSystemError, InvalidArgumentError } from "../errors
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import type { Cleanups } from "../util/cleanups.ts";
 import { MetadataWriter, type NotApplied } from "./checkout_metadata.ts";
+import { DiskNames } from "./checkout_names.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
 import type { Rootfs, RootfsNode } from "../oci/rootfs.ts";
 import { loadRootfs } from "../repo/layer_reader.ts";
@@ -127,8 +128,10 @@ const PARALLEL_COPIES = 8;
 /** The state of one checkout in progress. */
 class Writer {
   readonly meta: MetadataWriter;
-  /** The path each inode (file node) was first written at. */
+  /** The path each inode (a file, symlink, device or fifo node) was first written at. */
   readonly written = new Map<RootfsNode, string>();
+  /** Where each path is written (names that are not UTF-8 are renamed to their bytes at the end). */
+  readonly names: DiskNames;
   readonly result: CheckoutResult;
   readonly progress: ProgressSink;
   /** File copies in flight. */
@@ -150,6 +153,7 @@ class Writer {
     readonly options: CheckoutOptions,
   ) {
     this.progress = options.progress ?? silentProgress;
+    this.names = new DiskNames(dir);
     const result: CheckoutResult = {
       dir,
       entries: 0,
@@ -176,38 +180,42 @@ class Writer {
       const symlinks: [string, RootfsNode][] = [];
       const yielder = new Yielder({ every: 64 }); // some entries (devices, fifos) take synchronous calls only
       try {
-        // Directories and device nodes in tree order (parents first); the rest is sorted out.
+        // Directories and device nodes in tree order (parents first); the rest is sorted out. A hardlink is
+        // another name of its inode, whatever that is (a file, symlink, device or fifo), as umoci links.
         for (const [path, node] of nodes) {
           await yielder.yieldIfDue();
-          const kind = node.entry.kind;
-          if (this.options.force) await this.#at(path, node, () => this.#clearWay(`${this.dir}/${path}`, node));
+          const inode = node.inode ?? node;
+          const kind = inode.entry.kind;
+          if (this.options.force) await this.#at(path, node, () => this.#clearWay(this.names.disk(path), node));
           if (kind === "symlink") symlinks.push([path, node]);
-          else if (kind !== "file" && kind !== "hardlink") await this.#at(path, node, () => this.#create(path, node));
-          else if (this.written.has(node.inode ?? node)) links.push([path, node]);
+          else if (this.written.has(inode)) links.push([path, node]);
+          else if (kind !== "file") await this.#at(path, node, () => this.#create(path, node));
           else {
-            this.written.set(node.inode ?? node, `${this.dir}/${path}`);
-            files.push([path, node.inode ?? node]);
+            this.written.set(inode, this.names.disk(path));
+            files.push([path, inode]);
           }
         }
         // Contents, biggest first: the long copies start early and overlap the many small ones.
         files.sort((a, b) => b[1].size - a[1].size);
         for (const [path, inode] of files) {
-          await this.#inBackground(path, inode, () => this.#content(`${this.dir}/${path}`, path, inode));
+          await this.#inBackground(path, inode, () => this.#content(this.names.disk(path), path, inode));
           this.result.files++;
         }
       } finally {
         await this.settle(); // let every copy finish (or fail) before going on or cleaning up
       }
       this.#throwIfFailed();
-      for (const [path, node] of links) {
-        await this.#at(path, node, () => Deno.link(this.written.get(node.inode ?? node)!, `${this.dir}/${path}`));
-        this.#addedPath(path, false);
-        this.result.hardlinks++;
-      }
+      for (const [path, node] of links) await this.#link(path, node);
       // Symlinks last: nothing is created after them, so nothing goes through them.
       for (const [path, node] of symlinks) {
+        const inode = node.inode ?? node;
+        if (this.written.has(inode)) {
+          await this.#link(path, node);
+          continue;
+        }
         await this.#at(path, node, async () => {
-          await Deno.symlink(node.entry.linkname, `${this.dir}/${path}`);
+          await this.names.symlink(inode.entry.linkname, path);
+          this.written.set(inode, this.names.disk(path));
           this.#addedPath(path, false);
         });
         this.result.symlinks++;
@@ -215,17 +223,29 @@ class Writer {
       // Metadata children first, so directory mtimes are not disturbed afterwards.
       for (let i = nodes.length - 1; i >= 0; i--) {
         const [path, node] = nodes[i];
-        this.#atSync(path, node, () => this.#metadata(`${this.dir}/${path}`, node));
+        this.#atSync(path, node, () => this.#metadata(this.names.disk(path), node));
         await yielder.yieldIfDue();
       }
       if (!this.tree.root.implicit) this.#atSync("", this.tree.root, () => this.#metadata(this.dir, this.tree.root));
+      this.names.finish((path) => {
+        const node = this.tree.get(path);
+        return node && !node.implicit ? node.entry.mtime : undefined;
+      });
       this.result.entries = nodes.length;
       this.progress.finish("checkout", "done");
       this.result.notes.push(...this.meta.notes());
       return this.result;
     } finally {
       this.meta.close();
+      this.names.close();
     }
+  }
+
+  /** Makes `path` another name of the inode `node` shares, written already. */
+  async #link(path: string, node: RootfsNode): Promise<void> {
+    await this.#at(path, node, () => Deno.link(this.written.get(node.inode ?? node)!, this.names.disk(path)));
+    this.#addedPath(path, false);
+    this.result.hardlinks++;
   }
 
   /** Resolves once no copy is in flight any more (each has finished or failed). */
@@ -236,7 +256,7 @@ class Writer {
   /** Removes what this checkout added to a directory that had contents (--force). */
   async removeAdded(): Promise<void> {
     for (const path of this.#added.reverse()) {
-      const target = `${this.dir}/${path}`;
+      const target = this.names.disk(path);
       const st = await lstatOrUndefined(target).catch(() => undefined);
       await Deno.remove(target, { recursive: st?.isDirectory === true }).catch(() => {});
     }
@@ -281,7 +301,7 @@ class Writer {
     const hint = code === "ENOSPC" || code === "EDQUOT" ? "; free some space, or check out elsewhere" : "";
     return new FileSystemError(
       `cannot check out ${what} into ${this.dir}: ${osCondition(code)}${hint}`,
-      `${this.dir}/${path}`,
+      this.names.disk(path),
       code,
       { cause: e },
     );
@@ -320,8 +340,9 @@ class Writer {
 
   /** Creates a directory or device node (files, links and symlinks are made in their own passes). */
   async #create(path: string, node: RootfsNode): Promise<void> {
-    const target = `${this.dir}/${path}`;
-    const { entry } = node;
+    const target = this.names.disk(path);
+    const inode = node.inode ?? node;
+    const { entry } = inode;
     switch (entry.kind) {
       case "dir":
         if (!(this.options.force && (await lstatOrUndefined(target))?.isDirectory)) {
@@ -334,7 +355,10 @@ class Writer {
       case "blockdev":
       case "fifo":
         this.meta.device(target, entry);
-        if (lstatExists(target)) this.#addedPath(path, false);
+        if (lstatExists(target)) {
+          this.written.set(inode, target);
+          this.#addedPath(path, false);
+        }
         return;
       default:
         this.meta.skip("other", `entries of unsupported kinds skipped (e.g. ${JSON.stringify(entry.path)})`);
@@ -399,21 +423,18 @@ class Writer {
 
   /** Applies owner, mode, xattrs and times to what was written at `target`. */
   #metadata(target: string, node: RootfsNode): void {
-    const kind = node.entry.kind;
+    const inode = node.inode ?? node;
+    const kind = inode.entry.kind;
     if (kind === "pax-global" || kind === "other") return;
     if (kind === "dir" && node.implicit) {
       Deno.chmodSync(target, 0o755); // as a directory made by mkdir -p; owner and times as they are
       return;
     }
-    if (kind === "file" || kind === "hardlink") {
-      const inode = node.inode ?? node;
-      if (this.written.get(inode) !== target) return; // another name of an inode already done
-      if (this.options.hardlink && inode.object !== undefined) return; // the object's own inode: leave it alone
-      node = inode;
+    if (kind !== "dir") {
+      if (this.written.get(inode) !== target) return; // another name of an inode done already, or one not made
+      if (this.options.hardlink && kind === "file" && inode.object !== undefined) return; // the object's own inode
     }
-    if (!(kind === "chardev" || kind === "blockdev" || kind === "fifo") || lstatExists(target)) {
-      this.meta.apply(target, node.entry, kind === "symlink");
-    }
+    this.meta.apply(target, inode.entry, kind === "symlink");
   }
 }
 

@@ -149,6 +149,7 @@ export async function applyDelta(
     configBytes: target.configBytes,
     diffIds: target.config.rootfs.diff_ids,
     name,
+    memoryLimit: options.memoryLimit,
   });
   result.layersFetched = work.length;
   result.layersSkipped = manifest.layers.length - work.length;

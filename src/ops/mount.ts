@@ -16,7 +16,8 @@
  */
 import { FileSystemError, InvalidArgumentError, NotFoundError, RepositoryError, UnsupportedError } from "../errors.ts";
 import { fsverityHex } from "../composefs/fsverity.ts";
-import { composefsImage } from "../repo/composefs_image.ts";
+import { composefsImage, DEFAULT_XATTRS, type XattrFiltering } from "../repo/composefs_image.ts";
+import { COMPOSEFS_RULES, composefsRules } from "../repo/composefs_upgrade.ts";
 import { addMountRoot, isDeltashipSource, mountSource, removeMountRoot, removeRootFile } from "../repo/mount_roots.ts";
 import { readRepoFile } from "../repo/repo_file.ts";
 import type { ImageRecord, Repository } from "../repo/repository.ts";
@@ -78,13 +79,18 @@ async function checkTarget(target: string): Promise<void> {
 /** Largest stored composefs image read (whole, to check it; never through a symbolic link: see repo_file.ts). */
 const MAX_IMAGE_FILE = 1 << 30;
 
-/** The image's EROFS file: its stored object (checked against its digest), or a fresh temporary one. */
+/**
+ * The image's EROFS file: its stored object (checked against its digest), or a
+ * fresh temporary one (for other xattrs than the stored one's, or where the
+ * stored one follows older rules and the repository is still to be upgraded).
+ */
 async function imageFile(
   repo: Repository,
   record: ImageRecord,
   verity: boolean,
+  xattrs: XattrFiltering,
 ): Promise<{ path: string; id: string }> {
-  if (record.composefs) {
+  if (record.composefs && xattrs === DEFAULT_XATTRS && (await composefsRules(repo)) >= COMPOSEFS_RULES) {
     const path = repo.objects.path(record.composefs);
     const bytes = await readRepoFile(path, MAX_IMAGE_FILE).catch((e) => {
       if (e instanceof Deno.errors.NotFound) return undefined;
@@ -101,7 +107,7 @@ async function imageFile(
     }
   }
   // A record made before composefs images were, or an image lost: made now, in the temporary area.
-  const image = await composefsImage(repo, record.layers.map((l) => l.diffId));
+  const image = await composefsImage(repo, record.layers.map((l) => l.diffId), { xattrs });
   const path = repo.tempPath();
   await Deno.writeFile(path, image.bytes);
   return { path, id: image.id };
@@ -176,12 +182,13 @@ function mountOverlay(
   }
 }
 
-/** Mounts `record`'s image read-only at `target` (an empty directory). Needs root. */
+/** Mounts `record`'s image (its tree keeping `xattrs`) read-only at `target` (an empty directory). Needs root. */
 export async function mountImage(
   repo: Repository,
   record: ImageRecord,
   target: string,
   mode: VerityMode,
+  xattrs: XattrFiltering = DEFAULT_XATTRS,
 ): Promise<MountResult> {
   const api = needMountApi("mount");
   try {
@@ -192,7 +199,7 @@ export async function mountImage(
       );
     }
     const verity = mode === "require" || (mode === "auto" && repo.format.verity);
-    const image = await imageFile(repo, record, verity);
+    const image = await imageFile(repo, record, verity, xattrs);
     try {
       const source = mountSource(image.id);
       const root = await addMountRoot(repo, {

@@ -85,6 +85,7 @@ export async function pullImage(
     configBytes,
     diffIds,
     name,
+    memoryLimit: options.memoryLimit,
   });
   return { ...result, layersFetched: todo.length, layersSkipped: manifest.layers.length - todo.length };
 }

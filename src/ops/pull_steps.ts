@@ -159,6 +159,8 @@ export interface PulledImage {
   diffIds: readonly DiffId[];
   /** Tag to give it. */
   name?: string;
+  /** The `--memory-limit` its composefs image must be made within. */
+  memoryLimit?: number;
 }
 
 /**
@@ -195,7 +197,7 @@ export async function commitPulled(repo: Repository, image: PulledImage): Promis
     mediaType: image.mediaType,
     layers,
     created: new Date().toISOString(),
-    composefs: await storeComposefsImage(repo, image.diffIds),
+    composefs: await storeComposefsImage(repo, image.diffIds, image.memoryLimit),
   };
   await repo.commitImage(record, image.manifestBytes, image.configBytes, image.name);
 }

@@ -24,7 +24,8 @@ import {
 import { type FsVerity, openFsVerity } from "../util/posix.ts";
 import { Yielder } from "../util/yielder.ts";
 import { LEGACY_OBJECTS_DIR } from "./format.ts";
-import { composefsImage } from "./composefs_image.ts";
+import { composefsId } from "./composefs_image.ts";
+import { COMPOSEFS_RULES, composefsRules } from "./composefs_upgrade.ts";
 import { readRecord } from "./layer_record.ts";
 import { objectName } from "./objects.ts";
 import { type ImageScan, scanImageRecord } from "./image_record.ts";
@@ -291,8 +292,13 @@ class Checker {
     if (!(await this.object(id))) return this.report(subject, `composefs image ${id} is missing or damaged`);
     if (!layersOk) return;
     try {
-      const rebuilt = await composefsImage(this.repo, record.layers.map((l) => l.diffId));
-      if (rebuilt.id !== id) this.report(subject, `composefs image ${id} differs from the one rebuilt, ${rebuilt.id}`);
+      const rebuilt = await composefsId(this.repo, record.layers.map((l) => l.diffId));
+      if (rebuilt !== id) {
+        const older = (await composefsRules(this.repo)) < COMPOSEFS_RULES
+          ? " by the current rules (it was made by older ones: run 'deltaship upgrade')"
+          : "";
+        this.report(subject, `composefs image ${id} differs from the one rebuilt${older}, ${rebuilt}`);
+      }
     } catch (e) {
       this.report(subject, `composefs image cannot be rebuilt: ${(e as Error).message}`);
     }

@@ -316,6 +316,15 @@ export class Repository {
     });
   }
 
+  /** Replaces the record of a stored image (its composefs image made again), atomically and durably. */
+  async rewriteImage(record: ImageRecord): Promise<void> {
+    await this.#names(async () => {
+      const path = this.#imagePath(record.manifest);
+      await this.writeAtomic(path, new TextEncoder().encode(JSON.stringify(record, null, 1) + "\n"));
+      await this.sync(dirOf(path));
+    });
+  }
+
   /** Points `tag` at the stored image `manifest` (a NotFoundError if it is not stored, or no longer). */
   async tagImage(tag: string, manifest: ManifestDigest): Promise<void> {
     checkTagName(tag);

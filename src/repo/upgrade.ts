@@ -32,6 +32,7 @@ import { asDiffId, type DiffId, fromHex, isDigest, toHex } from "../util/digest.
 import { treeSize } from "../util/fs.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { Yielder } from "../util/yielder.ts";
+import { type ComposefsUpgrade, upgradeComposefsImages } from "./composefs_upgrade.ts";
 import { objectFans } from "./create.ts";
 import { encodeFormat, FORMAT_FILE, FORMAT_VERSION, LEGACY_OBJECTS_DIR, readFormat } from "./format.ts";
 import { LayerRecordWriter, readRecord, type RecordFooter, type RecordItem, recordVersion } from "./layer_record.ts";
@@ -76,16 +77,29 @@ const CHUNK = 1 << 20;
 export async function openForWriting(
   root: string,
   options: WriteOpenOptions = {},
-): Promise<{ repo: Repository; upgraded?: UpgradeSummary }> {
+): Promise<{ repo: Repository; upgraded?: UpgradeSummary; composefs?: ComposefsUpgrade }> {
   const repo = await Repository.open(root, { ...options, legacy: true });
-  if (repo.format.version === FORMAT_VERSION && !(await hasLeftovers(repo))) return { repo };
+  if (repo.format.version === FORMAT_VERSION && !(await hasLeftovers(repo))) {
+    return { repo, composefs: await composefsStep(repo, options) };
+  }
   let upgraded: UpgradeSummary | undefined;
   try {
     upgraded = await upgradeRepository(repo, options.progress);
   } finally {
     await repo.close();
   }
-  return { repo: await Repository.open(root, options), upgraded };
+  const current = await Repository.open(root, options);
+  return { repo: current, upgraded, composefs: await composefsStep(current, options) };
+}
+
+/** The composefs images made again by the current rules where older ones made them (`composefs_upgrade.ts`). */
+async function composefsStep(repo: Repository, options: WriteOpenOptions): Promise<ComposefsUpgrade | undefined> {
+  try {
+    return await upgradeComposefsImages(repo, options.progress);
+  } catch (e) {
+    await repo.close();
+    throw e;
+  }
 }
 
 /** True when the old object store is still there (an upgrade killed while removing it). */

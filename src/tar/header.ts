@@ -43,6 +43,12 @@ export interface TarEntry {
   gid: number;
   /** Modification time, seconds since the epoch (fractional from PAX). */
   mtime: number;
+  /**
+   * A PAX mtime with a fraction, exactly: whole seconds (rounded down, as Go's
+   * archive/tar does) and nanoseconds (digits past nine dropped). Absent when
+   * the mtime is whole seconds.
+   */
+  mtimeExact?: { sec: number; nsec: number };
   uname: string;
   gname: string;
   /** Symlink target (verbatim) or hardlink target (cleaned). */
@@ -76,13 +82,59 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 /** Latin-1, the decoding that keeps every byte of a header field. */
 export const latin1: TextDecoder = new TextDecoder("latin1");
 
-/** Decodes a path as tar names are: UTF-8 when valid, else Latin-1 (so no byte is lost). */
+/**
+ * Decodes a name (a path, a link target) as its bytes: UTF-8, with each byte
+ * that is not part of valid UTF-8 kept as the lone surrogate U+DC80..U+DCFF (as
+ * Python's `surrogateescape`), so that {@link encodeName} gives the same bytes
+ * back and no two byte strings decode alike.
+ */
 export function decodeName(bytes: Uint8Array): string {
+  if (bytes.length <= 256 && isAscii(bytes)) return String.fromCharCode.apply(null, bytes as unknown as number[]);
   try {
     return utf8.decode(bytes);
   } catch {
-    return latin1.decode(bytes);
+    return escapeInvalid(bytes);
   }
+}
+
+function isAscii(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] >= 0x80) return false;
+  return true;
+}
+
+function escapeInvalid(b: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < b.length;) {
+    const c = b[i];
+    const n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    let ok = n > 0 && i + n <= b.length;
+    for (let k = 1; ok && k < n; k++) ok = (b[i + k] & 0xc0) === 0x80;
+    // No overlong forms, surrogates or code points past U+10FFFF.
+    if (ok && n === 3) ok = !(c === 0xe0 && b[i + 1] < 0xa0) && !(c === 0xed && b[i + 1] >= 0xa0);
+    if (ok && n === 4) ok = !(c === 0xf0 && b[i + 1] < 0x90) && !(c === 0xf4 && b[i + 1] >= 0x90);
+    if (ok) {
+      s += utf8.decode(b.subarray(i, i + n));
+      i += n;
+    } else {
+      s += String.fromCharCode(0xdc00 + c);
+      i++;
+    }
+  }
+  return s;
+}
+
+const encoder = new TextEncoder();
+
+/** The bytes of a name {@link decodeName} gave: UTF-8, each lone surrogate U+DC80..U+DCFF the byte it stands for. */
+export function encodeName(name: string): Uint8Array {
+  if (!/[\ud800-\udfff]/.test(name)) return encoder.encode(name);
+  const out: number[] = [];
+  for (const ch of name) {
+    const cp = ch.codePointAt(0)!;
+    if (cp >= 0xdc80 && cp <= 0xdcff) out.push(cp - 0xdc00);
+    else out.push(...encoder.encode(ch));
+  }
+  return Uint8Array.from(out);
 }
 
 export function cString(block: Uint8Array, offset: number, length: number): Uint8Array {

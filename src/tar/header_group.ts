@@ -27,7 +27,7 @@ import {
   typeflagOf,
   verifyChecksum,
 } from "./header.ts";
-import { parsePax, paxCount, paxTime } from "./pax.ts";
+import { parsePax, paxCount, paxTime, paxTimeExact } from "./pax.ts";
 
 /** Entry kinds by typeflag. */
 const KIND: Record<string, EntryKind> = {
@@ -82,8 +82,10 @@ const MORE: GroupStep = { type: "more" };
  * block) from bytes handed in as they come: `want` says how many bytes the group
  * needs next, `push` takes at most that many. The one place that knows how header
  * groups are framed, shared by the streaming splitter, the archive indexer and
- * {@link parseHeaderGroup}, so they all apply the same rules. It keeps the PAX
- * global records of the archive it reads.
+ * {@link parseHeaderGroup}, so they all apply the same rules. It records the PAX
+ * global records of the archive it reads, but no entry takes them: as Go's
+ * archive/tar, which container engines extract with, and composefs-rs, a `g`
+ * header is checked and otherwise ignored.
  *
  * Every size is checked before it is used: extension data is bounded by
  * {@link MAX_EXTENSION} and the group by {@link MAX_HEADER_GROUP}; `want` is always
@@ -204,12 +206,11 @@ export class HeaderGroupReader {
   }
 
   #finish(h: RawHeader): GroupStep {
-    const pax = this.#globals.size ? new Map([...this.#globals, ...this.#pax]) : this.#pax;
     const longName = this.#longName && decodeName(this.#longName);
     const longLink = this.#longLink && decodeName(this.#longLink);
     let entry: TarEntry;
     try {
-      entry = entryFrom(h, pax, h.name, longName, longLink);
+      entry = entryFrom(h, this.#pax, h.name, longName, longLink);
     } catch (e) {
       this.#fail(e, this.#mainName(blockName(this.#buf.subarray(this.#len - BLOCK, this.#len))));
     }
@@ -219,7 +220,7 @@ export class HeaderGroupReader {
 
   /** The entry's name as far as the extensions read so far say. */
   #mainName(fromBlock: string): string {
-    const paxPath = this.#pax.get("path") ?? this.#globals.get("path");
+    const paxPath = this.#pax.get("path");
     if (paxPath?.length) return decodeName(paxPath);
     return this.#longName ? decodeName(this.#longName) : fromBlock;
   }
@@ -240,10 +241,10 @@ export class HeaderGroupReader {
 /**
  * Parses a complete header group (the exact bytes of one: any `x`/`L`/`K`
  * extension blocks with their data, then the main header block) with the same
- * rules as {@link HeaderGroupReader}. `globals` holds PAX global records seen
- * earlier in the archive and is updated by a `g` entry; `offset`, the group's
- * place in the archive, names it in errors. Paths are cleaned and checked
- * (absolute or `..` names are refused).
+ * rules as {@link HeaderGroupReader}. `globals` is updated with the records of
+ * a `g` entry (entries do not take them); `offset`, the group's place in the
+ * archive, names it in errors. Paths are cleaned and checked (a leading `/` is
+ * dropped, `..` names are refused).
  */
 export function parseHeaderGroup(group: Uint8Array, globals: Map<string, Uint8Array>, offset?: number): TarEntry {
   const reader = new HeaderGroupReader(globals);
@@ -286,6 +287,7 @@ function entryFrom(
     const v = pax.get(k);
     return v === undefined || v.length === 0 ? undefined : decodeName(v);
   };
+  const mtimeExact = paxTimeExact(pax, "mtime");
   // Parsed for their checks only: deltaship keeps these in the header bytes.
   paxTime(pax, "atime");
   paxTime(pax, "ctime");
@@ -298,6 +300,7 @@ function entryFrom(
     uid: paxCount(pax, "uid") ?? h.uid,
     gid: paxCount(pax, "gid") ?? h.gid,
     mtime: paxTime(pax, "mtime") ?? h.mtime,
+    ...(mtimeExact ? { mtimeExact } : {}),
     uname: dec("uname") ?? h.uname,
     gname: dec("gname") ?? h.gname,
     linkname: kind === "hardlink" ? cleanEntryPath(linkname) : linkname,

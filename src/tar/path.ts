@@ -7,11 +7,11 @@ import { UnsafePathError } from "../errors.ts";
 
 /**
  * Cleans a tar entry name into a relative path with no `.` or empty components
- * (`""` is the root). Absolute names and `..` components are refused: a layer
- * must not name anything outside its own root.
+ * (`""` is the root). A leading `/` is dropped (an absolute name is taken from
+ * the layer's root, as container engines and composefs-rs take it); `..`
+ * components are refused: a layer must not name anything outside its own root.
  */
 export function cleanEntryPath(name: string): string {
-  if (name.startsWith("/")) throw new UnsafePathError(name, "absolute path in tar entry");
   const out: string[] = [];
   for (const part of name.split("/")) {
     if (part === "" || part === ".") continue;

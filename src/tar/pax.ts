@@ -76,3 +76,19 @@ export function paxTime(pax: Map<string, Uint8Array>, key: string): number | und
   if (!Number.isSafeInteger(seconds)) throw new FormatError(`PAX ${key} ${s} is out of range`);
   return Number(s);
 }
+
+/**
+ * A PAX time with a fraction, exactly (a double cannot hold nanoseconds of
+ * today's times): whole seconds rounded down and nanoseconds, digits past the
+ * ninth dropped, as Go's archive/tar reads it. Undefined without a fraction.
+ */
+export function paxTimeExact(pax: Map<string, Uint8Array>, key: string): { sec: number; nsec: number } | undefined {
+  if (paxTime(pax, key) === undefined) return undefined; // checks the value
+  const s = latin1.decode(pax.get(key)!);
+  const dot = s.indexOf(".");
+  if (dot < 0) return undefined;
+  const whole = Number(s.slice(0, dot));
+  const nsec = Number(s.slice(dot + 1, dot + 10).padEnd(9, "0"));
+  if (!s.startsWith("-") || nsec === 0) return { sec: whole, nsec };
+  return { sec: whole - 1, nsec: 1_000_000_000 - nsec };
+}

@@ -5,8 +5,19 @@
  */
 import assert from "node:assert/strict";
 import { parseDumpfile } from "../../src/composefs/dumpfile.ts";
-import { type Directory, type Inode, walk } from "../../src/composefs/tree.ts";
-import { treeFromDump } from "../../src/composefs/tree_dump.ts";
+import { type ImageTree, packTree } from "../../src/composefs/erofs_writer.ts";
+import { PackedTree } from "../../src/composefs/packed_tree.ts";
+import {
+  device,
+  Directory,
+  externalFile,
+  inlineFile,
+  type Inode,
+  type Meta,
+  symlink,
+  Xattrs,
+} from "../../src/composefs/tree.ts";
+import { treeFromDump, walkPacked } from "../../src/composefs/tree_dump.ts";
 import { describeTree, type TreeNode } from "./tree.ts";
 import { sha256 } from "../../src/util/digest.ts";
 import { run } from "./interop.ts";
@@ -21,7 +32,7 @@ export function vectorNames(): string[] {
 }
 
 /** The tree of vector `name`'s dumpfile. */
-export function vectorTree(name: string): Directory {
+export function vectorTree(name: string): PackedTree {
   return treeFromDump(parseDumpfile(Deno.readFileSync(`${VECTORS}${name}.dump`)));
 }
 
@@ -35,6 +46,34 @@ function pathString(p: Uint8Array): string {
   return new TextDecoder().decode(p).slice(1);
 }
 
+/** Inode `id` of a packed tree as an object of the tree built by hand (a directory without its entries). */
+export function inodeObject(tree: PackedTree, id: number): Inode {
+  const m: Meta = {
+    mode: tree.mode(id),
+    uid: tree.uid(id),
+    gid: tree.gid(id),
+    mtime: { sec: tree.sec(id), nsec: tree.nsec(id) },
+    xattrs: new Xattrs(),
+  };
+  for (const x of tree.xattrSet(tree.xattrs(id))) m.xattrs.set(x.name, x.value);
+  const kind = tree.kind(id);
+  switch (kind) {
+    case "directory":
+      return new Directory(m);
+    case "file":
+      return tree.isExternal(id)
+        ? externalFile(m, tree.size(id), tree.digest(id) ?? new Uint8Array(32), tree.payload(id) ?? "")
+        : inlineFile(m, tree.content(id)!.slice());
+    case "symlink":
+      return symlink(m, tree.target(id).slice());
+    case "chardev":
+    case "blockdev":
+      return device(m, kind, tree.rdev(id));
+    default:
+      return { type: kind, meta: m };
+  }
+}
+
 function rdevOf(i: Inode): number {
   return i.type === "chardev" || i.type === "blockdev" ? i.rdev : 0;
 }
@@ -46,15 +85,17 @@ function rdevOf(i: Inode): number {
  * image (`value` "external"), and permissions lose setuid/setgid (fsck chowns after
  * chmod).
  */
-export function extractedDescription(root: Directory): Record<string, TreeNode> {
+export function extractedDescription(tree: ImageTree): Record<string, TreeNode> {
+  const t = packTree(tree);
   const out: Record<string, TreeNode> = {};
-  for (const { path, inode } of walk(root)) {
-    if (inode === root) continue;
-    out[pathString(path)] = describeInode(inode, { external: "external", modeMask: 0o1777 });
+  for (const { path, inode } of walkPacked(t)) {
+    if (inode === PackedTree.ROOT) continue;
+    out[pathString(path)] = describeInode(inodeObject(t, inode), { external: "external", modeMask: 0o1777 });
   }
+  const root = inodeObject(t, PackedTree.ROOT);
   for (let i = 0; i < 256; i++) {
     const name = i.toString(16).padStart(2, "0");
-    if (root.get(name)) continue;
+    if (t.child(PackedTree.ROOT, new TextEncoder().encode(name)) >= 0) continue;
     out[name] = {
       type: "chardev",
       mode: 0o644,
@@ -115,7 +156,7 @@ function sortKeys<T>(o: Record<string, T>): Record<string, T> {
  * exactly the tree `root` describes (see {@link extractedDescription}), and
  * `dump.erofs` reads its superblock and reports `inodes` inodes.
  */
-export async function checkWithErofsUtils(image: Uint8Array, root: Directory, inodes: number): Promise<void> {
+export async function checkWithErofsUtils(image: Uint8Array, root: ImageTree, inodes: number): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "composefs-erofs-" });
   try {
     const file = `${dir}/image.erofs`;
@@ -138,10 +179,13 @@ export async function checkWithErofsUtils(image: Uint8Array, root: Directory, in
 }
 
 /** The number of inodes an image of `root` has: distinct inodes, plus the root's whiteout devices. */
-export function inodeCount(root: Directory): number {
-  const seen = new Set<Inode>();
-  for (const { inode } of walk(root)) seen.add(inode);
+export function inodeCount(tree: ImageTree): number {
+  const t = packTree(tree);
+  const seen = new Set<number>();
+  for (const { inode } of walkPacked(t)) seen.add(inode);
   let stubs = 0;
-  for (let i = 0; i < 256; i++) if (!root.get(i.toString(16).padStart(2, "0"))) stubs++;
+  for (let i = 0; i < 256; i++) {
+    if (t.child(PackedTree.ROOT, new TextEncoder().encode(i.toString(16).padStart(2, "0"))) < 0) stubs++;
+  }
   return seen.size + stubs;
 }

@@ -7,6 +7,7 @@
 import { UsageError } from "../../errors.ts";
 import { mountImage, unmountImage, type VerityMode } from "../../ops/mount.ts";
 import { defineCommand } from "../command.ts";
+import { xattrFiltering, XATTRS_OPTION } from "../composefs_options.ts";
 
 const MODES: readonly VerityMode[] = ["require", "auto", "off"];
 
@@ -26,7 +27,9 @@ kernel with erofs and overlayfs (6.5 or later for data-only layers).
 --verity require makes the kernel check every object's fs-verity digest against
 the one the image names (verity=require), and is refused when the repository's
 objects have no fs-verity (its filesystem has none); auto (the default) requires
-it when they have it; off never asks.
+it when they have it; off never asks. --xattrs keep-user-xattrs mounts the image
+whose tree keeps user.* xattrs too (made for the mount; the stored image keeps
+security.capability only, as cfsctl does by default).
 
 'deltaship umount DIR' unmounts it. While it is mounted, the repository holds
 a root for it (mounts/): gc keeps everything the mount reads, even once rm has
@@ -38,17 +41,19 @@ removed the image's names.`,
       arg: "MODE",
       help: "require, auto (default) or off: fs-verity checks of objects",
     },
+    XATTRS_OPTION,
   ],
   args: { min: 2, max: 2 },
   async run(ctx, [image, dir], values) {
     const mode = (values.verity ?? "auto") as VerityMode;
+    const xattrs = xattrFiltering("mount", values.xattrs);
     if (!MODES.includes(mode)) {
       throw new UsageError(`mount: --verity must be require, auto or off, not ${JSON.stringify(values.verity)}`);
     }
     const repo = await ctx.repo();
     using _lock = await repo.lock(false);
     const record = await repo.resolveImage(image);
-    const result = await mountImage(repo, record, dir, mode);
+    const result = await mountImage(repo, record, dir, mode, xattrs);
     if (ctx.json) return void await ctx.printJson({ ...result, manifest: record.manifest });
     await ctx.print(
       `Mounted ${image} at ${dir} (composefs id ${result.id}, ${

@@ -5,7 +5,7 @@
  */
 import { FORMAT_VERSION } from "../../repo/format.ts";
 import { defineCommand } from "../command.ts";
-import { describeUpgrade } from "../context.ts";
+import { describeComposefsUpgrade, describeUpgrade } from "../context.ts";
 
 export const upgradeCommand = defineCommand({
   name: "upgrade",
@@ -19,15 +19,27 @@ that objects/ is a composefs object store. Any command that writes to a
 version-1 repository does the same first; commands that only read it ask for
 this one. An upgrade that is interrupted is resumed by the next. Takes the
 repository lock exclusively, as gc does. Does nothing to a repository that is
-current already.`,
+current already.
+
+Images whose composefs images were made by older tree rules (see docs/design.md,
+"composefs images") get them made again by the current ones, and their records
+name the new ones; any command that writes does this first too.`,
   options: [],
   args: { min: 0, max: 0 },
   async run(ctx) {
     await ctx.repo({ write: true, reportUpgrade: false });
     const upgraded = ctx.upgraded;
-    if (ctx.json) return void await ctx.printJson({ version: FORMAT_VERSION, upgraded: upgraded ?? null });
+    const composefs = ctx.composefsUpgraded;
+    if (ctx.json) {
+      return void await ctx.printJson({
+        version: FORMAT_VERSION,
+        upgraded: upgraded ?? null,
+        composefs: composefs ?? null,
+      });
+    }
     await ctx.print(
       upgraded ? describeUpgrade(upgraded) : `The repository is at format version ${FORMAT_VERSION} already`,
     );
+    if (composefs && composefs.rebuilt + composefs.failed > 0) await ctx.print(describeComposefsUpgrade(composefs));
   },
 });
