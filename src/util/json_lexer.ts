@@ -64,8 +64,7 @@ export class JsonLexer {
   /**
    * Reads a string from its opening quote (the current byte): its text, or
    * undefined (having checked and passed it) when it is longer than
-   * `maxBytes` bytes of UTF-8 once its escapes are decoded. Passed over with
-   * `maxBytes` 0, a string is checked but for its UTF-8.
+   * `maxBytes` bytes of UTF-8 once its escapes are decoded.
    */
   string(maxBytes: number): string | undefined {
     const start = this.offset;
