@@ -183,6 +183,7 @@ Deno.test("chunked reader: a TOC is refused for every way it can lie", () => {
     ["trailing data", doc([]) + "{}"],
     ["duplicate key", '{"version":1,"version":1,"entries":[]}'],
     ["not JSON", '{"version":1,"entries":[}'],
+    ["a bad escape in an unknown string", '{"version":1,"x":"\\q","entries":[]}'],
     ["deep nesting", `{"version":1,"x":${"[".repeat(40)}${"]".repeat(40)},"entries":[]}`],
     ["unknown type", doc([f({ type: "socket" })])],
     ["no type", doc([{ name: "f" }])],
@@ -220,7 +221,7 @@ Deno.test("chunked reader: a TOC is refused for every way it can lie", () => {
     ["a bad tarSplitDigest", doc([], ',"tarSplitDigest":"md5:x"')],
   ];
   for (const [name, text] of cases) {
-    assert.throws(() => parse(text), (e: Error) => e instanceof FormatError && /^TOC: /.test(e.message), name);
+    assert.throws(() => parse(text), (e: Error) => e instanceof FormatError && /^TOC[: ]/.test(e.message), name);
   }
   // The entry count is bounded.
   const saved = TOC_LIMITS.entries;

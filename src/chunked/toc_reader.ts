@@ -13,9 +13,9 @@
 import { FormatError, UnsafePathError } from "../errors.ts";
 import { cleanEntryPath } from "../tar/path.ts";
 import { type Digest, Hasher, parseDigest } from "../util/digest.ts";
+import { JsonReader } from "../util/json_reader.ts";
 import { zstdPieces } from "../compression/zstd/decoder.ts";
 import type { ChunkedLayout } from "./annotations.ts";
-import { JsonReader } from "./json_reader.ts";
 import type { TocType } from "./toc.ts";
 
 /** Limits on a TOC's contents. */
@@ -116,13 +116,13 @@ const MAX_U32 = 0xffffffff;
  * `[0, contentEnd)`.
  */
 export function parseToc(pieces: Iterable<Uint8Array>, contentEnd: number, what: string): ChunkedToc {
-  const r = new JsonReader(pieces, what);
+  const r = new JsonReader(pieces, what, { maxDepth: 32, uniqueKeys: true });
   const toc: ChunkedToc = { entries: [] };
   let version: number | undefined;
   const entries = new EntryChecker(contentEnd, what);
   let count = 0;
-  r.object((key) => {
-    switch (key.toLowerCase()) {
+  r.object((name) => {
+    switch (memberName(r, name).toLowerCase()) {
       case "version":
         version = r.integer();
         break;
@@ -134,7 +134,7 @@ export function parseToc(pieces: Iterable<Uint8Array>, contentEnd: number, what:
         });
         break;
       case "tarsplitdigest":
-        toc.tarSplitDigest = digestValue(r, r.string(200), "tarSplitDigest");
+        toc.tarSplitDigest = digestValue(r, stringValue(r, 200), "tarSplitDigest");
         break;
       default:
         r.skip();
@@ -167,19 +167,20 @@ function readEntry(r: JsonReader, index: number): RawEntry {
     return v;
   };
   const time = (field: string) => {
-    if (!RFC3339.test(r.string(64))) r.fail(`entry ${index}: ${field} is not an RFC 3339 time`);
+    if (!RFC3339.test(stringValue(r, 64))) r.fail(`entry ${index}: ${field} is not an RFC 3339 time`);
   };
-  r.object((key) => {
+  r.object((name) => {
+    const key = memberName(r, name);
     switch (key.toLowerCase()) {
       case "type":
-        e.type = r.string(16);
+        e.type = stringValue(r, 16);
         if (!TYPES.has(e.type)) r.fail(`entry ${index}: unknown type ${JSON.stringify(e.type)}`);
         break;
       case "name":
-        e.name = r.string(TOC_LIMITS.name);
+        e.name = stringValue(r, TOC_LIMITS.name);
         break;
       case "linkname":
-        e.linkname = r.string(TOC_LIMITS.name);
+        e.linkname = stringValue(r, TOC_LIMITS.name);
         break;
       case "mode":
         bounded("mode", 0o7777777);
@@ -202,10 +203,10 @@ function readEntry(r: JsonReader, index: number): RawEntry {
         readXattrs(r, index);
         break;
       case "digest":
-        e.digest = digestValue(r, r.string(200), `entry ${index}: digest`);
+        e.digest = digestValue(r, stringValue(r, 200), `entry ${index}: digest`);
         break;
       case "chunkdigest":
-        e.chunkDigest = digestValue(r, r.string(200), `entry ${index}: chunkDigest`);
+        e.chunkDigest = digestValue(r, stringValue(r, 200), `entry ${index}: chunkDigest`);
         break;
       case "offset":
         e.offset = bounded("offset", Number.MAX_SAFE_INTEGER);
@@ -220,7 +221,7 @@ function readEntry(r: JsonReader, index: number): RawEntry {
         e.chunkOffset = bounded("chunkOffset", Number.MAX_SAFE_INTEGER);
         break;
       case "chunktype":
-        e.chunkType = r.string(16);
+        e.chunkType = stringValue(r, 16);
         if (e.chunkType !== "" && e.chunkType !== "zeros") r.fail(`entry ${index}: unknown chunkType`);
         break;
       default:
@@ -235,10 +236,20 @@ function readXattrs(r: JsonReader, index: number): void {
   let count = 0;
   r.object((name) => {
     if (++count > TOC_LIMITS.xattrs) r.fail(`entry ${index}: more than ${TOC_LIMITS.xattrs} xattrs`);
-    if (name === "" || name.length > TOC_LIMITS.xattrName) r.fail(`entry ${index}: bad xattr name`);
-    const value = r.string(Math.ceil(TOC_LIMITS.xattrValue / 3) * 4);
+    if (!name || name.length > TOC_LIMITS.xattrName) r.fail(`entry ${index}: bad xattr name`);
+    const value = stringValue(r, Math.ceil(TOC_LIMITS.xattrValue / 3) * 4);
     if (!BASE64.test(value) || value.length % 4 !== 0) r.fail(`entry ${index}: xattr ${name} is not base64`);
   }, TOC_LIMITS.xattrName * 4);
+}
+
+/** A member name, which may not be longer than 256 bytes. */
+function memberName(r: JsonReader, name: string | undefined): string {
+  return name ?? r.fail("a member name longer than 256 bytes");
+}
+
+/** A string of at most `maxBytes` bytes, or the failure. */
+function stringValue(r: JsonReader, maxBytes: number): string {
+  return r.string(maxBytes) ?? r.fail(`a string longer than ${maxBytes} bytes`);
 }
 
 function digestValue(r: JsonReader, text: string, field: string): Digest {

@@ -1,6 +1,6 @@
 /**
  * Reading one referrers listing (a page of the referrers API, or a fallback
- * index): an OCI image index read once, selectively (util/json_scan.ts), and
+ * index): an OCI image index read once, selectively (util/json_reader.ts), and
  * only the fields discovery and the fallback-index update use kept: each
  * entry's mediaType, digest, size, artifactType and the annotations asked for.
  * Whatever else a registry puts in a listing (unknown fields, thousands of
@@ -17,7 +17,7 @@
 import { FormatError } from "../../errors.ts";
 import type { Descriptor } from "../../oci/documents.ts";
 import { isDigest } from "../../util/digest.ts";
-import { JsonScanner } from "../../util/json_scan.ts";
+import { JsonReader } from "../../util/json_reader.ts";
 
 /** What to keep of a listing. */
 export interface ListingFilter {
@@ -51,7 +51,7 @@ const FIELD_LIMIT = 4096;
 
 /** Reads `bytes`, a listing named `what` in errors, keeping what `filter` asks for. */
 export function readListing(bytes: Uint8Array, what: string, filter: ListingFilter): ListingPage {
-  const json = new JsonScanner(bytes, what);
+  const json = new JsonReader(bytes, what);
   const page: ListingPage = { kept: [], entries: 0, malformed: 0, dropped: 0, insertAt: -1, hasEntries: false };
   let schemaVersion: unknown;
   if (json.peek() !== "object") throw new FormatError(`${what} is not a JSON object`);
@@ -71,7 +71,7 @@ export function readListing(bytes: Uint8Array, what: string, filter: ListingFilt
           else page.dropped++;
         }
       });
-      page.insertAt = json.position - 1;
+      page.insertAt = json.offset - 1;
     }
   });
   json.end();
@@ -81,7 +81,7 @@ export function readListing(bytes: Uint8Array, what: string, filter: ListingFilt
 }
 
 /** One entry: a descriptor with the annotations asked for, or undefined when it is not one. */
-function readEntry(json: JsonScanner, wanted: readonly string[]): Descriptor | undefined {
+function readEntry(json: JsonReader, wanted: readonly string[]): Descriptor | undefined {
   if (json.peek() !== "object") return undefined;
   const fields: { mediaType?: string; digest?: string; size?: number; artifactType?: string } = {};
   let annotations: Record<string, string> | undefined;
