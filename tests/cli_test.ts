@@ -30,7 +30,7 @@ Deno.test("usage errors exit 2 with one line", async () => {
     [["images", "--bogus"], /unknown option --bogus/],
     [["pull"], /pull: expected SOURCE \[NAME\], got 0 arguments/],
     [["--jobs", "0", "images"], /--jobs must be an integer from 1 to 1024, got "0"/],
-    [["--progress", "sometimes", "images"], /--progress must be auto, always or never/],
+    [["--progress", "sometimes", "images"], /--progress must be auto, always, plain or never/],
     [["pull", "http://example.com/x"], /invalid source "http:\/\/example.com\/x"/],
     [["pull", "--platform", "linux", "oci:x"], /invalid platform "linux"/],
     [["tag", "x", "@bad"], /invalid tag name "@bad"/],

@@ -1,0 +1,215 @@
+/**
+ * The rough edges a newcomer hit (issue 23): progress that keeps its own rows,
+ * references and tag names refused with what to type instead, platforms,
+ * read-only commands, delta source errors, mount points, create-delta's names,
+ * JSON errors and temporary file names. Each test checks the message or the
+ * behaviour the issue asks for.
+ */
+import assert from "node:assert/strict";
+import { main } from "../src/cli/main.ts";
+import { PlainProgress, progressKind, TerminalProgress } from "../src/cli/progress.ts";
+import { formatBytes } from "../src/cli/format.ts";
+import { concat } from "../src/util/streams.ts";
+import { type CliResult, deltaship, tempDir } from "./helpers/cli.ts";
+import { FakeTerminal } from "./helpers/fake_terminal.ts";
+import { sampleTar, writeImage } from "./helpers/oci.ts";
+import { buildTar } from "./helpers/tar.ts";
+
+const dec = new TextDecoder();
+
+/** Runs the CLI in-process with stderr going to `stderr` (a terminal when `terminal`), and `env`. */
+async function runTo(
+  args: string[],
+  options: { stderr?: (b: Uint8Array) => void; terminal?: boolean; env?: Record<string, string> } = {},
+): Promise<CliResult> {
+  const out: Uint8Array[] = [];
+  const err: Uint8Array[] = [];
+  const code = await main(args, {
+    stdout: { isTerminal: false, write: (b) => (out.push(b.slice()), Promise.resolve()) },
+    stderr: {
+      isTerminal: options.terminal ?? false,
+      columns: 100,
+      write: (b) => (err.push(b.slice()), options.stderr?.(b.slice()), Promise.resolve()),
+    },
+    env: { HOME: Deno.env.get("HOME"), ...options.env },
+  });
+  const stdoutBytes = concat(out);
+  return { code, stdout: dec.decode(stdoutBytes), stdoutBytes, stderr: dec.decode(concat(err)) };
+}
+
+/** A tar of one file of `size` bytes (`fill` repeated: compresses well). */
+function fileTar(name: string, size: number, fill = 0x61): Uint8Array {
+  return buildTar([{ path: name, content: new Uint8Array(size).fill(fill) }]);
+}
+
+// deno-lint-ignore no-control-regex
+const CONTROL = /\x1b|\r/;
+
+// ---- 1. progress ----------------------------------------------------------------------------------------------------
+
+Deno.test("progress: a note written during the live display stays above its rows; cursor-up never passes it", () => {
+  const term = new FakeTerminal();
+  const p = new TerminalProgress(term.write, 80);
+  p.start("sha256:aaaa", "layer 1/2", 100);
+  p.start("sha256:bbbb", "layer 2/2", 100);
+  p.end(); // drawn: two rows
+  const p2 = new TerminalProgress(term.write, 80);
+  p2.start("sha256:cccc", "layer 1/1", 10);
+  p2.advance("sha256:cccc", 10);
+  p2.log("pulling oci:/x into the repository");
+  const noteRow = term.find(/^pulling oci:\/x/);
+  p2.finish("sha256:cccc");
+  p2.start("sha256:dddd", "layer 1/1", 10);
+  p2.log("second note");
+  const secondRow = term.find(/^second note/);
+  p2.finish("sha256:dddd", "rebuilt");
+  p2.end("Created x");
+  assert.deepEqual(term.unknown, []);
+  // The ended display's rows are never moved over again.
+  for (const target of term.upTargets) assert.ok(target >= 2, `moved up to row ${target}`);
+  const screen = term.lines.map((l) => l.replace(/[\d.]+ [kMG]?B\/s$/, "RATE").replace(/\s+/g, " "));
+  assert.deepEqual(screen, [
+    "layer 1/2 sha256:aaaa 0 B / 100 B RATE",
+    "layer 2/2 sha256:bbbb 0 B / 100 B RATE",
+    "pulling oci:/x into the repository",
+    "second note",
+    "layer 1/1 sha256:cccc 10 B / 10 B done",
+    "layer 1/1 sha256:dddd 0 B / 10 B rebuilt",
+    "Created x",
+  ]);
+  assert.ok(noteRow === 2 && secondRow === 3);
+});
+
+Deno.test("progress: queued units keep their order whatever order they start in", () => {
+  const term = new FakeTerminal();
+  const p = new TerminalProgress(term.write, 80);
+  p.queue("sha256:1111", "layer 1/2", 10);
+  p.queue("sha256:2222", "layer 2/2", 20);
+  p.start("sha256:2222", "layer 2/2", 20);
+  p.end();
+  assert.match(term.lines[0], /^layer 1\/2\s+sha256:1111.*waiting$/);
+  assert.match(term.lines[1], /^layer 2\/2\s+sha256:2222/);
+});
+
+Deno.test("progress: plain prints one line per start and finish, no control sequences; auto picks it under CI", () => {
+  const out: string[] = [];
+  const p = new PlainProgress((b) => out.push(dec.decode(b)));
+  p.start("sha256:aaaa", "layer 1/1", 2_000_000);
+  p.advance("sha256:aaaa", 1_000_000);
+  p.advance("sha256:aaaa", 1_000_000);
+  p.log("a note");
+  p.finish("sha256:aaaa", "done");
+  p.end("Pulled x");
+  const text = out.join("");
+  assert.doesNotMatch(text, CONTROL);
+  const lines = text.trimEnd().split("\n");
+  assert.equal(lines.length, 4);
+  assert.equal(lines[0], "layer 1/1 sha256:aaaa: started (2.00 MB)");
+  assert.equal(lines[1], "a note");
+  assert.match(lines[2], /^layer 1\/1 sha256:aaaa: done: 2\.00 MB \/ 2\.00 MB in \d+\.\d s$/);
+  assert.equal(lines[3], "Pulled x");
+  assert.equal(progressKind("auto", false, { CI: "true" }, false), "plain");
+  assert.equal(progressKind("auto", false, {}, false), "none");
+  assert.equal(progressKind("auto", false, { CI: "false" }, false), "none");
+  assert.equal(progressKind("auto", true, { CI: "true" }, false), "live");
+  assert.equal(progressKind("auto", false, { CI: "1" }, true), "none");
+  assert.equal(progressKind("plain", true, {}, false), "plain");
+});
+
+Deno.test("progress: pull lists layer 1/2 above layer 2/2 on a terminal, and CI=1 gives plain lines", async () => {
+  await using tmp = await tempDir();
+  // Layer 2 is the larger: the fan-out starts it first.
+  await writeImage(`${tmp.path}/l`, {
+    tag: "t",
+    layers: [{ tar: fileTar("small", 1000) }, { tar: fileTar("large", 300_000) }],
+  });
+  const term = new FakeTerminal();
+  const live = await runTo(["--repo", `${tmp.path}/r1`, "-j", "1", "pull", `oci:${tmp.path}/l:t`], {
+    terminal: true,
+    stderr: term.write,
+  });
+  assert.equal(live.code, 0, live.stderr);
+  const one = term.find(/^layer 1\/2/), two = term.find(/^layer 2\/2/);
+  assert.ok(one >= 0 && two === one + 1, term.lines.join("\n"));
+  assert.deepEqual(term.unknown, []);
+  const ci = await runTo(["--repo", `${tmp.path}/r2`, "-j", "1", "pull", `oci:${tmp.path}/l:t`], {
+    env: { CI: "true" },
+  });
+  assert.equal(ci.code, 0, ci.stderr);
+  assert.doesNotMatch(ci.stderr, CONTROL);
+  const lines = ci.stderr.trimEnd().split("\n");
+  assert.equal(lines.filter((l) => / started/.test(l)).length, 2, ci.stderr);
+  assert.equal(lines.filter((l) => /: done: /.test(l)).length, 2, ci.stderr);
+  const bad = await runTo(["--repo", `${tmp.path}/r3`, "--progress", "fancy", "images"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--progress must be auto, always, plain or never/);
+});
+
+Deno.test("progress: create-delta's 'pulling' notes survive the live display; no row is drawn twice", async () => {
+  await using tmp = await tempDir();
+  await writeImage(`${tmp.path}/old`, { tag: "v1", layers: [{ tar: sampleTar("a") }] });
+  await writeImage(`${tmp.path}/new`, { tag: "v2", layers: [{ tar: sampleTar("a") }, { tar: sampleTar("b") }] });
+  const term = new FakeTerminal();
+  const r = await runTo([
+    "--repo",
+    `${tmp.path}/r`,
+    "create-delta",
+    `oci:${tmp.path}/old:v1`,
+    `oci:${tmp.path}/new:v2`,
+    `${tmp.path}/d.tar`,
+  ], { terminal: true, stderr: term.write });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(term.unknown, []);
+  const lines = term.lines;
+  const oldNote = term.find(/^pulling oci:.*old:v1 into the repository$/);
+  const newNote = term.find(/^pulling oci:.*new:v2 into the repository$/);
+  assert.ok(oldNote >= 0 && newNote > oldNote, lines.join("\n"));
+  const rows = lines.filter((l) => /^layer \d\/\d\s+sha256:/.test(l) || /^\S.*sha256:[0-9a-f]{12}/.test(l));
+  assert.equal(new Set(rows).size, rows.length, `a row drawn twice:\n${lines.join("\n")}`);
+  for (const t of term.upTargets) assert.ok(t > newNote || t > oldNote, `moved up to row ${t}`);
+});
+
+Deno.test({
+  name: "progress: push counts the bytes it sends (compressed), as its summary does",
+  ignore: !(await hasRegistry()),
+  async fn() {
+    const { startRegistry } = await import("./helpers/registry.ts");
+    await using tmp = await tempDir();
+    await using registry = await startRegistry();
+    const tar = fileTar("zeros", 2_000_000, 0);
+    await writeImage(`${tmp.path}/l`, { tag: "t", layers: [{ tar }] });
+    const repo = `${tmp.path}/r`;
+    assert.equal((await deltaship(repo, "pull", `oci:${tmp.path}/l:t`)).code, 0);
+    const r = await runTo([
+      "--repo",
+      repo,
+      "--progress",
+      "plain",
+      "--json",
+      "push",
+      "t",
+      `docker://${registry.host}/app:t`,
+      "--tls-verify=false",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const result = JSON.parse(r.stdout);
+    const layer = result.blobs.find((b: { size: number }) => b.size !== result.blobs[1]?.size) ?? result.blobs[0];
+    const line = r.stderr.split("\n").find((l) => /^layer 1\/1 .*: uploaded: /.test(l));
+    assert.ok(line, r.stderr);
+    const sent = /: uploaded: (.*) in /.exec(line)![1];
+    assert.equal(sent, formatBytes(layer.size), r.stderr);
+    assert.notEqual(sent, formatBytes(tar.length));
+    assert.ok(result.bytesUploaded < tar.length / 10);
+  },
+});
+
+async function hasRegistry(): Promise<boolean> {
+  try {
+    await new Deno.Command("docker-registry", { args: ["--version"], stdout: "null", stderr: "null" }).output();
+    return true;
+  } catch {
+    if (Deno.env.get("REQUIRE_INTEROP") === "1") throw new Error("docker-registry is required");
+    console.log("skipped: docker-registry not installed");
+    return false;
+  }
+}
