@@ -213,3 +213,42 @@ async function hasRegistry(): Promise<boolean> {
     return false;
   }
 }
+
+// ---- 2. references and tag names ------------------------------------------------------------------------------------
+
+Deno.test("references: push without docker://, a digest without '@', bad tag names, too short a digest prefix", async () => {
+  await using tmp = await tempDir();
+  await writeImage(`${tmp.path}/l`, { tag: "t", layers: [{ tar: sampleTar() }] });
+  const repo = `${tmp.path}/r`;
+  assert.equal((await deltaship(repo, "pull", `oci:${tmp.path}/l:t`, "v2")).code, 0);
+  const push = await deltaship(repo, "push", "v2", "127.0.0.1:5055/app:v2");
+  assert.equal(push.code, 2);
+  assert.equal(
+    push.stderr,
+    'deltaship: push: the destination must be docker://REGISTRY/REPO[:TAG], got "127.0.0.1:5055/app:v2" ' +
+      "(did you mean docker://127.0.0.1:5055/app:v2?)\n",
+  );
+  const layout = await deltaship(repo, "push", "v2", `oci:${tmp.path}/out`);
+  assert.match(layout.stderr, /to write a layout use export/);
+  const inspect = await deltaship(repo, "inspect", "sha256:8df5");
+  assert.equal(inspect.code, 1);
+  assert.match(
+    inspect.stderr,
+    /no image tagged "sha256:8df5" in the repository; to name an image by manifest digest, write @sha256:8df5/,
+  );
+  for (const bad of ["sha256:abcd", "../../evil", "Bad/Name", ".hidden", "a b", "a".repeat(129), "a:b"]) {
+    const r = await deltaship(repo, "tag", "v2", bad);
+    assert.equal(r.code, 2, bad);
+    assert.match(r.stderr, /^deltaship: invalid tag name .*: a tag is letters, digits, '_', '\.' and '-'/, bad);
+    if (bad === "sha256:abcd") assert.match(r.stderr, /images are named by digest as @sha256:abcd/);
+  }
+  for (const good of ["Release_1.2-rc", "_x", "9"]) assert.equal((await deltaship(repo, "tag", "v2", good)).code, 0);
+  const names = await deltaship(repo, "pull", `oci:${tmp.path}/l:t`, "../../evil");
+  assert.equal(names.code, 2);
+  assert.match(names.stderr, /invalid tag name "\.\.\/\.\.\/evil"/);
+  const short = await deltaship(repo, "inspect", "@sha256:7d6");
+  assert.equal(short.code, 2);
+  assert.match(short.stderr, /"@sha256:7d6": give at least 4 hex digits of the manifest digest/);
+  const tags = await deltaship(repo, "--json", "images");
+  assert.doesNotMatch(tags.stdout, /evil|Bad\/Name/);
+});

@@ -414,6 +414,13 @@ export class Repository {
     if (arg.startsWith("@")) {
       const want = arg.slice(1);
       if (isDigest(want)) return asManifestDigest(want);
+      const short = /^(sha256|sha512):[0-9a-f]{0,3}$/.exec(want);
+      if (short) {
+        throw new InvalidArgumentError(
+          `invalid image reference ${JSON.stringify(arg)}: give at least 4 hex digits of the manifest digest ` +
+            `(@${short[1]}:<hex>)`,
+        );
+      }
       const m = /^(sha256|sha512):([0-9a-f]{4,})$/.exec(want);
       if (!m) {
         throw new InvalidArgumentError(
@@ -427,7 +434,11 @@ export class Repository {
     }
     const manifest = await this.tags.read(arg);
     if (!manifest) {
-      throw new NotFoundError(`no image tagged ${JSON.stringify(arg)} in the repository (see 'deltaship images')`);
+      // A digest without its '@' is the likely slip: say how to write it.
+      const hint = /^(sha256|sha512):[0-9a-f]+$/.test(arg)
+        ? `; to name an image by manifest digest, write @${arg}`
+        : " (see 'deltaship images')";
+      throw new NotFoundError(`no image tagged ${JSON.stringify(arg)} in the repository${hint}`);
     }
     if (!(await this.hasImage(manifest))) {
       if ((await this.tags.read(arg)) !== manifest) { // removed meanwhile by another process

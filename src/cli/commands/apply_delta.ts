@@ -6,7 +6,7 @@
  */
 import { applyDeltaToLayout } from "../../ops/apply_delta.ts";
 import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
-import { checkTagName } from "../../oci/tag_name.ts";
+import { checkOciTag } from "../../oci/tag_name.ts";
 import { openSource, parseDestination } from "../../transport/reference.ts";
 import { defineCommand } from "../command.ts";
 import { readVerifyKey, VERIFY_KEY_OPTION } from "../signature_options.ts";
@@ -59,7 +59,7 @@ anything is fetched or stored.`,
     const dest = parseDestination(destArg);
     const { compression, level } = compressionOptions(values);
     const name = values.name;
-    if (name !== undefined) checkTagName(name);
+    if (name !== undefined) checkOciTag(name);
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const memory = memoryPlan(memoryLimit(values, ctx.io.env), ctx.jobs);

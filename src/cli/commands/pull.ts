@@ -5,7 +5,7 @@
  */
 import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
 import { pull } from "../../ops/pull.ts";
-import { checkTagName } from "../../oci/tag_name.ts";
+import { checkOciTag } from "../../oci/tag_name.ts";
 import { openSource } from "../../transport/reference.ts";
 import { UsageError } from "../../errors.ts";
 import { defineCommand } from "../command.ts";
@@ -84,7 +84,7 @@ carried but not required.`,
       throw new UsageError("pull: NAME given twice (argument and --name) with different values");
     }
     const name = args[1] ?? values.name;
-    if (name !== undefined) checkTagName(name);
+    if (name !== undefined) checkOciTag(name);
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const memory = memoryPlan(memoryLimit(values, ctx.io.env), ctx.jobs);
