@@ -252,3 +252,53 @@ Deno.test("references: push without docker://, a digest without '@', bad tag nam
   const tags = await deltaship(repo, "--json", "images");
   assert.doesNotMatch(tags.stdout, /evil|Bad\/Name/);
 });
+
+// ---- 3. platforms ---------------------------------------------------------------------------------------------------
+
+Deno.test({
+  name: "platform: --platform another than an index offers, or than a single image's config names, fails naming it",
+  ignore: !(await hasRegistry()) || !(await hasTool("skopeo")),
+  async fn() {
+    const { pushImage, startRegistry } = await import("./helpers/registry.ts");
+    const { writeIndex } = await import("./helpers/oci.ts");
+    await using tmp = await tempDir();
+    await using registry = await startRegistry();
+    const amd64 = { os: "linux", architecture: "amd64" };
+    const image = await writeImage(`${tmp.path}/l`, { tag: "single", layers: [{ tar: sampleTar() }], platform: amd64 });
+    await writeIndex(`${tmp.path}/l`, "multi", [{ image, platform: amd64 }]);
+    await pushImage(`oci:${tmp.path}/l:single`, `docker://${registry.host}/app:single`);
+    await pushImage(`oci:${tmp.path}/l:multi`, `docker://${registry.host}/app:multi`, { all: true });
+    const repo = `${tmp.path}/r`;
+    const pull = (ref: string, ...more: string[]) =>
+      deltaship(repo, "pull", `docker://${registry.host}/app:${ref}`, "--tls-verify=false", ...more);
+    const multi = await pull("multi", "--platform", "linux/arm64");
+    assert.equal(multi.code, 1);
+    assert.match(
+      multi.stderr,
+      /has no image for platform linux\/arm64; available: linux\/amd64 \(choose one with --platform\)/,
+    );
+    const single = await pull("single", "--platform", "linux/arm64");
+    assert.equal(single.code, 1);
+    assert.match(
+      single.stderr,
+      /app:single \(sha256:[0-9a-f]{64}\) is a single image for platform linux\/amd64, not linux\/arm64 .*--platform linux\/amd64\)\n$/,
+    );
+    const layout = await deltaship(repo, "pull", `oci:${tmp.path}/l:single`, "--platform", "linux/arm64/v8");
+    assert.equal(layout.code, 1);
+    assert.match(layout.stderr, /is a single image for platform linux\/amd64, not linux\/arm64\/v8/);
+    assert.deepEqual(JSON.parse((await deltaship(repo, "--json", "images")).stdout), []);
+    assert.equal((await pull("single", "--platform", "linux/amd64")).code, 0);
+    assert.equal((await pull("multi", "--platform", "linux/amd64")).code, 0);
+  },
+});
+
+async function hasTool(name: string): Promise<boolean> {
+  try {
+    await new Deno.Command(name, { args: ["--version"], stdout: "null", stderr: "null" }).output();
+    return true;
+  } catch {
+    if (Deno.env.get("REQUIRE_INTEROP") === "1") throw new Error(`${name} is required`);
+    console.log(`skipped: ${name} not installed`);
+    return false;
+  }
+}

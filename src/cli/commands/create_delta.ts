@@ -292,6 +292,7 @@ NEW's manifest digest.`,
     const out = sink ?? dest as LayoutDest;
     const result = await createDelta(repo, oldRef, newRef, out, {
       platform,
+      requirePlatform: values.platform !== undefined,
       jobs: memory.jobs,
       maxLayerSize: layerLimit,
       level: zstdLevel,

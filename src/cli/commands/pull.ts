@@ -44,7 +44,9 @@ the one that serves the image is also where deltas are looked up (README,
 Layers already in the repository are not fetched again; pulling an image
 already present only updates the tag.
 
-From an image index the platform of this machine is chosen, or --platform.
+From an image index the platform of this machine is chosen, or --platform; an
+index without it fails, naming the platforms it offers. With --platform, a
+single image (no index) whose config names another platform fails too.
 
 When SOURCE names an oci-delta artifact (artifactType
 application/vnd.io.github.containers.oci-delta.v1), the delta is applied
@@ -100,6 +102,7 @@ carried but not required.`,
     try {
       const result = await pull(repo, source, {
         platform,
+        requirePlatform: values.platform !== undefined,
         jobs: memory.jobs,
         sourceMemory: memory.sourceMemory,
         memoryLimit: memory.limit,
