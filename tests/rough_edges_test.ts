@@ -302,3 +302,38 @@ async function hasTool(name: string): Promise<boolean> {
     return false;
   }
 }
+
+// ---- 4. read-only commands ------------------------------------------------------------------------------------------
+
+Deno.test("read-only commands never create a repository: 'no repository at DIR', exit 1", async () => {
+  await using tmp = await tempDir();
+  const missing = `${tmp.path}/typo`;
+  const commands = [
+    ["images"],
+    ["inspect", "x"],
+    ["fsck"],
+    ["gc", "--dry-run"],
+    ["gc"],
+    ["tag", "x", "y"],
+    ["untag", "x"],
+    ["rm", "x"],
+    ["export", "x", `oci:${tmp.path}/out`],
+    ["checkout", "x", `${tmp.path}/co`],
+    ["upgrade"],
+    ["push", "x", "docker://127.0.0.1:1/app:x"],
+  ];
+  for (const args of commands) {
+    const r = await deltaship(missing, ...args);
+    assert.equal(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
+    assert.equal(
+      r.stderr,
+      `deltaship: no repository at ${missing} (check --repo and $DELTASHIP_REPO; pull creates one)\n`,
+    );
+    assert.equal(r.stdout, "");
+  }
+  assert.deepEqual([...Deno.readDirSync(tmp.path)], []);
+  // pull makes one.
+  await writeImage(`${tmp.path}/l`, { tag: "t", layers: [{ tar: sampleTar() }] });
+  assert.equal((await deltaship(missing, "pull", `oci:${tmp.path}/l:t`)).code, 0);
+  assert.equal((await deltaship(missing, "images")).code, 0);
+});

@@ -96,6 +96,12 @@ export interface RepoUse {
   write?: boolean;
   /** Whether a note on stderr reports the upgrade, if one ran (default true). */
   reportUpgrade?: boolean;
+  /**
+   * The command makes the repository when there is none (pull, apply-delta,
+   * create-delta). Every other command fails with "no repository at DIR"
+   * instead, so that a mistyped --repo creates nothing.
+   */
+  create?: boolean;
 }
 
 /** The one-line summary of an upgrade. */
@@ -161,15 +167,17 @@ export class Context {
   }
 
   /**
-   * The repository, opened (and created) on first use. A command that writes
+   * The repository, opened on first use (created only for `use.create`). A command that writes
    * says so (`use.write`): a version-1 repository is then upgraded in place,
    * with a progress line and a one-line note.
    */
   async repo(use: RepoUse = {}): Promise<Repository> {
     if (this.#repo) return this.#repo;
-    if (!use.write) return this.#repo = await Repository.open(this.repoPath, { sync: this.sync });
+    const create = use.create === true;
+    if (!use.write) return this.#repo = await Repository.open(this.repoPath, { sync: this.sync, create });
     const { repo, upgraded, composefs } = await openForWriting(this.repoPath, {
       sync: this.sync,
+      create,
       progress: this.progress(),
     });
     this.#repo = repo;

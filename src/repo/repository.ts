@@ -104,7 +104,11 @@ export class Repository {
   static async open(root: string, options: RepositoryOptions = {}): Promise<Repository> {
     const clean = root.replace(/\/+$/, "") || "/";
     if (!options.tempDir && !(await exists(`${clean}/${FORMAT_FILE}`))) {
-      if (options.create === false) throw new NotFoundError(`no deltaship repository at ${clean}`);
+      if (options.create === false) {
+        throw new NotFoundError(
+          `no repository at ${clean} (check --repo and $DELTASHIP_REPO; pull creates one)`,
+        );
+      }
       await createRepository(clean, options.sync);
     }
     const format = await readFormat(clean);

@@ -65,7 +65,7 @@ anything is fetched or stored.`,
     const memory = memoryPlan(memoryLimit(values, ctx.io.env), ctx.jobs);
     const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
     const verifyKey = await readVerifyKey(values["verify-key"]);
-    const repo = await ctx.repo({ write: true });
+    const repo = await ctx.repo({ write: true, create: true });
     using _lock = await repo.lock(false);
     const source = await openSource(deltaArg, openOptions);
     try {

@@ -282,7 +282,7 @@ NEW's manifest digest.`,
     const oldRef = parseReference(oldSpec, { repo: true });
     const newRef = parseReference(newSpec, { repo: true });
     const dest = parseDestination(outSpec, { what: "output", bareIsArchive: true, registry: true });
-    const repo = await ctx.repo({ write: true });
+    const repo = await ctx.repo({ write: true, create: true });
     using _lock = await repo.lock(false);
     const target = dest.transport === "docker"
       ? await openTarget(dest, withCreds(targetOpenOptions(values, ctx.io.env), values["dest-creds"], "--dest-creds"))

@@ -96,7 +96,7 @@ carried but not required.`,
       throw new UsageError(`--delta must be auto, never or require, got ${JSON.stringify(delta)}`);
     }
     const verifyKey = await readVerifyKey(values["verify-key"]);
-    const repo = await ctx.repo({ write: true });
+    const repo = await ctx.repo({ write: true, create: true });
     using _lock = await repo.lock(false);
     const source = await openSource(args[0], openOptions);
     try {
