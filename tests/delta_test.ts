@@ -128,10 +128,11 @@ Deno.test("delta pull: the source image must be in the repository", async () => 
   const stderr = await expectFailure(
     repo,
     `oci:${FIXTURES}basic/delta`,
-    /^deltaship: delta needs source image with config sha256:[0-9a-f]{64} which is not in the repository; pull it first\n$/,
+    /^deltaship: delta \S+ \(sha256:[0-9a-f]{64}\) needs its source image \(manifest sha256:[0-9a-f]{64}, config sha256:[0-9a-f]{64}\), which is not in the repository; pull it first/,
     true,
   );
   assert.ok(stderr.includes(oldManifest.config.digest), stderr);
+  assert.ok(stderr.includes(`manifest ${old}`), stderr);
 });
 
 /** A source image and a target image made from it, in one layout, with the files a differ needs. */

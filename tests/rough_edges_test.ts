@@ -337,3 +337,63 @@ Deno.test("read-only commands never create a repository: 'no repository at DIR',
   assert.equal((await deltaship(missing, "pull", `oci:${tmp.path}/l:t`)).code, 0);
   assert.equal((await deltaship(missing, "images")).code, 0);
 });
+
+// ---- 5. a delta's missing source ------------------------------------------------------------------------------------
+
+Deno.test({
+  name: "delta source: the error names the source manifest the delta records and the tag to pull",
+  ignore: !(await hasRegistry()),
+  async fn() {
+    const { startRegistry } = await import("./helpers/registry.ts");
+    await using tmp = await tempDir();
+    await using registry = await startRegistry();
+    const old = await writeImage(`${tmp.path}/old`, { tag: "v1", layers: [{ tar: sampleTar("a") }] });
+    await writeImage(`${tmp.path}/new`, { tag: "v2", layers: [{ tar: sampleTar("b") }] });
+    const maker = `${tmp.path}/maker`;
+    const made = await deltaship(
+      maker,
+      "create-delta",
+      `oci:${tmp.path}/old:v1`,
+      `oci:${tmp.path}/new:v2`,
+      `docker://${registry.host}/app`,
+      "--tls-verify=false",
+    );
+    assert.equal(made.code, 0, made.stderr);
+    const layout = await deltaship(
+      maker,
+      "create-delta",
+      `oci:${tmp.path}/old:v1`,
+      `oci:${tmp.path}/new:v2`,
+      `oci:${tmp.path}/delta:v1-to-v2`,
+    );
+    assert.equal(layout.code, 0, layout.stderr);
+    const client = `${tmp.path}/client`;
+    const fromRegistry = await deltaship(
+      client,
+      "pull",
+      `docker://${registry.host}/app:v1-to-v2`,
+      "--tls-verify=false",
+    );
+    assert.equal(fromRegistry.code, 1);
+    const recorded = `manifest ${old.manifest}, config ${old.config}`;
+    assert.equal(
+      fromRegistry.stderr,
+      `deltaship: delta docker://${registry.host}/app:v1-to-v2 (${
+        fromRegistry.stderr.match(/sha256:[0-9a-f]{64}/)![0]
+      }) ` +
+        `needs its source image (${recorded}), which is not in the repository; pull it first: ` +
+        `deltaship pull docker://${registry.host}/app:v1\n`,
+    );
+    const fromLayout = await deltaship(client, "pull", `oci:${tmp.path}/delta:v1-to-v2`);
+    assert.equal(fromLayout.code, 1);
+    assert.match(
+      fromLayout.stderr,
+      new RegExp(
+        `needs its source image \\(${recorded}\\), .*; pull it first \\(tagged "v1", by the delta's name\\)\\n$`,
+      ),
+    );
+    const apply = await deltaship(client, "apply-delta", `oci:${tmp.path}/delta:v1-to-v2`, `oci:${tmp.path}/out`);
+    assert.equal(apply.code, 1);
+    assert.match(apply.stderr, new RegExp(`needs its source image \\(${recorded}\\)`));
+  },
+});

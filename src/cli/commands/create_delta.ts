@@ -7,6 +7,7 @@
 import { UsageError } from "../../errors.ts";
 import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
 import { createDelta, type CreateDeltaResult } from "../../ops/create_delta.ts";
+import { deltaTag } from "../../delta/annotations.ts";
 import type { LayoutDest } from "../../oci/layout_writer.ts";
 import { RegistryArtifactSink } from "../../ops/push.ts";
 import type { DockerTarget } from "../../transport/docker/target.ts";
@@ -143,7 +144,7 @@ function publishSink(
   progress: ProgressSink,
 ): RegistryArtifactSink {
   const [from, to] = [tagOf(oldRef), tagOf(newRef)];
-  const joined = from !== undefined && to !== undefined ? `${from}-to-${to}` : undefined;
+  const joined = from !== undefined && to !== undefined ? deltaTag(from, to) : undefined;
   const tag = target.tag ?? (joined !== undefined && joined.length <= 128 ? joined : undefined);
   const mountFrom = [oldRef, newRef].flatMap((r) => {
     if (r.transport !== "docker") return [];
