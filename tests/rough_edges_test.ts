@@ -397,3 +397,51 @@ Deno.test({
     assert.match(apply.stderr, new RegExp(`needs its source image \\(${recorded}\\)`));
   },
 });
+
+// ---- 6. mount points ------------------------------------------------------------------------------------------------
+
+Deno.test({
+  name: "mount on a mount point says it is one (not 'is not empty'); umount of a plain directory exits 1",
+  ignore: !(await mountsWork()),
+  async fn() {
+    await using tmp = await tempDir();
+    const repo = `${tmp.path}/r`;
+    await writeImage(`${tmp.path}/l`, { tag: "t", layers: [{ tar: sampleTar() }] });
+    assert.equal((await deltaship(repo, "pull", `oci:${tmp.path}/l:t`)).code, 0);
+    const target = `${tmp.path}/mnt`;
+    await Deno.mkdir(target);
+    const plain = await deltaship(repo, "umount", target);
+    assert.equal(plain.code, 1);
+    assert.equal(plain.stderr, `deltaship: ${target} is not a mount point\n`);
+    const m = await deltaship(repo, "mount", "t", target);
+    assert.equal(m.code, 0, m.stderr);
+    try {
+      const again = await deltaship(repo, "mount", "t", target);
+      assert.equal(again.code, 1);
+      assert.equal(
+        again.stderr,
+        `deltaship: ${target} is already a mount point (an image deltaship mount mounted; deltaship umount ` +
+          "unmounts it); mount on an empty directory that is not one\n",
+      );
+    } finally {
+      assert.equal((await deltaship(repo, "umount", target)).code, 0);
+    }
+    const tmpfs = `${tmp.path}/tmpfs`;
+    await Deno.mkdir(tmpfs);
+    await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", tmpfs] }).output();
+    try {
+      const foreign = await deltaship(repo, "mount", "t", tmpfs);
+      assert.equal(foreign.code, 1);
+      assert.match(foreign.stderr, /is already a mount point \(a tmpfs mount\)/);
+    } finally {
+      await new Deno.Command("umount", { args: [tmpfs] }).output();
+    }
+  },
+});
+
+async function mountsWork(): Promise<boolean> {
+  const { canMount, whyNoMounts } = await import("./helpers/interop.ts");
+  if (canMount("rough edges: mount points")) return true;
+  console.log(`skipped: mount points (${whyNoMounts()})`);
+  return false;
+}

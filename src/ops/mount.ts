@@ -71,6 +71,18 @@ async function checkTarget(target: string): Promise<void> {
     throw e;
   }
   if (!info.isDirectory) throw new InvalidArgumentError(`${target} is not a directory`);
+  // Something mounted there shows its own files: say what it is rather than "not empty".
+  const top = topMountAt(readMountTable()?.mounts ?? [], await Deno.realPath(target));
+  if (top) {
+    const ours = top.fsType === "overlay" && isDeltashipSource(top.source);
+    throw new FileSystemError(
+      `${target} is already a mount point (${
+        ours ? "an image deltaship mount mounted; deltaship umount unmounts it" : `a ${top.fsType} mount`
+      }); mount on an empty directory that is not one`,
+      target,
+      "EBUSY",
+    );
+  }
   for await (const _ of Deno.readDir(target)) {
     throw new InvalidArgumentError(`${target} is not empty; mount on an empty directory`);
   }
