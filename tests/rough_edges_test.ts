@@ -445,3 +445,37 @@ async function mountsWork(): Promise<boolean> {
   console.log(`skipped: mount points (${whyNoMounts()})`);
   return false;
 }
+
+// ---- 7. create-delta's names ----------------------------------------------------------------------------------------
+
+Deno.test("create-delta takes bare repository names (and @digests) for OLD and NEW, as other commands do", async () => {
+  await using tmp = await tempDir();
+  const repo = `${tmp.path}/r`;
+  await writeImage(`${tmp.path}/old`, { tag: "v1", layers: [{ tar: sampleTar("a") }] });
+  await writeImage(`${tmp.path}/new`, { tag: "v2", layers: [{ tar: sampleTar("a") }, { tar: sampleTar("b") }] });
+  assert.equal((await deltaship(repo, "pull", `oci:${tmp.path}/old:v1`)).code, 0);
+  const pulled = await deltaship(repo, "--json", "pull", `oci:${tmp.path}/new:v2`);
+  const v2 = JSON.parse(pulled.stdout).manifest as string;
+  const bare = await deltaship(repo, "--json", "create-delta", "v1", "v2", `${tmp.path}/out.tar`);
+  assert.equal(bare.code, 0, bare.stderr);
+  const prefixed = await deltaship(
+    repo,
+    "--json",
+    "create-delta",
+    "repo:v1",
+    `@${v2.slice(0, 15)}`,
+    `${tmp.path}/o2.tar`,
+  );
+  assert.equal(prefixed.code, 0, prefixed.stderr);
+  assert.equal(JSON.parse(bare.stdout).manifest, JSON.parse(prefixed.stdout).manifest);
+  assert.equal(JSON.parse(bare.stdout).target, v2);
+  const missing = await deltaship(repo, "create-delta", "v0", "v2", `${tmp.path}/o3.tar`);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /no image tagged "v0" in the repository/);
+  const slip = await deltaship(repo, "create-delta", "v1", "127.0.0.1:5055/app:v2", `${tmp.path}/o4.tar`);
+  assert.equal(slip.code, 2);
+  assert.match(
+    slip.stderr,
+    /invalid NEW "127\.0\.0\.1:5055\/app:v2": .* \(did you mean docker:\/\/127\.0\.0\.1:5055\/app:v2\?\)/,
+  );
+});

@@ -25,6 +25,11 @@ export function checkTagName(name: string): string {
 /** A tag as OCI distribution defines it: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`. */
 const OCI_TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 
+/** True when `name` is an OCI tag. */
+export function isOciTag(name: string): boolean {
+  return OCI_TAG.test(name);
+}
+
 /**
  * Checks a tag name the user gives to name an image (`tag IMAGE NAME`, pull's
  * NAME): it must be an OCI tag, so that it can also be pushed as one. Names
@@ -32,7 +37,7 @@ const OCI_TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
  * {@link checkTagName} only. Returns the name.
  */
 export function checkOciTag(name: string): string {
-  if (OCI_TAG.test(name)) return name;
+  if (isOciTag(name)) return name;
   const quoted = JSON.stringify(name);
   const digest = /^@?((sha256|sha512):[0-9a-fA-F]*)$/.exec(name);
   const hint = digest
