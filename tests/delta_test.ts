@@ -111,7 +111,7 @@ Deno.test("delta pull: human output says it was a delta and what it saved; apply
   assert.equal(out.name, "app2");
   const images = JSON.parse((await deltaship(repo, "--json", "images")).stdout);
   assert.equal(images.length, 2);
-  assert.deepEqual(images.find((i: { manifest: string }) => i.manifest === want.new_manifest).names, ["app", "app2"]);
+  assert.deepEqual(images.find((i: { manifest: string }) => i.manifest === want.new_manifest).tags, ["app", "app2"]);
   const [b, a] = [JSON.parse(before), JSON.parse(await snapshot(repo, true))];
   assert.deepEqual([a.layers, a.objects, a.blobs], [b.layers, b.objects, b.blobs], "nothing new was stored");
   const human = await deltaship(repo, "pull", `oci:${FIXTURES}edits/delta`, "app");

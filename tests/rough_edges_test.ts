@@ -479,3 +479,40 @@ Deno.test("create-delta takes bare repository names (and @digests) for OLD and N
     /invalid NEW "127\.0\.0\.1:5055\/app:v2": .* \(did you mean docker:\/\/127\.0\.0\.1:5055\/app:v2\?\)/,
   );
 });
+
+// ---- 8. JSON ---------------------------------------------------------------------------------------------------------
+
+Deno.test("json: images says tags as inspect does; a failure prints {error: {message, kind}} on stdout too", async () => {
+  await using tmp = await tempDir();
+  const repo = `${tmp.path}/r`;
+  await writeImage(`${tmp.path}/l`, { tag: "t", layers: [{ tar: sampleTar() }] });
+  assert.equal((await deltaship(repo, "pull", `oci:${tmp.path}/l:t`, "v1")).code, 0);
+  assert.equal((await deltaship(repo, "tag", "v1", "v2")).code, 0);
+  const images = JSON.parse((await deltaship(repo, "--json", "images")).stdout);
+  const inspect = JSON.parse((await deltaship(repo, "--json", "inspect", "v1")).stdout);
+  assert.deepEqual(images[0].tags, ["v1", "v2"]);
+  assert.deepEqual(inspect.tags, images[0].tags);
+  assert.equal(images[0].names, undefined);
+  const cases: [string[], number, string, RegExp][] = [
+    [["inspect", "nosuch"], 1, "not-found", /^no image tagged "nosuch" in the repository/],
+    [["tag", "v1", "Bad/Name"], 2, "invalid-argument", /^invalid tag name "Bad\/Name"/],
+    [["images", "extra"], 2, "usage", /^images: expected no arguments, got 1 argument/],
+    [["images", "--bogus"], 2, "usage", /^unknown option --bogus/],
+    [["pull", `oci:${tmp.path}/missing`], 1, "not-found", /missing/],
+  ];
+  for (const [args, code, kind, message] of cases) {
+    const r = await deltaship(repo, "--json", ...args);
+    assert.equal(r.code, code, `${args.join(" ")}: ${r.stderr}`);
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual(Object.keys(out), ["error"]);
+    assert.equal(out.error.kind, kind, args.join(" "));
+    assert.match(out.error.message, message);
+    assert.equal(r.stderr, `deltaship: ${out.error.message}\n`, "the same one line on stderr");
+  }
+  // After the command name, and without --json: stdout stays empty.
+  const after = await deltaship(repo, "inspect", "nosuch", "--json");
+  assert.equal(JSON.parse(after.stdout).error.kind, "not-found");
+  const plain = await deltaship(repo, "inspect", "nosuch");
+  assert.equal(plain.stdout, "");
+  assert.equal(plain.code, 1);
+});

@@ -66,7 +66,9 @@ export async function expectCleanFailure(
   message: RegExp,
   env: Record<string, string> = {},
 ): Promise<CliResult> {
-  const before = (await runCli(["--repo", repo, "--json", "images"], env)).stdout;
+  // A repository not made yet lists no images (read-only commands do not make one).
+  const listed = await runCli(["--repo", repo, "--json", "images"], env);
+  const before = listed.code === 0 ? listed.stdout : "[]\n";
   const files = repoFiles(repo, ["blobs", "images", "tags"]);
   const r = await runCli(["--repo", repo, ...args], env);
   assert.equal(r.code, 1, `${args.join(" ")}: expected exit 1, got ${r.code}; stderr: ${r.stderr}`);
