@@ -516,3 +516,37 @@ Deno.test("json: images says tags as inspect does; a failure prints {error: {mes
   assert.equal(plain.stdout, "");
   assert.equal(plain.code, 1);
 });
+
+// ---- 9. temporary names ---------------------------------------------------------------------------------------------
+
+Deno.test("temporary names: errors name the path the user gave, never a temporary one", async () => {
+  const { userPaths, siblingTemp } = await import("../src/util/owned_temp.ts");
+  const id = "60466b0d";
+  const cases: [string, string][] = [
+    [`not a directory: open '/dir/.x.cfs.deltaship-4242-${id}'`, "not a directory: open '/dir/x.cfs'"],
+    [
+      `no space left on device: open '/d/.out.tar.deltaship-7-${id}.lock-new'`,
+      "no space left on device: open '/d/out.tar'",
+    ],
+    [`write '/d/.out.deltaship-7-${id}/blobs/sha256/.tmp-${id}'`, "write '/d/out/blobs/sha256'"],
+    [`mkdir '/layout/.deltaship-staging-99-${id}/blobs'`, "mkdir '/layout/blobs'"],
+    [`mkdir '/home/u/repo.init-123-${id}/tmp'`, "mkdir '/home/u/repo/tmp'"],
+    ["open '/a/.hidden.deltaship-notes'", "open '/a/.hidden.deltaship-notes'"], // not one of ours: unchanged
+  ];
+  for (const [text, want] of cases) assert.equal(userPaths(text), want);
+  const temp = siblingTemp("/dir/x.cfs");
+  assert.match(temp, /^\/dir\/\.x\.cfs\.deltaship-\d+-[0-9a-f]{8}$/);
+  assert.equal(userPaths(`open '${temp}'`), "open '/dir/x.cfs'");
+
+  await using tmp = await tempDir();
+  const repo = `${tmp.path}/r`;
+  await writeImage(`${tmp.path}/l`, { tag: "t", layers: [{ tar: sampleTar() }] });
+  assert.equal((await deltaship(repo, "pull", `oci:${tmp.path}/l:t`)).code, 0);
+  await Deno.writeTextFile(`${tmp.path}/file`, "x");
+  for (const out of [`${tmp.path}/file/x.cfs`, `${tmp.path}/missing/x.cfs`]) {
+    const r = await deltaship(repo, "create-image", "t", out);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`^deltaship: (not a directory|no such file or directory): open '${out}'\\n$`));
+    assert.doesNotMatch(r.stderr, /deltaship-\d+|[0-9a-f]{8}-[0-9a-f]{4}-/);
+  }
+});

@@ -8,6 +8,7 @@
 import { DeltashipError, UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { describeOsError } from "../util/os_error.ts";
+import { userPaths } from "../util/owned_temp.ts";
 import { displayLine, ellipsize, escapeControl } from "../util/text.ts";
 import { formatOptions, parseArgs } from "./args.ts";
 import { checkArity, type Command, commandHelp } from "./command.ts";
@@ -158,15 +159,17 @@ async function report(err: unknown, io: CliIO, debug: boolean, json: boolean): P
   let status = 1;
   const os = describeOsError(err);
   if (err instanceof DeltashipError) {
-    message = err.message;
+    message = userPaths(err.message);
     kind = errorKind(err);
     status = err.exitCode;
   } else if (os !== undefined) {
-    message = os;
+    message = userPaths(os);
     kind = "os";
   } else {
     const msg = err instanceof Error ? err.message : String(err);
-    message = `internal error: ${ellipsize(msg, 200)} (run with DELTASHIP_DEBUG=1 for details, and please report it)`;
+    message = `internal error: ${
+      ellipsize(userPaths(msg), 200)
+    } (run with DELTASHIP_DEBUG=1 for details, and please report it)`;
     kind = "internal";
   }
   if (json) {
