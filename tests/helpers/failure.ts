@@ -76,7 +76,11 @@ export async function expectCleanFailure(
   assert.equal(r.stderr.trim().split("\n").length, 1, `one line: ${r.stderr}`);
   assert.doesNotMatch(r.stderr, /^\s+at /m);
   assert.doesNotMatch(r.stderr, /internal error/);
-  assert.equal(r.stdout, "");
+  if (args.includes("--json")) {
+    assert.deepEqual(Object.keys(JSON.parse(r.stdout)), ["error"], "with --json, the error on stdout too");
+  } else {
+    assert.equal(r.stdout, "");
+  }
   assert.equal((await runCli(["--repo", repo, "--json", "images"], env)).stdout, before);
   await assertUnchangedAfterFailure(repo, files);
   const fsck = await runCli(["--repo", repo, "fsck"], env);
