@@ -292,6 +292,24 @@ Deno.test({
   },
 });
 
+Deno.test("platform: create-delta --platform checks OLD and NEW too; without it a single image of any platform is used", async () => {
+  await using tmp = await tempDir();
+  const arm = { os: "linux", architecture: "arm64", variant: "v8" };
+  await writeImage(`${tmp.path}/old`, { tag: "v1", layers: [{ tar: sampleTar("a") }], platform: arm });
+  await writeImage(`${tmp.path}/new`, { tag: "v2", layers: [{ tar: sampleTar("b") }], platform: arm });
+  const args = ["create-delta", `oci:${tmp.path}/old:v1`, `oci:${tmp.path}/new:v2`];
+  const wrong = await deltaship(`${tmp.path}/r`, ...args, `${tmp.path}/a.tar`, "--platform", "linux/amd64");
+  assert.equal(wrong.code, 1);
+  assert.match(
+    wrong.stderr,
+    /old:v1 \(sha256:[0-9a-f]{64}\) is a single image for platform linux\/arm64\/v8, not linux\/amd64/,
+  );
+  const right = await deltaship(`${tmp.path}/r`, ...args, `${tmp.path}/b.tar`, "--platform", "linux/arm64");
+  assert.equal(right.code, 0, right.stderr);
+  const any = await deltaship(`${tmp.path}/r2`, ...args, `${tmp.path}/c.tar`);
+  assert.equal(any.code, 0, any.stderr);
+});
+
 async function hasTool(name: string): Promise<boolean> {
   try {
     await new Deno.Command(name, { args: ["--version"], stdout: "null", stderr: "null" }).output();
