@@ -9,9 +9,10 @@ import type { Context } from "./context.ts";
 
 /**
  * What a positional argument is: an image reference with a transport (`oci:`, `oci-archive:`, `docker://`) to
- * read or to write, an image in the repository, a file, a directory, or another word (a name, a registry).
+ * read or to write, an image in the repository, a file, a directory, another word (a name, a registry), or one
+ * of a few words (listed).
  */
-export type Operand = "source" | "destination" | "image" | "file" | "dir" | "word";
+export type Operand = "source" | "destination" | "image" | "file" | "dir" | "word" | readonly string[];
 
 /** A command as it is declared: its options `S`, and a `run` that gets their values typed. */
 export interface CommandSpec<S extends readonly OptionSpec[]> {
