@@ -168,8 +168,16 @@ Deno.test("the zsh completion script parses", async () => {
   );
 });
 
-Deno.test("the fish completion script parses", async () => {
+Deno.test("the fish completion script parses and completes", async () => {
   await syntaxCheck("fish");
+  if (which("fish")) {
+    await using tmp = await tempDir();
+    await Deno.writeTextFile(`${tmp.path}/deltaship.fish`, (await runCli(["completions", "fish"])).stdout);
+    const script = `source deltaship.fish; complete -C 'deltaship pu'; complete -C 'deltaship pull --auth'`;
+    const out = await new Deno.Command("fish", { args: ["-c", script], cwd: tmp.path, stdout: "piped" }).output();
+    const names = new TextDecoder().decode(out.stdout).split("\n").filter((l) => l).map((l) => l.split("\t")[0]);
+    assert.deepEqual(names, ["pull", "push", "--authfile"]);
+  }
   const r = await runCli(["completions", "fish"]);
   assert.match(r.stdout, /^complete -c deltaship -n '__deltaship_using pull' -l authfile -r -F /m);
   assert.match(r.stdout, /^complete -c deltaship -n __deltaship_needs_command -a push -d /m);
