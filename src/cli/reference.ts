@@ -39,7 +39,7 @@ const INTRO = [
 
 /** Paragraphs (markdown) on what every command has in common. */
 const CONVENTIONS = [
-  "Images are named by tag or by `@sha256:<hex>` (a manifest digest, or a unique prefix of one). A transport names " +
+  "The repository (`--repo`) is created on first use. Images in it are named by tag or by `@sha256:<hex>` (a manifest digest, or a unique prefix of one). A transport names " +
   "images outside the repository: `oci:DIR[:REF]` (an OCI layout directory), `oci-archive:FILE[:REF]` (a tar of one) " +
   "and `docker://[HOST[:PORT]/]REPO[:TAG|@DIGEST]` (a registry, see [registries.md](registries.md)).",
   "SIGINT or SIGTERM stops any command within a second, whatever it is doing, removes its partial output and exits " +
