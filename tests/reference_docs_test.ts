@@ -195,3 +195,34 @@ Deno.test("completions refuses a shell it has no script for", async () => {
   assert.equal(r.code, 2);
   assert.equal(r.stderr, 'deltaship: completions: SHELL must be bash, zsh or fish, got "tcsh"\n');
 });
+
+/** A heading's GitHub anchor. */
+function slug(heading: string): string {
+  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N}_\- ]/gu, "").replace(/ /g, "-");
+}
+
+Deno.test("every relative link of the README and docs/ reaches a file, and a heading there", () => {
+  const pages = ["README.md", ...[...Deno.readDirSync(`${root}docs`)].map((e) => `docs/${e.name}`)]
+    .filter((p) => p.endsWith(".md"));
+  const prose = (page: string) => Deno.readTextFileSync(`${root}${page}`).replace(/```[\s\S]*?```/g, "");
+  const anchors = new Map(pages.map((p) => [p, new Set([...prose(p).matchAll(/^#+ (.*)$/gm)].map((m) => slug(m[1])))]));
+  const broken: string[] = [];
+  for (const page of pages) {
+    for (const [, url] of prose(page).matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^[a-z]+:/.test(url)) continue;
+      const [path, anchor] = url.split("#");
+      const target = path ? new URL(path, `file:///${page}`).pathname.slice(1) : page;
+      let exists = true;
+      try {
+        Deno.statSync(`${root}${target}`);
+      } catch {
+        exists = false;
+      }
+      if (!exists) broken.push(`${page}: ${url} (no such file)`);
+      else if (anchor && target.endsWith(".md") && !anchors.get(target)?.has(anchor)) {
+        broken.push(`${page}: ${url} (no such heading)`);
+      }
+    }
+  }
+  assert.deepEqual(broken, []);
+});
