@@ -41,6 +41,7 @@ export const GLOBAL_OPTIONS = [
     name: "repo",
     type: "string",
     arg: "DIR",
+    path: "dir",
     help: "repository (default $DELTASHIP_REPO, else $XDG_DATA_HOME/deltaship, else ~/.local/share/deltaship)",
   },
   {
@@ -52,7 +53,13 @@ export const GLOBAL_OPTIONS = [
   },
   { name: "json", type: "boolean", help: "machine-readable output" },
   { name: "quiet", short: "q", type: "boolean", help: "print only results (no progress)" },
-  { name: "progress", type: "string", arg: "WHEN", help: "live progress: auto (on a terminal), always or never" },
+  {
+    name: "progress",
+    type: "string",
+    arg: "WHEN",
+    choices: ["auto", "always", "never"],
+    help: "live progress: auto (on a terminal), always or never",
+  },
   { name: "help", short: "h", type: "boolean", help: "show help" },
 ] as const satisfies readonly OptionSpec[];
 
