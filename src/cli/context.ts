@@ -50,6 +50,7 @@ export const GLOBAL_OPTIONS = [
     name: "repo",
     type: "string",
     arg: "DIR",
+    path: "dir",
     help: "repository (default $DELTASHIP_REPO, else $XDG_DATA_HOME/deltaship, else ~/.local/share/deltaship)",
   },
   {
@@ -65,6 +66,7 @@ export const GLOBAL_OPTIONS = [
     name: "progress",
     type: "string",
     arg: "WHEN",
+    choices: PROGRESS_MODES,
     help: "auto (live on a terminal, plain when $CI is set), always (live), plain (a line per event) or never",
   },
   { name: "help", short: "h", type: "boolean", help: "show help" },

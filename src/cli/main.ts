@@ -15,6 +15,7 @@ import { checkArity, type Command, commandHelp } from "./command.ts";
 import { type CliIO, Context, GLOBAL_OPTIONS } from "./context.ts";
 import { applyDeltaCommand } from "./commands/apply_delta.ts";
 import { checkoutCommand } from "./commands/checkout.ts";
+import { completionsCommand } from "./commands/completions.ts";
 import { computeIdCommand, createImageCommand, dumpCommand } from "./commands/composefs.ts";
 import { createDeltaCommand } from "./commands/create_delta.ts";
 import { exportCommand } from "./commands/export.ts";
@@ -54,6 +55,7 @@ export const COMMANDS: Command[] = [
   createDeltaCommand,
   loginCommand,
   logoutCommand,
+  completionsCommand(() => COMMANDS),
 ];
 
 const encoder = new TextEncoder();

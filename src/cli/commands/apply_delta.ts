@@ -44,6 +44,11 @@ everything succeeded.
 With --verify-key KEY.pub the delta must embed a cosign signature of its
 target that verifies with that ECDSA P-256 public key (PEM), checked before
 anything is fetched or stored.`,
+  examples: [
+    "deltaship apply-delta oci:./app-update oci-archive:app-v2.tar:v2",
+    "deltaship apply-delta docker://registry.example.com/app:v1-to-v2 oci:/var/lib/images:app --compression zstd",
+  ],
+  operands: ["source", "destination"],
   options: [
     ...COMPRESSION_OPTIONS,
     { name: "name", type: "string", arg: "NAME", help: "tag for the rebuilt image in the repository" },

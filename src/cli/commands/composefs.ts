@@ -51,6 +51,10 @@ see docs/design.md) and prints its fs-verity digest in hex: the id
 'cfsctl --hash sha256 oci compute-id' gives the image, and the digest
 'deltaship mount' and the kernel know it by. --xattrs keep-user-xattrs keeps
 user.* xattrs too, as cfsctl's option of that name.`,
+  examples: [
+    "deltaship compute-id app  # the image's composefs id (hex), as cfsctl oci compute-id",
+  ],
+  operands: ["image"],
   options: [EROFS_VERSION_OPTION, XATTRS_OPTION, COMPOSEFS_MEMORY_LIMIT_OPTION],
   args: { min: 1, max: 1 },
   async run(ctx, [image], values) {
@@ -79,6 +83,11 @@ the same tree.
 With --from-dump, the tree is read from DUMPFILE, a composefs dumpfile
 (composefs-dump(5)), as 'mkcomposefs --from-file' does; no repository is used
 (and --xattrs does not apply: the dumpfile's xattrs are the tree's).`,
+  examples: [
+    "deltaship create-image app app.cfs  # its composefs EROFS image, in a file",
+    "deltaship create-image --from-dump x.dump x.cfs  # from a composefs dumpfile, as mkcomposefs --from-file",
+  ],
+  operands: ["image", "file"],
   options: [
     EROFS_VERSION_OPTION,
     XATTRS_OPTION,
@@ -139,6 +148,10 @@ Prints the tree of IMAGE's composefs image as a composefs dumpfile
 (composefs-dump(5)): one line per path, what 'composefs-info dump' prints for
 the image 'deltaship create-image' writes. 'deltaship create-image --from-dump'
 turns it back into the same image.`,
+  examples: [
+    "deltaship dump app  # its tree as a composefs dumpfile (composefs-dump(5))",
+  ],
+  operands: ["image"],
   options: [XATTRS_OPTION, COMPOSEFS_MEMORY_LIMIT_OPTION],
   args: { min: 1, max: 1 },
   async run(ctx, [image], values) {

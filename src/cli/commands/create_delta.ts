@@ -222,6 +222,13 @@ trades time for size.
 layout or archive, as cosign and oci-delta write them; a bare path is an
 oci-archive), so that clients can check it with --verify-key; it must sign
 NEW's manifest digest.`,
+  examples: [
+    "deltaship create-delta oci:./v1:app oci:./v2:app oci-archive:app-v1-v2.delta.tar -s",
+    "deltaship create-delta repo:app-v1 docker://registry.example/app:v2 oci:./deltas:v1-to-v2",
+    "deltaship create-delta repo:@sha256:4f3c… repo:app oci:./deltas -j 2 --json",
+    "deltaship create-delta docker://registry.example/app:v1 docker://registry.example/app:v2 docker://registry.example/app",
+  ],
+  operands: ["source", "source", "destination"],
   options: [
     { name: "stats", short: "s", type: "boolean", help: "show layer counts, sizes and bytes saved" },
     {

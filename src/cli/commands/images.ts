@@ -16,6 +16,10 @@ export const imagesCommand = defineCommand({
   description: `
 One row per tag (untagged images show <none>): name, manifest digest, config
 digest, uncompressed size and layer count.`,
+  examples: [
+    "deltaship images  # NAME, MANIFEST, CONFIG, SIZE (uncompressed), LAYERS",
+  ],
+  operands: [],
   options: [],
   args: { min: 0, max: 0 },
   async run(ctx) {

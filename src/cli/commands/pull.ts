@@ -38,8 +38,8 @@ $XDG_RUNTIME_DIR/containers/auth.json (without XDG_RUNTIME_DIR:
 /run/containers/UID/auth.json), ~/.config/containers/auth.json,
 ~/.docker/config.json, ~/.dockercfg (see deltaship login). TLS follows certs.d
 and --tls-verify; registries.conf's mirrors are tried before the registry, and
-the one that serves the image is also where deltas are looked up (README,
-"Registries").
+the one that serves the image is also where deltas are looked up
+(docs/registries.md).
 
 Layers already in the repository are not fetched again; pulling an image
 already present only updates the tag.
@@ -66,6 +66,20 @@ With --verify-key KEY.pub a delta must embed a cosign signature of its target
 that verifies with that ECDSA P-256 public key (PEM, as cosign writes it);
 otherwise the pull fails before anything is stored. Without it, signatures are
 carried but not required.`,
+  examples: [
+    "deltaship pull oci:./layout:v1 app",
+    "deltaship pull oci-archive:image.tar  # a layout holding exactly one manifest",
+    "deltaship pull oci:./layout:sha256:4f3c…  # by manifest digest",
+    "deltaship pull docker://quay.io/org/app:v2  # from a registry",
+    "deltaship pull docker://localhost:5000/app@sha256:4f3c…",
+    "deltaship pull docker://alpine  # docker.io/library/alpine:latest",
+    "deltaship pull --creds user:token docker://registry.example.com/team/app:v3",
+    "deltaship pull --tls-verify=false docker://10.0.0.5:5000/app:v1  # no certificate check (or plain HTTP)",
+    "deltaship pull --max-downloads 4 docker://ghcr.io/org/app@sha256:4f3c…",
+    "deltaship pull oci:./app-update app  # an oci-delta: rebuilds the new image from the old one",
+    "deltaship pull --verify-key cosign.pub docker://registry.example/app:v1-to-v2 app",
+  ],
+  operands: ["source", "word"],
   options: [
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
     { name: "name", type: "string", arg: "NAME", help: "tag for the image (same as the NAME argument)" },

@@ -51,6 +51,12 @@ referrers API, else in the image index tagged sha256-<subject hex>.
 
 TAG defaults to SOURCE's tag (NAME, or the layout entry's); without one the
 manifest is pushed by digest only. Credentials as for pull.`,
+  examples: [
+    "deltaship push app docker://registry.example/team/app:v2  # an image from the repository",
+    "deltaship push oci:./build:v2 docker://registry.example/team/app  # a layout's image, index or artifact, byte for byte",
+    "deltaship push oci-archive:app-v1-v2.delta.tar docker://registry.example/team/app:v1-to-v2",
+  ],
+  operands: ["source", "destination"],
   options: [
     ...COMPRESSION_OPTIONS,
     {
