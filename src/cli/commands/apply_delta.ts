@@ -6,7 +6,7 @@
  */
 import { applyDeltaToLayout } from "../../ops/apply_delta.ts";
 import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
-import { checkTagName } from "../../oci/tag_name.ts";
+import { checkOciTag } from "../../oci/tag_name.ts";
 import { openSource, parseDestination } from "../../transport/reference.ts";
 import { defineCommand } from "../command.ts";
 import { readVerifyKey, VERIFY_KEY_OPTION } from "../signature_options.ts";
@@ -64,13 +64,13 @@ anything is fetched or stored.`,
     const dest = parseDestination(destArg);
     const { compression, level } = compressionOptions(values);
     const name = values.name;
-    if (name !== undefined) checkTagName(name);
+    if (name !== undefined) checkOciTag(name);
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const memory = memoryPlan(memoryLimit(values, ctx.io.env), ctx.jobs);
     const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
     const verifyKey = await readVerifyKey(values["verify-key"]);
-    const repo = await ctx.repo({ write: true });
+    const repo = await ctx.repo({ write: true, create: true });
     using _lock = await repo.lock(false);
     const source = await openSource(deltaArg, openOptions);
     try {

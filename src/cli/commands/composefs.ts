@@ -15,6 +15,7 @@ import { DumpTreeBuilder } from "../../composefs/tree_dump.ts";
 import { type ComposefsOptions, composefsTree, writerOptions } from "../../repo/composefs_image.ts";
 import { toHex } from "../../util/digest.ts";
 import { writeAll } from "../../util/fs.ts";
+import { siblingTemp } from "../../util/owned_temp.ts";
 import { defineCommand } from "../command.ts";
 import { EROFS_VERSION_OPTION, erofsVersion, xattrFiltering, XATTRS_OPTION } from "../composefs_options.ts";
 import type { Context } from "../context.ts";
@@ -118,8 +119,7 @@ With --from-dump, the tree is read from DUMPFILE, a composefs dumpfile
  * never a partial OUT. Returns the bytes written and their fs-verity digest (hex).
  */
 async function writeReplacing(path: string, chunks: Iterable<Uint8Array>): Promise<{ bytes: number; id: string }> {
-  const slash = path.lastIndexOf("/");
-  const tmp = `${slash < 0 ? "." : path.slice(0, slash) || "/"}/.${path.slice(slash + 1)}.${crypto.randomUUID()}`;
+  const tmp = siblingTemp(path);
   const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o644 });
   try {
     const hasher = new FsVerityHasher();

@@ -5,7 +5,7 @@
  */
 import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
 import { pull } from "../../ops/pull.ts";
-import { checkTagName } from "../../oci/tag_name.ts";
+import { checkOciTag } from "../../oci/tag_name.ts";
 import { openSource } from "../../transport/reference.ts";
 import { UsageError } from "../../errors.ts";
 import { defineCommand } from "../command.ts";
@@ -44,7 +44,9 @@ the one that serves the image is also where deltas are looked up
 Layers already in the repository are not fetched again; pulling an image
 already present only updates the tag.
 
-From an image index the platform of this machine is chosen, or --platform.
+From an image index the platform of this machine is chosen, or --platform; an
+index without it fails, naming the platforms it offers. With --platform, a
+single image (no index) whose config names another platform fails too.
 
 When SOURCE names an oci-delta artifact (artifactType
 application/vnd.io.github.containers.oci-delta.v1), the delta is applied
@@ -98,7 +100,7 @@ carried but not required.`,
       throw new UsageError("pull: NAME given twice (argument and --name) with different values");
     }
     const name = args[1] ?? values.name;
-    if (name !== undefined) checkTagName(name);
+    if (name !== undefined) checkOciTag(name);
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const memory = memoryPlan(memoryLimit(values, ctx.io.env), ctx.jobs);
@@ -108,12 +110,13 @@ carried but not required.`,
       throw new UsageError(`--delta must be auto, never or require, got ${JSON.stringify(delta)}`);
     }
     const verifyKey = await readVerifyKey(values["verify-key"]);
-    const repo = await ctx.repo({ write: true });
+    const repo = await ctx.repo({ write: true, create: true });
     using _lock = await repo.lock(false);
     const source = await openSource(args[0], openOptions);
     try {
       const result = await pull(repo, source, {
         platform,
+        requirePlatform: values.platform !== undefined,
         jobs: memory.jobs,
         sourceMemory: memory.sourceMemory,
         memoryLimit: memory.limit,

@@ -4,7 +4,7 @@
  * @module
  */
 import { NotFoundError } from "../../errors.ts";
-import { checkTagName } from "../../oci/tag_name.ts";
+import { checkOciTag } from "../../oci/tag_name.ts";
 import { mountedAt } from "../../repo/mount_roots.ts";
 import { defineCommand } from "../command.ts";
 
@@ -21,7 +21,7 @@ Points tag NAME at IMAGE (a tag or @sha256:<hex>), replacing what NAME named bef
   options: [],
   args: { min: 2, max: 2 },
   async run(ctx, [image, name]) {
-    checkTagName(name);
+    checkOciTag(name);
     const repo = await ctx.repo({ write: true });
     using _lock = await repo.lock(false);
     const record = await repo.resolveImage(image);
