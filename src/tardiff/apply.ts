@@ -24,6 +24,7 @@ import { Yielder } from "../util/yielder.ts";
 import { MAX_DICTIONARY_SIZE, ZstdDictDecoder } from "../compression/zstd/dict.ts";
 import { MAX_OPEN_NAME, Op } from "./format.ts";
 import { OpInput } from "./op_input.ts";
+import { ReadBatch, SMALL_READ } from "./read_batch.ts";
 
 /** A regular file of the source, read at positions. */
 export interface SourceFile {
@@ -69,7 +70,26 @@ export interface ApplyOptions {
    * AddData streams in bounded chunks, so this guards only against nonsense.
    */
   maxAddData?: number;
+  /**
+   * Largest output batch (default 16 MiB): the output buffer grows, doubling
+   * from `outputSize`, while batches gather many small source reads
+   * ({@link ReadBatch}), so that each sweep of a source file serves more of them.
+   */
+  maxBatchSize?: number;
+  /** Where the growth beyond `outputSize` is taken from (default: no bound but `maxBatchSize`). */
+  memory?: BatchMemory;
 }
+
+/** A budget the output batch grows from (a MemoryBudget). */
+export interface BatchMemory {
+  /** Takes `bytes`; false (taking nothing) when there is not that much left. */
+  reserve(bytes: number): boolean;
+  /** Gives back what {@link reserve} took. */
+  release(bytes: number): void;
+}
+
+/** A batch that gathered more small reads than this per MiB of output grows, when memory allows. */
+const GROW_READS_PER_MIB = 1024;
 
 const OP_NAMES = ["Data", "Open", "Copy", "AddData", "Seek", "ZstdDict"];
 const DEFAULT_MAX_ADD_DATA = 64 * 2 ** 30;
@@ -142,15 +162,39 @@ export async function* applyTarDiff(
   source: TarDiffSource,
   options: ApplyOptions = {},
 ): AsyncGenerator<Uint8Array> {
-  const outSize = options.outputSize ?? 1 << 20;
+  let outSize = options.outputSize ?? 1 << 20;
   if (outSize % 4 !== 0 || outSize < 4) throw new RangeError("outputSize must be a positive multiple of 4");
-  const out = new Uint8Array(outSize);
-  const out32 = new Int32Array(out.buffer);
+  const baseSize = outSize;
+  const maxBatch = Math.max(outSize, options.maxBatchSize ?? 16 << 20);
+  let out = new Uint8Array(outSize);
+  let out32 = new Int32Array(out.buffer);
   const scratch = new Uint8Array(outSize);
   const scratch32 = new Int32Array(scratch.buffer);
   const name = new Uint8Array(MAX_OPEN_NAME);
   const maxAddData = options.maxAddData ?? DEFAULT_MAX_ADD_DATA;
   let outLen = 0;
+  const batch = new ReadBatch();
+  let grown = 0; // bytes of the output buffer taken from options.memory
+  /** The output so far, its gathered reads done: the chunk to yield. */
+  const full = (): Uint8Array => {
+    const gathered = batch.size;
+    batch.flush(out);
+    if (gathered * (1 << 20) > GROW_READS_PER_MIB * outSize && outSize < maxBatch) growNext = true;
+    return outLen === outSize ? out : out.subarray(0, outLen);
+  };
+  let growNext = false;
+  /** After a yield: a larger buffer when the last batch gathered many reads and memory allows. */
+  const regrow = (): void => {
+    if (!growNext) return;
+    growNext = false;
+    const size = outSize * 2;
+    if (options.memory && !options.memory.reserve(size - outSize)) return;
+    grown += size - outSize;
+    out = new Uint8Array(0); // the old buffer goes before the new one is made
+    out = new Uint8Array(size);
+    out32 = new Int32Array(out.buffer);
+    outSize = size;
+  };
 
   const input = new OpInput(delta, options.decodeSize ?? 1 << 19);
   let file: SourceFile | undefined;
@@ -198,8 +242,9 @@ export async function* applyTarDiff(
             outLen += n;
             left -= n;
             if (outLen === outSize) {
-              yield out;
+              yield full();
               outLen = 0;
+              regrow();
             }
           }
           break;
@@ -209,13 +254,17 @@ export async function* applyTarDiff(
           let left = size;
           while (left > 0) {
             const n = Math.min(left, outSize - outLen);
-            f.read(position, out, outLen, n);
+            const mem = f.bytes;
+            if (mem !== undefined) copyInto(out, outLen, mem, position, n);
+            else if (n < SMALL_READ) batch.record(f, position, outLen, n, false);
+            else f.read(position, out, outLen, n);
             position += n;
             outLen += n;
             left -= n;
             if (outLen === outSize) {
-              yield out;
+              yield full();
               outLen = 0;
+              regrow();
             }
           }
           break;
@@ -226,12 +275,16 @@ export async function* applyTarDiff(
           let left = size;
           while (left > 0) {
             if (input.pos >= input.buf.length && !(await input.more())) truncated(left);
-            const n = Math.min(left, input.buf.length - input.pos, outSize - outLen);
+            const n = Math.min(left, input.buf.length - input.pos, outSize - outLen, scratch.length);
             const mem = f.bytes;
             if (mem !== undefined && n < 48) {
               const data = input.buf;
               const d = input.pos;
               for (let i = 0; i < n; i++) out[outLen + i] = mem[position + i] + data[d + i];
+            } else if (mem === undefined && n < SMALL_READ) {
+              // The delta's bytes now, the source's added when the batch is served.
+              copyInto(out, outLen, input.buf, input.pos, n);
+              batch.record(f, position, outLen, n, true);
             } else {
               f.read(position, out, outLen, n);
               addInto(out, out32, outLen, input.buf, input.pos, n, scratch, scratch32);
@@ -241,8 +294,9 @@ export async function* applyTarDiff(
             outLen += n;
             left -= n;
             if (outLen === outSize) {
-              yield out;
+              yield full();
               outLen = 0;
+              regrow();
             }
           }
           break;
@@ -257,7 +311,7 @@ export async function* applyTarDiff(
             input.pos += n;
             got += n;
           }
-          file?.close();
+          if (file) batch.retire(file);
           file = undefined;
           const raw = decodeName(name.subarray(0, size));
           path = cleanRootedPath(raw);
@@ -319,8 +373,9 @@ export async function* applyTarDiff(
                   at += k;
                   outLen += k;
                   if (outLen === outSize) {
-                    yield out;
+                    yield full();
                     outLen = 0;
+                    regrow();
                   }
                 }
               }
@@ -336,12 +391,14 @@ export async function* applyTarDiff(
           fail(`unknown op ${op} (not a tar-diff op, or corrupt)`);
       }
     }
-    if (outLen > 0) yield out.subarray(0, outLen);
+    if (outLen > 0) yield full();
   } catch (e) {
     if (e instanceof DeltashipError) throw e;
     throw new TarDiffError(`tar-diff: ${(e as Error).message ?? String(e)}`);
   } finally {
+    batch.close();
     file?.close();
+    if (grown > 0) options.memory?.release(grown);
     await input.close();
   }
 }
