@@ -71,7 +71,7 @@ export interface ApplyOptions {
    */
   maxAddData?: number;
   /**
-   * Largest output batch (default 16 MiB): the output buffer grows, doubling
+   * Largest output batch (default 8 MiB): the output buffer grows, doubling
    * from `outputSize`, while batches gather many small source reads
    * ({@link ReadBatch}), so that each sweep of a source file serves more of them.
    */
@@ -164,8 +164,7 @@ export async function* applyTarDiff(
 ): AsyncGenerator<Uint8Array> {
   let outSize = options.outputSize ?? 1 << 20;
   if (outSize % 4 !== 0 || outSize < 4) throw new RangeError("outputSize must be a positive multiple of 4");
-  const baseSize = outSize;
-  const maxBatch = Math.max(outSize, options.maxBatchSize ?? 16 << 20);
+  const maxBatch = Math.max(outSize, options.maxBatchSize ?? 8 << 20);
   let out = new Uint8Array(outSize);
   let out32 = new Int32Array(out.buffer);
   const scratch = new Uint8Array(outSize);
