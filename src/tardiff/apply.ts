@@ -343,6 +343,9 @@ export async function* applyTarDiff(
           if (f.size > MAX_DICTIONARY_SIZE) {
             fail(`the source file (${f.size} bytes) is over the ${MAX_DICTIONARY_SIZE}-byte limit for a dictionary`);
           }
+          // The gathered reads first: a source may hold one dictionary at a time, in a buffer that files which
+          // were read whole before share (ObjectSource's WholeFile), so their reads must be done before it changes.
+          batch.flush(out);
           const dictionary = await wholeFile(f).catch((e) => {
             throw withContext(e, `tar-diff: ZstdDict at byte ${opAt} (source ${JSON.stringify(path)})`);
           });

@@ -17,7 +17,13 @@
  *
  * @module
  */
-import type { SourceFile } from "./apply.ts";
+/** What a batch needs of a source file (apply.ts's SourceFile is one). */
+export interface BatchFile {
+  readonly size: number;
+  /** Fills `into[offset .. offset + length)` with the file's bytes from `position`. */
+  read(position: number, into: Uint8Array, offset: number, length: number): void;
+  close(): void;
+}
 
 /** Reads of this many bytes or more are not gathered: one call each is cheap enough. */
 export const SMALL_READ = 64 << 10;
@@ -41,10 +47,10 @@ function grow<T extends Float64Array | Int32Array | Uint8Array>(a: T, need: numb
  */
 export class ReadBatch {
   /** Files with reads in this batch; a file's slot is its index here. */
-  #files: SourceFile[] = [];
+  #files: BatchFile[] = [];
   /** Bucket of each CHUNK of each slot's file (-1: none yet), indexed by slot. */
   #bucketOf: Int32Array[] = [];
-  #retired: SourceFile[] = [];
+  #retired: BatchFile[] = [];
 
   // Records: file position, output offset, length, add (1) or copy (0), bucket.
   #pos = new Float64Array(1024);
@@ -77,7 +83,7 @@ export class ReadBatch {
    * `position` into `out[offset ..]`: copied when `add` is false, added
    * bytewise onto what the output holds there when true.
    */
-  record(file: SourceFile, position: number, offset: number, length: number, add: boolean): void {
+  record(file: BatchFile, position: number, offset: number, length: number, add: boolean): void {
     let slot = this.#files.length - 1;
     if (slot < 0 || this.#files[slot] !== file) {
       slot = this.#files.indexOf(file);
@@ -126,7 +132,7 @@ export class ReadBatch {
   }
 
   /** Closes `file` now, or after the flush that serves its recorded reads. */
-  retire(file: SourceFile): void {
+  retire(file: BatchFile): void {
     if (this.#files.includes(file)) this.#retired.push(file);
     else file.close();
   }
@@ -183,7 +189,7 @@ export class ReadBatch {
   }
 
   /** One record alone: a copy goes straight into the output. */
-  #single(file: SourceFile, i: number, out: Uint8Array): void {
+  #single(file: BatchFile, i: number, out: Uint8Array): void {
     if (this.#add[i] === 0) {
       this.reads++;
       file.read(this.#pos[i], out, this.#out[i], this.#len[i]);
@@ -193,7 +199,7 @@ export class ReadBatch {
   }
 
   /** A sparse bucket: its records sorted by position, read in runs with gaps of at most GAP. */
-  #sparse(file: SourceFile, order: Int32Array, from: number, to: number, out: Uint8Array): void {
+  #sparse(file: BatchFile, order: Int32Array, from: number, to: number, out: Uint8Array): void {
     const pos = this.#pos;
     const len = this.#len;
     const sorted = order.subarray(from, to).sort((a, b) => pos[a] - pos[b]);
@@ -216,7 +222,7 @@ export class ReadBatch {
    * `order[from .. to)` (or the one record `only`) from them.
    */
   #run(
-    file: SourceFile,
+    file: BatchFile,
     first: number,
     span: number,
     order: Int32Array,
