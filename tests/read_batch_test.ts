@@ -98,7 +98,7 @@ Deno.test("scattered tiny AddData ops are served with a few reads per batch, not
 });
 
 Deno.test("the output batch grows only within the memory it is given, and gives it back", async () => {
-  const old = noise(1 << 20, 3);
+  const old = noise(8 << 20, 3); // 8 buckets: a 256 KiB batch takes 32 read calls per MiB, so it grows
   const { ops, want } = scattered(old, 40_000, 8);
   const taken: number[] = [];
   let left = 1 << 20;

@@ -71,9 +71,9 @@ export interface ApplyOptions {
    */
   maxAddData?: number;
   /**
-   * Largest output batch (default 8 MiB): the output buffer grows, doubling
-   * from `outputSize`, while batches gather many small source reads
-   * ({@link ReadBatch}), so that each sweep of a source file serves more of them.
+   * Largest output batch (default 8 MiB): the output buffer grows from
+   * `outputSize` when a batch gathers many small source reads ({@link ReadBatch}),
+   * so that each sweep of a source file serves more of them.
    */
   maxBatchSize?: number;
   /** Where the growth beyond `outputSize` is taken from (default: no bound but `maxBatchSize`). */
@@ -88,8 +88,11 @@ export interface BatchMemory {
   release(bytes: number): void;
 }
 
-/** A batch that gathered more small reads than this per MiB of output grows, when memory allows. */
-const GROW_READS_PER_MIB = 1024;
+/**
+ * A batch whose gathered reads took more read calls than this per MiB of output
+ * grows, when memory allows (issue 21's target: fewer than 20 per MB rebuilt).
+ */
+const GROW_CALLS_PER_MIB = 16;
 
 const OP_NAMES = ["Data", "Open", "Copy", "AddData", "Seek", "ZstdDict"];
 const DEFAULT_MAX_ADD_DATA = 64 * 2 ** 30;
@@ -176,18 +179,22 @@ export async function* applyTarDiff(
   let grown = 0; // bytes of the output buffer taken from options.memory
   /** The output so far, its gathered reads done: the chunk to yield. */
   const full = (): Uint8Array => {
-    const gathered = batch.size;
+    const before = batch.reads;
     batch.flush(out);
-    if (gathered * (1 << 20) > GROW_READS_PER_MIB * outSize && outSize < maxBatch) growNext = true;
+    if ((batch.reads - before) * (1 << 20) > GROW_CALLS_PER_MIB * outSize && outSize < maxBatch) growNext = true;
     return outLen === outSize ? out : out.subarray(0, outLen);
   };
   let growNext = false;
-  /** After a yield: a larger buffer when the last batch gathered many reads and memory allows. */
+  /**
+   * After a yield: a larger buffer when the last batch gathered many reads, the
+   * largest (up to `maxBatch`, halving from it) that memory allows, in one step.
+   */
   const regrow = (): void => {
     if (!growNext) return;
     growNext = false;
-    const size = outSize * 2;
-    if (options.memory && !options.memory.reserve(size - outSize)) return;
+    let size = maxBatch;
+    while (size > outSize && options.memory && !options.memory.reserve(size - outSize)) size = size >>> 1;
+    if (size <= outSize) return;
     grown += size - outSize;
     out = new Uint8Array(0); // the old buffer goes before the new one is made
     out = new Uint8Array(size);
