@@ -181,18 +181,24 @@ export async function* applyTarDiff(
   const full = (): Uint8Array => {
     const before = batch.reads;
     batch.flush(out);
-    if ((batch.reads - before) * (1 << 20) > GROW_CALLS_PER_MIB * outSize && outSize < maxBatch) growNext = true;
+    // A dense batch takes about one call per MiB of the files it touches whatever its size, so its calls per MiB of
+    // output fall as it grows: aim at GROW_CALLS_PER_MIB.
+    const calls = batch.reads - before;
+    if (calls * (1 << 20) > GROW_CALLS_PER_MIB * outSize && outSize < maxBatch && outLen === outSize) {
+      growTo = outSize;
+      while (growTo < maxBatch && calls * (1 << 20) > GROW_CALLS_PER_MIB * growTo) growTo *= 2;
+    }
     return outLen === outSize ? out : out.subarray(0, outLen);
   };
-  let growNext = false;
+  let growTo = 0;
   /**
-   * After a yield: a larger buffer when the last batch gathered many reads, the
-   * largest (up to `maxBatch`, halving from it) that memory allows, in one step.
+   * After a yield: a larger buffer when the last batch took many read calls, as
+   * large as they ask for or, failing that, the largest that memory allows.
    */
   const regrow = (): void => {
-    if (!growNext) return;
-    growNext = false;
-    let size = maxBatch;
+    if (growTo <= outSize) return;
+    let size = Math.min(growTo, maxBatch);
+    growTo = 0;
     while (size > outSize && options.memory && !options.memory.reserve(size - outSize)) size = size >>> 1;
     if (size <= outSize) return;
     grown += size - outSize;
