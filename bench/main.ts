@@ -3,7 +3,7 @@
  * processes, beside floors and peers measured in the same run, and writes a
  * table, bench/results.json and bench/report.md.
  *
- *   deno task bench [--runs N] [--warmup N] [--case NAME]... [--check] [--bin PATH] [--out DIR]
+ *   deno task bench [--runs N] [--warmup N] [--case NAME]... [--check] [--bin PATH] [--out DIR] [--help]
  */
 import { V8_FLAGS } from "../scripts/compile.ts";
 import { CASES } from "./cases.ts";
@@ -41,7 +41,7 @@ export interface CaseResult {
 }
 
 function parse(args: string[]) {
-  const opts = { runs: 5, warmup: 1, cases: [] as string[], check: false, bin: "", out: "" };
+  const opts = { runs: 5, warmup: 1, cases: [] as string[], check: false, bin: "", out: "", help: false };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const value = () => {
@@ -54,6 +54,7 @@ function parse(args: string[]) {
     else if (a === "--check") opts.check = true;
     else if (a === "--bin") opts.bin = value();
     else if (a === "--out") opts.out = value();
+    else if (a === "--help" || a === "-h") opts.help = true;
     else throw new Error(`unknown option ${a}`);
   }
   if (!(opts.runs >= 1)) throw new Error("--runs must be at least 1");
@@ -304,6 +305,17 @@ async function ensureCorpus(env: BenchEnv): Promise<void> {
   if (!out.success) throw new Error("make-corpus.sh failed");
 }
 
+const HELP = `deno task bench [--runs N] [--warmup N] [--case NAME]... [--check] [--bin PATH] [--out DIR]
+
+Runs the benchmark cases (default: all but smoke), each beside its floor and peer, and writes
+bench/results.json and bench/report.md (or into --out DIR). --check exits 1 when a target is missed.
+Corpora are built on first use into bench/.cache: corpus/ (../shared/bench/make-corpus.sh) and
+far-corpus/ (../shared/bench/far/make-far-corpus.sh); DELTASHIP_SHARED_BENCH names another shared folder.
+Delta cases also count read system calls in one more run under strace (data files and sockets, and all).
+
+Cases:
+`;
+
 async function ensureFarCorpus(env: BenchEnv): Promise<void> {
   try {
     await Deno.stat(`${env.far}/new/index.json`);
@@ -322,6 +334,10 @@ async function ensureFarCorpus(env: BenchEnv): Promise<void> {
 /** Runs the suite with command-line `args`; returns the exit status. */
 export async function bench(args: string[]): Promise<number> {
   const opts = parse(args);
+  if (opts.help) {
+    console.log(HELP + CASES.map((c) => `  ${c.name.padEnd(24)} ${c.description}`).join("\n"));
+    return 0;
+  }
   const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
   const cache = `${root}/bench/.cache`;
   const env: BenchEnv = {
