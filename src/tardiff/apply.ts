@@ -9,10 +9,12 @@
  * from a budget it may have to wait for; the frame's output streams like any
  * other op's.
  *
- * The hot paths are the byte plumbing (each output byte is written once, into the
- * output buffer: source bytes by positional reads straight into it, data bytes by
- * one copy from the decoder's buffer) and AddData's sum, done four bytes at a time
- * with a carry-free SWAR add on Int32 views.
+ * The hot paths are the byte plumbing (each output byte is written into the
+ * output buffer: large source reads straight into it, small ones gathered per
+ * output batch and served in runs by {@link ReadBatch}, data bytes by one copy
+ * from the decoder's buffer) and AddData's sum, done four bytes at a time with a
+ * carry-free SWAR add. The output buffer is the batch: it starts at `outputSize`
+ * and grows (within `memory`) while its gathered reads take many read calls.
  *
  * @module
  */
