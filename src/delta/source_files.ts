@@ -133,6 +133,11 @@ export class MemoryBudget {
     return budget;
   }
 
+  /** Whether the budget was derived from a `--memory-limit`. */
+  get limited(): boolean {
+    return Atomics.load(this.#cell, 2) > 0;
+  }
+
   /** The whole budget, in bytes (what is left when nothing is held). */
   get total(): number {
     return Atomics.load(this.#cell, 1) * 1024;

@@ -204,7 +204,7 @@ export async function* applyTarDiff(
     while (size > outSize && options.memory && !options.memory.reserve(size - outSize)) size = size >>> 1;
     if (size <= outSize) return;
     grown += size - outSize;
-    out = new Uint8Array(0); // the old buffer goes before the new one is made
+    out.buffer.transfer(0); // the old buffer (its chunk consumed) is freed now, not at some later collection
     out = new Uint8Array(size);
     out32 = new Int32Array(out.buffer);
     outSize = size;
@@ -415,6 +415,10 @@ export async function* applyTarDiff(
   } finally {
     batch.close();
     file?.close();
+    // The last chunk has been consumed (the caller resumed or returned): free the buffers now, as the budget is
+    // given back, rather than at a collection that a thread going on to its next layer may not make for a while.
+    out.buffer.transfer(0);
+    scratch.buffer.transfer(0);
     if (grown > 0) options.memory?.release(grown);
     await input.close();
   }

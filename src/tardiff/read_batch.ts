@@ -157,10 +157,13 @@ export class ReadBatch {
     }
   }
 
-  /** Closes every file still held (after a failure, or at the end). */
+  /** Closes every file still held (after a failure, or at the end) and frees the batch's buffers. */
   close(): void {
     this.#count = 0;
     this.flush(new Uint8Array(0));
+    for (const a of [this.#pos, this.#out, this.#len, this.#add, this.#bucket, this.#order, this.#buf]) {
+      a.buffer.transfer(0);
+    }
   }
 
   #serve(out: Uint8Array): void {
