@@ -172,3 +172,24 @@ Deno.test("ReadBatch: a sparse bucket is read in runs, far-apart reads separatel
   assert.deepEqual(out.subarray(16, 24), bytes.subarray(30, 38));
   assert.equal(batch.size, 0);
 });
+
+Deno.test("ReadBatch: close closes the files still held, and may be called twice", () => {
+  let closed = 0;
+  const file: SourceFile = {
+    size: 100,
+    read(_position, into, offset, length) {
+      into.fill(7, offset, offset + length);
+    },
+    close() {
+      closed++;
+    },
+  };
+  const batch = new ReadBatch();
+  batch.record(file, 10, 0, 4, false);
+  batch.retire(file); // still needed by the recorded read: closed later
+  assert.equal(closed, 0);
+  batch.close();
+  assert.equal(closed, 1);
+  batch.close();
+  assert.equal(closed, 1);
+});

@@ -161,6 +161,7 @@ export class ReadBatch {
   close(): void {
     this.#count = 0;
     this.flush(new Uint8Array(0));
+    if (this.#pos.buffer.detached) return; // closed before
     for (const a of [this.#pos, this.#out, this.#len, this.#add, this.#bucket, this.#order, this.#buf]) {
       a.buffer.transfer(0);
     }
