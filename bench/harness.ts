@@ -17,6 +17,8 @@ export interface BenchEnv {
   cache: string;
   /** The real-world corpus: `old/` and `new/` OCI layouts. */
   corpus: string;
+  /** The far corpus (releases several versions apart, `../shared/bench/far`): `old/` and `new/` OCI layouts. */
+  far: string;
   /** ../shared/bench: corpus script and the reference delta. */
   shared: string;
   /** How to start deltaship (`deno run -A main.ts`, or a compiled binary). */
@@ -33,6 +35,10 @@ export interface Targets {
   peerRatio?: number;
   /** deltaship median / floor median. */
   floorRatio?: number;
+  /** deltaship median / the reference figure ({@link BenchCase.reference}). */
+  referenceRatio?: number;
+  /** Read system calls on data (see {@link BenchCase.countReads}) per MB of the case's `bytes`. */
+  readsPerMB?: number;
   /** Upper bounds on numbers the case reports in `extra` (e.g. delta size ratios). */
   extra?: Record<string, number>;
   /** Bounds relative to other cases of the same run (issue 15's scaling targets). */
@@ -64,6 +70,8 @@ export interface BenchCase {
   description: string;
   /** Needs the real-world corpus. */
   corpus: boolean;
+  /** Needs the far corpus. */
+  far?: boolean;
   /** External tools deltaship's side needs (besides deltaship). */
   tools?: string[];
   /** Once per bench run, untimed: build inputs, start servers. */
@@ -80,6 +88,16 @@ export interface BenchCase {
   bytes?(env: BenchEnv): Promise<{ count: number; label: string }>;
   floor?: Measured;
   peer?: Measured;
+  /**
+   * A figure measured elsewhere (the shared corpus README's reference tools), shown
+   * beside the peer: not a ratio within one run, so compare with care.
+   */
+  reference?: { label: string; seconds: number; mib?: number };
+  /**
+   * Count the read system calls of one more (unmeasured) run under strace: those
+   * on data (repository and layout files, TCP sockets) and all of them.
+   */
+  countReads?: boolean;
   targets?: Targets;
   /** Extra numbers to report (e.g. delta size). */
   extra?(env: BenchEnv, scratch: string): Promise<Record<string, number>>;
@@ -165,15 +183,15 @@ export interface Expected {
 }
 
 /**
- * The corpus new image's uncompressed layer tars, in order, written once under
- * bench/.cache/layers (decompressed from the layout's own blobs): what floors
- * hash and compress.
+ * The uncompressed layer tars of a corpus image (default: the real-world new
+ * one), in order, written once under bench/.cache/layers (decompressed from the
+ * layout's own blobs): what floors hash and compress.
  */
-export async function newLayerTars(env: BenchEnv): Promise<string[]> {
+export async function newLayerTars(env: BenchEnv, corpus = env.corpus, image = "new"): Promise<string[]> {
   const dir = `${env.cache}/layers`;
   await Deno.mkdir(dir, { recursive: true });
   const files = [];
-  for (const layer of await layoutLayers(`${env.corpus}/new`, "new")) {
+  for (const layer of await layoutLayers(`${corpus}/${image}`, image)) {
     const file = `${dir}/${layer.digest.slice(7)}.tar`;
     if (!(await Deno.stat(file).catch(() => null))) await sh(["gzip", "-dc", layer.path], file);
     files.push(file);
@@ -189,10 +207,13 @@ export function fileBytes(
   return () => Promise.resolve({ count: files().reduce((a, f) => a + Deno.statSync(f).size, 0), label });
 }
 
-/** Before each sample: a fresh repository holding the corpus image `image`. */
-export function withCorpusImage(image: "old" | "new"): (env: BenchEnv, scratch: string) => Promise<void> {
+/** Before each sample: a fresh repository holding the corpus image `image` (of the real-world corpus, or `corpus`). */
+export function withCorpusImage(
+  image: "old" | "new",
+  corpus: (env: BenchEnv) => string = (env) => env.corpus,
+): (env: BenchEnv, scratch: string) => Promise<void> {
   return async (env: BenchEnv, scratch: string) => {
     await fresh(scratch);
-    await sh(dsPull(env, `${scratch}/repo`, `oci:${env.corpus}/${image}:${image}`));
+    await sh(dsPull(env, `${scratch}/repo`, `oci:${corpus(env)}/${image}:${image}`));
   };
 }

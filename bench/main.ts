@@ -3,12 +3,12 @@
  * processes, beside floors and peers measured in the same run, and writes a
  * table, bench/results.json and bench/report.md.
  *
- *   deno task bench [--runs N] [--warmup N] [--case NAME]... [--check] [--bin PATH] [--out DIR]
+ *   deno task bench [--runs N] [--warmup N] [--case NAME]... [--check] [--bin PATH] [--out DIR] [--help]
  */
 import { V8_FLAGS } from "../scripts/compile.ts";
 import { CASES } from "./cases.ts";
 import type { BenchCase, BenchEnv, Measured } from "./harness.ts";
-import { measureAll, type Sample, summarize, type Summary } from "./measure.ts";
+import { countReads, measureAll, type ReadCount, type Sample, summarize, type Summary } from "./measure.ts";
 
 interface Side {
   label: string;
@@ -29,6 +29,11 @@ export interface CaseResult {
   peer?: Side;
   floorRatio?: number;
   peerRatio?: number;
+  /** The README figure shown beside the peer, and deltaship's median over it. */
+  reference?: BenchCase["reference"];
+  referenceRatio?: number;
+  /** Read system calls of one run under strace (see `countReads`), and data reads per MB of `bytes`. */
+  reads?: ReadCount & { perMB?: number };
   extra?: Record<string, number>;
   targets?: BenchCase["targets"];
   missed: string[];
@@ -36,7 +41,7 @@ export interface CaseResult {
 }
 
 function parse(args: string[]) {
-  const opts = { runs: 5, warmup: 1, cases: [] as string[], check: false, bin: "", out: "" };
+  const opts = { runs: 5, warmup: 1, cases: [] as string[], check: false, bin: "", out: "", help: false };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const value = () => {
@@ -49,6 +54,7 @@ function parse(args: string[]) {
     else if (a === "--check") opts.check = true;
     else if (a === "--bin") opts.bin = value();
     else if (a === "--out") opts.out = value();
+    else if (a === "--help" || a === "-h") opts.help = true;
     else throw new Error(`unknown option ${a}`);
   }
   if (!(opts.runs >= 1)) throw new Error("--runs must be at least 1");
@@ -93,6 +99,7 @@ async function runCase(c: BenchCase, env: BenchEnv, runs: number, warmup: number
   try {
     await c.prepare?.(env);
     await sampleCase(c, env, runs, warmup, scratch, result);
+    await readsOf(c, env, scratch, result);
   } finally {
     await c.finish?.();
     await Deno.remove(scratch, { recursive: true }).catch(() => {});
@@ -136,6 +143,10 @@ async function sampleCase(
   }
   if (result.floor) result.floorRatio = result.deltaship.wall.median / result.floor.wall.median;
   if (result.peer) result.peerRatio = result.deltaship.wall.median / result.peer.wall.median;
+  if (c.reference) {
+    result.reference = c.reference;
+    result.referenceRatio = result.deltaship.wall.median / c.reference.seconds;
+  }
   const t = c.targets ?? {};
   const d = result.deltaship;
   if (t.wallSeconds !== undefined && d.wall.median > t.wallSeconds) {
@@ -153,10 +164,37 @@ async function sampleCase(
   if (t.floorRatio !== undefined && result.floorRatio !== undefined && result.floorRatio > t.floorRatio) {
     result.missed.push(`${result.floorRatio.toFixed(2)}x the floor > ${t.floorRatio}x`);
   }
+  if (t.referenceRatio !== undefined && result.referenceRatio! > t.referenceRatio) {
+    result.missed.push(
+      `${result.referenceRatio!.toFixed(2)}x the reference (${c.reference!.label}) > ${t.referenceRatio}x`,
+    );
+  }
   for (const [key, max] of Object.entries(t.extra ?? {})) {
     const value = result.extra?.[key];
     if (value === undefined) result.missed.push(`${key} not measured`);
     else if (value > max) result.missed.push(`${key} ${value} > ${max}`);
+  }
+}
+
+/**
+ * One more run of a case that counts reads (`countReads`), under strace when it
+ * is installed; checks the reads-per-MB target.
+ */
+async function readsOf(c: BenchCase, env: BenchEnv, scratch: string, result: CaseResult): Promise<void> {
+  if (!c.countReads) return;
+  const target = c.targets?.readsPerMB;
+  if (!have("strace")) {
+    if (target !== undefined) result.missed.push("read calls not counted (needs strace)");
+    return;
+  }
+  await c.setup(env, scratch);
+  const reads: CaseResult["reads"] = await countReads(c.run(env, scratch));
+  await c.verify?.(env, scratch);
+  const bytes = await c.bytes?.(env);
+  if (bytes) reads.perMB = reads.data / (bytes.count / 1e6);
+  result.reads = reads;
+  if (target !== undefined && (reads.perMB === undefined || reads.perMB >= target)) {
+    result.missed.push(`${reads.perMB?.toFixed(1)} read calls per MB ${result.bytesLabel ?? ""} >= ${target}`);
   }
 }
 
@@ -191,12 +229,13 @@ const f0 = (n: number) => n.toFixed(0);
 /** The results as a Markdown table. */
 export function table(results: CaseResult[]): string {
   const rows = [
-    "| case | deltaship median (min–max) s | peak MiB | CPU s | throughput | floor s | × floor | peer s | × peer | targets |",
-    "|---|---|---|---|---|---|---|---|---|---|",
+    "| case | deltaship median (min–max) s | peak MiB | CPU s | read calls (per MB) | throughput | floor s | × floor " +
+    "| peer s | × peer | targets |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const r of results) {
     if (r.skipped) {
-      rows.push(`| ${r.name} | skipped: ${r.skipped} | | | | | | | | |`);
+      rows.push(`| ${r.name} | skipped: ${r.skipped} | | | | | | | | | |`);
       continue;
     }
     const d = r.deltaship;
@@ -206,17 +245,28 @@ export function table(results: CaseResult[]): string {
         `${f2(d.wall.median)} (${f2(d.wall.min)}–${f2(d.wall.max)})`,
         f0(d.rssMiB.median),
         f2(d.cpu.median),
+        r.reads
+          ? `${r.reads.data}${r.reads.perMB !== undefined ? ` (${r.reads.perMB.toFixed(1)})` : ""}, all ${r.reads.all}`
+          : "",
         r.throughputMBs ? `${f0(r.throughputMBs)} MB/s ${r.bytesLabel}` : "",
         r.floor ? `${f2(r.floor.wall.median)} (${r.floor.label})` : "",
         r.floorRatio ? f2(r.floorRatio) : "",
-        r.peer ? `${f2(r.peer.wall.median)}, ${f0(r.peer.rssMiB.median)} MiB (${r.peer.label})` : "",
-        r.peerRatio ? f2(r.peerRatio) : "",
+        [
+          r.peer ? `${f2(r.peer.wall.median)}, ${f0(r.peer.rssMiB.median)} MiB (${r.peer.label})` : "",
+          r.reference
+            ? `README: ${f2(r.reference.seconds)}${
+              r.reference.mib ? `, ${f0(r.reference.mib)} MiB` : ""
+            } (${r.reference.label})`
+            : "",
+        ].filter((x) => x).join("; "),
+        [r.peerRatio ? f2(r.peerRatio) : "", r.referenceRatio ? `${f2(r.referenceRatio)} of README` : ""]
+          .filter((x) => x).join("; "),
         r.targets ? (r.missed.length ? `MISSED: ${r.missed.join("; ")}` : "met") : "",
       ].join(" | ").replace(/^/, "| ").replace(/$/, " |"),
     );
     if (r.extra) {
       rows.push(
-        `| ↳ ${r.name} | ${Object.entries(r.extra).map(([k, v]) => `${k}: ${v}`).join(", ")} | | | | | | | | |`,
+        `| ↳ ${r.name} | ${Object.entries(r.extra).map(([k, v]) => `${k}: ${v}`).join(", ")} | | | | | | | | | |`,
       );
     }
   }
@@ -255,15 +305,46 @@ async function ensureCorpus(env: BenchEnv): Promise<void> {
   if (!out.success) throw new Error("make-corpus.sh failed");
 }
 
+const HELP = `deno task bench [--runs N] [--warmup N] [--case NAME]... [--check] [--bin PATH] [--out DIR]
+
+Runs the benchmark cases (default: all but smoke), each beside its floor and peer, and writes
+bench/results.json and bench/report.md (or into --out DIR). --check exits 1 when a target is missed.
+Corpora are built on first use into bench/.cache: corpus/ (../shared/bench/make-corpus.sh) and
+far-corpus/ (../shared/bench/far/make-far-corpus.sh); DELTASHIP_SHARED_BENCH names another shared folder.
+Delta cases also count read system calls in one more run under strace (data files and sockets, and all).
+
+Cases:
+`;
+
+async function ensureFarCorpus(env: BenchEnv): Promise<void> {
+  try {
+    await Deno.stat(`${env.far}/new/index.json`);
+    return;
+  } catch { /* build it */ }
+  console.error(`building the far corpus in ${env.far} (needs npm and python3) ...`);
+  const out = await new Deno.Command("bash", {
+    args: [`${env.shared}/far/make-far-corpus.sh`, env.far],
+    env: { MKOCI: `${env.shared}/mkoci.py` },
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error("make-far-corpus.sh failed");
+}
+
 /** Runs the suite with command-line `args`; returns the exit status. */
 export async function bench(args: string[]): Promise<number> {
   const opts = parse(args);
+  if (opts.help) {
+    console.log(HELP + CASES.map((c) => `  ${c.name.padEnd(24)} ${c.description}`).join("\n"));
+    return 0;
+  }
   const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
   const cache = `${root}/bench/.cache`;
   const env: BenchEnv = {
     root,
     cache,
     corpus: `${cache}/corpus`,
+    far: `${cache}/far-corpus`,
     shared: Deno.env.get("DELTASHIP_SHARED_BENCH") ?? `${root}/../shared/bench`,
     // As the executable runs: with the V8 flags it is compiled with.
     deltaship: opts.bin
@@ -278,6 +359,7 @@ export async function bench(args: string[]): Promise<number> {
     throw new Error("bench needs GNU time (/usr/bin/time; Debian package 'time')");
   }
   if (selected.some((c) => c.corpus)) await ensureCorpus(env);
+  if (selected.some((c) => c.far)) await ensureFarCorpus(env);
   const loadBefore = await loadAverage();
   const results: CaseResult[] = [];
   for (const c of selected) {

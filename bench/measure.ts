@@ -71,3 +71,51 @@ export function summarize(values: number[]): Summary {
   const median = v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
   return { median, min: v[0], max: v[v.length - 1] };
 }
+
+/** Read system calls of a run: on data (files a command works on, TCP sockets) and all of them. */
+export interface ReadCount {
+  data: number;
+  all: number;
+}
+
+/**
+ * Whether a read on `fd` (strace's `-yy` annotation: a path, `TCP:[…]`, `pipe:[…]`)
+ * is on data: a file that is not the runtime's own (modules, lockfiles, Deno's
+ * caches, /proc and the system's files), or a TCP socket. Deno's start-up reads
+ * its module graph and code cache (about 4,000 calls under `deno run`), the same
+ * for every command.
+ */
+export function dataRead(fd: string): boolean {
+  if (/^TCP6?:/.test(fd)) return true;
+  if (!fd.startsWith("/")) return false; // pipes, UNIX sockets, eventfds
+  if (/\.(ts|js|mjs|json|jsonc|lock|npmrc)$/.test(fd)) return false;
+  if (/^\/(proc|sys|dev|etc|usr|lib|lib64|bin)\//.test(fd)) return false;
+  return !/\/\.cache\/deno\/|_cache_v\d|\/deno$/.test(fd);
+}
+
+/**
+ * Runs `cmds` one after another under `strace -f -yy` and counts their read
+ * system calls (read, pread64, readv, preadv, recvfrom).
+ */
+export async function countReads(cmds: string[][]): Promise<ReadCount> {
+  const total: ReadCount = { data: 0, all: 0 };
+  for (const cmd of cmds) {
+    const log = await Deno.makeTempFile({ prefix: "bench-strace-" });
+    try {
+      const out = await new Deno.Command("strace", {
+        args: ["-f", "-qq", "-yy", "-e", "trace=read,pread64,readv,preadv,recvfrom", "-o", log, ...cmd],
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      if (!out.success) throw new Error(`strace ${cmd.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+      const text = await Deno.readTextFile(log);
+      for (const m of text.matchAll(/^\d+\s+(?:read|pread64|readv|preadv|recvfrom)\(\d+<(.*?)>/gm)) {
+        total.all++;
+        if (dataRead(m[1])) total.data++;
+      }
+    } finally {
+      await Deno.remove(log).catch(() => {});
+    }
+  }
+  return total;
+}

@@ -64,11 +64,15 @@ export async function rebuildLayer(
   const what = `layer ${layer.digest} (tar-diff ${layer.delta.digest})`;
   const verifier = new Verifier(`tar-diff ${layer.delta.digest}`, layer.delta.digest, layer.delta.size);
   const checked = blob.pipeThrough(verifying(verifier, onProgress));
-  const files = new ObjectSource(repo.objects, source, new MemoryBudget(memory));
+  const budget = new MemoryBudget(memory);
+  const files = new ObjectSource(repo.objects, source, budget);
   traceMemory(`rebuild start ${layer.digest.slice(7, 19)}`);
   try {
-    // An AddData is bounded by its source file, and its output by the layer size limit, as every op's.
-    return await storeLayerTar(repo, applyTarDiff(checked, files), layer.diffId, what, limits);
+    // An AddData is bounded by its source file, and its output by the layer size limit, as every op's. The output
+    // batch that gathers small source reads grows from the same budget as dictionaries, except under a
+    // --memory-limit: growing trades memory for fewer read calls, and a limit says which of the two matters.
+    const tuning = { memory: budget, ...(budget.limited ? { maxBatchSize: 0 } : {}) };
+    return await storeLayerTar(repo, applyTarDiff(checked, files, tuning), layer.diffId, what, limits);
   } finally {
     traceMemory(`rebuild end ${layer.digest.slice(7, 19)}`);
     files.release();

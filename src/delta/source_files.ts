@@ -133,6 +133,11 @@ export class MemoryBudget {
     return budget;
   }
 
+  /** Whether the budget was derived from a `--memory-limit`. */
+  get limited(): boolean {
+    return Atomics.load(this.#cell, 2) > 0;
+  }
+
   /** The whole budget, in bytes (what is left when nothing is held). */
   get total(): number {
     return Atomics.load(this.#cell, 1) * 1024;
@@ -233,14 +238,13 @@ class WholeFile {
 }
 
 /**
- * A content object opened for positional reads. tar-diffs of binaries interleave
- * tens of thousands of tiny Seek/AddData pairs that jump all over a file (the
- * real-world deno delta: 80,000 reads, two thirds of them over a megabyte from the
- * one before). Every read is a `pread` (node:fs readSync with a position: one
- * system call, where Deno's FsFile needs a seek and a read) served from the page
- * cache. Files used to be read whole after 64 out-of-order reads: on the deno
- * delta that held 95 MiB for no measurable gain in time (issue 15), so only a
- * ZstdDict dictionary ({@link whole}) is held in memory, from the budget.
+ * A content object opened for positional reads. Every read is a `pread` (node:fs
+ * readSync with a position: one system call, where Deno's FsFile needs a seek and
+ * a read) served from the page cache. The interpreter gathers the tiny Seek/AddData
+ * reads of a tar-diff (a million of them between distant releases, jumping all
+ * over the file) and asks for them in runs (tardiff/read_batch.ts), so reads here
+ * are few and large; only a ZstdDict dictionary ({@link whole}) is held in memory,
+ * from the budget.
  */
 class ObjectFile implements SourceFile {
   #file: RepoFile;

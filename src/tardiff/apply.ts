@@ -9,10 +9,12 @@
  * from a budget it may have to wait for; the frame's output streams like any
  * other op's.
  *
- * The hot paths are the byte plumbing (each output byte is written once, into the
- * output buffer: source bytes by positional reads straight into it, data bytes by
- * one copy from the decoder's buffer) and AddData's sum, done four bytes at a time
- * with a carry-free SWAR add on Int32 views.
+ * The hot paths are the byte plumbing (each output byte is written into the
+ * output buffer: large source reads straight into it, small ones gathered per
+ * output batch and served in runs by {@link ReadBatch}, data bytes by one copy
+ * from the decoder's buffer) and AddData's sum, done four bytes at a time with a
+ * carry-free SWAR add. The output buffer is the batch: it starts at `outputSize`
+ * and grows (within `memory`) while its gathered reads take many read calls.
  *
  * @module
  */
@@ -24,6 +26,7 @@ import { Yielder } from "../util/yielder.ts";
 import { MAX_DICTIONARY_SIZE, ZstdDictDecoder } from "../compression/zstd/dict.ts";
 import { MAX_OPEN_NAME, Op } from "./format.ts";
 import { OpInput } from "./op_input.ts";
+import { ReadBatch, SMALL_READ } from "./read_batch.ts";
 
 /** A regular file of the source, read at positions. */
 export interface SourceFile {
@@ -69,7 +72,29 @@ export interface ApplyOptions {
    * AddData streams in bounded chunks, so this guards only against nonsense.
    */
   maxAddData?: number;
+  /**
+   * Largest output batch (default 8 MiB): the output buffer grows from
+   * `outputSize` when a batch gathers many small source reads ({@link ReadBatch}),
+   * so that each sweep of a source file serves more of them.
+   */
+  maxBatchSize?: number;
+  /** Where the growth beyond `outputSize` is taken from (default: no bound but `maxBatchSize`). */
+  memory?: BatchMemory;
 }
+
+/** A budget the output batch grows from (a MemoryBudget). */
+export interface BatchMemory {
+  /** Takes `bytes`; false (taking nothing) when there is not that much left. */
+  reserve(bytes: number): boolean;
+  /** Gives back what {@link reserve} took. */
+  release(bytes: number): void;
+}
+
+/**
+ * A batch whose gathered reads took more read calls than this per MiB of output
+ * grows, when memory allows (issue 21's target: fewer than 20 per MB rebuilt).
+ */
+const GROW_CALLS_PER_MIB = 16;
 
 const OP_NAMES = ["Data", "Open", "Copy", "AddData", "Seek", "ZstdDict"];
 const DEFAULT_MAX_ADD_DATA = 64 * 2 ** 30;
@@ -142,15 +167,48 @@ export async function* applyTarDiff(
   source: TarDiffSource,
   options: ApplyOptions = {},
 ): AsyncGenerator<Uint8Array> {
-  const outSize = options.outputSize ?? 1 << 20;
+  let outSize = options.outputSize ?? 1 << 20;
   if (outSize % 4 !== 0 || outSize < 4) throw new RangeError("outputSize must be a positive multiple of 4");
-  const out = new Uint8Array(outSize);
-  const out32 = new Int32Array(out.buffer);
+  const maxBatch = Math.max(outSize, options.maxBatchSize ?? 8 << 20);
+  let out = new Uint8Array(outSize);
+  let out32 = new Int32Array(out.buffer);
   const scratch = new Uint8Array(outSize);
   const scratch32 = new Int32Array(scratch.buffer);
   const name = new Uint8Array(MAX_OPEN_NAME);
   const maxAddData = options.maxAddData ?? DEFAULT_MAX_ADD_DATA;
   let outLen = 0;
+  const batch = new ReadBatch();
+  let grown = 0; // bytes of the output buffer taken from options.memory
+  /** The output so far, its gathered reads done: the chunk to yield. */
+  const full = (): Uint8Array => {
+    const before = batch.reads;
+    batch.flush(out);
+    // A dense batch takes about one call per MiB of the files it touches whatever its size, so its calls per MiB of
+    // output fall as it grows: aim at GROW_CALLS_PER_MIB.
+    const calls = batch.reads - before;
+    if (calls * (1 << 20) > GROW_CALLS_PER_MIB * outSize && outSize < maxBatch && outLen === outSize) {
+      growTo = outSize;
+      while (growTo < maxBatch && calls * (1 << 20) > GROW_CALLS_PER_MIB * growTo) growTo *= 2;
+    }
+    return outLen === outSize ? out : out.subarray(0, outLen);
+  };
+  let growTo = 0;
+  /**
+   * After a yield: a larger buffer when the last batch took many read calls, as
+   * large as they ask for or, failing that, the largest that memory allows.
+   */
+  const regrow = (): void => {
+    if (growTo <= outSize) return;
+    let size = Math.min(growTo, maxBatch);
+    growTo = 0;
+    while (size > outSize && options.memory && !options.memory.reserve(size - outSize)) size = size >>> 1;
+    if (size <= outSize) return;
+    grown += size - outSize;
+    out.buffer.transfer(0); // the old buffer (its chunk consumed) is freed now, not at some later collection
+    out = new Uint8Array(size);
+    out32 = new Int32Array(out.buffer);
+    outSize = size;
+  };
 
   const input = new OpInput(delta, options.decodeSize ?? 1 << 19);
   let file: SourceFile | undefined;
@@ -198,8 +256,9 @@ export async function* applyTarDiff(
             outLen += n;
             left -= n;
             if (outLen === outSize) {
-              yield out;
+              yield full();
               outLen = 0;
+              regrow();
             }
           }
           break;
@@ -209,13 +268,17 @@ export async function* applyTarDiff(
           let left = size;
           while (left > 0) {
             const n = Math.min(left, outSize - outLen);
-            f.read(position, out, outLen, n);
+            const mem = f.bytes;
+            if (mem !== undefined) copyInto(out, outLen, mem, position, n);
+            else if (n < SMALL_READ) batch.record(f, position, outLen, n, false);
+            else f.read(position, out, outLen, n);
             position += n;
             outLen += n;
             left -= n;
             if (outLen === outSize) {
-              yield out;
+              yield full();
               outLen = 0;
+              regrow();
             }
           }
           break;
@@ -226,12 +289,16 @@ export async function* applyTarDiff(
           let left = size;
           while (left > 0) {
             if (input.pos >= input.buf.length && !(await input.more())) truncated(left);
-            const n = Math.min(left, input.buf.length - input.pos, outSize - outLen);
+            const n = Math.min(left, input.buf.length - input.pos, outSize - outLen, scratch.length);
             const mem = f.bytes;
             if (mem !== undefined && n < 48) {
               const data = input.buf;
               const d = input.pos;
               for (let i = 0; i < n; i++) out[outLen + i] = mem[position + i] + data[d + i];
+            } else if (mem === undefined && n < SMALL_READ) {
+              // The delta's bytes now, the source's added when the batch is served.
+              copyInto(out, outLen, input.buf, input.pos, n);
+              batch.record(f, position, outLen, n, true);
             } else {
               f.read(position, out, outLen, n);
               addInto(out, out32, outLen, input.buf, input.pos, n, scratch, scratch32);
@@ -241,8 +308,9 @@ export async function* applyTarDiff(
             outLen += n;
             left -= n;
             if (outLen === outSize) {
-              yield out;
+              yield full();
               outLen = 0;
+              regrow();
             }
           }
           break;
@@ -257,7 +325,7 @@ export async function* applyTarDiff(
             input.pos += n;
             got += n;
           }
-          file?.close();
+          if (file) batch.retire(file);
           file = undefined;
           const raw = decodeName(name.subarray(0, size));
           path = cleanRootedPath(raw);
@@ -290,6 +358,9 @@ export async function* applyTarDiff(
           if (f.size > MAX_DICTIONARY_SIZE) {
             fail(`the source file (${f.size} bytes) is over the ${MAX_DICTIONARY_SIZE}-byte limit for a dictionary`);
           }
+          // The gathered reads first: a source may hold one dictionary at a time, in a buffer that files which
+          // were read whole before share (ObjectSource's WholeFile), so their reads must be done before it changes.
+          batch.flush(out);
           const dictionary = await wholeFile(f).catch((e) => {
             throw withContext(e, `tar-diff: ZstdDict at byte ${opAt} (source ${JSON.stringify(path)})`);
           });
@@ -319,8 +390,9 @@ export async function* applyTarDiff(
                   at += k;
                   outLen += k;
                   if (outLen === outSize) {
-                    yield out;
+                    yield full();
                     outLen = 0;
+                    regrow();
                   }
                 }
               }
@@ -336,12 +408,18 @@ export async function* applyTarDiff(
           fail(`unknown op ${op} (not a tar-diff op, or corrupt)`);
       }
     }
-    if (outLen > 0) yield out.subarray(0, outLen);
+    if (outLen > 0) yield full();
   } catch (e) {
     if (e instanceof DeltashipError) throw e;
     throw new TarDiffError(`tar-diff: ${(e as Error).message ?? String(e)}`);
   } finally {
+    batch.close();
     file?.close();
+    // The last chunk has been consumed (the caller resumed or returned): free the buffers now, as the budget is
+    // given back, rather than at a collection that a thread going on to its next layer may not make for a while.
+    out.buffer.transfer(0);
+    scratch.buffer.transfer(0);
+    if (grown > 0) options.memory?.release(grown);
     await input.close();
   }
 }
