@@ -17,6 +17,7 @@ import {
   type Platform,
 } from "../oci/documents.ts";
 import { selectPlatform } from "../oci/platform.ts";
+import type { ByteRange, RangePiece, RangeStats } from "./docker/byte_ranges.ts";
 import { asManifestDigest, type Digest, type ManifestDigest, sha256, verifyBytes } from "../util/digest.ts";
 
 /** A document fetched by reference: exact bytes and their digest. */
@@ -39,6 +40,12 @@ export interface ImageSource {
   document(desc: Descriptor, signal?: AbortSignal): Promise<Uint8Array>;
   /** A blob's bytes as a stream; the consumer verifies them. */
   blob(desc: Descriptor): Promise<ReadableStream<Uint8Array>>;
+  /**
+   * For registries: the bytes of `ranges` of a blob (sorted, apart), in order,
+   * nothing else (a `RangeUnsupportedError` when the server ignores
+   * `Range`; the consumer verifies what it gets).
+   */
+  blobRanges?(desc: Descriptor, ranges: readonly ByteRange[], stats?: RangeStats): AsyncGenerator<RangePiece>;
   /** Releases connections and files. */
   close(): Promise<void>;
   /** For network sources: blob downloads in flight when the user did not choose a number. */
