@@ -33,6 +33,8 @@ export interface PullOptions {
   delta?: DeltaMode;
   /** Told, in one line, why a pull that looked for a delta pulls the full image. */
   onNote?: (line: string) => void | Promise<void>;
+  /** Whether zstd:chunked layers are fetched partially (`--partial`; default auto). */
+  partial?: "auto" | "never";
   /** A delta must embed a signature of its target that verifies with this key (`--verify-key`). */
   verifyKey?: CryptoKey;
 }
@@ -46,7 +48,7 @@ export type DeltaMode = "auto" | "never" | "require";
 
 /** What a pull that looked for a delta found, and which way it went. */
 export interface DiscoveryInfo {
-  /** The image came from a published delta, or in full. */
+  /** The image came from a published delta, or as an image (its layers whole or partially: see `layers`). */
   way: "delta" | "full";
   /** Why the full image was pulled (absent when a delta was applied). */
   reason?: string;
@@ -80,6 +82,23 @@ export interface DeltaPullInfo {
   verified?: boolean;
 }
 
+/** Which way one layer of an image pull went, and what it cost. */
+export interface LayerWay {
+  /** The layer's blob digest. */
+  digest: string;
+  /** `partial`: only the files the repository lacked, by Range; `full`: the whole blob. */
+  way: "partial" | "full";
+  /** The blob's size: what a whole-blob pull fetches. */
+  size: number;
+  /** Bytes received for the layer (a partial pull's metadata and frames; a failed partial pull's too). */
+  fetched: number;
+  /** Why a zstd:chunked layer was fetched whole (absent for other layers). */
+  reason?: string;
+  /** For a partial pull: files in the layer, and those reused from the repository. */
+  files?: number;
+  reusedFiles?: number;
+}
+
 /** What a pull did. */
 export interface PullResult {
   /** The tag given, if any. */
@@ -97,6 +116,8 @@ export interface PullResult {
   delta?: DeltaPullInfo;
   /** Set when the pull looked for a published delta to the image. */
   discovery?: DiscoveryInfo;
+  /** For an image pull (not a delta): each layer fetched, which way it went. */
+  layers?: LayerWay[];
 }
 
 /** The limits a pull puts on each layer it stores. */

@@ -1,0 +1,275 @@
+/**
+ * Partial pulls of zstd:chunked layers: for each missing layer whose
+ * descriptor says zstd:chunked, its TOC and tar-split fetched by Range and
+ * checked, the files the repository already holds (by SHA-256, through the
+ * content index) reused, the frames of the others fetched (coalesced ranges)
+ * into the temporary area, and the exact uncompressed layer rebuilt and stored
+ * through `storeLayerTar`, which accepts it only when it hashes to its
+ * diff_id. Anything that goes wrong with a layer's partial pull (no Range
+ * support, no or a bad TOC, a lying digest, a diff_id mismatch) is a reason,
+ * and the caller fetches that layer's whole blob instead. The compressed blob
+ * is never stored.
+ *
+ * @module
+ */
+import {
+  DeltashipError,
+  DigestMismatchError,
+  FormatError,
+  SizeMismatchError,
+  TransportError,
+  UnsafePathError,
+} from "../errors.ts";
+import { type ChunkedLayout, chunkedLayout } from "../chunked/annotations.ts";
+import { fileSpan, type PartialContents, type PartialPlan, partialTar, planPartial } from "../chunked/partial_tar.ts";
+import { checkTarSplit, readTarSplit } from "../chunked/tar_split.ts";
+import { type ChunkedToc, readToc, type TocEntry } from "../chunked/toc_reader.ts";
+import { SKIPPABLE_HEADER } from "../compression/chunked_footer.ts";
+import { decompressor } from "../compression/stages.ts";
+import { contentIndex, type ContentObject } from "../repo/content_index.ts";
+import { objectChunks } from "../repo/layer_reader.ts";
+import { type LayerLimits, storeLayerTar } from "../repo/layer_writer.ts";
+import type { Repository } from "../repo/repository.ts";
+import { type ByteRange, rangeBytes, type RangeStats } from "../transport/docker/byte_ranges.ts";
+import type { ImageSource } from "../transport/source.ts";
+import { type Digest, Hasher } from "../util/digest.ts";
+import { writeAll } from "../util/fs.ts";
+import type { OnBytes } from "../util/progress.ts";
+import type { ImageLayer } from "./pull_steps.ts";
+
+/** Whether a pull fetches zstd:chunked layers partially: `auto` when it saves bytes, `never`. */
+export type PartialMode = "auto" | "never";
+
+/** A layer ready for a partial pull: its metadata fetched and checked, its plan made. */
+export interface PartialLayer {
+  layer: ImageLayer;
+  layout: ChunkedLayout;
+  toc: ChunkedToc;
+  tarSplit: { bytes: Uint8Array; digest: Digest; length: number; uncompressedLength: number };
+  plan: PartialPlan;
+  /** Objects of the contents reused, by SHA-256 digest. */
+  objects: Map<Digest, ContentObject>;
+  /** Bytes fetched for the TOC and tar-split. */
+  metadataBytes: number;
+  /** Bytes the frames will cost (spans merged as the transport merges them). */
+  frameBytes: number;
+}
+
+/** Why a layer is not pulled partially (it is fetched whole). */
+export interface NotPartial {
+  layer: ImageLayer;
+  reason: string;
+  /** Bytes spent finding that out (the metadata fetched). */
+  metadataBytes: number;
+}
+
+/** How each missing layer is pulled, as planned. */
+export interface PartialPlans {
+  partial: Map<Digest, PartialLayer>;
+  /** Layers that are zstd:chunked but are fetched whole, and why (plain layers are not listed). */
+  whole: Map<Digest, NotPartial>;
+}
+
+/**
+ * Plans the partial pull of `layers` (missing ones): for each zstd:chunked
+ * layer, its metadata fetched and checked, then reused files found through the
+ * content index (made as needed). A layer whose partial pull would not fetch
+ * fewer bytes than its blob is fetched whole.
+ */
+export async function planPartialLayers(
+  repo: Repository,
+  source: ImageSource,
+  layers: readonly ImageLayer[],
+  limits: LayerLimits,
+): Promise<PartialPlans> {
+  const plans: PartialPlans = { partial: new Map(), whole: new Map() };
+  if (!source.blobRanges) return plans;
+  let index: Map<string, ContentObject> | undefined;
+  for (const layer of layers) {
+    const what = `layer ${layer.desc.digest}`;
+    let layout: ChunkedLayout | undefined;
+    try {
+      layout = chunkedLayout(layer.desc.annotations, layer.desc.size, what);
+    } catch (e) {
+      plans.whole.set(layer.desc.digest, { layer, reason: errorText(e), metadataBytes: 0 });
+      continue;
+    }
+    if (!layout) continue;
+    const stats: RangeStats = { requests: 0, bytes: 0, oneRangeAnswers: 0 };
+    try {
+      const meta = await fetchMetadata(source, layer, layout, limits, stats);
+      index ??= await contentIndex(repo);
+      const have = index;
+      const plan = planPartial(meta.toc, (d) => have.has(d.slice(7)));
+      const objects = new Map<Digest, ContentObject>();
+      for (const e of meta.toc.entries) {
+        const o = e.digest ? have.get(e.digest.slice(7)) : undefined;
+        if (o && e.digest) objects.set(e.digest, o);
+      }
+      const frameBytes = rangeBytes(plan.spans);
+      const p: PartialLayer = { layer, layout, ...meta, plan, objects, metadataBytes: stats.bytes, frameBytes };
+      if (stats.bytes + frameBytes >= layer.desc.size) {
+        plans.whole.set(layer.desc.digest, {
+          layer,
+          reason: `a partial pull would fetch ${
+            stats.bytes + frameBytes
+          } bytes, no fewer than the blob's ${layer.desc.size}`,
+          metadataBytes: stats.bytes,
+        });
+      } else {
+        plans.partial.set(layer.desc.digest, p);
+      }
+    } catch (e) {
+      if (!fallsBack(e)) throw e;
+      plans.whole.set(layer.desc.digest, { layer, reason: errorText(e), metadataBytes: stats.bytes });
+    }
+  }
+  return plans;
+}
+
+/** The TOC and tar-split of a layer, fetched by Range and checked against each other and the annotations. */
+async function fetchMetadata(
+  source: ImageSource,
+  layer: ImageLayer,
+  layout: ChunkedLayout,
+  limits: LayerLimits,
+  stats: RangeStats,
+): Promise<Pick<PartialLayer, "toc" | "tarSplit">> {
+  const what = `layer ${layer.desc.digest}`;
+  if (!layout.tarSplit) {
+    throw new FormatError(`${what}: no tar-split (written by an older containers/storage), so no exact rebuild`);
+  }
+  const ranges: ByteRange[] = [
+    { offset: layout.toc.offset, length: layout.toc.length },
+    { offset: layout.tarSplit.offset, length: layout.tarSplit.length },
+  ].sort((a, b) => a.offset - b.offset);
+  const parts = new Map<number, Uint8Array>(ranges.map((r) => [r.offset, new Uint8Array(r.length)]));
+  let current = 0;
+  for await (const piece of source.blobRanges!(layer.desc, ranges, stats)) {
+    while (piece.offset >= ranges[current].offset + ranges[current].length) current++;
+    const r = ranges[current];
+    parts.get(r.offset)!.set(piece.bytes, piece.offset - r.offset);
+  }
+  const contentEnd = Math.min(layout.toc.offset, layout.tarSplit.offset) - SKIPPABLE_HEADER;
+  const toc = readToc(parts.get(layout.toc.offset)!, layout, contentEnd, what);
+  const digest = toc.tarSplitDigest ?? layout.tarSplitDigest;
+  if (!digest) throw new FormatError(`${what}: the tar-split's digest is given nowhere`);
+  const tarSplit = {
+    bytes: parts.get(layout.tarSplit.offset)!,
+    digest,
+    length: layout.tarSplit.length,
+    uncompressedLength: layout.tarSplit.uncompressedLength,
+  };
+  checkTarSplit(toc, readTarSplit(tarSplit.bytes, tarSplit, what), limits.maxLayerSize, what);
+  return { toc, tarSplit };
+}
+
+/** What a partial pull of one layer fetched. */
+export interface PartialOutcome {
+  /** Body bytes received for the frames. */
+  frameBytes: number;
+  requests: number;
+}
+
+/**
+ * Pulls one planned layer: its frames fetched into the temporary area, the
+ * layer rebuilt from them, the tar-split and the reused objects, and stored
+ * under its diff_id. `onBytes` counts bytes received.
+ */
+export async function pullPartialLayer(
+  repo: Repository,
+  source: ImageSource,
+  p: PartialLayer,
+  limits: LayerLimits,
+  onBytes?: OnBytes,
+): Promise<PartialOutcome> {
+  const { desc, diffId } = p.layer;
+  const what = `layer ${desc.digest}`;
+  const stats: RangeStats = { requests: 0, bytes: 0, oneRangeAnswers: 0 };
+  const path = repo.tempPath();
+  const file = await Deno.open(path, { read: true, write: true, createNew: true });
+  try {
+    let received = 0;
+    for await (const piece of source.blobRanges!(desc, p.plan.spans, stats)) {
+      await file.seek(piece.offset, Deno.SeekMode.Start);
+      await writeAll(file, piece.bytes);
+      const n = stats.bytes - received;
+      received = stats.bytes;
+      if (n > 0) onBytes?.(n);
+    }
+    const fetched = new Map<Digest, TocEntry>(p.plan.fetch.map((e) => [e.digest!, e]));
+    const contents: PartialContents = {
+      content: (e) => {
+        const o = p.objects.get(e.digest!);
+        if (o && o.size === e.size) return objectChunks(repo, o.hex, o.size);
+        const from = fetched.get(e.digest!);
+        if (!from) throw new FormatError(`${what}: no content planned for ${JSON.stringify(e.path.slice(0, 200))}`);
+        return frameContent(file, from, e, what);
+      },
+    };
+    const items = readTarSplit(p.tarSplit.bytes, p.tarSplit, what);
+    await storeLayerTar(repo, partialTar(p.toc, items, contents, what), diffId, `${what} (partial)`, limits);
+    return { frameBytes: stats.bytes, requests: stats.requests };
+  } finally {
+    file.close();
+    await Deno.remove(path).catch(() => {});
+  }
+}
+
+/** Pieces read at once from the fetched frames. */
+const READ = 256 * 1024;
+
+/**
+ * The content of `e` decompressed from the frames of `from` (the same
+ * content, fetched once) in `file`, checked against the TOC's SHA-256: a
+ * digest that lies fails here, naming the file.
+ */
+async function* frameContent(file: Deno.FsFile, from: TocEntry, e: TocEntry, what: string): AsyncGenerator<Uint8Array> {
+  const span = fileSpan(from);
+  async function* compressed() {
+    for (let at = 0; at < span.length;) {
+      const buf = new Uint8Array(Math.min(READ, span.length - at));
+      await file.seek(span.offset + at, Deno.SeekMode.Start);
+      let got = 0;
+      while (got < buf.length) {
+        const n = await file.read(buf.subarray(got));
+        if (n === null) throw new FormatError(`${what}: fetched frames end early`);
+        got += n;
+      }
+      at += buf.length;
+      yield buf;
+    }
+  }
+  const hasher = new Hasher();
+  let n = 0;
+  try {
+    for await (const piece of ReadableStream.from(compressed()).pipeThrough(decompressor("zstd"))) {
+      n += piece.length;
+      if (n > e.size) break;
+      hasher.update(piece);
+      yield piece;
+    }
+  } catch (err) {
+    if (err instanceof DeltashipError) throw err;
+    throw new FormatError(`${what}: ${JSON.stringify(e.path.slice(0, 200))}: bad frames (${(err as Error).message})`);
+  }
+  const actual = hasher.digest();
+  if (n !== e.size || actual !== e.digest) {
+    throw new DigestMismatchError(
+      `${what}: content of ${JSON.stringify(e.path.slice(0, 200))} (TOC)`,
+      e.digest!,
+      actual,
+    );
+  }
+}
+
+/** True for failures of a layer's partial pull that the whole blob may not have. */
+export function fallsBack(e: unknown): boolean {
+  return e instanceof FormatError || e instanceof DigestMismatchError || e instanceof SizeMismatchError ||
+    e instanceof UnsafePathError || e instanceof TransportError || e instanceof RangeError;
+}
+
+/** An error as one line for a note. */
+export function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
