@@ -71,6 +71,12 @@ export interface PartialPlans {
 }
 
 /**
+ * A partial pull must fetch at most this share of the blob: past it, the
+ * whole blob (one request, no rebuild) is the better deal.
+ */
+const WORTHWHILE = 0.9;
+
+/**
  * Plans the partial pull of `layers` (missing ones): for each zstd:chunked
  * layer, its metadata fetched and checked, then reused files found through the
  * content index (made as needed). A layer whose partial pull would not fetch
@@ -108,12 +114,12 @@ export async function planPartialLayers(
       }
       const frameBytes = rangeBytes(plan.spans);
       const p: PartialLayer = { layer, layout, ...meta, plan, objects, metadataBytes: stats.bytes, frameBytes };
-      if (stats.bytes + frameBytes >= layer.desc.size) {
+      if (plan.reusedFiles === 0 || stats.bytes + frameBytes > layer.desc.size * WORTHWHILE) {
         plans.whole.set(layer.desc.digest, {
           layer,
-          reason: `a partial pull would fetch ${
-            stats.bytes + frameBytes
-          } bytes, no fewer than the blob's ${layer.desc.size}`,
+          reason: plan.reusedFiles === 0
+            ? "the repository holds none of its files"
+            : `a partial pull would fetch ${stats.bytes + frameBytes} bytes of the blob's ${layer.desc.size}`,
           metadataBytes: stats.bytes,
         });
       } else {
