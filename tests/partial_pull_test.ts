@@ -12,7 +12,19 @@ import { runCli, tempDir } from "./helpers/cli.ts";
 import { haveTools } from "./helpers/interop.ts";
 import { startProxy } from "./helpers/fault_proxy.ts";
 import { startRegistry } from "./helpers/registry.ts";
-import { blobTraffic, pushTwoVersions, TEST_IMAGE } from "./helpers/partial.ts";
+import {
+  blobTraffic,
+  getBytes,
+  pushTwoVersions,
+  sha,
+  TEST_IMAGE,
+  uploadBlob,
+  uploadManifest,
+} from "./helpers/partial.ts";
+import { unzstd } from "./helpers/chunked.ts";
+import { compress } from "./helpers/oci.ts";
+import { skippableHeader } from "../src/compression/chunked_footer.ts";
+import { concat } from "../src/util/streams.ts";
 
 const REGISTRY = haveTools("partial pulls", "docker-registry");
 
@@ -95,7 +107,14 @@ Deno.test({
     assert.equal(traffic.ranged, 0, "no Range request");
     const big = Math.max(...r.layers!.map((l) => l.size));
     assert.ok(traffic.bytes >= big, `${traffic.bytes} bytes: the whole blob`);
-    const bad = await runCli(["--repo", repo, "pull", "--partial", "sometimes", `docker://${proxy.host}/partial/app:v2`]);
+    const bad = await runCli([
+      "--repo",
+      repo,
+      "pull",
+      "--partial",
+      "sometimes",
+      `docker://${proxy.host}/partial/app:v2`,
+    ]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--partial must be auto or never/);
   },
@@ -124,5 +143,121 @@ Deno.test({
     assert.match(big.reason!, /does not serve byte ranges/);
     assert.equal(v2.stderr.match(/does not serve byte ranges/g)?.length, 1, v2.stderr);
     assert.equal((await runCli(["--repo", repo, "fsck"])).code, 0);
+  },
+});
+
+/** A hostile variant of the big layer: its annotations and, when given, a TOC of its own appended to the blob. */
+interface Hostile {
+  name: string;
+  /** Changes the TOC document (a new TOC frame is appended and pointed at). */
+  toc?: (toc: { entries: Record<string, unknown>[] }) => void;
+  /** Changes the annotations last. */
+  annotations?: (a: Record<string, string>) => void;
+  reason: RegExp;
+}
+
+const POSITION = "io.github.containers.zstd-chunked.manifest-position";
+const CHECKSUM = "io.github.containers.zstd-chunked.manifest-checksum";
+
+const HOSTILE: Hostile[] = [
+  {
+    name: "wrong checksum",
+    annotations: (a) => void (a[CHECKSUM] = `sha256:${"ab".repeat(32)}`),
+    reason: /TOC: digest sha256:[0-9a-f]+ is not the sha256:abab/,
+  },
+  {
+    name: "huge",
+    annotations: (a) => {
+      const [o, l, _u, t] = a[POSITION].split(":");
+      a[POSITION] = `${o}:${l}:${200 << 20}:${t}`;
+    },
+    reason: /over the limit/,
+  },
+  {
+    name: "offsets out of range",
+    toc: (toc) => {
+      const e = toc.entries.find((e) => e.type === "reg")!;
+      e.endOffset = 1e12;
+    },
+    reason: /past the content's end/,
+  },
+  {
+    name: "overlapping ranges",
+    toc: (toc) => {
+      const regs = toc.entries.filter((e) => e.type === "reg");
+      regs[5].offset = regs[4].offset;
+      regs[5].endOffset = regs[4].endOffset;
+    },
+    reason: /overlap/,
+  },
+  {
+    name: "a file digest that lies (fetched frames)",
+    toc: (toc) => {
+      const e = toc.entries.find((e) => e.name === "data/f0017.bin")!;
+      e.digest = `sha256:${"cd".repeat(32)}`;
+      e.chunkDigest = e.digest;
+    },
+    reason: /content of "data\/f0017.bin" \(TOC\): digest mismatch/,
+  },
+  {
+    name: "a file digest that lies (another file's content reused)",
+    toc: (toc) => {
+      const e = toc.entries.find((e) => e.name === "data/f0017.bin")!;
+      const other = toc.entries.find((e) => e.name === "data/f0018.bin")!;
+      e.digest = other.digest;
+      e.chunkDigest = other.digest;
+    },
+    reason: /diff_id\): digest mismatch/,
+  },
+];
+
+Deno.test({
+  name: "partial pull: hostile TOCs (checksum, huge, out of range, overlapping, lying digests) fall back to the blob",
+  ignore: !REGISTRY,
+  async fn() {
+    await using tmp = await tempDir();
+    await using reg = await startRegistry();
+    const pushed = await pushTwoVersions(tmp.path, `${tmp.path}/publisher`, reg.host);
+    const accept = "application/vnd.oci.image.manifest.v1+json";
+    const manifest = JSON.parse(
+      new TextDecoder().decode(await getBytes(`${reg.url}/v2/partial/app/manifests/v2`, accept)),
+    );
+    assert.equal(sha(await getBytes(`${reg.url}/v2/partial/app/manifests/v2`, accept)), pushed.v2);
+    const sizes = manifest.layers.map((l: { size: number }) => l.size);
+    const index = sizes.indexOf(Math.max(...sizes)); // the big layer
+    const layer = manifest.layers[index];
+    const blob = await getBytes(`${reg.url}/v2/partial/app/blobs/${layer.digest}`);
+    const [offset, length] = layer.annotations[POSITION].split(":").map(Number);
+    for (const h of HOSTILE) {
+      const annotations = { ...layer.annotations };
+      let bytes = blob;
+      if (h.toc) {
+        const toc = JSON.parse(new TextDecoder().decode(unzstd(blob.subarray(offset, offset + length))));
+        h.toc(toc);
+        const text = new TextEncoder().encode(JSON.stringify(toc));
+        const compressed = compress(text, "zstd");
+        bytes = concat([blob, skippableHeader(compressed.length), compressed]);
+        annotations[POSITION] = `${blob.length + 8}:${compressed.length}:${text.length}:1`;
+        annotations[CHECKSUM] = sha(compressed);
+      }
+      h.annotations?.(annotations);
+      const digest = await uploadBlob(reg.url, "partial/app", bytes);
+      const m = structuredClone(manifest);
+      m.layers[index] = { ...layer, digest, size: bytes.length, annotations };
+      const tag = `hostile-${HOSTILE.indexOf(h)}`;
+      const expected = await uploadManifest(reg.url, "partial/app", tag, new TextEncoder().encode(JSON.stringify(m)));
+      const repo = `${tmp.path}/host-${tag}`;
+      assert.equal((await runCli(["--repo", repo, "-q", "pull", `docker://${reg.host}/partial/app:v1`])).code, 0);
+      const r = await runCli(["--repo", repo, "--json", "pull", `docker://${reg.host}/partial/app:${tag}`]);
+      assert.equal(r.code, 0, `${h.name}: ${r.stderr}`);
+      const out = JSON.parse(r.stdout) as PullJson;
+      assert.equal(out.manifest, expected, h.name);
+      const way = out.layers!.find((l) => l.digest === digest)!;
+      assert.equal(way.way, "full", h.name);
+      assert.match(way.reason!, h.reason, h.name);
+      assert.equal(r.stderr.trim().split("\n").filter((l) => l.includes(digest)).length, 1, `${h.name}: ${r.stderr}`);
+      const fsck = await runCli(["--repo", repo, "fsck"]);
+      assert.equal(fsck.code, 0, `${h.name}: ${fsck.stdout}`);
+    }
   },
 });
