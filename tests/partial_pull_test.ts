@@ -8,7 +8,7 @@
  * leaves nothing visible and the next one succeeds.
  */
 import assert from "node:assert/strict";
-import { runCli, tempDir } from "./helpers/cli.ts";
+import { deltashipCommand, runCli, tempDir } from "./helpers/cli.ts";
 import { haveTools } from "./helpers/interop.ts";
 import { startProxy } from "./helpers/fault_proxy.ts";
 import { startRegistry } from "./helpers/registry.ts";
@@ -259,5 +259,47 @@ Deno.test({
       const fsck = await runCli(["--repo", repo, "fsck"]);
       assert.equal(fsck.code, 0, `${h.name}: ${fsck.stdout}`);
     }
+  },
+});
+
+Deno.test({
+  name: "partial pull: killed while fetching frames, it leaves nothing visible and the next pull succeeds",
+  ignore: !REGISTRY,
+  async fn() {
+    await using tmp = await tempDir();
+    await using reg = await startRegistry();
+    const pushed = await pushTwoVersions(tmp.path, `${tmp.path}/publisher`, reg.host);
+    let ranged = 0;
+    let armed = false;
+    let frames: () => void = () => {};
+    const framesAsked = new Promise<void>((resolve) => frames = resolve);
+    await using proxy = startProxy(reg.url, async (req, { forward, signal }) => {
+      if (armed && req.headers.has("range") && ++ranged >= 2) {
+        frames(); // the frames' request (the first ranged one is the metadata): hold it
+        await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+      }
+      return forward();
+    });
+    const repo = `${tmp.path}/host`;
+    assert.equal((await runCli(["--repo", repo, "-q", "pull", `docker://${proxy.host}/partial/app:v1`, "v1"])).code, 0);
+    armed = true;
+    const child = deltashipCommand(["--repo", repo, "pull", `docker://${proxy.host}/partial/app:v2`, "v2"]).spawn();
+    await framesAsked;
+    child.kill("SIGKILL");
+    await child.output();
+    const images = await runCli(["--repo", repo, "--json", "images"]);
+    assert.equal(images.code, 0);
+    assert.ok(!images.stdout.includes(pushed.v2), "the image is not visible");
+    assert.equal((await runCli(["--repo", repo, "fsck"])).code, 0);
+    const again = await runCli(["--repo", repo, "--json", "pull", `docker://${reg.host}/partial/app:v2`, "v2"]);
+    assert.equal(again.code, 0, again.stderr);
+    const r = JSON.parse(again.stdout) as PullJson;
+    assert.equal(r.manifest, pushed.v2);
+    assert.ok(r.layers!.some((l) => l.way === "partial"));
+    assert.equal((await runCli(["--repo", repo, "fsck"])).code, 0);
+    // The dead process's temporary files go at the next gc.
+    assert.equal((await runCli(["--repo", repo, "gc"])).code, 0);
+    const left = [...Deno.readDirSync(`${repo}/tmp`)];
+    assert.deepEqual(left, [], "the temporary area is empty after gc");
   },
 });
