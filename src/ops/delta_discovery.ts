@@ -361,6 +361,9 @@ class DocumentCache implements ImageSource {
   blob(desc: Descriptor): Promise<ReadableStream<Uint8Array>> {
     return this.inner.blob(desc);
   }
+  get rangePolicy(): ImageSource["rangePolicy"] {
+    return this.inner.rangePolicy;
+  }
   get blobRanges(): ImageSource["blobRanges"] {
     const inner = this.inner;
     return inner.blobRanges ? (desc, ranges, stats) => inner.blobRanges!(desc, ranges, stats) : undefined;

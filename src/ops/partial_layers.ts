@@ -112,14 +112,15 @@ export async function planPartialLayers(
         const o = e.digest ? have.get(e.digest.slice(7)) : undefined;
         if (o && e.digest) objects.set(e.digest, o);
       }
-      const frameBytes = rangeBytes(plan.spans);
+      const frameBytes = rangeBytes(plan.spans, source.rangePolicy);
       const p: PartialLayer = { layer, layout, ...meta, plan, objects, metadataBytes: stats.bytes, frameBytes };
       if (plan.reusedFiles === 0 || stats.bytes + frameBytes > layer.desc.size * WORTHWHILE) {
         plans.whole.set(layer.desc.digest, {
           layer,
           reason: plan.reusedFiles === 0
             ? "the repository holds none of its files"
-            : `a partial pull would fetch ${stats.bytes + frameBytes} bytes of the blob's ${layer.desc.size}`,
+            : `a partial pull would fetch ${stats.bytes + frameBytes} bytes of the blob's ${layer.desc.size} ` +
+              `(${plan.files - plan.reusedFiles} of ${plan.files} files missing, ${plan.fetchBytes} bytes of frames)`,
           metadataBytes: stats.bytes,
         });
       } else {

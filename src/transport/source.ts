@@ -17,7 +17,7 @@ import {
   type Platform,
 } from "../oci/documents.ts";
 import { selectPlatform } from "../oci/platform.ts";
-import type { ByteRange, RangePiece, RangeStats } from "./docker/byte_ranges.ts";
+import type { ByteRange, RangePiece, RangePolicy, RangeStats } from "./docker/byte_ranges.ts";
 import { asManifestDigest, type Digest, type ManifestDigest, sha256, verifyBytes } from "../util/digest.ts";
 
 /** A document fetched by reference: exact bytes and their digest. */
@@ -46,6 +46,8 @@ export interface ImageSource {
    * `Range`; the consumer verifies what it gets).
    */
   blobRanges?(desc: Descriptor, ranges: readonly ByteRange[], stats?: RangeStats): AsyncGenerator<RangePiece>;
+  /** For registries: how {@link blobRanges} merges ranges (what a plan of ranges costs). */
+  readonly rangePolicy?: RangePolicy;
   /** Releases connections and files. */
   close(): Promise<void>;
   /** For network sources: blob downloads in flight when the user did not choose a number. */

@@ -83,6 +83,10 @@ export class DockerSource implements ImageSource {
   readonly #sources: PullSource[];
   readonly #options: DockerSourceOptions;
   readonly #rangePolicy: RangePolicy;
+  /** How byte ranges are merged and sent (`DELTASHIP_RANGE_GAP`, `DELTASHIP_RANGES_PER_REQUEST`). */
+  get rangePolicy(): RangePolicy {
+    return this.#rangePolicy;
+  }
   /** The endpoint chosen: the first of the sources that served the manifest (the only one, when there is one). */
   #endpoint: Endpoint | undefined;
   /** registries.conf, kept until an endpoint is chosen. */
