@@ -308,6 +308,7 @@ class BodyReader {
   async line(max: number, what: string): Promise<string> {
     for (;;) {
       const nl = this.#buf.indexOf(0x0a);
+      if (nl > max) throw new TransportError(`${what}: a multipart header line over the limit`);
       if (nl >= 0) {
         const end = nl > 0 && this.#buf[nl - 1] === 0x0d ? nl - 1 : nl;
         const text = latin1.decode(this.#buf.subarray(0, end));
