@@ -20,7 +20,9 @@
  */
 import { type DiffId, fromHex, Hasher, parseDigest, toHex } from "../util/digest.ts";
 import { readRecord } from "./layer_record.ts";
-import { objectChunks } from "./layer_reader.ts";
+import { openObject } from "./layer_reader.ts";
+import { objectName } from "./objects.ts";
+import { RepositoryError } from "../errors.ts";
 import type { Repository } from "./repository.ts";
 
 /** An object that holds a content. */
@@ -32,6 +34,8 @@ export interface ContentObject {
 
 const MAGIC = new TextEncoder().encode("DSCINDX1");
 const ENTRY = 72;
+/** Bytes read at once while hashing objects (one buffer, reused). */
+const READ = 1 << 20;
 
 /** Path of the index file of the layer `diffId`. */
 export function contentIndexPath(repo: Repository, diffId: DiffId): string {
@@ -104,11 +108,22 @@ async function readIndex(path: string): Promise<Uint8Array | undefined> {
 async function buildIndex(repo: Repository, diffId: DiffId): Promise<Uint8Array> {
   const seen = new Set<string>();
   const entries: Uint8Array[] = [];
+  const buffer = new Uint8Array(READ);
   for await (const item of readRecord(repo.layerPath(diffId))) {
     if (item.type !== "object" || seen.has(item.hex)) continue;
     seen.add(item.hex);
     const h = new Hasher();
-    for await (const chunk of objectChunks(repo, item.hex, item.size)) h.update(chunk);
+    const file = await openObject(repo, item.hex);
+    try {
+      for (let left = item.size; left > 0;) {
+        const n = await file.read(buffer.subarray(0, Math.min(buffer.length, left)));
+        if (n === null) throw new RepositoryError(`${objectName(item.hex)} is shorter than recorded; run fsck`);
+        h.update(buffer.subarray(0, n));
+        left -= n;
+      }
+    } finally {
+      file.close();
+    }
     const entry = new Uint8Array(ENTRY);
     entry.set(h.digestBytes());
     entry.set(fromHex(item.hex), 32);
