@@ -303,3 +303,49 @@ Deno.test({
     assert.deepEqual(left, [], "the temporary area is empty after gc");
   },
 });
+
+Deno.test({
+  name: "partial pull: the plan weighs partial layers against a published delta and takes the fewer bytes",
+  ignore: !REGISTRY,
+  async fn() {
+    await using tmp = await tempDir();
+    await using reg = await startRegistry();
+    const publisher = `${tmp.path}/publisher`;
+    const pushed = await pushTwoVersions(tmp.path, publisher, reg.host);
+    const ref = (tag: string) => `docker://${reg.host}/partial/app:${tag}`;
+    const delta = await runCli([
+      "--repo",
+      publisher,
+      "--json",
+      "create-delta",
+      ref("v1"),
+      ref("v2"),
+      `docker://${reg.host}/partial/app`,
+    ]);
+    assert.equal(delta.code, 0, delta.stderr);
+    await using proxy = startProxy(reg.url);
+    const repo = `${tmp.path}/host`;
+    assert.equal((await runCli(["--repo", repo, "-q", "pull", `docker://${proxy.host}/partial/app:v1`])).code, 0);
+    proxy.requests.length = 0;
+    const r = await runCli(["--repo", repo, "--json", "pull", `docker://${proxy.host}/partial/app:v2`]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.manifest, pushed.v2);
+    const d = out.discovery;
+    assert.ok(d.partialBytes > 0, `partial layers were weighed: ${JSON.stringify(d)}`);
+    const blobs = blobTraffic(proxy.requests);
+    console.log(
+      `delta vs partial: ${d.way}; partial would fetch ${d.partialBytes}, the full image ${d.missingBytes}, ` +
+        `fetched ${out.bytesFetched} (blob bytes through the proxy ${blobs.bytes})`,
+    );
+    if (d.way === "delta") {
+      // Its bytes and the TOCs fetched to weigh it are reported, as the proxy saw them.
+      assert.ok(Math.abs(out.bytesFetched - blobs.bytes) < 4096, `${out.bytesFetched} reported, ${blobs.bytes} sent`);
+    } else {
+      assert.ok(out.layers.some((l: { way: string }) => l.way === "partial"));
+      assert.match(d.reason, /partial layers fetch \d+ bytes, the smallest delta \d+/);
+    }
+    assert.ok(blobs.bytes < d.missingBytes / 10, "either way, far less than the full image");
+    assert.equal((await runCli(["--repo", repo, "fsck"])).code, 0);
+  },
+});

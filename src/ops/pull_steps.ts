@@ -61,6 +61,11 @@ export interface DiscoveryInfo {
   delta?: ManifestDigest;
   /** Compressed bytes of the image's layers the repository lacks: what the full pull fetches. */
   missingBytes: number;
+  /**
+   * What pulling the image with partial layers would fetch (their metadata and frames, other layers whole), when it
+   * was weighed against a delta.
+   */
+  partialBytes?: number;
   /** Why the listing was cut short (too many pages, bytes or deltas), when it was. */
   truncated?: string;
 }
