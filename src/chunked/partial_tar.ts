@@ -19,53 +19,88 @@ export interface BlobSpan {
   length: number;
 }
 
+/** Where one frame of a file that is not held whole comes from. */
+export type FrameSource = "fetch" | "zeros" | "chunk";
+
+/** A file (one per distinct content) that is not held whole: each of its frames' source. */
+export interface FileFetch {
+  entry: TocEntry;
+  /** One per frame of `entry.frames`. */
+  frames: FrameSource[];
+}
+
 /** What a partial pull of one layer fetches and reuses. */
 export interface PartialPlan {
-  /** The files whose frames are fetched, one per distinct content (in blob order). */
-  fetch: TocEntry[];
-  /** Their frames' spans in the blob, sorted, apart (a file's frames are one span). */
+  /** The files not held whole, one per distinct content (in blob order). */
+  fetch: FileFetch[];
+  /** The spans of the frames to fetch, sorted, apart (frames that follow each other are one span). */
   spans: BlobSpan[];
   /** Compressed bytes of those spans. */
   fetchBytes: number;
-  /** Files (with content) found at hand, and their bytes (uncompressed). */
+  /** Files (with content) found whole at hand, and their bytes (uncompressed). */
   reusedFiles: number;
   reusedBytes: number;
+  /** Chunks of the other files found at hand (and holes, which need nothing), and their bytes. */
+  reusedChunks: number;
+  reusedChunkBytes: number;
   /** Files (with content) in the layer. */
   files: number;
 }
 
 /**
- * Plans a partial pull: every regular file with content whose digest `have`
- * knows is reused, the others fetched, each distinct content once.
+ * Plans a partial pull: every regular file with content whose digest
+ * `haveFile` knows is reused; of the others (each distinct content once),
+ * frames of zeros are made, not fetched, frames whose chunk `haveChunk` knows
+ * (digest and size) are reused, and the rest fetched.
  */
-export function planPartial(toc: ChunkedToc, have: (digest: string) => boolean): PartialPlan {
-  const plan: PartialPlan = { fetch: [], spans: [], fetchBytes: 0, reusedFiles: 0, reusedBytes: 0, files: 0 };
+export function planPartial(
+  toc: ChunkedToc,
+  haveFile: (digest: string) => boolean,
+  haveChunk: (digest: string, size: number) => boolean = () => false,
+): PartialPlan {
+  const plan: PartialPlan = {
+    fetch: [],
+    spans: [],
+    fetchBytes: 0,
+    reusedFiles: 0,
+    reusedBytes: 0,
+    reusedChunks: 0,
+    reusedChunkBytes: 0,
+    files: 0,
+  };
   const fetching = new Set<string>();
   for (const e of toc.entries) {
     if (e.type !== "reg" || !e.digest || !e.frames) continue;
     plan.files++;
-    if (have(e.digest)) {
+    if (haveFile(e.digest)) {
       plan.reusedFiles++;
       plan.reusedBytes += e.size;
       continue;
     }
     if (fetching.has(e.digest)) continue;
     fetching.add(e.digest);
-    plan.fetch.push(e);
+    const several = e.frames.length > 1;
+    const frames = e.frames.map((f): FrameSource => {
+      if (f.zeros) return "zeros";
+      return several && haveChunk(f.digest, f.size) ? "chunk" : "fetch";
+    });
+    plan.fetch.push({ entry: e, frames });
   }
-  plan.fetch.sort((a, b) => a.frames![0].offset - b.frames![0].offset);
-  for (const e of plan.fetch) {
-    const span = fileSpan(e);
-    plan.spans.push(span);
-    plan.fetchBytes += span.length;
+  plan.fetch.sort((a, b) => a.entry.frames![0].offset - b.entry.frames![0].offset);
+  for (const { entry, frames } of plan.fetch) {
+    entry.frames!.forEach((f, i) => {
+      if (frames[i] !== "fetch") {
+        plan.reusedChunks++;
+        plan.reusedChunkBytes += f.size;
+        return;
+      }
+      const last = plan.spans[plan.spans.length - 1];
+      if (last && last.offset + last.length === f.offset) last.length += f.end - f.offset;
+      else plan.spans.push({ offset: f.offset, length: f.end - f.offset });
+      plan.fetchBytes += f.end - f.offset;
+    });
   }
   return plan;
-}
-
-/** The span of a file's frames in the blob (they follow each other). */
-export function fileSpan(e: TocEntry): BlobSpan {
-  const frames = e.frames!;
-  return { offset: frames[0].offset, length: frames[frames.length - 1].end - frames[0].offset };
 }
 
 /** Where file contents come from. */

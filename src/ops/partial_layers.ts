@@ -21,13 +21,19 @@ import {
   UnsafePathError,
 } from "../errors.ts";
 import { type ChunkedLayout, chunkedLayout } from "../chunked/annotations.ts";
-import { fileSpan, type PartialContents, type PartialPlan, partialTar, planPartial } from "../chunked/partial_tar.ts";
+import {
+  type FileFetch,
+  type PartialContents,
+  type PartialPlan,
+  partialTar,
+  planPartial,
+} from "../chunked/partial_tar.ts";
 import { checkTarSplit, readTarSplit } from "../chunked/tar_split.ts";
 import { type ChunkedToc, readToc, type TocEntry } from "../chunked/toc_reader.ts";
 import { SKIPPABLE_HEADER } from "../compression/chunked_footer.ts";
 import { decompressor } from "../compression/stages.ts";
-import { contentIndex, type ContentObject } from "../repo/content_index.ts";
-import { objectChunks } from "../repo/layer_reader.ts";
+import { type ContentChunk, type ContentIndex, contentIndex, type ContentObject } from "../repo/content_index.ts";
+import { objectChunks, openObject } from "../repo/layer_reader.ts";
 import { type LayerLimits, storeLayerTar } from "../repo/layer_writer.ts";
 import type { Repository } from "../repo/repository.ts";
 import { type ByteRange, rangeBytes, type RangeStats } from "../transport/docker/byte_ranges.ts";
@@ -49,6 +55,8 @@ export interface PartialLayer {
   plan: PartialPlan;
   /** Objects of the contents reused, by SHA-256 digest. */
   objects: Map<Digest, ContentObject>;
+  /** Chunks of objects reused for frames of the other files, by SHA-256 digest. */
+  chunks: Map<Digest, ContentChunk>;
   /** Bytes fetched for the TOC and tar-split. */
   metadataBytes: number;
   /** Bytes the frames will cost (spans merged as the transport merges them). */
@@ -90,7 +98,7 @@ export async function planPartialLayers(
 ): Promise<PartialPlans> {
   const plans: PartialPlans = { partial: new Map(), whole: new Map() };
   if (!source.blobRanges) return plans;
-  let index: Map<string, ContentObject> | undefined;
+  let index: ContentIndex | undefined;
   for (const layer of layers) {
     const what = `layer ${layer.desc.digest}`;
     let layout: ChunkedLayout | undefined;
@@ -106,15 +114,34 @@ export async function planPartialLayers(
       const meta = await fetchMetadata(source, layer, layout, limits, stats);
       index ??= await contentIndex(repo);
       const have = index;
-      const plan = planPartial(meta.toc, (d) => have.has(d.slice(7)));
+      const plan = planPartial(
+        meta.toc,
+        (d) => have.files.has(d.slice(7)),
+        (d, size) => have.chunks.get(d.slice(7))?.size === size,
+      );
       const objects = new Map<Digest, ContentObject>();
+      const chunks = new Map<Digest, ContentChunk>();
       for (const e of meta.toc.entries) {
-        const o = e.digest ? have.get(e.digest.slice(7)) : undefined;
+        const o = e.digest ? have.files.get(e.digest.slice(7)) : undefined;
         if (o && e.digest) objects.set(e.digest, o);
       }
+      for (const { entry, frames } of plan.fetch) {
+        entry.frames!.forEach((f, i) => {
+          if (frames[i] === "chunk") chunks.set(f.digest, have.chunks.get(f.digest.slice(7))!);
+        });
+      }
       const frameBytes = rangeBytes(plan.spans, source.rangePolicy);
-      const p: PartialLayer = { layer, layout, ...meta, plan, objects, metadataBytes: stats.bytes, frameBytes };
-      if (plan.reusedFiles === 0 || stats.bytes + frameBytes > layer.desc.size * WORTHWHILE) {
+      const p: PartialLayer = {
+        layer,
+        layout,
+        ...meta,
+        plan,
+        objects,
+        chunks,
+        metadataBytes: stats.bytes,
+        frameBytes,
+      };
+      if (plan.reusedFiles + plan.reusedChunks === 0 || stats.bytes + frameBytes > layer.desc.size * WORTHWHILE) {
         plans.whole.set(layer.desc.digest, {
           layer,
           reason: plan.reusedFiles === 0
@@ -204,14 +231,14 @@ export async function pullPartialLayer(
       received = stats.bytes;
       if (n > 0) onBytes?.(n);
     }
-    const fetched = new Map<Digest, TocEntry>(p.plan.fetch.map((e) => [e.digest!, e]));
+    const fetched = new Map<Digest, FileFetch>(p.plan.fetch.map((f) => [f.entry.digest!, f]));
     const contents: PartialContents = {
       content: (e) => {
         const o = p.objects.get(e.digest!);
         if (o && o.size === e.size) return objectChunks(repo, o.hex, o.size);
         const from = fetched.get(e.digest!);
         if (!from) throw new FormatError(`${what}: no content planned for ${JSON.stringify(e.path.slice(0, 200))}`);
-        return frameContent(file, from, e, what);
+        return fileContent(repo, file, from, p.chunks, e, what);
       },
     };
     const items = readTarSplit(p.tarSplit.bytes, p.tarSplit, what);
@@ -227,46 +254,100 @@ export async function pullPartialLayer(
 const READ = 256 * 1024;
 
 /**
- * The content of `e` decompressed from the frames of `from` (the same
- * content, fetched once) in `file`, checked against the TOC's SHA-256: a
- * digest that lies fails here, naming the file.
+ * The content of `e` from the frames of `from` (the same content, planned
+ * once): holes made, chunks read from objects, the rest decompressed from the
+ * fetched frames in `file`; checked against the TOC's SHA-256 (a digest that
+ * lies fails here, naming the file).
  */
-async function* frameContent(file: Deno.FsFile, from: TocEntry, e: TocEntry, what: string): AsyncGenerator<Uint8Array> {
-  const span = fileSpan(from);
-  async function* compressed() {
-    for (let at = 0; at < span.length;) {
-      const buf = new Uint8Array(Math.min(READ, span.length - at));
-      await file.seek(span.offset + at, Deno.SeekMode.Start);
-      let got = 0;
-      while (got < buf.length) {
-        const n = await file.read(buf.subarray(got));
-        if (n === null) throw new FormatError(`${what}: fetched frames end early`);
-        got += n;
-      }
-      at += buf.length;
-      yield buf;
-    }
-  }
+async function* fileContent(
+  repo: Repository,
+  file: Deno.FsFile,
+  from: FileFetch,
+  chunks: Map<Digest, ContentChunk>,
+  e: TocEntry,
+  what: string,
+): AsyncGenerator<Uint8Array> {
+  const name = JSON.stringify(e.path.slice(0, 200));
   const hasher = new Hasher();
   let n = 0;
-  try {
-    for await (const piece of ReadableStream.from(compressed()).pipeThrough(decompressor("zstd"))) {
-      n += piece.length;
-      if (n > e.size) break;
-      hasher.update(piece);
-      yield piece;
+  const frames = from.entry.frames!;
+  const pass = function* (piece: Uint8Array) {
+    n += piece.length;
+    if (n > e.size) throw new FormatError(`${what}: ${name}: frames give more than its ${e.size} bytes`);
+    hasher.update(piece);
+    yield piece;
+  };
+  for (let i = 0; i < frames.length;) {
+    const kind = from.frames[i];
+    let j = i + 1;
+    while (j < frames.length && from.frames[j] === kind) j++;
+    const run = frames.slice(i, j);
+    const size = run.reduce((a, f) => a + f.size, 0);
+    const before = n;
+    if (kind === "zeros") {
+      for (let left = size; left > 0; left -= ZEROS.length) {
+        yield* pass(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
+      }
+    } else if (kind === "chunk") {
+      for (const f of run) {
+        const c = chunks.get(f.digest)!;
+        for await (const piece of objectRange(repo, c, what)) yield* pass(piece);
+      }
+    } else {
+      const start = run[0].offset;
+      const length = run[run.length - 1].end - start;
+      try {
+        const stream = ReadableStream.from(fileRegion(file, start, length, what)).pipeThrough(decompressor("zstd"));
+        for await (const piece of stream) yield* pass(piece);
+      } catch (err) {
+        if (err instanceof DeltashipError) throw err;
+        throw new FormatError(`${what}: ${name}: bad frames (${(err as Error).message})`);
+      }
     }
-  } catch (err) {
-    if (err instanceof DeltashipError) throw err;
-    throw new FormatError(`${what}: ${JSON.stringify(e.path.slice(0, 200))}: bad frames (${(err as Error).message})`);
+    if (n - before !== size) {
+      throw new FormatError(`${what}: ${name}: frames ${i}-${j - 1} give ${n - before} bytes, not ${size}`);
+    }
+    i = j;
   }
   const actual = hasher.digest();
   if (n !== e.size || actual !== e.digest) {
-    throw new DigestMismatchError(
-      `${what}: content of ${JSON.stringify(e.path.slice(0, 200))} (TOC)`,
-      e.digest!,
-      actual,
-    );
+    throw new DigestMismatchError(`${what}: content of ${name} (TOC)`, e.digest!, actual);
+  }
+}
+
+/** Zeros for holes. */
+const ZEROS = new Uint8Array(64 * 1024);
+
+/** `length` bytes of `file` from `offset`, in pieces. */
+async function* fileRegion(file: Deno.FsFile, offset: number, length: number, what: string) {
+  for (let at = 0; at < length;) {
+    const buf = new Uint8Array(Math.min(READ, length - at));
+    await file.seek(offset + at, Deno.SeekMode.Start);
+    let got = 0;
+    while (got < buf.length) {
+      const n = await file.read(buf.subarray(got));
+      if (n === null) throw new FormatError(`${what}: fetched frames end early`);
+      got += n;
+    }
+    at += buf.length;
+    yield buf;
+  }
+}
+
+/** The bytes of a chunk of an object. */
+async function* objectRange(repo: Repository, c: ContentChunk, what: string): AsyncGenerator<Uint8Array> {
+  const file = await openObject(repo, c.hex);
+  try {
+    file.seek(c.offset);
+    for (let left = c.size; left > 0;) {
+      const buf = new Uint8Array(Math.min(READ, left));
+      const n = await file.read(buf);
+      if (n === null) throw new FormatError(`${what}: object ${c.hex} is shorter than its content index says`);
+      left -= n;
+      yield buf.subarray(0, n);
+    }
+  } finally {
+    file.close();
   }
 }
 

@@ -4,7 +4,10 @@
  * SHA-256 of its content, where objects are named by their fs-verity digest).
  *
  * One index file per stored layer, `content-index/<alg>/<hex>` beside the
- * layer record `layers/<alg>/<hex>`, listing the layer's objects by SHA-256.
+ * layer record `layers/<alg>/<hex>`, listing the layer's objects by SHA-256,
+ * and their chunks (cut as a zstd:chunked writer cuts a file: see
+ * compression/content_chunks.ts) by SHA-256 with their place in the object,
+ * for files of which only some chunks changed.
  * It is made lazily, the first time a partial pull asks, by reading the
  * layer's objects (a repository made before the index existed needs nothing
  * else), written whole to a temporary file and renamed into place, and
@@ -13,8 +16,10 @@
  * layer, and anything it says is checked again downstream (the object's size
  * against the TOC, the rebuilt layer against its diff_id).
  *
- * Format: `DSCINDX1`, then per object 32 bytes of SHA-256, 32 bytes of
- * fs-verity digest and a u64 LE size, then the SHA-256 of those entries.
+ * Format: `DSCINDX2`, u32 LE object and chunk counts, then per object 32
+ * bytes of SHA-256, 32 bytes of fs-verity digest and a u64 LE size, then per
+ * chunk 32 bytes of SHA-256, the object's 32-byte fs-verity digest, u64 LE
+ * offset and size, then the SHA-256 of all that follows the magic.
  *
  * @module
  */
@@ -23,7 +28,21 @@ import { readRecord } from "./layer_record.ts";
 import { openObject } from "./layer_reader.ts";
 import { objectName } from "./objects.ts";
 import { RepositoryError } from "../errors.ts";
+import { type ChunkSink, ContentChunker, MAX_CHUNK } from "../compression/content_chunks.ts";
 import type { Repository } from "./repository.ts";
+
+/** A chunk of an object: `size` bytes at `offset`. */
+export interface ContentChunk {
+  hex: string;
+  offset: number;
+  size: number;
+}
+
+/** The contents and chunks the repository holds, by the SHA-256 (hex) of their bytes. */
+export interface ContentIndex {
+  files: Map<string, ContentObject>;
+  chunks: Map<string, ContentChunk>;
+}
 
 /** An object that holds a content. */
 export interface ContentObject {
@@ -32,8 +51,10 @@ export interface ContentObject {
   size: number;
 }
 
-const MAGIC = new TextEncoder().encode("DSCINDX1");
+const MAGIC = new TextEncoder().encode("DSCINDX2");
+const HEADER = MAGIC.length + 8;
 const ENTRY = 72;
+const CHUNK_ENTRY = 80;
 /** Bytes read at once while hashing objects (one buffer, reused). */
 const READ = 1 << 20;
 
@@ -51,19 +72,27 @@ export function contentIndexPath(repo: Repository, diffId: DiffId): string {
 export async function contentIndex(
   repo: Repository,
   onBuilt?: (diffId: DiffId) => void,
-): Promise<Map<string, ContentObject>> {
-  const out = new Map<string, ContentObject>();
+): Promise<ContentIndex> {
+  const out: ContentIndex = { files: new Map(), chunks: new Map() };
   for (const diffId of await storedLayers(repo)) {
     let bytes = await readIndex(contentIndexPath(repo, diffId));
     if (!bytes) {
       bytes = await buildIndex(repo, diffId);
       onBuilt?.(diffId);
     }
-    for (let at = MAGIC.length; at + ENTRY <= bytes.length - 32; at += ENTRY) {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+    const files = view.getUint32(MAGIC.length, true);
+    const chunks = view.getUint32(MAGIC.length + 4, true);
+    const u64 = (at: number) => Number(view.getBigUint64(at, true));
+    let at = HEADER;
+    for (let i = 0; i < files; i++, at += ENTRY) {
       const sha = toHex(bytes.subarray(at, at + 32));
-      if (out.has(sha)) continue;
-      const size = Number(new DataView(bytes.buffer, bytes.byteOffset + at + 64, 8).getBigUint64(0, true));
-      out.set(sha, { hex: toHex(bytes.subarray(at + 32, at + 64)), size });
+      if (!out.files.has(sha)) out.files.set(sha, { hex: toHex(bytes.subarray(at + 32, at + 64)), size: u64(at + 64) });
+    }
+    for (let i = 0; i < chunks; i++, at += CHUNK_ENTRY) {
+      const sha = toHex(bytes.subarray(at, at + 32));
+      if (out.chunks.has(sha)) continue;
+      out.chunks.set(sha, { hex: toHex(bytes.subarray(at + 32, at + 64)), offset: u64(at + 64), size: u64(at + 72) });
     }
   }
   return out;
@@ -96,8 +125,11 @@ async function readIndex(path: string): Promise<Uint8Array | undefined> {
   } catch {
     return undefined;
   }
-  const n = bytes.length - MAGIC.length - 32;
-  if (n < 0 || n % ENTRY !== 0 || !MAGIC.every((b, i) => bytes[i] === b)) return undefined;
+  if (bytes.length < HEADER + 32 || !MAGIC.every((b, i) => bytes[i] === b)) return undefined;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const files = view.getUint32(MAGIC.length, true);
+  const chunks = view.getUint32(MAGIC.length + 4, true);
+  if (bytes.length !== HEADER + files * ENTRY + chunks * CHUNK_ENTRY + 32) return undefined;
   const h = new Hasher();
   h.update(bytes.subarray(MAGIC.length, bytes.length - 32));
   const sum = h.digestBytes();
@@ -108,31 +140,43 @@ async function readIndex(path: string): Promise<Uint8Array | undefined> {
 async function buildIndex(repo: Repository, diffId: DiffId): Promise<Uint8Array> {
   const seen = new Set<string>();
   const entries: Uint8Array[] = [];
+  const chunkEntries: Uint8Array[] = [];
   const buffer = new Uint8Array(READ);
   for await (const item of readRecord(repo.layerPath(diffId))) {
     if (item.type !== "object" || seen.has(item.hex)) continue;
     seen.add(item.hex);
     const h = new Hasher();
+    const verity = fromHex(item.hex);
+    const cutter = new ChunkHasher(verity, chunkEntries);
+    const chunker = new ContentChunker(cutter, MAX_CHUNK);
+    chunker.begin();
     const file = await openObject(repo, item.hex);
     try {
       for (let left = item.size; left > 0;) {
         const n = await file.read(buffer.subarray(0, Math.min(buffer.length, left)));
         if (n === null) throw new RepositoryError(`${objectName(item.hex)} is shorter than recorded; run fsck`);
         h.update(buffer.subarray(0, n));
+        chunker.push(buffer.subarray(0, n));
         left -= n;
       }
     } finally {
       file.close();
     }
+    chunker.end();
     const entry = new Uint8Array(ENTRY);
     entry.set(h.digestBytes());
-    entry.set(fromHex(item.hex), 32);
+    entry.set(verity, 32);
     new DataView(entry.buffer).setBigUint64(64, BigInt(item.size), true);
     entries.push(entry);
   }
-  const bytes = new Uint8Array(MAGIC.length + entries.length * ENTRY + 32);
+  const bytes = new Uint8Array(HEADER + entries.length * ENTRY + chunkEntries.length * CHUNK_ENTRY + 32);
   bytes.set(MAGIC);
-  entries.forEach((e, i) => bytes.set(e, MAGIC.length + i * ENTRY));
+  const view = new DataView(bytes.buffer);
+  view.setUint32(MAGIC.length, entries.length, true);
+  view.setUint32(MAGIC.length + 4, chunkEntries.length, true);
+  let at = HEADER;
+  for (const e of entries) bytes.set(e, (at += ENTRY) - ENTRY);
+  for (const e of chunkEntries) bytes.set(e, (at += CHUNK_ENTRY) - CHUNK_ENTRY);
   const h = new Hasher();
   h.update(bytes.subarray(MAGIC.length, bytes.length - 32));
   bytes.set(h.digestBytes(), bytes.length - 32);
@@ -140,4 +184,35 @@ async function buildIndex(repo: Repository, diffId: DiffId): Promise<Uint8Array>
   await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
   await repo.writeAtomic(path, bytes);
   return bytes;
+}
+
+/** Hashes an object's data chunks as the chunker cuts them, adding an entry for each. */
+class ChunkHasher implements ChunkSink {
+  #hasher = new Hasher();
+  #start = 0;
+  #at = 0;
+
+  constructor(readonly verity: Uint8Array, readonly out: Uint8Array[]) {}
+
+  bytes(data: Uint8Array): void {
+    this.#hasher.update(data);
+    this.#at += data.length;
+  }
+
+  endChunk(): void {
+    const entry = new Uint8Array(CHUNK_ENTRY);
+    entry.set(this.#hasher.digestBytes());
+    entry.set(this.verity, 32);
+    const view = new DataView(entry.buffer);
+    view.setBigUint64(64, BigInt(this.#start), true);
+    view.setBigUint64(72, BigInt(this.#at - this.#start), true);
+    this.out.push(entry);
+    this.#hasher = new Hasher();
+    this.#start = this.#at;
+  }
+
+  zeros(length: number): void {
+    this.#at += length;
+    this.#start = this.#at;
+  }
 }
