@@ -21,8 +21,9 @@ import {
   uploadBlob,
   uploadManifest,
 } from "./helpers/partial.ts";
-import { unzstd } from "./helpers/chunked.ts";
-import { compress } from "./helpers/oci.ts";
+import { noise, unzstd } from "./helpers/chunked.ts";
+import { compress, writeImage } from "./helpers/oci.ts";
+import { buildTar } from "./helpers/tar.ts";
 import { skippableHeader } from "../src/compression/chunked_footer.ts";
 import { concat } from "../src/util/streams.ts";
 
@@ -346,6 +347,59 @@ Deno.test({
       assert.match(d.reason, /partial layers fetch \d+ bytes, the smallest delta \d+/);
     }
     assert.ok(blobs.bytes < d.missingBytes / 10, "either way, far less than the full image");
+    assert.equal((await runCli(["--repo", repo, "fsck"])).code, 0);
+  },
+});
+
+Deno.test({
+  name: "partial pull: a big file changed in a few bytes fetches only the chunks around the change",
+  ignore: !REGISTRY,
+  async fn() {
+    await using tmp = await tempDir();
+    await using reg = await startRegistry();
+    const publisher = `${tmp.path}/publisher`;
+    const big = noise(4 << 20, 42);
+    const changed = big.slice();
+    changed.set(noise(100, 43), 2 << 20); // 100 bytes in the middle
+    const pushed: string[] = [];
+    for (const [v, content] of [[1, big], [2, changed]] as const) {
+      await writeImage(`${tmp.path}/src${v}`, {
+        tag: `v${v}`,
+        layers: [{ tar: buildTar([{ path: "app.bin", content }, { path: "other.txt", content: `v${v}\n` }]) }],
+      });
+      assert.equal(
+        (await runCli(["--repo", publisher, "-q", "pull", `oci:${tmp.path}/src${v}:v${v}`, `v${v}`])).code,
+        0,
+      );
+      const push = await runCli([
+        "--repo",
+        publisher,
+        "--json",
+        "push",
+        `v${v}`,
+        `docker://${reg.host}/partial/big:v${v}`,
+        "--compression",
+        "zstd:chunked",
+      ]);
+      assert.equal(push.code, 0, push.stderr);
+      pushed.push(JSON.parse(push.stdout).manifest);
+    }
+    await using proxy = startProxy(reg.url);
+    const repo = `${tmp.path}/host`;
+    assert.equal((await runCli(["--repo", repo, "-q", "pull", `docker://${proxy.host}/partial/big:v1`])).code, 0);
+    proxy.requests.length = 0;
+    const r = await runCli(["--repo", repo, "--json", "pull", `docker://${proxy.host}/partial/big:v2`]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as PullJson & { layers: { reusedChunks?: number }[] };
+    assert.equal(out.manifest, pushed[1]);
+    const layer = out.layers[0];
+    assert.equal(layer.way, "partial", JSON.stringify(out.layers));
+    assert.ok((layer.reusedChunks ?? 0) > 30, `chunks reused: ${layer.reusedChunks}`);
+    const traffic = blobTraffic(proxy.requests);
+    console.log(
+      `chunk reuse: ${traffic.bytes} bytes fetched of a ${layer.size}-byte blob, ${layer.reusedChunks} chunks reused`,
+    );
+    assert.ok(traffic.bytes < layer.size / 8, `${traffic.bytes} bytes of ${layer.size}`);
     assert.equal((await runCli(["--repo", repo, "fsck"])).code, 0);
   },
 });

@@ -83,7 +83,7 @@ export async function pullImage(
       size: desc.size,
       fetched,
       ...(w ? { reason: w.reason } : {}),
-      ...(p ? { files: p.plan.files, reusedFiles: p.plan.reusedFiles } : {}),
+      ...(p ? { files: p.plan.files, reusedFiles: p.plan.reusedFiles, reusedChunks: p.plan.reusedChunks } : {}),
     });
     if (w) await options.onNote?.(`layer ${desc.digest}: fetching the whole blob: ${w.reason}`);
   }
@@ -113,6 +113,7 @@ export async function pullImage(
         way.reason = `the partial pull failed: ${errorText(e)}`;
         delete way.files;
         delete way.reusedFiles;
+        delete way.reusedChunks;
         await options.onNote?.(`layer ${desc.digest}: ${way.reason}; fetching the whole blob`);
       }
     }

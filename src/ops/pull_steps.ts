@@ -99,9 +99,10 @@ export interface LayerWay {
   fetched: number;
   /** Why a zstd:chunked layer was fetched whole (absent for other layers). */
   reason?: string;
-  /** For a partial pull: files in the layer, and those reused from the repository. */
+  /** For a partial pull: files in the layer, those reused from the repository, and chunks of others reused. */
   files?: number;
   reusedFiles?: number;
+  reusedChunks?: number;
 }
 
 /** What a pull did. */

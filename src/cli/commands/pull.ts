@@ -173,9 +173,9 @@ carried but not required.`,
       for (const l of result.layers ?? []) {
         if (l.way !== "partial") continue;
         await ctx.print(
-          `layer ${shortDigest(l.digest)}: partial, ${l.reusedFiles} of ${l.files} files reused, fetched ${
-            formatBytes(l.fetched)
-          } of ${formatBytes(l.size)}`,
+          `layer ${shortDigest(l.digest)}: partial, ${l.reusedFiles} of ${l.files} files reused${
+            l.reusedChunks ? ` (and ${l.reusedChunks} chunks of others)` : ""
+          }, fetched ${formatBytes(l.fetched)} of ${formatBytes(l.size)}`,
         );
       }
       await ctx.print(`manifest ${result.manifest}\nconfig   ${result.config}`);
