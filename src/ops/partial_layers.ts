@@ -69,6 +69,8 @@ export interface NotPartial {
   reason: string;
   /** Bytes spent finding that out (the metadata fetched). */
   metadataBytes: number;
+  /** Not worth a note: nothing of the layer is held (an unrelated image), so nothing was lost. */
+  quiet?: boolean;
 }
 
 /** How each missing layer is pulled, as planned. */
@@ -109,11 +111,13 @@ export async function planPartialLayers(
       continue;
     }
     if (!layout) continue;
+    // A repository that holds no content (a first pull) has nothing to reuse: no TOC is worth fetching.
+    index ??= await contentIndex(repo);
+    if (index.files.size === 0) break;
+    const have = index;
     const stats: RangeStats = { requests: 0, bytes: 0, oneRangeAnswers: 0 };
     try {
       const meta = await fetchMetadata(source, layer, layout, limits, stats);
-      index ??= await contentIndex(repo);
-      const have = index;
       const plan = planPartial(
         meta.toc,
         (d) => have.files.has(d.slice(7)),
@@ -141,10 +145,12 @@ export async function planPartialLayers(
         metadataBytes: stats.bytes,
         frameBytes,
       };
-      if (plan.reusedFiles + plan.reusedChunks === 0 || stats.bytes + frameBytes > layer.desc.size * WORTHWHILE) {
+      const nothing = plan.reusedFiles + plan.reusedChunks === 0;
+      if (nothing || stats.bytes + frameBytes > layer.desc.size * WORTHWHILE) {
         plans.whole.set(layer.desc.digest, {
           layer,
-          reason: plan.reusedFiles === 0
+          quiet: nothing,
+          reason: nothing
             ? "the repository holds none of its files"
             : `a partial pull would fetch ${stats.bytes + frameBytes} bytes of the blob's ${layer.desc.size} ` +
               `(${plan.files - plan.reusedFiles} of ${plan.files} files missing, ${plan.fetchBytes} bytes of frames)`,

@@ -85,7 +85,7 @@ export async function pullImage(
       ...(w ? { reason: w.reason } : {}),
       ...(p ? { files: p.plan.files, reusedFiles: p.plan.reusedFiles, reusedChunks: p.plan.reusedChunks } : {}),
     });
-    if (w) await options.onNote?.(`layer ${desc.digest}: fetching the whole blob: ${w.reason}`);
+    if (w && !w.quiet) await options.onNote?.(`layer ${desc.digest}: fetching the whole blob: ${w.reason}`);
   }
 
   await fanOut(repo, todo, {
