@@ -403,3 +403,33 @@ Deno.test({
     assert.equal((await runCli(["--repo", repo, "fsck"])).code, 0);
   },
 });
+
+Deno.test({
+  name: "partial pull: a server that answers one range a request still serves a partial pull, one range at a time",
+  ignore: !REGISTRY,
+  async fn() {
+    await using tmp = await tempDir();
+    await using reg = await startRegistry();
+    const pushed = await pushTwoVersions(tmp.path, `${tmp.path}/publisher`, reg.host);
+    await using proxy = startProxy(reg.url, (req, { forward }) => {
+      const range = req.headers.get("range");
+      if (!range?.includes(",")) return forward();
+      const headers = new Headers(req.headers);
+      headers.set("range", range.slice(0, range.indexOf(","))); // only the first range is answered
+      return forward({ headers });
+    });
+    const repo = `${tmp.path}/host`;
+    assert.equal((await runCli(["--repo", repo, "-q", "pull", `docker://${proxy.host}/partial/app:v1`])).code, 0);
+    proxy.requests.length = 0;
+    const r = await runCli(["--repo", repo, "--json", "pull", `docker://${proxy.host}/partial/app:v2`]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as PullJson;
+    assert.equal(out.manifest, pushed.v2);
+    assert.ok(out.layers!.some((l) => l.way === "partial"), JSON.stringify(out.layers));
+    const ranged = proxy.requests.filter((q) => q.range !== null).map((q) => q.range!);
+    // The metadata (one merged range), the frames asked together (answered with the first), then the others alone.
+    assert.equal(ranged.length, 1 + 1 + (TEST_IMAGE.changed.length - 1), ranged.join("\n"));
+    assert.ok(ranged.slice(2).every((h) => !h.includes(",")));
+    assert.equal((await runCli(["--repo", repo, "fsck"])).code, 0);
+  },
+});
