@@ -433,3 +433,30 @@ Deno.test({
     assert.equal((await runCli(["--repo", repo, "fsck"])).code, 0);
   },
 });
+
+Deno.test({
+  name: "partial pull: ranged blob GETs redirected to another host are asked there with their ranges",
+  ignore: !REGISTRY,
+  async fn() {
+    await using tmp = await tempDir();
+    await using reg = await startRegistry();
+    const pushed = await pushTwoVersions(tmp.path, `${tmp.path}/publisher`, reg.host);
+    await using store = startProxy(reg.url); // another origin, serving the same blobs
+    await using front = startProxy(reg.url, (req, { path, forward }) => {
+      if (req.method !== "GET" || !path.includes("/blobs/")) return forward();
+      return Promise.resolve(new Response(null, { status: 307, headers: { location: `${store.url}${path}?sig=x` } }));
+    });
+    const repo = `${tmp.path}/host`;
+    assert.equal((await runCli(["--repo", repo, "-q", "pull", `docker://${front.host}/partial/app:v1`])).code, 0);
+    store.requests.length = 0;
+    const r = await runCli(["--repo", repo, "--json", "pull", `docker://${front.host}/partial/app:v2`]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as PullJson;
+    assert.equal(out.manifest, pushed.v2);
+    assert.ok(out.layers!.some((l) => l.way === "partial"), JSON.stringify(out.layers));
+    const ranged = store.requests.filter((q) => q.range !== null);
+    assert.ok(ranged.length >= 2, "the metadata and the frames were asked at the other host, by Range");
+    assert.ok(store.requests.every((q) => !q.authorization));
+    assert.ok(blobTraffic(store.requests).bytes < 300_000);
+  },
+});
