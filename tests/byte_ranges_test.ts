@@ -24,7 +24,7 @@ import { sha, uploadBlob } from "./helpers/partial.ts";
 const BLOB = noise(200_000, 3);
 const enc = new TextEncoder();
 
-type Mode = "multipart" | "first-only" | "ignore" | "too-many-parts" | "huge-header" | "chunked-body";
+type Mode = "multipart" | "first-only" | "ignore" | "too-many-parts" | "huge-header" | "at-most-two";
 
 /** A fake registry answering Range requests for {@link BLOB} the way `mode` says. */
 function fakeSource(mode: Mode, requests: string[] = []): RangeSource {
@@ -42,6 +42,7 @@ function fakeSource(mode: Mode, requests: string[] = []): RangeSource {
           new Fetched(new Response(body as Uint8Array<ArrayBuffer>, { status, headers }), url, controller, 5000),
         );
       if (mode === "ignore") return answer(BLOB, 200, {});
+      if (mode === "at-most-two" && spans.length > 2) return answer(new Uint8Array(0), 431, {});
       if (mode === "first-only" || spans.length === 1) {
         const [a, b] = spans[0];
         return answer(BLOB.slice(a, b + 1), 206, { "content-range": `bytes ${a}-${b}/${BLOB.length}` });
@@ -133,6 +134,16 @@ Deno.test("byte ranges: a server that answers one range a request is then asked 
     "bytes=1000-5999",
     "bytes=8000-8000",
     "bytes=150000-199998",
+  ]);
+});
+
+Deno.test("byte ranges: a server that refuses too many ranges (431) is asked again with half as many", async () => {
+  const requests: string[] = [];
+  expectWanted(await collect(fetchRanges(fakeSource("at-most-two", requests), WANTED, { gap: 0, perRequest: 64 })));
+  assert.deepEqual(requests, [
+    "bytes=10-109,1000-5999,8000-8000,150000-199998",
+    "bytes=10-109,1000-5999",
+    "bytes=8000-8000,150000-199998",
   ]);
 });
 

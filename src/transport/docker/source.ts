@@ -27,6 +27,7 @@ import {
   type RangePolicy,
   rangePolicySetting,
   type RangeStats,
+  TOO_MANY_RANGES,
 } from "./byte_ranges.ts";
 import { isRetryable, type RegistryClient } from "./client.ts";
 import { failureText } from "./sanitize.ts";
@@ -301,7 +302,13 @@ export class DockerSource implements ImageSource {
         size: desc.size,
         attempts: endpoint.retry.attempts,
         open: (range: string) =>
-          endpoint.client.get(path, { what, scope: endpoint.scope, headers: { range }, signal: this.#closed.signal }),
+          endpoint.client.get(path, {
+            what,
+            scope: endpoint.scope,
+            headers: { range },
+            signal: this.#closed.signal,
+            pass: TOO_MANY_RANGES,
+          }),
       };
       yield* fetchRanges(source, ranges, this.#rangePolicy, stats);
     } finally {
