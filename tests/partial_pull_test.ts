@@ -162,6 +162,11 @@ const CHECKSUM = "io.github.containers.zstd-chunked.manifest-checksum";
 
 const HOSTILE: Hostile[] = [
   {
+    name: "no tar-split (an older writer's layer)",
+    annotations: (a) => void delete a["io.github.containers.zstd-chunked.tarsplit-position"],
+    reason: /no tar-split/,
+  },
+  {
     name: "wrong checksum",
     annotations: (a) => void (a[CHECKSUM] = `sha256:${"ab".repeat(32)}`),
     reason: /TOC: digest sha256:[0-9a-f]+ is not the sha256:abab/,
@@ -213,7 +218,8 @@ const HOSTILE: Hostile[] = [
 ];
 
 Deno.test({
-  name: "partial pull: hostile TOCs (checksum, huge, out of range, overlapping, lying digests) fall back to the blob",
+  name:
+    "partial pull: no tar-split, and hostile TOCs (checksum, huge, out of range, overlapping, lying digests) fall back to the blob",
   ignore: !REGISTRY,
   async fn() {
     await using tmp = await tempDir();
