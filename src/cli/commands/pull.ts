@@ -175,7 +175,9 @@ carried but not required.`,
         await ctx.print(
           `layer ${shortDigest(l.digest)}: partial, ${l.reusedFiles} of ${l.files} files reused${
             l.reusedChunks ? ` (and ${l.reusedChunks} chunks of others)` : ""
-          }, fetched ${formatBytes(l.fetched)} of ${formatBytes(l.size)}`,
+          }, fetched ${formatBytes(l.fetched)} of ${formatBytes(l.size)} (${
+            Math.floor(100 * (1 - l.fetched / l.size))
+          }% saved)`,
         );
       }
       await ctx.print(`manifest ${result.manifest}\nconfig   ${result.config}`);
