@@ -123,7 +123,8 @@ export async function pullImage(
       limits,
     }), counted);
   });
-  result.layers = todo.map(({ desc }) => ways.get(desc.digest)!);
+  // Registries (where layers may come partially) say how each layer came; local layouts are read whole.
+  if (source.blobRanges) result.layers = todo.map(({ desc }) => ways.get(desc.digest)!);
 
   await commitPulled(repo, {
     requested: digest,

@@ -122,7 +122,7 @@ export interface PullResult {
   delta?: DeltaPullInfo;
   /** Set when the pull looked for a published delta to the image. */
   discovery?: DiscoveryInfo;
-  /** For an image pull (not a delta): each layer fetched, which way it went. */
+  /** For an image pull from a registry (not a delta): each layer fetched, which way it went. */
   layers?: LayerWay[];
 }
 
