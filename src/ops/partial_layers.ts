@@ -33,7 +33,7 @@ import { type ChunkedToc, readToc, type TocEntry } from "../chunked/toc_reader.t
 import { SKIPPABLE_HEADER } from "../compression/chunked_footer.ts";
 import { decompressor } from "../compression/stages.ts";
 import { type ContentChunk, type ContentIndex, contentIndex, type ContentObject } from "../repo/content_index.ts";
-import { objectChunks, openObject } from "../repo/layer_reader.ts";
+import { objectChunks, openObject, readObject } from "../repo/layer_reader.ts";
 import { type LayerLimits, storeLayerTar } from "../repo/layer_writer.ts";
 import type { Repository } from "../repo/repository.ts";
 import { type ByteRange, rangeBytes, type RangeStats } from "../transport/docker/byte_ranges.ts";
@@ -238,10 +238,11 @@ export async function pullPartialLayer(
       if (n > 0) onBytes?.(n);
     }
     const fetched = new Map<Digest, FileFetch>(p.plan.fetch.map((f) => [f.entry.digest!, f]));
+    const ahead = new ReadAhead(repo, p);
     const contents: PartialContents = {
       content: (e) => {
         const o = p.objects.get(e.digest!);
-        if (o && o.size === e.size) return objectChunks(repo, o.hex, o.size);
+        if (o && o.size === e.size) return ahead.read(e, o);
         const from = fetched.get(e.digest!);
         if (!from) throw new FormatError(`${what}: no content planned for ${JSON.stringify(e.path.slice(0, 200))}`);
         return fileContent(repo, file, from, p.chunks, e, what);
@@ -253,6 +254,54 @@ export async function pullPartialLayer(
   } finally {
     file.close();
     await Deno.remove(path).catch(() => {});
+  }
+}
+
+/** Small objects read ahead of the rebuild: at most this many at once. */
+const READ_AHEAD = 32;
+/** Objects up to this size are read ahead whole; larger ones stream when their turn comes. */
+const READ_AHEAD_SIZE = 256 * 1024;
+
+/**
+ * Reads the small reused objects of a layer ahead of the rebuild, in the
+ * order the tar wants them (the TOC's), a few at once: the rebuild of a layer
+ * of many small files otherwise waits on one open and read after another.
+ */
+class ReadAhead {
+  /** The small reused contents, in tar order. */
+  readonly #order: { entry: TocEntry; object: ContentObject }[] = [];
+  readonly #pending = new Map<TocEntry, Promise<Uint8Array>>();
+  #next = 0;
+
+  constructor(readonly repo: Repository, p: PartialLayer) {
+    for (const e of p.toc.entries) {
+      const o = e.digest ? p.objects.get(e.digest) : undefined;
+      if (e.type === "reg" && o && o.size === e.size && o.size <= READ_AHEAD_SIZE) {
+        this.#order.push({ entry: e, object: o });
+      }
+    }
+  }
+
+  /** The content of `e`, held in object `o`. */
+  async *read(e: TocEntry, o: ContentObject): AsyncGenerator<Uint8Array> {
+    if (o.size > READ_AHEAD_SIZE) {
+      yield* objectChunks(this.repo, o.hex, o.size);
+      return;
+    }
+    this.#fill();
+    const pending = this.#pending.get(e);
+    this.#pending.delete(e);
+    yield await (pending ?? readObject(this.repo, o.hex, new Uint8Array(o.size)));
+    this.#fill();
+  }
+
+  #fill(): void {
+    while (this.#pending.size < READ_AHEAD && this.#next < this.#order.length) {
+      const { entry, object } = this.#order[this.#next++];
+      const p = readObject(this.repo, object.hex, new Uint8Array(object.size));
+      p.catch(() => {}); // reported when its turn comes
+      this.#pending.set(entry, p);
+    }
   }
 }
 
