@@ -11,7 +11,7 @@
 import { FormatError } from "../errors.ts";
 import { cleanEntryPath } from "../tar/path.ts";
 import type { TarSplitItem } from "./tar_split.ts";
-import type { ChunkedToc, TocEntry } from "./toc_reader.ts";
+import type { ChunkedToc, TocEntry, TocFrame } from "./toc_reader.ts";
 
 /** A stretch of the blob to fetch. */
 export interface BlobSpan {
@@ -142,4 +142,64 @@ export async function* partialTar(
       throw new FormatError(`${what}: ${JSON.stringify(e.path.slice(0, 200))}: ${n} bytes of content, not ${e.size}`);
     }
   }
+}
+
+/** A stretch of a layer's content, for a rebuild without tar-split (see {@link planStream}). */
+export type StreamPiece =
+  /** Blob bytes to fetch and decompress: whole frames (headers, and the contents not at hand). */
+  | { kind: "fetch"; offset: number; length: number }
+  /** A file held whole: its frames' place, and the entry. */
+  | { kind: "file"; offset: number; length: number; entry: TocEntry }
+  /** A chunk held in an object, or a hole: one frame. */
+  | { kind: "chunk" | "zeros"; offset: number; length: number; frame: TocFrame };
+
+/**
+ * For a layer without tar-split (written before containers/storage 1.47):
+ * the blob's content `[0, contentEnd)` decompresses to the tar, frame after
+ * frame, so the layer is those frames in order, each either fetched or, for
+ * a file or chunk at hand (or a hole), taken from there. Returns the pieces in
+ * order and the spans to fetch; fetched stretches closer than `gap` are
+ * merged, and what lies between them is then fetched too.
+ */
+export function planStream(
+  toc: ChunkedToc,
+  plan: PartialPlan,
+  haveFile: (digest: string) => boolean,
+  contentEnd: number,
+  gap: number,
+): { pieces: StreamPiece[]; spans: BlobSpan[] } {
+  const held: StreamPiece[] = [];
+  for (const e of toc.entries) {
+    if (e.type !== "reg" || !e.digest || !e.frames || !haveFile(e.digest)) continue;
+    const first = e.frames[0].offset;
+    held.push({ kind: "file", offset: first, length: e.frames[e.frames.length - 1].end - first, entry: e });
+  }
+  for (const { entry, frames } of plan.fetch) {
+    entry.frames!.forEach((f, i) => {
+      if (frames[i] !== "fetch") held.push({ kind: frames[i], offset: f.offset, length: f.end - f.offset, frame: f });
+    });
+  }
+  held.sort((a, b) => a.offset - b.offset);
+  // The rest is fetched, merged where the held pieces between are small.
+  const fetch: BlobSpan[] = [];
+  let at = 0;
+  for (const h of [...held, { offset: contentEnd, length: 0 }]) {
+    if (h.offset > at) fetch.push({ offset: at, length: h.offset - at });
+    at = Math.max(at, h.offset + h.length);
+  }
+  const spans: BlobSpan[] = [];
+  for (const r of fetch) {
+    const last = spans[spans.length - 1];
+    if (last && r.offset - (last.offset + last.length) < gap) last.length = r.offset + r.length - last.offset;
+    else spans.push({ ...r });
+  }
+  const pieces: StreamPiece[] = spans.map((s) => ({ kind: "fetch", ...s }));
+  let k = 0;
+  for (const h of held) {
+    while (k < spans.length && spans[k].offset + spans[k].length <= h.offset) k++;
+    if (k < spans.length && spans[k].offset <= h.offset) continue; // inside a merged span: fetched with it
+    pieces.push(h);
+  }
+  pieces.sort((a, b) => a.offset - b.offset);
+  return { pieces, spans };
 }

@@ -27,6 +27,8 @@ import {
   type PartialPlan,
   partialTar,
   planPartial,
+  planStream,
+  type StreamPiece,
 } from "../chunked/partial_tar.ts";
 import { checkTarSplit, readTarSplit } from "../chunked/tar_split.ts";
 import { type ChunkedToc, readToc, type TocEntry } from "../chunked/toc_reader.ts";
@@ -36,7 +38,7 @@ import { type ContentChunk, type ContentIndex, contentIndex, type ContentObject 
 import { objectChunks, openObject, readObject } from "../repo/layer_reader.ts";
 import { type LayerLimits, storeLayerTar } from "../repo/layer_writer.ts";
 import type { Repository } from "../repo/repository.ts";
-import { type ByteRange, rangeBytes, type RangeStats } from "../transport/docker/byte_ranges.ts";
+import { type ByteRange, DEFAULT_RANGE_POLICY, rangeBytes, type RangeStats } from "../transport/docker/byte_ranges.ts";
 import type { ImageSource } from "../transport/source.ts";
 import { type Digest, Hasher } from "../util/digest.ts";
 import { writeAll } from "../util/fs.ts";
@@ -51,8 +53,16 @@ export interface PartialLayer {
   layer: ImageLayer;
   layout: ChunkedLayout;
   toc: ChunkedToc;
-  tarSplit: { bytes: Uint8Array; digest: Digest; length: number; uncompressedLength: number };
+  /** Absent in layers written before containers/storage 1.47: see `stream`. */
+  tarSplit?: { bytes: Uint8Array; digest: Digest; length: number; uncompressedLength: number };
+  /** Where the blob's content ends (its metadata starts). */
+  contentEnd: number;
   plan: PartialPlan;
+  /**
+   * Without a tar-split: the content's frames in order, fetched or taken from
+   * what is at hand (`plan.spans` are then the stretches to fetch).
+   */
+  stream?: StreamPiece[];
   /** Objects of the contents reused, by SHA-256 digest. */
   objects: Map<Digest, ContentObject>;
   /** Chunks of objects reused for frames of the other files, by SHA-256 digest. */
@@ -134,6 +144,14 @@ export async function planPartialLayers(
           if (frames[i] === "chunk") chunks.set(f.digest, have.chunks.get(f.digest.slice(7))!);
         });
       }
+      let stream: StreamPiece[] | undefined;
+      if (!meta.tarSplit) {
+        const gap = (source.rangePolicy ?? DEFAULT_RANGE_POLICY).gap;
+        const planned = planStream(meta.toc, plan, (d) => have.files.has(d.slice(7)), meta.contentEnd, gap);
+        stream = planned.pieces;
+        plan.spans = planned.spans;
+        plan.fetchBytes = planned.spans.reduce((n, r) => n + r.length, 0);
+      }
       const frameBytes = rangeBytes(plan.spans, source.rangePolicy);
       const p: PartialLayer = {
         layer,
@@ -142,6 +160,7 @@ export async function planPartialLayers(
         plan,
         objects,
         chunks,
+        ...(stream ? { stream } : {}),
         metadataBytes: stats.bytes,
         frameBytes,
       };
@@ -174,15 +193,11 @@ async function fetchMetadata(
   layout: ChunkedLayout,
   limits: LayerLimits,
   stats: RangeStats,
-): Promise<Pick<PartialLayer, "toc" | "tarSplit">> {
+): Promise<Pick<PartialLayer, "toc" | "tarSplit" | "contentEnd">> {
   const what = `layer ${layer.desc.digest}`;
-  if (!layout.tarSplit) {
-    throw new FormatError(`${what}: no tar-split (written by an older containers/storage), so no exact rebuild`);
-  }
-  const ranges: ByteRange[] = [
-    { offset: layout.toc.offset, length: layout.toc.length },
-    { offset: layout.tarSplit.offset, length: layout.tarSplit.length },
-  ].sort((a, b) => a.offset - b.offset);
+  const ranges: ByteRange[] = [{ offset: layout.toc.offset, length: layout.toc.length }];
+  if (layout.tarSplit) ranges.push({ offset: layout.tarSplit.offset, length: layout.tarSplit.length });
+  ranges.sort((a, b) => a.offset - b.offset);
   const parts = new Map<number, Uint8Array>(ranges.map((r) => [r.offset, new Uint8Array(r.length)]));
   let current = 0;
   for await (const piece of source.blobRanges!(layer.desc, ranges, stats)) {
@@ -190,8 +205,9 @@ async function fetchMetadata(
     const r = ranges[current];
     parts.get(r.offset)!.set(piece.bytes, piece.offset - r.offset);
   }
-  const contentEnd = Math.min(layout.toc.offset, layout.tarSplit.offset) - SKIPPABLE_HEADER;
+  const contentEnd = Math.min(layout.toc.offset, layout.tarSplit?.offset ?? Infinity) - SKIPPABLE_HEADER;
   const toc = readToc(parts.get(layout.toc.offset)!, layout, contentEnd, what);
+  if (!layout.tarSplit) return { toc, contentEnd };
   const digest = toc.tarSplitDigest ?? layout.tarSplitDigest;
   if (!digest) throw new FormatError(`${what}: the tar-split's digest is given nowhere`);
   const tarSplit = {
@@ -201,7 +217,7 @@ async function fetchMetadata(
     uncompressedLength: layout.tarSplit.uncompressedLength,
   };
   checkTarSplit(toc, readTarSplit(tarSplit.bytes, tarSplit, what), limits.maxLayerSize, what);
-  return { toc, tarSplit };
+  return { toc, tarSplit, contentEnd };
 }
 
 /** What a partial pull of one layer fetched. */
@@ -248,8 +264,14 @@ export async function pullPartialLayer(
         return fileContent(repo, file, from, p.chunks, e, what);
       },
     };
-    const items = readTarSplit(p.tarSplit.bytes, p.tarSplit, what);
-    await storeLayerTar(repo, partialTar(p.toc, items, contents, what), diffId, `${what} (partial)`, limits);
+    if (p.tarSplit) {
+      const items = readTarSplit(p.tarSplit.bytes, p.tarSplit, what);
+      await storeLayerTar(repo, partialTar(p.toc, items, contents, what), diffId, `${what} (partial)`, limits);
+    } else {
+      // The old writers' quirk (docs/design.md): their streams may lack the tar's last zero blocks.
+      const tar = streamTar(repo, file, p, ahead, what);
+      await storeLayerTar(repo, tar, diffId, `${what} (partial)`, { ...limits, missingZeros: () => MISSING_ZEROS });
+    }
     return { frameBytes: stats.bytes, requests: stats.requests };
   } finally {
     file.close();
@@ -367,6 +389,48 @@ async function* fileContent(
   const actual = hasher.digest();
   if (n !== e.size || actual !== e.digest) {
     throw new DigestMismatchError(`${what}: content of ${name} (TOC)`, e.digest!, actual);
+  }
+}
+
+/** Most zero bytes a layer of an old writer (no tar-split) may lack at its end, as layer_import.ts allows. */
+const MISSING_ZEROS = 10240;
+
+/**
+ * The tar of a layer without tar-split: its content's frames in order
+ * (`p.stream`), fetched ones decompressed from `file`, files and chunks at
+ * hand read from their objects, holes made. Only the diff_id checks it.
+ */
+async function* streamTar(
+  repo: Repository,
+  file: Deno.FsFile,
+  p: PartialLayer,
+  ahead: ReadAhead,
+  what: string,
+): AsyncGenerator<Uint8Array> {
+  for (const piece of p.stream!) {
+    if (piece.kind === "fetch") {
+      try {
+        const region = ReadableStream.from(fileRegion(file, piece.offset, piece.length, what));
+        yield* region.pipeThrough(decompressor("zstd"));
+      } catch (err) {
+        if (err instanceof DeltashipError) throw err;
+        throw new FormatError(
+          `${what}: bad frames at ${piece.offset}-${piece.offset + piece.length} (${(err as Error).message})`,
+        );
+      }
+    } else if (piece.kind === "file") {
+      const o = p.objects.get(piece.entry.digest!)!;
+      if (o.size !== piece.entry.size) {
+        throw new FormatError(`${what}: ${piece.entry.path}: a held object of another size`);
+      }
+      yield* ahead.read(piece.entry, o);
+    } else if (piece.kind === "chunk") {
+      yield* objectRange(repo, p.chunks.get(piece.frame.digest)!, what);
+    } else {
+      for (let left = piece.frame.size; left > 0; left -= ZEROS.length) {
+        yield ZEROS.subarray(0, Math.min(left, ZEROS.length));
+      }
+    }
   }
 }
 
