@@ -22,7 +22,8 @@ import {
   type PullOptions,
   type PullResult,
 } from "./pull_steps.ts";
-import { errorText, fallsBack, type PartialPlans, planPartialLayers, pullPartialLayer } from "./partial_layers.ts";
+import { errorText, fallsBack, type PartialPlans, planPartialLayers } from "./partial_layers.ts";
+import { pullPartialLayer } from "./partial_rebuild.ts";
 
 const CONFIG_TYPES: readonly string[] = [MediaType.ociConfig, MediaType.dockerConfig];
 
