@@ -6,6 +6,15 @@
  */
 import { main } from "./src/cli/main.ts";
 
+/** The terminal's width, when the runtime can tell. */
+function consoleColumns(): number | undefined {
+  try {
+    return Deno.consoleSize().columns || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The real process's standard streams (stdin read only by commands that take it), environment, and an interrupt signal for SIGINT and SIGTERM. */
 function processIO() {
   const interrupt = new AbortController();
@@ -16,6 +25,7 @@ function processIO() {
   }
   const out = (s: typeof Deno.stdout | typeof Deno.stderr) => ({
     isTerminal: s.isTerminal(),
+    columns: s.isTerminal() ? consoleColumns() : undefined,
     async write(bytes: Uint8Array) {
       let off = 0;
       while (off < bytes.length) off += await s.write(bytes.subarray(off));

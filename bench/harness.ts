@@ -117,8 +117,12 @@ export async function manifestOf(env: BenchEnv, repo: string, tag: string): Prom
     args: [...env.deltaship.slice(1), "--repo", repo, "--json", "images"],
     stdout: "piped",
   }).output();
-  const images = JSON.parse(new TextDecoder().decode(out.stdout)) as { names: string[]; manifest: string }[];
-  return images.find((i) => i.names.includes(tag))?.manifest;
+  const images = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    tags?: string[];
+    names?: string[];
+    manifest: string;
+  }[];
+  return images.find((i) => (i.tags ?? i.names ?? []).includes(tag))?.manifest; // names: before issue 23
 }
 
 /** The deltaship command (as `BenchEnv.deltaship` starts it) with `args`. */

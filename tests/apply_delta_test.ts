@@ -103,7 +103,7 @@ Deno.test("apply-delta: a missing source image or a non-delta fails clearly and 
   assert.equal(noSource.code, 1);
   assert.match(
     noSource.stderr,
-    /^deltaship: delta needs source image with config sha256:[0-9a-f]{64} which is not in the repository; pull it first\n$/,
+    /^deltaship: delta \S+ \(sha256:[0-9a-f]{64}\) needs its source image \(manifest sha256:[0-9a-f]{64}, config sha256:[0-9a-f]{64}\), which is not in the repository; pull it first/,
   );
   const notDelta = await deltaship(repo, "apply-delta", `oci:${FIXTURES}basic/old:old`, `oci:${tmp.path}/y`);
   assert.equal(notDelta.code, 1);

@@ -30,7 +30,7 @@ Deno.test("usage errors exit 2 with one line", async () => {
     [["images", "--bogus"], /unknown option --bogus/],
     [["pull"], /pull: expected SOURCE \[NAME\], got 0 arguments/],
     [["--jobs", "0", "images"], /--jobs must be an integer from 1 to 1024, got "0"/],
-    [["--progress", "sometimes", "images"], /--progress must be auto, always or never/],
+    [["--progress", "sometimes", "images"], /--progress must be auto, always, plain or never/],
     [["pull", "http://example.com/x"], /invalid source "http:\/\/example.com\/x"/],
     [["pull", "--platform", "linux", "oci:x"], /invalid platform "linux"/],
     [["tag", "x", "@bad"], /invalid tag name "@bad"/],
@@ -58,9 +58,12 @@ Deno.test("the repository defaults to DELTASHIP_REPO, then XDG_DATA_HOME, then H
 Deno.test("a non-empty directory that is not a repository is refused", async () => {
   await using tmp = await tempDir();
   await Deno.writeTextFile(`${tmp.path}/precious.txt`, "keep me");
-  const r = await deltaship(tmp.path, "images");
+  const r = await deltaship(tmp.path, "pull", `oci:${tmp.path}/missing`);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /exists, is not empty, and is not a deltaship repository/);
+  const read = await deltaship(tmp.path, "images");
+  assert.equal(read.code, 1);
+  assert.match(read.stderr, /^deltaship: no repository at /);
   assert.deepEqual([...Deno.readDirSync(tmp.path)].map((e) => e.name), ["precious.txt"]);
 });
 
@@ -68,7 +71,10 @@ Deno.test("errors carry a stack trace only with DELTASHIP_DEBUG=1", async () => 
   await using tmp = await tempDir();
   const plain = await runCli(["--repo", `${tmp.path}/r`, "inspect", "nothing"]);
   assert.equal(plain.code, 1);
-  assert.equal(plain.stderr, "deltaship: no image tagged \"nothing\" in the repository (see 'deltaship images')\n");
+  assert.equal(
+    plain.stderr,
+    `deltaship: no repository at ${tmp.path}/r (check --repo and $DELTASHIP_REPO; pull creates one)\n`,
+  );
   const debug = await runCli(["--repo", `${tmp.path}/r`, "inspect", "nothing"], { DELTASHIP_DEBUG: "1" });
   assert.equal(debug.code, 1);
   assert.match(debug.stderr, /^\s+at /m);
@@ -76,6 +82,9 @@ Deno.test("errors carry a stack trace only with DELTASHIP_DEBUG=1", async () => 
 
 Deno.test("global options are accepted after the command too", async () => {
   await using tmp = await tempDir();
+  await writeImage(`${tmp.path}/l`, { tag: "t", layers: [{ tar: sampleTar() }] });
+  assert.equal((await runCli(["pull", `oci:${tmp.path}/l:t`, "--repo", `${tmp.path}/r`])).code, 0);
+  await deltaship(`${tmp.path}/r`, "rm", "t");
   const r = await runCli(["images", "--repo", `${tmp.path}/r`, "--json", "-j", "3"]);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), []);

@@ -133,7 +133,7 @@ Deno.test("create-delta from archives to an archive: sources pulled untagged, re
   // Both images are in the repository now, under no name.
   const images = JSON.parse((await deltaship(repo, "--json", "images")).stdout);
   assert.equal(images.length, 2);
-  assert.deepEqual(images.flatMap((i: Json) => i.names), []);
+  assert.deepEqual(images.flatMap((i: Json) => i.tags), []);
   // A brand-new layer whose zstd -19 blob beats a level-1 tar-diff ships as that blob.
   const layer = result.layers[1];
   assert.equal(layer.shipped, "original");

@@ -111,7 +111,7 @@ Deno.test("delta pull: human output says it was a delta and what it saved; apply
   assert.equal(out.name, "app2");
   const images = JSON.parse((await deltaship(repo, "--json", "images")).stdout);
   assert.equal(images.length, 2);
-  assert.deepEqual(images.find((i: { manifest: string }) => i.manifest === want.new_manifest).names, ["app", "app2"]);
+  assert.deepEqual(images.find((i: { manifest: string }) => i.manifest === want.new_manifest).tags, ["app", "app2"]);
   const [b, a] = [JSON.parse(before), JSON.parse(await snapshot(repo, true))];
   assert.deepEqual([a.layers, a.objects, a.blobs], [b.layers, b.objects, b.blobs], "nothing new was stored");
   const human = await deltaship(repo, "pull", `oci:${FIXTURES}edits/delta`, "app");
@@ -128,10 +128,11 @@ Deno.test("delta pull: the source image must be in the repository", async () => 
   const stderr = await expectFailure(
     repo,
     `oci:${FIXTURES}basic/delta`,
-    /^deltaship: delta needs source image with config sha256:[0-9a-f]{64} which is not in the repository; pull it first\n$/,
+    /^deltaship: delta \S+ \(sha256:[0-9a-f]{64}\) needs its source image \(manifest sha256:[0-9a-f]{64}, config sha256:[0-9a-f]{64}\), which is not in the repository; pull it first/,
     true,
   );
   assert.ok(stderr.includes(oldManifest.config.digest), stderr);
+  assert.ok(stderr.includes(`manifest ${old}`), stderr);
 });
 
 /** A source image and a target image made from it, in one layout, with the files a differ needs. */

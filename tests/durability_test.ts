@@ -114,9 +114,10 @@ Deno.test("durability: with syncfs, a pull publishes objects, records, documents
   await bigLayout(`${tmp.path}/l`);
   const repo = `${tmp.path}/repo`;
   await Deno.mkdir(repo);
-  // The repository is created by the first command; trace a pull into an existing one.
-  const init = await deltashipCommand(["--repo", repo, "images"]).output();
-  assert.equal(init.code, 0);
+  // The repository is created by the first pull (read-only commands make none); trace a pull into an existing one.
+  const init = await deltashipCommand(["--repo", repo, "pull", `oci:${tmp.path}/none`]).output();
+  assert.equal(init.code, 1);
+  assert.ok(Deno.statSync(`${repo}/deltaship-repo.json`).isFile);
   const events = await tracedPull(repo, `${tmp.path}/l`, {});
   const seq = events.map((e) => e.call === "rename" ? kind(repo, e.to) : "S").filter((k) => k !== undefined).join("");
   // Per layer: data barrier, new objects, barrier, record. Then the composefs image:
@@ -131,8 +132,11 @@ Deno.test("durability: DELTASHIP_SYNC=fsync syncs each file before its rename an
   await using tmp = await tempDir();
   await bigLayout(`${tmp.path}/l`);
   const repo = `${tmp.path}/repo`;
-  const init = await deltashipCommand(["--repo", repo, "images"], { env: { DELTASHIP_SYNC: "fsync" } }).output();
-  assert.equal(init.code, 0);
+  const init = await deltashipCommand(["--repo", repo, "pull", `oci:${tmp.path}/none`], {
+    env: { DELTASHIP_SYNC: "fsync" },
+  }).output();
+  assert.equal(init.code, 1); // a pull of nothing: the repository is made, nothing stored
+  assert.ok(Deno.statSync(`${repo}/deltaship-repo.json`).isFile);
   const events = await tracedPull(repo, `${tmp.path}/l`, { DELTASHIP_SYNC: "fsync" });
   assert.ok(!events.some((e) => e.call === "syncfs"));
   const rank: Record<string, number> = { O: 1, L: 2, B: 2, I: 3, T: 4 };

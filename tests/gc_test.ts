@@ -67,7 +67,7 @@ Deno.test("gc removes what no tag reaches and keeps what tags do; --dry-run chan
   assert.equal((await deltaship(repo, "fsck")).code, 0);
   assert.equal(Deno.readTextFileSync(`${repo}/tmp/live-1/partial`), "in use");
   const images = JSON.parse((await deltaship(repo, "--json", "images")).stdout);
-  assert.deepEqual(images.map((i: { names: string[] }) => i.names), [["a", "a-too"]]);
+  assert.deepEqual(images.map((i: { tags: string[] }) => i.tags), [["a", "a-too"]]);
   // Nothing left to collect.
   const again = await deltaship(repo, "gc");
   assert.equal(

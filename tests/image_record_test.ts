@@ -99,7 +99,7 @@ Deno.test("a damaged image record: fsck names every problem, listings skip it, r
   );
   const images = await deltaship(repo, "--json", "images");
   assertWarned(images, [warning], "images");
-  assert.deepEqual(JSON.parse(images.stdout).map((i: { names: string[] }) => i.names), [["a"], ["c"]]);
+  assert.deepEqual(JSON.parse(images.stdout).map((i: { tags: string[] }) => i.tags), [["a"], ["c"]]);
   const inspect = await deltaship(repo, "inspect", "b");
   assert.equal(inspect.code, 1);
   assert.match(

@@ -41,7 +41,7 @@ Deno.test("SIGINT during a pull removes its temporary files at once and leaves n
   assert.match(r.stderr, /^deltaship: interrupted; partial output removed$/m);
   assert.deepEqual([...Deno.readDirSync(`${repo}/tmp`)], [], "no temporary directory left");
   const images = JSON.parse((await deltaship(repo, "--json", "images")).stdout);
-  assert.deepEqual(images.map((i: { names: string[] }) => i.names), [["small"]]);
+  assert.deepEqual(images.map((i: { tags: string[] }) => i.tags), [["small"]]);
   assert.equal((await deltaship(repo, "fsck")).code, 0);
 });
 

@@ -47,7 +47,7 @@ Deno.test("pull from oci-archive: reads the archive in place, by tag and by dige
   assert.equal(r2.code, 0, r2.stderr);
   assert.equal(JSON.parse(r2.stdout).manifest, b.manifest);
   const images = JSON.parse((await deltaship(repo, "--json", "images")).stdout);
-  assert.deepEqual(images.map((i: { names: string[] }) => i.names).flat().sort(), ["a", "bee"]);
+  assert.deepEqual(images.map((i: { tags: string[] }) => i.tags).flat().sort(), ["a", "bee"]);
   // Nothing was unpacked next to the archive or in the temp area.
   assert.deepEqual([...Deno.readDirSync(tmp.path)].map((e) => e.name).sort(), ["img.tar", "layout", "repo"]);
 });
@@ -169,7 +169,7 @@ Deno.test("tag, untag and rm manage names; images lists them", async () => {
   await deltaship(repo, "pull", `oci:${tmp.path}/l:v1`);
   assert.equal((await deltaship(repo, "tag", "v1", "latest")).code, 0);
   let images = JSON.parse((await deltaship(repo, "--json", "images")).stdout);
-  assert.deepEqual(images[0].names, ["latest", "v1"]);
+  assert.deepEqual(images[0].tags, ["latest", "v1"]);
   assert.equal(images[0].layers, 1);
   assert.equal(images[0].size, img.tars[0].length);
   const table = (await deltaship(repo, "images")).stdout;
@@ -177,7 +177,7 @@ Deno.test("tag, untag and rm manage names; images lists them", async () => {
   assert.match(table, new RegExp(`^latest\\s+${img.manifest.slice(0, 19)}`, "m"));
   assert.equal((await deltaship(repo, "untag", "v1")).code, 0);
   images = JSON.parse((await deltaship(repo, "--json", "images")).stdout);
-  assert.deepEqual(images[0].names, ["latest"]);
+  assert.deepEqual(images[0].tags, ["latest"]);
   const missing = await deltaship(repo, "untag", "v1");
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /no tag "v1"/);

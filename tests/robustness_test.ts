@@ -60,6 +60,6 @@ Deno.test("concurrent pulls into one repository all succeed", async () => {
   for (const r of runs) assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(runs.map((r) => JSON.parse(r.stdout).manifest), [a.manifest, a.manifest, b.manifest]);
   const images = JSON.parse((await deltaship(repo, "--json", "images")).stdout);
-  assert.deepEqual(images.map((i: { names: string[] }) => i.names.join()).sort(), ["a,a2", "b"]);
+  assert.deepEqual(images.map((i: { tags: string[] }) => i.tags.join()).sort(), ["a,a2", "b"]);
   assert.equal((await deltaship(repo, "fsck")).code, 0);
 });

@@ -1,6 +1,6 @@
 /**
  * Numeric settings (`util/settings.ts`, issue 20 item 10): every option and
- * environment variable that takes a number has the range the README's settings
+ * environment variable that takes a number has the range the reference's settings
  * table documents, is refused outside it with one line naming it and the range
  * (exit status 2) before anything is done, and is accepted at both ends. Every
  * `DELTASHIP_*` variable the code reads is in that table.
@@ -72,17 +72,17 @@ Deno.test("the issue's values: huge timeouts, deadline and chunk size are refuse
   }
 });
 
-/** One row of the README's settings table. */
+/** One row of the settings table of docs/cli.md (generated from src/cli/reference.ts). */
 interface Row {
   names: string[];
   range: string;
 }
 
 function settingsTable(): Row[] {
-  const readme = Deno.readTextFileSync(`${root}README.md`);
-  const section = readme.slice(readme.indexOf("### Settings"), readme.indexOf("### pull"));
+  const reference = Deno.readTextFileSync(`${root}docs/cli.md`);
+  const section = reference.slice(reference.indexOf("\n## Settings\n"), reference.indexOf("\n## Environment\n"));
   const rows = section.split("\n").filter((l) => /^\| `/.test(l));
-  assert.ok(rows.length >= 10, "the README has a settings table");
+  assert.ok(rows.length >= 10, "docs/cli.md has a settings table");
   return rows.map((l) => {
     const [setting, range] = l.split(/(?<!\\)\|/).slice(1, 3).map((c) => c.trim());
     const names = [...setting.matchAll(/`(?:-\w, )?(--[a-z-]+|DELTASHIP_[A-Z_]+)[^`]*`/g)].map((m) => m[1]);
@@ -103,7 +103,7 @@ function ends(range: string): [number, number] | undefined {
   return [Number(m[1]) * UNITS[m[2]], Number(m[3]) * UNITS[m[4]]];
 }
 
-Deno.test("every numeric setting in the README's table is refused outside its range and taken at both ends", async () => {
+Deno.test("every numeric setting in the reference's table is refused outside its range and taken at both ends", async () => {
   await using tmp = await tempDir();
   await using server = notFoundServer();
   const host = `127.0.0.1:${server.addr.port}`;
@@ -177,7 +177,7 @@ Deno.test("every numeric setting in the README's table is refused outside its ra
   assert.equal(numeric, 15, "numeric rows in the table");
 });
 
-Deno.test("every DELTASHIP_* variable the code reads is in the README's settings table", () => {
+Deno.test("every DELTASHIP_* variable the code reads is in the reference's settings table", () => {
   const documented = new Set(settingsTable().flatMap((r) => r.names));
   const read = new Set<string>();
   const walk = (dir: string) => {

@@ -27,7 +27,7 @@ Deno.test("tags: malformed tag files are skipped with a warning, named by fsck, 
   assert.match(images.stderr, /tags\/dir: it is not a regular file/);
   const json = await deltaship(repo, "--json", "images");
   assert.equal(json.code, 0);
-  assert.deepEqual(JSON.parse(json.stdout).map((i: { names: string[] }) => i.names), [["good"]]);
+  assert.deepEqual(JSON.parse(json.stdout).map((i: { tags: string[] }) => i.tags), [["good"]]);
 
   const dry = await deltaship(repo, "gc", "--dry-run");
   assert.equal(dry.code, 0, dry.stderr);

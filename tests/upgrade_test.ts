@@ -134,11 +134,11 @@ Deno.test("upgrade: `deltaship upgrade` on the version-1 repository deltaship ma
   assert.deepEqual(snapshot(repo, (rel) => !/^(blobs|images|tags)(\/|$)/.test(rel)), documents, "documents unchanged");
   await assertUpgraded(repo, layers);
   const images = JSON.parse((await deltaship(repo, "--json", "images")).stdout) as {
-    names: string[];
+    tags: string[];
     manifest: string;
   }[];
   assert.deepEqual(
-    Object.fromEntries(images.map((i) => [i.names.join(), i.manifest])),
+    Object.fromEntries(images.map((i) => [i.tags.join(), i.manifest])),
     FIXTURE_IMAGES,
   );
   const co = await deltaship(repo, "checkout", "edits-old", `${tmp.path}/co`);

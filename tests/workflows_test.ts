@@ -87,7 +87,8 @@ Deno.test("release.yml: on v* tags, builds four targets, SHA256SUMS, attached wi
 
 Deno.test("the README installs a release binary the release workflow publishes, checking SHA256SUMS", () => {
   const readme = Deno.readTextFileSync(`${root}README.md`);
-  const install = readme.slice(readme.indexOf("## Install"), readme.indexOf("## Usage"));
+  const start = readme.indexOf("\n## Install\n");
+  const install = readme.slice(start, readme.indexOf("\n## ", start + 1));
   assert.match(install, /SHA256SUMS/);
   assert.match(install, /sha256sum --check --ignore-missing SHA256SUMS/);
   for (const target of RELEASE_TARGETS) assert.ok(install.includes(target), target);

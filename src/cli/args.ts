@@ -16,9 +16,21 @@ export interface OptionSpec {
   type: "boolean" | "string";
   /** May be given more than once (values collected in order). */
   multiple?: boolean;
-  /** Placeholder for the value in help, e.g. `DIR`. */
+  /** Placeholder for the value in help, e.g. `DIR`; `a|b|c` lists the words the value may be. */
   arg?: string;
+  /** The words the value may be, when `arg` does not list them (`--verity MODE`): completions offer them. */
+  choices?: readonly string[];
+  /** The value is a path to a file or a directory: completions offer those. */
+  path?: "file" | "dir";
+  /** One short description: what the option does, and its default. */
   help: string;
+}
+
+/** The words an option's value may be: its `choices`, else the words of an `arg` written `a|b|c`; none for a free value. */
+export function optionChoices(o: OptionSpec): readonly string[] | undefined {
+  if (o.choices) return o.choices;
+  if (o.arg && /^[a-z0-9:-]+(\|[a-z0-9:-]+)+$/.test(o.arg)) return o.arg.split("|");
+  return undefined;
 }
 
 /** Parsed option values by long name (untyped: what the parser produces). */

@@ -7,6 +7,13 @@ import { UsageError } from "../errors.ts";
 import { formatOptions, type OptionSpec, type Values, type ValuesOf } from "./args.ts";
 import type { Context } from "./context.ts";
 
+/**
+ * What a positional argument is: an image reference with a transport (`oci:`, `oci-archive:`, `docker://`) to
+ * read or to write, an image in the repository, a file, a directory, another word (a name, a registry), or one
+ * of a few words (listed).
+ */
+export type Operand = "source" | "destination" | "image" | "file" | "dir" | "word" | readonly string[];
+
 /** A command as it is declared: its options `S`, and a `run` that gets their values typed. */
 export interface CommandSpec<S extends readonly OptionSpec[]> {
   name: string;
@@ -16,6 +23,10 @@ export interface CommandSpec<S extends readonly OptionSpec[]> {
   usage: string;
   /** Paragraphs for `--help`. */
   description: string;
+  /** Command lines that show it in use, each optionally ending in `# comment` (the reference's examples). */
+  examples?: readonly string[];
+  /** What each positional argument is, in order (completions offer matching words). */
+  operands?: readonly Operand[];
   options: S;
   /** How many positional arguments it takes. */
   args: { min: number; max: number };
@@ -29,6 +40,8 @@ export interface Command {
   summary: string;
   usage: string;
   description: string;
+  examples?: readonly string[];
+  operands?: readonly Operand[];
   options: readonly OptionSpec[];
   args: { min: number; max: number };
   run(ctx: Context, args: string[], values: Values): Promise<number | void>;

@@ -20,6 +20,7 @@ export const EROFS_VERSION_OPTION = {
   name: "erofs-version",
   type: "string",
   arg: "N",
+  choices: ["1", "0"],
   help: "composefs format version: 1 (default, composefs-rs's) or 0 (mkcomposefs's default)",
 } as const satisfies OptionSpec;
 
@@ -28,6 +29,7 @@ export const XATTRS_OPTION = {
   name: "xattrs",
   type: "string",
   arg: "MODE",
+  choices: ["allowlist-only", "keep-user-xattrs"],
   help: "xattrs the tree keeps: allowlist-only (default, cfsctl's: security.capability) or keep-user-xattrs " +
     "(user.* too)",
 } as const satisfies OptionSpec;

@@ -14,7 +14,14 @@ import { envSetting, parseSetting, type SettingRange } from "../util/settings.ts
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { escapeControl } from "../util/text.ts";
 import type { OptionSpec, ValuesOf } from "./args.ts";
-import { TerminalProgress } from "./progress.ts";
+import {
+  PlainProgress,
+  PROGRESS_MODES,
+  type ProgressDisplay,
+  progressKind,
+  type ProgressMode,
+  TerminalProgress,
+} from "./progress.ts";
 import { formatBytes, plural } from "./format.ts";
 
 /** An output stream of the CLI. */
@@ -22,6 +29,8 @@ export interface Output {
   write(bytes: Uint8Array): Promise<void>;
   /** True when a person is probably watching (a TTY). */
   isTerminal: boolean;
+  /** The terminal's width in columns, when it is one and says. */
+  columns?: number;
 }
 
 /** The process's surroundings, injectable so tests can run the CLI in-process. */
@@ -41,6 +50,7 @@ export const GLOBAL_OPTIONS = [
     name: "repo",
     type: "string",
     arg: "DIR",
+    path: "dir",
     help: "repository (default $DELTASHIP_REPO, else $XDG_DATA_HOME/deltaship, else ~/.local/share/deltaship)",
   },
   {
@@ -52,7 +62,13 @@ export const GLOBAL_OPTIONS = [
   },
   { name: "json", type: "boolean", help: "machine-readable output" },
   { name: "quiet", short: "q", type: "boolean", help: "print only results (no progress)" },
-  { name: "progress", type: "string", arg: "WHEN", help: "live progress: auto (on a terminal), always or never" },
+  {
+    name: "progress",
+    type: "string",
+    arg: "WHEN",
+    choices: PROGRESS_MODES,
+    help: "auto (live on a terminal, plain when $CI is set), always (live), plain (a line per event) or never",
+  },
   { name: "help", short: "h", type: "boolean", help: "show help" },
 ] as const satisfies readonly OptionSpec[];
 
@@ -82,6 +98,12 @@ export interface RepoUse {
   write?: boolean;
   /** Whether a note on stderr reports the upgrade, if one ran (default true). */
   reportUpgrade?: boolean;
+  /**
+   * The command makes the repository when there is none (pull, apply-delta,
+   * create-delta). Every other command fails with "no repository at DIR"
+   * instead, so that a mistyped --repo creates nothing.
+   */
+  create?: boolean;
 }
 
 /** The one-line summary of an upgrade. */
@@ -113,11 +135,12 @@ export class Context {
   readonly jobs: number;
   readonly json: boolean;
   readonly quiet: boolean;
-  readonly showProgress: boolean;
+  /** How progress is shown on stderr (`--progress`): live rows, a line per event, or not at all. */
+  readonly progressKind: "live" | "plain" | "none";
   /** How commits are made durable (`DELTASHIP_SYNC`; default syncfs where available). */
   readonly sync: SyncMode | undefined;
   #repo: Repository | undefined;
-  #progress: TerminalProgress | undefined;
+  #progress: ProgressDisplay | undefined;
   /** What the upgrade of the repository did, when opening it ran one. */
   upgraded: UpgradeSummary | undefined;
   /** What making its composefs images by the current rules did, when opening it did that. */
@@ -134,28 +157,29 @@ export class Context {
     this.json = values.json === true;
     this.quiet = values.quiet === true;
     const mode = values.progress ?? "auto";
-    if (!["auto", "always", "never"].includes(mode)) {
-      throw new UsageError(`--progress must be auto, always or never, got ${JSON.stringify(mode)}`);
+    if (!(PROGRESS_MODES as readonly string[]).includes(mode)) {
+      throw new UsageError(`--progress must be auto, always, plain or never, got ${JSON.stringify(mode)}`);
     }
     const sync = io.env.DELTASHIP_SYNC;
     if (sync !== undefined && sync !== "" && sync !== "syncfs" && sync !== "fsync") {
       throw new UsageError(`DELTASHIP_SYNC must be syncfs or fsync, got ${JSON.stringify(sync)}`);
     }
     this.sync = sync === "syncfs" || sync === "fsync" ? sync : undefined;
-    this.showProgress = mode === "always" ||
-      (mode === "auto" && io.stderr.isTerminal && !this.quiet && !this.json);
+    this.progressKind = progressKind(mode as ProgressMode, io.stderr.isTerminal, io.env, this.quiet || this.json);
   }
 
   /**
-   * The repository, opened (and created) on first use. A command that writes
+   * The repository, opened on first use (created only for `use.create`). A command that writes
    * says so (`use.write`): a version-1 repository is then upgraded in place,
    * with a progress line and a one-line note.
    */
   async repo(use: RepoUse = {}): Promise<Repository> {
     if (this.#repo) return this.#repo;
-    if (!use.write) return this.#repo = await Repository.open(this.repoPath, { sync: this.sync });
+    const create = use.create === true;
+    if (!use.write) return this.#repo = await Repository.open(this.repoPath, { sync: this.sync, create });
     const { repo, upgraded, composefs } = await openForWriting(this.repoPath, {
       sync: this.sync,
+      create,
       progress: this.progress(),
     });
     this.#repo = repo;
@@ -178,12 +202,13 @@ export class Context {
     await this.#repo?.close();
   }
 
-  /** A progress sink: live lines on a terminal, silence otherwise. */
+  /** A progress sink: live rows, a line per event, or silence (see {@link progressKind}). */
   progress(): ProgressSink {
-    if (!this.showProgress) return silentProgress;
-    this.#progress ??= new TerminalProgress((b) => {
-      this.io.stderr.write(b).catch(() => {});
-    });
+    if (this.progressKind === "none") return silentProgress;
+    const write = (b: Uint8Array) => void this.io.stderr.write(b).catch(() => {});
+    this.#progress ??= this.progressKind === "plain"
+      ? new PlainProgress(write)
+      : new TerminalProgress(write, this.io.stderr.columns);
     return this.#progress;
   }
 
@@ -216,8 +241,15 @@ export class Context {
     await this.io.stdout.write(encoder.encode(json + "\n"));
   }
 
-  /** Writes a note (one line of text, controls escaped as in {@link print}) to stderr unless quiet. */
+  /**
+   * Writes a note (one line of text, controls escaped as in {@link print}) to
+   * stderr unless quiet; while progress is shown, through the display, so that
+   * the note stays above its rows.
+   */
   async note(text: string): Promise<void> {
-    if (!this.quiet) await this.io.stderr.write(encoder.encode(escapeControl(text, { newlines: true }) + "\n"));
+    if (this.quiet) return;
+    const line = escapeControl(text, { newlines: true });
+    if (this.#progress) return this.#progress.log(line);
+    await this.io.stderr.write(encoder.encode(line + "\n"));
   }
 }

@@ -8,12 +8,14 @@
 import { DeltashipError, UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { describeOsError } from "../util/os_error.ts";
+import { userPaths } from "../util/owned_temp.ts";
 import { displayLine, ellipsize, escapeControl } from "../util/text.ts";
 import { formatOptions, parseArgs } from "./args.ts";
 import { checkArity, type Command, commandHelp } from "./command.ts";
 import { type CliIO, Context, GLOBAL_OPTIONS } from "./context.ts";
 import { applyDeltaCommand } from "./commands/apply_delta.ts";
 import { checkoutCommand } from "./commands/checkout.ts";
+import { completionsCommand } from "./commands/completions.ts";
 import { computeIdCommand, createImageCommand, dumpCommand } from "./commands/composefs.ts";
 import { createDeltaCommand } from "./commands/create_delta.ts";
 import { exportCommand } from "./commands/export.ts";
@@ -53,6 +55,7 @@ export const COMMANDS: Command[] = [
   createDeltaCommand,
   loginCommand,
   logoutCommand,
+  completionsCommand(() => COMMANDS),
 ];
 
 const encoder = new TextEncoder();
@@ -114,7 +117,7 @@ export async function main(args: string[], io: CliIO): Promise<number> {
     return outcome ?? 0;
   } catch (err) {
     ctx?.endProgress();
-    return await report(err, io, debug);
+    return await report(err, io, debug, ctx?.json ?? jsonRequested(args));
   } finally {
     await ctx?.close();
   }
@@ -130,25 +133,54 @@ function interrupted(signal: AbortSignal | undefined): Promise<typeof INTERRUPTE
   });
 }
 
+/** True when `--json` is among the options of `args` (before any `--`): for failures before the options are parsed. */
+function jsonRequested(args: string[]): boolean {
+  const end = args.indexOf("--");
+  return (end < 0 ? args : args.slice(0, end)).includes("--json");
+}
+
+/**
+ * The `kind` of a failure in JSON: our error's class without "Error", in
+ * kebab case (`NotFoundError` → `not-found`, `UsageError` → `usage`).
+ */
+export function errorKind(err: DeltashipError): string {
+  return err.name.replace(/Error$/, "").replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase() || "error";
+}
+
 /**
  * Prints the one line a failure gets: our own errors as they are, known
  * operating-system conditions (no space, name too long, ...) described, and
  * anything else as an internal error. The line is made safe for a terminal:
- * controls escaped, long words and the line itself shortened.
+ * controls escaped, long words and the line itself shortened. With `--json`,
+ * stdout gets `{"error": {"message", "kind"}}` as well (the exit status is the same).
  */
-async function report(err: unknown, io: CliIO, debug: boolean): Promise<number> {
+async function report(err: unknown, io: CliIO, debug: boolean, json: boolean): Promise<number> {
   if (err instanceof Deno.errors.BrokenPipe) return 1;
   let message: string;
+  let kind: string;
   let status = 1;
   const os = describeOsError(err);
   if (err instanceof DeltashipError) {
-    message = err.message;
+    message = userPaths(err.message);
+    kind = errorKind(err);
     status = err.exitCode;
   } else if (os !== undefined) {
-    message = os;
+    message = userPaths(os);
+    kind = "os";
   } else {
     const msg = err instanceof Error ? err.message : String(err);
-    message = `internal error: ${ellipsize(msg, 200)} (run with DELTASHIP_DEBUG=1 for details, and please report it)`;
+    message = `internal error: ${
+      ellipsize(userPaths(msg), 200)
+    } (run with DELTASHIP_DEBUG=1 for details, and please report it)`;
+    kind = "internal";
+  }
+  if (json) {
+    // As Context.printJson: DEL and C1 controls, which JSON.stringify leaves raw, escaped too.
+    const text = JSON.stringify({ error: { message, kind } }, null, 2).replace(
+      /[\x7f-\x9f]/g,
+      (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+    );
+    await io.stdout.write(encoder.encode(text + "\n")).catch(() => {});
   }
   await io.stderr.write(encoder.encode(displayLine(`deltaship: ${message}`) + "\n")).catch(() => {});
   if (debug && err instanceof Error && err.stack) {

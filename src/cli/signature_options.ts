@@ -13,6 +13,7 @@ export const VERIFY_KEY_OPTION = {
   name: "verify-key",
   type: "string",
   arg: "KEY.pub",
+  path: "file",
   help: "a delta must embed a cosign signature of its target that verifies with this ECDSA P-256 public key (PEM)",
 } as const satisfies OptionSpec;
 

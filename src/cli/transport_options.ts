@@ -17,12 +17,13 @@ export const REGISTRY_OPTIONS = [
     name: "creds",
     type: "string",
     arg: "USER:PASS",
-    help: 'registry credentials for docker:// (default: from the auth files, see README "Registries")',
+    help: "registry credentials for docker:// (default: from the auth files, see docs/registries.md)",
   },
   {
     name: "authfile",
     type: "string",
     arg: "FILE",
+    path: "file",
     help:
       "docker://: read credentials from FILE only (default $REGISTRY_AUTH_FILE, else the containers-auth.json files)",
   },
@@ -37,12 +38,14 @@ export const REGISTRY_OPTIONS = [
     name: "cert-dir",
     type: "string",
     arg: "DIR",
+    path: "dir",
     help: "docker://: *.crt CA certificates and NAME.cert/NAME.key client certificate (default: certs.d for the host)",
   },
   {
     name: "registries-conf",
     type: "string",
     arg: "FILE",
+    path: "file",
     help:
       "docker://: registries.conf to read (default $CONTAINERS_REGISTRIES_CONF, else /etc/containers/registries.conf)",
   },

@@ -34,3 +34,22 @@ export const DeltaContent = {
   cosignSignature: "cosign-signature",
   cosignSignatureContent: "cosign-signature-content",
 } as const;
+
+/** The separator of the tag create-delta gives a delta by default: `OLDTAG-to-NEWTAG`. */
+const DELTA_TAG_JOIN = "-to-";
+
+/** The tag create-delta gives a delta from the image tagged `from` to the one tagged `to`. */
+export function deltaTag(from: string, to: string): string {
+  return `${from}${DELTA_TAG_JOIN}${to}`;
+}
+
+/**
+ * The source tag a delta's own tag names, when it has create-delta's form
+ * `OLDTAG-to-NEWTAG` (once, so that the split is unambiguous); else undefined.
+ * The delta manifest itself records only digests (as oci-delta writes it).
+ */
+export function sourceTagOfDeltaTag(tag: string | undefined): string | undefined {
+  if (tag === undefined) return undefined;
+  const parts = tag.split(DELTA_TAG_JOIN);
+  return parts.length === 2 && parts[0] !== "" && parts[1] !== "" ? parts[0] : undefined;
+}

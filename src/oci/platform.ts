@@ -63,3 +63,28 @@ export function selectPlatform(index: Index, want: Platform, what: string): Desc
     } (choose one with --platform)`,
   );
 }
+
+/**
+ * The platform an image's config names (`os`, `architecture`, `variant`), or
+ * undefined when it names none (a config of another kind, or one without).
+ */
+export function configPlatform(config: unknown): Platform | undefined {
+  if (typeof config !== "object" || config === null) return undefined;
+  const { os, architecture, variant } = config as Record<string, unknown>;
+  if (typeof os !== "string" || typeof architecture !== "string" || os === "" || architecture === "") return undefined;
+  return typeof variant === "string" && variant !== "" ? { os, architecture, variant } : { os, architecture };
+}
+
+/**
+ * Checks that a single image (reached without an index), whose config names
+ * `have`, is for the platform asked for with --platform: as podman, a pull
+ * for another platform fails rather than storing an image that will not run.
+ */
+export function checkImagePlatform(have: Platform | undefined, want: Platform, what: string): void {
+  if (have === undefined || platformMatches(have, want)) return;
+  throw new NotFoundError(
+    `${what} is a single image for platform ${formatPlatform(have)}, not ${
+      formatPlatform(want)
+    } (it has no index offering others; pull it with --platform ${formatPlatform(have)})`,
+  );
+}

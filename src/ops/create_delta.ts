@@ -75,6 +75,8 @@ function layoutSink(writer: LayoutWriter, out: LayoutDest): ArtifactSink {
 export interface CreateDeltaOptions {
   /** Platform to choose from an index (sources other than `repo:`). */
   platform: Platform;
+  /** The platform was asked for: OLD and NEW, when not from an index, must be for it too. */
+  requirePlatform?: boolean;
   /** Layers encoded at once (workers). */
   jobs: number;
   /** Largest uncompressed layer accepted when pulling OLD and NEW. */

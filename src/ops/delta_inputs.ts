@@ -26,6 +26,8 @@ export interface DeltaInput {
 /** How to find or pull an input. */
 export interface InputOptions {
   platform: Platform;
+  /** The platform was asked for: a single image must be for it too (see resolveManifest). */
+  requirePlatform?: boolean;
   jobs: number;
   maxLayerSize?: number;
   openOptions?: OpenOptions;
@@ -69,7 +71,7 @@ export async function deltaInput(repo: Repository, ref: ImageReference, options:
   if (ref.transport === "repo") return { record: await repo.resolveImage(ref.image) };
   const source = await openSource(ref, options.openOptions);
   try {
-    const resolved = await resolveManifest(source, options.platform);
+    const resolved = await resolveManifest(source, options.platform, { requirePlatform: options.requirePlatform });
     if (!(await repo.hasImage(resolved.digest))) await options.onPull?.(ref.text);
     // A delta published to it from an image the repository holds saves the download (delta_discovery.ts).
     const result = await pullDiscovering(repo, new UntaggedSource(source), resolved, {

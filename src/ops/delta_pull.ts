@@ -20,6 +20,7 @@ import type { ManifestDigest } from "../util/digest.ts";
 import { type ProgressSink, silentProgress } from "../util/progress.ts";
 import { type DeltaArtifact, type DeltaTarget, fetchDeltaTarget, parseDeltaArtifact } from "../delta/artifact.ts";
 import { verifyEmbeddedSignature } from "../delta/signature.ts";
+import { sourceTagOfDeltaTag } from "../delta/annotations.ts";
 import { MemoryBudget, type SourceIndex, sourceIndex } from "../delta/source_files.ts";
 import { fanOut } from "./fan_out.ts";
 import type { LayerPool } from "./layer_tasks.ts";
@@ -99,11 +100,7 @@ export async function applyDelta(
   let sourceImage: ImageRecord | undefined;
   if (missing.length > 0 || work.some((w) => w.rebuild)) {
     sourceImage = (await repo.findByConfig(artifact.sourceConfig))[0];
-    if (!sourceImage) {
-      throw new NotFoundError(
-        `delta needs source image with config ${artifact.sourceConfig} which is not in the repository; pull it first`,
-      );
-    }
+    if (!sourceImage) throw missingSource(what, artifact, source);
     info.source = sourceImage.manifest;
   }
   if (missing.length > 0) {
@@ -219,4 +216,28 @@ async function loadSourceIndex(repo: Repository, image: ImageRecord): Promise<So
   } catch (e) {
     throw withContext(e, `source image ${image.manifest}`);
   }
+}
+
+/**
+ * The error for a delta whose source image the repository lacks: it names the
+ * source manifest (and config) the delta records and, when the delta's own tag
+ * has create-delta's form `OLDTAG-to-NEWTAG`, the source tag to pull (as a
+ * docker:// reference when the delta came from a registry).
+ */
+function missingSource(what: string, artifact: DeltaArtifact, source: ImageSource): NotFoundError {
+  const recorded = artifact.source
+    ? `manifest ${artifact.source}, config ${artifact.sourceConfig}`
+    : `config ${artifact.sourceConfig}`;
+  const tag = sourceTagOfDeltaTag(source.tag);
+  let pull = "";
+  if (tag !== undefined) {
+    const suffix = `:${source.tag}`;
+    const desc = source.description;
+    pull = desc.startsWith("docker://") && desc.endsWith(suffix)
+      ? `: deltaship pull ${desc.slice(0, -suffix.length)}:${tag}`
+      : ` (tagged ${JSON.stringify(tag)}, by the delta's name)`;
+  }
+  return new NotFoundError(
+    `${what} needs its source image (${recorded}), which is not in the repository; pull it first${pull}`,
+  );
 }

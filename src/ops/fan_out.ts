@@ -84,6 +84,8 @@ export async function fanOut<T, R>(
       traceMemory("fan-out prepared");
     }
     const units = items.map((item) => options.unit(item));
+    // Rows in the items' order, whatever order they start in (largest first).
+    for (const { id, label, total } of units) progress.queue?.(id, label, total);
     const order = items.map((_, i) => i);
     if (!options.inOrder) order.sort((a, b) => (units[b].size ?? units[b].total) - (units[a].size ?? units[a].total));
     const results = new Array<R>(items.length);

@@ -71,6 +71,18 @@ async function checkTarget(target: string): Promise<void> {
     throw e;
   }
   if (!info.isDirectory) throw new InvalidArgumentError(`${target} is not a directory`);
+  // Something mounted there shows its own files: say what it is rather than "not empty".
+  const top = topMountAt(readMountTable()?.mounts ?? [], await Deno.realPath(target));
+  if (top) {
+    const ours = top.fsType === "overlay" && isDeltashipSource(top.source);
+    throw new FileSystemError(
+      `${target} is already a mount point (${
+        ours ? "an image deltaship mount mounted; deltaship umount unmounts it" : `a ${top.fsType} mount`
+      }); mount on an empty directory that is not one`,
+      target,
+      "EBUSY",
+    );
+  }
   for await (const _ of Deno.readDir(target)) {
     throw new InvalidArgumentError(`${target} is not empty; mount on an empty directory`);
   }
@@ -245,22 +257,23 @@ export interface UnmountResult {
  * with what to do.
  */
 export async function unmountImage(repoRoot: string, target: string): Promise<UnmountResult> {
+  // What is at the target is told first (no root needed): a directory that is not a mount point says so to anyone.
+  const path = await Deno.realPath(target).catch((e) => {
+    if (e instanceof Deno.errors.NotFound) throw new NotFoundError(`${target} does not exist`);
+    throw e;
+  });
+  const table = readMountTable();
+  if (!table) throw new UnsupportedError("umount needs to read /proc/self/mountinfo (FFI permission, /proc mounted)");
+  const top = topMountAt(table.mounts, path);
+  if (!top) throw new NotFoundError(`${target} is not a mount point`);
+  if (top.fsType !== "overlay" || !isDeltashipSource(top.source)) {
+    throw new NotFoundError(
+      `${target} holds a ${top.fsType} mount (source ${JSON.stringify(top.source)}) that deltaship mount did not ` +
+        "make; deltaship umount leaves it alone (umount(8) unmounts anything)",
+    );
+  }
   const api = needMountApi("umount");
   try {
-    const path = await Deno.realPath(target).catch((e) => {
-      if (e instanceof Deno.errors.NotFound) throw new NotFoundError(`${target} does not exist`);
-      throw e;
-    });
-    const table = readMountTable();
-    if (!table) throw new UnsupportedError("umount needs to read /proc/self/mountinfo (FFI permission, /proc mounted)");
-    const top = topMountAt(table.mounts, path);
-    if (!top) throw new NotFoundError(`${target} is not a mount point`);
-    if (top.fsType !== "overlay" || !isDeltashipSource(top.source)) {
-      throw new NotFoundError(
-        `${target} holds a ${top.fsType} mount (source ${JSON.stringify(top.source)}) that deltaship mount did not ` +
-          "make; deltaship umount leaves it alone (umount(8) unmounts anything)",
-      );
-    }
     try {
       api.unmount(path);
     } catch (e) {

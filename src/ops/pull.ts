@@ -21,7 +21,7 @@ import type { PullOptions, PullResult } from "./pull_steps.ts";
  * (`options.delta`).
  */
 export async function pull(repo: Repository, source: ImageSource, options: PullOptions): Promise<PullResult> {
-  const resolved = await resolveManifest(source, options.platform);
+  const resolved = await resolveManifest(source, options.platform, { requirePlatform: options.requirePlatform });
   if (isDeltaManifest(resolved.manifest)) return await applyDelta(repo, source, resolved, options);
   if (options.verifyKey) {
     throw new SignatureError(

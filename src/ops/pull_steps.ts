@@ -18,6 +18,8 @@ import type { ProgressSink } from "../util/progress.ts";
 export interface PullOptions {
   /** Platform to choose from an index. */
   platform: Platform;
+  /** The platform was asked for: a single image must be for it too (see resolveManifest). */
+  requirePlatform?: boolean;
   /** Most layers processed at once. */
   jobs: number;
   /** Tag to give the image; defaults to the source's tag. */

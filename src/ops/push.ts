@@ -102,27 +102,24 @@ export async function pushStoredImage(
     parallel: options.maxUploads ?? 2,
     inOrder: true,
     progress,
-    unit: ({ diffId, tarSize, index }) => ({ id: diffId, label: `layer ${index + 1}/${n}`, total: tarSize }),
+    // Progress counts the bytes sent (compressed), as the summary does; their total is known only uncompressed.
+    unit: ({ diffId, tarSize, index }) => ({
+      id: diffId,
+      label: `layer ${index + 1}/${n}`,
+      total: options.compression === "none" ? tarSize : 0,
+      size: tarSize,
+    }),
     note: ({ diffId }) => outcomes.get(diffId) ?? "uploaded",
     pool: { useCallingThread: false },
   }, async (pool, { diffId, tarSize, index }, onBytes) => {
-    let reported = 0;
     let annotations: Record<string, string> | undefined;
     const up = await target.pushBlob({
       what: `${target.description}: layer ${index + 1}/${n} (diff_id ${diffId})`,
       // Uncompressed, the blob is the tar itself: its digest is known, so the registry can be asked first.
       ...(options.compression === "none" ? { digest: diffId, size: tarSize } : {}),
       mountFrom: options.mountFrom,
-      open: () => {
-        let read = 0; // a restarted upload reads the layer again: count only what is new
-        return Promise.resolve(exportedLayer(repo, diffId, pool, options, (k) => {
-          read += k;
-          if (read <= reported) return;
-          onBytes(read - reported);
-          reported = read;
-        }, (a) => (annotations = a)));
-      },
-    });
+      open: () => Promise.resolve(exportedLayer(repo, diffId, pool, options, () => {}, (a) => (annotations = a))),
+    }, onBytes);
     sent += up.sent;
     blobs.push({ digest: up.digest, size: up.size, outcome: up.outcome });
     outcomes.set(diffId, up.outcome);

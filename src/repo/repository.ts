@@ -10,11 +10,9 @@
  */
 import { InvalidArgumentError, NotFoundError, RepositoryError } from "../errors.ts";
 import {
-  asManifestDigest,
   type ConfigDigest,
   type DiffId,
   type Digest,
-  isDigest,
   type ManifestDigest,
   parseDigest,
   verifyBytes,
@@ -37,6 +35,7 @@ import {
   type RepositoryFormat,
 } from "./format.ts";
 import { TagStore } from "./tag_store.ts";
+import { noImageTagged, parseImageArgument } from "./image_argument.ts";
 import { ObjectVerity } from "./verity.ts";
 import { checkTagName } from "../oci/tag_name.ts";
 import {
@@ -105,7 +104,11 @@ export class Repository {
   static async open(root: string, options: RepositoryOptions = {}): Promise<Repository> {
     const clean = root.replace(/\/+$/, "") || "/";
     if (!options.tempDir && !(await exists(`${clean}/${FORMAT_FILE}`))) {
-      if (options.create === false) throw new NotFoundError(`no deltaship repository at ${clean}`);
+      if (options.create === false) {
+        throw new NotFoundError(
+          `no repository at ${clean} (check --repo and $DELTASHIP_REPO; pull creates one)`,
+        );
+      }
       await createRepository(clean, options.sync);
     }
     const format = await readFormat(clean);
@@ -411,28 +414,19 @@ export class Repository {
    * A full digest is returned as it is, stored or not.
    */
   async resolveManifest(arg: string): Promise<ManifestDigest> {
-    if (arg.startsWith("@")) {
-      const want = arg.slice(1);
-      if (isDigest(want)) return asManifestDigest(want);
-      const m = /^(sha256|sha512):([0-9a-f]{4,})$/.exec(want);
-      if (!m) {
-        throw new InvalidArgumentError(
-          `invalid image reference ${JSON.stringify(arg)}: expected @sha256:<hex> or a tag`,
-        );
-      }
+    const parsed = parseImageArgument(arg);
+    if (parsed.kind === "digest") return parsed.digest;
+    if (parsed.kind === "prefix") {
+      const want = parsed.prefix;
       const hits = (await imageRecordNames(this.root)).filter((manifest) => manifest.startsWith(want));
       if (hits.length === 1) return hits[0];
       if (hits.length === 0) throw new NotFoundError(`no image with manifest digest ${want}... in the repository`);
       throw new InvalidArgumentError(`${arg} is ambiguous (${hits.length} images); give more digits`);
     }
     const manifest = await this.tags.read(arg);
-    if (!manifest) {
-      throw new NotFoundError(`no image tagged ${JSON.stringify(arg)} in the repository (see 'deltaship images')`);
-    }
+    if (!manifest) throw noImageTagged(arg);
     if (!(await this.hasImage(manifest))) {
-      if ((await this.tags.read(arg)) !== manifest) { // removed meanwhile by another process
-        throw new NotFoundError(`no image tagged ${JSON.stringify(arg)} in the repository (see 'deltaship images')`);
-      }
+      if ((await this.tags.read(arg)) !== manifest) throw noImageTagged(arg); // removed meanwhile by another process
       throw new RepositoryError(`tag ${JSON.stringify(arg)} names ${manifest}, which is not stored; run fsck`);
     }
     return manifest;

@@ -16,7 +16,8 @@ import {
   parseManifest,
   type Platform,
 } from "../oci/documents.ts";
-import { selectPlatform } from "../oci/platform.ts";
+import { MediaType } from "../oci/media_types.ts";
+import { checkImagePlatform, configPlatform, selectPlatform } from "../oci/platform.ts";
 import type { ByteRange, RangePiece, RangePolicy, RangeStats } from "./docker/byte_ranges.ts";
 import { asManifestDigest, type Digest, type ManifestDigest, sha256, verifyBytes } from "../util/digest.ts";
 
@@ -106,8 +107,26 @@ export interface ResolvedManifest {
 /** Largest chain of nested indexes followed. */
 const MAX_DEPTH = 4;
 
-/** Follows the source's reference (through indexes, choosing `platform`) to one manifest. */
-export async function resolveManifest(source: ImageSource, platform: Platform): Promise<ResolvedManifest> {
+/** How {@link resolveManifest} treats the platform. */
+export interface ResolveOptions {
+  /**
+   * The platform was asked for (--platform), not the host's by default: an
+   * image reached without an index must be for it too (its config is read).
+   */
+  requirePlatform?: boolean;
+}
+
+/**
+ * Follows the source's reference (through indexes, choosing `platform`) to one
+ * manifest. An index without an entry for `platform` fails naming those it
+ * has; with `requirePlatform`, so does a single image whose config names
+ * another platform.
+ */
+export async function resolveManifest(
+  source: ImageSource,
+  platform: Platform,
+  options: ResolveOptions = {},
+): Promise<ResolvedManifest> {
   let doc = await source.root();
   let what = source.description;
   for (let depth = 0; depth < MAX_DEPTH; depth++) {
@@ -118,6 +137,12 @@ export async function resolveManifest(source: ImageSource, platform: Platform): 
     const kind = documentKind(raw as Record<string, unknown>, doc.mediaType);
     if (kind === "manifest") {
       const manifest = parseManifest(doc.bytes, `${what} manifest ${doc.digest}`);
+      const imageConfig = manifest.config.mediaType === MediaType.ociConfig ||
+        manifest.config.mediaType === MediaType.dockerConfig;
+      if (depth === 0 && options.requirePlatform && imageConfig) {
+        const config = parseJson(await source.document(manifest.config), `${what} config ${manifest.config.digest}`);
+        checkImagePlatform(configPlatform(config), platform, `${what} (${doc.digest})`);
+      }
       return {
         bytes: doc.bytes,
         digest: asManifestDigest(doc.digest),

@@ -100,3 +100,39 @@ export async function removeDeadTemps(dir: string, prefix: string): Promise<void
   // Locks last: a path is removed before the lock that vouches for it.
   for (const lock of locks) if (await isDead(lock)) await Deno.remove(lock).catch(() => {});
 }
+
+/**
+ * A temporary name beside `path`, for a file written there and renamed over
+ * it: `DIR/.BASE.deltaship-<pid>-<id>` (the form of layout_writer.ts's
+ * sibling stages too), so that {@link userPaths} can name `path` instead.
+ */
+export function siblingTemp(path: string): string {
+  const slash = path.lastIndexOf("/");
+  const dir = slash < 0 ? "." : path.slice(0, slash) || "";
+  return `${dir}/.${path.slice(slash + 1).slice(0, 100)}.deltaship-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/**
+ * The temporary names deltaship makes beside or inside what the user asked
+ * for, each with what it stands for: a sibling `.BASE.deltaship-<pid>-<id>`
+ * (and its `.lock`) is BASE; a stage `.deltaship-staging-<pid>-<id>` inside a
+ * layout and a blob's `.tmp-<id>` are the directory they are in; a new
+ * repository's `ROOT.init-<pid>-<id>` is ROOT.
+ */
+const TEMP_NAMES: [RegExp, string][] = [
+  [/\/\.([^/]+?)\.deltaship-\d+-[0-9a-f]{8}(?:\.lock(?:-new)?)?(?=[/'"\s)]|$)/g, "/$1"],
+  [/\/\.deltaship-staging-\d+-[0-9a-f]{8}(?:\.lock(?:-new)?)?(?=[/'"\s)]|$)/g, ""],
+  [/\/\.tmp-[0-9a-f]{8}(?=['"\s)]|$)/g, ""],
+  [/\.init-\d+-[0-9a-f]{8}(?=[/'"\s)]|$)/g, ""],
+];
+
+/**
+ * `text` (an error message) with every temporary name of {@link TEMP_NAMES}
+ * replaced by the path the user gave: errors name what the user asked for,
+ * never a name they have not seen (and that is gone by the time they look).
+ */
+export function userPaths(text: string): string {
+  let out = text;
+  for (const [re, to] of TEMP_NAMES) out = out.replace(re, to);
+  return out;
+}

@@ -36,7 +36,7 @@ function sizeText(n: number): string {
   return n === 1 ? "1 byte" : `${n} bytes`;
 }
 
-/** What a setting must be, as its refusal and the README say it: `an integer from 0 to 19`. */
+/** What a setting must be, as its refusal and docs/cli.md say it: `an integer from 0 to 19`. */
 export function describeRange(range: SettingRange): string {
   const { min, max } = range;
   switch (range.unit ?? "count") {

@@ -66,7 +66,9 @@ export async function expectCleanFailure(
   message: RegExp,
   env: Record<string, string> = {},
 ): Promise<CliResult> {
-  const before = (await runCli(["--repo", repo, "--json", "images"], env)).stdout;
+  // A repository not made yet lists no images (read-only commands do not make one).
+  const listed = await runCli(["--repo", repo, "--json", "images"], env);
+  const before = listed.code === 0 ? listed.stdout : "[]\n";
   const files = repoFiles(repo, ["blobs", "images", "tags"]);
   const r = await runCli(["--repo", repo, ...args], env);
   assert.equal(r.code, 1, `${args.join(" ")}: expected exit 1, got ${r.code}; stderr: ${r.stderr}`);
@@ -74,7 +76,11 @@ export async function expectCleanFailure(
   assert.equal(r.stderr.trim().split("\n").length, 1, `one line: ${r.stderr}`);
   assert.doesNotMatch(r.stderr, /^\s+at /m);
   assert.doesNotMatch(r.stderr, /internal error/);
-  assert.equal(r.stdout, "");
+  if (args.includes("--json")) {
+    assert.deepEqual(Object.keys(JSON.parse(r.stdout)), ["error"], "with --json, the error on stdout too");
+  } else {
+    assert.equal(r.stdout, "");
+  }
   assert.equal((await runCli(["--repo", repo, "--json", "images"], env)).stdout, before);
   await assertUnchangedAfterFailure(repo, files);
   const fsck = await runCli(["--repo", repo, "fsck"], env);

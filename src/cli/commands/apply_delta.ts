@@ -6,7 +6,7 @@
  */
 import { applyDeltaToLayout } from "../../ops/apply_delta.ts";
 import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
-import { checkTagName } from "../../oci/tag_name.ts";
+import { checkOciTag } from "../../oci/tag_name.ts";
 import { openSource, parseDestination } from "../../transport/reference.ts";
 import { defineCommand } from "../command.ts";
 import { readVerifyKey, VERIFY_KEY_OPTION } from "../signature_options.ts";
@@ -44,6 +44,11 @@ everything succeeded.
 With --verify-key KEY.pub the delta must embed a cosign signature of its
 target that verifies with that ECDSA P-256 public key (PEM), checked before
 anything is fetched or stored.`,
+  examples: [
+    "deltaship apply-delta oci:./app-update oci-archive:app-v2.tar:v2",
+    "deltaship apply-delta docker://registry.example.com/app:v1-to-v2 oci:/var/lib/images:app --compression zstd",
+  ],
+  operands: ["source", "destination"],
   options: [
     ...COMPRESSION_OPTIONS,
     { name: "name", type: "string", arg: "NAME", help: "tag for the rebuilt image in the repository" },
@@ -59,13 +64,13 @@ anything is fetched or stored.`,
     const dest = parseDestination(destArg);
     const { compression, level } = compressionOptions(values);
     const name = values.name;
-    if (name !== undefined) checkTagName(name);
+    if (name !== undefined) checkOciTag(name);
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const memory = memoryPlan(memoryLimit(values, ctx.io.env), ctx.jobs);
     const platform = values.platform ? parsePlatform(values.platform) : hostPlatform();
     const verifyKey = await readVerifyKey(values["verify-key"]);
-    const repo = await ctx.repo({ write: true });
+    const repo = await ctx.repo({ write: true, create: true });
     using _lock = await repo.lock(false);
     const source = await openSource(deltaArg, openOptions);
     try {

@@ -28,6 +28,12 @@ the way of an image path (a symlink included) is replaced.
 fast and takes no space, but for reading only. The files share the objects'
 inodes (their mode, owner and times are the objects'), and writing to one would
 corrupt the repository. DIR must be on the repository's filesystem.`,
+  examples: [
+    "deltaship checkout app ./rootfs  # DIR is created, and must be empty",
+    "deltaship checkout app ./rootfs --force  # write over what is there",
+    "deltaship checkout app ./rootfs --hardlink  # link files to the repository's objects: fast, read-only use",
+  ],
+  operands: ["image", "dir"],
   options: [
     { name: "force", type: "boolean", help: "write into a non-empty DIR, replacing what is in the way" },
     { name: "hardlink", type: "boolean", help: "hard-link files to repository objects (read-only use)" },

@@ -15,6 +15,7 @@ import { DumpTreeBuilder } from "../../composefs/tree_dump.ts";
 import { type ComposefsOptions, composefsTree, writerOptions } from "../../repo/composefs_image.ts";
 import { toHex } from "../../util/digest.ts";
 import { writeAll } from "../../util/fs.ts";
+import { siblingTemp } from "../../util/owned_temp.ts";
 import { defineCommand } from "../command.ts";
 import { EROFS_VERSION_OPTION, erofsVersion, xattrFiltering, XATTRS_OPTION } from "../composefs_options.ts";
 import type { Context } from "../context.ts";
@@ -50,6 +51,10 @@ see docs/design.md) and prints its fs-verity digest in hex: the id
 'cfsctl --hash sha256 oci compute-id' gives the image, and the digest
 'deltaship mount' and the kernel know it by. --xattrs keep-user-xattrs keeps
 user.* xattrs too, as cfsctl's option of that name.`,
+  examples: [
+    "deltaship compute-id app  # the image's composefs id (hex), as cfsctl oci compute-id",
+  ],
+  operands: ["image"],
   options: [EROFS_VERSION_OPTION, XATTRS_OPTION, COMPOSEFS_MEMORY_LIMIT_OPTION],
   args: { min: 1, max: 1 },
   async run(ctx, [image], values) {
@@ -78,6 +83,11 @@ the same tree.
 With --from-dump, the tree is read from DUMPFILE, a composefs dumpfile
 (composefs-dump(5)), as 'mkcomposefs --from-file' does; no repository is used
 (and --xattrs does not apply: the dumpfile's xattrs are the tree's).`,
+  examples: [
+    "deltaship create-image app app.cfs  # its composefs EROFS image, in a file",
+    "deltaship create-image --from-dump x.dump x.cfs  # from a composefs dumpfile, as mkcomposefs --from-file",
+  ],
+  operands: ["image", "file"],
   options: [
     EROFS_VERSION_OPTION,
     XATTRS_OPTION,
@@ -109,8 +119,7 @@ With --from-dump, the tree is read from DUMPFILE, a composefs dumpfile
  * never a partial OUT. Returns the bytes written and their fs-verity digest (hex).
  */
 async function writeReplacing(path: string, chunks: Iterable<Uint8Array>): Promise<{ bytes: number; id: string }> {
-  const slash = path.lastIndexOf("/");
-  const tmp = `${slash < 0 ? "." : path.slice(0, slash) || "/"}/.${path.slice(slash + 1)}.${crypto.randomUUID()}`;
+  const tmp = siblingTemp(path);
   const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o644 });
   try {
     const hasher = new FsVerityHasher();
@@ -139,6 +148,10 @@ Prints the tree of IMAGE's composefs image as a composefs dumpfile
 (composefs-dump(5)): one line per path, what 'composefs-info dump' prints for
 the image 'deltaship create-image' writes. 'deltaship create-image --from-dump'
 turns it back into the same image.`,
+  examples: [
+    "deltaship dump app  # its tree as a composefs dumpfile (composefs-dump(5))",
+  ],
+  operands: ["image"],
   options: [XATTRS_OPTION, COMPOSEFS_MEMORY_LIMIT_OPTION],
   args: { min: 1, max: 1 },
   async run(ctx, [image], values) {

@@ -4,9 +4,11 @@
  *
  * @module
  */
-import { UsageError } from "../../errors.ts";
+import { InvalidArgumentError, UsageError } from "../../errors.ts";
+import { isOciTag } from "../../oci/tag_name.ts";
 import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
 import { createDelta, type CreateDeltaResult } from "../../ops/create_delta.ts";
+import { deltaTag } from "../../delta/annotations.ts";
 import type { LayoutDest } from "../../oci/layout_writer.ts";
 import { RegistryArtifactSink } from "../../ops/push.ts";
 import type { DockerTarget } from "../../transport/docker/target.ts";
@@ -132,6 +134,21 @@ function tagOf(ref: ImageReference): string | undefined {
 }
 
 /**
+ * OLD or NEW as given: a transport reference, `repo:NAME`, or, as every other
+ * command takes images in the repository, a bare NAME or `@sha256:<hex>`.
+ */
+function inputReference(spec: string, what: string): ImageReference {
+  if (/^(oci|oci-archive|repo):|^docker:\/\//.test(spec)) return parseReference(spec, { repo: true });
+  if (spec.startsWith("@") || isOciTag(spec)) return { text: spec, transport: "repo", image: spec };
+  throw new InvalidArgumentError(
+    `invalid ${what} ${JSON.stringify(spec)}: expected an image in the repository (NAME or @sha256:<hex>), ` +
+      `oci:DIR[:REF], oci-archive:FILE[:REF] or docker://REGISTRY/REPO[:TAG]${
+        spec.includes("/") && !spec.includes(":/") ? ` (did you mean docker://${spec}?)` : ""
+      }`,
+  );
+}
+
+/**
  * The registry destination of a delta: tagged as OUT says, else `OLD-to-NEW`
  * after the images' tags; blobs may be mounted from OLD's and NEW's
  * repositories when they are in the same registry.
@@ -143,7 +160,7 @@ function publishSink(
   progress: ProgressSink,
 ): RegistryArtifactSink {
   const [from, to] = [tagOf(oldRef), tagOf(newRef)];
-  const joined = from !== undefined && to !== undefined ? `${from}-to-${to}` : undefined;
+  const joined = from !== undefined && to !== undefined ? deltaTag(from, to) : undefined;
   const tag = target.tag ?? (joined !== undefined && joined.length <= 128 ? joined : undefined);
   const mountFrom = [oldRef, newRef].flatMap((r) => {
     if (r.transport !== "docker") return [];
@@ -159,7 +176,7 @@ export const createDeltaCommand = defineCommand({
   usage: "OLD NEW OUT",
   description: `
 OLD and NEW are oci:DIR[:REF], oci-archive:FILE[:REF], docker://REFERENCE, or an
-image already in the repository: repo:NAME or repo:@sha256:<hex>. Images given
+image already in the repository: NAME or @sha256:<hex> (also as repo:NAME). Images given
 by transport are pulled into the repository first (untagged; layers it already
 holds are not fetched again): the repository is where create-delta reads the old
 image's merged filesystem and the new image's layer tars from.
@@ -205,6 +222,13 @@ trades time for size.
 layout or archive, as cosign and oci-delta write them; a bare path is an
 oci-archive), so that clients can check it with --verify-key; it must sign
 NEW's manifest digest.`,
+  examples: [
+    "deltaship create-delta oci:./v1:app oci:./v2:app oci-archive:app-v1-v2.delta.tar -s",
+    "deltaship create-delta repo:app-v1 docker://registry.example/app:v2 oci:./deltas:v1-to-v2",
+    "deltaship create-delta repo:@sha256:4f3c… repo:app oci:./deltas -j 2 --json",
+    "deltaship create-delta docker://registry.example/app:v1 docker://registry.example/app:v2 docker://registry.example/app",
+  ],
+  operands: ["source", "source", "destination"],
   options: [
     { name: "stats", short: "s", type: "boolean", help: "show layer counts, sizes and bytes saved" },
     {
@@ -279,10 +303,10 @@ NEW's manifest digest.`,
     );
     const openOptions = withCreds(sourceOpenOptions(values, ctx.io.env), values["src-creds"], "--src-creds");
     const layerLimit = maxLayerSize(values, ctx.io.env);
-    const oldRef = parseReference(oldSpec, { repo: true });
-    const newRef = parseReference(newSpec, { repo: true });
+    const oldRef = inputReference(oldSpec, "OLD");
+    const newRef = inputReference(newSpec, "NEW");
     const dest = parseDestination(outSpec, { what: "output", bareIsArchive: true, registry: true });
-    const repo = await ctx.repo({ write: true });
+    const repo = await ctx.repo({ write: true, create: true });
     using _lock = await repo.lock(false);
     const target = dest.transport === "docker"
       ? await openTarget(dest, withCreds(targetOpenOptions(values, ctx.io.env), values["dest-creds"], "--dest-creds"))
@@ -292,6 +316,7 @@ NEW's manifest digest.`,
     const out = sink ?? dest as LayoutDest;
     const result = await createDelta(repo, oldRef, newRef, out, {
       platform,
+      requirePlatform: values.platform !== undefined,
       jobs: memory.jobs,
       maxLayerSize: layerLimit,
       level: zstdLevel,

@@ -30,6 +30,13 @@ own, with a table of contents, as containers/storage does: the blob is still
 plain zstd to every reader, and clients that know the format can fetch only
 the files they lack. Layers that format cannot hold (PAX global headers,
 sparse files, the same path twice) are refused, naming the entry.`,
+  examples: [
+    "deltaship export app oci:./layout  # add to a layout (created if needed), tagged app",
+    "deltaship export app oci-archive:app.tar:v2 --compression zstd",
+    "deltaship export @sha256:4f3c oci:./layout:v1 --compression none",
+    "deltaship export app oci:./layout:v2 --compression zstd:chunked",
+  ],
+  operands: ["image", "destination"],
   options: COMPRESSION_OPTIONS,
   args: { min: 2, max: 2 },
   async run(ctx, [image, destArg], values) {

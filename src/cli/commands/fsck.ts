@@ -16,6 +16,11 @@ Re-hashes every object, rebuilds every layer and checks it against its diff_id,
 re-hashes manifests and configs, and follows every reference (tag, image,
 layer, object). With IMAGE, checks only what that image needs. Exits 1 and
 lists the problems when anything is wrong.`,
+  examples: [
+    "deltaship fsck  # everything",
+    "deltaship fsck app  # what one image needs",
+  ],
+  operands: ["image"],
   options: [],
   args: { min: 0, max: 1 },
   async run(ctx, [image]) {

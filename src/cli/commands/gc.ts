@@ -27,6 +27,11 @@ symbolic link, directory or other non-file where a file belongs is left in place
 
 gc takes the repository lock exclusively: it waits for pulls and other
 commands in flight to finish, and they wait for it.`,
+  examples: [
+    "deltaship gc --dry-run  # what would go, and how many bytes",
+    "deltaship gc  # remove it",
+  ],
+  operands: [],
   options: [{ name: "dry-run", short: "n", type: "boolean", help: "show what would be removed; remove nothing" }],
   args: { min: 0, max: 0 },
   async run(ctx, _args, values) {

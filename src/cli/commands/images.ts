@@ -16,6 +16,10 @@ export const imagesCommand = defineCommand({
   description: `
 One row per tag (untagged images show <none>): name, manifest digest, config
 digest, uncompressed size and layer count.`,
+  examples: [
+    "deltaship images  # NAME, MANIFEST, CONFIG, SIZE (uncompressed), LAYERS",
+  ],
+  operands: [],
   options: [],
   args: { min: 0, max: 0 },
   async run(ctx) {
@@ -27,7 +31,7 @@ digest, uncompressed size and layer count.`,
     for (const d of damaged) await ctx.note(damagedRecordWarning(d));
     const namesOf = (m: string) => tags.filter((t) => t.manifest === m).map((t) => t.name);
     const rows = images.map((i) => ({
-      names: namesOf(i.manifest),
+      tags: namesOf(i.manifest),
       manifest: i.manifest,
       config: i.config,
       size: i.layers.reduce((a, l) => a + l.tarSize, 0),
@@ -37,7 +41,7 @@ digest, uncompressed size and layer count.`,
     if (ctx.json) return void await ctx.printJson(rows);
     const lines: string[][] = [];
     for (const r of rows) {
-      for (const name of r.names.length ? r.names : ["<none>"]) {
+      for (const name of r.tags.length ? r.tags : ["<none>"]) {
         lines.push([name, shortDigest(r.manifest), shortDigest(r.config), formatBytes(r.size), String(r.layers)]);
       }
     }

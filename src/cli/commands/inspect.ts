@@ -27,6 +27,13 @@ DELTA is an oci-delta artifact as oci:DIR[:REF], oci-archive:FILE[:REF] or
 docker://...: a JSON summary of what it ships (target, source, layers) and
 whether it embeds a signature (check it with pull or apply-delta --verify-key);
 --manifest writes the delta manifest's bytes.`,
+  examples: [
+    "deltaship inspect app  # JSON summary: digests, tags, platform, layers",
+    "deltaship inspect app --manifest  # the manifest bytes exactly as stored",
+    "deltaship inspect @sha256:4f3c --config",
+    'deltaship inspect oci-archive:app-v1-v2.delta.tar  # a delta: target, source, shipped layers, "signed"',
+  ],
+  operands: ["source"],
   options: [
     { name: "manifest", type: "boolean", help: "write the raw manifest" },
     { name: "config", type: "boolean", help: "write the raw config" },

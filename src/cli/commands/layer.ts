@@ -17,6 +17,10 @@ Rebuilds the layer with this diff_id (sha256:<hex>) from the repository and
 writes its uncompressed tar, byte for byte, to stdout. The tar is hashed as it
 is written: if the repository is damaged and it does not hash to DIFF_ID, the
 command fails naming the layer (what was written is not the layer).`,
+  examples: [
+    "deltaship layer sha256:<diff_id> > layer.tar  # the exact uncompressed layer tar",
+  ],
+  operands: ["word"],
   options: [],
   args: { min: 1, max: 1 },
   async run(ctx, [arg]) {

@@ -32,6 +32,10 @@ HOST[:PORT]/NAMESPACE), then keeps them for pull, push, create-delta and
 apply-delta. The password comes from --password-stdin (recommended) or
 --password.
 ${AUTH_FILE_TEXT}`,
+  examples: [
+    "printf '%s\\n' \"$TOKEN\" | deltaship login -u ci --password-stdin registry.example.com",
+  ],
+  operands: ["word"],
   options: [
     { name: "username", short: "u", type: "string", arg: "USER", help: "user name" },
     {
@@ -75,6 +79,10 @@ export const logoutCommand = defineCommand({
 Removes the entry for REGISTRY (as login named it) from the auth file login
 writes.
 ${AUTH_FILE_TEXT}`,
+  examples: [
+    "deltaship logout registry.example.com",
+  ],
+  operands: ["word"],
   options: [REGISTRY_OPTIONS[1]],
   args: { min: 1, max: 1 },
   async run(ctx, [registry], values) {

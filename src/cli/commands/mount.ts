@@ -34,11 +34,16 @@ security.capability only, as cfsctl does by default).
 'deltaship umount DIR' unmounts it. While it is mounted, the repository holds
 a root for it (mounts/): gc keeps everything the mount reads, even once rm has
 removed the image's names.`,
+  examples: [
+    "sudo deltaship mount app /mnt/app  # mounted read-only in place: nothing copied",
+  ],
+  operands: ["image", "dir"],
   options: [
     {
       name: "verity",
       type: "string",
       arg: "MODE",
+      choices: ["require", "auto", "off"],
       help: "require, auto (default) or off: fs-verity checks of objects",
     },
     XATTRS_OPTION,
@@ -73,6 +78,10 @@ mount, never attached anywhere, goes with it) and removes its root from the
 repository, so gc may collect what only it kept. Needs root. Refuses any mount
 deltaship mount did not make; fails, leaving it mounted, while a process still
 uses it (busy).`,
+  examples: [
+    "sudo deltaship umount /mnt/app",
+  ],
+  operands: ["dir"],
   options: [],
   args: { min: 1, max: 1 },
   async run(ctx, [dir]) {

@@ -5,7 +5,7 @@
  */
 import { hostPlatform, parsePlatform } from "../../oci/platform.ts";
 import { pull } from "../../ops/pull.ts";
-import { checkTagName } from "../../oci/tag_name.ts";
+import { checkOciTag } from "../../oci/tag_name.ts";
 import { openSource } from "../../transport/reference.ts";
 import { UsageError } from "../../errors.ts";
 import { defineCommand } from "../command.ts";
@@ -38,13 +38,15 @@ $XDG_RUNTIME_DIR/containers/auth.json (without XDG_RUNTIME_DIR:
 /run/containers/UID/auth.json), ~/.config/containers/auth.json,
 ~/.docker/config.json, ~/.dockercfg (see deltaship login). TLS follows certs.d
 and --tls-verify; registries.conf's mirrors are tried before the registry, and
-the one that serves the image is also where deltas are looked up (README,
-"Registries").
+the one that serves the image is also where deltas are looked up
+(docs/registries.md).
 
 Layers already in the repository are not fetched again; pulling an image
 already present only updates the tag.
 
-From an image index the platform of this machine is chosen, or --platform.
+From an image index the platform of this machine is chosen, or --platform; an
+index without it fails, naming the platforms it offers. With --platform, a
+single image (no index) whose config names another platform fails too.
 
 When SOURCE names an oci-delta artifact (artifactType
 application/vnd.io.github.containers.oci-delta.v1), the delta is applied
@@ -73,6 +75,20 @@ With --verify-key KEY.pub a delta must embed a cosign signature of its target
 that verifies with that ECDSA P-256 public key (PEM, as cosign writes it);
 otherwise the pull fails before anything is stored. Without it, signatures are
 carried but not required.`,
+  examples: [
+    "deltaship pull oci:./layout:v1 app",
+    "deltaship pull oci-archive:image.tar  # a layout holding exactly one manifest",
+    "deltaship pull oci:./layout:sha256:4f3c…  # by manifest digest",
+    "deltaship pull docker://quay.io/org/app:v2  # from a registry",
+    "deltaship pull docker://localhost:5000/app@sha256:4f3c…",
+    "deltaship pull docker://alpine  # docker.io/library/alpine:latest",
+    "deltaship pull --creds user:token docker://registry.example.com/team/app:v3",
+    "deltaship pull --tls-verify=false docker://10.0.0.5:5000/app:v1  # no certificate check (or plain HTTP)",
+    "deltaship pull --max-downloads 4 docker://ghcr.io/org/app@sha256:4f3c…",
+    "deltaship pull oci:./app-update app  # an oci-delta: rebuilds the new image from the old one",
+    "deltaship pull --verify-key cosign.pub docker://registry.example/app:v1-to-v2 app",
+  ],
+  operands: ["source", "word"],
   options: [
     { name: "platform", type: "string", arg: "OS/ARCH[/VARIANT]", help: "platform to pick from an index" },
     { name: "name", type: "string", arg: "NAME", help: "tag for the image (same as the NAME argument)" },
@@ -99,7 +115,7 @@ carried but not required.`,
       throw new UsageError("pull: NAME given twice (argument and --name) with different values");
     }
     const name = args[1] ?? values.name;
-    if (name !== undefined) checkTagName(name);
+    if (name !== undefined) checkOciTag(name);
     const openOptions = sourceOpenOptions(values, ctx.io.env);
     const layerLimit = maxLayerSize(values, ctx.io.env);
     const memory = memoryPlan(memoryLimit(values, ctx.io.env), ctx.jobs);
@@ -113,12 +129,13 @@ carried but not required.`,
       throw new UsageError(`--partial must be auto or never, got ${JSON.stringify(partial)}`);
     }
     const verifyKey = await readVerifyKey(values["verify-key"]);
-    const repo = await ctx.repo({ write: true });
+    const repo = await ctx.repo({ write: true, create: true });
     using _lock = await repo.lock(false);
     const source = await openSource(args[0], openOptions);
     try {
       const result = await pull(repo, source, {
         platform,
+        requirePlatform: values.platform !== undefined,
         jobs: memory.jobs,
         sourceMemory: memory.sourceMemory,
         memoryLimit: memory.limit,

@@ -51,6 +51,12 @@ referrers API, else in the image index tagged sha256-<subject hex>.
 
 TAG defaults to SOURCE's tag (NAME, or the layout entry's); without one the
 manifest is pushed by digest only. Credentials as for pull.`,
+  examples: [
+    "deltaship push app docker://registry.example/team/app:v2  # an image from the repository",
+    "deltaship push oci:./build:v2 docker://registry.example/team/app  # a layout's image, index or artifact, byte for byte",
+    "deltaship push oci-archive:app-v1-v2.delta.tar docker://registry.example/team/app:v1-to-v2",
+  ],
+  operands: ["source", "destination"],
   options: [
     ...COMPRESSION_OPTIONS,
     {
@@ -64,10 +70,19 @@ manifest is pushed by digest only. Credentials as for pull.`,
   ],
   args: { min: 2, max: 2 },
   async run(ctx, [sourceArg, destArg], values) {
-    const dest = parseDestination(destArg, { what: "destination", registry: true });
-    if (dest.transport !== "docker") {
-      throw new UsageError(`push: the destination must be docker://REGISTRY/REPO[:TAG]; to write a layout use export`);
+    if (!destArg.startsWith("docker://")) {
+      // A layout is written by export; a registry reference without its transport is the usual slip.
+      const hint = /^(oci|oci-archive):/.test(destArg)
+        ? "; to write a layout use export"
+        : destArg.includes("/")
+        ? ` (did you mean docker://${destArg}?)`
+        : "";
+      throw new UsageError(
+        `push: the destination must be docker://REGISTRY/REPO[:TAG], got ${JSON.stringify(destArg)}${hint}`,
+      );
     }
+    const dest = parseDestination(destArg, { what: "destination", registry: true });
+    if (dest.transport !== "docker") throw new UsageError(`push: the destination must be docker://REGISTRY/REPO[:TAG]`);
     if (sourceArg.startsWith("docker://")) {
       throw new UnsupportedError(
         `push: ${sourceArg} is in a registry already; pull it, then push it from the repository`,

@@ -4,7 +4,7 @@
  * @module
  */
 import { NotFoundError } from "../../errors.ts";
-import { checkTagName } from "../../oci/tag_name.ts";
+import { checkOciTag } from "../../oci/tag_name.ts";
 import { mountedAt } from "../../repo/mount_roots.ts";
 import { defineCommand } from "../command.ts";
 
@@ -14,10 +14,14 @@ export const tagCommand = defineCommand({
   usage: "IMAGE NAME",
   description: `
 Points tag NAME at IMAGE (a tag or @sha256:<hex>), replacing what NAME named before.`,
+  examples: [
+    "deltaship tag app app:stable  # another name for the same image",
+  ],
+  operands: ["image", "word"],
   options: [],
   args: { min: 2, max: 2 },
   async run(ctx, [image, name]) {
-    checkTagName(name);
+    checkOciTag(name);
     const repo = await ctx.repo({ write: true });
     using _lock = await repo.lock(false);
     const record = await repo.resolveImage(image);
@@ -36,6 +40,10 @@ Removes tag NAME, whatever its file holds (a damaged tag, which images, gc and
 fsck warn about, is removed the same way). The image itself stays in the
 repository, reachable by @sha256:<hex>, until it is removed with rm or
 collected by gc.`,
+  examples: [
+    "deltaship untag app:stable  # remove a name",
+  ],
+  operands: ["image"],
   options: [],
   args: { min: 1, max: 1 },
   async run(ctx, [name]) {
@@ -57,6 +65,10 @@ export const rmCommand = defineCommand({
 Removes IMAGE (a tag or @sha256:<hex>) and every tag naming it, whatever its
 record holds (a damaged record, which images, gc and fsck name, is removed the
 same way). Its layers and objects stay until gc reclaims what no image uses.`,
+  examples: [
+    "deltaship rm app  # remove the image and all its names",
+  ],
+  operands: ["image"],
   options: [],
   args: { min: 1, max: 1 },
   async run(ctx, [image]) {

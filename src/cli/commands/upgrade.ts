@@ -24,6 +24,10 @@ current already.
 Images whose composefs images were made by older tree rules (see docs/design.md,
 "composefs images") get them made again by the current ones, and their records
 name the new ones; any command that writes does this first too.`,
+  examples: [
+    "deltaship upgrade  # a repository of format version 1, upgraded in place to version 2",
+  ],
+  operands: [],
   options: [],
   args: { min: 0, max: 0 },
   async run(ctx) {

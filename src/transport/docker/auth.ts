@@ -189,7 +189,7 @@ export class Authenticator {
       : "";
     return new TransportError(
       `${what ? `${what}: ` : ""}${this.registry} requires authentication${kept}: pass --creds USER:PASS, ` +
-        `or log in with deltaship login ${this.registry} (or skopeo or podman login; see "Registries" in the README)`,
+        `or log in with deltaship login ${this.registry} (or skopeo or podman login; see docs/registries.md)`,
     );
   }
 
