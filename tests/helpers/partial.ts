@@ -31,7 +31,7 @@ export const TEST_IMAGE = { files: 300, size: 48 * 1024, changed: [17, 123, 250]
 
 /**
  * Writes versions 1 and 2 of the test image (a small gzip layer, the big one),
- * pulls them into `repo` (as `app:v1`, `app:v2`) and pushes both to
+ * pulls them into `repo` (as `app-v1`, `app-v2`) and pushes both to
  * `docker://HOST/partial/app:vN` as zstd:chunked; returns the pushed manifests.
  */
 export async function pushTwoVersions(
@@ -49,14 +49,14 @@ export async function pushTwoVersions(
         { tar: buildTar(bigLayerEntries(image.files, image.size, v, image.changed)), compression: "zstd" },
       ],
     });
-    const pull = await runCli(["--repo", repo, "-q", "pull", `oci:${tmp}/src${v}:v${v}`, `app:v${v}`]);
+    const pull = await runCli(["--repo", repo, "-q", "pull", `oci:${tmp}/src${v}:v${v}`, `app-v${v}`]);
     assert.equal(pull.code, 0, pull.stderr);
     const push = await runCli([
       "--repo",
       repo,
       "--json",
       "push",
-      `app:v${v}`,
+      `app-v${v}`,
       `docker://${host}/partial/app:v${v}`,
       "--compression",
       "zstd:chunked",
