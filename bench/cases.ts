@@ -8,6 +8,7 @@
  */
 
 import { pushImage, type Registry, startRegistry } from "../tests/helpers/registry.ts";
+import { type FaultProxy, startProxy } from "../tests/helpers/fault_proxy.ts";
 import {
   type BenchCase,
   type BenchEnv,
@@ -264,6 +265,73 @@ function registryPullCase(corpus: Corpus = REALWORLD): BenchCase {
     },
     // Issue 21: within 1.2x of the floor (1.43x before it).
     targets: { peerRatio: 1, rssMiB: MINIMAL_HOST_MIB, floorRatio: 1.2 },
+  };
+}
+
+/**
+ * Pull of the corpus new image, pushed by deltaship as zstd:chunked to a real
+ * registry, after the old image (issue 24): `partial` lets zstd:chunked layers
+ * come partially, `full` pulls whole blobs (`--partial never`). A
+ * byte-counting proxy in front of the registry counts what each pull fetched
+ * (`fetched bytes`); the delta's bytes are delta-registry's.
+ */
+function partialCase(way: "partial" | "full"): BenchCase {
+  let registry: Registry | undefined;
+  let proxy: FaultProxy | undefined;
+  let pushed = "";
+  const ref = () => `${proxy!.host}/corpus:new-chunked`;
+  return {
+    name: way === "partial" ? "partial-registry" : "partial-registry-never",
+    description: `pull the corpus new image pushed as zstd:chunked from a local registry, after the old image` +
+      (way === "full" ? ", with --partial never" : ""),
+    corpus: true,
+    tools: ["docker-registry"],
+    async prepare(env) {
+      registry = await startRegistry();
+      proxy = startProxy(registry.url);
+      const publisher = `${env.cache}/work/partial-publisher`;
+      await fresh(publisher);
+      await sh(dsPull(env, `${publisher}/repo`, `oci:${env.corpus}/new:new`, "new"));
+      const out = await new Deno.Command(env.deltaship[0], {
+        args: [
+          ...env.deltaship.slice(1),
+          "--repo",
+          `${publisher}/repo`,
+          "--json",
+          "push",
+          "new",
+          `docker://${registry.host}/corpus:new-chunked`,
+          "--compression",
+          "zstd:chunked",
+        ],
+        stdout: "piped",
+      }).output();
+      if (!out.success) throw new Error("push --compression zstd:chunked failed");
+      pushed = JSON.parse(new TextDecoder().decode(out.stdout)).manifest;
+    },
+    finish: async () => {
+      await proxy?.close();
+      await registry?.stop();
+    },
+    async setup(env, scratch) {
+      await withCorpusImage("old")(env, scratch);
+      proxy!.requests.length = 0;
+    },
+    run: (env, scratch) => [
+      dsPull(env, `${scratch}/repo`, ...(way === "full" ? ["--partial", "never"] : []), `docker://${ref()}`, "new"),
+    ],
+    async verify(env, scratch) {
+      const got = await manifestOf(env, `${scratch}/repo`, "new");
+      if (got !== pushed) throw new Error(`partial pull gave ${got}, expected ${pushed}`);
+    },
+    extra: () => {
+      const blobs = proxy!.requests.filter((r) => r.method === "GET" && r.path.includes("/blobs/"));
+      return Promise.resolve({
+        "fetched bytes": blobs.reduce((n, r) => n + r.bytesOut, 0),
+        "blob requests": blobs.length,
+      });
+    },
+    targets: { rssMiB: MINIMAL_HOST_MIB },
   };
 }
 
@@ -646,6 +714,8 @@ export const CASES: BenchCase[] = [
   deltaCase("delta-oci", "oci"),
   deltaCase("delta-archive", "oci-archive"),
   deltaCase("delta-registry", "docker"),
+  partialCase("partial"),
+  partialCase("full"),
   pullCase("pull-old-oci-64mib", "old", "oci", "64MiB"),
   deltaCase("delta-oci-64mib", "oci", "64MiB"),
   deltaCase("far-delta-oci", "oci", undefined, FAR),

@@ -22,7 +22,7 @@ import type { TarEntry } from "../tar/header.ts";
 import { TarSplitter } from "../tar/splitter.ts";
 import { Hasher } from "../util/digest.ts";
 import { concat } from "../util/streams.ts";
-import { type ChunkSink, ContentChunker } from "../compression/content_chunks.ts";
+import { type ChunkSink, ContentChunker, MAX_CHUNK } from "../compression/content_chunks.ts";
 import { type BlobRange, chunkedFooterFrame, skippableHeader } from "../compression/chunked_footer.ts";
 import type { FramesJob, FrameSpec, FramesResult } from "../compression/frames.ts";
 import { ZstdEncoder } from "../compression/zstd/native_encoder.ts";
@@ -41,7 +41,7 @@ import {
 import { TarSplitWriter } from "./tar_split.ts";
 
 /** Uncompressed bytes per job, and the most a frame holds (a longer chunk is cut there). */
-const JOB_SIZE = 2 << 20;
+const JOB_SIZE = MAX_CHUNK;
 /** The TOC and tar-split are compressed at most at this level (level 19 would take ~90 MiB per stream). */
 const METADATA_LEVEL_MAX = 9;
 

@@ -23,6 +23,8 @@ const S1_START = WINDOW * CHAR_OFFSET;
 const S2_START = WINDOW * (WINDOW - 1) * CHAR_OFFSET;
 /** A chunk ends where the checksum's low `ROLLSUM_BITS` bits are all set. */
 const SPLIT_MASK = (1 << 16) - 1;
+/** The longest data chunk deltaship's zstd:chunked writer cuts (its job size), and the content index with it. */
+export const MAX_CHUNK = 2 << 20;
 /** Zero bytes that make a hole. */
 export const HOLE_THRESHOLD = 1024;
 

@@ -34,7 +34,9 @@ import type {
 import { asManifestDigest, type DiffId, type Digest } from "../util/digest.ts";
 import { applyDelta } from "./delta_pull.ts";
 import { pullImage } from "./pull_image.ts";
-import type { DiscoveryInfo, PullOptions, PullResult } from "./pull_steps.ts";
+import { type DiscoveryInfo, type ImageLayer, layerLimits, type PullOptions, type PullResult } from "./pull_steps.ts";
+import { type PartialPlans, planPartialLayers } from "./partial_layers.ts";
+import { type ChunkedLayout, chunkedLayout } from "../chunked/annotations.ts";
 
 /** Delta manifests fetched at most while choosing. */
 const MAX_CANDIDATES = 8;
@@ -64,6 +66,31 @@ export async function pullDiscovering(
   // A delta embeds its target manifest: the one already in hand.
   cached.keep({ digest: resolved.digest, size: resolved.bytes.length }, resolved.bytes);
   const info = await chooseDeltas(repo, cached, resolved);
+  // Partial layers against the cheapest delta, by bytes to download (the TOCs tell them exactly).
+  let plans: PartialPlans | undefined;
+  let planned = 0; // bytes the planning fetched
+  if (info.ranked.length > 0 && options.partial !== "never" && mode !== "require") {
+    const layers = await missingImageLayers(repo, cached, resolved);
+    // Planning costs the TOCs and tar-splits: not worth it when they alone cost more than the delta.
+    if (partialFloor(layers) < info.ranked[0].bytes) {
+      plans = await planPartialLayers(repo, cached, layers, layerLimits(options));
+      for (const p of [...plans.partial.values(), ...plans.whole.values()]) planned += p.metadataBytes;
+    }
+    if (plans && plans.partial.size > 0) {
+      const partialBytes = layers.reduce((n, l) => {
+        const p = plans!.partial.get(l.desc.digest);
+        const w = plans!.whole.get(l.desc.digest);
+        return n + (p ? p.metadataBytes + p.frameBytes : l.desc.size + (w?.metadataBytes ?? 0));
+      }, 0);
+      info.discovery.partialBytes = partialBytes;
+      if (partialBytes <= info.ranked[0].bytes) {
+        const reason = `partial layers fetch ${partialBytes} bytes, the smallest delta ${info.ranked[0].bytes}`;
+        await options.onNote?.(`no delta used: ${reason}`);
+        const result = await pullImage(repo, cached, resolved, options, plans);
+        return { ...result, discovery: { ...info.discovery, way: "full", reason } };
+      }
+    }
+  }
   let failure: { error: unknown; delta: Digest } | undefined;
   let spent = 0;
   for (const [i, candidate] of info.ranked.entries()) {
@@ -71,6 +98,7 @@ export async function pullDiscovering(
     if (spent + candidate.bytes >= info.discovery.missingBytes) break;
     try {
       const result = await applyDelta(repo, cached, candidate.resolved, options, resolved.digest);
+      result.bytesFetched += planned;
       return { ...result, discovery: { ...info.discovery, way: "delta", delta: candidate.resolved.digest } };
     } catch (e) {
       failure = { error: e, delta: candidate.resolved.digest };
@@ -89,8 +117,48 @@ export async function pullDiscovering(
     throw new NotFoundError(`${source.description} (${resolved.digest}): ${reason}`);
   }
   if (!info.quiet) await options.onNote?.(`no delta used: ${reason}; pulling the full image`);
-  const result = await pullImage(repo, cached, resolved, options);
+  const result = await pullImage(repo, cached, resolved, options, plans);
   return { ...result, discovery: { ...info.discovery, way: "full", reason } };
+}
+
+/**
+ * The least a pull with partial layers can fetch: the metadata of the
+ * zstd:chunked layers (their annotations say its size), the others whole.
+ */
+function partialFloor(layers: readonly ImageLayer[]): number {
+  let n = 0;
+  for (const { desc } of layers) {
+    let layout: ChunkedLayout | undefined;
+    try {
+      layout = chunkedLayout(desc.annotations, desc.size, `layer ${desc.digest}`);
+    } catch {
+      layout = undefined;
+    }
+    n += layout?.tarSplit ? layout.toc.length + layout.tarSplit.length : desc.size;
+  }
+  return n;
+}
+
+/** The layers of `resolved` a pull fetches: one per distinct diff_id the repository lacks. */
+async function missingImageLayers(
+  repo: Repository,
+  source: ImageSource,
+  resolved: ResolvedManifest,
+): Promise<ImageLayer[]> {
+  const { manifest } = resolved;
+  const config = parseImageConfig(
+    await source.document(manifest.config),
+    `${source.description}: config ${manifest.config.digest}`,
+  );
+  const out: ImageLayer[] = [];
+  const seen = new Set<DiffId>();
+  for (const [index, desc] of manifest.layers.entries()) {
+    const diffId = config.rootfs.diff_ids[index];
+    if (diffId === undefined || seen.has(diffId)) continue;
+    seen.add(diffId);
+    if (!(await repo.hasLayer(diffId))) out.push({ index, desc, diffId });
+  }
+  return out;
 }
 
 /** A delta that may be applied: its manifest resolved, and the bytes it makes the pull download. */
@@ -318,6 +386,13 @@ class DocumentCache implements ImageSource {
   }
   blob(desc: Descriptor): Promise<ReadableStream<Uint8Array>> {
     return this.inner.blob(desc);
+  }
+  get rangePolicy(): ImageSource["rangePolicy"] {
+    return this.inner.rangePolicy;
+  }
+  get blobRanges(): ImageSource["blobRanges"] {
+    const inner = this.inner;
+    return inner.blobRanges ? (desc, ranges, stats) => inner.blobRanges!(desc, ranges, stats) : undefined;
   }
   referrers(subject: Digest, artifactType: string, options?: ReferrerOptions): Promise<ReferrerList> {
     return this.inner.referrers?.(subject, artifactType, options) ??

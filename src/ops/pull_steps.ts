@@ -35,6 +35,8 @@ export interface PullOptions {
   delta?: DeltaMode;
   /** Told, in one line, why a pull that looked for a delta pulls the full image. */
   onNote?: (line: string) => void | Promise<void>;
+  /** Whether zstd:chunked layers are fetched partially (`--partial`; default auto). */
+  partial?: "auto" | "never";
   /** A delta must embed a signature of its target that verifies with this key (`--verify-key`). */
   verifyKey?: CryptoKey;
 }
@@ -48,7 +50,7 @@ export type DeltaMode = "auto" | "never" | "require";
 
 /** What a pull that looked for a delta found, and which way it went. */
 export interface DiscoveryInfo {
-  /** The image came from a published delta, or in full. */
+  /** The image came from a published delta, or as an image (its layers whole or partially: see `layers`). */
   way: "delta" | "full";
   /** Why the full image was pulled (absent when a delta was applied). */
   reason?: string;
@@ -61,6 +63,11 @@ export interface DiscoveryInfo {
   delta?: ManifestDigest;
   /** Compressed bytes of the image's layers the repository lacks: what the full pull fetches. */
   missingBytes: number;
+  /**
+   * What pulling the image with partial layers would fetch (their metadata and frames, other layers whole), when it
+   * was weighed against a delta.
+   */
+  partialBytes?: number;
   /** Why the listing was cut short (too many pages, bytes or deltas), when it was. */
   truncated?: string;
 }
@@ -82,6 +89,24 @@ export interface DeltaPullInfo {
   verified?: boolean;
 }
 
+/** Which way one layer of an image pull went, and what it cost. */
+export interface LayerWay {
+  /** The layer's blob digest. */
+  digest: string;
+  /** `partial`: only the files the repository lacked, by Range; `full`: the whole blob. */
+  way: "partial" | "full";
+  /** The blob's size: what a whole-blob pull fetches. */
+  size: number;
+  /** Bytes received for the layer (a partial pull's metadata and frames; a failed partial pull's too). */
+  fetched: number;
+  /** Why a zstd:chunked layer was fetched whole (absent for other layers). */
+  reason?: string;
+  /** For a partial pull: files in the layer, those reused from the repository, and chunks of others reused. */
+  files?: number;
+  reusedFiles?: number;
+  reusedChunks?: number;
+}
+
 /** What a pull did. */
 export interface PullResult {
   /** The tag given, if any. */
@@ -99,6 +124,8 @@ export interface PullResult {
   delta?: DeltaPullInfo;
   /** Set when the pull looked for a published delta to the image. */
   discovery?: DiscoveryInfo;
+  /** For an image pull from a registry (not a delta): each layer fetched, which way it went. */
+  layers?: LayerWay[];
 }
 
 /** The limits a pull puts on each layer it stores. */

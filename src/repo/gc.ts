@@ -174,6 +174,16 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
       }
     }
   }
+  // Content indexes (content_index.ts) go with their layers; they are not counted.
+  for await (const alg of subdirs(`${repo.root}/content-index`)) {
+    for await (const name of files(`${repo.root}/content-index/${alg}`, `content-index/${alg}`, problems)) {
+      const path = `${repo.root}/content-index/${alg}/${name}`;
+      if (!keepAll && !layers.has(`${alg}:${name}` as DiffId)) {
+        bytes += await treeSize(path);
+        if (!dryRun) await Deno.remove(path);
+      }
+    }
+  }
   for await (const fan of subdirs(`${repo.root}/objects`)) {
     if (!/^[0-9a-f]{2}$/.test(fan)) continue; // not an object directory (fsck reports it)
     for await (const name of files(`${repo.root}/objects/${fan}`, `objects/${fan}`, problems)) {

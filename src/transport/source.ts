@@ -18,6 +18,7 @@ import {
 } from "../oci/documents.ts";
 import { MediaType } from "../oci/media_types.ts";
 import { checkImagePlatform, configPlatform, selectPlatform } from "../oci/platform.ts";
+import type { ByteRange, RangePiece, RangePolicy, RangeStats } from "./docker/byte_ranges.ts";
 import { asManifestDigest, type Digest, type ManifestDigest, sha256, verifyBytes } from "../util/digest.ts";
 
 /** A document fetched by reference: exact bytes and their digest. */
@@ -40,6 +41,14 @@ export interface ImageSource {
   document(desc: Descriptor, signal?: AbortSignal): Promise<Uint8Array>;
   /** A blob's bytes as a stream; the consumer verifies them. */
   blob(desc: Descriptor): Promise<ReadableStream<Uint8Array>>;
+  /**
+   * For registries: the bytes of `ranges` of a blob (sorted, apart), in order,
+   * nothing else (a `RangeUnsupportedError` when the server ignores
+   * `Range`; the consumer verifies what it gets).
+   */
+  blobRanges?(desc: Descriptor, ranges: readonly ByteRange[], stats?: RangeStats): AsyncGenerator<RangePiece>;
+  /** For registries: how {@link blobRanges} merges ranges (what a plan of ranges costs). */
+  readonly rangePolicy?: RangePolicy;
   /** Releases connections and files. */
   close(): Promise<void>;
   /** For network sources: blob downloads in flight when the user did not choose a number. */

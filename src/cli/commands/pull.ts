@@ -62,6 +62,15 @@ one with the fewest bytes to download. When none fits, or applying it fails,
 the full image is pulled, with one line saying why. --delta never does not
 look; --delta require fails instead of pulling the full image.
 
+A zstd:chunked layer (its TOC named by its annotations) is pulled partially
+from a registry: its TOC and tar-split are fetched by Range, files the
+repository already holds (by SHA-256) are reused, only the others' frames are
+fetched, and the layer is rebuilt and checked against its diff_id. When the
+registry ignores Range, the TOC is missing or bad, or the rebuilt layer does
+not match, that layer's whole blob is fetched, with one line saying why.
+--partial never fetches whole blobs. Between a delta and partial layers, the
+one with fewer bytes to download is chosen.
+
 With --verify-key KEY.pub a delta must embed a cosign signature of its target
 that verifies with that ECDSA P-256 public key (PEM, as cosign writes it);
 otherwise the pull fails before anything is stored. Without it, signatures are
@@ -89,6 +98,12 @@ carried but not required.`,
       arg: "auto|never|require",
       help: "docker://: use a delta published for the image (default auto: when one fits, else the full image)",
     },
+    {
+      name: "partial",
+      type: "string",
+      arg: "auto|never",
+      help: "docker://: fetch only the missing files of zstd:chunked layers (default auto: when it saves bytes)",
+    },
     VERIFY_KEY_OPTION,
     MAX_LAYER_SIZE_OPTION,
     MEMORY_LIMIT_OPTION,
@@ -109,6 +124,10 @@ carried but not required.`,
     if (delta !== "auto" && delta !== "never" && delta !== "require") {
       throw new UsageError(`--delta must be auto, never or require, got ${JSON.stringify(delta)}`);
     }
+    const partial = values.partial ?? "auto";
+    if (partial !== "auto" && partial !== "never") {
+      throw new UsageError(`--partial must be auto or never, got ${JSON.stringify(partial)}`);
+    }
     const verifyKey = await readVerifyKey(values["verify-key"]);
     const repo = await ctx.repo({ write: true, create: true });
     using _lock = await repo.lock(false);
@@ -124,6 +143,7 @@ carried but not required.`,
         progress: ctx.progress(),
         maxLayerSize: layerLimit,
         delta,
+        partial,
         onNote: (line) => ctx.note(line),
         verifyKey,
       });
@@ -165,6 +185,16 @@ carried but not required.`,
           `Pulled ${label} (${
             plural(result.layersFetched, "layer")
           } fetched, ${result.layersSkipped} already present, ${formatBytes(result.bytesFetched)})`,
+        );
+      }
+      for (const l of result.layers ?? []) {
+        if (l.way !== "partial") continue;
+        await ctx.print(
+          `layer ${shortDigest(l.digest)}: partial, ${l.reusedFiles} of ${l.files} files reused${
+            l.reusedChunks ? ` (and ${l.reusedChunks} chunks of others)` : ""
+          }, fetched ${formatBytes(l.fetched)} of ${formatBytes(l.size)} (${
+            Math.floor(100 * (1 - l.fetched / l.size))
+          }% saved)`,
         );
       }
       await ctx.print(`manifest ${result.manifest}\nconfig   ${result.config}`);

@@ -20,6 +20,15 @@ import {
   type ReferrerOptions,
 } from "../source.ts";
 import { resumableBlobStream } from "./blob_stream.ts";
+import {
+  type ByteRange,
+  fetchRanges,
+  type RangePiece,
+  type RangePolicy,
+  rangePolicySetting,
+  type RangeStats,
+  TOO_MANY_RANGES,
+} from "./byte_ranges.ts";
 import { isRetryable, type RegistryClient } from "./client.ts";
 import { failureText } from "./sanitize.ts";
 import { checkNotBlocked, connect, type ConnectOptions, deadlineSetting } from "./connect.ts";
@@ -74,6 +83,11 @@ export class DockerSource implements ImageSource {
   /** Where the image may be read, in the order tried (registries.conf: mirrors, then the primary location). */
   readonly #sources: PullSource[];
   readonly #options: DockerSourceOptions;
+  readonly #rangePolicy: RangePolicy;
+  /** How byte ranges are merged and sent (`DELTASHIP_RANGE_GAP`, `DELTASHIP_RANGES_PER_REQUEST`). */
+  get rangePolicy(): RangePolicy {
+    return this.#rangePolicy;
+  }
   /** The endpoint chosen: the first of the sources that served the manifest (the only one, when there is one). */
   #endpoint: Endpoint | undefined;
   /** registries.conf, kept until an endpoint is chosen. */
@@ -91,6 +105,7 @@ export class DockerSource implements ImageSource {
     this.#sources = sources;
     this.#options = options;
     this.#deadlineMs = deadlineSetting(options.env ?? {});
+    this.#rangePolicy = rangePolicySetting(options.env ?? {});
     this.#downloads = new Semaphore(options.maxDownloads ?? DEFAULT_MAX_DOWNLOADS);
     this.#downloadsChosen = options.maxDownloads !== undefined;
     this.#facts = facts;
@@ -270,6 +285,35 @@ export class DockerSource implements ImageSource {
       signal: this.#closed.signal,
       onEnd: release,
     });
+  }
+
+  /**
+   * Byte ranges of a blob (see byte_ranges.ts), one request at a time, within
+   * the download slots blobs share.
+   */
+  async *blobRanges(desc: Descriptor, ranges: readonly ByteRange[], stats?: RangeStats): AsyncGenerator<RangePiece> {
+    const endpoint = await this.#chosen();
+    const release = await this.#downloads.acquire();
+    try {
+      const what = `${this.description}: blob ${desc.digest}`;
+      const path = `/v2/${endpoint.ref.repository}/blobs/${desc.digest}`;
+      const source = {
+        what,
+        size: desc.size,
+        attempts: endpoint.retry.attempts,
+        open: (range: string) =>
+          endpoint.client.get(path, {
+            what,
+            scope: endpoint.scope,
+            headers: { range },
+            signal: this.#closed.signal,
+            pass: TOO_MANY_RANGES,
+          }),
+      };
+      yield* fetchRanges(source, ranges, this.#rangePolicy, stats);
+    } finally {
+      release();
+    }
   }
 
   /**
