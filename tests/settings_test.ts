@@ -90,14 +90,14 @@ function settingsTable(): Row[] {
   });
 }
 
-const UNITS: Record<string, number> = { byte: 1, KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 };
+const UNITS: Record<string, number> = { byte: 1, bytes: 1, KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 };
 
 /**
  * The ends of a documented numeric range, as values to write: `1 to 64`, `0 to 512 MiB` (MiB options, values
  * in MiB), `1 to 86400000 ms`; sizes in bytes when the low end has a unit (`1 KiB to 256 MiB`).
  */
 function ends(range: string): [number, number] | undefined {
-  const m = /^(\d+)(?: (byte|KiB|MiB|GiB|TiB))? to (\d+)(?: (KiB|MiB|GiB|TiB|ms))?/.exec(range);
+  const m = /^(\d+)(?: (bytes?|KiB|MiB|GiB|TiB))? to (\d+)(?: (KiB|MiB|GiB|TiB|ms))?/.exec(range);
   if (!m) return undefined;
   if (!m[2]) return [Number(m[1]), Number(m[3])];
   return [Number(m[1]) * UNITS[m[2]], Number(m[3]) * UNITS[m[4]]];
@@ -132,6 +132,8 @@ Deno.test("every numeric setting in the reference's table is refused outside its
     DELTASHIP_HTTP_DEADLINE_MS: ["pull", `docker://${host}/app:v1`],
     DELTASHIP_RETRY_BASE_MS: ["pull", `docker://${host}/app:v1`],
     DELTASHIP_UPLOAD_CHUNK_SIZE: ["push", "app", `docker://${host}/app`],
+    DELTASHIP_RANGE_GAP: ["pull", `docker://${host}/app:v1`],
+    DELTASHIP_RANGES_PER_REQUEST: ["pull", `docker://${host}/app:v1`],
   };
   const check = async (name: string, args: string[], env: Record<string, string>, value: number, ok: boolean) => {
     const r = await runCli(["--repo", repo, ...args], env);
@@ -174,7 +176,7 @@ Deno.test("every numeric setting in the reference's table is refused outside its
       }
     }
   }
-  assert.equal(numeric, 15, "numeric rows in the table");
+  assert.equal(numeric, 17, "numeric rows in the table");
 });
 
 Deno.test("every DELTASHIP_* variable the code reads is in the reference's settings table", () => {

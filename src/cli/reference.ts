@@ -80,6 +80,8 @@ const SETTINGS: readonly (readonly [string, string, string])[] = [
   ["`DELTASHIP_HTTP_DEADLINE_MS` (a whole document)", "1 to 86400000 ms", "60000"],
   ["`DELTASHIP_RETRY_BASE_MS` (first retry delay)", "0 to 30000 ms", "250"],
   ["`DELTASHIP_UPLOAD_CHUNK_SIZE` (bytes per upload chunk)", "1 KiB to 256 MiB", "8 MiB"],
+  ["`DELTASHIP_RANGE_GAP` (partial pulls: ranges this close are fetched as one)", "0 bytes to 16 MiB", "1 KiB"],
+  ["`DELTASHIP_RANGES_PER_REQUEST` (partial pulls: ranges in one request)", "1 to 1000", "128"],
   ["`DELTASHIP_REPO`, `DELTASHIP_CACHE_DIR`", "a directory", "see `--repo`, [Environment](#environment)"],
   ["`DELTASHIP_SYNC`", "`syncfs` or `fsync`", "syncfs where the system has it"],
   ["`DELTASHIP_DEBUG`, `DELTASHIP_MEMORY_TRACE`", "`1` (a stack trace; a memory line per phase)", "off"],
