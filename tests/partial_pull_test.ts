@@ -355,39 +355,46 @@ Deno.test({
   },
 });
 
+/**
+ * Pushes two versions of an image as zstd:chunked: a 4 MiB file of noise that
+ * v2 changes in 100 bytes in the middle, and a small file. Returns the
+ * publisher's repository and the two manifest digests.
+ */
+async function pushBigVersions(dir: string, host: string): Promise<{ publisher: string; pushed: string[] }> {
+  const publisher = `${dir}/publisher`;
+  const big = noise(4 << 20, 42);
+  const changed = big.slice();
+  changed.set(noise(100, 43), 2 << 20); // 100 bytes in the middle
+  const pushed: string[] = [];
+  for (const [v, content] of [[1, big], [2, changed]] as const) {
+    await writeImage(`${dir}/src${v}`, {
+      tag: `v${v}`,
+      layers: [{ tar: buildTar([{ path: "app.bin", content }, { path: "other.txt", content: `v${v}\n` }]) }],
+    });
+    assert.equal((await runCli(["--repo", publisher, "-q", "pull", `oci:${dir}/src${v}:v${v}`, `v${v}`])).code, 0);
+    const push = await runCli([
+      "--repo",
+      publisher,
+      "--json",
+      "push",
+      `v${v}`,
+      `docker://${host}/partial/big:v${v}`,
+      "--compression",
+      "zstd:chunked",
+    ]);
+    assert.equal(push.code, 0, push.stderr);
+    pushed.push(JSON.parse(push.stdout).manifest);
+  }
+  return { publisher, pushed };
+}
+
 Deno.test({
   name: "partial pull: a big file changed in a few bytes fetches only the chunks around the change",
   ignore: !REGISTRY,
   async fn() {
     await using tmp = await tempDir();
     await using reg = await startRegistry();
-    const publisher = `${tmp.path}/publisher`;
-    const big = noise(4 << 20, 42);
-    const changed = big.slice();
-    changed.set(noise(100, 43), 2 << 20); // 100 bytes in the middle
-    const pushed: string[] = [];
-    for (const [v, content] of [[1, big], [2, changed]] as const) {
-      await writeImage(`${tmp.path}/src${v}`, {
-        tag: `v${v}`,
-        layers: [{ tar: buildTar([{ path: "app.bin", content }, { path: "other.txt", content: `v${v}\n` }]) }],
-      });
-      assert.equal(
-        (await runCli(["--repo", publisher, "-q", "pull", `oci:${tmp.path}/src${v}:v${v}`, `v${v}`])).code,
-        0,
-      );
-      const push = await runCli([
-        "--repo",
-        publisher,
-        "--json",
-        "push",
-        `v${v}`,
-        `docker://${reg.host}/partial/big:v${v}`,
-        "--compression",
-        "zstd:chunked",
-      ]);
-      assert.equal(push.code, 0, push.stderr);
-      pushed.push(JSON.parse(push.stdout).manifest);
-    }
+    const { pushed } = await pushBigVersions(tmp.path, reg.host);
     await using proxy = startProxy(reg.url);
     const repo = `${tmp.path}/host`;
     assert.equal((await runCli(["--repo", repo, "-q", "pull", `docker://${proxy.host}/partial/big:v1`])).code, 0);
@@ -404,6 +411,40 @@ Deno.test({
       `chunk reuse: ${traffic.bytes} bytes fetched of a ${layer.size}-byte blob, ${layer.reusedChunks} chunks reused`,
     );
     assert.ok(traffic.bytes < layer.size / 8, `${traffic.bytes} bytes of ${layer.size}`);
+    assert.equal((await runCli(["--repo", repo, "fsck"])).code, 0);
+  },
+});
+
+Deno.test({
+  name: "partial pull: partial layers are taken when they fetch fewer bytes than the smallest published delta",
+  ignore: !REGISTRY,
+  async fn() {
+    await using tmp = await tempDir();
+    await using reg = await startRegistry();
+    const { publisher, pushed } = await pushBigVersions(tmp.path, reg.host);
+    // A delta that carries the 4 MiB file whole (not bsdiffed: files of 1 MiB and more go as they are), so that it
+    // costs about the file, where the partial layer fetches only the chunks around the change.
+    const ref = (tag: string) => `docker://${reg.host}/partial/big:${tag}`;
+    const args = ["create-delta", "--max-bsdiff-size", "1", ref("v1"), ref("v2"), `docker://${reg.host}/partial/big`];
+    const delta = await runCli(["--repo", publisher, "--json", ...args]);
+    assert.equal(delta.code, 0, delta.stderr);
+    await using proxy = startProxy(reg.url);
+    const repo = `${tmp.path}/host`;
+    assert.equal((await runCli(["--repo", repo, "-q", "pull", `docker://${proxy.host}/partial/big:v1`])).code, 0);
+    proxy.requests.length = 0;
+    const r = await runCli(["--repo", repo, "--json", "pull", `docker://${proxy.host}/partial/big:v2`]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as PullJson & { discovery: { way: string; reason: string; partialBytes: number } };
+    assert.equal(out.manifest, pushed[1]);
+    assert.equal(out.discovery.way, "full", JSON.stringify(out.discovery));
+    const m = /^partial layers fetch (\d+) bytes, the smallest delta (\d+)$/.exec(out.discovery.reason);
+    assert.ok(m, out.discovery.reason);
+    assert.ok(Number(m[1]) < Number(m[2]) / 8, out.discovery.reason);
+    assert.equal(out.discovery.partialBytes, Number(m[1]));
+    assert.deepEqual(out.layers?.map((l) => l.way), ["partial"]);
+    // No delta blob was fetched: what went through the proxy is the partial layer's metadata and frames.
+    const traffic = blobTraffic(proxy.requests);
+    assert.ok(traffic.bytes < (1 << 20) / 2, `${traffic.bytes} blob bytes fetched`);
     assert.equal((await runCli(["--repo", repo, "fsck"])).code, 0);
   },
 });
