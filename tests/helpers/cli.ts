@@ -33,7 +33,11 @@ export async function runCli(args: string[], env: Record<string, string> = {}): 
   return { code, stdout: dec.decode(stdoutBytes), stdoutBytes, stderr: dec.decode(concat(err)) };
 }
 
-/** The command that starts deltaship as a child process. */
+/**
+ * The command that starts deltaship as a child process. The child inherits the test's environment except `CI`
+ * (under which `--progress auto` prints plain progress lines), so that it sees what an in-process run sees: a test
+ * that wants CI's behaviour passes `CI` in `options.env`.
+ */
 export function deltashipCommand(args: string[], options: Deno.CommandOptions = {}): Deno.Command {
   const main = new URL("../../main.ts", import.meta.url).pathname;
   return new Deno.Command(Deno.execPath(), {
@@ -41,6 +45,7 @@ export function deltashipCommand(args: string[], options: Deno.CommandOptions = 
     stdout: "piped",
     stderr: "piped",
     ...options,
+    env: { CI: "", ...options.env },
   });
 }
 
