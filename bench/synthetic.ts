@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { noise } from "../tests/helpers/data.ts";
-import { addIndexEntry, putBlob, writeImage, type WrittenImage } from "../tests/helpers/oci.ts";
+import { putOciManifest, writeImage, type WrittenImage } from "../tests/helpers/oci.ts";
 import { buildTar, headerBlock } from "../tests/helpers/tar.ts";
 import { tarDiff } from "../tests/helpers/tardiff.ts";
 import { writeDelta } from "../tests/helpers/tardiff.ts";
@@ -127,21 +127,7 @@ async function streamImage(dir: string, tag: string, size: number, edit: boolean
     config: { Cmd: ["/bin/sh"] },
     rootfs: { type: "layers", diff_ids: [diffId] },
   }));
-  const config = await putBlob(dir, configBytes);
-  const mediaType = "application/vnd.oci.image.manifest.v1+json";
-  const manifestBytes = enc.encode(JSON.stringify({
-    schemaVersion: 2,
-    mediaType,
-    config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: config, size: configBytes.length },
-    layers: [desc],
-  }));
-  const manifest = await putBlob(dir, manifestBytes);
-  await addIndexEntry(dir, {
-    mediaType,
-    digest: manifest,
-    size: manifestBytes.length,
-    annotations: { "org.opencontainers.image.ref.name": tag },
-  });
+  const { manifest, manifestBytes, mediaType, config } = await putOciManifest(dir, tag, configBytes, [desc]);
   const image: WrittenImage = {
     manifest,
     manifestSize: manifestBytes.length,

@@ -55,6 +55,7 @@ import { entrySize, filterBit } from "./erofs_xattrs.ts";
 import { childPath, type Directory, type Inode, INODE_TYPE_BITS, type Meta, quotePath } from "./tree.ts";
 import { type InodeMeta, PackedTree } from "./packed_tree.ts";
 import { treeToDump } from "./tree_dump.ts";
+import { concat } from "../util/streams.ts";
 
 /** Options of {@link writeErofs} and {@link erofsChunks}. */
 export interface ErofsOptions extends LayoutOptions {
@@ -157,13 +158,7 @@ export function writeErofs(tree: ImageTree, options: ErofsOptions = {}): Uint8Ar
     parts.push(chunk.slice());
     total += chunk.length;
   }
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concat(parts, total);
 }
 
 /**

@@ -8,7 +8,7 @@
  * @module
  */
 import { FormatError } from "../errors.ts";
-import { MAX_NAME_LENGTH, quotePath } from "./tree.ts";
+import { nameProblem, quotePath } from "./tree.ts";
 
 /** No entry. */
 const NONE = 0xffffffff;
@@ -43,21 +43,6 @@ export class BytePool {
   view(off: number, len: number): Uint8Array {
     return this.bytes.subarray(off, off + len);
   }
-}
-
-/** A check for a name of one path component: not empty, `.`, `..`, no `/` or NUL, at most 255 bytes. */
-export function nameProblem(n: Uint8Array): string | undefined {
-  return n.length === 0
-    ? "is empty"
-    : n.length > MAX_NAME_LENGTH
-    ? `is longer than ${MAX_NAME_LENGTH} bytes`
-    : (n.length === 1 && n[0] === 0x2e) || (n.length === 2 && n[0] === 0x2e && n[1] === 0x2e)
-    ? "is . or .."
-    : n.includes(0x2f)
-    ? "contains /"
-    : n.includes(0)
-    ? "contains NUL"
-    : undefined;
 }
 
 /** The directory entries of a packed tree; see the module documentation. */

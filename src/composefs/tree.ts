@@ -323,8 +323,9 @@ export class Directory {
 /** Longest name EROFS (and composefs) accept for one path component. */
 export const MAX_NAME_LENGTH = 255;
 
-function checkName(n: Uint8Array): void {
-  const bad = n.length === 0
+/** A check for a name of one path component: not empty, `.`, `..`, no `/` or NUL, at most 255 bytes. */
+export function nameProblem(n: Uint8Array): string | undefined {
+  return n.length === 0
     ? "is empty"
     : n.length > MAX_NAME_LENGTH
     ? `is longer than ${MAX_NAME_LENGTH} bytes`
@@ -335,6 +336,10 @@ function checkName(n: Uint8Array): void {
     : n.includes(0)
     ? "contains NUL"
     : undefined;
+}
+
+function checkName(n: Uint8Array): void {
+  const bad = nameProblem(n);
   if (bad) throw new FormatError(`directory entry name ${JSON.stringify(latin1.decode(n))} ${bad}`);
 }
 

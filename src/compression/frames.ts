@@ -13,6 +13,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { concat } from "../util/streams.ts";
 import type { TaskKind } from "../util/worker_pool.ts";
 import { ZstdEncoder } from "./zstd/native_encoder.ts";
 
@@ -79,13 +80,7 @@ export function compressFrames(job: FramesJob): FramesResult {
     digests.push(digest);
     total += out.length;
   }
-  const data = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    data.set(p, o);
-    o += p.length;
-  }
-  return { data, sizes, digests };
+  return { data: concat(parts, total), sizes, digests };
 }
 
 /** Largest block a frame with a 128 KiB window holds. */

@@ -132,10 +132,15 @@ async function readIndex(path: string): Promise<Uint8Array | undefined> {
   const files = view.getUint32(MAGIC.length, true);
   const chunks = view.getUint32(MAGIC.length + 4, true);
   if (bytes.length !== HEADER + files * ENTRY + chunks * CHUNK_ENTRY + 32) return undefined;
+  const sum = checksum(bytes);
+  return sum.every((b, i) => bytes[bytes.length - 32 + i] === b) ? bytes : undefined;
+}
+
+/** The SHA-256 of an index file's entries: of all between the magic and the checksum that ends it. */
+function checksum(bytes: Uint8Array): Uint8Array {
   const h = new Hasher();
   h.update(bytes.subarray(MAGIC.length, bytes.length - 32));
-  const sum = h.digestBytes();
-  return sum.every((b, i) => bytes[bytes.length - 32 + i] === b) ? bytes : undefined;
+  return h.digestBytes();
 }
 
 /** Makes the index of `diffId` by hashing its objects, writes it (atomically), returns its bytes. */
@@ -188,9 +193,7 @@ async function buildIndex(repo: Repository, diffId: DiffId): Promise<Uint8Array>
   let at = HEADER;
   for (const e of entries) bytes.set(e, (at += ENTRY) - ENTRY);
   for (const e of chunkEntries) bytes.set(e, (at += CHUNK_ENTRY) - CHUNK_ENTRY);
-  const h = new Hasher();
-  h.update(bytes.subarray(MAGIC.length, bytes.length - 32));
-  bytes.set(h.digestBytes(), bytes.length - 32);
+  bytes.set(checksum(bytes), bytes.length - 32);
   const path = contentIndexPath(repo, diffId);
   await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
   await repo.writeAtomic(path, bytes);

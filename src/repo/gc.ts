@@ -127,13 +127,13 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
   let keepObjects = keepAll;
   const blobs = new Set<Digest>();
   const layers = new Set<DiffId>();
+  const objects = new Set<string>();
   for (const image of [...keep, ...mounted]) {
     blobs.add(image.manifest);
     blobs.add(image.config);
     for (const l of image.layers) layers.add(l.diffId);
+    if (image.composefs) objects.add(image.composefs); // its composefs image
   }
-  const objects = new Set<string>();
-  for (const image of [...keep, ...mounted]) if (image.composefs) objects.add(image.composefs); // its composefs image
   const yielder = new Yielder({ every: 256 });
   for (const diffId of layers) {
     try {

@@ -3,7 +3,7 @@
  * shapes of issue 20's attack: a config under the size limit holding millions of
  * empty objects), and images carrying them.
  */
-import { addIndexEntry, compress, putBlob } from "./oci.ts";
+import { compress, putBlob, putOciManifest } from "./oci.ts";
 
 const enc = new TextEncoder();
 
@@ -30,20 +30,6 @@ export async function writeImageWithConfig(
     digest: await putBlob(dir, layer),
     size: layer.length,
   }];
-  const config = await putBlob(dir, configBytes);
-  const mediaType = "application/vnd.oci.image.manifest.v1+json";
-  const manifestBytes = enc.encode(JSON.stringify({
-    schemaVersion: 2,
-    mediaType,
-    config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: config, size: configBytes.length },
-    layers,
-  }));
-  const manifest = await putBlob(dir, manifestBytes);
-  await addIndexEntry(dir, {
-    mediaType,
-    digest: manifest,
-    size: manifestBytes.length,
-    annotations: { "org.opencontainers.image.ref.name": tag },
-  });
+  const { manifest, config } = await putOciManifest(dir, tag, configBytes, layers);
   return { manifest, config };
 }

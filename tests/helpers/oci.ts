@@ -82,6 +82,34 @@ const LAYER_TYPES = {
   none: "application/vnd.oci.image.layer.v1.tar",
 };
 
+/**
+ * Stores `configBytes` and an OCI manifest naming it and `layers` in the layout at `dir`,
+ * and tags the manifest `tag` in its index.
+ */
+export async function putOciManifest(
+  dir: string,
+  tag: string,
+  configBytes: Uint8Array,
+  layers: Descriptor[],
+): Promise<{ manifest: string; manifestBytes: Uint8Array; mediaType: string; config: string }> {
+  const config = await putBlob(dir, configBytes);
+  const mediaType = "application/vnd.oci.image.manifest.v1+json";
+  const manifestBytes = enc.encode(JSON.stringify({
+    schemaVersion: 2,
+    mediaType,
+    config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: config, size: configBytes.length },
+    layers,
+  }));
+  const manifest = await putBlob(dir, manifestBytes);
+  await addIndexEntry(dir, {
+    mediaType,
+    digest: manifest,
+    size: manifestBytes.length,
+    annotations: { "org.opencontainers.image.ref.name": tag },
+  });
+  return { manifest, manifestBytes, mediaType, config };
+}
+
 /** Writes an image into the layout at `dir`. */
 export async function writeImage(dir: string, spec: ImageSpec): Promise<WrittenImage> {
   await Deno.mkdir(dir, { recursive: true });
