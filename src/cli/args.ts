@@ -115,12 +115,15 @@ export function parseArgs(argv: string[], options: readonly OptionSpec[], stopAt
   return { values, positionals };
 }
 
+/** An option as written in help and the reference: `-j, --jobs N`, `--json`. */
+export function optionLabel(o: OptionSpec): string {
+  const value = o.type === "string" ? ` ${o.arg ?? "VALUE"}` : "";
+  return `${o.short ? `-${o.short}, ` : ""}--${o.name}${value}`;
+}
+
 /** Formats option help lines for `--help`. */
 export function formatOptions(options: readonly OptionSpec[]): string {
-  const rows = options.map((o) => {
-    const flag = `${o.short ? `-${o.short}, ` : "    "}--${o.name}${o.type === "string" ? ` ${o.arg ?? "VALUE"}` : ""}`;
-    return [flag, o.help] as const;
-  });
+  const rows = options.map((o) => [`${o.short ? "" : "    "}${optionLabel(o)}`, o.help] as const);
   const width = Math.max(0, ...rows.map((r) => r[0].length));
   return rows.map(([f, h]) => `  ${f.padEnd(width)}  ${h}`).join("\n");
 }

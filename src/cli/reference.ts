@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { OptionSpec } from "./args.ts";
+import { optionLabel, type OptionSpec } from "./args.ts";
 import type { Command } from "./command.ts";
 
 /** What the reference is made from. */
@@ -217,12 +217,6 @@ function synopsis(cmd: Command): string {
 /** A markdown list item for an option, wrapped. */
 function optionItem(o: OptionSpec): string[] {
   return wrap(`- \`${optionLabel(o)}\`: ${escapeMarkdown(optionHelp(o))}`, 120, "  ");
-}
-
-/** `-j, --jobs N`. */
-function optionLabel(o: OptionSpec): string {
-  const value = o.type === "string" ? ` ${o.arg ?? "VALUE"}` : "";
-  return `${o.short ? `-${o.short}, ` : ""}--${o.name}${value}`;
 }
 
 /** The option's help, saying it repeats when it does and the help does not. */

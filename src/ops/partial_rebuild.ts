@@ -165,9 +165,7 @@ async function* fileContent(
     const size = run.reduce((a, f) => a + f.size, 0);
     const before = n;
     if (kind === "zeros") {
-      for (let left = size; left > 0; left -= ZEROS.length) {
-        yield* pass(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
-      }
+      for (const piece of zeros(size)) yield* pass(piece);
     } else if (kind === "chunk") {
       for (const f of run) {
         const c = chunks.get(f.digest)!;
@@ -230,15 +228,18 @@ async function* streamTar(
     } else if (piece.kind === "chunk") {
       yield* objectRange(repo, p.chunks.get(piece.frame.digest)!, what);
     } else {
-      for (let left = piece.frame.size; left > 0; left -= ZEROS.length) {
-        yield ZEROS.subarray(0, Math.min(left, ZEROS.length));
-      }
+      yield* zeros(piece.frame.size);
     }
   }
 }
 
 /** Zeros for holes. */
 const ZEROS = new Uint8Array(64 * 1024);
+
+/** `size` zero bytes (a hole), in pieces of one shared buffer. */
+function* zeros(size: number): Generator<Uint8Array> {
+  for (let left = size; left > 0; left -= ZEROS.length) yield ZEROS.subarray(0, Math.min(left, ZEROS.length));
+}
 
 /** `length` bytes of `file` from `offset`, in pieces. */
 async function* fileRegion(file: Deno.FsFile, offset: number, length: number, what: string) {

@@ -19,6 +19,7 @@ import { TransportError } from "../../errors.ts";
 import { type Fetched, isRetryable } from "./client.ts";
 import { failureText } from "./sanitize.ts";
 import { envSetting } from "../../util/settings.ts";
+import { concat } from "../../util/streams.ts";
 
 /** A stretch of a blob: `length` bytes from `offset`. */
 export interface ByteRange {
@@ -81,7 +82,6 @@ export class RangeUnsupportedError extends TransportError {
 
 /** Answers that may mean "too many ranges": asked again with half as many. */
 export const TOO_MANY_RANGES = [400, 413, 416, 431];
-const TOO_MANY = TOO_MANY_RANGES;
 
 /** Limits on a multipart answer. */
 const LIMITS = {
@@ -166,7 +166,7 @@ export async function* fetchRanges(
       }
       if (f.status !== 206) {
         f.cancel();
-        if (TOO_MANY.includes(f.status) && spans.length > 1) {
+        if (TOO_MANY_RANGES.includes(f.status) && spans.length > 1) {
           // A request line or header too long for it: fewer ranges a request (as containers/storage does).
           perRequest = Math.max(1, spans.length >> 1);
           continue;
@@ -312,7 +312,7 @@ class BodyReader {
     const r = await this.f.read();
     if (r.done) throw new TransportError(`${what}: the range answer ended early`);
     if (this.stats) this.stats.bytes += r.value.length;
-    this.#buf = this.#buf.length === 0 ? r.value : concat2(this.#buf, r.value);
+    this.#buf = this.#buf.length === 0 ? r.value : concat([this.#buf, r.value]);
   }
 
   /** A line ending in CRLF (or LF), without it; at most `max` bytes. */
@@ -373,13 +373,6 @@ class BodyReader {
 }
 
 const latin1 = new TextDecoder("latin1");
-
-function concat2(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
 
 function indexOf(hay: Uint8Array, needle: Uint8Array): number {
   outer: for (let i = 0; i + needle.length <= hay.length; i++) {

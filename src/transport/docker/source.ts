@@ -83,11 +83,8 @@ export class DockerSource implements ImageSource {
   /** Where the image may be read, in the order tried (registries.conf: mirrors, then the primary location). */
   readonly #sources: PullSource[];
   readonly #options: DockerSourceOptions;
-  readonly #rangePolicy: RangePolicy;
   /** How byte ranges are merged and sent (`DELTASHIP_RANGE_GAP`, `DELTASHIP_RANGES_PER_REQUEST`). */
-  get rangePolicy(): RangePolicy {
-    return this.#rangePolicy;
-  }
+  readonly rangePolicy: RangePolicy;
   /** The endpoint chosen: the first of the sources that served the manifest (the only one, when there is one). */
   #endpoint: Endpoint | undefined;
   /** registries.conf, kept until an endpoint is chosen. */
@@ -105,7 +102,7 @@ export class DockerSource implements ImageSource {
     this.#sources = sources;
     this.#options = options;
     this.#deadlineMs = deadlineSetting(options.env ?? {});
-    this.#rangePolicy = rangePolicySetting(options.env ?? {});
+    this.rangePolicy = rangePolicySetting(options.env ?? {});
     this.#downloads = new Semaphore(options.maxDownloads ?? DEFAULT_MAX_DOWNLOADS);
     this.#downloadsChosen = options.maxDownloads !== undefined;
     this.#facts = facts;
@@ -310,7 +307,7 @@ export class DockerSource implements ImageSource {
             pass: TOO_MANY_RANGES,
           }),
       };
-      yield* fetchRanges(source, ranges, this.#rangePolicy, stats);
+      yield* fetchRanges(source, ranges, this.rangePolicy, stats);
     } finally {
       release();
     }
