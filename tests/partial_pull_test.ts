@@ -9,9 +9,9 @@
  */
 import assert from "node:assert/strict";
 import { deltashipCommand, runCli, tempDir } from "./helpers/cli.ts";
-import { haveTools, run } from "./helpers/interop.ts";
+import { haveTools } from "./helpers/interop.ts";
 import { startProxy } from "./helpers/fault_proxy.ts";
-import { rawManifest, startRegistry } from "./helpers/registry.ts";
+import { pushImage, rawManifest, startRegistry } from "./helpers/registry.ts";
 import {
   bigLayerEntries,
   blobTraffic,
@@ -591,17 +591,9 @@ Deno.test({
       padded.set(tar);
       const image = await writeImage(`${tmp.path}/src${v}`, { tag: `v${v}`, layers: [{ tar: padded }] });
       diffIds.push(image.diffIds);
-      await run(
-        "skopeo",
-        "--insecure-policy",
-        "copy",
-        "--quiet",
-        "--dest-tls-verify=false",
-        "--dest-compress-format",
-        "zstd:chunked",
-        `oci:${tmp.path}/src${v}:v${v}`,
-        `docker://${reg.host}/legacy/app:v${v}`,
-      );
+      await pushImage(`oci:${tmp.path}/src${v}:v${v}`, `docker://${reg.host}/legacy/app:v${v}`, {
+        compressFormat: "zstd:chunked",
+      });
     }
     await using proxy = startProxy(reg.url);
     const repo = `${tmp.path}/host`;
