@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { runCli, tempDir } from "./helpers/cli.ts";
-import { chunkedSampleTar, type TocJsonEntry, unzstd } from "./helpers/chunked.ts";
-import { haveTools, run } from "./helpers/interop.ts";
+import { chunkedSampleTar, skopeoChunkedSample, type TocJsonEntry, unzstd } from "./helpers/chunked.ts";
+import { haveTools } from "./helpers/interop.ts";
 import { sampleTar, writeImage } from "./helpers/oci.ts";
 import { copyFromRegistry, rawManifest, startRegistry } from "./helpers/registry.ts";
 
@@ -54,18 +54,7 @@ Deno.test({
   ignore: !haveTools("zstd:chunked TOC", "skopeo"),
   async fn() {
     await using tmp = await tempDir();
-    // Uncompressed, two end blocks: skopeo 1.9's compressor fails ("short write") on more.
-    await writeImage(`${tmp.path}/src`, { tag: "t", layers: [{ tar: chunkedSampleTar(), compression: "none" }] });
-    await run(
-      "skopeo",
-      "--insecure-policy",
-      "copy",
-      "--quiet",
-      "--dest-compress-format",
-      "zstd:chunked",
-      `oci:${tmp.path}/src:t`,
-      `oci:${tmp.path}/skopeo:t`,
-    );
+    await skopeoChunkedSample(tmp.path);
     const repo = `${tmp.path}/repo`;
     assert.equal((await runCli(["--repo", repo, "-q", "pull", `oci:${tmp.path}/src:t`, "t"])).code, 0);
     const r = await runCli([

@@ -14,9 +14,8 @@ import { parseChunkedFooter } from "../src/compression/chunked_footer.ts";
 import { parseToc, readToc, TOC_LIMITS } from "../src/chunked/toc_reader.ts";
 import { checkTarSplit, readTarSplit, type TarSplitItem } from "../src/chunked/tar_split.ts";
 import { tempDir } from "./helpers/cli.ts";
-import { chunkedSampleTar, position, tocJson, unzstd, writeChunked } from "./helpers/chunked.ts";
-import { haveTools, run } from "./helpers/interop.ts";
-import { writeImage } from "./helpers/oci.ts";
+import { chunkedSampleTar, position, skopeoChunkedSample, tocJson, unzstd, writeChunked } from "./helpers/chunked.ts";
+import { haveTools } from "./helpers/interop.ts";
 import { buildTar } from "./helpers/tar.ts";
 
 const enc = new TextEncoder();
@@ -309,19 +308,9 @@ Deno.test({
   ignore: !haveTools("chunked reader", "skopeo"),
   async fn() {
     await using tmp = await tempDir();
-    await writeImage(`${tmp.path}/src`, { tag: "t", layers: [{ tar: chunkedSampleTar(), compression: "none" }] });
-    await run(
-      "skopeo",
-      "--insecure-policy",
-      "copy",
-      "--quiet",
-      "--dest-compress-format",
-      "zstd:chunked",
-      `oci:${tmp.path}/src:t`,
-      `oci:${tmp.path}/out:t`,
-    );
-    const index = JSON.parse(Deno.readTextFileSync(`${tmp.path}/out/index.json`));
-    const blob = (d: string) => Deno.readFileSync(`${tmp.path}/out/blobs/sha256/${d.slice(7)}`);
+    await skopeoChunkedSample(tmp.path);
+    const index = JSON.parse(Deno.readTextFileSync(`${tmp.path}/skopeo/index.json`));
+    const blob = (d: string) => Deno.readFileSync(`${tmp.path}/skopeo/blobs/sha256/${d.slice(7)}`);
     const layer = JSON.parse(new TextDecoder().decode(blob(index.manifests[0].digest))).layers[0];
     const bytes = blob(layer.digest);
     const layout = chunkedLayout(layer.annotations, bytes.length, "layer")!;

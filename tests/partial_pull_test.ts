@@ -9,9 +9,9 @@
  */
 import assert from "node:assert/strict";
 import { deltashipCommand, runCli, tempDir } from "./helpers/cli.ts";
-import { haveTools, run } from "./helpers/interop.ts";
+import { haveTools } from "./helpers/interop.ts";
 import { startProxy } from "./helpers/fault_proxy.ts";
-import { rawManifest, startRegistry } from "./helpers/registry.ts";
+import { pushImage, rawManifest, startRegistry } from "./helpers/registry.ts";
 import {
   bigLayerEntries,
   blobTraffic,
@@ -34,6 +34,32 @@ interface PullJson {
   manifest: string;
   bytesFetched: number;
   layers?: { digest: string; way: string; size: number; fetched: number; reason?: string; reusedFiles?: number }[];
+}
+
+interface DiscoveryJson {
+  way: string;
+  reason: string;
+  partialBytes: number;
+  missingBytes: number;
+}
+
+/**
+ * Pulls `from` quietly into `repo`, forgets what `watched` (a proxy) saw so
+ * far, then pulls `to` with --json; both must succeed. Returns the second
+ * pull's JSON. `names` are the local names of the two pulls, if any.
+ */
+async function pullUpgrade<T = PullJson>(
+  repo: string,
+  watched: { requests: unknown[] },
+  from: string,
+  to: string,
+  names: [string, string] | [] = [],
+): Promise<T> {
+  assert.equal((await runCli(["--repo", repo, "-q", "pull", from, ...names.slice(0, 1)])).code, 0);
+  watched.requests.length = 0;
+  const r = await runCli(["--repo", repo, "--json", "pull", to, ...names.slice(1)]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as T;
 }
 
 Deno.test({
@@ -330,11 +356,12 @@ Deno.test({
     assert.equal(delta.code, 0, delta.stderr);
     await using proxy = startProxy(reg.url);
     const repo = `${tmp.path}/host`;
-    assert.equal((await runCli(["--repo", repo, "-q", "pull", `docker://${proxy.host}/partial/app:v1`])).code, 0);
-    proxy.requests.length = 0;
-    const r = await runCli(["--repo", repo, "--json", "pull", `docker://${proxy.host}/partial/app:v2`]);
-    assert.equal(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout);
+    const out = await pullUpgrade<PullJson & { discovery: DiscoveryJson; layers: { way: string }[] }>(
+      repo,
+      proxy,
+      `docker://${proxy.host}/partial/app:v1`,
+      `docker://${proxy.host}/partial/app:v2`,
+    );
     assert.equal(out.manifest, pushed.v2);
     const d = out.discovery;
     assert.ok(d.partialBytes > 0, `partial layers were weighed: ${JSON.stringify(d)}`);
@@ -397,11 +424,12 @@ Deno.test({
     const { pushed } = await pushBigVersions(tmp.path, reg.host);
     await using proxy = startProxy(reg.url);
     const repo = `${tmp.path}/host`;
-    assert.equal((await runCli(["--repo", repo, "-q", "pull", `docker://${proxy.host}/partial/big:v1`])).code, 0);
-    proxy.requests.length = 0;
-    const r = await runCli(["--repo", repo, "--json", "pull", `docker://${proxy.host}/partial/big:v2`]);
-    assert.equal(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as PullJson & { layers: { reusedChunks?: number }[] };
+    const out = await pullUpgrade<PullJson & { layers: { reusedChunks?: number }[] }>(
+      repo,
+      proxy,
+      `docker://${proxy.host}/partial/big:v1`,
+      `docker://${proxy.host}/partial/big:v2`,
+    );
     assert.equal(out.manifest, pushed[1]);
     const layer = out.layers[0];
     assert.equal(layer.way, "partial", JSON.stringify(out.layers));
@@ -430,11 +458,12 @@ Deno.test({
     assert.equal(delta.code, 0, delta.stderr);
     await using proxy = startProxy(reg.url);
     const repo = `${tmp.path}/host`;
-    assert.equal((await runCli(["--repo", repo, "-q", "pull", `docker://${proxy.host}/partial/big:v1`])).code, 0);
-    proxy.requests.length = 0;
-    const r = await runCli(["--repo", repo, "--json", "pull", `docker://${proxy.host}/partial/big:v2`]);
-    assert.equal(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as PullJson & { discovery: { way: string; reason: string; partialBytes: number } };
+    const out = await pullUpgrade<PullJson & { discovery: DiscoveryJson }>(
+      repo,
+      proxy,
+      `docker://${proxy.host}/partial/big:v1`,
+      `docker://${proxy.host}/partial/big:v2`,
+    );
     assert.equal(out.manifest, pushed[1]);
     assert.equal(out.discovery.way, "full", JSON.stringify(out.discovery));
     const m = /^partial layers fetch (\d+) bytes, the smallest delta (\d+)$/.exec(out.discovery.reason);
@@ -464,11 +493,12 @@ Deno.test({
       return forward({ headers });
     });
     const repo = `${tmp.path}/host`;
-    assert.equal((await runCli(["--repo", repo, "-q", "pull", `docker://${proxy.host}/partial/app:v1`])).code, 0);
-    proxy.requests.length = 0;
-    const r = await runCli(["--repo", repo, "--json", "pull", `docker://${proxy.host}/partial/app:v2`]);
-    assert.equal(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as PullJson;
+    const out = await pullUpgrade(
+      repo,
+      proxy,
+      `docker://${proxy.host}/partial/app:v1`,
+      `docker://${proxy.host}/partial/app:v2`,
+    );
     assert.equal(out.manifest, pushed.v2);
     assert.ok(out.layers!.some((l) => l.way === "partial"), JSON.stringify(out.layers));
     const ranged = proxy.requests.filter((q) => q.range !== null).map((q) => q.range!);
@@ -492,11 +522,12 @@ Deno.test({
       return Promise.resolve(new Response(null, { status: 307, headers: { location: `${store.url}${path}?sig=x` } }));
     });
     const repo = `${tmp.path}/host`;
-    assert.equal((await runCli(["--repo", repo, "-q", "pull", `docker://${front.host}/partial/app:v1`])).code, 0);
-    store.requests.length = 0;
-    const r = await runCli(["--repo", repo, "--json", "pull", `docker://${front.host}/partial/app:v2`]);
-    assert.equal(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as PullJson;
+    const out = await pullUpgrade(
+      repo,
+      store,
+      `docker://${front.host}/partial/app:v1`,
+      `docker://${front.host}/partial/app:v2`,
+    );
     assert.equal(out.manifest, pushed.v2);
     assert.ok(out.layers!.some((l) => l.way === "partial"), JSON.stringify(out.layers));
     const ranged = store.requests.filter((q) => q.range !== null);
@@ -529,11 +560,12 @@ Deno.test({
     );
     await using proxy = startProxy(reg.url);
     const repo = `${tmp.path}/host`;
-    assert.equal((await runCli(["--repo", repo, "-q", "pull", `docker://${proxy.host}/partial/app:v1`])).code, 0);
-    proxy.requests.length = 0;
-    const r = await runCli(["--repo", repo, "--json", "pull", `docker://${proxy.host}/partial/app:old-writer`]);
-    assert.equal(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as PullJson;
+    const out = await pullUpgrade(
+      repo,
+      proxy,
+      `docker://${proxy.host}/partial/app:v1`,
+      `docker://${proxy.host}/partial/app:old-writer`,
+    );
     assert.equal(out.manifest, expected);
     const way = out.layers!.find((l) => l.digest === layer.digest)!;
     assert.equal(way.way, "partial", JSON.stringify(out.layers));
@@ -559,25 +591,19 @@ Deno.test({
       padded.set(tar);
       const image = await writeImage(`${tmp.path}/src${v}`, { tag: `v${v}`, layers: [{ tar: padded }] });
       diffIds.push(image.diffIds);
-      await run(
-        "skopeo",
-        "--insecure-policy",
-        "copy",
-        "--quiet",
-        "--dest-tls-verify=false",
-        "--dest-compress-format",
-        "zstd:chunked",
-        `oci:${tmp.path}/src${v}:v${v}`,
-        `docker://${reg.host}/legacy/app:v${v}`,
-      );
+      await pushImage(`oci:${tmp.path}/src${v}:v${v}`, `docker://${reg.host}/legacy/app:v${v}`, {
+        compressFormat: "zstd:chunked",
+      });
     }
     await using proxy = startProxy(reg.url);
     const repo = `${tmp.path}/host`;
-    assert.equal((await runCli(["--repo", repo, "-q", "pull", `docker://${proxy.host}/legacy/app:v1`, "v1"])).code, 0);
-    proxy.requests.length = 0;
-    const r = await runCli(["--repo", repo, "--json", "pull", `docker://${proxy.host}/legacy/app:v2`, "v2"]);
-    assert.equal(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as PullJson;
+    const out = await pullUpgrade(
+      repo,
+      proxy,
+      `docker://${proxy.host}/legacy/app:v1`,
+      `docker://${proxy.host}/legacy/app:v2`,
+      ["v1", "v2"],
+    );
     assert.equal(out.manifest, sha(await rawManifest(`${reg.host}/legacy/app:v2`)));
     assert.equal(out.layers![0].way, "partial", JSON.stringify(out.layers));
     const traffic = blobTraffic(proxy.requests);

@@ -111,13 +111,17 @@ function assertNoSecret(r: CliResult): void {
 }
 
 /** A server that counts what reaches it: the other origin a registry points at. */
-function elsewhere(): { url: string; hits: () => number; close(): Promise<void> } {
+function elsewhere(): { url: string; hits: () => number } & AsyncDisposable {
   let hits = 0;
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
     hits++;
     return new Response(indexBytes([]), { status: 202, headers: { location: "/v2/x" } });
   });
-  return { url: `http://127.0.0.1:${server.addr.port}`, hits: () => hits, close: () => server.shutdown() };
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    hits: () => hits,
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
 }
 
 Deno.test({
@@ -126,40 +130,36 @@ Deno.test({
   async fn() {
     await using tmp = await tempDir();
     const s = await setUp(tmp.path);
-    const other = elsewhere();
-    try {
-      for (
-        const [target, refusal] of [
-          [`file://${s.secret}`, /next-page Link has the scheme file:; only http and https URLs are followed/],
-          [`file://${s.fifo}`, /next-page Link has the scheme file:; only http and https URLs are followed/],
-          [`${other.url}/v2/app/referrers/x`, /next-page Link is on http:\/\/127\.0\.0\.1:\d+, not on the registry/],
-        ] as const
-      ) {
-        // The first page lists nothing of use and points on; a fresh repository copy each time, holding v1.
-        await using front: HostileFront = startHostileFront(s.reg.url, {
-          listing: () => ({ body: indexBytes([]), link: `<${target}>; rel="next"` }),
-        });
-        const repo = `${tmp.path}/repo-${front.host.replace(/\W/g, "")}`;
-        await run("cp", "-a", s.repo, repo);
-        // A short document deadline: if the FIFO were opened, the pull would only wait that long, then show why.
-        const r = await cli(s.home, ["--repo", repo, "--json", "pull", `docker://${front.host}/app:v2`], {
-          DELTASHIP_HTTP_DEADLINE_MS: "3000",
-        });
-        assert.equal(r.code, 0, r.stderr);
-        const out = JSON.parse(r.stdout);
-        assert.equal(out.manifest, s.v2.manifest);
-        assert.equal(out.discovery.way, "full");
-        assert.match(out.discovery.reason, /^could not list deltas: docker:\/\/[^ ]+: referrers of sha256:\w+: /);
-        assert.match(out.discovery.reason, refusal, target);
-        assert.match(r.stderr, /^no delta used: could not list deltas: .*; pulling the full image\n$/);
-        assert.equal(front.listings(), 1, "the first page only");
-        assertNoSecret(r);
-      }
-      assert.equal(other.hits(), 0, "nothing reached the other origin");
-    } finally {
-      await other.close();
-      await s.reg.stop();
+    await using _ = s.reg;
+    await using other = elsewhere();
+    for (
+      const [target, refusal] of [
+        [`file://${s.secret}`, /next-page Link has the scheme file:; only http and https URLs are followed/],
+        [`file://${s.fifo}`, /next-page Link has the scheme file:; only http and https URLs are followed/],
+        [`${other.url}/v2/app/referrers/x`, /next-page Link is on http:\/\/127\.0\.0\.1:\d+, not on the registry/],
+      ] as const
+    ) {
+      // The first page lists nothing of use and points on; a fresh repository copy each time, holding v1.
+      await using front: HostileFront = startHostileFront(s.reg.url, {
+        listing: () => ({ body: indexBytes([]), link: `<${target}>; rel="next"` }),
+      });
+      const repo = `${tmp.path}/repo-${front.host.replace(/\W/g, "")}`;
+      await run("cp", "-a", s.repo, repo);
+      // A short document deadline: if the FIFO were opened, the pull would only wait that long, then show why.
+      const r = await cli(s.home, ["--repo", repo, "--json", "pull", `docker://${front.host}/app:v2`], {
+        DELTASHIP_HTTP_DEADLINE_MS: "3000",
+      });
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout);
+      assert.equal(out.manifest, s.v2.manifest);
+      assert.equal(out.discovery.way, "full");
+      assert.match(out.discovery.reason, /^could not list deltas: docker:\/\/[^ ]+: referrers of sha256:\w+: /);
+      assert.match(out.discovery.reason, refusal, target);
+      assert.match(r.stderr, /^no delta used: could not list deltas: .*; pulling the full image\n$/);
+      assert.equal(front.listings(), 1, "the first page only");
+      assertNoSecret(r);
     }
+    assert.equal(other.hits(), 0, "nothing reached the other origin");
   },
 });
 
@@ -169,36 +169,32 @@ Deno.test({
   async fn() {
     await using tmp = await tempDir();
     const s = await setUp(tmp.path);
-    const other = elsewhere();
-    try {
-      for (
-        const [target, refusal] of [
-          [`file://${s.secret}`, /the registry's upload Location has the scheme file:; only http and https/],
-          ["data:,accepted", /the registry's upload Location has the scheme data:; only http and https/],
-          [
-            `${other.url}/v2/app/blobs/uploads/x`,
-            /upload Location is on http:\/\/127\.0\.0\.1:\d+, not on the registry/,
-          ],
-        ] as const
-      ) {
-        await using front = startHostileFront(s.reg.url, { location: () => target });
-        const r = await expectCleanFailure(
-          s.repo,
-          ["push", "v1", `docker://${front.host}/copy:v1`],
-          new RegExp(`^deltaship: docker://${front.host}/copy:v1: .*${refusal.source}`),
-          { HOME: s.home, DELTASHIP_RETRY_BASE_MS: "5" },
-        );
-        assertNoSecret(r);
-        const counts = countRequests(front.requests);
-        assert.equal(counts.kinds["PATCH upload"] ?? 0, 0, "no chunk went anywhere");
-        assert.equal(counts.kinds["PUT upload"] ?? 0, 0);
-        assert.equal(counts.kinds["PUT manifest"] ?? 0, 0, "no manifest names blobs that were never sent");
-      }
-      assert.equal(other.hits(), 0, "nothing reached the other origin");
-    } finally {
-      await other.close();
-      await s.reg.stop();
+    await using _ = s.reg;
+    await using other = elsewhere();
+    for (
+      const [target, refusal] of [
+        [`file://${s.secret}`, /the registry's upload Location has the scheme file:; only http and https/],
+        ["data:,accepted", /the registry's upload Location has the scheme data:; only http and https/],
+        [
+          `${other.url}/v2/app/blobs/uploads/x`,
+          /upload Location is on http:\/\/127\.0\.0\.1:\d+, not on the registry/,
+        ],
+      ] as const
+    ) {
+      await using front = startHostileFront(s.reg.url, { location: () => target });
+      const r = await expectCleanFailure(
+        s.repo,
+        ["push", "v1", `docker://${front.host}/copy:v1`],
+        new RegExp(`^deltaship: docker://${front.host}/copy:v1: .*${refusal.source}`),
+        { HOME: s.home, DELTASHIP_RETRY_BASE_MS: "5" },
+      );
+      assertNoSecret(r);
+      const counts = countRequests(front.requests);
+      assert.equal(counts.kinds["PATCH upload"] ?? 0, 0, "no chunk went anywhere");
+      assert.equal(counts.kinds["PUT upload"] ?? 0, 0);
+      assert.equal(counts.kinds["PUT manifest"] ?? 0, 0, "no manifest names blobs that were never sent");
     }
+    assert.equal(other.hits(), 0, "nothing reached the other origin");
   },
 });
 
@@ -208,38 +204,35 @@ Deno.test({
   async fn() {
     await using tmp = await tempDir();
     const s = await setUp(tmp.path);
-    try {
-      await using redirecting = startProxy(s.reg.url, async (req, { path, forward }) => {
-        if (req.method !== "GET" || !/\/manifests\//.test(path)) return await forward();
-        return new Response(null, { status: 302, headers: { location: `file://${s.secret}` } });
-      });
-      const r = await expectCleanFailure(
-        `${tmp.path}/fresh`,
-        ["pull", `docker://${redirecting.host}/app:v2`],
-        /^deltaship: docker:\/\/[^ ]+: manifest: the registry's redirect has the scheme file:; only http and https URLs are followed\n$/,
-        { HOME: s.home, DELTASHIP_RETRY_BASE_MS: "5" },
-      );
-      assertNoSecret(r);
+    await using _ = s.reg;
+    await using redirecting = startProxy(s.reg.url, async (req, { path, forward }) => {
+      if (req.method !== "GET" || !/\/manifests\//.test(path)) return await forward();
+      return new Response(null, { status: 302, headers: { location: `file://${s.secret}` } });
+    });
+    const r = await expectCleanFailure(
+      `${tmp.path}/fresh`,
+      ["pull", `docker://${redirecting.host}/app:v2`],
+      /^deltaship: docker:\/\/[^ ]+: manifest: the registry's redirect has the scheme file:; only http and https URLs are followed\n$/,
+      { HOME: s.home, DELTASHIP_RETRY_BASE_MS: "5" },
+    );
+    assertNoSecret(r);
 
-      // A manifest whose layers name foreign URLs (a file, a FIFO): the blobs still come from the registry.
-      const doc = JSON.parse(new TextDecoder().decode(s.v2.manifestBytes));
-      for (const l of doc.layers) l.urls = [`file://${s.secret}`, `file://${s.fifo}`];
-      const bytes = new TextEncoder().encode(JSON.stringify(doc));
-      await using front = startHostileFront(s.reg.url, { documents: new Map([[sha256(bytes), bytes]]) });
-      const p = await cli(s.home, [
-        "--repo",
-        `${tmp.path}/fresh`,
-        "--json",
-        "pull",
-        `docker://${front.host}/app@${sha256(bytes)}`,
-      ]);
-      assert.equal(p.code, 0, p.stderr);
-      assert.equal(JSON.parse(p.stdout).manifest, sha256(bytes));
-      assert.equal(countRequests(front.requests).kinds["GET blob"], 3, "config and both layers from the registry");
-      assertNoSecret(p);
-    } finally {
-      await s.reg.stop();
-    }
+    // A manifest whose layers name foreign URLs (a file, a FIFO): the blobs still come from the registry.
+    const doc = JSON.parse(new TextDecoder().decode(s.v2.manifestBytes));
+    for (const l of doc.layers) l.urls = [`file://${s.secret}`, `file://${s.fifo}`];
+    const bytes = new TextEncoder().encode(JSON.stringify(doc));
+    await using front = startHostileFront(s.reg.url, { documents: new Map([[sha256(bytes), bytes]]) });
+    const p = await cli(s.home, [
+      "--repo",
+      `${tmp.path}/fresh`,
+      "--json",
+      "pull",
+      `docker://${front.host}/app@${sha256(bytes)}`,
+    ]);
+    assert.equal(p.code, 0, p.stderr);
+    assert.equal(JSON.parse(p.stdout).manifest, sha256(bytes));
+    assert.equal(countRequests(front.requests).kinds["GET blob"], 3, "config and both layers from the registry");
+    assertNoSecret(p);
   },
 });
 

@@ -7,7 +7,7 @@
  * are cached by their parameters under the system temporary directory.
  */
 import { createHash } from "node:crypto";
-import { addIndexEntry, putBlob } from "./oci.ts";
+import { addOneLayerImage } from "./oci.ts";
 import { headerBlock } from "./tar.ts";
 /** A cached bomb blob. */
 export interface Bomb {
@@ -114,27 +114,6 @@ export async function zeroBomb(
 export async function writeBombImage(dir: string, tag: string, bomb: Bomb): Promise<void> {
   await Deno.mkdir(`${dir}/blobs/sha256`, { recursive: true });
   await Deno.copyFile(bomb.path, `${dir}/blobs/sha256/${bomb.digest.slice(7)}`);
-  const enc = new TextEncoder();
-  const configBytes = enc.encode(JSON.stringify({
-    architecture: "amd64",
-    os: "linux",
-    rootfs: { type: "layers", diff_ids: [bomb.diffId] },
-  }));
-  const config = await putBlob(dir, configBytes);
-  const manifestBytes = enc.encode(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: "application/vnd.oci.image.manifest.v1+json",
-    config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: config, size: configBytes.length },
-    layers: [{
-      mediaType: `application/vnd.oci.image.layer.v1.tar+${bomb.compression}`,
-      digest: bomb.digest,
-      size: bomb.size,
-    }],
-  }));
-  await addIndexEntry(dir, {
-    mediaType: "application/vnd.oci.image.manifest.v1+json",
-    digest: await putBlob(dir, manifestBytes),
-    size: manifestBytes.length,
-    annotations: { "org.opencontainers.image.ref.name": tag },
-  });
+  const mediaType = `application/vnd.oci.image.layer.v1.tar+${bomb.compression}`;
+  await addOneLayerImage(dir, tag, { mediaType, digest: bomb.digest, size: bomb.size }, bomb.diffId);
 }

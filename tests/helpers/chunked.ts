@@ -9,6 +9,8 @@ import { writeZstdChunked } from "../../src/chunked/writer.ts";
 import { compressFrames, type FramesJob, type FramesResult } from "../../src/compression/frames.ts";
 import { ZstdDecoder } from "../../src/compression/zstd/decoder.ts";
 import { concat } from "../../src/util/streams.ts";
+import { run } from "./interop.ts";
+import { writeImage } from "./oci.ts";
 import { buildTar, type TarSpec } from "./tar.ts";
 
 /** Deterministic pseudo-random bytes (an LCG: incompressible enough, and the same every run). */
@@ -54,6 +56,25 @@ export function chunkedSampleEntries(): TarSpec[] {
 /** A layer tar with everything zstd:chunked has to handle. */
 export function chunkedSampleTar(): Uint8Array {
   return buildTar(chunkedSampleEntries());
+}
+
+/**
+ * Writes {@link chunkedSampleTar} uncompressed as `oci:DIR/src:t` and has skopeo
+ * recompress it as zstd:chunked into `oci:DIR/skopeo:t`. Uncompressed, two end
+ * blocks: skopeo 1.9's compressor fails ("short write") on more.
+ */
+export async function skopeoChunkedSample(dir: string): Promise<void> {
+  await writeImage(`${dir}/src`, { tag: "t", layers: [{ tar: chunkedSampleTar(), compression: "none" }] });
+  await run(
+    "skopeo",
+    "--insecure-policy",
+    "copy",
+    "--quiet",
+    "--dest-compress-format",
+    "zstd:chunked",
+    `oci:${dir}/src:t`,
+    `oci:${dir}/skopeo:t`,
+  );
 }
 
 /** A written zstd:chunked blob and its descriptor annotations. */

@@ -8,7 +8,7 @@
  * cached by shape under the system temporary directory, as the bombs are.
  */
 import { createHash } from "node:crypto";
-import { addIndexEntry, putBlob } from "./oci.ts";
+import { addOneLayerImage } from "./oci.ts";
 import { headerBlock } from "./tar.ts";
 
 /** The shape of a many-entry tree. */
@@ -110,24 +110,8 @@ export async function writeManyEntriesImage(dir: string, tag: string, shape: Man
   await Deno.mkdir(`${dir}/blobs/sha256`, { recursive: true });
   const blob = `${dir}/blobs/sha256/${layer.digest.slice(7)}`;
   await Deno.link(layer.path, blob).catch(() => Deno.copyFile(layer.path, blob));
-  const configBytes = enc.encode(JSON.stringify({
-    architecture: "amd64",
-    os: "linux",
-    rootfs: { type: "layers", diff_ids: [layer.diffId] },
-  }));
-  const config = await putBlob(dir, configBytes);
-  const manifestBytes = enc.encode(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: "application/vnd.oci.image.manifest.v1+json",
-    config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: config, size: configBytes.length },
-    layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: layer.digest, size: layer.size }],
-  }));
-  await addIndexEntry(dir, {
-    mediaType: "application/vnd.oci.image.manifest.v1+json",
-    digest: await putBlob(dir, manifestBytes),
-    size: manifestBytes.length,
-    annotations: { "org.opencontainers.image.ref.name": tag },
-  });
+  const mediaType = "application/vnd.oci.image.layer.v1.tar+gzip";
+  await addOneLayerImage(dir, tag, { mediaType, digest: layer.digest, size: layer.size }, layer.diffId);
 }
 
 /**

@@ -76,6 +76,31 @@ export async function addIndexEntry(dir: string, desc: Descriptor): Promise<void
   await Deno.writeTextFile(`${dir}/index.json`, JSON.stringify(index));
 }
 
+/**
+ * Adds an image tagged `tag` to the layout `dir` whose one layer is `layer`, a
+ * blob already in the layout, of the tar whose digest is `diffId`.
+ */
+export async function addOneLayerImage(dir: string, tag: string, layer: Descriptor, diffId: string): Promise<void> {
+  const configBytes = enc.encode(JSON.stringify({
+    architecture: "amd64",
+    os: "linux",
+    rootfs: { type: "layers", diff_ids: [diffId] },
+  }));
+  const config = await putBlob(dir, configBytes);
+  const manifestBytes = enc.encode(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: config, size: configBytes.length },
+    layers: [layer],
+  }));
+  await addIndexEntry(dir, {
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    digest: await putBlob(dir, manifestBytes),
+    size: manifestBytes.length,
+    annotations: { "org.opencontainers.image.ref.name": tag },
+  });
+}
+
 const LAYER_TYPES = {
   gzip: "application/vnd.oci.image.layer.v1.tar+gzip",
   zstd: "application/vnd.oci.image.layer.v1.tar+zstd",

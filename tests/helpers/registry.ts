@@ -168,6 +168,8 @@ export interface PushOptions {
   creds?: string;
   /** Manifest format to convert to (`v2s2`: Docker schema 2). */
   format?: "oci" | "v2s2";
+  /** Layer compression to recompress to (`--dest-compress-format`). */
+  compressFormat?: "zstd:chunked";
 }
 
 /** Pushes `source` (e.g. `oci:DIR:TAG`) to `docker://HOST/REPO:TAG` with skopeo over plain HTTP. */
@@ -181,6 +183,7 @@ export async function pushImage(source: string, dest: string, options: PushOptio
     ...(options.all ? ["--all"] : []),
     ...(options.creds ? ["--dest-creds", options.creds] : []),
     ...(options.format ? ["--format", options.format] : []),
+    ...(options.compressFormat ? ["--dest-compress-format", options.compressFormat] : []),
     source,
     dest,
   );

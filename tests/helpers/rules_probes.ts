@@ -8,6 +8,7 @@
  * where deltaship follows those instead (docs/design.md says which).
  */
 import { fsverityHex } from "../../src/composefs/fsverity.ts";
+import { concat } from "../../src/util/streams.ts";
 import { fixChecksum, headerBlock } from "./tar.ts";
 
 const enc = new TextEncoder();
@@ -32,16 +33,6 @@ export interface RawEntry {
 
 function bytes(b: Bytes): Uint8Array {
   return typeof b === "string" ? enc.encode(b) : b;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 function pad(n: number): Uint8Array {

@@ -7,7 +7,7 @@
  */
 import { Buffer } from "node:buffer";
 import { createPrivateKey, sign } from "node:crypto";
-import { run } from "./interop.ts";
+import { selfSign } from "./certs.ts";
 
 /** One token request the issuer answered. */
 export interface TokenRequest {
@@ -47,24 +47,7 @@ const b64url = (bytes: Uint8Array | string) =>
 export async function startTokenIssuer(dir: string, options: IssuerOptions): Promise<TokenIssuer> {
   const keyPath = `${dir}/issuer-key.pem`;
   const certPath = `${dir}/issuer-cert.pem`;
-  await run(
-    "openssl",
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    keyPath,
-    "-out",
-    certPath,
-    "-days",
-    "2",
-    "-subj",
-    "/CN=deltaship-test-issuer",
-  );
+  await selfSign(keyPath, certPath, "/CN=deltaship-test-issuer");
   const key = createPrivateKey(await Deno.readTextFile(keyPath));
   const certDer = (await Deno.readTextFile(certPath)).replace(/-----[A-Z ]+-----/g, "").replace(/\s+/g, "");
   const service = "deltaship-test-registry";
