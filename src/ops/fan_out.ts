@@ -61,6 +61,25 @@ export interface FanOutOptions<T> {
   pool?: Omit<PoolOptions<LayerTasks>, "worker" | "kinds" | "context">;
   /** Work done once the workers are starting and before the first item (overlaps their start-up). */
   prepare?(): Promise<void>;
+  /**
+   * Run every item on the calling thread when the largest is at least this many
+   * times the size of all the others together: what a worker would take off the
+   * calling thread is then too little to pay for its start-up and memory.
+   */
+  oneThreadWhenDominant?: number;
+}
+
+/**
+ * The threads a fan-out uses: `jobs`, at most one per item, and one alone when
+ * `dominant` is given and the largest item's size is at least `dominant` times
+ * the others' sum.
+ */
+export function fanOutSlots(jobs: number, sizes: readonly number[], dominant?: number): number {
+  const slots = Math.max(1, Math.min(jobs, sizes.length));
+  if (slots === 1 || dominant === undefined) return slots;
+  const largest = Math.max(...sizes);
+  const rest = sizes.reduce((a, b) => a + b, 0) - largest;
+  return largest >= dominant * rest ? 1 : slots;
 }
 
 /**
@@ -74,7 +93,8 @@ export async function fanOut<T, R>(
   work: (pool: LayerPool, item: T, onBytes: OnBytes) => Promise<R>,
 ): Promise<R[]> {
   const progress = options.progress ?? silentProgress;
-  const slots = Math.max(1, Math.min(options.jobs, items.length));
+  const units = items.map((item) => options.unit(item));
+  const slots = fanOutSlots(options.jobs, units.map((u) => u.size ?? u.total), options.oneThreadWhenDominant);
   traceMemory(`fan-out of ${items.length} on ${slots} slots`);
   const pool = openLayerPool(repo, slots, options.pool);
   try {
@@ -83,7 +103,6 @@ export async function fanOut<T, R>(
       await options.prepare();
       traceMemory("fan-out prepared");
     }
-    const units = items.map((item) => options.unit(item));
     // Rows in the items' order, whatever order they start in (largest first).
     for (const { id, label, total } of units) progress.queue?.(id, label, total);
     const order = items.map((_, i) => i);
