@@ -26,7 +26,8 @@ import { Yielder } from "../util/yielder.ts";
 import { MAX_DICTIONARY_SIZE, ZstdDictDecoder } from "../compression/zstd/dict.ts";
 import { MAX_OPEN_NAME, Op } from "./format.ts";
 import { OpInput } from "./op_input.ts";
-import { ReadBatch, SMALL_READ } from "./read_batch.ts";
+import { ReadBatch, RUN_BUFFER, SMALL_READ } from "./read_batch.ts";
+import { ARENA_START, PAD, returnArena, takeArena } from "./add_kernel.ts";
 
 /** A regular file of the source, read at positions. */
 export interface SourceFile {
@@ -170,14 +171,23 @@ export async function* applyTarDiff(
   let outSize = options.outputSize ?? 1 << 20;
   if (outSize % 4 !== 0 || outSize < 4) throw new RangeError("outputSize must be a positive multiple of 4");
   const maxBatch = Math.max(outSize, options.maxBatchSize ?? 8 << 20);
-  let out = new Uint8Array(outSize);
-  let out32 = new Int32Array(out.buffer);
-  const scratch = new Uint8Array(outSize);
+  const decodeSize = options.decodeSize ?? 1 << 19;
+  // The output batch, the gathered reads' run buffer and the decompressed op stream, in one arena where WebAssembly
+  // SIMD is available (add_kernel.ts), so that adds and copies between them are single calls: its pages are touched
+  // only as far as the batch grows. Without it, large adds go through a scratch buffer of whole words (addInto).
+  const outAt = ARENA_START;
+  const bufAt = outAt + maxBatch + PAD;
+  const decodeAt = bufAt + RUN_BUFFER + PAD;
+  const arena = takeArena(decodeAt + decodeSize + PAD);
+  let out = arena ? arena.bytes.subarray(outAt, outAt + outSize) : new Uint8Array(outSize);
+  let out32 = new Int32Array(out.buffer, out.byteOffset, outSize >>> 2);
+  const scratch = new Uint8Array(arena ? 0 : outSize);
   const scratch32 = new Int32Array(scratch.buffer);
+  const addMax = arena ? Infinity : scratch.length;
   const name = new Uint8Array(MAX_OPEN_NAME);
   const maxAddData = options.maxAddData ?? DEFAULT_MAX_ADD_DATA;
   let outLen = 0;
-  const batch = new ReadBatch();
+  const batch = new ReadBatch(arena ? { arena, bufAt } : undefined);
   let grown = 0; // bytes of the output buffer taken from options.memory
   /** The output so far, its gathered reads done: the chunk to yield. */
   const full = (): Uint8Array => {
@@ -204,13 +214,22 @@ export async function* applyTarDiff(
     while (size > outSize && options.memory && !options.memory.reserve(size - outSize)) size = size >>> 1;
     if (size <= outSize) return;
     grown += size - outSize;
-    out.buffer.transfer(0); // the old buffer (its chunk consumed) is freed now, not at some later collection
-    out = new Uint8Array(size);
-    out32 = new Int32Array(out.buffer);
+    if (arena) {
+      out = arena.bytes.subarray(outAt, outAt + size);
+    } else {
+      out.buffer.transfer(0); // the old buffer (its chunk consumed) is freed now, not at some later collection
+      out = new Uint8Array(size);
+    }
+    out32 = new Int32Array(out.buffer, out.byteOffset, size >>> 2);
     outSize = size;
   };
 
-  const input = new OpInput(delta, options.decodeSize ?? 1 << 19);
+  const input = new OpInput(delta, arena ? arena.bytes.subarray(decodeAt, decodeAt + decodeSize) : decodeSize);
+  /** Copies `n` bytes of the op stream (from `input.pos`) to the output (at `outLen`). */
+  const copyInput = (n: number): void => {
+    if (arena !== undefined && n >= 16) arena.copy(outAt + outLen, input.buf.byteOffset + input.pos, n);
+    else copyInto(out, outLen, input.buf, input.pos, n);
+  };
   let file: SourceFile | undefined;
   let path = "";
   let position = 0;
@@ -251,7 +270,7 @@ export async function* applyTarDiff(
           while (left > 0) {
             if (input.pos >= input.buf.length && !(await input.more())) truncated(left);
             const n = Math.min(left, input.buf.length - input.pos, outSize - outLen);
-            copyInto(out, outLen, input.buf, input.pos, n);
+            copyInput(n);
             input.pos += n;
             outLen += n;
             left -= n;
@@ -289,7 +308,7 @@ export async function* applyTarDiff(
           let left = size;
           while (left > 0) {
             if (input.pos >= input.buf.length && !(await input.more())) truncated(left);
-            const n = Math.min(left, input.buf.length - input.pos, outSize - outLen, scratch.length);
+            const n = Math.min(left, input.buf.length - input.pos, outSize - outLen, addMax);
             const mem = f.bytes;
             if (mem !== undefined && n < 48) {
               const data = input.buf;
@@ -297,11 +316,15 @@ export async function* applyTarDiff(
               for (let i = 0; i < n; i++) out[outLen + i] = mem[position + i] + data[d + i];
             } else if (mem === undefined && n < SMALL_READ) {
               // The delta's bytes now, the source's added when the batch is served.
-              copyInto(out, outLen, input.buf, input.pos, n);
+              copyInput(n);
               batch.record(f, position, outLen, n, true);
             } else {
               f.read(position, out, outLen, n);
-              addInto(out, out32, outLen, input.buf, input.pos, n, scratch, scratch32);
+              if (arena) {
+                arena.add(outAt + outLen, input.buf.byteOffset + input.pos, n);
+              } else {
+                addInto(out, out32, outLen, input.buf, input.pos, n, scratch, scratch32);
+              }
             }
             input.pos += n;
             position += n;
@@ -417,9 +440,15 @@ export async function* applyTarDiff(
     file?.close();
     // The last chunk has been consumed (the caller resumed or returned): free the buffers now, as the budget is
     // given back, rather than at a collection that a thread going on to its next layer may not make for a while.
-    out.buffer.transfer(0);
-    scratch.buffer.transfer(0);
+    if (!arena) {
+      out.buffer.transfer(0);
+      scratch.buffer.transfer(0);
+    }
     if (grown > 0) options.memory?.release(grown);
-    await input.close();
+    try {
+      await input.close();
+    } finally {
+      if (arena) returnArena(arena); // once the decoder, which writes into it, is closed
+    }
   }
 }

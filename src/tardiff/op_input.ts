@@ -29,9 +29,10 @@ export class OpInput {
   #magic = 0;
   #done = false;
 
-  constructor(stream: ReadableStream<Uint8Array>, decodeSize: number) {
+  /** `decode` is the size of the decompressed pieces, or the buffer that holds them. */
+  constructor(stream: ReadableStream<Uint8Array>, decode: number | Uint8Array) {
     this.#reader = stream.getReader();
-    this.#decoder = new ZstdDecoder(decodeSize);
+    this.#decoder = new ZstdDecoder(decode);
   }
 
   /** Offset of the next unread byte in the decompressed stream. */

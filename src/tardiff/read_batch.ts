@@ -15,8 +15,14 @@
  * bucket is one read of its span, a sparse one (few reads far apart) is sorted
  * and read in runs whose gaps are at most {@link GAP}.
  *
+ * Given an arena (add_kernel.ts), the runs are read into a buffer there and,
+ * when the output batch lies in the same arena, adds are served by its
+ * WebAssembly SIMD sum; otherwise by a JavaScript one.
+ *
  * @module
  */
+import type { ByteArena } from "./add_kernel.ts";
+
 /** What a batch needs of a source file (apply.ts's SourceFile is one). */
 export interface BatchFile {
   readonly size: number;
@@ -31,6 +37,8 @@ export const SMALL_READ = 64 << 10;
 export const CHUNK = 1 << 20;
 /** Largest gap between two reads of a run in a sparse bucket. */
 export const GAP = 32 << 10;
+/** The largest run a flush reads: a bucket's block plus one small read. */
+export const RUN_BUFFER = CHUNK + SMALL_READ;
 
 const LOW7 = 0x7f7f7f7f;
 const HIGH1 = 0x80808080 | 0;
@@ -77,6 +85,18 @@ export class ReadBatch {
 
   /** Positional reads made by flushes so far (the source's read calls). */
   reads = 0;
+  #arena: ByteArena | undefined;
+
+  /**
+   * `arena`, when given, holds the run buffer at `bufAt` ({@link RUN_BUFFER}
+   * bytes, followed by the arena's padding).
+   */
+  constructor(arena?: { arena: ByteArena; bufAt: number }) {
+    if (arena) {
+      this.#arena = arena.arena;
+      this.#buf = arena.arena.bytes.subarray(arena.bufAt, arena.bufAt + RUN_BUFFER);
+    }
+  }
 
   /** Reads recorded and not yet performed. */
   get size(): number {
@@ -162,9 +182,8 @@ export class ReadBatch {
     this.#count = 0;
     this.flush(new Uint8Array(0));
     if (this.#pos.buffer.detached) return; // closed before
-    for (const a of [this.#pos, this.#out, this.#len, this.#add, this.#bucket, this.#order, this.#buf]) {
-      a.buffer.transfer(0);
-    }
+    for (const a of [this.#pos, this.#out, this.#len, this.#add, this.#bucket, this.#order]) a.buffer.transfer(0);
+    if (!this.#arena) this.#buf.buffer.transfer(0);
   }
 
   #serve(out: Uint8Array): void {
@@ -232,13 +251,67 @@ export class ReadBatch {
    * `order[from .. to)` from them.
    */
   #run(file: BatchFile, first: number, span: number, order: Int32Array, from: number, to: number, out: Uint8Array) {
-    if (this.#buf.length < span) this.#buf = new Uint8Array(Math.max(span, CHUNK + SMALL_READ));
+    if (this.#buf.length < span) this.#buf = new Uint8Array(Math.max(span, RUN_BUFFER)); // never, by the bucketing
     const buf = this.#buf;
     this.reads++;
     file.read(first, buf, 0, span);
+    const arena = this.#arena;
+    if (arena && buf.buffer === arena.bytes.buffer && out.buffer === arena.bytes.buffer) {
+      serveInArena(
+        arena,
+        out,
+        out.byteOffset,
+        buf,
+        buf.byteOffset,
+        first,
+        order,
+        from,
+        to,
+        this.#pos,
+        this.#out,
+        this.#len,
+        this.#add,
+      );
+      return;
+    }
     if (this.#outView?.buffer !== out.buffer) this.#outView = new DataView(out.buffer, out.byteOffset, out.byteLength);
     if (this.#bufView?.buffer !== buf.buffer) this.#bufView = new DataView(buf.buffer);
     serve(out, this.#outView, buf, this.#bufView, first, order, from, to, this.#pos, this.#out, this.#len, this.#add);
+  }
+}
+
+/**
+ * {@link serve} for an output and run buffer in `arena` (at `outAt` and
+ * `bufAt` in it): adds by the arena's SIMD sum.
+ */
+function serveInArena(
+  arena: ByteArena,
+  out: Uint8Array,
+  outAt: number,
+  buf: Uint8Array,
+  bufAt: number,
+  first: number,
+  order: Int32Array,
+  from: number,
+  to: number,
+  pos: Float64Array,
+  off: Int32Array,
+  len: Int32Array,
+  add: Uint8Array,
+): void {
+  const sum = arena.add;
+  for (let k = from; k < to; k++) {
+    const i = order[k];
+    const s = (pos[i] - first) | 0;
+    const o = off[i];
+    const n = len[i];
+    if (add[i] === 1) {
+      sum(outAt + o, bufAt + s, n);
+    } else if (n < 48) {
+      for (let x = 0; x < n; x++) out[o + x] = buf[s + x];
+    } else {
+      out.set(buf.subarray(s, s + n), o);
+    }
   }
 }
 

@@ -174,7 +174,8 @@ export class ZstdDecoder {
   #error: string | undefined;
   #closed = false;
 
-  constructor(outSize = 1 << 18) {
+  /** `out` is the size of the output buffer, or the buffer itself (the decoder owns it until it is closed). */
+  constructor(out: number | Uint8Array = 1 << 18) {
     const stream = zlib.createZstdDecompress() as unknown as NativeZstd;
     if (typeof stream._handle?.writeSync !== "function" || !(stream._writeState instanceof Uint32Array)) {
       throw new Error("this Deno's node:zlib has no zstd handle that deltaship can drive");
@@ -183,7 +184,7 @@ export class ZstdDecoder {
     stream._handle.onerror = (message: string) => {
       this.#error = message;
     };
-    this.#out = new Uint8Array(outSize);
+    this.#out = typeof out === "number" ? new Uint8Array(out) : out;
   }
 
   /** Compressed bytes pushed so far. */
