@@ -115,8 +115,13 @@ export async function storeLayerTar(
             `nothing was stored (raise it with --max-layer-size or DELTASHIP_MAX_LAYER_SIZE if the image is genuine)`,
         );
       }
-      hasher.update(chunk);
-      await splitter.write(chunk);
+      // The diff_id is hashed on another thread while the splitter stores the chunk (it only reads it).
+      const hashing = hasher.updateAside(chunk);
+      try {
+        await splitter.write(chunk);
+      } finally {
+        await hashing;
+      }
       await yielder.yieldIfDue();
     }
     const missing = limits.missingZeros ? zeroPadding(hasher, diffId, limits.missingZeros()) : undefined;

@@ -6,6 +6,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { DigestMismatchError, FormatError, SizeMismatchError } from "../errors.ts";
+import { type StreamSha256, streamSha256 } from "./sha256_blocks.ts";
 
 /** A digest string in OCI form, `algorithm:hex`. */
 export type Digest = string;
@@ -77,40 +78,67 @@ export function sha256(bytes: Uint8Array | string): Digest {
   return "sha256:" + createHash("sha256").update(bytes).digest("hex");
 }
 
-/** Incremental hashing of a byte stream for one algorithm. */
+/** Chunks at least this large are hashed aside by {@link Hasher.updateAside}; smaller ones cost less than the handoff. */
+const ASIDE_MIN = 256 << 10;
+
+/**
+ * Incremental hashing of a byte stream for one algorithm: SHA-256 in libcrypto
+ * where it loads (sha256_blocks.ts), so that large chunks can be hashed on
+ * another thread; node:crypto otherwise and for SHA-512.
+ */
 export class Hasher {
-  #hash: Hash;
-  #algorithm: string;
+  #hash: Hash | undefined;
+  #native: StreamSha256 | undefined;
+  #algorithm: "sha256" | "sha512";
   /** Bytes hashed so far. */
   size = 0;
 
-  constructor(algorithm: "sha256" | "sha512" = "sha256") {
+  constructor(algorithm: "sha256" | "sha512" = "sha256", copyOf?: Hasher) {
     this.#algorithm = algorithm;
-    this.#hash = createHash(algorithm);
+    if (copyOf) {
+      this.#hash = copyOf.#hash?.copy();
+      this.#native = copyOf.#native?.copy();
+      this.size = copyOf.size;
+    } else {
+      this.#native = algorithm === "sha256" ? streamSha256() : undefined;
+      if (!this.#native) this.#hash = createHash(algorithm);
+    }
   }
 
   /** Adds bytes. */
   update(chunk: Uint8Array): void {
-    this.#hash.update(chunk);
+    if (this.#native) this.#native.update(chunk);
+    else this.#hash!.update(chunk);
     this.size += chunk.length;
+  }
+
+  /**
+   * Adds bytes, on another thread when that pays: the promise (when there is
+   * one) must be awaited before `chunk` changes and before this hasher is used
+   * again; meanwhile the caller may read `chunk` and do other work.
+   */
+  updateAside(chunk: Uint8Array): Promise<void> | undefined {
+    if (!this.#native || chunk.length < ASIDE_MIN) {
+      this.update(chunk);
+      return undefined;
+    }
+    this.size += chunk.length;
+    return this.#native.updateAside(chunk);
   }
 
   /** An independent hasher that has seen what this one has. */
   copy(): Hasher {
-    const copy = new Hasher(this.#algorithm as "sha256" | "sha512");
-    copy.#hash = this.#hash.copy();
-    copy.size = this.size;
-    return copy;
+    return new Hasher(this.#algorithm, this);
   }
 
   /** The digest of everything added, as `algorithm:hex`. Call once. */
   digest(): Digest {
-    return `${this.#algorithm}:${this.#hash.digest("hex")}`;
+    return `${this.#algorithm}:${toHex(this.digestBytes())}`;
   }
 
   /** The raw digest bytes. Call once, instead of {@link digest}. */
   digestBytes(): Uint8Array {
-    return new Uint8Array(this.#hash.digest());
+    return this.#native ? this.#native.digest() : new Uint8Array(this.#hash!.digest());
   }
 }
 

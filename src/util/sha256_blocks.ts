@@ -24,6 +24,13 @@ const SYMBOLS = {
   // The size as a BigInt: V8's fast FFI path takes usize only so (a Number costs 4x the call).
   SHA256_Update: { parameters: ["buffer", "buffer", "usize"], result: "i32" },
   SHA256_Final: { parameters: ["buffer", "buffer"], result: "i32" },
+  // The same function run on one of the runtime's blocking threads (a promise): see StreamSha256.
+  SHA256_Update_aside: {
+    name: "SHA256_Update",
+    parameters: ["buffer", "buffer", "usize"],
+    result: "i32",
+    nonblocking: true,
+  },
 } as const;
 
 type Libcrypto = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -96,4 +103,59 @@ export function blockHashImplementation(): "libcrypto" | "node:crypto" {
 /** A node:crypto block hasher whatever is available (for tests that compare the two). */
 export function nodeBlockHasher(): BlockHash {
   return nodeBlockHash;
+}
+
+/**
+ * One SHA-256 over a stream, in libcrypto: updates run on the calling thread,
+ * or, with {@link updateAside}, on one of the runtime's blocking threads while
+ * the caller goes on with other work (a layer's diff_id is hashed so while its
+ * objects are split out and hashed for fs-verity). The context is plain data,
+ * so a copy of its bytes is a copy of the hash.
+ */
+export class StreamSha256 {
+  readonly #ctx = new Uint8Array(CTX_SIZE);
+  #busy: Promise<unknown> | undefined;
+
+  constructor(readonly lib: Libcrypto, from?: StreamSha256) {
+    if (from) this.#ctx.set(from.#ctx);
+    else lib.SHA256_Init(this.#ctx);
+  }
+
+  /** Adds `bytes` now. */
+  update(bytes: Uint8Array): void {
+    if (this.#busy) throw new Error("StreamSha256.update while an update aside is running");
+    this.lib.SHA256_Update(this.#ctx, bytes, BigInt(bytes.length));
+  }
+
+  /**
+   * Adds `bytes` on another thread: neither they nor this hash may be used until
+   * the promise settles (the caller awaits it before reusing the buffer).
+   */
+  async updateAside(bytes: Uint8Array): Promise<void> {
+    if (this.#busy) throw new Error("StreamSha256.updateAside while another is running");
+    const busy = this.lib.SHA256_Update_aside(this.#ctx, bytes, BigInt(bytes.length));
+    this.#busy = busy;
+    try {
+      await busy;
+    } finally {
+      this.#busy = undefined;
+    }
+  }
+
+  /** An independent hash that has seen what this one has. */
+  copy(): StreamSha256 {
+    return new StreamSha256(this.lib, this);
+  }
+
+  /** The digest (32 bytes); call once. */
+  digest(): Uint8Array {
+    const md = new Uint8Array(32);
+    this.lib.SHA256_Final(md, this.#ctx);
+    return md;
+  }
+}
+
+/** A libcrypto stream hash, or undefined where libcrypto cannot be used (node:crypto serves then). */
+export function streamSha256(): StreamSha256 | undefined {
+  return LIBCRYPTO ? new StreamSha256(LIBCRYPTO) : undefined;
 }
