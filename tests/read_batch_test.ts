@@ -193,3 +193,29 @@ Deno.test("ReadBatch: close closes the files still held, and may be called twice
   batch.close();
   assert.equal(closed, 1);
 });
+
+Deno.test("freeInput: the delta's chunks are freed once decoded when each is a whole buffer, and only then", async () => {
+  const old = noise(1 << 20, 21);
+  const { ops, want } = scattered(old, 5_000, 13);
+  const blob = tarDiff(ops);
+  // Whole-buffer chunks (as a file or the network gives them), and views into one shared buffer.
+  const whole: Uint8Array[] = [];
+  for (let at = 0; at < blob.length; at += 4096) whole.push(blob.slice(at, at + 4096));
+  const shared = blob.slice();
+  const views: Uint8Array[] = [];
+  for (let at = 0; at < shared.length; at += 4096) views.push(shared.subarray(at, at + 4096));
+  for (const [chunks, freed] of [[whole, true], [views, false]] as const) {
+    const parts: Uint8Array[] = [];
+    const applied = applyTarDiff(ReadableStream.from(chunks), new CountingSource({ old }), { freeInput: true });
+    for await (const c of applied) parts.push(c.slice());
+    assert.deepEqual(concat(parts), want);
+    const detached = chunks.filter((c) => (c.buffer as ArrayBuffer).detached).length;
+    if (freed) assert.ok(detached >= chunks.length - 1, `${detached} of ${chunks.length} whole chunks freed`);
+    else assert.equal(detached, 0, "views of a shared buffer are left alone");
+  }
+  // Without the option nothing is freed.
+  const kept: Uint8Array[] = [];
+  for (let at = 0; at < blob.length; at += 4096) kept.push(blob.slice(at, at + 4096));
+  for await (const _ of applyTarDiff(ReadableStream.from(kept), new CountingSource({ old }))) { /* drain */ }
+  assert.equal(kept.filter((c) => (c.buffer as ArrayBuffer).detached).length, 0);
+});

@@ -71,7 +71,8 @@ export async function rebuildLayer(
     // An AddData is bounded by its source file, and its output by the layer size limit, as every op's. The output
     // batch that gathers small source reads grows from the same budget as dictionaries, except under a
     // --memory-limit: growing trades memory for fewer read calls, and a limit says which of the two matters.
-    const tuning = { memory: budget, ...(budget.limited ? { maxBatchSize: 0 } : {}) };
+    // The blob's chunks pass only through the verifier, so the interpreter may free each once decoded.
+    const tuning = { memory: budget, freeInput: true, ...(budget.limited ? { maxBatchSize: 0 } : {}) };
     return await storeLayerTar(repo, applyTarDiff(checked, files, tuning), layer.diffId, what, limits);
   } finally {
     traceMemory(`rebuild end ${layer.digest.slice(7, 19)}`);

@@ -81,6 +81,11 @@ export interface ApplyOptions {
   maxBatchSize?: number;
   /** Where the growth beyond `outputSize` is taken from (default: no bound but `maxBatchSize`). */
   memory?: BatchMemory;
+  /**
+   * The delta stream's chunks are the interpreter's alone (no other reader
+   * keeps them): each is freed as soon as it is decoded (see OpInput).
+   */
+  freeInput?: boolean;
 }
 
 /** A budget the output batch grows from (a MemoryBudget). */
@@ -224,7 +229,11 @@ export async function* applyTarDiff(
     outSize = size;
   };
 
-  const input = new OpInput(delta, arena ? arena.bytes.subarray(decodeAt, decodeAt + decodeSize) : decodeSize);
+  const input = new OpInput(
+    delta,
+    arena ? arena.bytes.subarray(decodeAt, decodeAt + decodeSize) : decodeSize,
+    options.freeInput ?? false,
+  );
   /** Copies `n` bytes of the op stream (from `input.pos`) to the output (at `outLen`). */
   const copyInput = (n: number): void => {
     if (arena !== undefined && n >= 16) arena.copy(outAt + outLen, input.buf.byteOffset + input.pos, n);

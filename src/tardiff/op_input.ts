@@ -28,9 +28,20 @@ export class OpInput {
   #decoder: ZstdDecoder;
   #magic = 0;
   #done = false;
+  readonly #freeChunks: boolean;
+  /** The chunk the decoder is reading, freed once it is drained when the chunks are ours. */
+  #chunk: Uint8Array | undefined;
 
-  /** `decode` is the size of the decompressed pieces, or the buffer that holds them. */
-  constructor(stream: ReadableStream<Uint8Array>, decode: number | Uint8Array) {
+  /**
+   * `decode` is the size of the decompressed pieces, or the buffer that holds
+   * them. With `freeChunks`, the stream's chunks are the interpreter's: each is
+   * freed (its buffer detached) once decoded, where it is a whole buffer. A chunk
+   * read while the ops run outlives a few young collections, and freed chunks
+   * otherwise wait for a full collection: 12 MiB of them at the far corpus's
+   * peak (docs/design.md).
+   */
+  constructor(stream: ReadableStream<Uint8Array>, decode: number | Uint8Array, freeChunks = false) {
+    this.#freeChunks = freeChunks;
     this.#reader = stream.getReader();
     this.#decoder = new ZstdDecoder(decode);
   }
@@ -52,7 +63,9 @@ export class OpInput {
         return true;
       }
       if (this.#done) return false;
+      this.#freeChunk();
       const r = await this.#reader.read();
+      if (this.#freeChunks) this.#chunk = r.value;
       if (r.done) {
         this.#done = true;
         if (this.#magic < TARDIFF_MAGIC.length) throw new TarDiffError("tar-diff is too short to hold its magic");
@@ -148,8 +161,21 @@ export class OpInput {
     throw new TarDiffError(`tar-diff: the op at byte ${at} has a size (${size}) past 2^53`, at);
   }
 
+  /** Frees the chunk just drained, when it is ours and nothing else can see its buffer. */
+  #freeChunk(): void {
+    const chunk = this.#chunk;
+    this.#chunk = undefined;
+    const buffer = chunk?.buffer;
+    if (!(buffer instanceof ArrayBuffer) || buffer.detached) return;
+    if (chunk!.byteOffset !== 0 || chunk!.byteLength !== buffer.byteLength) return;
+    try {
+      buffer.transfer(0);
+    } catch { /* not detachable (WebAssembly memory): left to the collector */ }
+  }
+
   /** Releases the decoder and the input stream. */
   async close(): Promise<void> {
+    this.#chunk = undefined; // a failure may leave it half read: it is left to the collector
     this.#decoder.close();
     if (!this.#done) await this.#reader.cancel().catch(() => {});
     this.#reader.releaseLock();
