@@ -27,6 +27,7 @@ import { MAX_DICTIONARY_SIZE, ZstdDictDecoder } from "../compression/zstd/dict.t
 import { MAX_OPEN_NAME, Op } from "./format.ts";
 import { OpInput } from "./op_input.ts";
 import { ReadBatch, RUN_BUFFER, SMALL_READ } from "./read_batch.ts";
+import { addInto, copyInto } from "./byte_runs.ts";
 import { ARENA_START, PAD, returnArena, takeArena } from "./add_kernel.ts";
 
 /** A regular file of the source, read at positions. */
@@ -113,54 +114,6 @@ async function wholeFile(file: SourceFile): Promise<Uint8Array> {
   file.read(0, bytes, 0, file.size);
   return bytes;
 }
-const LOW7 = 0x7f7f7f7f;
-const HIGH1 = 0x80808080 | 0;
-
-/** Copies `n` bytes; short runs by hand, which beats making a subarray for them. */
-function copyInto(out: Uint8Array, o: number, data: Uint8Array, d: number, n: number): void {
-  if (n < 48) {
-    for (let i = 0; i < n; i++) out[o + i] = data[d + i];
-  } else {
-    out.set(data.subarray(d, d + n), o);
-  }
-}
-
-/**
- * Adds `n` bytes of `data` from `d` onto `out` from `o`, bytewise modulo 256.
- * Whole aligned words go four bytes at a time: (a & 0x7f..) + (b & 0x7f..) cannot
- * carry from one byte into the next, and XOR puts the top bits back.
- */
-function addInto(
-  out: Uint8Array,
-  out32: Int32Array,
-  o: number,
-  data: Uint8Array,
-  d: number,
-  n: number,
-  scratch: Uint8Array,
-  scratch32: Int32Array,
-): void {
-  const end = o + n;
-  if (n < 48) {
-    for (; o < end; o++, d++) out[o] += data[d];
-    return;
-  }
-  for (; o < end && (o & 3) !== 0; o++, d++) out[o] += data[d];
-  const words = (end - o) >>> 2;
-  if (words > 0) {
-    scratch.set(data.subarray(d, d + words * 4));
-    let w = o >>> 2;
-    for (let i = 0; i < words; i++, w++) {
-      const a = out32[w];
-      const b = scratch32[i];
-      out32[w] = ((a & LOW7) + (b & LOW7)) ^ ((a ^ b) & HIGH1);
-    }
-    o += words * 4;
-    d += words * 4;
-  }
-  for (; o < end; o++, d++) out[o] += data[d];
-}
-
 /**
  * Applies the tar-diff streamed in `delta` (the blob, magic included) against
  * `source`, yielding the rebuilt tar. Each chunk is a view of one reusable buffer,

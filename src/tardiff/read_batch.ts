@@ -22,6 +22,7 @@
  * @module
  */
 import type { ByteArena } from "./add_kernel.ts";
+import { HIGH1, LOW7 } from "./byte_runs.ts";
 
 /** What a batch needs of a source file (apply.ts's SourceFile is one). */
 export interface BatchFile {
@@ -39,9 +40,6 @@ export const CHUNK = 1 << 20;
 export const GAP = 32 << 10;
 /** The largest run a flush reads: a bucket's block plus one small read. */
 export const RUN_BUFFER = CHUNK + SMALL_READ;
-
-const LOW7 = 0x7f7f7f7f;
-const HIGH1 = 0x80808080 | 0;
 
 /** Growable typed arrays, reused from one batch to the next. */
 function grow<T extends Float64Array | Int32Array | Uint8Array>(a: T, need: number): T {
