@@ -71,8 +71,18 @@ function have(tool: string): boolean {
   });
 }
 
+/**
+ * Writes back what the setup (and the run before) left dirty, so that a
+ * measured command does not pay for another's writeback: a case's setup pulls
+ * an image of a hundred megabytes, whose flush otherwise lands in the run.
+ */
+async function settle(): Promise<void> {
+  await new Deno.Command("sync").output().catch(() => {});
+}
+
 async function sample(side: Measured, env: BenchEnv, scratch: string): Promise<Sample> {
   await side.setup?.(env, scratch);
+  await settle();
   return await measureAll(side.commands(env, scratch));
 }
 
@@ -122,6 +132,7 @@ async function sampleCase(
   const floorOk = c.floor && (c.floor.tools ?? []).every(have);
   for (let i = 0; i < warmup + runs; i++) {
     await c.setup(env, scratch);
+    await settle();
     const s = await measureAll(c.run(env, scratch));
     await c.verify?.(env, scratch);
     if (i === warmup) result.extra = await c.extra?.(env, scratch);
