@@ -12,8 +12,11 @@
  *
  * @module
  */
-import https from "node:https";
+import type { Agent } from "node:https";
 import { Readable } from "node:stream";
+
+/** node:https, loaded on first use: most runs never need it, and loading it cost 10-16 ms of every command's start. */
+let httpsModule: Promise<typeof import("node:https")> | undefined;
 
 /** What a request carries (the subset of fetch()'s init the registry client uses). */
 export interface InsecureRequest {
@@ -28,15 +31,19 @@ const NULL_BODY = new Set([101, 103, 204, 205, 304]);
 
 /** A connection pool for HTTPS requests whose server certificate is not checked. */
 export class InsecureHttps {
-  readonly #agent: https.Agent;
+  #agent: Agent | undefined;
+  readonly #client: { cert?: string; key?: string };
 
   /** `cert` and `key` (PEM): a client certificate to present, when the registry asks for one. */
   constructor(client: { cert?: string; key?: string } = {}) {
-    this.#agent = new https.Agent({ keepAlive: true, rejectUnauthorized: false, ...client });
+    this.#client = client;
   }
 
   /** Sends one request to an `https:` URL; resolves with the response once its headers are in. */
-  fetch(url: URL, init: InsecureRequest): Promise<Response> {
+  async fetch(url: URL, init: InsecureRequest): Promise<Response> {
+    const https = await (httpsModule ??= import("node:https"));
+    this.#agent ??= new https.Agent({ keepAlive: true, rejectUnauthorized: false, ...this.#client });
+    const agent = this.#agent;
     const { signal } = init;
     return new Promise((resolve, reject) => {
       const fail = (e: unknown) => {
@@ -50,7 +57,7 @@ export class InsecureHttps {
       const headers: Record<string, string> = {};
       init.headers.forEach((value, name) => (headers[name] = value));
       if (init.body) headers["content-length"] = String(init.body.length);
-      const req = https.request(url, { method: init.method, headers, agent: this.#agent, signal }, (res) => {
+      const req = https.request(url, { method: init.method, headers, agent, signal }, (res) => {
         const h = new Headers();
         for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) h.append(res.rawHeaders[i], res.rawHeaders[i + 1]);
         const status = res.statusCode ?? 0;
@@ -71,6 +78,6 @@ export class InsecureHttps {
 
   /** Closes every pooled connection. */
   close(): void {
-    this.#agent.destroy();
+    this.#agent?.destroy();
   }
 }
