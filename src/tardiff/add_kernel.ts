@@ -10,7 +10,7 @@
  * largest single cost of that pull; `i8x16.add` takes sixteen, and a run's
  * last partial vector is added under a mask (lanes past the run add zero, so
  * the bytes there are stored back unchanged), so a run costs one call and
- * ceil(n / 16) vector adds. The module is 150 bytes, assembled below (no
+ * ceil(n / 16) vector adds. The module is 161 bytes, assembled below (no
  * toolchain, nothing fetched); where WebAssembly SIMD is missing, the callers
  * keep their JavaScript sum.
  *
