@@ -12,6 +12,7 @@ import { objectName, type ObjectStore } from "../repo/objects.ts";
 import { RepoFile } from "../repo/repo_file.ts";
 import type { LookupFailure, Rootfs } from "../oci/rootfs.ts";
 import type { SourceFile, TarDiffSource } from "../tardiff/apply.ts";
+import { copyInto } from "../tardiff/byte_runs.ts";
 import { Yielder } from "../util/yielder.ts";
 
 /** A regular file of the source: its content object (absent when empty) and size. */
@@ -271,11 +272,7 @@ class ObjectFile implements SourceFile {
   read(position: number, into: Uint8Array, offset: number, length: number): void {
     const whole = this.#whole;
     if (whole === undefined) return this.#pread(position, into, offset, length);
-    if (length < 48) {
-      for (let i = 0; i < length; i++) into[offset + i] = whole[position + i];
-    } else {
-      into.set(whole.subarray(position, position + length), offset);
-    }
+    copyInto(into, offset, whole, position, length);
   }
 
   #readWhole(): Uint8Array {

@@ -27,7 +27,7 @@ import { MAX_DICTIONARY_SIZE, ZstdDictDecoder } from "../compression/zstd/dict.t
 import { MAX_OPEN_NAME, Op } from "./format.ts";
 import { OpInput } from "./op_input.ts";
 import { ReadBatch, RUN_BUFFER, SMALL_READ } from "./read_batch.ts";
-import { addInto, copyInto } from "./byte_runs.ts";
+import { addBytes, copyInto, viewOf } from "./byte_runs.ts";
 import { ARENA_START, PAD, returnArena, takeArena } from "./add_kernel.ts";
 
 /** A regular file of the source, read at positions. */
@@ -132,16 +132,12 @@ export async function* applyTarDiff(
   const decodeSize = options.decodeSize ?? 1 << 19;
   // The output batch, the gathered reads' run buffer and the decompressed op stream, in one arena where WebAssembly
   // SIMD is available (add_kernel.ts), so that adds and copies between them are single calls: its pages are touched
-  // only as far as the batch grows. Without it, large adds go through a scratch buffer of whole words (addInto).
+  // only as far as the batch grows. Without it, adds and copies are byte_runs.ts's.
   const outAt = ARENA_START;
   const bufAt = outAt + maxBatch + PAD;
   const decodeAt = bufAt + RUN_BUFFER + PAD;
   const arena = takeArena(decodeAt + decodeSize + PAD);
   let out = arena ? arena.bytes.subarray(outAt, outAt + outSize) : new Uint8Array(outSize);
-  let out32 = new Int32Array(out.buffer, out.byteOffset, outSize >>> 2);
-  const scratch = new Uint8Array(arena ? 0 : outSize);
-  const scratch32 = new Int32Array(scratch.buffer);
-  const addMax = arena ? Infinity : scratch.length;
   const name = new Uint8Array(MAX_OPEN_NAME);
   const maxAddData = options.maxAddData ?? DEFAULT_MAX_ADD_DATA;
   let outLen = 0;
@@ -178,7 +174,6 @@ export async function* applyTarDiff(
       out.buffer.transfer(0); // the old buffer (its chunk consumed) is freed now, not at some later collection
       out = new Uint8Array(size);
     }
-    out32 = new Int32Array(out.buffer, out.byteOffset, size >>> 2);
     outSize = size;
   };
 
@@ -270,7 +265,7 @@ export async function* applyTarDiff(
           let left = size;
           while (left > 0) {
             if (input.pos >= input.buf.length && !(await input.more())) truncated(left);
-            const n = Math.min(left, input.buf.length - input.pos, outSize - outLen, addMax);
+            const n = Math.min(left, input.buf.length - input.pos, outSize - outLen);
             const mem = f.bytes;
             if (mem !== undefined && n < 48) {
               const data = input.buf;
@@ -285,7 +280,7 @@ export async function* applyTarDiff(
               if (arena) {
                 arena.add(outAt + outLen, input.buf.byteOffset + input.pos, n);
               } else {
-                addInto(out, out32, outLen, input.buf, input.pos, n, scratch, scratch32);
+                addBytes(out, viewOf(out), outLen, input.buf, viewOf(input.buf), input.pos, n);
               }
             }
             input.pos += n;
@@ -404,7 +399,6 @@ export async function* applyTarDiff(
     // given back, rather than at a collection that a thread going on to its next layer may not make for a while.
     if (!arena) {
       out.buffer.transfer(0);
-      scratch.buffer.transfer(0);
     }
     if (grown > 0) options.memory?.release(grown);
     try {

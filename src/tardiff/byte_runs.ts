@@ -6,10 +6,8 @@
  *
  * @module
  */
-/** The low seven bits of each byte of a word. */
-export const LOW7 = 0x7f7f7f7f;
-/** The top bit of each byte of a word. */
-export const HIGH1 = 0x80808080 | 0;
+const LOW7 = 0x7f7f7f7f;
+const HIGH1 = 0x80808080 | 0;
 
 /** Copies `n` bytes; short runs by hand, which beats making a subarray for them. */
 export function copyInto(out: Uint8Array, o: number, data: Uint8Array, d: number, n: number): void {
@@ -20,38 +18,31 @@ export function copyInto(out: Uint8Array, o: number, data: Uint8Array, d: number
   }
 }
 
+/** A DataView of exactly the bytes of `bytes`. */
+export function viewOf(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /**
- * Adds `n` bytes of `data` from `d` onto `out` from `o`, bytewise modulo 256.
- * Whole aligned words go four bytes at a time: (a & 0x7f..) + (b & 0x7f..) cannot
- * carry from one byte into the next, and XOR puts the top bits back.
+ * Adds `n` bytes of `src` from `s` onto `out` from `o`, bytewise modulo 256,
+ * four at a time through unaligned DataView words (`outView` and `srcView` are
+ * {@link viewOf} `out` and `src`): (a & 0x7f..) + (b & 0x7f..) cannot carry
+ * from one byte into the next, and XOR puts the top bits back.
  */
-export function addInto(
+export function addBytes(
   out: Uint8Array,
-  out32: Int32Array,
+  outView: DataView,
   o: number,
-  data: Uint8Array,
-  d: number,
+  src: Uint8Array,
+  srcView: DataView,
+  s: number,
   n: number,
-  scratch: Uint8Array,
-  scratch32: Int32Array,
 ): void {
-  const end = o + n;
-  if (n < 48) {
-    for (; o < end; o++, d++) out[o] += data[d];
-    return;
+  let x = 0;
+  for (; x + 4 <= n; x += 4) {
+    const a = outView.getInt32(o + x, true);
+    const b = srcView.getInt32(s + x, true);
+    outView.setInt32(o + x, ((a & LOW7) + (b & LOW7)) ^ ((a ^ b) & HIGH1), true);
   }
-  for (; o < end && (o & 3) !== 0; o++, d++) out[o] += data[d];
-  const words = (end - o) >>> 2;
-  if (words > 0) {
-    scratch.set(data.subarray(d, d + words * 4));
-    let w = o >>> 2;
-    for (let i = 0; i < words; i++, w++) {
-      const a = out32[w];
-      const b = scratch32[i];
-      out32[w] = ((a & LOW7) + (b & LOW7)) ^ ((a ^ b) & HIGH1);
-    }
-    o += words * 4;
-    d += words * 4;
-  }
-  for (; o < end; o++, d++) out[o] += data[d];
+  for (; x < n; x++) out[o + x] += src[s + x];
 }

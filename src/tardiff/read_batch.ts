@@ -22,7 +22,7 @@
  * @module
  */
 import type { ByteArena } from "./add_kernel.ts";
-import { HIGH1, LOW7 } from "./byte_runs.ts";
+import { addBytes, copyInto, viewOf } from "./byte_runs.ts";
 
 /** What a batch needs of a source file (apply.ts's SourceFile is one). */
 export interface BatchFile {
@@ -78,8 +78,6 @@ export class ReadBatch {
   #buckets = 0;
   #order = new Int32Array(1024);
   #buf = new Uint8Array(0);
-  #outView: DataView | undefined;
-  #bufView: DataView | undefined;
 
   /** Positional reads made by flushes so far (the source's read calls). */
   reads = 0;
@@ -272,9 +270,7 @@ export class ReadBatch {
       );
       return;
     }
-    if (this.#outView?.buffer !== out.buffer) this.#outView = new DataView(out.buffer, out.byteOffset, out.byteLength);
-    if (this.#bufView?.buffer !== buf.buffer) this.#bufView = new DataView(buf.buffer);
-    serve(out, this.#outView, buf, this.#bufView, first, order, from, to, this.#pos, this.#out, this.#len, this.#add);
+    serve(out, viewOf(out), buf, viewOf(buf), first, order, from, to, this.#pos, this.#out, this.#len, this.#add);
   }
 }
 
@@ -303,13 +299,8 @@ function serveInArena(
     const s = (pos[i] - first) | 0;
     const o = off[i];
     const n = len[i];
-    if (add[i] === 1) {
-      sum(outAt + o, bufAt + s, n);
-    } else if (n < 48) {
-      for (let x = 0; x < n; x++) out[o + x] = buf[s + x];
-    } else {
-      out.set(buf.subarray(s, s + n), o);
-    }
+    if (add[i] === 1) sum(outAt + o, bufAt + s, n);
+    else copyInto(out, o, buf, s, n);
   }
 }
 
@@ -338,20 +329,7 @@ function serve(
     const s = (pos[i] - first) | 0;
     const o = off[i];
     const n = len[i];
-    if (add[i] === 1) {
-      // Four bytes at a time where they fit (unaligned DataView words): the low seven bits of each byte add without
-      // carrying into the next, and XOR puts the top bits back.
-      let x = 0;
-      for (; x + 4 <= n; x += 4) {
-        const a = outView.getInt32(o + x, true);
-        const b = bufView.getInt32(s + x, true);
-        outView.setInt32(o + x, ((a & LOW7) + (b & LOW7)) ^ ((a ^ b) & HIGH1), true);
-      }
-      for (; x < n; x++) out[o + x] += buf[s + x];
-    } else if (n < 48) {
-      for (let x = 0; x < n; x++) out[o + x] = buf[s + x];
-    } else {
-      out.set(buf.subarray(s, s + n), o);
-    }
+    if (add[i] === 1) addBytes(out, outView, o, buf, bufView, s, n);
+    else copyInto(out, o, buf, s, n);
   }
 }
