@@ -7,7 +7,9 @@
  * 0.46x versus 0.9x of plain SHA-256 over 4096-byte blocks, both with SHA-NI).
  * So libcrypto is used where it can be loaded (Linux, FFI permission,
  * `libcrypto.so.3` or `.so.1.1`, and a known answer checked at load), and
- * node:crypto elsewhere: the digests are the same either way.
+ * node:crypto elsewhere: the digests are the same either way. The same library
+ * gives {@link StreamSha256}, one SHA-256 over a stream whose large updates can
+ * run on another thread (util/digest.ts's Hasher uses it).
  *
  * @module
  */
