@@ -10,12 +10,13 @@
  * largest single cost of that pull; `i8x16.add` takes sixteen, and a run's
  * last partial vector is added under a mask (lanes past the run add zero, so
  * the bytes there are stored back unchanged), so a run costs one call and
- * ceil(n / 16) vector adds. The module is 161 bytes, assembled below (no
- * toolchain, nothing fetched); where WebAssembly SIMD is missing, the callers
- * keep their JavaScript sum.
+ * ceil(n / 16) vector adds. The module (with scan_kernel.ts's loops) is
+ * assembled below by util/wasm_encoder.ts (no toolchain, nothing fetched);
+ * where WebAssembly SIMD is missing, the callers keep their JavaScript paths.
  *
  * An arena is a fixed WebAssembly.Memory (it never grows, so views of it stay
- * valid): the first 256 bytes are the tail masks, then whatever regions the
+ * valid): the first 256 bytes are the tail masks, then scan_kernel.ts's state,
+ * then from {@link ARENA_START} whatever regions the
  * caller lays out, each followed by at least {@link PAD} bytes, since a masked
  * tail reads and writes a whole vector. Pages are touched only as the regions
  * are used. Memory cannot be freed on demand, so a thread keeps one spare arena
@@ -23,57 +24,152 @@
  *
  * @module
  */
+import {
+  block,
+  br,
+  brIf,
+  code,
+  end,
+  get,
+  I32,
+  i32,
+  i32Add,
+  i32Eqz,
+  i32LtU,
+  i32Shl,
+  i32Sub,
+  i8x16Add,
+  ifThen,
+  loop,
+  memoryCopy,
+  ret,
+  set,
+  v128And,
+  v128Load,
+  v128Store,
+  type WasmFunction,
+  wasmModule,
+} from "../util/wasm_encoder.ts";
+import { scanFunction, serveFunction } from "./scan_kernel.ts";
 
 /** Bytes that must follow each region: the width of a vector. */
 export const PAD = 16;
-/** Where the first region may start (after the masks). */
-export const ARENA_START = 256;
+/** Where the first region may start (after the masks and scan_kernel.ts's state). */
+export const ARENA_START = 320;
 
 const PAGE = 1 << 16;
 
-/** The arena, its add and its copy. */
+type Run = (dst: number, src: number, n: number) => void;
+
+/** The arena and its kernels. */
 export interface ByteArena {
   /** The whole memory (valid while the arena is held). */
   readonly bytes: Uint8Array<ArrayBuffer>;
+  /** The same memory as f64 and i32 words (scan_kernel.ts's state, read batch records). */
+  readonly f64: Float64Array<ArrayBuffer>;
+  readonly i32: Int32Array<ArrayBuffer>;
   /** Adds `bytes[src .. src + n)` onto `bytes[dst .. dst + n)`, each byte modulo 256. */
-  add(dst: number, src: number, n: number): void;
+  add: Run;
   /**
    * Copies `bytes[src .. src + n)` to `dst` (`memory.copy`): one call, where a
    * copy between views in JavaScript makes a subarray object for each run.
    */
-  copy(dst: number, src: number, n: number): void;
+  copy: Run;
+  /** scan_kernel.ts's serve. */
+  serve(
+    from: number,
+    to: number,
+    first: number,
+    outAt: number,
+    bufAt: number,
+    orderAt: number,
+    posAt: number,
+    offAt: number,
+    lenAt: number,
+  ): void;
+  /** scan_kernel.ts's scan. */
+  scan(
+    at: number,
+    end: number,
+    outAt: number,
+    outLen: number,
+    outSize: number,
+    count: number,
+    cap: number,
+    addLimit: number,
+    copyLimit: number,
+    position: number,
+    fileSize: number,
+    posAt: number,
+    offAt: number,
+    lenAt: number,
+  ): number;
 }
 
-// The module: one imported memory, two functions add(dst, src, n) and copy(dst, src, n).
-// deno-fmt-ignore
-const BODY = [
-  0x00, // no locals besides the parameters (0: dst, 1: src, 2: n)
-  0x02, 0x40, 0x03, 0x40, // block, loop
-  0x20, 0x02, 0x41, 0x10, 0x49, 0x0d, 0x01, // n < 16: leave the loop
-  0x20, 0x00, 0x20, 0x00, 0xfd, 0x00, 0x00, 0x00, 0x20, 0x01, 0xfd, 0x00, 0x00, 0x00, // dst, v128 at dst, v128 at src
-  0xfd, 0x6e, 0xfd, 0x0b, 0x00, 0x00, // i8x16.add, v128.store at dst
-  0x20, 0x00, 0x41, 0x10, 0x6a, 0x21, 0x00, // dst += 16
-  0x20, 0x01, 0x41, 0x10, 0x6a, 0x21, 0x01, // src += 16
-  0x20, 0x02, 0x41, 0x10, 0x6b, 0x21, 0x02, // n -= 16
-  0x0c, 0x00, 0x0b, 0x0b, // br loop, end loop, end block
-  0x20, 0x02, 0x45, 0x04, 0x40, 0x0f, 0x0b, // n == 0: return
-  0x20, 0x00, 0x20, 0x00, 0xfd, 0x00, 0x00, 0x00, 0x20, 0x01, 0xfd, 0x00, 0x00, 0x00, // dst, v128 at dst, v128 at src
-  0x20, 0x02, 0x41, 0x04, 0x74, 0xfd, 0x00, 0x00, 0x00, // the mask of n lanes, at n * 16
-  0xfd, 0x4e, 0xfd, 0x6e, 0xfd, 0x0b, 0x00, 0x00, // v128.and, i8x16.add, v128.store at dst
-  0x0b, // end
-];
-// deno-fmt-ignore
-const COPY = [0x00, 0x20, 0x00, 0x20, 0x01, 0x20, 0x02, 0xfc, 0x0a, 0x00, 0x00, 0x0b]; // memory.copy(dst, src, n)
+// add(dst, src, n): 16 lanes at a time, then the last partial vector under the mask of n lanes (at n * 16).
+const ADD: WasmFunction = {
+  name: "add",
+  params: [I32, I32, I32],
+  results: [],
+  locals: [],
+  body: code(
+    block,
+    loop,
+    get(2),
+    i32(16),
+    i32LtU,
+    brIf(1), // n < 16: leave the loop
+    get(0),
+    get(0),
+    v128Load(),
+    get(1),
+    v128Load(),
+    i8x16Add,
+    v128Store(),
+    get(0),
+    i32(16),
+    i32Add,
+    set(0),
+    get(1),
+    i32(16),
+    i32Add,
+    set(1),
+    get(2),
+    i32(16),
+    i32Sub,
+    set(2),
+    br(0),
+    end,
+    end,
+    get(2),
+    i32Eqz,
+    ifThen(),
+    ret,
+    end,
+    get(0),
+    get(0),
+    v128Load(),
+    get(1),
+    v128Load(),
+    get(2),
+    i32(4),
+    i32Shl,
+    v128Load(),
+    v128And,
+    i8x16Add,
+    v128Store(),
+  ),
+};
+const COPY: WasmFunction = {
+  name: "copy",
+  params: [I32, I32, I32],
+  results: [],
+  locals: [],
+  body: code(get(0), get(1), get(2), memoryCopy),
+};
 
-// deno-fmt-ignore
-const MODULE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // \0asm, version 1
-  0x01, 0x07, 0x01, 0x60, 0x03, 0x7f, 0x7f, 0x7f, 0x00, // types: (i32, i32, i32) -> ()
-  0x02, 0x08, 0x01, 0x01, 0x65, 0x01, 0x6d, 0x02, 0x00, 0x01, // imports: memory "e" "m", at least one page
-  0x03, 0x03, 0x02, 0x00, 0x00, // functions: two, of type 0
-  0x07, 0x0e, 0x02, 0x03, 0x61, 0x64, 0x64, 0x00, 0x00, 0x04, 0x63, 0x6f, 0x70, 0x79, 0x00, 0x01, // "add", "copy"
-  0x0a, BODY.length + COPY.length + 3, 0x02, BODY.length, ...BODY, COPY.length, ...COPY, // code
-]);
+/** The module: add (function 0), copy, serve and scan over one imported memory. */
+const MODULE = wasmModule([ADD, COPY, serveFunction(0), scanFunction()]);
 
 let compiled: WebAssembly.Module | null | undefined;
 
@@ -119,8 +215,16 @@ function instantiate(m: WebAssembly.Module, pages: number): ByteArena {
   const instance = new WebAssembly.Instance(m, { e: { m: memory } });
   const bytes = new Uint8Array(memory.buffer as ArrayBuffer);
   for (let n = 0; n < 16; n++) bytes.fill(0xff, n * 16, n * 16 + n);
-  type Run = (dst: number, src: number, n: number) => void;
-  return { bytes, add: instance.exports.add as Run, copy: instance.exports.copy as Run };
+  const e = instance.exports as unknown as Omit<ByteArena, "bytes" | "f64" | "i32">;
+  return {
+    bytes,
+    f64: new Float64Array(memory.buffer as ArrayBuffer),
+    i32: new Int32Array(memory.buffer as ArrayBuffer),
+    add: e.add,
+    copy: e.copy,
+    serve: e.serve,
+    scan: e.scan,
+  };
 }
 
 let disabled = false;

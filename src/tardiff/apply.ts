@@ -19,49 +19,19 @@
  * @module
  */
 import { DeltashipError, TarDiffError, withContext } from "../errors.ts";
-import type { LookupFailure } from "../oci/rootfs.ts";
 import { decodeName } from "../tar/header.ts";
 import { cleanRootedPath } from "../tar/path.ts";
 import { Yielder } from "../util/yielder.ts";
 import { MAX_DICTIONARY_SIZE, ZstdDictDecoder } from "../compression/zstd/dict.ts";
 import { MAX_OPEN_NAME, Op } from "./format.ts";
 import { OpInput } from "./op_input.ts";
-import { ReadBatch, RUN_BUFFER, SMALL_READ } from "./read_batch.ts";
+import { ReadBatch, RECORDS_SIZE, RUN_BUFFER, SMALL_READ } from "./read_batch.ts";
 import { addBytes, copyInto, viewOf } from "./byte_runs.ts";
 import { ARENA_START, PAD, returnArena, takeArena } from "./add_kernel.ts";
+import { STATE_AT, STATE_POSITION, Stop } from "./scan_kernel.ts";
+import { lookupMessage, type SourceFile, type TarDiffSource, wholeFile } from "./source.ts";
 
-/** A regular file of the source, read at positions. */
-export interface SourceFile {
-  /** Its size in bytes. */
-  readonly size: number;
-  /**
-   * Fills `into[offset .. offset + length)` with the file's bytes from `position`
-   * (the caller keeps the range within `size`).
-   */
-  read(position: number, into: Uint8Array, offset: number, length: number): void;
-  /** Releases the file. */
-  close(): void;
-  /**
-   * The whole content, when the source holds it in memory (it may start doing so
-   * part way through); lets the interpreter add and copy without a read call.
-   */
-  readonly bytes?: Uint8Array;
-  /**
-   * The whole content in memory, for a ZstdDict op's dictionary: a source that
-   * counts its memory may wait here until there is room (and throws when there
-   * can never be). Kept until the file is closed. Without it, the interpreter
-   * reads the file into a buffer of its own.
-   */
-  whole?(): Promise<Uint8Array>;
-}
-
-/**
- * Where Open finds its files. Paths are cleaned (relative, no `.`/`..`, never
- * empty); the answer is the file, or why there is none.
- */
-export interface TarDiffSource {
-  open(path: string): SourceFile | LookupFailure;
-}
+export type { SourceFile, TarDiffSource } from "./source.ts";
 
 /** Tuning of {@link applyTarDiff}. */
 export interface ApplyOptions {
@@ -106,14 +76,6 @@ const GROW_CALLS_PER_MIB = 16;
 const OP_NAMES = ["Data", "Open", "Copy", "AddData", "Seek", "ZstdDict"];
 const DEFAULT_MAX_ADD_DATA = 64 * 2 ** 30;
 
-/** The whole content of `file`: from the source when it can give it, else read into a new buffer. */
-async function wholeFile(file: SourceFile): Promise<Uint8Array> {
-  if (file.whole) return await file.whole();
-  if (file.bytes) return file.bytes;
-  const bytes = new Uint8Array(file.size);
-  file.read(0, bytes, 0, file.size);
-  return bytes;
-}
 /**
  * Applies the tar-diff streamed in `delta` (the blob, magic included) against
  * `source`, yielding the rebuilt tar. Each chunk is a view of one reusable buffer,
@@ -130,18 +92,20 @@ export async function* applyTarDiff(
   if (outSize % 4 !== 0 || outSize < 4) throw new RangeError("outputSize must be a positive multiple of 4");
   const maxBatch = Math.max(outSize, options.maxBatchSize ?? 8 << 20);
   const decodeSize = options.decodeSize ?? 1 << 19;
-  // The output batch, the gathered reads' run buffer and the decompressed op stream, in one arena where WebAssembly
-  // SIMD is available (add_kernel.ts), so that adds and copies between them are single calls: its pages are touched
-  // only as far as the batch grows. Without it, adds and copies are byte_runs.ts's.
+  // The output batch, the gathered reads' run buffer, the decompressed op stream and the gathered reads' records, in
+  // one arena where WebAssembly SIMD is available (add_kernel.ts), so that the common ops run in scan_kernel.ts's
+  // loop and adds and copies between them are single calls: its pages are touched only as far as they are used.
+  // Without it, the ops run below and adds and copies are byte_runs.ts's.
   const outAt = ARENA_START;
   const bufAt = outAt + maxBatch + PAD;
   const decodeAt = bufAt + RUN_BUFFER + PAD;
-  const arena = takeArena(decodeAt + decodeSize + PAD);
+  const recordsAt = Math.ceil((decodeAt + decodeSize + PAD) / 8) * 8;
+  const arena = takeArena(recordsAt + RECORDS_SIZE);
   let out = arena ? arena.bytes.subarray(outAt, outAt + outSize) : new Uint8Array(outSize);
   const name = new Uint8Array(MAX_OPEN_NAME);
   const maxAddData = options.maxAddData ?? DEFAULT_MAX_ADD_DATA;
   let outLen = 0;
-  const batch = new ReadBatch(arena ? { arena, bufAt } : undefined);
+  const batch = new ReadBatch(arena ? { arena, bufAt, recordsAt } : undefined);
   let grown = 0; // bytes of the output buffer taken from options.memory
   /** The output so far, its gathered reads done: the chunk to yield. */
   const full = (): Uint8Array => {
@@ -192,6 +156,43 @@ export async function* applyTarDiff(
   let position = 0;
   let opAt = 0;
   let op = 0;
+  // AddData is gathered below SMALL_READ bytes, and never over maxAddData (larger ones fail below).
+  const addLimit = Math.min(SMALL_READ, maxAddData + 1);
+  /**
+   * Runs the ops of the current piece that scan_kernel.ts's `scan` takes, from
+   * `input.pos`; returns why it stopped (Stop.Op also when the piece is not in
+   * the arena, as a decoder may give pieces of its own).
+   */
+  const scan = (): number => {
+    const buf = input.buf;
+    if (arena === undefined || buf.buffer !== arena.bytes.buffer) return Stop.Op;
+    const f = file;
+    const before = batch.size;
+    const at = batch.recordsAt;
+    const stop = arena.scan(
+      buf.byteOffset + input.pos,
+      buf.byteOffset + buf.length,
+      outAt,
+      outLen,
+      outSize,
+      before,
+      before + Math.min(batch.room, 1 << 30),
+      addLimit,
+      SMALL_READ,
+      position,
+      f !== undefined && f.bytes === undefined ? f.size : -1,
+      at.pos,
+      at.out,
+      at.len,
+    );
+    const words = arena.i32;
+    input.pos = words[STATE_AT] - buf.byteOffset;
+    outLen = words[STATE_AT + 1];
+    position = arena.f64[STATE_POSITION];
+    const count = words[STATE_AT + 2];
+    if (count > before) batch.adopt(f!, count);
+    return stop;
+  };
 
   const fail = (detail: string): never => {
     const what = OP_NAMES[op] ?? `op ${op}`;
@@ -217,6 +218,20 @@ export async function* applyTarDiff(
       const pause = yielder.yieldIfDue();
       if (pause) await pause;
       if (input.pos >= input.buf.length && !(await input.more())) break;
+      if (arena !== undefined) {
+        const stop = scan();
+        if (stop === Stop.Full) {
+          yield full();
+          outLen = 0;
+          regrow();
+          continue;
+        }
+        if (stop === Stop.Records) {
+          batch.flush(out);
+          continue;
+        }
+        if (input.pos >= input.buf.length) continue;
+      }
       opAt = input.offset;
       if (!input.header()) await input.headerSlow();
       op = input.op;
@@ -246,8 +261,10 @@ export async function* applyTarDiff(
             const n = Math.min(left, outSize - outLen);
             const mem = f.bytes;
             if (mem !== undefined) copyInto(out, outLen, mem, position, n);
-            else if (n < SMALL_READ) batch.record(f, position, outLen, n, false);
-            else f.read(position, out, outLen, n);
+            else if (n < SMALL_READ) {
+              if (batch.room === 0) batch.flush(out);
+              batch.record(f, position, outLen, n, false);
+            } else f.read(position, out, outLen, n);
             position += n;
             outLen += n;
             left -= n;
@@ -274,6 +291,7 @@ export async function* applyTarDiff(
             } else if (mem === undefined && n < SMALL_READ) {
               // The delta's bytes now, the source's added when the batch is served.
               copyInput(n);
+              if (batch.room === 0) batch.flush(out);
               batch.record(f, position, outLen, n, true);
             } else {
               f.read(position, out, outLen, n);
@@ -312,18 +330,9 @@ export async function* applyTarDiff(
           const shown = JSON.stringify(raw) + (path !== raw ? ` (resolved to ${JSON.stringify(path)})` : "");
           if (path === "") fail(`path ${shown} is empty`);
           const opened = source.open(path);
-          if (opened === "missing") {
-            fail(`${shown} is not in the source image (missing, or deleted by a whiteout)`);
-          } else if (opened === "not a regular file") {
-            fail(`${shown} is not a regular file in the source image`);
-          } else if (opened === "dangling symlink") {
-            fail(`${shown} is a symbolic link that leads to nothing in the source image (dangling)`);
-          } else if (opened === "symlink loop") {
-            fail(`${shown} is a symbolic link loop in the source image (too many levels of links)`);
-          } else {
-            file = opened;
-            position = 0;
-          }
+          if (typeof opened === "string") fail(lookupMessage(opened, shown));
+          file = opened as SourceFile;
+          position = 0;
           break;
         }
         case Op.Seek: {

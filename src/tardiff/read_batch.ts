@@ -15,9 +15,10 @@
  * bucket is one read of its span, a sparse one (few reads far apart) is sorted
  * and read in runs whose gaps are at most {@link GAP}.
  *
- * Given an arena (add_kernel.ts), the runs are read into a buffer there and,
- * when the output batch lies in the same arena, adds are served by its
- * WebAssembly SIMD sum; otherwise by a JavaScript one.
+ * Given an arena (add_kernel.ts), the records and the run buffer live there,
+ * records may be written by scan_kernel.ts's `scan` (and taken in by
+ * {@link ReadBatch.adopt}), and each run is served by its `serve` (when the
+ * output batch lies in the same arena); otherwise by a JavaScript loop.
  *
  * @module
  */
@@ -40,6 +41,22 @@ export const CHUNK = 1 << 20;
 export const GAP = 32 << 10;
 /** The largest run a flush reads: a bucket's block plus one small read. */
 export const RUN_BUFFER = CHUNK + SMALL_READ;
+/**
+ * Records an arena holds (a batch with more is served early, by a flush before
+ * the next record): 2^17, 24 bytes each.
+ */
+export const ARENA_RECORDS = 1 << 17;
+/** Bytes of the records' region in an arena (8-byte aligned). */
+export const RECORDS_SIZE = ARENA_RECORDS * 24;
+
+/** Where an arena holds the batch's run buffer and records. */
+export interface BatchArena {
+  arena: ByteArena;
+  /** The run buffer ({@link RUN_BUFFER} bytes, followed by the arena's padding). */
+  bufAt: number;
+  /** The records ({@link RECORDS_SIZE} bytes; a multiple of 8). */
+  recordsAt: number;
+}
 
 /** Growable typed arrays, reused from one batch to the next. */
 function grow<T extends Float64Array | Int32Array | Uint8Array>(a: T, need: number): T {
@@ -61,13 +78,15 @@ export class ReadBatch {
   #bucketOf: Int32Array[] = [];
   #retired: BatchFile[] = [];
 
-  // Records: file position, output offset, length, add (1) or copy (0), bucket.
+  // Records: file position, output offset, length * 2 + add (1) or copy (0), bucket.
   #pos = new Float64Array(1024);
   #out = new Int32Array(1024);
   #len = new Int32Array(1024);
-  #add = new Uint8Array(1024);
   #bucket = new Int32Array(1024);
+  #order = new Int32Array(1024);
   #count = 0;
+  /** Records the arrays may hold: fixed in an arena, else they grow. */
+  #cap = Infinity;
 
   // Buckets: slot, lowest position, highest end, records, start in #order.
   #bSlot = new Int32Array(64);
@@ -76,22 +95,40 @@ export class ReadBatch {
   #bCount = new Int32Array(64);
   #bStart = new Int32Array(64);
   #buckets = 0;
-  #order = new Int32Array(1024);
   #buf = new Uint8Array(0);
 
   /** Positional reads made by flushes so far (the source's read calls). */
   reads = 0;
   #arena: ByteArena | undefined;
+  /** Byte offsets in the arena: positions, output offsets, lengths, order. */
+  #at = { pos: 0, out: 0, len: 0, order: 0 };
 
-  /**
-   * `arena`, when given, holds the run buffer at `bufAt` ({@link RUN_BUFFER}
-   * bytes, followed by the arena's padding).
-   */
-  constructor(arena?: { arena: ByteArena; bufAt: number }) {
+  /** `arena`, when given, holds the run buffer and the records. */
+  constructor(arena?: BatchArena) {
     if (arena) {
-      this.#arena = arena.arena;
-      this.#buf = arena.arena.bytes.subarray(arena.bufAt, arena.bufAt + RUN_BUFFER);
+      const a = (this.#arena = arena.arena);
+      this.#buf = a.bytes.subarray(arena.bufAt, arena.bufAt + RUN_BUFFER);
+      const n = ARENA_RECORDS;
+      const pos = arena.recordsAt;
+      if (pos % 8 !== 0) throw new RangeError("the records must be 8-byte aligned");
+      this.#at = { pos, out: pos + 8 * n, len: pos + 12 * n, order: pos + 16 * n };
+      this.#pos = a.f64.subarray(pos >> 3, (pos >> 3) + n);
+      this.#out = a.i32.subarray(this.#at.out >> 2, (this.#at.out >> 2) + n);
+      this.#len = a.i32.subarray(this.#at.len >> 2, (this.#at.len >> 2) + n);
+      this.#order = a.i32.subarray(this.#at.order >> 2, (this.#at.order >> 2) + n);
+      this.#bucket = a.i32.subarray((pos + 20 * n) >> 2, ((pos + 20 * n) >> 2) + n);
+      this.#cap = n;
     }
+  }
+
+  /** Records room is left for before a flush is due (Infinity without an arena). */
+  get room(): number {
+    return this.#cap - this.#count;
+  }
+
+  /** Byte offsets of the records in the arena, for scan_kernel.ts's `scan`: positions, output offsets, lengths. */
+  get recordsAt(): { pos: number; out: number; len: number } {
+    return this.#at;
   }
 
   /** Reads recorded and not yet performed. */
@@ -102,9 +139,38 @@ export class ReadBatch {
   /**
    * Records a read of `length` (< {@link SMALL_READ}) bytes of `file` at
    * `position` into `out[offset ..]`: copied when `add` is false, added
-   * bytewise onto what the output holds there when true.
+   * bytewise onto what the output holds there when true. There must be
+   * {@link room}.
    */
   record(file: BatchFile, position: number, offset: number, length: number, add: boolean): void {
+    const i = this.#count++;
+    if (i >= this.#pos.length) {
+      if (i >= this.#cap) throw new RangeError("read batch: no room for another record (flush first)");
+      const n = i + 1;
+      this.#pos = grow(this.#pos, n);
+      this.#out = grow(this.#out, n);
+      this.#len = grow(this.#len, n);
+      this.#bucket = grow(this.#bucket, n);
+    }
+    this.#pos[i] = position;
+    this.#out[i] = offset;
+    this.#len[i] = length * 2 + (add ? 1 : 0);
+    this.#place(this.#slot(file), i);
+  }
+
+  /**
+   * Takes in the records that `scan` wrote after the last one this batch
+   * holds, up to `count` (all of `file`).
+   */
+  adopt(file: BatchFile, count: number): void {
+    if (count > this.#cap) throw new RangeError("read batch: more records than room");
+    const slot = this.#slot(file);
+    for (let i = this.#count; i < count; i++) this.#place(slot, i);
+    this.#count = count;
+  }
+
+  /** The slot of `file`, given one if it has none. */
+  #slot(file: BatchFile): number {
     let slot = this.#files.length - 1;
     if (slot < 0 || this.#files[slot] !== file) {
       slot = this.#files.indexOf(file);
@@ -114,6 +180,13 @@ export class ReadBatch {
         this.#bucketOf.push(new Int32Array(Math.floor(file.size / CHUNK) + 1).fill(-1));
       }
     }
+    return slot;
+  }
+
+  /** Puts record `i` (of the file in `slot`) in its bucket. */
+  #place(slot: number, i: number): void {
+    const position = this.#pos[i];
+    const end = position + (this.#len[i] >>> 1);
     const chunk = Math.floor(position / CHUNK);
     const table = this.#bucketOf[slot];
     let b = table[chunk];
@@ -129,26 +202,13 @@ export class ReadBatch {
       }
       this.#bSlot[b] = slot;
       this.#bMin[b] = position;
-      this.#bEnd[b] = position + length;
+      this.#bEnd[b] = end;
       this.#bCount[b] = 0;
     } else {
       if (position < this.#bMin[b]) this.#bMin[b] = position;
-      if (position + length > this.#bEnd[b]) this.#bEnd[b] = position + length;
+      if (end > this.#bEnd[b]) this.#bEnd[b] = end;
     }
     this.#bCount[b]++;
-    const i = this.#count++;
-    if (i >= this.#pos.length) {
-      const n = i + 1;
-      this.#pos = grow(this.#pos, n);
-      this.#out = grow(this.#out, n);
-      this.#len = grow(this.#len, n);
-      this.#add = grow(this.#add, n);
-      this.#bucket = grow(this.#bucket, n);
-    }
-    this.#pos[i] = position;
-    this.#out[i] = offset;
-    this.#len[i] = length;
-    this.#add[i] = add ? 1 : 0;
     this.#bucket[i] = b;
   }
 
@@ -177,9 +237,8 @@ export class ReadBatch {
   close(): void {
     this.#count = 0;
     this.flush(new Uint8Array(0));
-    if (this.#pos.buffer.detached) return; // closed before
-    for (const a of [this.#pos, this.#out, this.#len, this.#add, this.#bucket, this.#order]) a.buffer.transfer(0);
-    if (!this.#arena) this.#buf.buffer.transfer(0);
+    if (this.#arena || this.#pos.buffer.detached) return; // the arena's, or closed before
+    for (const a of [this.#pos, this.#out, this.#len, this.#bucket, this.#order, this.#buf]) a.buffer.transfer(0);
   }
 
   #serve(out: Uint8Array): void {
@@ -192,7 +251,7 @@ export class ReadBatch {
       start[b] = at;
       at += this.#bCount[b];
     }
-    const order = (this.#order = grow(this.#order, count));
+    const order = this.#order = this.#order.length >= count ? this.#order : grow(this.#order, count);
     const fill = this.#bCount; // reused as the fill cursor; rebuilt below
     for (let b = 0; b < buckets; b++) fill[b] = start[b];
     const bucket = this.#bucket;
@@ -215,12 +274,13 @@ export class ReadBatch {
   /** One record alone: a copy goes straight into the output. */
   #single(file: BatchFile, order: Int32Array, at: number, out: Uint8Array): void {
     const i = order[at];
-    if (this.#add[i] === 0) {
+    const len = this.#len[i];
+    if ((len & 1) === 0) {
       this.reads++;
-      file.read(this.#pos[i], out, this.#out[i], this.#len[i]);
+      file.read(this.#pos[i], out, this.#out[i], len >>> 1);
       return;
     }
-    this.#run(file, this.#pos[i], this.#len[i], order, at, at + 1, out);
+    this.#run(file, this.#pos[i], len >>> 1, order, at, at + 1, out);
   }
 
   /** A sparse bucket: its records sorted by position, read in runs with gaps of at most GAP. */
@@ -231,10 +291,10 @@ export class ReadBatch {
     let i = 0;
     while (i < sorted.length) {
       const first = pos[sorted[i]];
-      let end = first + len[sorted[i]];
+      let end = first + (len[sorted[i]] >>> 1);
       let j = i + 1;
       while (j < sorted.length && pos[sorted[j]] <= end + GAP) {
-        end = Math.max(end, pos[sorted[j]] + len[sorted[j]]);
+        end = Math.max(end, pos[sorted[j]] + (len[sorted[j]] >>> 1));
         j++;
       }
       this.#run(file, first, end - first, order, from + i, from + j, out);
@@ -253,54 +313,11 @@ export class ReadBatch {
     file.read(first, buf, 0, span);
     const arena = this.#arena;
     if (arena && buf.buffer === arena.bytes.buffer && out.buffer === arena.bytes.buffer) {
-      serveInArena(
-        arena,
-        out,
-        out.byteOffset,
-        buf,
-        buf.byteOffset,
-        first,
-        order,
-        from,
-        to,
-        this.#pos,
-        this.#out,
-        this.#len,
-        this.#add,
-      );
+      const at = this.#at;
+      arena.serve(from, to, first, out.byteOffset, buf.byteOffset, at.order, at.pos, at.out, at.len);
       return;
     }
-    serve(out, viewOf(out), buf, viewOf(buf), first, order, from, to, this.#pos, this.#out, this.#len, this.#add);
-  }
-}
-
-/**
- * {@link serve} for an output and run buffer in `arena` (at `outAt` and
- * `bufAt` in it): adds by the arena's SIMD sum.
- */
-function serveInArena(
-  arena: ByteArena,
-  out: Uint8Array,
-  outAt: number,
-  buf: Uint8Array,
-  bufAt: number,
-  first: number,
-  order: Int32Array,
-  from: number,
-  to: number,
-  pos: Float64Array,
-  off: Int32Array,
-  len: Int32Array,
-  add: Uint8Array,
-): void {
-  const sum = arena.add;
-  for (let k = from; k < to; k++) {
-    const i = order[k];
-    const s = (pos[i] - first) | 0;
-    const o = off[i];
-    const n = len[i];
-    if (add[i] === 1) sum(outAt + o, bufAt + s, n);
-    else copyInto(out, o, buf, s, n);
+    serve(out, viewOf(out), buf, viewOf(buf), first, order, from, to, this.#pos, this.#out, this.#len);
   }
 }
 
@@ -322,14 +339,13 @@ function serve(
   pos: Float64Array,
   off: Int32Array,
   len: Int32Array,
-  add: Uint8Array,
 ): void {
   for (let k = from; k < to; k++) {
     const i = order[k];
     const s = (pos[i] - first) | 0;
     const o = off[i];
-    const n = len[i];
-    if (add[i] === 1) addBytes(out, outView, o, buf, bufView, s, n);
+    const n = len[i] >>> 1;
+    if ((len[i] & 1) === 1) addBytes(out, outView, o, buf, bufView, s, n);
     else copyInto(out, o, buf, s, n);
   }
 }
