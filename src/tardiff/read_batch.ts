@@ -43,9 +43,11 @@ export const GAP = 32 << 10;
 export const RUN_BUFFER = CHUNK + SMALL_READ;
 /**
  * Records an arena holds (a batch with more is served early, by a flush before
- * the next record): 2^17, 24 bytes each.
+ * the next record): 2^18, 24 bytes each, touched only as used. 2^17 served
+ * the far corpus's denser batches early: 25% more read calls and 243 MB more
+ * copied from the page cache per pull.
  */
-export const ARENA_RECORDS = 1 << 17;
+export const ARENA_RECORDS = 1 << 18;
 /** Bytes of the records' region in an arena (8-byte aligned). */
 export const RECORDS_SIZE = ARENA_RECORDS * 24;
 
