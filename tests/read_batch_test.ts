@@ -219,3 +219,36 @@ Deno.test("freeInput: the delta's chunks are freed once decoded when each is a w
   for await (const _ of applyTarDiff(ReadableStream.from(kept), new CountingSource({ old }))) { /* drain */ }
   assert.equal(kept.filter((c) => (c.buffer as ArrayBuffer).detached).length, 0);
 });
+
+Deno.test("a batch that sweeps much more of its files than it outputs grows, even when it takes few read calls", async () => {
+  // 4 buckets: a 256 KiB batch takes about 4 read calls (16 per MiB, not over the calls rule) but copies ~4 MiB.
+  const old = noise(4 << 20, 21);
+  const { ops, want } = scattered(old, 40_000, 4);
+  let taken = 0;
+  const memory: BatchMemory = {
+    reserve(bytes) {
+      taken += bytes;
+      return true;
+    },
+    release(bytes) {
+      taken -= bytes;
+    },
+  };
+  const grown = new CountingSource({ old });
+  let most = 0;
+  const parts: Uint8Array[] = [];
+  for await (const c of applyTarDiff(ReadableStream.from([tarDiff(ops)]), grown, { outputSize: 256 << 10, memory })) {
+    most = Math.max(most, c.length);
+    parts.push(c.slice());
+  }
+  assert.deepEqual(concat(parts), want);
+  assert.ok(most >= 1 << 20, `the batch grew to ${most} bytes`);
+  assert.equal(taken, 0, "what was taken is given back");
+  const fixed = new CountingSource({ old });
+  const none: BatchMemory = { reserve: () => false, release: () => assert.fail("nothing was taken") };
+  assert.deepEqual(await rebuild(tarDiff(ops), fixed, { outputSize: 256 << 10, memory: none }), want);
+  assert.ok(
+    grown.counts.bytesRead * 2 < fixed.counts.bytesRead,
+    `bytes swept: ${grown.counts.bytesRead} grown, ${fixed.counts.bytesRead} at a fixed 256 KiB batch`,
+  );
+});

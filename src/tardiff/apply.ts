@@ -45,7 +45,7 @@ export interface ApplyOptions {
    */
   maxAddData?: number;
   /**
-   * Largest output batch (default 8 MiB): the output buffer grows from
+   * Largest output batch (default 16 MiB): the output buffer grows from
    * `outputSize` when a batch gathers many small source reads ({@link ReadBatch}),
    * so that each sweep of a source file serves more of them.
    */
@@ -72,6 +72,13 @@ export interface BatchMemory {
  * grows, when memory allows (issue 21's target: fewer than 20 per MB rebuilt).
  */
 const GROW_CALLS_PER_MIB = 16;
+/**
+ * A batch whose gathered reads took more than this many times its size from the
+ * source (sweeps of files whose reads are scattered across them) grows, when
+ * memory allows: each batch of the far corpus's biome layer copies ~63 MB of its
+ * 84 MB binary from the page cache, whether it is 8 or 16 MiB.
+ */
+const GROW_SWEEP_RATIO = 4;
 
 const OP_NAMES = ["Data", "Open", "Copy", "AddData", "Seek", "ZstdDict"];
 const DEFAULT_MAX_ADD_DATA = 64 * 2 ** 30;
@@ -90,7 +97,7 @@ export async function* applyTarDiff(
 ): AsyncGenerator<Uint8Array> {
   let outSize = options.outputSize ?? 1 << 20;
   if (outSize % 4 !== 0 || outSize < 4) throw new RangeError("outputSize must be a positive multiple of 4");
-  const maxBatch = Math.max(outSize, options.maxBatchSize ?? 8 << 20);
+  const maxBatch = Math.max(outSize, options.maxBatchSize ?? 16 << 20);
   const decodeSize = options.decodeSize ?? 1 << 19;
   // The output batch, the gathered reads' run buffer, the decompressed op stream and the gathered reads' records, in
   // one arena where WebAssembly SIMD is available (add_kernel.ts), so that the common ops run in scan_kernel.ts's
@@ -110,13 +117,16 @@ export async function* applyTarDiff(
   /** The output so far, its gathered reads done: the chunk to yield. */
   const full = (): Uint8Array => {
     const before = batch.reads;
+    const swept = batch.bytesRead;
     batch.flush(out);
     // A dense batch takes about one call per MiB of the files it touches whatever its size, so its calls per MiB of
-    // output fall as it grows: aim at GROW_CALLS_PER_MIB.
+    // output fall as it grows: aim at GROW_CALLS_PER_MIB. So do its bytes swept per byte of output (a sweep covers
+    // about the touched extent of the files): aim at GROW_SWEEP_RATIO.
     const calls = batch.reads - before;
-    if (calls * (1 << 20) > GROW_CALLS_PER_MIB * outSize && outSize < maxBatch && outLen === outSize) {
+    if (outSize < maxBatch && outLen === outSize) {
       growTo = outSize;
       while (growTo < maxBatch && calls * (1 << 20) > GROW_CALLS_PER_MIB * growTo) growTo *= 2;
+      while (growTo < maxBatch && batch.bytesRead - swept > GROW_SWEEP_RATIO * growTo) growTo *= 2;
     }
     return outLen === outSize ? out : out.subarray(0, outLen);
   };

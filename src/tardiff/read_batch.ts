@@ -101,6 +101,8 @@ export class ReadBatch {
 
   /** Positional reads made by flushes so far (the source's read calls). */
   reads = 0;
+  /** Bytes those reads took from the source. */
+  bytesRead = 0;
   #arena: ByteArena | undefined;
   /** Byte offsets in the arena: positions, output offsets, lengths, order. */
   #at = { pos: 0, out: 0, len: 0, order: 0 };
@@ -279,6 +281,7 @@ export class ReadBatch {
     const len = this.#len[i];
     if ((len & 1) === 0) {
       this.reads++;
+      this.bytesRead += len >>> 1;
       file.read(this.#pos[i], out, this.#out[i], len >>> 1);
       return;
     }
@@ -312,6 +315,7 @@ export class ReadBatch {
     if (this.#buf.length < span) this.#buf = new Uint8Array(Math.max(span, RUN_BUFFER)); // never, by the bucketing
     const buf = this.#buf;
     this.reads++;
+    this.bytesRead += span;
     file.read(first, buf, 0, span);
     const arena = this.#arena;
     if (arena && buf.buffer === arena.bytes.buffer && out.buffer === arena.bytes.buffer) {
