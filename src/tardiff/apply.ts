@@ -12,9 +12,13 @@
  * The hot paths are the byte plumbing (each output byte is written into the
  * output buffer: large source reads straight into it, small ones gathered per
  * output batch and served in runs by {@link ReadBatch}, data bytes by one copy
- * from the decoder's buffer) and AddData's sum, done four bytes at a time with a
- * carry-free SWAR add. The output buffer is the batch: it starts at `outputSize`
- * and grows (within `memory`) while its gathered reads take many read calls.
+ * from the decoder's buffer) and AddData's sum. Where WebAssembly SIMD is
+ * available they run in an arena (add_kernel.ts): the common ops of each decoded
+ * piece in scan_kernel.ts's loop, the rest in the loop below, which also runs
+ * everything where the arena is missing (sums four bytes at a time with a
+ * carry-free SWAR add). The output buffer is the batch: it starts at
+ * `outputSize` and grows (within `memory`) while its gathered reads take many
+ * read calls, or copy many times its size from the source.
  *
  * @module
  */
