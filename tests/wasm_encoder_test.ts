@@ -1,5 +1,18 @@
 import assert from "node:assert/strict";
-import { code, get, I32, i32, i32Add, i32Load, i32Store, sleb, uleb, wasmModule } from "../src/util/wasm_encoder.ts";
+import {
+  call,
+  code,
+  get,
+  I32,
+  i32,
+  i32Add,
+  i32Load,
+  i32Store,
+  set,
+  sleb,
+  uleb,
+  wasmModule,
+} from "../src/util/wasm_encoder.ts";
 
 Deno.test("wasm encoder: LEB128 as the WebAssembly spec (and DWARF's examples) gives it", () => {
   assert.deepEqual(uleb(0), [0]);
