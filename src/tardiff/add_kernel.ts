@@ -50,12 +50,12 @@ import {
   type WasmFunction,
   wasmModule,
 } from "../util/wasm_encoder.ts";
-import { scanFunction, serveFunction } from "./scan_kernel.ts";
+import { SCAN_STATE, SCAN_STATE_SIZE, scanFunction, serveFunction } from "./scan_kernel.ts";
 
 /** Bytes that must follow each region: the width of a vector. */
 export const PAD = 16;
-/** Where the first region may start (after the masks and scan_kernel.ts's state). */
-export const ARENA_START = 320;
+/** Where the first region may start: after the masks and scan_kernel.ts's state, on a 64-byte line. */
+export const ARENA_START = Math.ceil((SCAN_STATE + SCAN_STATE_SIZE) / 64) * 64;
 
 const PAGE = 1 << 16;
 
@@ -107,57 +107,25 @@ export interface ByteArena {
 }
 
 // add(dst, src, n): 16 lanes at a time, then the last partial vector under the mask of n lanes (at n * 16).
+// deno-fmt-ignore
 const ADD: WasmFunction = {
   name: "add",
   params: [I32, I32, I32],
   results: [],
   locals: [],
   body: code(
-    block,
-    loop,
-    get(2),
-    i32(16),
-    i32LtU,
-    brIf(1), // n < 16: leave the loop
-    get(0),
-    get(0),
-    v128Load(),
-    get(1),
-    v128Load(),
-    i8x16Add,
-    v128Store(),
-    get(0),
-    i32(16),
-    i32Add,
-    set(0),
-    get(1),
-    i32(16),
-    i32Add,
-    set(1),
-    get(2),
-    i32(16),
-    i32Sub,
-    set(2),
+    block, loop,
+    get(2), i32(16), i32LtU, brIf(1),                                        // n < 16: leave the loop
+    get(0), get(0), v128Load(), get(1), v128Load(), i8x16Add, v128Store(),   // dst, v128 at dst + v128 at src
+    get(0), i32(16), i32Add, set(0),
+    get(1), i32(16), i32Add, set(1),
+    get(2), i32(16), i32Sub, set(2),
     br(0),
-    end,
-    end,
-    get(2),
-    i32Eqz,
-    ifThen(),
-    ret,
-    end,
-    get(0),
-    get(0),
-    v128Load(),
-    get(1),
-    v128Load(),
-    get(2),
-    i32(4),
-    i32Shl,
-    v128Load(),
-    v128And,
-    i8x16Add,
-    v128Store(),
+    end, end,
+    get(2), i32Eqz, ifThen(), ret, end,                                      // n == 0: done
+    get(0), get(0), v128Load(), get(1), v128Load(),
+    get(2), i32(4), i32Shl, v128Load(), v128And,                             // src's lanes under the mask of n lanes
+    i8x16Add, v128Store(),
   ),
 };
 const COPY: WasmFunction = {
