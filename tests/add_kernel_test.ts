@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
 import { ARENA_START, arenasAvailable, disableArenas, PAD, returnArena, takeArena } from "../src/tardiff/add_kernel.ts";
-import type { LookupFailure } from "../src/oci/rootfs.ts";
-import { applyTarDiff, type SourceFile, type TarDiffSource } from "../src/tardiff/apply.ts";
+import { applyTarDiff } from "../src/tardiff/apply.ts";
 import { concat } from "../src/util/streams.ts";
 import { noise } from "./helpers/data.ts";
-import { tarDiff, type TarDiffOp } from "./helpers/tardiff.ts";
+import { memorySource, tarDiff, type TarDiffOp } from "./helpers/tardiff.ts";
 
 Deno.test("add kernel: WebAssembly SIMD is there on the platforms deltaship ships for", () => {
   if (["x86_64", "aarch64"].includes(Deno.build.arch)) assert.ok(arenasAvailable());
@@ -48,21 +47,6 @@ Deno.test("add kernel: a thread keeps one spare arena, the largest given back", 
   assert.notEqual(takeArena(4 << 20), a, "a larger request gets a new arena");
   returnArena(b);
 });
-
-/** In-memory source files. */
-function memorySource(files: Record<string, Uint8Array>): TarDiffSource {
-  return {
-    open(path: string): SourceFile | LookupFailure {
-      const bytes = files[path];
-      if (bytes === undefined) return "missing";
-      return {
-        size: bytes.length,
-        read: (position, into, offset, length) => into.set(bytes.subarray(position, position + length), offset),
-        close() {},
-      };
-    },
-  };
-}
 
 Deno.test("tar-diff: the arena and the JavaScript paths rebuild the same bytes (small, large and unaligned adds)", async () => {
   const old = noise(3 << 20, 11);

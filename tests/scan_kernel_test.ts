@@ -1,28 +1,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { arenasAvailable, disableArenas } from "../src/tardiff/add_kernel.ts";
-import type { LookupFailure } from "../src/oci/rootfs.ts";
-import { type ApplyOptions, applyTarDiff, type SourceFile, type TarDiffSource } from "../src/tardiff/apply.ts";
+import { type ApplyOptions, applyTarDiff, type TarDiffSource } from "../src/tardiff/apply.ts";
 import { ARENA_RECORDS } from "../src/tardiff/read_batch.ts";
 import { concat } from "../src/util/streams.ts";
 import { noise } from "./helpers/data.ts";
-import { tarDiff, type TarDiffOp } from "./helpers/tardiff.ts";
-
-/** In-memory source files; `held` ones also offer their bytes (a source holding them whole). */
-function memorySource(files: Record<string, Uint8Array>, held: string[] = []): TarDiffSource {
-  return {
-    open(path: string): SourceFile | LookupFailure {
-      const bytes = files[path];
-      if (bytes === undefined) return "missing";
-      return {
-        size: bytes.length,
-        bytes: held.includes(path) ? bytes : undefined,
-        read: (position, into, offset, length) => into.set(bytes.subarray(position, position + length), offset),
-        close() {},
-      };
-    },
-  };
-}
+import { memorySource, tarDiff, type TarDiffOp } from "./helpers/tardiff.ts";
 
 /** Rebuilds with the arena (scan_kernel.ts's loops) and without it: the bytes, or the error's message. */
 async function bothWays(blob: Uint8Array, source: TarDiffSource, options: ApplyOptions = {}): Promise<string[]> {

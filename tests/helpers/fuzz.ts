@@ -12,9 +12,8 @@ import { readFooter } from "../../src/repo/layer_record.ts";
 import { layerEntries, layerTarChunks } from "../../src/repo/layer_reader.ts";
 import { storeLayerTar } from "../../src/repo/layer_writer.ts";
 import { Repository } from "../../src/repo/repository.ts";
-import type { LookupFailure } from "../../src/oci/rootfs.ts";
 import { TarSplitter } from "../../src/tar/splitter.ts";
-import { applyTarDiff, type SourceFile, type TarDiffSource } from "../../src/tardiff/apply.ts";
+import { applyTarDiff } from "../../src/tardiff/apply.ts";
 import { TARDIFF_MAGIC } from "../../src/tardiff/format.ts";
 import { asDiffId, sha256 } from "../../src/util/digest.ts";
 import { concat } from "../../src/util/streams.ts";
@@ -22,7 +21,7 @@ import { writeVarint } from "../../src/util/varint.ts";
 import { packArchive, sampleTar, writeImage } from "./oci.ts";
 import { base256, buildTar, FIELDS, fixChecksum, headerBlock, paxRecords } from "./tar.ts";
 import { listingTarget } from "./fuzz_listing.ts";
-import { diffTar, tarFiles, zstd } from "./tardiff.ts";
+import { diffTar, memorySource, tarFiles, zstd } from "./tardiff.ts";
 import { documentTarget } from "./fuzz_documents.ts";
 import { chunkedFuzzTargets } from "./fuzz_chunked.ts";
 
@@ -369,26 +368,6 @@ async function validTars(dir: string): Promise<Uint8Array[]> {
     if (out.success) tars.push(out.stdout);
   }
   return tars;
-}
-
-/** A tar-diff source held in memory. */
-function memorySource(files: Map<string, Uint8Array>): TarDiffSource {
-  return {
-    open(path: string): SourceFile | LookupFailure {
-      const bytes = files.get(path);
-      if (bytes === undefined) return "missing";
-      return {
-        size: bytes.length,
-        read(position, into, offset, length) {
-          if (position < 0 || position + length > bytes.length) {
-            throw new Error(`tar-diff read outside the file: ${position}+${length} of ${bytes.length}`);
-          }
-          into.set(bytes.subarray(position, position + length), offset);
-        },
-        close() {},
-      };
-    },
-  };
 }
 
 /** Builds every target's valid inputs under `dir` and returns the targets by name. */

@@ -1,7 +1,8 @@
 /**
  * Test helper: a small tar-diff encoder (ops in, `tardf1\n\0` + zstd out, good or
  * hostile), a naive differ that turns an old file set and a new tar into a valid
- * tar-diff, and a writer of oci-delta artifacts into OCI layouts.
+ * tar-diff, a tar-diff source held in memory, and a writer of oci-delta
+ * artifacts into OCI layouts.
  */
 import zlib from "node:zlib";
 import { DELTA_ARTIFACT_TYPE, DeltaAnnotation, DeltaContent } from "../../src/delta/annotations.ts";
@@ -9,6 +10,8 @@ import { EMPTY_CONFIG } from "../../src/oci/documents.ts";
 import type { TarEntry } from "../../src/tar/header.ts";
 import { TarSplitter } from "../../src/tar/splitter.ts";
 import { TARDIFF_MAGIC, TARDIFF_MEDIA_TYPE } from "../../src/tardiff/format.ts";
+import type { LookupFailure } from "../../src/oci/rootfs.ts";
+import type { SourceFile, TarDiffSource } from "../../src/tardiff/source.ts";
 import { concat } from "../../src/util/streams.ts";
 import { writeVarint } from "../../src/util/varint.ts";
 import { addIndexEntry, putBlob, type WrittenImage } from "./oci.ts";
@@ -31,6 +34,35 @@ function header(op: number, size: number): Uint8Array {
   const b = new Uint8Array(11);
   b[0] = op;
   return b.subarray(0, writeVarint(b, 1, size));
+}
+
+/**
+ * A tar-diff source held in memory: path → content. Files named in `held` also
+ * offer their bytes (as a source holding them whole does). A read outside a
+ * file throws: the interpreter must keep its reads within the sizes it is given.
+ */
+export function memorySource(
+  files: Record<string, Uint8Array> | Map<string, Uint8Array>,
+  held: string[] = [],
+): TarDiffSource {
+  const byPath = files instanceof Map ? files : new Map(Object.entries(files));
+  return {
+    open(path: string): SourceFile | LookupFailure {
+      const bytes = byPath.get(path);
+      if (bytes === undefined) return "missing";
+      return {
+        size: bytes.length,
+        bytes: held.includes(path) ? bytes : undefined,
+        read(position, into, offset, length) {
+          if (position < 0 || position + length > bytes.length) {
+            throw new Error(`tar-diff read outside the file: ${position}+${length} of ${bytes.length}`);
+          }
+          into.set(bytes.subarray(position, position + length), offset);
+        },
+        close() {},
+      };
+    },
+  };
 }
 
 /** The uncompressed op stream of `ops`. */
