@@ -121,7 +121,7 @@ export async function* applyTarDiff(
   /** The output so far, its gathered reads done: the chunk to yield. */
   const full = (): Uint8Array => {
     const before = batch.reads;
-    const swept = batch.bytesRead;
+    const bytesBefore = batch.bytesRead;
     batch.flush(out);
     // A dense batch takes about one call per MiB of the files it touches whatever its size, so its calls per MiB of
     // output fall as it grows: aim at GROW_CALLS_PER_MIB. So do its bytes swept per byte of output (a sweep covers
@@ -130,7 +130,7 @@ export async function* applyTarDiff(
     if (outSize < maxBatch && outLen === outSize) {
       growTo = outSize;
       while (growTo < maxBatch && calls * (1 << 20) > GROW_CALLS_PER_MIB * growTo) growTo *= 2;
-      while (growTo < maxBatch && batch.bytesRead - swept > GROW_SWEEP_RATIO * growTo) growTo *= 2;
+      while (growTo < maxBatch && batch.bytesRead - bytesBefore > GROW_SWEEP_RATIO * growTo) growTo *= 2;
     }
     return outLen === outSize ? out : out.subarray(0, outLen);
   };
@@ -160,6 +160,15 @@ export async function* applyTarDiff(
     arena ? arena.bytes.subarray(decodeAt, decodeAt + decodeSize) : decodeSize,
     options.freeInput ?? false,
   );
+  /**
+   * Records a small read of `n` bytes of `f` at `position` into the output at
+   * `outLen` (added onto what is there when `add`), the batch's reads so far
+   * served first when it has no room left.
+   */
+  const gather = (f: SourceFile, n: number, add: boolean): void => {
+    if (batch.room === 0) batch.flush(out);
+    batch.record(f, position, outLen, n, add);
+  };
   /** Copies `n` bytes of the op stream (from `input.pos`) to the output (at `outLen`). */
   const copyInput = (n: number): void => {
     if (arena !== undefined && n >= 16) arena.copy(outAt + outLen, input.buf.byteOffset + input.pos, n);
@@ -190,7 +199,7 @@ export async function* applyTarDiff(
       outLen,
       outSize,
       before,
-      before + Math.min(batch.room, 1 << 30),
+      before + batch.room, // finite: the records are the arena's
       addLimit,
       SMALL_READ,
       position,
@@ -275,10 +284,8 @@ export async function* applyTarDiff(
             const n = Math.min(left, outSize - outLen);
             const mem = f.bytes;
             if (mem !== undefined) copyInto(out, outLen, mem, position, n);
-            else if (n < SMALL_READ) {
-              if (batch.room === 0) batch.flush(out);
-              batch.record(f, position, outLen, n, false);
-            } else f.read(position, out, outLen, n);
+            else if (n < SMALL_READ) gather(f, n, false);
+            else f.read(position, out, outLen, n);
             position += n;
             outLen += n;
             left -= n;
@@ -305,8 +312,7 @@ export async function* applyTarDiff(
             } else if (mem === undefined && n < SMALL_READ) {
               // The delta's bytes now, the source's added when the batch is served.
               copyInput(n);
-              if (batch.room === 0) batch.flush(out);
-              batch.record(f, position, outLen, n, true);
+              gather(f, n, true);
             } else {
               f.read(position, out, outLen, n);
               if (arena) {
