@@ -14,7 +14,7 @@ function content(n: number): Uint8Array {
 async function repoWithObject(dir: string, bytes: Uint8Array) {
   const repo = await Repository.open(`${dir}/repo`);
   const staging = await repo.objects.stage();
-  const hex = toHex(await staging.putSmall(bytes));
+  const hex = toHex(staging.putSmall(bytes));
   await staging.commit();
   return { repo, bytes, hex };
 }

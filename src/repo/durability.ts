@@ -52,11 +52,6 @@ export class Durability {
     return this.#fs ? "syncfs" : "fsync";
   }
 
-  /** True when each file's data is synced as it is written ({@link fileWritten}), false when barriers do it. */
-  get syncsFiles(): boolean {
-    return !this.#fs;
-  }
-
   /** Call when a file's data is written, before it is renamed into place. */
   async fileWritten(file: Deno.FsFile): Promise<void> {
     if (!this.#fs) await file.syncData();
@@ -75,6 +70,11 @@ export class Durability {
     if (this.#unflushed < EARLY_WRITEBACK || this.#flushing) return;
     this.#unflushed = 0;
     this.#flushing = this.#fs.sync().catch(() => {}).finally(() => (this.#flushing = undefined));
+  }
+
+  /** The synchronous form of {@link fileWritten}. */
+  fileWrittenSync(file: Deno.FsFile): void {
+    if (!this.#fs) file.syncDataSync();
   }
 
   /**

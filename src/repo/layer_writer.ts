@@ -48,7 +48,7 @@ class RecordSink implements TarSink {
     if (this.#small) {
       const bytes = this.#small;
       this.#small = undefined;
-      await this.record.object(bytes.length, await this.objects.putSmall(bytes));
+      await this.record.object(bytes.length, this.objects.putSmall(bytes));
     } else if (this.#large) {
       const writer = this.#large;
       this.#large = undefined;

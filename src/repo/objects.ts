@@ -25,15 +25,6 @@ import type { ObjectVerity } from "./verity.ts";
 /** Contents up to this size are gathered in memory and written in one go. */
 export const SMALL_OBJECT = 1 << 20;
 
-/**
- * Small objects written at once, at most: their files are created on the
- * runtime's blocking threads (creates in one directory take its lock in turn,
- * so more would not run faster)...
- */
-const WRITES_IN_FLIGHT = 8;
-/** ...and their bytes, held until written: beyond this, one at a time. */
-const BYTES_IN_FLIGHT = 2 << 20;
-
 /** How objects are named in messages: by their fs-verity digest. */
 export function objectName(hex: string): string {
   return `object ${hex}`;
@@ -66,31 +57,6 @@ async function publish(from: string, to: string, fan: string): Promise<boolean> 
   }
   await Deno.rename(from, to);
   return made;
-}
-
-/**
- * Writes `bytes` to a new file at `path`, its data made durable as
- * `durability` does it; false when the file is there already (an object is
- * named by its content: the same bytes, staged before).
- */
-async function writeNew(path: string, bytes: Uint8Array, durability: Durability): Promise<boolean> {
-  try {
-    if (!durability.syncsFiles) {
-      await Deno.writeFile(path, bytes, { createNew: true });
-      return true;
-    }
-    const file = await Deno.open(path, { write: true, createNew: true });
-    try {
-      await writeAll(file, bytes);
-      await durability.fileWritten(file);
-    } finally {
-      file.close();
-    }
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.AlreadyExists) return false;
-    throw e;
-  }
 }
 
 /** Objects under `<root>/XX/<62 hex>` (XX: the digest's first byte). */
@@ -133,11 +99,6 @@ export class ObjectStore {
  * Content the store (or this area) already has is not written again.
  */
 export class ObjectStaging {
-  /** Small objects being written, by digest (hex). */
-  readonly #writing = new Map<string, Promise<void>>();
-  #bytesWriting = 0;
-  #failure: unknown;
-
   constructor(readonly store: ObjectStore, readonly dir: string) {}
 
   #has(hex: string): boolean {
@@ -150,51 +111,25 @@ export class ObjectStaging {
     }
   }
 
-  /**
-   * Stores bytes held in memory; returns their raw fs-verity digest. The file
-   * is written on one of the runtime's blocking threads while the caller goes
-   * on (creating a file costs 0.1-0.5 ms of kernel time on ext4), at most
-   * {@link WRITES_IN_FLIGHT} at once; `bytes` must not change afterwards. A
-   * failed write fails a later call, or {@link commit}.
-   */
-  async putSmall(bytes: Uint8Array): Promise<Uint8Array> {
-    this.#throwFailure();
+  /** Stores bytes held in memory; returns their raw fs-verity digest. */
+  putSmall(bytes: Uint8Array): Uint8Array {
     const digest = fsverityDigest(bytes);
     const hex = toHex(digest);
-    // Not looked up in the area: a lookup there waits for the directory's lock while its creates run.
-    if (this.#writing.has(hex) || this.store.has(hex)) return digest;
-    while (
-      this.#writing.size >= WRITES_IN_FLIGHT ||
-      (this.#writing.size > 0 && this.#bytesWriting + bytes.length > BYTES_IN_FLIGHT)
-    ) await Promise.race(this.#writing.values());
-    this.#throwFailure();
+    if (this.#has(hex)) return digest;
     // Written under its final name in the area: a failed write fails the layer, and the area goes with it.
     const path = `${this.dir}/${hex}`;
-    const durability = this.store.durability;
-    const written = writeNew(path, bytes, durability).then(
-      (wrote) => {
-        if (wrote) durability.wrote(bytes.length);
-      },
-      (e) => {
-        this.#failure ??= osErrorAt(e, path);
-      },
-    ).finally(() => {
-      this.#writing.delete(hex);
-      this.#bytesWriting -= bytes.length;
-    });
-    this.#writing.set(hex, written);
-    this.#bytesWriting += bytes.length;
+    const file = Deno.openSync(path, { write: true, createNew: true });
+    try {
+      let off = 0;
+      while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
+      this.store.durability.fileWrittenSync(file);
+      this.store.durability.wrote(bytes.length);
+    } catch (e) {
+      throw osErrorAt(e, path);
+    } finally {
+      file.close();
+    }
     return digest;
-  }
-
-  /** Waits for the writes in flight; throws the first that failed. */
-  async settle(): Promise<void> {
-    await Promise.all(this.#writing.values());
-    this.#throwFailure();
-  }
-
-  #throwFailure(): void {
-    if (this.#failure !== undefined) throw this.#failure;
   }
 
   /** Starts a streamed object of unknown digest. */
@@ -217,7 +152,6 @@ export class ObjectStaging {
    * `objects/`, and a barrier for the renames. Returns how many were added.
    */
   async commit(): Promise<number> {
-    await this.settle();
     const durability = this.store.durability;
     const staged: string[] = [];
     for await (const e of Deno.readDir(this.dir)) {
@@ -240,7 +174,6 @@ export class ObjectStaging {
 
   /** Drops every staged object. */
   async abort(): Promise<void> {
-    await Promise.all(this.#writing.values());
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
 }
