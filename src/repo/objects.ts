@@ -38,7 +38,7 @@ export function objectPath(root: string, hex: string): string {
 /**
  * Renames the staged object `from` to `to` in the fan directory `fan`, making
  * that directory when it is not there yet: a repository starts with none
- * (making all 256 up front took 0.1-0.2 s of a first pull on ext4). Returns
+ * (making all 256 up front took 0.1-0.2 s of kernel time on ext4). Returns
  * true when this call made it (its parent then needs a barrier too).
  */
 async function publish(from: string, to: string, fan: string): Promise<boolean> {
