@@ -21,32 +21,19 @@ type Event =
 
 /**
  * Parses `strace -f -y` output into events: renames when they start (the new
- * name may be visible from then on; those that failed are left out), syncs when
- * they finish (only then is the barrier passed).
+ * name may be visible from then on), syncs when they finish (only then is the
+ * barrier passed).
  */
 function parseTrace(text: string): Event[] {
   const events: Event[] = [];
   const pending = new Map<string, string>(); // pid -> unfinished sync line
-  const pendingRename = new Map<string, Event>(); // pid -> its unfinished rename
-  // A rename that failed published nothing (an object's first into a fan directory not made yet).
-  const dropped = new Set<Event>();
-  const failed = /= -1 \w+/;
   for (const raw of text.split("\n")) {
     const line = raw.replace(/^(\[pid\s+)?(\d+)\]?\s+/, "$2 ");
     const pid = line.split(" ")[0];
     const rest = line.slice(pid.length + 1);
     const rename = /^rename(?:at2?)?\((?:[^,]*, )?"([^"]+)", (?:[^,]*, )?"([^"]+)"/.exec(rest);
     if (rename) {
-      const event: Event = { call: "rename", from: rename[1], to: rename[2] };
-      events.push(event);
-      if (failed.test(rest)) dropped.add(event);
-      if (rest.includes("<unfinished ...>")) pendingRename.set(pid, event);
-      continue;
-    }
-    if (/^<\.\.\. rename(?:at2?)? resumed>/.test(rest)) {
-      const event = pendingRename.get(pid);
-      pendingRename.delete(pid);
-      if (event && failed.test(rest)) dropped.add(event);
+      events.push({ call: "rename", from: rename[1], to: rename[2] });
       continue;
     }
     const sync = /^(syncfs|fdatasync|fsync)\((\d+)<([^>]*)>/.exec(rest);
@@ -62,7 +49,7 @@ function parseTrace(text: string): Event[] {
       if (start) events.push(syncEvent(start[1], start[3]));
     }
   }
-  return events.filter((e) => !dropped.has(e));
+  return events;
 }
 
 function syncEvent(call: string, path: string): Event {

@@ -30,7 +30,8 @@ export async function createRepository(root: string, sync: SyncMode | undefined)
   try {
     const dirs = ["tmp", "layers/sha256", "blobs/sha256", "images/sha256", "tags"];
     for (const dir of dirs) await Deno.mkdir(`${staging}/${dir}`, { recursive: true });
-    await Deno.mkdir(`${staging}/objects`); // its fan directories are made as objects come (objects.ts)
+    const fans = objectFans(`${staging}/objects`);
+    for (const fan of fans) await Deno.mkdir(fan, { recursive: true });
     await Deno.writeTextFile(`${staging}/lock`, "");
     const verity = await probeVerity(`${staging}/tmp`);
     await Deno.writeFile(`${staging}/${FORMAT_FILE}`, encodeFormat({ version: FORMAT_VERSION, verity }));
@@ -47,6 +48,7 @@ export async function createRepository(root: string, sync: SyncMode | undefined)
       `${staging}/blobs`,
       `${staging}/images`,
       `${staging}/objects`,
+      ...fans,
     ]);
     try {
       await Deno.rename(staging, root); // replaces an empty directory, never a full one
