@@ -256,7 +256,7 @@ export class ReadBatch {
       start[b] = at;
       at += this.#bCount[b];
     }
-    const order = this.#order = this.#order.length >= count ? this.#order : grow(this.#order, count);
+    const order = (this.#order = grow(this.#order, count)); // the arena's is never outgrown (count <= its room)
     const fill = this.#bCount; // reused as the fill cursor; rebuilt below
     for (let b = 0; b < buckets; b++) fill[b] = start[b];
     const bucket = this.#bucket;

@@ -47,6 +47,7 @@ export async function wholeFile(file: SourceFile): Promise<Uint8Array> {
   file.read(0, bytes, 0, file.size);
   return bytes;
 }
+
 /** What is said when Open's path (`shown`, quoted) finds no regular file. */
 export function lookupMessage(failure: LookupFailure, shown: string): string {
   switch (failure) {

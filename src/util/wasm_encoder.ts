@@ -111,6 +111,8 @@ export interface WasmFunction {
   body: number[];
 }
 
+/** `\0asm`, version 1. */
+const MAGIC_VERSION = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
 const vector = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
 const section = (id: number, content: number[]): number[] => [id, ...uleb(content.length), ...content];
 const name = (s: string): number[] => [...uleb(s.length), ...new TextEncoder().encode(s)];
@@ -127,14 +129,7 @@ export function wasmModule(functions: WasmFunction[], minPages = 1): Uint8Array<
     return [...uleb(all.length), ...all];
   });
   return new Uint8Array([
-    0x00,
-    0x61,
-    0x73,
-    0x6d,
-    0x01,
-    0x00,
-    0x00,
-    0x00,
+    ...MAGIC_VERSION,
     ...section(1, vector(types)),
     ...section(2, vector([[...name("e"), ...name("m"), 0x02, 0x00, ...uleb(minPages)]])),
     ...section(3, vector(functions.map((_, i) => uleb(i)))),
