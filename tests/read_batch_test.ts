@@ -97,31 +97,41 @@ Deno.test("scattered tiny AddData ops are served with a few reads per batch, not
   assert.equal(source.open_, 0, "every source file closed");
 });
 
+/** A batch memory of `limit` bytes: what is left of it, and how many reservations it granted. */
+function batchBudget(limit: number) {
+  const budget = {
+    left: limit,
+    grants: 0,
+    memory: {
+      reserve(bytes: number): boolean {
+        if (bytes > budget.left) return false;
+        budget.left -= bytes;
+        budget.grants++;
+        return true;
+      },
+      release(bytes: number): void {
+        budget.left += bytes;
+      },
+    } as BatchMemory,
+  };
+  return budget;
+}
+
+/** A batch memory with no room: the batch never grows. */
+const NO_MEMORY: BatchMemory = { reserve: () => false, release: () => assert.fail("nothing was taken") };
+
 Deno.test("the output batch grows only within the memory it is given, and gives it back", async () => {
   const old = noise(8 << 20, 3); // 8 buckets: a 256 KiB batch takes 32 read calls per MiB, so it grows
   const { ops, want } = scattered(old, 40_000, 8);
-  const taken: number[] = [];
-  let left = 1 << 20;
-  const memory: BatchMemory = {
-    reserve(bytes) {
-      if (bytes > left) return false;
-      left -= bytes;
-      taken.push(bytes);
-      return true;
-    },
-    release(bytes) {
-      left += bytes;
-    },
-  };
+  const budget = batchBudget(1 << 20);
   const source = new CountingSource({ old });
-  const got = await rebuild(tarDiff(ops), source, { outputSize: 256 << 10, memory });
+  const got = await rebuild(tarDiff(ops), source, { outputSize: 256 << 10, memory: budget.memory });
   assert.ok(got.every((b, i) => b === want[i]) && got.length === want.length, "rebuilt bytes match");
-  assert.ok(taken.length > 0, "the batch grew");
-  assert.equal(left, 1 << 20, "what was taken is given back");
+  assert.ok(budget.grants > 0, "the batch grew");
+  assert.equal(budget.left, 1 << 20, "what was taken is given back");
   // Without memory to grow into, the same delta still applies, with more (but still few) reads.
   const tight = new CountingSource({ old });
-  const none: BatchMemory = { reserve: () => false, release: () => assert.fail("nothing was taken") };
-  const again = await rebuild(tarDiff(ops), tight, { outputSize: 256 << 10, memory: none });
+  const again = await rebuild(tarDiff(ops), tight, { outputSize: 256 << 10, memory: NO_MEMORY });
   assert.ok(again.every((b, i) => b === want[i]) && again.length === want.length);
   assert.ok(tight.reads < 40_000 / 20, `${tight.reads} read calls at a fixed 256 KiB batch`);
 });
@@ -224,29 +234,20 @@ Deno.test("a batch that sweeps much more of its files than it outputs grows, eve
   // 4 buckets: a 256 KiB batch takes about 4 read calls (16 per MiB, not over the calls rule) but copies ~4 MiB.
   const old = noise(4 << 20, 21);
   const { ops, want } = scattered(old, 40_000, 4);
-  let taken = 0;
-  const memory: BatchMemory = {
-    reserve(bytes) {
-      taken += bytes;
-      return true;
-    },
-    release(bytes) {
-      taken -= bytes;
-    },
-  };
+  const budget = batchBudget(1 << 30);
   const grown = new CountingSource({ old });
   let most = 0;
   const parts: Uint8Array[] = [];
-  for await (const c of applyTarDiff(ReadableStream.from([tarDiff(ops)]), grown, { outputSize: 256 << 10, memory })) {
+  const options = { outputSize: 256 << 10, memory: budget.memory };
+  for await (const c of applyTarDiff(ReadableStream.from([tarDiff(ops)]), grown, options)) {
     most = Math.max(most, c.length);
     parts.push(c.slice());
   }
   assert.deepEqual(concat(parts), want);
   assert.ok(most >= 1 << 20, `the batch grew to ${most} bytes`);
-  assert.equal(taken, 0, "what was taken is given back");
+  assert.equal(budget.left, 1 << 30, "what was taken is given back");
   const fixed = new CountingSource({ old });
-  const none: BatchMemory = { reserve: () => false, release: () => assert.fail("nothing was taken") };
-  assert.deepEqual(await rebuild(tarDiff(ops), fixed, { outputSize: 256 << 10, memory: none }), want);
+  assert.deepEqual(await rebuild(tarDiff(ops), fixed, { outputSize: 256 << 10, memory: NO_MEMORY }), want);
   assert.ok(
     grown.counts.bytesRead * 2 < fixed.counts.bytesRead,
     `bytes swept: ${grown.counts.bytesRead} grown, ${fixed.counts.bytesRead} at a fixed 256 KiB batch`,
